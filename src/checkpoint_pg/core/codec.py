@@ -1,0 +1,132 @@
+"""Serialize, hash and (optionally) encrypt values: one stored object per distinct value."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+
+from checkpoint_pg.errors import ConfigError, SerializationError, ValueTooLargeError
+from checkpoint_pg.schema import KIND
+
+__all__ = ["StoredObject", "EncodedValue", "ValueCodec", "HASH_SIZE"]
+
+HASH_SIZE = 16
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """One row of the objects table."""
+
+    hash: bytes
+    type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedValue:
+    """A value as rows: its kind, the hashes it refers to, and the objects behind them."""
+
+    kind: int
+    hashes: tuple[bytes, ...]
+    objects: tuple[StoredObject, ...]
+
+    @property
+    def refs(self) -> bytes:
+        return b"".join(self.hashes)
+
+
+def split_refs(refs: bytes) -> list[bytes]:
+    """Cut a refs column into its 16-byte hashes."""
+    return [refs[i : i + HASH_SIZE] for i in range(0, len(refs), HASH_SIZE)]
+
+
+class ValueCodec:
+    """Turns channel values and writes into content-addressed objects and back.
+
+    A plain ``list`` is stored element by element so that a list which grows
+    by appending (the messages list) shares every element with its previous
+    versions and with the writes that produced them. Other values are one
+    object each. Objects are keyed by a 16-byte BLAKE2b hash of the plaintext
+    serialization; with an `EncryptedSerializer` the hash is keyed, so the
+    stored hashes reveal nothing about the plaintext, and the bytes stored are
+    encrypted exactly as `EncryptedSerializer.dumps_typed` would.
+    """
+
+    def __init__(
+        self,
+        serde: SerializerProtocol,
+        *,
+        hash_key: bytes | None = None,
+        max_value_bytes: int | None = None,
+    ) -> None:
+        self.serde = serde
+        if isinstance(serde, EncryptedSerializer):
+            self._plain = serde.serde
+            self._cipher = serde.cipher
+            self._key = hash_key if hash_key is not None else _key_from_env()
+        else:
+            self._plain = serde
+            self._cipher = None
+            self._key = hash_key or b""
+        if len(self._key) > 64:
+            raise ConfigError(f"hash_key is {len(self._key)} bytes long: at most 64 are allowed")
+        self.max_value_bytes = max_value_bytes
+
+    @property
+    def encrypted(self) -> bool:
+        return self._cipher is not None
+
+    def dump(self, value: Any) -> StoredObject:
+        """Serialize one value into an object (hash of the plaintext, stored bytes)."""
+        try:
+            typ, data = self._plain.dumps_typed(value)
+        except Exception as exc:
+            raise SerializationError(
+                f"cannot serialize a value of type {type(value).__name__}: {exc}"
+            ) from exc
+        if self.max_value_bytes is not None and len(data) > self.max_value_bytes:
+            raise ValueTooLargeError(
+                f"a value of type {type(value).__name__} serializes to {len(data)} bytes, "
+                f"over the limit of {self.max_value_bytes} (max_value_bytes); "
+                "store large payloads elsewhere and keep a reference in the state",
+                size=len(data),
+                limit=self.max_value_bytes,
+            )
+        h = hashlib.blake2b(typ.encode() + b"\0" + data, digest_size=HASH_SIZE, key=self._key)
+        if self._cipher is not None:
+            cname, data = self._cipher.encrypt(data)
+            typ = f"{typ}+{cname}"
+        return StoredObject(h.digest(), typ, data)
+
+    def encode(self, value: Any) -> EncodedValue:
+        """Encode a channel value or a write: lists element-wise, anything else whole."""
+        if type(value) is list:
+            objs = tuple(self.dump(v) for v in value)
+            return EncodedValue(KIND.LIST, tuple(o.hash for o in objs), objs)
+        obj = self.dump(value)
+        return EncodedValue(KIND.SCALAR, (obj.hash,), (obj,))
+
+    def load(self, typ: str, data: bytes) -> Any:
+        try:
+            return self.serde.loads_typed((typ, data))
+        except Exception as exc:
+            raise SerializationError(
+                f"cannot deserialize a stored object of type {typ!r}: {exc}"
+            ) from exc
+
+
+def _key_from_env() -> bytes:
+    raw = os.environ.get("LANGGRAPH_AES_KEY")
+    if not raw:
+        raise ConfigError(
+            "an EncryptedSerializer needs a secret hash key so that stored hashes do not "
+            "reveal the plaintext: pass hash_key=<16-64 secret bytes> to the saver "
+            "(keep it with your encryption key), or set LANGGRAPH_AES_KEY"
+        )
+    # Derived, not the AES key itself: the hash key must not double as the cipher key.
+    return hashlib.blake2b(raw.encode(), digest_size=32, person=b"cpg-hash-key").digest()

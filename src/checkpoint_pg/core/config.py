@@ -1,0 +1,125 @@
+"""Reading and checking the configs and metadata that LangGraph passes to a saver."""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import CheckpointMetadata, get_checkpoint_metadata
+
+from checkpoint_pg.errors import ConfigError, SerializationError
+
+__all__ = ["Target", "target_of", "normalize_thread_id", "metadata_json", "checkpoint_config"]
+
+
+class Target(tuple[str, str, "str | None"]):
+    """(thread_id, checkpoint_ns, checkpoint_id or None) named for readability."""
+
+    __slots__ = ()
+
+    @property
+    def thread_id(self) -> str:
+        return self[0]
+
+    @property
+    def ns(self) -> str:
+        return self[1]
+
+    @property
+    def checkpoint_id(self) -> str | None:
+        return self[2]
+
+
+def normalize_thread_id(value: Any) -> str:
+    """A thread id is a str (a UUID is taken as its canonical string).
+
+    Ints are refused rather than converted: with ``str(1) == "1"`` the threads
+    ``1`` and ``"1"`` would silently become one thread.
+    """
+    if isinstance(value, str):
+        return _text(value, "thread_id")
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise ConfigError(
+        f"thread_id must be a str, got {type(value).__name__} {value!r}; "
+        f"pass str({value!r}) explicitly if that is the thread you mean "
+        "(ints are not converted so that 1 and '1' never alias)"
+    )
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{what} must be a str, got {type(value).__name__} {value!r}")
+    if "\x00" in value:
+        raise ConfigError(f"{what} {value!r} contains a NUL character, which cannot be stored")
+    return value
+
+
+def target_of(config: RunnableConfig | None, *, need_checkpoint_id: bool = False) -> Target:
+    """Extract (thread_id, checkpoint_ns, checkpoint_id) or say what is missing."""
+    conf = (config or {}).get("configurable") or {}
+    if "thread_id" not in conf or conf["thread_id"] is None:
+        raise ConfigError(
+            "the config has no configurable.thread_id: pass "
+            "{'configurable': {'thread_id': '<your thread>'}} to invoke/stream/get_state"
+        )
+    thread_id = normalize_thread_id(conf["thread_id"])
+    ns = _text(conf.get("checkpoint_ns") or "", "checkpoint_ns")
+    cid = conf.get("checkpoint_id")
+    if cid is not None:
+        cid = _text(cid, "checkpoint_id")
+    elif need_checkpoint_id:
+        raise ConfigError(
+            f"the config of thread {thread_id!r} has no configurable.checkpoint_id: "
+            "writes belong to a checkpoint, pass the config that put() returned"
+        )
+    return Target((thread_id, ns, cid or None))
+
+
+def checkpoint_config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
+    return {
+        "configurable": {
+            "thread_id": thread_id,
+            "checkpoint_ns": ns,
+            "checkpoint_id": checkpoint_id,
+        }
+    }
+
+
+def _check_json(value: Any, path: str) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise SerializationError(
+                f"metadata {path} contains a NUL character, which Postgres JSON cannot store"
+            )
+    elif isinstance(value, bool) or value is None or isinstance(value, int):
+        return
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise SerializationError(f"metadata {path} is {value!r}, which JSON cannot store")
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise SerializationError(f"metadata {path} has a non-str key {k!r}")
+            _check_json(k, f"{path} key")
+            _check_json(v, f"{path}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_json(v, f"{path}[{i}]")
+    else:
+        raise SerializationError(
+            f"metadata {path} is a {type(value).__name__}, which is not JSON: "
+            "metadata holds JSON values (str, int, float, bool, None, lists, dicts)"
+        )
+
+
+def metadata_json(config: RunnableConfig, metadata: CheckpointMetadata) -> tuple[dict[str, Any], str]:
+    """The metadata LangGraph stores (config keys merged in), checked and as JSON text."""
+    md = dict(get_checkpoint_metadata(config, metadata))
+    md.pop("writes", None)
+    _check_json(md, "metadata")
+    return md, json.dumps(md, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,608 @@
+"""The saver's operations as I/O-free generators.
+
+Each operation yields `Batch`es of statements and receives their rows back;
+`checkpoint_pg.shells` drives the same generator on a sync or an async
+connection, inside one transaction. So put, list, prune... are written once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+    PendingWrite,
+    writes_sort_key,
+)
+
+from checkpoint_pg.core.codec import EncodedValue, ValueCodec, split_refs
+from checkpoint_pg.core.config import checkpoint_config, metadata_json, target_of
+from checkpoint_pg.core.values import (
+    ListCache,
+    ListState,
+    ValueRow,
+    plan_channel_value,
+    resolve_hashes,
+    unique_objects,
+)
+from checkpoint_pg.errors import ConfigError, IntegrityError, SerializationError
+from checkpoint_pg.schema import KIND
+from checkpoint_pg.sql import Stmt
+
+__all__ = ["Batch", "Ctx", "Op", "ops"]
+
+# LangGraph's own version strings: a zero-padded counter, then a random part. Only
+# these sort like the versions they stand for, which reading a delta chain needs.
+_OUR_VERSION = re.compile(r"^\d{32}\.")
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Statements sent together (pipelined on Postgres). ``fetch``: the op reads rows."""
+
+    stmts: Sequence[Stmt]
+    fetch: bool = True
+
+
+Op = Generator[Batch, list[Any], Any]
+
+
+class SQL(Protocol):
+    """What the core needs from a backend's SQL module (sql/postgres.py, sql/sqlite.py)."""
+
+    name: str
+    single_query_get: bool
+
+    def __getattr__(self, name: str) -> Any: ...
+
+
+@dataclass
+class Ctx:
+    """Everything an operation needs besides the connection."""
+
+    sql: Any
+    codec: ValueCodec
+    cache: ListCache = field(default_factory=ListCache)
+
+
+@dataclass
+class Memo:
+    """Decoded objects and resolved lists, shared across the pages of one listing."""
+
+    objects: dict[tuple[str, bytes], Any] = field(default_factory=dict)
+    lists: dict[tuple[str, str, str], dict[str, tuple[bytes, ...]]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+
+
+def _loads_md(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, (str, bytes)):
+        return json.loads(raw)
+    return dict(raw)
+
+
+# -- writing ------------------------------------------------------------------------
+
+
+def put(
+    ctx: Ctx,
+    config: RunnableConfig,
+    checkpoint: Checkpoint,
+    metadata: CheckpointMetadata,
+    new_versions: ChannelVersions,
+) -> Op:
+    target = target_of(config)
+    t, ns, parent = target.thread_id, target.ns, target.checkpoint_id
+    cid = checkpoint["id"]
+    if not isinstance(cid, str) or not cid:
+        raise ConfigError(f"checkpoint id must be a non-empty str, got {cid!r}")
+    values = checkpoint.get("channel_values") or {}
+    versions = checkpoint.get("channel_versions") or {}
+    rows: list[ValueRow] = []
+    objs = []
+    required: dict[tuple[str, str], None] = {}
+    for ch, ver in new_versions.items():
+        enc = ctx.codec.encode(values[ch]) if ch in values else None
+        row, row_objs, needs = plan_channel_value((t, ns, ch), ver, enc, ctx.cache)
+        rows.append(row)
+        objs.extend(row_objs)
+        if needs is not None:
+            required[(ch, needs)] = None
+    for ch, ver in versions.items():
+        if ch not in new_versions:
+            required[(ch, str(ver))] = None
+    doc_fields = {k: v for k, v in checkpoint.items() if k != "channel_values"}
+    try:
+        doc = json.dumps(doc_fields, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(f"checkpoint {cid!r} has fields that are not JSON: {exc}") from None
+    md, md_json = metadata_json(config, metadata)
+    run_id = md.get("run_id")
+    stmts = [
+        ctx.sql.upsert_thread(t, md_json if ns == "" else None),
+        *ctx.sql.insert_objects(t, unique_objects(objs)),
+        *ctx.sql.insert_values(t, ns, rows),
+        ctx.sql.insert_checkpoint(
+            t, ns, cid, parent, None if run_id is None else str(run_id), doc, md_json, list(required)
+        ),
+    ]
+    yield Batch(stmts, fetch=False)
+    return checkpoint_config(t, ns, cid)
+
+
+def put_writes(
+    ctx: Ctx,
+    config: RunnableConfig,
+    writes: Sequence[tuple[str, Any]],
+    task_id: str,
+    task_path: str,
+) -> Op:
+    target = target_of(config, need_checkpoint_id=True)
+    assert target.checkpoint_id is not None
+    if not writes:
+        return None
+    rows = []
+    for idx, (channel, value) in enumerate(writes):
+        enc: EncodedValue = ctx.codec.encode(value)
+        rows.append(
+            (WRITES_IDX_MAP.get(channel, idx), channel, enc.kind, enc.refs, unique_objects(enc.objects))
+        )
+    yield Batch(
+        ctx.sql.insert_writes(
+            target.thread_id, target.ns, target.checkpoint_id, task_id, task_path or "", rows
+        ),
+        fetch=False,
+    )
+    return None
+
+
+# -- reading ------------------------------------------------------------------------
+
+
+@dataclass
+class _Loaded:
+    """Rows read for a set of checkpoints of one (thread, ns)."""
+
+    values: dict[str, dict[str, tuple[int, str | None, bytes]]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+    roots: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    writes: dict[str, list[tuple[str, int, str, str, int, bytes]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+
+
+def _decode(ctx: Ctx, memo: Memo, t: str, kind: int, hashes: Iterable[bytes]) -> Any:
+    objs = memo.objects
+    if kind == KIND.SCALAR:
+        (h,) = hashes
+        return objs[(t, h)]
+    return [objs[(t, h)] for h in hashes]
+
+
+def _fetch_objects(ctx: Ctx, memo: Memo, t: str, rows: Iterable[tuple[bytes, str, bytes]]) -> None:
+    for h, typ, data in rows:
+        memo.objects[(t, bytes(h))] = ctx.codec.load(typ, bytes(data))
+
+
+def _build(
+    ctx: Ctx,
+    memo: Memo,
+    t: str,
+    ns: str,
+    cid: str,
+    parent: str | None,
+    doc: dict[str, Any],
+    md: dict[str, Any],
+    loaded: _Loaded,
+    remember: bool,
+) -> CheckpointTuple:
+    channel_values: dict[str, Any] = {}
+    for ch, ver in doc.get("channel_versions", {}).items():
+        sver = str(ver)
+        rows = loaded.values.get(ch)
+        row = rows.get(sver) if rows else None
+        if row is None or row[0] == KIND.EMPTY:
+            continue
+        if row[0] == KIND.SCALAR:
+            channel_values[ch] = _decode(ctx, memo, t, KIND.SCALAR, [row[2]])
+            continue
+        lists = memo.lists[(t, ns, ch)]
+        hashes = resolve_hashes(rows, sver, lists, f"thread {t!r} channel {ch!r}")
+        channel_values[ch] = _decode(ctx, memo, t, KIND.LIST, hashes)
+        if remember and isinstance(ver, str) and _OUR_VERSION.match(ver):
+            root, depth = sver, 0
+            while rows[root][0] == KIND.DELTA:
+                root = rows[root][1]  # type: ignore[assignment]
+                depth += 1
+            ctx.cache.set((t, ns, ch), ListState(sver, hashes, root, depth))
+    pending: list[tuple[tuple[str, str, int], PendingWrite]] = []
+    for task_id, idx, channel, path, kind, refs in loaded.writes.get(cid, ()):
+        value = _decode(ctx, memo, t, kind, split_refs(refs))
+        pending.append((writes_sort_key(path, task_id, idx), (task_id, channel, value)))
+    pending.sort(key=lambda p: p[0])
+    checkpoint: Checkpoint = {**doc, "channel_values": channel_values}  # type: ignore[typeddict-item]
+    return CheckpointTuple(
+        config=checkpoint_config(t, ns, cid),
+        checkpoint=checkpoint,
+        metadata=md,  # type: ignore[arg-type]
+        parent_config=checkpoint_config(t, ns, parent) if parent else None,
+        pending_writes=[p[1] for p in pending],
+    )
+
+
+def _load_rows(
+    ctx: Ctx, memo: Memo, cps: Sequence[tuple[str, str, str, str | None, dict[str, Any]]]
+) -> Generator[Batch, list[Any], dict[tuple[str, str], _Loaded]]:
+    """Read values (with their delta chains), writes and objects of some checkpoints."""
+    groups: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for t, ns, cid, _, doc in cps:
+        groups[(t, ns)].append((cid, doc))
+    keys = list(groups)
+    stmts: list[Stmt] = []
+    for t, ns in keys:
+        pairs = sorted(
+            {(ch, str(v)) for _, doc in groups[(t, ns)] for ch, v in doc.get("channel_versions", {}).items()}
+        )
+        stmts.append(ctx.sql.select_values(t, ns, pairs))
+        stmts.append(ctx.sql.select_writes(t, ns, [cid for cid, _ in groups[(t, ns)]]))
+    res = yield Batch(stmts)
+    loaded: dict[tuple[str, str], _Loaded] = {}
+    ranges_stmts: list[tuple[tuple[str, str], Stmt]] = []
+    for i, (t, ns) in enumerate(keys):
+        ld = loaded[(t, ns)] = _Loaded()
+        _add_values(ld, res[2 * i])
+        for cid, task_id, idx, channel, path, kind, refs in res[2 * i + 1]:
+            ld.writes[cid].append((task_id, idx, channel, path, kind, bytes(refs)))
+        ranges = _missing_chain_ranges(ld)
+        if ranges:
+            ranges_stmts.append(((t, ns), ctx.sql.select_value_ranges(t, ns, ranges)))
+    if ranges_stmts:
+        res = yield Batch([s for _, s in ranges_stmts])
+        for (key, _), rows in zip(ranges_stmts, res):
+            _add_values(loaded[key], rows)
+    need: dict[str, set[bytes]] = defaultdict(set)
+    for (t, _), ld in loaded.items():
+        for rows in ld.values.values():
+            for _, _, refs in rows.values():
+                need[t].update(split_refs(refs))
+        for ws in ld.writes.values():
+            for w in ws:
+                need[t].update(split_refs(w[5]))
+    obj_stmts: list[tuple[str, Stmt]] = []
+    for t, hashes in need.items():
+        missing = [h for h in hashes if (t, h) not in memo.objects]
+        if missing:
+            obj_stmts.extend((t, s) for s in ctx.sql.select_objects(t, missing))
+    if obj_stmts:
+        res = yield Batch([s for _, s in obj_stmts])
+        for (t, _), rows in zip(obj_stmts, res):
+            _fetch_objects(ctx, memo, t, rows)
+    return loaded
+
+
+def _add_values(ld: _Loaded, rows: Iterable[Sequence[Any]]) -> None:
+    for channel, version, kind, base, root, refs in rows:
+        ld.values[channel][version] = (kind, base, bytes(refs))
+        ld.roots[(channel, version)] = root
+
+
+def _missing_chain_ranges(ld: _Loaded) -> list[tuple[str, str, str]]:
+    """Per channel, the version range holding the delta chains not read yet."""
+    out = []
+    for ch, rows in ld.values.items():
+        lo = hi = None
+        for ver, (kind, base, _) in rows.items():
+            if kind == KIND.DELTA and base not in rows:
+                root = ld.roots.get((ch, ver)) or base
+                lo = root if lo is None or root < lo else lo
+                hi = ver if hi is None or ver > hi else hi
+        if lo is not None and hi is not None:
+            out.append((ch, lo, hi))
+    return out
+
+
+def _parse_doc(raw: Any) -> dict[str, Any]:
+    return json.loads(raw) if isinstance(raw, (str, bytes)) else dict(raw)
+
+
+def get_tuple(ctx: Ctx, config: RunnableConfig) -> Op:
+    target = target_of(config)
+    t, ns, cid = target
+    memo = Memo()
+    if ctx.sql.single_query_get:
+        (rows,) = yield Batch([ctx.sql.get_tuple_stmt(t, ns, cid)])
+        return _from_tagged(ctx, memo, t, ns, rows)
+    (cps,) = yield Batch(
+        [
+            ctx.sql.select_checkpoints(
+                thread_id=t, ns=ns, checkpoint_id=cid, before=None, filter=None, limit=1
+            )
+        ]
+    )
+    if not cps:
+        return None
+    _, _, found, parent, raw_doc, raw_md = cps[0]
+    doc = _parse_doc(raw_doc)
+    loaded = yield from _load_rows(ctx, memo, [(t, ns, found, parent, doc)])
+    return _build(ctx, memo, t, ns, found, parent, doc, _loads_md(raw_md), loaded[(t, ns)], True)
+
+
+def _from_tagged(ctx: Ctx, memo: Memo, t: str, ns: str, rows: Sequence[Sequence[Any]]) -> Any:
+    ld = _Loaded()
+    head = None
+    objects = []
+    for tag, a, b, c, d, n, k, r, h in rows:
+        if tag == 0:
+            head = (a, b, c, d)
+        elif tag == 1:
+            ld.values[a][b] = (k, c, bytes(r))
+        elif tag == 2:
+            ld.writes["*"].append((a, n, b, c, k, bytes(r)))
+        else:
+            objects.append((h, a, r))
+    if head is None:
+        return None
+    cid, parent, raw_doc, raw_md = head
+    ld.writes = {cid: ld.writes.get("*", [])}  # type: ignore[assignment]
+    _fetch_objects(ctx, memo, t, objects)
+    doc = _parse_doc(raw_doc)
+    return _build(ctx, memo, t, ns, cid, parent, doc, _loads_md(raw_md), ld, True)
+
+
+LIST_PAGE = 100
+
+
+def list_page(
+    ctx: Ctx,
+    memo: Memo,
+    config: RunnableConfig | None,
+    *,
+    filter: dict[str, Any] | None,
+    before: RunnableConfig | None,
+    limit: int | None,
+    after: tuple[str, str, str] | None,
+) -> Op:
+    """One page of `list()`: newest first, keyset-paginated by ``after``."""
+    thread_id = ns = cid = None
+    if config is not None:
+        target = target_of(config)
+        thread_id, cid = target.thread_id, target.checkpoint_id
+        ns = (config.get("configurable") or {}).get("checkpoint_ns")
+    before_id = None
+    if before is not None:
+        before_id = (before.get("configurable") or {}).get("checkpoint_id")
+    if filter is not None:
+        if not isinstance(filter, Mapping) or not all(isinstance(k, str) for k in filter):
+            raise ConfigError(f"filter must be a dict with str keys, got {filter!r}")
+        filter = dict(filter)
+    page = LIST_PAGE if limit is None else min(limit, LIST_PAGE)
+    (cps,) = yield Batch(
+        [
+            ctx.sql.select_checkpoints(
+                thread_id=thread_id,
+                ns=ns,
+                checkpoint_id=cid,
+                before=before_id,
+                filter=filter,
+                limit=page,
+                after=after,
+            )
+        ]
+    )
+    if not cps:
+        return [], None
+    parsed = [(t, n, c, p, _parse_doc(doc)) for t, n, c, p, doc, _ in cps]
+    loaded = yield from _load_rows(ctx, memo, parsed)
+    out = [
+        _build(ctx, memo, t, n, c, p, doc, _loads_md(raw[5]), loaded[(t, n)], False)
+        for (t, n, c, p, doc), raw in zip(parsed, cps)
+    ]
+    last = cps[-1]
+    nxt = (last[2], last[1], last[0]) if len(cps) == page else None
+    return out, nxt
+
+
+def get_delta_channel_history(
+    ctx: Ctx, config: RunnableConfig, channels: Sequence[str]
+) -> Op:
+    """Writes of ``channels`` along the parent chain, back to the nearest stored value."""
+    if not channels:
+        return {}
+    target = target_of(config)
+    t, ns, cid = target
+    (cps,) = yield Batch([ctx.sql.select_thread_checkpoints(t)])
+    by_id = {c[1]: (c[2], _parse_doc(c[3])) for c in cps if c[0] == ns}
+    if cid is None:
+        cid = max(by_id, default=None)
+    chain: list[str] = []
+    cur = by_id[cid][0] if cid in by_id else None
+    while cur is not None and cur in by_id and len(chain) <= len(by_id):
+        chain.append(cur)
+        cur = by_id[cur][0]
+    if not chain:
+        return {ch: {"writes": []} for ch in channels}
+    memo = Memo()
+    loaded = yield from _load_rows(ctx, memo, [(t, ns, c, by_id[c][0], by_id[c][1]) for c in chain])
+    ld = loaded[(t, ns)]
+    result: dict[str, DeltaChannelHistory] = {}
+    for ch in channels:
+        collected: list[PendingWrite] = []
+        entry: DeltaChannelHistory = {"writes": collected}
+        for c in chain:  # nearest ancestor first
+            ws = sorted(
+                (w for w in ld.writes.get(c, ()) if w[2] == ch),
+                key=lambda w: writes_sort_key(w[3], w[0], w[1]),
+            )
+            for task_id, idx, channel, _, kind, refs in reversed(ws):
+                collected.append((task_id, channel, _decode(ctx, memo, t, kind, split_refs(refs))))
+            ver = by_id[c][1].get("channel_versions", {}).get(ch)
+            rows = ld.values.get(ch)
+            row = rows.get(str(ver)) if rows and ver is not None else None
+            if row is not None and row[0] != KIND.EMPTY:
+                if row[0] == KIND.SCALAR:
+                    entry["seed"] = _decode(ctx, memo, t, KIND.SCALAR, [row[2]])
+                else:
+                    hashes = resolve_hashes(rows, str(ver), memo.lists[(t, ns, ch)], f"thread {t!r}")
+                    entry["seed"] = _decode(ctx, memo, t, KIND.LIST, hashes)
+                break
+        collected.reverse()
+        result[ch] = entry
+    return result
+
+
+# -- deleting and copying -----------------------------------------------------------
+
+
+def delete_thread(ctx: Ctx, thread_id: str) -> Op:
+    from checkpoint_pg.core.config import normalize_thread_id
+
+    t = normalize_thread_id(thread_id)
+    ctx.cache.forget_thread(t)
+    yield Batch([ctx.sql.lock_thread(t), *ctx.sql.delete_thread(t)], fetch=False)
+    ctx.cache.forget_thread(t)
+
+
+def copy_thread(ctx: Ctx, source: str, target: str) -> Op:
+    from checkpoint_pg.core.config import normalize_thread_id
+
+    s, d = normalize_thread_id(source), normalize_thread_id(target)
+    if s == d:
+        raise ConfigError(f"cannot copy thread {s!r} onto itself")
+    (exists,) = yield Batch([ctx.sql.thread_exists(d)])
+    if exists:
+        raise ConfigError(
+            f"target thread {d!r} already has checkpoints; delete it first "
+            "(delete_thread) or copy to a new thread id"
+        )
+    yield Batch([ctx.sql.lock_thread(s), *ctx.sql.copy_thread(s, d)], fetch=False)
+
+
+def delete_for_runs(ctx: Ctx, run_ids: Sequence[str]) -> Op:
+    run_ids = [str(r) for r in run_ids]
+    if not run_ids:
+        return None
+    (threads,) = yield Batch([ctx.sql.select_threads_of_runs(run_ids)])
+    for (t,) in threads:
+        ctx.cache.forget_thread(t)
+        yield Batch([ctx.sql.lock_thread(t), *ctx.sql.delete_checkpoints_of_runs(t, run_ids)], fetch=False)
+        yield from _collect_garbage(ctx, t, keep=None)
+    return None
+
+
+def prune(ctx: Ctx, thread_ids: Sequence[str], strategy: str) -> Op:
+    from checkpoint_pg.core.config import normalize_thread_id
+
+    if strategy not in ("keep_latest", "delete"):
+        raise ConfigError(f"unknown prune strategy {strategy!r}: use 'keep_latest' or 'delete'")
+    for raw in thread_ids:
+        t = normalize_thread_id(raw)
+        ctx.cache.forget_thread(t)
+        if strategy == "delete":
+            yield Batch([ctx.sql.lock_thread(t), *ctx.sql.delete_thread(t)], fetch=False)
+        else:
+            yield Batch([ctx.sql.lock_thread(t)], fetch=False)
+            yield from _collect_garbage(ctx, t, keep=1)
+    return None
+
+
+def _collect_garbage(ctx: Ctx, t: str, keep: int | None) -> Generator[Batch, list[Any], None]:
+    """Delete what no remaining checkpoint needs; with ``keep``, keep only the latest N per ns.
+
+    Kept checkpoints keep the ancestors their `DeltaChannel`s replay from: the
+    walk goes back until each delta channel has a stored value.
+    """
+    cps, values, write_refs, hashes = yield Batch(
+        [
+            ctx.sql.select_thread_checkpoints(t),
+            ctx.sql.select_thread_values(t),
+            ctx.sql.select_thread_write_refs(t),
+            ctx.sql.select_thread_object_hashes(t),
+        ]
+    )
+    vals: dict[tuple[str, str, str], tuple[int, str | None, bytes]] = {
+        (ns, ch, ver): (kind, base, bytes(refs)) for ns, ch, ver, kind, base, refs in values
+    }
+    docs = {(c[0], c[1]): (c[2], _parse_doc(c[3]), _loads_md(c[4])) for c in cps}
+    live_cps = set(docs)
+    if keep is not None:
+        live_cps = set()
+        by_ns: dict[str, list[str]] = defaultdict(list)
+        for ns, cid in docs:
+            by_ns[ns].append(cid)
+        for ns, ids in by_ns.items():
+            for cid in sorted(ids, reverse=True)[:keep]:
+                live_cps.add((ns, cid))
+                _keep_delta_ancestors(ns, cid, docs, vals, live_cps)
+        dead = [k for k in docs if k not in live_cps]
+        if dead:
+            yield Batch(ctx.sql.delete_checkpoints(t, dead), fetch=False)
+            if write_refs:
+                # writes of the dead checkpoints are gone: read what is left
+                (write_refs,) = yield Batch([ctx.sql.select_thread_write_refs(t)])
+    live_vals: set[tuple[str, str, str]] = set()
+    for ns, cid in live_cps:
+        for ch, ver in docs[(ns, cid)][1].get("channel_versions", {}).items():
+            key: tuple[str, str, str] | None = (ns, ch, str(ver))
+            while key is not None and key in vals and key not in live_vals:
+                live_vals.add(key)
+                kind, base, _ = vals[key]
+                key = (ns, ch, base) if kind == KIND.DELTA and base is not None else None
+    dead_vals = [k for k in vals if k not in live_vals]
+    live_hashes: set[bytes] = set()
+    for k in live_vals:
+        live_hashes.update(split_refs(vals[k][2]))
+    for (refs,) in write_refs:
+        live_hashes.update(split_refs(bytes(refs)))
+    dead_hashes = [bytes(h) for (h,) in hashes if bytes(h) not in live_hashes]
+    stmts = [*ctx.sql.delete_values(t, dead_vals), *ctx.sql.delete_objects(t, dead_hashes)]
+    if stmts:
+        yield Batch(stmts, fetch=False)
+
+
+def _keep_delta_ancestors(
+    ns: str,
+    cid: str,
+    docs: Mapping[tuple[str, str], tuple[str | None, dict[str, Any], dict[str, Any]]],
+    vals: Mapping[tuple[str, str, str], tuple[int, str | None, bytes]],
+    live: set[tuple[str, str]],
+) -> None:
+    parent, doc, md = docs[(ns, cid)]
+    pending = set((md.get("counters_since_delta_snapshot") or {}).keys())
+    versions = doc.get("channel_versions", {})
+    pending = {ch for ch in pending if not _has_value(vals, ns, ch, versions.get(ch))}
+    seen = 0
+    while pending and parent is not None and (ns, parent) in docs and seen <= len(docs):
+        live.add((ns, parent))
+        seen += 1
+        parent, doc, _ = docs[(ns, parent)]
+        versions = doc.get("channel_versions", {})
+        pending = {ch for ch in pending if not _has_value(vals, ns, ch, versions.get(ch))}
+
+
+def _has_value(vals: Mapping[tuple[str, str, str], tuple[int, Any, Any]], ns: str, ch: str, ver: Any) -> bool:
+    row = vals.get((ns, ch, str(ver))) if ver is not None else None
+    return row is not None and row[0] != KIND.EMPTY
+
+
+class ops:  # noqa: N801 - a namespace, read as ops.put(...)
+    put = staticmethod(put)
+    put_writes = staticmethod(put_writes)
+    get_tuple = staticmethod(get_tuple)
+    list_page = staticmethod(list_page)
+    get_delta_channel_history = staticmethod(get_delta_channel_history)
+    delete_thread = staticmethod(delete_thread)
+    copy_thread = staticmethod(copy_thread)
+    delete_for_runs = staticmethod(delete_for_runs)
+    prune = staticmethod(prune)

@@ -1,0 +1,90 @@
+"""The exceptions of checkpoint_pg: every one derives from `CheckpointPgError`."""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckpointPgError",
+    "ConfigError",
+    "SchemaVersionError",
+    "SerializationError",
+    "ValueTooLargeError",
+    "IntegrityError",
+    "ThreadBusyError",
+    "MissingDriverError",
+    "AsyncMisuseError",
+    "NotFoundError",
+]
+
+
+class CheckpointPgError(Exception):
+    """Root of every error raised by checkpoint_pg."""
+
+    __module__ = "checkpoint_pg"
+
+
+class ConfigError(CheckpointPgError, ValueError):
+    """A config, URL or option is malformed (missing thread_id, unknown scheme...)."""
+
+    __module__ = "checkpoint_pg"
+
+
+class SchemaVersionError(CheckpointPgError):
+    """The database is not at the schema revision this version of the package needs."""
+
+    __module__ = "checkpoint_pg"
+
+    def __init__(self, message: str, *, current: str | None, expected: str) -> None:
+        super().__init__(message)
+        self.current = current
+        self.expected = expected
+
+
+class SerializationError(CheckpointPgError, TypeError):
+    """A value could not be serialized or deserialized."""
+
+    __module__ = "checkpoint_pg"
+
+
+class ValueTooLargeError(CheckpointPgError, ValueError):
+    """A serialized value exceeds the saver's `max_value_bytes`."""
+
+    __module__ = "checkpoint_pg"
+
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+
+
+class IntegrityError(CheckpointPgError):
+    """A write was refused because what it builds on is gone (e.g. the thread was deleted)."""
+
+    __module__ = "checkpoint_pg"
+
+
+class ThreadBusyError(CheckpointPgError):
+    """Single-writer mode: another run holds this thread."""
+
+    __module__ = "checkpoint_pg"
+
+    def __init__(self, message: str, *, thread_id: str) -> None:
+        super().__init__(message)
+        self.thread_id = thread_id
+
+
+class MissingDriverError(CheckpointPgError, ImportError):
+    """A database driver is not installed; the message names the extra to install."""
+
+    __module__ = "checkpoint_pg"
+
+
+class AsyncMisuseError(CheckpointPgError, RuntimeError):
+    """A sync method of an async saver was called on the saver's own event loop."""
+
+    __module__ = "checkpoint_pg"
+
+
+class NotFoundError(CheckpointPgError, LookupError):
+    """A thread or checkpoint asked for by an inspection call does not exist."""
+
+    __module__ = "checkpoint_pg"

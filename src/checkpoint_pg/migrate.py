@@ -1,0 +1,140 @@
+"""Run checkpoint_pg's alembic migrations programmatically, on the caller's connection.
+
+Our history has its own version table (``{prefix}alembic_version``), so it
+lives beside the user's own alembic history in one database.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from checkpoint_pg.errors import SchemaVersionError
+from checkpoint_pg.schema import Tables
+
+__all__ = ["head", "upgrade", "downgrade", "current", "history", "offline_sql", "check", "ADVISORY_LOCK_KEY"]
+
+SCRIPT_LOCATION = "checkpoint_pg:migrations"
+# pg_advisory_xact_lock key: serializes setup() across processes (crc32 of "checkpoint_pg").
+ADVISORY_LOCK_KEY = 0x2C0FFEE5
+
+
+def _config(tables: Tables, connection: sa.Connection | None = None, **attrs: object) -> Config:
+    cfg = Config(stdout=io.StringIO())
+    cfg.set_main_option("script_location", SCRIPT_LOCATION)
+    cfg.attributes["tables"] = tables
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    cfg.attributes.update(attrs)
+    return cfg
+
+
+@lru_cache(maxsize=1)
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_config(_default_tables()))
+
+
+def _default_tables() -> Tables:
+    from checkpoint_pg.schema import build_tables
+
+    return build_tables()
+
+
+def head() -> str:
+    """The revision this version of the package needs."""
+    heads = _script().get_heads()
+    if len(heads) != 1:
+        raise RuntimeError(f"checkpoint_pg migrations have {len(heads)} heads: {heads}")
+    return heads[0]
+
+
+def history() -> list[tuple[str, str | None, str]]:
+    """(revision, down_revision, message) from base to head."""
+    revs = list(_script().walk_revisions())
+    return [(r.revision, r.down_revision, r.doc) for r in reversed(revs)]  # type: ignore[misc]
+
+
+@contextmanager
+def _locked(connection: sa.Connection) -> Iterator[None]:
+    if connection.dialect.name == "postgresql":
+        # Several processes may call setup() at once; one migrates, the others wait
+        # and then find the database at head.
+        connection.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+        try:
+            yield
+        finally:
+            connection.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK_KEY})
+    else:
+        yield
+
+
+def _ensure_schema(connection: sa.Connection, tables: Tables) -> None:
+    if tables.schema and connection.dialect.name == "postgresql":
+        connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{tables.schema}"'))
+
+
+def upgrade(connection: sa.Connection, tables: Tables, revision: str = "head") -> None:
+    """Upgrade to ``revision`` (head by default); idempotent."""
+    with _locked(connection):
+        _ensure_schema(connection, tables)
+        command.upgrade(_config(tables, connection), revision)
+        connection.commit()
+
+
+def downgrade(connection: sa.Connection, tables: Tables, revision: str = "base") -> None:
+    """Downgrade to ``revision`` ("base" drops every table of ours)."""
+    with _locked(connection):
+        command.downgrade(_config(tables, connection), revision)
+        connection.commit()
+
+
+def current(connection: sa.Connection, tables: Tables) -> str | None:
+    """The revision the database is at, or None when our tables are not there."""
+    ctx = MigrationContext.configure(
+        connection,
+        opts={"version_table": tables.version_table, "version_table_schema": tables.schema},
+    )
+    return ctx.get_current_revision()
+
+
+def offline_sql(tables: Tables, dialect: str, start: str | None = None, end: str = "head") -> str:
+    """The SQL of an upgrade, for a DBA to review (alembic's offline mode)."""
+    out = io.StringIO()
+    cfg = _config(tables, dialect=dialect)
+    cfg.output_buffer = out
+    rng = f"{start}:{end}" if start else end
+    command.upgrade(cfg, rng, sql=True)
+    return out.getvalue()
+
+
+def check(revision: str | None, url_hint: str) -> None:
+    """Raise `SchemaVersionError` naming the command to run unless ``revision`` is head."""
+    expected = head()
+    if revision == expected:
+        return
+    cmd = f"checkpoint-pg migrate upgrade --url {url_hint}"
+    if revision is None:
+        msg = (
+            "the database has no checkpoint_pg tables yet: call saver.setup() once, "
+            f"or run `{cmd}`"
+        )
+    elif revision in {r for r, _, _ in history()}:
+        msg = (
+            f"the database schema is at revision {revision}, this checkpoint_pg needs "
+            f"{expected}: call saver.setup() or run `{cmd}`"
+        )
+    else:
+        msg = (
+            f"the database schema is at revision {revision}, which this checkpoint_pg "
+            f"(needing {expected}) does not know: it was migrated by a newer release; "
+            "upgrade the checkpoint-pg package"
+        )
+    raise SchemaVersionError(msg, current=revision, expected=expected)

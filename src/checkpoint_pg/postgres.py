@@ -1,0 +1,323 @@
+"""The Postgres savers: `PostgresSaver` (sync) and `AsyncPostgresSaver`, on psycopg 3.
+
+Statements are never prepared server-side, so the savers work through
+PgBouncer in transaction mode; a put is pipelined into one round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from sqlalchemy.pool import StaticPool
+
+from checkpoint_pg import migrate
+from checkpoint_pg.core.ops import Batch, Op
+from checkpoint_pg.errors import ConfigError, MissingDriverError
+from checkpoint_pg.schema import DEFAULT_PREFIX
+from checkpoint_pg.shells.aio import AsyncSaver, adrive
+from checkpoint_pg.shells.errors import translate
+from checkpoint_pg.shells.sync import SyncSaver, drive
+from checkpoint_pg.sql.postgres import PostgresSQL
+
+try:
+    import psycopg
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool
+except ImportError as exc:  # pragma: no cover - exercised by the missing-driver test
+    raise MissingDriverError(
+        f"the Postgres savers need psycopg 3 and psycopg_pool ({exc}): "
+        "pip install 'checkpoint-pg[postgres]'"
+    ) from None
+
+__all__ = ["PostgresSaver", "AsyncPostgresSaver"]
+
+_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+
+
+def conninfo_of(url: str) -> str:
+    """A libpq conninfo for a URL, refusing schemes we do not serve."""
+    if not isinstance(url, str) or not url.startswith(_SCHEMES):
+        scheme = url.split("://", 1)[0] if isinstance(url, str) and "://" in url else url
+        raise ConfigError(
+            f"unsupported database URL scheme {scheme!r}: use postgresql://user@host/db "
+            "for Postgres, or a file path / sqlite:///path for SQLite"
+        )
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def mask(url: str) -> str:
+    """The URL with its password hidden, for error messages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<your database url>"
+
+
+_CONN_KW = {"autocommit": True, "prepare_threshold": None}
+
+
+def _execute(conn: psycopg.Connection, pipe: psycopg.Pipeline, batch: Batch) -> list[Any]:
+    curs = []
+    for stmt in batch.stmts:
+        cur = conn.cursor()
+        cur.execute(stmt.sql, stmt.params, prepare=False)
+        curs.append(cur)
+    if not batch.fetch:
+        # left in the pipeline: sent with the COMMIT, in the same round trip
+        return [None] * len(curs)
+    pipe.sync()
+    return [cur.fetchall() if cur.description else None for cur in curs]
+
+
+async def _aexecute(
+    conn: psycopg.AsyncConnection, pipe: psycopg.AsyncPipeline, batch: Batch
+) -> list[Any]:
+    curs = []
+    for stmt in batch.stmts:
+        cur = conn.cursor()
+        await cur.execute(stmt.sql, stmt.params, prepare=False)
+        curs.append(cur)
+    if not batch.fetch:
+        return [None] * len(curs)
+    await pipe.sync()
+    return [await cur.fetchall() if cur.description else None for cur in curs]
+
+
+class PostgresSaver(SyncSaver):
+    """A LangGraph checkpointer on Postgres (sync; also serves ``ainvoke``).
+
+    ``conn`` is a psycopg `Connection`, a psycopg_pool `ConnectionPool`, or a
+    SQLAlchemy `Engine` using the psycopg driver. Call `setup()` once to create
+    or upgrade the tables.
+    """
+
+    def __init__(
+        self,
+        conn: Any,
+        *,
+        serde: SerializerProtocol | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        schema: str | None = None,
+        hash_key: bytes | None = None,
+        max_value_bytes: int | None = None,
+    ) -> None:
+        self._conn = self._pool = self._engine = None
+        if isinstance(conn, ConnectionPool):
+            self._pool = conn
+            hint = mask(conn.conninfo)
+        elif isinstance(conn, psycopg.Connection):
+            self._conn = conn
+            hint = "<your database url>"
+        elif isinstance(conn, sa.Engine):
+            if conn.dialect.name != "postgresql" or conn.dialect.driver != "psycopg":
+                raise ConfigError(
+                    f"PostgresSaver needs a postgresql+psycopg engine, got {conn.url.drivername!r}"
+                )
+            self._engine = conn
+            hint = mask(str(conn.url))
+        else:
+            raise ConfigError(
+                "PostgresSaver takes a psycopg Connection, a psycopg_pool ConnectionPool or a "
+                f"SQLAlchemy Engine, got {type(conn).__name__}; "
+                "use PostgresSaver.from_conn_string(url) for a URL"
+            )
+        self._lock = threading.Lock()
+        self._init_core(
+            PostgresSQL,
+            serde=serde,
+            prefix=prefix,
+            schema=schema,
+            hash_key=hash_key,
+            max_value_bytes=max_value_bytes,
+            url_hint=hint,
+        )
+
+    @classmethod
+    @contextmanager
+    def from_conn_string(
+        cls, url: str, *, pool_size: int = 4, **options: Any
+    ) -> Iterator[PostgresSaver]:
+        """A saver on a small connection pool that replaces dead connections."""
+        pool = ConnectionPool(
+            conninfo_of(url),
+            min_size=1,
+            max_size=pool_size,
+            kwargs=dict(_CONN_KW),
+            check=ConnectionPool.check_connection,
+            open=False,
+        )
+        pool.open(wait=True, timeout=30)
+        try:
+            yield cls(pool, **options)
+        finally:
+            pool.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        if self._pool is not None:
+            with self._pool.connection() as conn:
+                yield conn
+        elif self._engine is not None:
+            raw = self._engine.raw_connection()
+            try:
+                yield raw.driver_connection  # type: ignore[misc]
+            finally:
+                raw.close()
+        else:
+            with self._lock:
+                yield self._conn  # type: ignore[misc]
+
+    def _run(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
+        try:
+            with self._connection() as conn:
+                with conn.pipeline() as pipe:
+                    if txn or not conn.autocommit:
+                        with conn.transaction():
+                            return drive(op, lambda b: _execute(conn, pipe, b))
+                    return drive(op, lambda b: _execute(conn, pipe, b))
+        except psycopg.Error as exc:
+            ours = translate(exc, self._url_hint)
+            if ours is None:
+                raise
+            raise ours from exc
+
+    def setup(self) -> None:
+        """Create or upgrade the tables (alembic upgrade to head); idempotent and concurrency-safe."""
+        with self._sa_connection() as sc:
+            migrate.upgrade(sc, self.tables)
+        self._schema_ok = False
+
+    @contextmanager
+    def _sa_connection(self) -> Iterator[sa.Connection]:
+        if self._engine is not None:
+            with self._engine.connect() as sc:
+                yield sc
+            return
+        with self._connection() as conn:
+            autocommit = conn.autocommit
+            conn.autocommit = False  # migrations run in one transaction
+            engine = sa.create_engine(
+                "postgresql+psycopg://", creator=lambda: conn, poolclass=StaticPool
+            )
+            try:
+                with engine.connect() as sc:
+                    yield sc
+            finally:
+                engine.dispose(close=False)
+                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    conn.rollback()
+                conn.autocommit = autocommit
+
+
+class AsyncPostgresSaver(AsyncSaver):
+    """A LangGraph checkpointer on Postgres for asyncio (``ainvoke`` / ``astream``).
+
+    ``conn`` is a psycopg `AsyncConnection` or a psycopg_pool
+    `AsyncConnectionPool`. Create it inside a running event loop; its sync
+    methods work from other threads only.
+    """
+
+    def __init__(
+        self,
+        conn: Any,
+        *,
+        serde: SerializerProtocol | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        schema: str | None = None,
+        hash_key: bytes | None = None,
+        max_value_bytes: int | None = None,
+    ) -> None:
+        self._conn = self._pool = None
+        if isinstance(conn, AsyncConnectionPool):
+            self._pool = conn
+            hint = mask(conn.conninfo)
+        elif isinstance(conn, psycopg.AsyncConnection):
+            self._conn = conn
+            hint = "<your database url>"
+        else:
+            raise ConfigError(
+                "AsyncPostgresSaver takes a psycopg AsyncConnection or a psycopg_pool "
+                f"AsyncConnectionPool, got {type(conn).__name__}; "
+                "use AsyncPostgresSaver.from_conn_string(url) for a URL"
+            )
+        self._lock = asyncio.Lock()
+        self.loop = asyncio.get_running_loop()
+        self._init_core(
+            PostgresSQL,
+            serde=serde,
+            prefix=prefix,
+            schema=schema,
+            hash_key=hash_key,
+            max_value_bytes=max_value_bytes,
+            url_hint=hint,
+        )
+
+    @classmethod
+    @asynccontextmanager
+    async def from_conn_string(
+        cls, url: str, *, pool_size: int = 4, **options: Any
+    ) -> AsyncIterator[AsyncPostgresSaver]:
+        """A saver on a small connection pool that replaces dead connections."""
+        pool = AsyncConnectionPool(
+            conninfo_of(url),
+            min_size=1,
+            max_size=pool_size,
+            kwargs=dict(_CONN_KW),
+            check=AsyncConnectionPool.check_connection,
+            open=False,
+        )
+        await pool.open(wait=True, timeout=30)
+        try:
+            yield cls(pool, **options)
+        finally:
+            await pool.close()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        if self._pool is not None:
+            async with self._pool.connection() as conn:
+                yield conn
+        else:
+            async with self._lock:
+                yield self._conn  # type: ignore[misc]
+
+    async def _arun(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
+        try:
+            async with self._connection() as conn:
+                async with conn.pipeline() as pipe:
+                    if txn or not conn.autocommit:
+                        async with conn.transaction():
+                            return await adrive(op, lambda b: _aexecute(conn, pipe, b))
+                    return await adrive(op, lambda b: _aexecute(conn, pipe, b))
+        except psycopg.Error as exc:
+            ours = translate(exc, self._url_hint)
+            if ours is None:
+                raise
+            raise ours from exc
+
+    async def asetup(self) -> None:
+        """Create or upgrade the tables (alembic upgrade to head); idempotent and concurrency-safe."""
+        if self._pool is not None:
+            conninfo = self._pool.conninfo
+        else:
+            info = self._conn.info  # type: ignore[union-attr]
+            conninfo = psycopg.conninfo.make_conninfo(info.dsn, password=info.password)
+
+        def run() -> None:
+            # alembic is synchronous: migrate on a short-lived sync connection
+            with psycopg.connect(conninfo, **_CONN_KW) as conn:
+                PostgresSaver(
+                    conn, prefix=self.tables.prefix, schema=self.tables.schema
+                ).setup()
+
+        await asyncio.to_thread(run)
+        self._schema_ok = False
+
+    def setup(self) -> None:
+        """Sync twin of `asetup`, for use from another thread."""
+        self._sync("setup", self.asetup)

@@ -1,0 +1,152 @@
+"""The schema: every table of checkpoint_pg, declared once for both backends.
+
+The savers take table names from here and alembic's migrations are checked
+against it (tests/test_migrations.py compares the migrated database with this
+metadata). Values are content-addressed:
+
+- ``objects`` holds each distinct serialized value once per thread, keyed by a
+  16-byte hash of its bytes (a keyed hash when the serializer encrypts).
+- ``channel_values`` holds one row per (channel, version). A list value (the
+  messages list) is a sequence of object hashes; a version that only appends
+  stores the appended hashes and points at the version it grew from.
+- ``writes`` holds a task's pending writes, by reference into ``objects`` too,
+  so a ToolMessage written by a node and the same message inside every later
+  checkpoint are one stored object.
+
+Every primary key starts with ``thread_id`` and no constraint crosses threads,
+so the tables can be distributed by thread.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from checkpoint_pg.errors import ConfigError
+
+__all__ = ["Tables", "build_tables", "DEFAULT_PREFIX", "KIND"]
+
+DEFAULT_PREFIX = "cpg_"
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
+
+
+class KIND:
+    """How a channel value or a write refers to its objects (``kind`` column)."""
+
+    EMPTY = 0  # the channel has a version but no value
+    SCALAR = 1  # refs is one hash
+    LIST = 2  # refs is the hashes of every element, in order
+    DELTA = 3  # refs is the hashes appended to base_version's list
+
+
+# A JSON column: JSONB on Postgres (containment filters, GIN index), TEXT JSON on SQLite.
+_JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The Core tables for one prefix / Postgres schema."""
+
+    metadata: sa.MetaData
+    prefix: str
+    schema: str | None
+    threads: sa.Table
+    checkpoints: sa.Table
+    channel_values: sa.Table
+    writes: sa.Table
+    objects: sa.Table
+
+    @property
+    def version_table(self) -> str:
+        """Name of alembic's version table for this prefix (not shared with the user's)."""
+        return f"{self.prefix}alembic_version"
+
+
+def check_identifier(value: str, what: str) -> str:
+    if not _IDENT.match(value):
+        raise ConfigError(
+            f"invalid {what} {value!r}: use letters, digits and underscores, "
+            "starting with a letter or underscore, at most 41 characters"
+        )
+    return value
+
+
+def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tables:
+    """Declare the tables with names ``{prefix}threads`` ... in ``schema``."""
+    check_identifier(prefix, "table prefix")
+    if schema is not None:
+        check_identifier(schema, "schema name")
+    md = sa.MetaData(schema=schema)
+    p = prefix
+    threads = sa.Table(
+        f"{p}threads",
+        md,
+        sa.Column("thread_id", sa.Text, primary_key=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        # metadata of the latest root-namespace checkpoint, for filtering threads
+        sa.Column("metadata", _JSON, nullable=True),
+        sa.Index(f"{p}threads_updated_at_idx", "updated_at"),
+    )
+    checkpoints = sa.Table(
+        f"{p}checkpoints",
+        md,
+        sa.Column("thread_id", sa.Text, primary_key=True),
+        sa.Column("checkpoint_ns", sa.Text, primary_key=True),
+        sa.Column("checkpoint_id", sa.Text, primary_key=True),
+        sa.Column("parent_checkpoint_id", sa.Text, nullable=True),
+        sa.Column("run_id", sa.Text, nullable=True),
+        # the checkpoint without its channel values, as JSON text
+        sa.Column("checkpoint", sa.Text, nullable=False),
+        sa.Column("metadata", _JSON, nullable=False),
+        # Computed at insert: every channel version the checkpoint carries over
+        # from earlier ones, and every base its list deltas grow from, was
+        # present. A late put after delete_thread fails here instead of
+        # leaving a checkpoint whose values are gone.
+        sa.Column(
+            "complete",
+            sa.Boolean(create_constraint=False),
+            sa.CheckConstraint("complete", name=f"{p}checkpoints_complete"),
+            nullable=False,
+        ),
+        sa.Index(f"{p}checkpoints_run_id_idx", "run_id"),
+    )
+    channel_values = sa.Table(
+        f"{p}channel_values",
+        md,
+        sa.Column("thread_id", sa.Text, primary_key=True),
+        sa.Column("checkpoint_ns", sa.Text, primary_key=True),
+        sa.Column("channel", sa.Text, primary_key=True),
+        sa.Column("version", sa.Text, primary_key=True),
+        sa.Column("kind", sa.SmallInteger, nullable=False),
+        # DELTA rows: the version this one appends to, and the LIST version the
+        # chain starts from (rows of one chain share it, so one query reads a chain)
+        sa.Column("base_version", sa.Text, nullable=True),
+        sa.Column("root_version", sa.Text, nullable=True),
+        sa.Column("refs", sa.LargeBinary, nullable=False),
+    )
+    writes = sa.Table(
+        f"{p}writes",
+        md,
+        sa.Column("thread_id", sa.Text, primary_key=True),
+        sa.Column("checkpoint_ns", sa.Text, primary_key=True),
+        sa.Column("checkpoint_id", sa.Text, primary_key=True),
+        sa.Column("task_id", sa.Text, primary_key=True),
+        sa.Column("idx", sa.Integer, primary_key=True),
+        sa.Column("channel", sa.Text, nullable=False),
+        sa.Column("task_path", sa.Text, nullable=False),
+        sa.Column("kind", sa.SmallInteger, nullable=False),
+        sa.Column("refs", sa.LargeBinary, nullable=False),
+    )
+    objects = sa.Table(
+        f"{p}objects",
+        md,
+        sa.Column("thread_id", sa.Text, primary_key=True),
+        sa.Column("hash", sa.LargeBinary, primary_key=True),
+        sa.Column("type", sa.Text, nullable=False),
+        sa.Column("data", sa.LargeBinary, nullable=False),
+    )
+    return Tables(md, prefix, schema, threads, checkpoints, channel_values, writes, objects)

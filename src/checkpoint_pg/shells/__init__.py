@@ -1,0 +1,1 @@
+"""The thin shells that run the core's operations: `sync` and `aio`, per backend."""

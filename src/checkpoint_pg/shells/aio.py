@@ -1,0 +1,182 @@
+"""The async shell: drives the core's operations on an asyncio connection.
+
+Its sync methods hand the coroutine to the saver's event loop from another
+thread; called on that loop itself they would deadlock, so they raise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+)
+
+from checkpoint_pg.core import ops
+from checkpoint_pg.core.ops import Batch, Memo, Op
+from checkpoint_pg.errors import AsyncMisuseError
+from checkpoint_pg.shells.base import SaverBase
+
+
+async def adrive(op: Op, execute: Callable[[Batch], Awaitable[list[Any]]]) -> Any:
+    """Run an operation: await each batch, feed the rows back."""
+    try:
+        batch = next(op)
+        while True:
+            batch = op.send(await execute(batch))
+    except StopIteration as stop:
+        return stop.value
+
+
+class AsyncSaver(SaverBase):
+    """BaseCheckpointSaver on an asyncio connection; subclasses provide `_arun`."""
+
+    loop: asyncio.AbstractEventLoop
+
+    async def _arun(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
+        raise NotImplementedError  # provided by the backend (postgres.py / sqlite.py)
+
+    async def _ado(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
+        if not self._schema_ok:
+            self._check_revision(await self._arun(self._schema_op(), txn=False))
+        return await self._arun(op, txn=txn, write=write)
+
+    def _sync(self, name: str, coro_fn: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            raise AsyncMisuseError(
+                f"{type(self).__name__}.{name}() was called on the saver's own event loop, "
+                f"where it would deadlock: use `await saver.a{name}(...)` (or graph.ainvoke / "
+                "astream), or call it from another thread"
+            )
+        return asyncio.run_coroutine_threadsafe(coro_fn(), self.loop).result()  # type: ignore[arg-type]
+
+    # -- BaseCheckpointSaver, async -----------------------------------------------------
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await self._ado(ops.get_tuple(self.ctx, config), txn=not self.ctx.sql.single_query_get)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        memo = Memo()
+        after = None
+        remaining = limit
+        while remaining is None or remaining > 0:
+            items, after = await self._ado(
+                ops.list_page(
+                    self.ctx, memo, config, filter=filter, before=before, limit=remaining, after=after
+                )
+            )
+            for item in items:
+                yield item
+            if remaining is not None:
+                remaining -= len(items)
+            if after is None:
+                return
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await self._ado(ops.put(self.ctx, config, checkpoint, metadata, new_versions), write=True)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await self._ado(ops.put_writes(self.ctx, config, writes, task_id, task_path), write=True)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self._ado(ops.delete_thread(self.ctx, thread_id), write=True)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await self._ado(ops.delete_for_runs(self.ctx, run_ids), write=True)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await self._ado(ops.copy_thread(self.ctx, source_thread_id, target_thread_id), write=True)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await self._ado(ops.prune(self.ctx, thread_ids, strategy), write=True)
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return await self._ado(ops.get_delta_channel_history(self.ctx, config, channels))
+
+    # -- sync twins: only from other threads -------------------------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._sync("get_tuple", lambda: self.aget_tuple(config))
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        async def collect() -> list[CheckpointTuple]:
+            return [t async for t in self.alist(config, filter=filter, before=before, limit=limit)]
+
+        yield from self._sync("list", collect)
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return self._sync("put", lambda: self.aput(config, checkpoint, metadata, new_versions))
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self._sync("put_writes", lambda: self.aput_writes(config, writes, task_id, task_path))
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._sync("delete_thread", lambda: self.adelete_thread(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._sync("delete_for_runs", lambda: self.adelete_for_runs(run_ids))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self._sync("copy_thread", lambda: self.acopy_thread(source_thread_id, target_thread_id))
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        self._sync("prune", lambda: self.aprune(thread_ids, strategy=strategy))
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return self._sync(
+            "get_delta_channel_history",
+            lambda: self.aget_delta_channel_history(config=config, channels=channels),
+        )

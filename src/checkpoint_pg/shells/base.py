@@ -1,0 +1,68 @@
+"""What the sync and async savers share: options, versions, the schema check."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from checkpoint_pg import migrate
+from checkpoint_pg.core.codec import ValueCodec
+from checkpoint_pg.core.ops import Batch, Ctx, Op
+from checkpoint_pg.core.values import ListCache
+from checkpoint_pg.schema import DEFAULT_PREFIX, Tables, build_tables
+from checkpoint_pg.sql import Stmt
+
+
+class SaverBase(BaseCheckpointSaver[str]):
+    """Options and helpers common to every saver class."""
+
+    tables: Tables
+    ctx: Ctx
+
+    def _init_core(
+        self,
+        sql_cls: Any,
+        *,
+        serde: SerializerProtocol | None,
+        prefix: str,
+        schema: str | None,
+        hash_key: bytes | None,
+        max_value_bytes: int | None,
+        url_hint: str,
+    ) -> None:
+        BaseCheckpointSaver.__init__(self, serde=serde)
+        self.tables = build_tables(prefix or DEFAULT_PREFIX, schema)
+        self.ctx = Ctx(
+            sql_cls(self.tables),
+            ValueCodec(self.serde, hash_key=hash_key, max_value_bytes=max_value_bytes),
+            ListCache(),
+        )
+        self._url_hint = url_hint
+        self._schema_ok = False
+
+    def get_next_version(self, current: str | None, channel: None = None) -> str:
+        """Zero-padded counter plus a random part, as the incumbent savers use."""
+        if current is None:
+            current_v = 0
+        elif isinstance(current, int):
+            current_v = current
+        else:
+            current_v = int(str(current).split(".")[0])
+        return f"{current_v + 1:032}.{random.random():016}"
+
+    def _schema_op(self) -> Op:
+        (rows,) = yield Batch(
+            [Stmt(f"SELECT version_num FROM {self._qualified_version_table()}", {})]
+        )
+        return rows[0][0] if rows else None
+
+    def _qualified_version_table(self) -> str:
+        name = f'"{self.tables.version_table}"'
+        return f'"{self.tables.schema}".{name}' if self.tables.schema else name
+
+    def _check_revision(self, revision: str | None) -> None:
+        migrate.check(revision, self._url_hint)
+        self._schema_ok = True

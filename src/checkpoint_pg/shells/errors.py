@@ -1,0 +1,24 @@
+"""Driver exceptions translated into checkpoint_pg's own, with what to do about them."""
+
+from __future__ import annotations
+
+from checkpoint_pg.errors import CheckpointPgError, IntegrityError, SchemaVersionError
+
+
+def translate(exc: BaseException, url_hint: str) -> CheckpointPgError | None:
+    """Our error for a driver error, or None to let it through unchanged."""
+    text = str(exc)
+    if "checkpoints_complete" in text or "CHECK constraint failed: complete" in text:
+        return IntegrityError(
+            "the checkpoint builds on channel values that are no longer stored: its thread "
+            "was deleted or pruned while the run was writing; nothing was saved. Load the "
+            "thread's current state and run again"
+        )
+    if "no such table" in text or "does not exist" in text and "relation" in text:
+        return SchemaVersionError(
+            f"checkpoint_pg tables are missing ({text.splitlines()[0]}): call saver.setup() "
+            f"or run `checkpoint-pg migrate upgrade --url {url_hint}`",
+            current=None,
+            expected="head",
+        )
+    return None

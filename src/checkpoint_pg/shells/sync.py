@@ -1,0 +1,169 @@
+"""The sync shell: drives the core's operations on a blocking connection.
+
+Its async methods run the sync ones in a worker thread, so a sync saver also
+serves ``ainvoke`` / ``astream``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+)
+
+from checkpoint_pg.core import ops
+from checkpoint_pg.core.ops import Batch, Memo, Op
+from checkpoint_pg.shells.base import SaverBase
+
+T = TypeVar("T")
+
+
+def drive(op: Op, execute: Callable[[Batch], list[Any]]) -> Any:
+    """Run an operation: send each batch to ``execute``, feed the rows back."""
+    try:
+        batch = next(op)
+        while True:
+            batch = op.send(execute(batch))
+    except StopIteration as stop:
+        return stop.value
+
+
+class SyncSaver(SaverBase):
+    """BaseCheckpointSaver on a blocking connection; subclasses provide `_run`."""
+
+    def _run(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
+        raise NotImplementedError  # provided by the backend (postgres.py / sqlite.py)
+
+    def _ensure_schema(self) -> None:
+        if not self._schema_ok:
+            self._check_revision(self._run(self._schema_op(), txn=False))
+
+    def _do(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
+        self._ensure_schema()
+        return self._run(op, txn=txn, write=write)
+
+    # -- BaseCheckpointSaver ---------------------------------------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._do(ops.get_tuple(self.ctx, config), txn=not self.ctx.sql.single_query_get)
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        memo = Memo()
+        after = None
+        remaining = limit
+        while remaining is None or remaining > 0:
+            items, after = self._do(
+                ops.list_page(
+                    self.ctx, memo, config, filter=filter, before=before, limit=remaining, after=after
+                )
+            )
+            yield from items
+            if remaining is not None:
+                remaining -= len(items)
+            if after is None:
+                return
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return self._do(ops.put(self.ctx, config, checkpoint, metadata, new_versions), write=True)
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self._do(ops.put_writes(self.ctx, config, writes, task_id, task_path), write=True)
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._do(ops.delete_thread(self.ctx, thread_id), write=True)
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._do(ops.delete_for_runs(self.ctx, run_ids), write=True)
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self._do(ops.copy_thread(self.ctx, source_thread_id, target_thread_id), write=True)
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        self._do(ops.prune(self.ctx, thread_ids, strategy), write=True)
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return self._do(ops.get_delta_channel_history(self.ctx, config, channels))
+
+    # -- async twins: the sync methods in a worker thread -----------------------------
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await asyncio.to_thread(self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        it = self.list(config, filter=filter, before=before, limit=limit)
+        done = object()
+        while (item := await asyncio.to_thread(next, it, done)) is not done:
+            yield item  # type: ignore[misc]
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await asyncio.to_thread(self.delete_thread, thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await asyncio.to_thread(self.delete_for_runs, run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return await asyncio.to_thread(
+            lambda: self.get_delta_channel_history(config=config, channels=channels)
+        )

@@ -1,0 +1,465 @@
+"""The SQL for Postgres (psycopg 3, ``%(name)s`` parameters, arrays for batches)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.dialects import postgresql
+
+from checkpoint_pg.core.codec import StoredObject
+from checkpoint_pg.core.values import ValueRow
+from checkpoint_pg.schema import KIND, Tables
+from checkpoint_pg.sql import Stmt
+from checkpoint_pg.sql.common import CHECKPOINT_COLS, VALUE_COLS, WRITE_COLS, Names
+
+__all__ = ["PostgresSQL"]
+
+
+class PostgresSQL:
+    """Statements for one prefix/schema on Postgres."""
+
+    name = "postgresql"
+    # One statement may read a whole checkpoint (see get_tuple_stmt).
+    single_query_get = True
+
+    def __init__(self, tables: Tables) -> None:
+        n = self.n = Names(tables, postgresql.dialect())
+        self._upsert_thread = (
+            f"INSERT INTO {n.threads} AS t (thread_id, created_at, updated_at, metadata) "
+            "VALUES (%(t)s, now(), now(), %(md)s::jsonb) "
+            "ON CONFLICT (thread_id) DO UPDATE SET updated_at = excluded.updated_at, "
+            "metadata = COALESCE(excluded.metadata, t.metadata)"
+        )
+        self._insert_objects = (
+            f"INSERT INTO {n.objects} (thread_id, hash, type, data) "
+            "SELECT %(t)s, o.h, o.ty, o.d "
+            "FROM unnest(%(h)s::bytea[], %(ty)s::text[], %(d)s::bytea[]) AS o(h, ty, d) "
+            "ON CONFLICT DO NOTHING"
+        )
+        self._insert_values = (
+            f"INSERT INTO {n.values} "
+            "(thread_id, checkpoint_ns, channel, version, kind, base_version, root_version, refs) "
+            "SELECT %(t)s, %(ns)s, r.ch, r.ver, r.kind, r.base, r.root, r.refs "
+            "FROM unnest(%(ch)s::text[], %(ver)s::text[], %(kind)s::int2[], %(base)s::text[], "
+            "%(root)s::text[], %(refs)s::bytea[]) AS r(ch, ver, kind, base, root, refs) "
+            "ON CONFLICT DO NOTHING"
+        )
+        self._insert_checkpoint = (
+            f"INSERT INTO {n.checkpoints} (thread_id, checkpoint_ns, checkpoint_id, "
+            "parent_checkpoint_id, run_id, checkpoint, metadata, complete) "
+            "VALUES (%(t)s, %(ns)s, %(id)s, %(parent)s, %(run_id)s, %(doc)s, %(md)s::jsonb, "
+            f"(SELECT count(*) FROM unnest(%(req_ch)s::text[], %(req_ver)s::text[]) AS q(ch, ver) "
+            f"JOIN {n.values} v ON v.thread_id = %(t)s AND v.checkpoint_ns = %(ns)s "
+            "AND v.channel = q.ch AND v.version = q.ver) = %(req_n)s) "
+            "ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET "
+            "parent_checkpoint_id = excluded.parent_checkpoint_id, run_id = excluded.run_id, "
+            "checkpoint = excluded.checkpoint, metadata = excluded.metadata, "
+            "complete = excluded.complete"
+        )
+        # Regular writes: the first stored write of (task, idx) wins, and its objects
+        # are inserted only with it, so a task that runs twice adds nothing.
+        self._insert_writes = (
+            "WITH new AS ("
+            f"INSERT INTO {n.writes} (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, "
+            "channel, task_path, kind, refs) "
+            "SELECT %(t)s, %(ns)s, %(cid)s, %(task)s, w.idx, w.ch, %(path)s, w.kind, w.refs "
+            "FROM unnest(%(idx)s::int[], %(ch)s::text[], %(kind)s::int2[], %(refs)s::bytea[]) "
+            "AS w(idx, ch, kind, refs) ON CONFLICT DO NOTHING RETURNING idx) "
+            f"INSERT INTO {n.objects} (thread_id, hash, type, data) "
+            "SELECT DISTINCT ON (o.h) %(t)s, o.h, o.ty, o.d "
+            "FROM unnest(%(oidx)s::int[], %(oh)s::bytea[], %(oty)s::text[], %(od)s::bytea[]) "
+            "AS o(idx, h, ty, d) WHERE o.idx IN (SELECT idx FROM new) ON CONFLICT DO NOTHING"
+        )
+        # Special writes (error, interrupt, resume, scheduled) replace what was there.
+        self._upsert_special_writes = (
+            f"INSERT INTO {n.writes} (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, "
+            "channel, task_path, kind, refs) "
+            "SELECT %(t)s, %(ns)s, %(cid)s, %(task)s, w.idx, w.ch, %(path)s, w.kind, w.refs "
+            "FROM unnest(%(idx)s::int[], %(ch)s::text[], %(kind)s::int2[], %(refs)s::bytea[]) "
+            "AS w(idx, ch, kind, refs) "
+            "ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE SET "
+            "channel = excluded.channel, task_path = excluded.task_path, kind = excluded.kind, "
+            "refs = excluded.refs"
+        )
+        self._select_values = (
+            f"SELECT {VALUE_COLS} FROM {n.values} "
+            "WHERE thread_id = %(t)s AND checkpoint_ns = %(ns)s AND (channel, version) IN "
+            "(SELECT * FROM unnest(%(ch)s::text[], %(ver)s::text[]))"
+        )
+        self._select_ranges = (
+            f"SELECT v.channel, v.version, v.kind, v.base_version, v.root_version, v.refs "
+            "FROM unnest(%(ch)s::text[], %(lo)s::text[], %(hi)s::text[]) AS q(ch, lo, hi) "
+            f"JOIN {n.values} v ON v.thread_id = %(t)s AND v.checkpoint_ns = %(ns)s "
+            "AND v.channel = q.ch AND v.version >= q.lo AND v.version <= q.hi"
+        )
+        self._select_writes = (
+            f"SELECT {WRITE_COLS} FROM {n.writes} WHERE thread_id = %(t)s "
+            "AND checkpoint_ns = %(ns)s AND checkpoint_id = ANY(%(ids)s::text[])"
+        )
+        self._select_objects = (
+            f"SELECT hash, type, data FROM {n.objects} "
+            "WHERE thread_id = %(t)s AND hash = ANY(%(h)s::bytea[])"
+        )
+
+    # -- writes -----------------------------------------------------------------
+
+    def upsert_thread(self, t: str, md_json: str | None) -> Stmt:
+        return Stmt(self._upsert_thread, {"t": t, "md": md_json})
+
+    def insert_objects(self, t: str, objs: Sequence[StoredObject]) -> list[Stmt]:
+        if not objs:
+            return []
+        return [
+            Stmt(
+                self._insert_objects,
+                {
+                    "t": t,
+                    "h": [o.hash for o in objs],
+                    "ty": [o.type for o in objs],
+                    "d": [o.data for o in objs],
+                },
+            )
+        ]
+
+    def insert_values(self, t: str, ns: str, rows: Sequence[ValueRow]) -> list[Stmt]:
+        if not rows:
+            return []
+        return [
+            Stmt(
+                self._insert_values,
+                {
+                    "t": t,
+                    "ns": ns,
+                    "ch": [r.channel for r in rows],
+                    "ver": [r.version for r in rows],
+                    "kind": [r.kind for r in rows],
+                    "base": [r.base_version for r in rows],
+                    "root": [r.root_version for r in rows],
+                    "refs": [r.refs for r in rows],
+                },
+            )
+        ]
+
+    def insert_checkpoint(
+        self,
+        t: str,
+        ns: str,
+        cid: str,
+        parent: str | None,
+        run_id: str | None,
+        doc: str,
+        md_json: str,
+        required: Sequence[tuple[str, str]],
+    ) -> Stmt:
+        return Stmt(
+            self._insert_checkpoint,
+            {
+                "t": t,
+                "ns": ns,
+                "id": cid,
+                "parent": parent,
+                "run_id": run_id,
+                "doc": doc,
+                "md": md_json,
+                "req_ch": [c for c, _ in required],
+                "req_ver": [v for _, v in required],
+                "req_n": len(required),
+            },
+        )
+
+    def insert_writes(
+        self,
+        t: str,
+        ns: str,
+        cid: str,
+        task_id: str,
+        task_path: str,
+        rows: Sequence[tuple[int, str, int, bytes, Sequence[StoredObject]]],
+    ) -> list[Stmt]:
+        out: list[Stmt] = []
+        regular = [r for r in rows if r[0] >= 0]
+        special = [r for r in rows if r[0] < 0]
+        base = {"t": t, "ns": ns, "cid": cid, "task": task_id, "path": task_path}
+        if regular:
+            objs = [(r[0], o) for r in regular for o in r[4]]
+            out.append(
+                Stmt(
+                    self._insert_writes,
+                    {
+                        **base,
+                        "idx": [r[0] for r in regular],
+                        "ch": [r[1] for r in regular],
+                        "kind": [r[2] for r in regular],
+                        "refs": [r[3] for r in regular],
+                        "oidx": [i for i, _ in objs],
+                        "oh": [o.hash for _, o in objs],
+                        "oty": [o.type for _, o in objs],
+                        "od": [o.data for _, o in objs],
+                    },
+                )
+            )
+        if special:
+            out.extend(self.insert_objects(t, [o for r in special for o in r[4]]))
+            out.append(
+                Stmt(
+                    self._upsert_special_writes,
+                    {
+                        **base,
+                        "idx": [r[0] for r in special],
+                        "ch": [r[1] for r in special],
+                        "kind": [r[2] for r in special],
+                        "refs": [r[3] for r in special],
+                    },
+                )
+            )
+        return out
+
+    # -- reads ------------------------------------------------------------------
+
+    def select_checkpoints(
+        self,
+        *,
+        thread_id: str | None,
+        ns: str | None,
+        checkpoint_id: str | None,
+        before: str | None,
+        filter: dict[str, Any] | None,
+        limit: int | None,
+        after: tuple[str, str, str] | None = None,
+    ) -> Stmt:
+        where: list[str] = []
+        p: dict[str, Any] = {}
+        if thread_id is not None:
+            where.append("thread_id = %(t)s")
+            p["t"] = thread_id
+        if ns is not None:
+            where.append("checkpoint_ns = %(ns)s")
+            p["ns"] = ns
+        if checkpoint_id is not None:
+            where.append("checkpoint_id = %(id)s")
+            p["id"] = checkpoint_id
+        if before is not None:
+            where.append("checkpoint_id < %(before)s")
+            p["before"] = before
+        if filter:
+            where.append("metadata @> %(filter)s::jsonb")
+            p["filter"] = json.dumps(filter)
+        if after is not None:
+            where.append("(checkpoint_id, checkpoint_ns, thread_id) < (%(a_id)s, %(a_ns)s, %(a_t)s)")
+            p.update(a_id=after[0], a_ns=after[1], a_t=after[2])
+        sql = f"SELECT {CHECKPOINT_COLS} FROM {self.n.checkpoints}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY checkpoint_id DESC, checkpoint_ns DESC, thread_id DESC"
+        if limit is not None:
+            sql += " LIMIT %(limit)s"
+            p["limit"] = limit
+        return Stmt(sql, p)
+
+    def select_values(self, t: str, ns: str, pairs: Sequence[tuple[str, str]]) -> Stmt:
+        return Stmt(
+            self._select_values,
+            {"t": t, "ns": ns, "ch": [c for c, _ in pairs], "ver": [v for _, v in pairs]},
+        )
+
+    def select_value_ranges(
+        self, t: str, ns: str, ranges: Sequence[tuple[str, str, str]]
+    ) -> Stmt:
+        return Stmt(
+            self._select_ranges,
+            {
+                "t": t,
+                "ns": ns,
+                "ch": [r[0] for r in ranges],
+                "lo": [r[1] for r in ranges],
+                "hi": [r[2] for r in ranges],
+            },
+        )
+
+    def select_writes(self, t: str, ns: str, ids: Sequence[str]) -> Stmt:
+        return Stmt(self._select_writes, {"t": t, "ns": ns, "ids": list(ids)})
+
+    def select_objects(self, t: str, hashes: Sequence[bytes]) -> list[Stmt]:
+        return [Stmt(self._select_objects, {"t": t, "h": list(hashes)})]
+
+    def get_tuple_stmt(self, t: str, ns: str, cid: str | None) -> Stmt:
+        """Read a checkpoint, its values (with delta chains), writes and objects at once.
+
+        Rows are tagged: 0 checkpoint, 1 channel value, 2 write, 3 object.
+        """
+        n = self.n
+        cond = " AND checkpoint_id = %(id)s" if cid is not None else ""
+        sql = (
+            "WITH cp AS ("
+            f"SELECT checkpoint_id, parent_checkpoint_id, checkpoint, metadata FROM {n.checkpoints} "
+            f"WHERE thread_id = %(t)s AND checkpoint_ns = %(ns)s{cond} "
+            "ORDER BY checkpoint_id DESC LIMIT 1), "
+            "q AS (SELECT j.key AS ch, j.value AS ver FROM cp, "
+            "json_each_text(cp.checkpoint::json -> 'channel_versions') AS j), "
+            "direct AS (SELECT v.channel, v.version, v.kind, v.base_version, v.root_version, v.refs "
+            f"FROM q JOIN {n.values} v ON v.thread_id = %(t)s AND v.checkpoint_ns = %(ns)s "
+            "AND v.channel = q.ch AND v.version = q.ver), "
+            "vals AS (SELECT channel, version, kind, base_version, refs FROM direct "
+            "UNION ALL SELECT c.channel, c.version, c.kind, c.base_version, c.refs FROM direct d "
+            f"JOIN {n.values} c ON c.thread_id = %(t)s AND c.checkpoint_ns = %(ns)s "
+            "AND c.channel = d.channel AND c.version >= d.root_version AND c.version < d.version "
+            f"WHERE d.kind = {KIND.DELTA}), "
+            "w AS (SELECT w.task_id, w.idx, w.channel, w.task_path, w.kind, w.refs FROM cp "
+            f"JOIN {n.writes} w ON w.thread_id = %(t)s AND w.checkpoint_ns = %(ns)s "
+            "AND w.checkpoint_id = cp.checkpoint_id), "
+            "hs AS (SELECT DISTINCT substring(x.refs FROM g * 16 + 1 FOR 16) AS h "
+            "FROM (SELECT refs FROM vals UNION ALL SELECT refs FROM w) AS x, "
+            "generate_series(0, length(x.refs) / 16 - 1) AS g) "
+            "SELECT 0, checkpoint_id, parent_checkpoint_id, checkpoint, metadata::text, "
+            "NULL::int, NULL::int, NULL::bytea, NULL::bytea FROM cp "
+            "UNION ALL SELECT 1, channel, version, base_version, NULL, NULL, kind, refs, NULL FROM vals "
+            "UNION ALL SELECT 2, task_id, channel, task_path, NULL, idx, kind, refs, NULL FROM w "
+            "UNION ALL SELECT 3, o.type, NULL, NULL, NULL, NULL, NULL, o.data, o.hash FROM hs "
+            f"JOIN {n.objects} o ON o.thread_id = %(t)s AND o.hash = hs.h"
+        )
+        p: dict[str, Any] = {"t": t, "ns": ns}
+        if cid is not None:
+            p["id"] = cid
+        return Stmt(sql, p)
+
+    # -- maintenance ------------------------------------------------------------
+
+    def thread_exists(self, t: str) -> Stmt:
+        return Stmt(f"SELECT 1 FROM {self.n.checkpoints} WHERE thread_id = %(t)s LIMIT 1", {"t": t})
+
+    def lock_thread(self, t: str) -> Stmt:
+        # Serializes delete/prune with concurrent puts on the same thread (puts
+        # upsert this row first, so they wait for the row lock, and vice versa).
+        return Stmt(f"SELECT 1 FROM {self.n.threads} WHERE thread_id = %(t)s FOR UPDATE", {"t": t})
+
+    def delete_thread(self, t: str) -> list[Stmt]:
+        n = self.n
+        return [
+            Stmt(f"DELETE FROM {tbl} WHERE thread_id = %(t)s", {"t": t})
+            for tbl in (n.threads, n.checkpoints, n.writes, n.values, n.objects)
+        ]
+
+    def copy_thread(self, src: str, dst: str) -> list[Stmt]:
+        n = self.n
+        p = {"s": src, "d": dst}
+        return [
+            Stmt(
+                f"INSERT INTO {n.threads} (thread_id, created_at, updated_at, metadata) "
+                f"SELECT %(d)s, now(), now(), metadata FROM {n.threads} WHERE thread_id = %(s)s "
+                "ON CONFLICT DO NOTHING",
+                p,
+            ),
+            Stmt(
+                f"INSERT INTO {n.objects} (thread_id, hash, type, data) "
+                f"SELECT %(d)s, hash, type, data FROM {n.objects} WHERE thread_id = %(s)s "
+                "ON CONFLICT DO NOTHING",
+                p,
+            ),
+            Stmt(
+                f"INSERT INTO {n.values} (thread_id, checkpoint_ns, channel, version, kind, "
+                "base_version, root_version, refs) SELECT %(d)s, checkpoint_ns, channel, version, "
+                f"kind, base_version, root_version, refs FROM {n.values} WHERE thread_id = %(s)s "
+                "ON CONFLICT DO NOTHING",
+                p,
+            ),
+            Stmt(
+                f"INSERT INTO {n.writes} (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, "
+                "channel, task_path, kind, refs) SELECT %(d)s, checkpoint_ns, checkpoint_id, "
+                f"task_id, idx, channel, task_path, kind, refs FROM {n.writes} "
+                "WHERE thread_id = %(s)s ON CONFLICT DO NOTHING",
+                p,
+            ),
+            Stmt(
+                f"INSERT INTO {n.checkpoints} (thread_id, checkpoint_ns, checkpoint_id, "
+                "parent_checkpoint_id, run_id, checkpoint, metadata, complete) "
+                "SELECT %(d)s, checkpoint_ns, checkpoint_id, parent_checkpoint_id, run_id, "
+                f"checkpoint, metadata, complete FROM {n.checkpoints} WHERE thread_id = %(s)s "
+                "ON CONFLICT DO NOTHING",
+                p,
+            ),
+        ]
+
+    def select_threads_of_runs(self, run_ids: Sequence[str]) -> Stmt:
+        return Stmt(
+            f"SELECT DISTINCT thread_id FROM {self.n.checkpoints} WHERE run_id = ANY(%(r)s::text[])",
+            {"r": list(run_ids)},
+        )
+
+    def delete_checkpoints_of_runs(self, t: str, run_ids: Sequence[str]) -> list[Stmt]:
+        n = self.n
+        p = {"t": t, "r": list(run_ids)}
+        return [
+            Stmt(
+                f"DELETE FROM {n.writes} w USING {n.checkpoints} c WHERE c.thread_id = %(t)s "
+                "AND c.run_id = ANY(%(r)s::text[]) AND w.thread_id = c.thread_id "
+                "AND w.checkpoint_ns = c.checkpoint_ns AND w.checkpoint_id = c.checkpoint_id",
+                p,
+            ),
+            Stmt(
+                f"DELETE FROM {n.checkpoints} WHERE thread_id = %(t)s AND run_id = ANY(%(r)s::text[])",
+                p,
+            ),
+        ]
+
+    def delete_checkpoints(self, t: str, keys: Sequence[tuple[str, str]]) -> list[Stmt]:
+        n = self.n
+        p = {"t": t, "ns": [k[0] for k in keys], "id": [k[1] for k in keys]}
+        if not keys:
+            return []
+        return [
+            Stmt(
+                f"DELETE FROM {tbl} WHERE thread_id = %(t)s AND (checkpoint_ns, checkpoint_id) IN "
+                "(SELECT * FROM unnest(%(ns)s::text[], %(id)s::text[]))",
+                p,
+            )
+            for tbl in (n.writes, n.checkpoints)
+        ]
+
+    def select_thread_checkpoints(self, t: str) -> Stmt:
+        return Stmt(
+            f"SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata "
+            f"FROM {self.n.checkpoints} WHERE thread_id = %(t)s",
+            {"t": t},
+        )
+
+    def select_thread_values(self, t: str) -> Stmt:
+        return Stmt(
+            f"SELECT checkpoint_ns, channel, version, kind, base_version, refs "
+            f"FROM {self.n.values} WHERE thread_id = %(t)s",
+            {"t": t},
+        )
+
+    def select_thread_write_refs(self, t: str) -> Stmt:
+        return Stmt(f"SELECT refs FROM {self.n.writes} WHERE thread_id = %(t)s", {"t": t})
+
+    def select_thread_object_hashes(self, t: str) -> Stmt:
+        return Stmt(f"SELECT hash FROM {self.n.objects} WHERE thread_id = %(t)s", {"t": t})
+
+    def delete_values(self, t: str, keys: Sequence[tuple[str, str, str]]) -> list[Stmt]:
+        if not keys:
+            return []
+        return [
+            Stmt(
+                f"DELETE FROM {self.n.values} WHERE thread_id = %(t)s AND "
+                "(checkpoint_ns, channel, version) IN "
+                "(SELECT * FROM unnest(%(ns)s::text[], %(ch)s::text[], %(ver)s::text[]))",
+                {
+                    "t": t,
+                    "ns": [k[0] for k in keys],
+                    "ch": [k[1] for k in keys],
+                    "ver": [k[2] for k in keys],
+                },
+            )
+        ]
+
+    def delete_objects(self, t: str, hashes: Sequence[bytes]) -> list[Stmt]:
+        if not hashes:
+            return []
+        return [
+            Stmt(
+                f"DELETE FROM {self.n.objects} WHERE thread_id = %(t)s AND hash = ANY(%(h)s::bytea[])",
+                {"t": t, "h": list(hashes)},
+            )
+        ]

@@ -1,0 +1,439 @@
+"""The SQL for SQLite (stdlib sqlite3, ``:name`` parameters, executemany for batches).
+
+Lists of text keys travel as one JSON parameter read with ``json_each``; lists of
+hashes (bytes) as chunks of placeholders, since JSON cannot carry bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.dialects import sqlite
+
+from checkpoint_pg.core.codec import StoredObject
+from checkpoint_pg.core.values import ValueRow
+from checkpoint_pg.schema import Tables
+from checkpoint_pg.sql import Stmt
+from checkpoint_pg.sql.common import CHECKPOINT_COLS, VALUE_COLS, WRITE_COLS, Names
+
+__all__ = ["SqliteSQL"]
+
+_CHUNK = 400  # well under SQLite's default limit of bound variables per statement
+
+
+def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
+    return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+
+
+def _in_list(prefix: str, items: Sequence[Any]) -> tuple[str, dict[str, Any]]:
+    names = [f"{prefix}{i}" for i in range(len(items))]
+    return "(" + ", ".join(":" + n for n in names) + ")", dict(zip(names, items))
+
+
+class SqliteSQL:
+    """Statements for one prefix on SQLite."""
+
+    name = "sqlite"
+    single_query_get = False
+
+    def __init__(self, tables: Tables) -> None:
+        n = self.n = Names(tables, sqlite.dialect())
+        self._upsert_thread = (
+            f"INSERT INTO {n.threads} AS t (thread_id, created_at, updated_at, metadata) "
+            "VALUES (:t, :now, :now, :md) "
+            "ON CONFLICT (thread_id) DO UPDATE SET updated_at = excluded.updated_at, "
+            "metadata = COALESCE(excluded.metadata, t.metadata)"
+        )
+        self._insert_object = (
+            f"INSERT OR IGNORE INTO {n.objects} (thread_id, hash, type, data) "
+            "VALUES (:t, :h, :ty, :d)"
+        )
+        self._insert_value = (
+            f"INSERT OR IGNORE INTO {n.values} (thread_id, checkpoint_ns, channel, version, "
+            "kind, base_version, root_version, refs) "
+            "VALUES (:t, :ns, :ch, :ver, :kind, :base, :root, :refs)"
+        )
+        self._insert_checkpoint = (
+            f"INSERT INTO {n.checkpoints} (thread_id, checkpoint_ns, checkpoint_id, "
+            "parent_checkpoint_id, run_id, checkpoint, metadata, complete) "
+            "VALUES (:t, :ns, :id, :parent, :run_id, :doc, :md, "
+            "(SELECT count(*) FROM json_each(:req) AS q "
+            f"JOIN {n.values} v ON v.thread_id = :t AND v.checkpoint_ns = :ns "
+            "AND v.channel = json_extract(q.value, '$[0]') "
+            "AND v.version = json_extract(q.value, '$[1]')) = :req_n) "
+            "ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET "
+            "parent_checkpoint_id = excluded.parent_checkpoint_id, run_id = excluded.run_id, "
+            "checkpoint = excluded.checkpoint, metadata = excluded.metadata, "
+            "complete = excluded.complete"
+        )
+        # Objects of a regular write go in only while the write itself is new; the
+        # transaction is BEGIN IMMEDIATE, so nothing can slip in between.
+        self._insert_write_object = (
+            f"INSERT OR IGNORE INTO {n.objects} (thread_id, hash, type, data) "
+            f"SELECT :t, :h, :ty, :d WHERE NOT EXISTS (SELECT 1 FROM {n.writes} "
+            "WHERE thread_id = :t AND checkpoint_ns = :ns AND checkpoint_id = :cid "
+            "AND task_id = :task AND idx = :idx)"
+        )
+        self._insert_write = (
+            f"INSERT OR IGNORE INTO {n.writes} (thread_id, checkpoint_ns, checkpoint_id, "
+            "task_id, idx, channel, task_path, kind, refs) "
+            "VALUES (:t, :ns, :cid, :task, :idx, :ch, :path, :kind, :refs)"
+        )
+        self._upsert_special_write = (
+            f"INSERT INTO {n.writes} (thread_id, checkpoint_ns, checkpoint_id, "
+            "task_id, idx, channel, task_path, kind, refs) "
+            "VALUES (:t, :ns, :cid, :task, :idx, :ch, :path, :kind, :refs) "
+            "ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE SET "
+            "channel = excluded.channel, task_path = excluded.task_path, kind = excluded.kind, "
+            "refs = excluded.refs"
+        )
+        self._select_values = (
+            f"SELECT {VALUE_COLS} FROM {n.values} WHERE thread_id = :t AND checkpoint_ns = :ns "
+            "AND (channel, version) IN (SELECT json_extract(value, '$[0]'), "
+            "json_extract(value, '$[1]') FROM json_each(:pairs))"
+        )
+        self._select_ranges = (
+            "SELECT v.channel, v.version, v.kind, v.base_version, v.root_version, v.refs "
+            f"FROM json_each(:ranges) AS q JOIN {n.values} v ON v.thread_id = :t "
+            "AND v.checkpoint_ns = :ns AND v.channel = json_extract(q.value, '$[0]') "
+            "AND v.version >= json_extract(q.value, '$[1]') "
+            "AND v.version <= json_extract(q.value, '$[2]')"
+        )
+        self._select_writes = (
+            f"SELECT {WRITE_COLS} FROM {n.writes} WHERE thread_id = :t AND checkpoint_ns = :ns "
+            "AND checkpoint_id IN (SELECT value FROM json_each(:ids))"
+        )
+
+    # -- writes -----------------------------------------------------------------
+
+    def upsert_thread(self, t: str, md_json: str | None) -> Stmt:
+        from datetime import datetime, timezone
+
+        return Stmt(
+            self._upsert_thread,
+            {"t": t, "md": md_json, "now": datetime.now(timezone.utc).isoformat(sep=" ")},
+        )
+
+    def insert_objects(self, t: str, objs: Sequence[StoredObject]) -> list[Stmt]:
+        if not objs:
+            return []
+        return [
+            Stmt(
+                self._insert_object,
+                [{"t": t, "h": o.hash, "ty": o.type, "d": o.data} for o in objs],
+                many=True,
+            )
+        ]
+
+    def insert_values(self, t: str, ns: str, rows: Sequence[ValueRow]) -> list[Stmt]:
+        if not rows:
+            return []
+        return [
+            Stmt(
+                self._insert_value,
+                [
+                    {
+                        "t": t,
+                        "ns": ns,
+                        "ch": r.channel,
+                        "ver": r.version,
+                        "kind": r.kind,
+                        "base": r.base_version,
+                        "root": r.root_version,
+                        "refs": r.refs,
+                    }
+                    for r in rows
+                ],
+                many=True,
+            )
+        ]
+
+    def insert_checkpoint(
+        self,
+        t: str,
+        ns: str,
+        cid: str,
+        parent: str | None,
+        run_id: str | None,
+        doc: str,
+        md_json: str,
+        required: Sequence[tuple[str, str]],
+    ) -> Stmt:
+        return Stmt(
+            self._insert_checkpoint,
+            {
+                "t": t,
+                "ns": ns,
+                "id": cid,
+                "parent": parent,
+                "run_id": run_id,
+                "doc": doc,
+                "md": md_json,
+                "req": json.dumps([list(p) for p in required]),
+                "req_n": len(required),
+            },
+        )
+
+    def insert_writes(
+        self,
+        t: str,
+        ns: str,
+        cid: str,
+        task_id: str,
+        task_path: str,
+        rows: Sequence[tuple[int, str, int, bytes, Sequence[StoredObject]]],
+    ) -> list[Stmt]:
+        base = {"t": t, "ns": ns, "cid": cid, "task": task_id, "path": task_path}
+        out: list[Stmt] = []
+        regular = [r for r in rows if r[0] >= 0]
+        special = [r for r in rows if r[0] < 0]
+        if regular:
+            objs = [
+                {**base, "idx": r[0], "h": o.hash, "ty": o.type, "d": o.data}
+                for r in regular
+                for o in r[4]
+            ]
+            if objs:
+                out.append(Stmt(self._insert_write_object, objs, many=True))
+            out.append(
+                Stmt(
+                    self._insert_write,
+                    [{**base, "idx": r[0], "ch": r[1], "kind": r[2], "refs": r[3]} for r in regular],
+                    many=True,
+                )
+            )
+        if special:
+            out.extend(self.insert_objects(t, [o for r in special for o in r[4]]))
+            out.append(
+                Stmt(
+                    self._upsert_special_write,
+                    [{**base, "idx": r[0], "ch": r[1], "kind": r[2], "refs": r[3]} for r in special],
+                    many=True,
+                )
+            )
+        return out
+
+    # -- reads ------------------------------------------------------------------
+
+    def select_checkpoints(
+        self,
+        *,
+        thread_id: str | None,
+        ns: str | None,
+        checkpoint_id: str | None,
+        before: str | None,
+        filter: dict[str, Any] | None,
+        limit: int | None,
+        after: tuple[str, str, str] | None = None,
+    ) -> Stmt:
+        where: list[str] = []
+        p: dict[str, Any] = {}
+        if thread_id is not None:
+            where.append("thread_id = :t")
+            p["t"] = thread_id
+        if ns is not None:
+            where.append("checkpoint_ns = :ns")
+            p["ns"] = ns
+        if checkpoint_id is not None:
+            where.append("checkpoint_id = :id")
+            p["id"] = checkpoint_id
+        if before is not None:
+            where.append("checkpoint_id < :before")
+            p["before"] = before
+        for i, (key, value) in enumerate((filter or {}).items()):
+            # Keys and values are bound; json_each compares the top-level entries.
+            where.append(self._filter_clause(i, key, value, p))
+        if after is not None:
+            where.append("(checkpoint_id, checkpoint_ns, thread_id) < (:a_id, :a_ns, :a_t)")
+            p.update(a_id=after[0], a_ns=after[1], a_t=after[2])
+        sql = f"SELECT {CHECKPOINT_COLS} FROM {self.n.checkpoints}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY checkpoint_id DESC, checkpoint_ns DESC, thread_id DESC"
+        if limit is not None:
+            sql += " LIMIT :limit"
+            p["limit"] = limit
+        return Stmt(sql, p)
+
+    @staticmethod
+    def _filter_clause(i: int, key: str, value: Any, p: dict[str, Any]) -> str:
+        k, v = f"fk{i}", f"fv{i}"
+        p[k] = key
+        head = f"EXISTS (SELECT 1 FROM json_each(metadata) AS j WHERE j.key = :{k} AND "
+        if value is None:
+            return head + "j.type = 'null')"
+        if isinstance(value, bool):
+            return head + f"j.type = '{'true' if value else 'false'}')"
+        if isinstance(value, (int, float)):
+            p[v] = value
+            return head + f"j.type IN ('integer', 'real') AND j.value = :{v})"
+        if isinstance(value, str):
+            p[v] = value
+            return head + f"j.type = 'text' AND j.value = :{v})"
+        p[v] = json.dumps(value, separators=(",", ":"))
+        return head + f"j.type IN ('object', 'array') AND json(j.value) = json(:{v}))"
+
+    def select_values(self, t: str, ns: str, pairs: Sequence[tuple[str, str]]) -> Stmt:
+        return Stmt(self._select_values, {"t": t, "ns": ns, "pairs": json.dumps(pairs)})
+
+    def select_value_ranges(
+        self, t: str, ns: str, ranges: Sequence[tuple[str, str, str]]
+    ) -> Stmt:
+        return Stmt(self._select_ranges, {"t": t, "ns": ns, "ranges": json.dumps(ranges)})
+
+    def select_writes(self, t: str, ns: str, ids: Sequence[str]) -> Stmt:
+        return Stmt(self._select_writes, {"t": t, "ns": ns, "ids": json.dumps(list(ids))})
+
+    def select_objects(self, t: str, hashes: Sequence[bytes]) -> list[Stmt]:
+        out = []
+        for chunk in _chunks(list(hashes)):
+            marks, p = _in_list("h", chunk)
+            out.append(
+                Stmt(
+                    f"SELECT hash, type, data FROM {self.n.objects} "
+                    f"WHERE thread_id = :t AND hash IN {marks}",
+                    {"t": t, **p},
+                )
+            )
+        return out
+
+    def get_tuple_stmt(self, t: str, ns: str, cid: str | None) -> Stmt:
+        raise NotImplementedError  # not used: single_query_get is False on SQLite
+
+    # -- maintenance ------------------------------------------------------------
+
+    def thread_exists(self, t: str) -> Stmt:
+        return Stmt(f"SELECT 1 FROM {self.n.checkpoints} WHERE thread_id = :t LIMIT 1", {"t": t})
+
+    def lock_thread(self, t: str) -> Stmt:
+        # BEGIN IMMEDIATE already holds the database's write lock.
+        return Stmt("SELECT 1", {})
+
+    def delete_thread(self, t: str) -> list[Stmt]:
+        n = self.n
+        return [
+            Stmt(f"DELETE FROM {tbl} WHERE thread_id = :t", {"t": t})
+            for tbl in (n.threads, n.checkpoints, n.writes, n.values, n.objects)
+        ]
+
+    def copy_thread(self, src: str, dst: str) -> list[Stmt]:
+        from datetime import datetime, timezone
+
+        n = self.n
+        p = {"s": src, "d": dst, "now": datetime.now(timezone.utc).isoformat(sep=" ")}
+        return [
+            Stmt(
+                f"INSERT OR IGNORE INTO {n.threads} (thread_id, created_at, updated_at, metadata) "
+                f"SELECT :d, :now, :now, metadata FROM {n.threads} WHERE thread_id = :s",
+                p,
+            ),
+            Stmt(
+                f"INSERT OR IGNORE INTO {n.objects} (thread_id, hash, type, data) "
+                f"SELECT :d, hash, type, data FROM {n.objects} WHERE thread_id = :s",
+                p,
+            ),
+            Stmt(
+                f"INSERT OR IGNORE INTO {n.values} (thread_id, checkpoint_ns, channel, version, "
+                "kind, base_version, root_version, refs) SELECT :d, checkpoint_ns, channel, "
+                f"version, kind, base_version, root_version, refs FROM {n.values} "
+                "WHERE thread_id = :s",
+                p,
+            ),
+            Stmt(
+                f"INSERT OR IGNORE INTO {n.writes} (thread_id, checkpoint_ns, checkpoint_id, "
+                "task_id, idx, channel, task_path, kind, refs) SELECT :d, checkpoint_ns, "
+                f"checkpoint_id, task_id, idx, channel, task_path, kind, refs FROM {n.writes} "
+                "WHERE thread_id = :s",
+                p,
+            ),
+            Stmt(
+                f"INSERT OR IGNORE INTO {n.checkpoints} (thread_id, checkpoint_ns, checkpoint_id, "
+                "parent_checkpoint_id, run_id, checkpoint, metadata, complete) "
+                "SELECT :d, checkpoint_ns, checkpoint_id, parent_checkpoint_id, run_id, "
+                f"checkpoint, metadata, complete FROM {n.checkpoints} WHERE thread_id = :s",
+                p,
+            ),
+        ]
+
+    def select_threads_of_runs(self, run_ids: Sequence[str]) -> Stmt:
+        return Stmt(
+            f"SELECT DISTINCT thread_id FROM {self.n.checkpoints} "
+            "WHERE run_id IN (SELECT value FROM json_each(:r))",
+            {"r": json.dumps(list(run_ids))},
+        )
+
+    def delete_checkpoints_of_runs(self, t: str, run_ids: Sequence[str]) -> list[Stmt]:
+        n = self.n
+        p = {"t": t, "r": json.dumps(list(run_ids))}
+        return [
+            Stmt(
+                f"DELETE FROM {n.writes} WHERE thread_id = :t AND (checkpoint_ns, checkpoint_id) IN "
+                f"(SELECT checkpoint_ns, checkpoint_id FROM {n.checkpoints} WHERE thread_id = :t "
+                "AND run_id IN (SELECT value FROM json_each(:r)))",
+                p,
+            ),
+            Stmt(
+                f"DELETE FROM {n.checkpoints} WHERE thread_id = :t "
+                "AND run_id IN (SELECT value FROM json_each(:r))",
+                p,
+            ),
+        ]
+
+    def delete_checkpoints(self, t: str, keys: Sequence[tuple[str, str]]) -> list[Stmt]:
+        if not keys:
+            return []
+        n = self.n
+        p = {"t": t, "k": json.dumps([list(k) for k in keys])}
+        sub = (
+            "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:k))"
+        )
+        return [
+            Stmt(
+                f"DELETE FROM {tbl} WHERE thread_id = :t AND (checkpoint_ns, checkpoint_id) IN {sub}",
+                p,
+            )
+            for tbl in (n.writes, n.checkpoints)
+        ]
+
+    def select_thread_checkpoints(self, t: str) -> Stmt:
+        return Stmt(
+            "SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata "
+            f"FROM {self.n.checkpoints} WHERE thread_id = :t",
+            {"t": t},
+        )
+
+    def select_thread_values(self, t: str) -> Stmt:
+        return Stmt(
+            "SELECT checkpoint_ns, channel, version, kind, base_version, refs "
+            f"FROM {self.n.values} WHERE thread_id = :t",
+            {"t": t},
+        )
+
+    def select_thread_write_refs(self, t: str) -> Stmt:
+        return Stmt(f"SELECT refs FROM {self.n.writes} WHERE thread_id = :t", {"t": t})
+
+    def select_thread_object_hashes(self, t: str) -> Stmt:
+        return Stmt(f"SELECT hash FROM {self.n.objects} WHERE thread_id = :t", {"t": t})
+
+    def delete_values(self, t: str, keys: Sequence[tuple[str, str, str]]) -> list[Stmt]:
+        if not keys:
+            return []
+        return [
+            Stmt(
+                f"DELETE FROM {self.n.values} WHERE thread_id = :t AND "
+                "(checkpoint_ns, channel, version) IN (SELECT json_extract(value, '$[0]'), "
+                "json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each(:k))",
+                {"t": t, "k": json.dumps([list(k) for k in keys])},
+            )
+        ]
+
+    def delete_objects(self, t: str, hashes: Sequence[bytes]) -> list[Stmt]:
+        out = []
+        for chunk in _chunks(list(hashes)):
+            marks, p = _in_list("h", chunk)
+            out.append(
+                Stmt(f"DELETE FROM {self.n.objects} WHERE thread_id = :t AND hash IN {marks}", {"t": t, **p})
+            )
+        return out

@@ -1,0 +1,232 @@
+"""The SQLite savers: `SqliteSaver` (sync) and `AsyncSqliteSaver`, on the stdlib sqlite3.
+
+WAL journal and a busy timeout let several processes share one file; writes
+take the lock up front (BEGIN IMMEDIATE), so two writers queue instead of
+failing with "database is locked".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from sqlalchemy.pool import StaticPool
+
+from checkpoint_pg import migrate
+from checkpoint_pg.core.ops import Batch, Op
+from checkpoint_pg.errors import ConfigError
+from checkpoint_pg.schema import DEFAULT_PREFIX
+from checkpoint_pg.shells.aio import AsyncSaver
+from checkpoint_pg.shells.errors import translate
+from checkpoint_pg.shells.sync import SyncSaver, drive
+from checkpoint_pg.sql.sqlite import SqliteSQL
+
+__all__ = ["SqliteSaver", "AsyncSqliteSaver", "connect_sqlite", "path_of"]
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def path_of(url: str) -> str:
+    """A file path for ``path``, ``sqlite:///path`` or ``:memory:``."""
+    if not isinstance(url, str) or not url:
+        raise ConfigError(f"a SQLite database is a file path or sqlite:///path, got {url!r}")
+    if url.startswith("sqlite:///"):
+        return url[len("sqlite:///") :] or ":memory:"
+    if "://" in url:
+        raise ConfigError(
+            f"unsupported database URL scheme {url.split('://', 1)[0]!r}: use a file path or "
+            "sqlite:///path for SQLite, postgresql://user@host/db for Postgres"
+        )
+    return url
+
+
+def connect_sqlite(path: str, *, read_only: bool = False) -> sqlite3.Connection:
+    """Open a connection the savers can share across threads, in WAL mode."""
+    if read_only:
+        uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+    else:
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    if not read_only and path != ":memory:":
+        conn.execute("PRAGMA journal_mode = WAL")
+    # WAL + NORMAL: a commit survives a crash of the process; only a power loss
+    # may drop the last transactions (see README, "Guarantees").
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+def _execute(conn: sqlite3.Connection, batch: Batch) -> list[Any]:
+    out: list[Any] = []
+    for stmt in batch.stmts:
+        if stmt.many:
+            conn.executemany(stmt.sql, stmt.params)
+            out.append(None)
+        else:
+            cur = conn.execute(stmt.sql, stmt.params)
+            out.append(cur.fetchall() if cur.description else None)
+    return out
+
+
+class _Runner:
+    """Runs operations on one sqlite3 connection, one at a time."""
+
+    def __init__(self, conn: sqlite3.Connection, url_hint: str) -> None:
+        self.conn = conn
+        self.lock = threading.RLock()
+        self.url_hint = url_hint
+
+    def run(self, op: Op, txn: bool, write: bool) -> Any:
+        with self.lock:
+            conn = self.conn
+            try:
+                if not (txn or write):
+                    return drive(op, lambda b: _execute(conn, b))
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    result = drive(op, lambda b: _execute(conn, b))
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                return result
+            except sqlite3.Error as exc:
+                ours = translate(exc, self.url_hint)
+                if ours is None:
+                    raise
+                raise ours from exc
+
+    def setup(self, tables: Any) -> None:
+        with self.lock:
+            engine = sa.create_engine("sqlite://", creator=lambda: self.conn, poolclass=StaticPool)
+            try:
+                with engine.connect() as sc:
+                    migrate.upgrade(sc, tables)
+            finally:
+                engine.dispose(close=False)
+
+
+def _open(conn_or_path: Any) -> tuple[sqlite3.Connection, str, bool]:
+    if isinstance(conn_or_path, sqlite3.Connection):
+        if conn_or_path.isolation_level is not None:
+            # we issue BEGIN/COMMIT ourselves
+            conn_or_path.isolation_level = None
+        conn_or_path.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return conn_or_path, "<your sqlite file>", False
+    path = path_of(str(conn_or_path))
+    return connect_sqlite(path), path, True
+
+
+class SqliteSaver(SyncSaver):
+    """A LangGraph checkpointer in a SQLite file (sync; also serves ``ainvoke``)."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection | str,
+        *,
+        serde: SerializerProtocol | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        hash_key: bytes | None = None,
+        max_value_bytes: int | None = None,
+    ) -> None:
+        self.conn, hint, self._owned = _open(conn)
+        self._runner = _Runner(self.conn, hint)
+        self._init_core(
+            SqliteSQL,
+            serde=serde,
+            prefix=prefix,
+            schema=None,
+            hash_key=hash_key,
+            max_value_bytes=max_value_bytes,
+            url_hint=hint,
+        )
+
+    @classmethod
+    @contextmanager
+    def from_conn_string(cls, path: str, **options: Any) -> Iterator[SqliteSaver]:
+        """A saver on the SQLite file at ``path`` (or ``sqlite:///path``)."""
+        saver = cls(path_of(path), **options)
+        try:
+            yield saver
+        finally:
+            saver.close()
+
+    def close(self) -> None:
+        if self._owned:
+            self.conn.close()
+
+    def _run(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
+        return self._runner.run(op, txn, write)
+
+    def setup(self) -> None:
+        """Create or upgrade the tables (alembic upgrade to head); idempotent."""
+        self._runner.setup(self.tables)
+        self._schema_ok = False
+
+
+class AsyncSqliteSaver(AsyncSaver):
+    """A LangGraph checkpointer in a SQLite file for asyncio.
+
+    Statements run on one worker thread, so the event loop never blocks on the file.
+    """
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection | str,
+        *,
+        serde: SerializerProtocol | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        hash_key: bytes | None = None,
+        max_value_bytes: int | None = None,
+    ) -> None:
+        self.conn, hint, self._owned = _open(conn)
+        self._runner = _Runner(self.conn, hint)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-pg-sqlite")
+        self.loop = asyncio.get_running_loop()
+        self._init_core(
+            SqliteSQL,
+            serde=serde,
+            prefix=prefix,
+            schema=None,
+            hash_key=hash_key,
+            max_value_bytes=max_value_bytes,
+            url_hint=hint,
+        )
+
+    @classmethod
+    @asynccontextmanager
+    async def from_conn_string(cls, path: str, **options: Any) -> AsyncIterator[AsyncSqliteSaver]:
+        """A saver on the SQLite file at ``path`` (or ``sqlite:///path``)."""
+        saver = cls(path_of(path), **options)
+        try:
+            yield saver
+        finally:
+            await saver.aclose()
+
+    async def aclose(self) -> None:
+        await self.loop.run_in_executor(self._executor, self._close_now)
+        self._executor.shutdown(wait=True)
+
+    def _close_now(self) -> None:
+        if self._owned:
+            self.conn.close()
+
+    async def _arun(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
+        return await self.loop.run_in_executor(self._executor, self._runner.run, op, txn, write)
+
+    async def asetup(self) -> None:
+        """Create or upgrade the tables (alembic upgrade to head); idempotent."""
+        await self.loop.run_in_executor(self._executor, self._runner.setup, self.tables)
+        self._schema_ok = False
+
+    def setup(self) -> None:
+        """Sync twin of `asetup`, for use from another thread."""
+        self._sync("setup", self.asetup)
