@@ -1,0 +1,758 @@
+"""`Inspector`: read what a saver stored, thread by thread, without writing anything.
+
+Every read runs as one operation in one transaction (on Postgres a
+``REPEATABLE READ, READ ONLY`` one), so a listing is a consistent snapshot
+even while graphs are running, and nothing can be written by mistake.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from collections import defaultdict, deque
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import CheckpointTuple
+
+from checkpoint_pg.core import ops as core_ops
+from checkpoint_pg.core.ops import Batch, Memo, Op
+from checkpoint_pg.errors import ConfigError, NotFoundError
+from checkpoint_pg.inspect.model import (
+    ERROR,
+    INTERRUPT,
+    NULL_TASK_ID,
+    RESUME,
+    TASKS,
+    CheckpointRecord,
+    Run,
+    TaskRecord,
+    ThreadRecord,
+    group_updates,
+    output_keys,
+    pending_nodes,
+    split_runs,
+    task_name,
+)
+from checkpoint_pg.inspect.render import is_message, to_jsonable
+from checkpoint_pg.sql.inspect import InspectSQL, inspect_sql_for
+
+__all__ = [
+    "Inspector",
+    "ThreadInfo",
+    "ThreadPage",
+    "HistoryEntry",
+    "CheckpointView",
+    "ChannelDiff",
+    "Diff",
+    "ThreadStats",
+    "Stats",
+]
+
+MAX_PAGE = 1000
+
+
+# -- results -------------------------------------------------------------------------
+
+
+def _jsonable_fields(obj: Any) -> dict[str, Any]:
+    return {k: to_jsonable(v) for k, v in obj.__dict__.items()}
+
+
+@dataclass
+class ThreadInfo:
+    """One row of `Inspector.threads`: a thread and how much it stores."""
+
+    thread_id: str
+    created_at: dt.datetime | None
+    updated_at: dt.datetime | None
+    metadata: dict[str, Any]
+    checkpoints: int | None
+    bytes: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable_fields(self)
+
+
+@dataclass
+class ThreadPage:
+    """A page of threads, newest first; pass ``next_cursor`` back for the next page."""
+
+    threads: list[ThreadInfo]
+    next_cursor: str | None
+
+    def __iter__(self) -> Iterator[ThreadInfo]:
+        return iter(self.threads)
+
+    def __len__(self) -> int:
+        return len(self.threads)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"threads": [t.to_dict() for t in self.threads], "next_cursor": self.next_cursor}
+
+
+@dataclass
+class HistoryEntry:
+    """One superstep: the checkpoint it produced and what each node wrote to produce it.
+
+    ``updates`` are keyed by node name, valued as ``stream_mode="updates"`` shows
+    them (the writes stored on the parent checkpoint by the tasks that made this
+    one). ``interrupts``, ``errors`` and ``resumes`` are those of the tasks that
+    ran *from* this checkpoint; ``pending`` holds writes already made from this
+    checkpoint while its successor does not exist yet (a step cut short by an
+    interrupt or an error). Each stored write appears in exactly one entry.
+    """
+
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    step: int | None
+    source: str | None
+    run_id: str | None
+    created_at: str | None
+    metadata: dict[str, Any]
+    updates: dict[str, Any] = field(default_factory=dict)
+    input: dict[str, Any] = field(default_factory=dict)
+    interrupts: dict[str, list[Any]] = field(default_factory=dict)
+    errors: dict[str, Any] = field(default_factory=dict)
+    resumes: dict[str, Any] = field(default_factory=dict)
+    pending: dict[str, Any] = field(default_factory=dict)
+    next: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable_fields(self)
+
+
+@dataclass
+class CheckpointView:
+    """One checkpoint as a person reads it: its state values, what runs next, and what waits."""
+
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    step: int | None
+    source: str | None
+    run_id: str | None
+    created_at: str | None
+    metadata: dict[str, Any]
+    values: dict[str, Any]
+    next: list[str]
+    interrupts: dict[str, list[Any]]
+    pending_writes: list[tuple[str, str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable_fields(self)
+
+
+@dataclass
+class ChannelDiff:
+    """How one channel differs between two checkpoints.
+
+    ``status``: "added", "removed", "changed" or "same". For lists, ``added`` and
+    ``removed`` hold the elements that appear on one side only (messages matched
+    by id, so ``changed`` lists the messages whose content differs under one id).
+    """
+
+    channel: str
+    status: str
+    before: Any = None
+    after: Any = None
+    added: list[Any] | None = None
+    removed: list[Any] | None = None
+    changed: list[tuple[Any, Any]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable_fields(self)
+
+
+@dataclass
+class Diff:
+    """`Inspector.diff` result: every channel present on either side."""
+
+    a: RunnableConfig
+    b: RunnableConfig
+    channels: list[ChannelDiff]
+
+    @property
+    def changed(self) -> list[ChannelDiff]:
+        return [c for c in self.channels if c.status != "same"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "a": self.a["configurable"],
+            "b": self.b["configurable"],
+            "channels": [c.to_dict() for c in self.channels],
+        }
+
+
+@dataclass
+class ThreadStats:
+    """Rows and bytes one thread (or all, for the total) stores.
+
+    ``references`` counts the object references held by channel values and
+    writes; with ``objects`` stored once each, ``references / objects`` is the
+    deduplication factor.
+    """
+
+    thread_id: str | None
+    checkpoints: int = 0
+    writes: int = 0
+    channel_values: int = 0
+    objects: int = 0
+    references: int = 0
+    checkpoint_bytes: int = 0
+    ref_bytes: int = 0
+    object_bytes: int = 0
+
+    @property
+    def bytes(self) -> int:
+        return self.checkpoint_bytes + self.ref_bytes + self.object_bytes
+
+    def add(self, other: ThreadStats) -> None:
+        for k in (
+            "checkpoints",
+            "writes",
+            "channel_values",
+            "objects",
+            "references",
+            "checkpoint_bytes",
+            "ref_bytes",
+            "object_bytes",
+        ):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "bytes": self.bytes}
+
+
+@dataclass
+class Stats:
+    """`Inspector.stats` result: per thread (largest first) and the total."""
+
+    threads: list[ThreadStats]
+    total: ThreadStats
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"threads": [t.to_dict() for t in self.threads], "total": self.total.to_dict()}
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _json(raw: Any) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if isinstance(raw, (str, bytes, bytearray)):
+        return json.loads(raw)
+    return dict(raw)
+
+
+def _ts(raw: Any) -> dt.datetime | None:
+    if raw is None or isinstance(raw, dt.datetime):
+        return raw
+    return dt.datetime.fromisoformat(str(raw))
+
+
+def _encode_cursor(updated_at: Any, thread_id: str) -> str:
+    raw = updated_at.isoformat() if isinstance(updated_at, dt.datetime) else str(updated_at)
+    return base64.urlsafe_b64encode(json.dumps([raw, thread_id]).encode()).decode()
+
+
+def _decode_cursor(cursor: str, backend: str) -> tuple[Any, str]:
+    try:
+        raw, thread_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        value: Any = dt.datetime.fromisoformat(raw) if backend == "postgresql" else raw
+        return value, str(thread_id)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"invalid threads cursor {cursor!r} ({exc}): pass the next_cursor of a previous page"
+        ) from None
+
+
+def _check_thread_id(thread_id: Any) -> str:
+    if not isinstance(thread_id, str) or not thread_id:
+        raise ConfigError(f"thread_id must be a non-empty str, got {thread_id!r}")
+    return thread_id
+
+
+def _list_key(value: Any) -> Any:
+    if is_message(value) and getattr(value, "id", None):
+        return ("message", value.id)
+    try:
+        return ("value", json.dumps(to_jsonable(value), sort_keys=True, default=repr))
+    except (TypeError, ValueError):
+        return ("repr", repr(value))
+
+
+def _list_diff(before: list[Any], after: list[Any]) -> tuple[list[Any], list[Any], list[tuple[Any, Any]]]:
+    """Elements only in ``after``, only in ``before``, and messages changed under one id."""
+    remaining: dict[Any, deque[Any]] = defaultdict(deque)
+    for v in before:
+        remaining[_list_key(v)].append(v)
+    added, changed = [], []
+    for v in after:
+        k = _list_key(v)
+        if remaining.get(k):
+            old = remaining[k].popleft()
+            if k[0] == "message" and _list_key_content(old) != _list_key_content(v):
+                changed.append((old, v))
+        else:
+            added.append(v)
+    removed = [v for q in remaining.values() for v in q]
+    return added, removed, changed
+
+
+def _list_key_content(msg: Any) -> str:
+    return json.dumps(to_jsonable(msg), sort_keys=True, default=repr)
+
+
+def _internal_channel(ch: str) -> bool:
+    return ch.startswith(("branch:", "join:")) or ch in (TASKS, "__start__")
+
+
+# -- the inspector ---------------------------------------------------------------------
+
+
+class Inspector:
+    """Read-only views of what a sync checkpoint_pg saver (Postgres or SQLite) stored.
+
+    >>> with SqliteSaver.from_conn_string("app.db") as saver:
+    ...     ins = Inspector(saver)
+    ...     for t in ins.threads(limit=10): print(t.thread_id, t.checkpoints)
+    ...     for e in ins.history("thread-1"): print(e.step, e.updates)
+    """
+
+    def __init__(self, saver: Any) -> None:
+        if not callable(getattr(saver, "_run", None)):
+            raise ConfigError(
+                f"Inspector takes a sync checkpoint_pg saver (PostgresSaver or SqliteSaver), got "
+                f"{type(saver).__name__}; for an async saver open a sync one on the same database"
+            )
+        self.saver = saver
+        self.sql: InspectSQL = inspect_sql_for(saver)
+
+    # -- running ----------------------------------------------------------------------
+
+    def _read(self, op: Op) -> Any:
+        """Run ``op`` in one read-only transaction (after the schema check)."""
+        ensure = getattr(self.saver, "_ensure_schema", None)
+        if callable(ensure):
+            ensure()
+        pre = self.sql.read_only()
+
+        def wrapped() -> Generator[Batch, list[Any], Any]:
+            if pre:
+                yield Batch(pre)
+            return (yield from op)
+
+        return self.saver._run(wrapped(), txn=True, write=False)
+
+    def _one(self, stmt: Any) -> Op:
+        (rows,) = yield Batch([stmt])
+        return rows
+
+    # -- threads ------------------------------------------------------------------------
+
+    def threads(
+        self,
+        filter: Mapping[str, Any] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        cursor: str | None = None,
+        *,
+        sizes: bool = True,
+    ) -> ThreadPage:
+        """Threads newest first, from the threads table (never a scan of all checkpoints).
+
+        ``filter`` matches the metadata of each thread's latest root checkpoint
+        (top-level keys, equal values). Page with ``offset`` or, cheaper on big
+        tables, with the ``next_cursor`` of the previous page. ``sizes=False``
+        skips the per-thread checkpoint count and byte size.
+        """
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise ConfigError(f"limit must be an int from 1 to {MAX_PAGE}, got {limit!r}")
+        if not isinstance(offset, int) or offset < 0:
+            raise ConfigError(f"offset must be an int >= 0, got {offset!r}")
+        if filter is not None and (
+            not isinstance(filter, Mapping) or not all(isinstance(k, str) for k in filter)
+        ):
+            raise ConfigError(f"filter must be a dict with str keys, got {filter!r}")
+        cur = _decode_cursor(cursor, self.sql.name) if cursor else None
+        stmt = self.sql.list_threads(
+            filter=dict(filter) if filter else None, limit=limit, offset=offset, cursor=cur, sizes=sizes
+        )
+        rows = self._read(self._one(stmt))
+        items = [
+            ThreadInfo(
+                thread_id=r[0],
+                created_at=_ts(r[1]),
+                updated_at=_ts(r[2]),
+                metadata=_json(r[3]),
+                checkpoints=None if r[4] is None else int(r[4]),
+                bytes=None if r[5] is None else int(r[5]),
+            )
+            for r in rows
+        ]
+        nxt = _encode_cursor(rows[-1][2], rows[-1][0]) if len(rows) == limit else None
+        return ThreadPage(items, nxt)
+
+    def iter_threads(self, filter: Mapping[str, Any] | None = None, *, sizes: bool = False) -> Iterator[ThreadInfo]:
+        """Every thread, newest first, page by page."""
+        cursor = None
+        while True:
+            page = self.threads(filter, limit=MAX_PAGE, cursor=cursor, sizes=sizes)
+            yield from page.threads
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    # -- loading a thread ---------------------------------------------------------------
+
+    def _load_op(self, thread_id: str, checkpoint_ns: str | None) -> Op:
+        ctx = self.saver.ctx
+        cp_rows, key_rows = yield Batch(
+            [self.sql.thread_checkpoints(thread_id, checkpoint_ns), self.sql.thread_write_keys(thread_id, checkpoint_ns)]
+        )
+        conf: dict[str, Any] = {"thread_id": thread_id}
+        if checkpoint_ns is not None:
+            conf["checkpoint_ns"] = checkpoint_ns
+        tuples: dict[tuple[str, str], CheckpointTuple] = {}
+        if cp_rows:
+            memo = Memo()
+            after = None
+            while True:
+                items, after = yield from core_ops.list_page(
+                    ctx, memo, {"configurable": conf}, filter=None, before=None, limit=None, after=after
+                )
+                for tup in items:
+                    c = tup.config["configurable"]
+                    tuples[(c["checkpoint_ns"], c["checkpoint_id"])] = tup
+                if after is None:
+                    break
+        return cp_rows, key_rows, tuples
+
+    def load(self, thread_id: str, checkpoint_ns: str | None = None) -> ThreadRecord:
+        """Every checkpoint of a thread (one namespace, or all when None), tasks and writes decoded.
+
+        Raises `NotFoundError` when the thread has no checkpoints.
+        """
+        thread_id = _check_thread_id(thread_id)
+        cp_rows, key_rows, tuples = self._read(self._load_op(thread_id, checkpoint_ns))
+        if not cp_rows:
+            where = "" if checkpoint_ns is None else f" in namespace {checkpoint_ns!r}"
+            raise NotFoundError(
+                f"thread {thread_id!r} has no checkpoints{where}: list the stored threads with "
+                "`checkpoint-pg threads` (or Inspector.threads())"
+            )
+        keys: dict[tuple[str, str, str], list[tuple[int, str, str]]] = defaultdict(list)
+        for ns, cid, task_id, idx, channel, path in key_rows:
+            keys[(ns, cid, task_id)].append((int(idx), channel, path or ""))
+        records = []
+        for ns, cid, parent, run_id, raw_doc, raw_md in cp_rows:
+            tup = tuples.get((ns, cid))
+            channel_values = dict(tup.checkpoint.get("channel_values") or {}) if tup else None
+            rec = CheckpointRecord(ns, cid, parent, run_id, _json(raw_doc), _json(raw_md), channel_values=channel_values)
+            self._attach_tasks(rec, tup, keys)
+            records.append(rec)
+        return ThreadRecord(thread_id, records)
+
+    @staticmethod
+    def _attach_tasks(
+        rec: CheckpointRecord,
+        tup: CheckpointTuple | None,
+        keys: Mapping[tuple[str, str, str], list[tuple[int, str, str]]],
+    ) -> None:
+        by_task: dict[str, list[tuple[str, Any]]] = defaultdict(list)
+        for task_id, channel, value in (tup.pending_writes or []) if tup else []:
+            by_task[task_id].append((channel, value))
+        sends = (rec.channel_values or {}).get(TASKS)
+        for task_id, values in by_task.items():
+            rows = sorted(keys.get((rec.ns, rec.checkpoint_id, task_id), []))
+            if [r[1] for r in rows] == [c for c, _ in values]:
+                pairs = [(r[0], c, v) for r, (c, v) in zip(rows, values)]
+            else:  # rows and values read apart: match channel by channel
+                queues: dict[str, deque[int]] = defaultdict(deque)
+                for idx, ch, _ in rows:
+                    queues[ch].append(idx)
+                pairs = [(queues[c].popleft() if queues[c] else 0, c, v) for c, v in values]
+            path = rows[0][2] if rows else ""
+            if task_id == NULL_TASK_ID:
+                rec.null_writes.extend((c, v) for _, c, v in pairs)
+                continue
+            task = TaskRecord(task_id, path, task_name(path, sends))
+            for idx, ch, v in pairs:
+                if ch == INTERRUPT:
+                    task.interrupts.append(v)
+                elif ch == ERROR:
+                    task.error = v
+                elif ch == RESUME:
+                    task.resumes.extend(v if isinstance(v, list) else [v])
+                elif idx >= 0:
+                    task.writes.append((ch, v))
+            rec.tasks.append(task)
+        rec.tasks.sort(key=lambda t: (t.path, t.task_id))
+
+    # -- history ---------------------------------------------------------------------
+
+    def history(
+        self, thread_id: str, checkpoint_ns: str | None = None, limit: int | None = None
+    ) -> list[HistoryEntry]:
+        """One entry per superstep, oldest first, every namespace unless ``checkpoint_ns`` is given.
+
+        Subgraph checkpoints live in namespaces like ``child:<task id>``. With
+        ``limit``, the newest ``limit`` entries.
+        """
+        if limit is not None and (not isinstance(limit, int) or limit < 1):
+            raise ConfigError(f"limit must be a positive int or None, got {limit!r}")
+        thread = self.load(thread_id, checkpoint_ns)
+        entries = self._entries(thread)
+        return entries[-limit:] if limit else entries
+
+    def _entries(self, thread: ThreadRecord) -> list[HistoryEntry]:
+        out: list[HistoryEntry] = []
+        for ns in thread.namespaces():
+            cps = thread.of_ns(ns)
+            keys = output_keys({ch for c in cps for ch in c.doc.get("channel_versions", {})} | {
+                ch for c in cps for t in c.tasks for ch, _ in t.writes
+            })
+            by_id = {c.checkpoint_id: c for c in cps}
+            has_child = {c.parent_id for c in cps if c.parent_id and c.source == "loop"}
+            for c in cps:
+                parent = by_id.get(c.parent_id or "")
+                entry = HistoryEntry(
+                    checkpoint_ns=c.ns,
+                    checkpoint_id=c.checkpoint_id,
+                    parent_checkpoint_id=c.parent_id,
+                    step=c.step,
+                    source=c.source,
+                    run_id=c.metadata.get("run_id") or c.run_id,
+                    created_at=c.doc.get("ts"),
+                    metadata=c.metadata,
+                )
+                if parent is not None and c.source == "loop":
+                    entry.updates = group_updates(parent.tasks, keys)
+                    entry.input = {ch: v for ch, v in parent.null_writes if ch != RESUME}
+                for t in c.tasks:
+                    if t.interrupts:
+                        vals = []
+                        for v in t.interrupts:
+                            vals.extend(v if isinstance(v, (list, tuple)) else [v])
+                        entry.interrupts[t.name] = vals
+                    if t.error is not None:
+                        entry.errors[t.name] = t.error
+                    if t.resumes:
+                        entry.resumes[t.name] = t.resumes if len(t.resumes) > 1 else t.resumes[0]
+                for ch, v in c.null_writes:
+                    if ch == RESUME:
+                        entry.resumes["(command)"] = v
+                if c.checkpoint_id not in has_child:
+                    entry.pending = group_updates(c.tasks, keys)
+                    if c.null_writes:
+                        entry.input = {**entry.input, **{ch: v for ch, v in c.null_writes if ch != RESUME}}
+                    entry.next = pending_nodes(c.doc, c.channel_values)
+                out.append(entry)
+        out.sort(key=lambda e: (e.checkpoint_id, e.checkpoint_ns))
+        return out
+
+    # -- replay ------------------------------------------------------------------------
+
+    def runs(self, thread_id: str, checkpoint_ns: str = "") -> list[Run]:
+        """The thread's runs, oldest first, each with the ``updates`` chunks it streamed."""
+        thread = self.load(thread_id, checkpoint_ns)
+        cps = thread.checkpoints
+        keys = output_keys({ch for c in cps for ch in c.doc.get("channel_versions", {})} | {
+            ch for c in cps for t in c.tasks for ch, _ in t.writes
+        })
+        return split_runs(cps, keys)
+
+    def replay_updates(
+        self, thread_id: str, run_id: str | None = None, *, checkpoint_ns: str = ""
+    ) -> Iterator[dict[str, Any]]:
+        """Yield, from storage, the chunks ``graph.stream(..., stream_mode="updates")`` produced.
+
+        Without ``run_id``: every run of the thread, in order. With it: the runs
+        whose checkpoints carry that metadata ``run_id`` (set when the caller
+        passes ``config["metadata"]["run_id"]``, as LangGraph Platform does).
+
+        What storage cannot tell: parallel tasks of one step are yielded in task
+        order, not in the order they finished; a node that called ``interrupt()``
+        several times keeps only its latest interrupt (see `Run.complete`).
+        """
+        runs = self.runs(thread_id, checkpoint_ns)
+        if run_id is not None:
+            runs = [r for r in runs if r.run_id == str(run_id)]
+            if not runs:
+                raise NotFoundError(
+                    f"no run {run_id!r} in thread {thread_id!r}: run ids are stored when the "
+                    "graph is called with config={'metadata': {'run_id': ...}}; list the "
+                    f"thread's runs with `checkpoint-pg replay {thread_id} --runs`"
+                )
+        for run in runs:
+            yield from run.chunks
+
+    # -- single checkpoints ---------------------------------------------------------------
+
+    def resolve(self, thread_id: str, checkpoint: str | None = None, checkpoint_ns: str = "") -> RunnableConfig:
+        """The config of a checkpoint: its id, ``"-N"`` (N steps before the latest), or None (latest)."""
+        thread_id = _check_thread_id(thread_id)
+        rows = self._read(self._one(self.sql.thread_checkpoint_keys(thread_id)))
+        ids = sorted((cid for ns, cid in rows if ns == checkpoint_ns), reverse=True)
+        if not ids:
+            raise NotFoundError(
+                f"thread {thread_id!r} has no checkpoints in namespace {checkpoint_ns!r}: list the "
+                "stored threads with `checkpoint-pg threads`"
+            )
+        if checkpoint is None or checkpoint in ("", "latest"):
+            cid = ids[0]
+        elif checkpoint.startswith("-") and checkpoint[1:].isdigit():
+            back = int(checkpoint[1:])
+            if back >= len(ids):
+                raise NotFoundError(
+                    f"thread {thread_id!r} has {len(ids)} checkpoints, so {checkpoint} goes back too "
+                    f"far: use -0 to -{len(ids) - 1}"
+                )
+            cid = ids[back]
+        elif checkpoint in ids:
+            cid = checkpoint
+        else:
+            raise NotFoundError(
+                f"thread {thread_id!r} has no checkpoint {checkpoint!r} in namespace "
+                f"{checkpoint_ns!r}: see its ids with `checkpoint-pg history {thread_id}`"
+            )
+        return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns, "checkpoint_id": cid}}
+
+    def get(self, config: RunnableConfig) -> CheckpointTuple:
+        """The stored checkpoint of ``config`` (latest of its thread without checkpoint_id)."""
+        tup = self._read(core_ops.get_tuple(self.saver.ctx, config))
+        if tup is None:
+            conf = config.get("configurable") or {}
+            raise NotFoundError(
+                f"no checkpoint {conf.get('checkpoint_id') or '(latest)'} in thread "
+                f"{conf.get('thread_id')!r} namespace {conf.get('checkpoint_ns') or ''!r}: "
+                "list the thread's checkpoints with `checkpoint-pg history THREAD`"
+            )
+        return tup
+
+    def show(self, thread_id: str, checkpoint: str | None = None, checkpoint_ns: str = "") -> CheckpointView:
+        """A checkpoint's values, next nodes, interrupts and pending writes (by node name)."""
+        config = self.resolve(thread_id, checkpoint, checkpoint_ns)
+        cid = config["configurable"]["checkpoint_id"]
+        thread = self.load(thread_id, checkpoint_ns)
+        entries = {e.checkpoint_id: e for e in self._entries(thread)}
+        rec = next(c for c in thread.checkpoints if c.checkpoint_id == cid)
+        entry = entries[cid]
+        values = {k: v for k, v in (rec.channel_values or {}).items() if not _internal_channel(k)}
+        pending = [
+            (t.name, ch, v) for t in rec.tasks for ch, v in t.writes
+        ] + [("(input)", ch, v) for ch, v in rec.null_writes]
+        return CheckpointView(
+            thread_id=thread_id,
+            checkpoint_ns=checkpoint_ns,
+            checkpoint_id=cid,
+            parent_checkpoint_id=rec.parent_id,
+            step=rec.step,
+            source=rec.source,
+            run_id=entry.run_id,
+            created_at=rec.doc.get("ts"),
+            metadata=rec.metadata,
+            values=values,
+            next=pending_nodes(rec.doc, rec.channel_values),
+            interrupts=entry.interrupts,
+            pending_writes=pending,
+        )
+
+    # -- diff -------------------------------------------------------------------------------
+
+    def diff(self, config_a: RunnableConfig, config_b: RunnableConfig, *, internal: bool = False) -> Diff:
+        """Channel by channel, how checkpoint ``b`` differs from ``a``.
+
+        Lists report the elements added and removed (messages matched by id).
+        LangGraph's control channels (``branch:...``) are left out unless ``internal``.
+        """
+        a, b = self.get(config_a), self.get(config_b)
+        va, vb = a.checkpoint.get("channel_values") or {}, b.checkpoint.get("channel_values") or {}
+        out = []
+        for ch in sorted(set(va) | set(vb)):
+            if not internal and _internal_channel(ch):
+                continue
+            if ch not in vb:
+                out.append(ChannelDiff(ch, "removed", before=va[ch]))
+                continue
+            if ch not in va:
+                d = ChannelDiff(ch, "added", after=vb[ch])
+                if isinstance(vb[ch], list):
+                    d.added, d.removed, d.changed = list(vb[ch]), [], []
+                out.append(d)
+                continue
+            x, y = va[ch], vb[ch]
+            if isinstance(x, list) and isinstance(y, list):
+                added, removed, changed = _list_diff(x, y)
+                same = not added and not removed and not changed and _list_key_content(x) == _list_key_content(y)
+                out.append(
+                    ChannelDiff(ch, "same" if same else "changed", x, y, added=added, removed=removed, changed=changed)
+                )
+            else:
+                try:
+                    same = bool(x == y)
+                except Exception:  # noqa: BLE001 - incomparable values
+                    same = False
+                out.append(ChannelDiff(ch, "same" if same else "changed", x, y))
+        return Diff(a.config, b.config, out)
+
+    # -- stats -------------------------------------------------------------------------------
+
+    def stats(self, thread_ids: Sequence[str] | None = None) -> Stats:
+        """Checkpoints, writes, channel values, objects and bytes per thread and in total.
+
+        This reads every row's size (not the values): on a big database prefer
+        ``thread_ids``, or `threads` for counts of a page of threads.
+        """
+        stmts = self.sql.stats(list(thread_ids) if thread_ids is not None else None)
+
+        def op() -> Op:
+            res = yield Batch(stmts)
+            return res
+
+        cps, writes, values, objects = self._read(op())
+        per: dict[str, ThreadStats] = {}
+
+        def get(t: str) -> ThreadStats:
+            return per.setdefault(t, ThreadStats(t))
+
+        for t, n, size, _ in cps:
+            s = get(t)
+            s.checkpoints, s.checkpoint_bytes = int(n), int(size)
+        for t, n, size, refs in writes:
+            s = get(t)
+            s.writes, s.ref_bytes, s.references = int(n), s.ref_bytes + int(size), s.references + int(refs)
+        for t, n, size, refs in values:
+            s = get(t)
+            s.channel_values, s.ref_bytes, s.references = int(n), s.ref_bytes + int(size), s.references + int(refs)
+        for t, n, size, _ in objects:
+            s = get(t)
+            s.objects, s.object_bytes = int(n), int(size)
+        total = ThreadStats(None)
+        for s in per.values():
+            total.add(s)
+        return Stats(sorted(per.values(), key=lambda s: (-s.bytes, s.thread_id or "")), total)
+
+    # -- for maintenance ------------------------------------------------------------------------
+
+    def thread_ids_updated_before(self, cutoff: dt.datetime) -> list[str]:
+        """Threads whose latest write is older than ``cutoff`` (an aware datetime)."""
+        value: Any = cutoff
+        if self.sql.name == "sqlite":
+            value = cutoff.astimezone(dt.timezone.utc).isoformat(sep=" ")
+        return [r[0] for r in self._read(self._one(self.sql.threads_updated_before(value)))]
+
+    def all_thread_ids(self) -> list[str]:
+        return [r[0] for r in self._read(self._one(self.sql.all_thread_ids()))]
+
+    def checkpoint_keys(self, thread_id: str) -> list[tuple[str, str]]:
+        """(namespace, checkpoint id) of every checkpoint of a thread."""
+        return [(r[0], r[1]) for r in self._read(self._one(self.sql.thread_checkpoint_keys(thread_id)))]
+

@@ -1,0 +1,290 @@
+"""The SQL of the inspection API and the ``checkpoint-pg`` command, both backends side by side.
+
+Nothing here decodes values: the statements read keys, counts and sizes; values
+are read through the core's operations. Every value is a bound parameter; only
+validated table names (quoted by SQLAlchemy's preparer) are formatted in.
+
+`InspectSQL` reads our own tables; `IncumbentSQL` reads the tables of
+``langgraph-checkpoint-postgres`` / ``langgraph-checkpoint-sqlite`` for the import.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+
+from checkpoint_pg.schema import Tables
+from checkpoint_pg.sql import Stmt
+from checkpoint_pg.sql.common import Names
+
+__all__ = ["InspectSQL", "PostgresInspectSQL", "SqliteInspectSQL", "IncumbentSQL", "inspect_sql_for"]
+
+
+class InspectSQL:
+    """What both backends share; subclasses fill in the dialect-specific parts."""
+
+    name: str
+    # placeholder style: "%(x)s" on Postgres, ":x" on SQLite
+    _p: str
+
+    def __init__(self, tables: Tables, dialect: Any) -> None:
+        self.n = Names(tables, dialect)
+
+    def param(self, name: str) -> str:
+        return self._p.format(name)
+
+    # -- per backend ---------------------------------------------------------------
+
+    def read_only(self) -> list[Stmt]:
+        """Statements opening a read-only, consistent transaction (first in the transaction)."""
+        raise NotImplementedError
+
+    def _metadata_filter(self, column: str, filter: dict[str, Any], p: dict[str, Any]) -> list[str]:
+        raise NotImplementedError
+
+    def _octets(self, expr: str, text: bool = False) -> str:
+        raise NotImplementedError
+
+    # -- threads -------------------------------------------------------------------
+
+    def list_threads(
+        self,
+        *,
+        filter: dict[str, Any] | None,
+        limit: int,
+        offset: int,
+        cursor: tuple[Any, str] | None,
+        thread_ids: Sequence[str] | None = None,
+        sizes: bool = True,
+    ) -> Stmt:
+        """Threads newest first: (thread_id, created_at, updated_at, metadata, checkpoints, bytes).
+
+        Reads the threads table; the counts are index-range reads of the listed
+        threads only (every primary key starts with thread_id).
+        """
+        n, P = self.n, self.param
+        p: dict[str, Any] = {}
+        where: list[str] = []
+        if filter:
+            where.extend(self._metadata_filter("t.metadata", filter, p))
+        if cursor is not None:
+            where.append(f"(t.updated_at < {P('cu')} OR (t.updated_at = {P('cu')} AND t.thread_id < {P('ct')}))")
+            p.update(cu=cursor[0], ct=cursor[1])
+        if thread_ids is not None:
+            where.append(self._in_text("t.thread_id", "ids", thread_ids, p))
+        if sizes:
+            count = f"(SELECT count(*) FROM {n.checkpoints} c WHERE c.thread_id = t.thread_id)"
+            size = (
+                f"(SELECT coalesce(sum({self._octets('o.data')}), 0) FROM {n.objects} o "
+                "WHERE o.thread_id = t.thread_id) + "
+                f"(SELECT coalesce(sum({self._octets('c.checkpoint', text=True)}), 0) FROM {n.checkpoints} c "
+                "WHERE c.thread_id = t.thread_id)"
+            )
+        else:
+            count = size = "NULL"
+        sql = (
+            f"SELECT t.thread_id, t.created_at, t.updated_at, t.metadata, {count}, {size} "
+            f"FROM {n.threads} t"
+        )
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY t.updated_at DESC, t.thread_id DESC LIMIT {P('limit')} OFFSET {P('offset')}"
+        p.update(limit=limit, offset=offset)
+        return Stmt(sql, p)
+
+    def threads_updated_before(self, cutoff: Any) -> Stmt:
+        """Ids of the threads whose last write is older than ``cutoff``."""
+        return Stmt(
+            f"SELECT thread_id FROM {self.n.threads} WHERE updated_at < {self.param('cut')} "
+            "ORDER BY thread_id",
+            {"cut": cutoff},
+        )
+
+    def all_thread_ids(self) -> Stmt:
+        return Stmt(f"SELECT thread_id FROM {self.n.threads} ORDER BY thread_id", {})
+
+    # -- checkpoints and writes of one thread (keys only) -------------------------
+
+    def thread_checkpoints(self, t: str, ns: str | None) -> Stmt:
+        """(ns, id, parent, run_id, checkpoint doc, metadata) oldest first, without values."""
+        P = self.param
+        p: dict[str, Any] = {"t": t}
+        sql = (
+            "SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, run_id, checkpoint, metadata "
+            f"FROM {self.n.checkpoints} WHERE thread_id = {P('t')}"
+        )
+        if ns is not None:
+            sql += f" AND checkpoint_ns = {P('ns')}"
+            p["ns"] = ns
+        return Stmt(sql + " ORDER BY checkpoint_id, checkpoint_ns", p)
+
+    def thread_checkpoint_keys(self, t: str) -> Stmt:
+        """(ns, id) of every checkpoint of a thread."""
+        return Stmt(
+            f"SELECT checkpoint_ns, checkpoint_id FROM {self.n.checkpoints} "
+            f"WHERE thread_id = {self.param('t')}",
+            {"t": t},
+        )
+
+    def thread_write_keys(self, t: str, ns: str | None) -> Stmt:
+        """(ns, checkpoint_id, task_id, idx, channel, task_path) of a thread's writes."""
+        P = self.param
+        p: dict[str, Any] = {"t": t}
+        sql = (
+            "SELECT checkpoint_ns, checkpoint_id, task_id, idx, channel, task_path "
+            f"FROM {self.n.writes} WHERE thread_id = {P('t')}"
+        )
+        if ns is not None:
+            sql += f" AND checkpoint_ns = {P('ns')}"
+            p["ns"] = ns
+        return Stmt(sql, p)
+
+    # -- stats -----------------------------------------------------------------------
+
+    def stats(self, thread_ids: Sequence[str] | None) -> list[Stmt]:
+        """Four grouped reads, each (thread_id, rows, bytes[, references]):
+
+        checkpoints (doc bytes), writes (ref bytes, references), channel values
+        (ref bytes, references), objects (data bytes).
+        """
+        n = self.n
+        out = []
+        for table, size, refs, text in (
+            (n.checkpoints, "checkpoint", None, True),
+            (n.writes, "refs", "refs", False),
+            (n.values, "refs", "refs", False),
+            (n.objects, "data", None, False),
+        ):
+            p: dict[str, Any] = {}
+            ref_col = f", coalesce(sum({self._octets(refs)}), 0) / 16" if refs else ", 0"
+            sql = (
+                f"SELECT thread_id, count(*), coalesce(sum({self._octets(size, text)}), 0){ref_col} "
+                f"FROM {table}"
+            )
+            if thread_ids is not None:
+                sql += " WHERE " + self._in_text("thread_id", "ids", thread_ids, p)
+            out.append(Stmt(sql + " GROUP BY thread_id", p))
+        return out
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _in_text(self, column: str, name: str, items: Sequence[str], p: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+
+class PostgresInspectSQL(InspectSQL):
+    """Postgres: ``%(name)s`` parameters, arrays, JSONB containment."""
+
+    name = "postgresql"
+    _p = "%({})s"
+
+    def __init__(self, tables: Tables) -> None:
+        super().__init__(tables, postgresql.dialect())
+
+    def read_only(self) -> list[Stmt]:
+        # One snapshot for every statement of the inspection, and no write possible.
+        return [Stmt("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", {})]
+
+    def _metadata_filter(self, column: str, filter: dict[str, Any], p: dict[str, Any]) -> list[str]:
+        p["mdf"] = json.dumps(filter)
+        return [f"{column} @> %(mdf)s::jsonb"]
+
+    def _octets(self, expr: str, text: bool = False) -> str:
+        # octet_length reads the size from a TOAST pointer without fetching the value
+        return f"octet_length({expr})"
+
+    def _in_text(self, column: str, name: str, items: Sequence[str], p: dict[str, Any]) -> str:
+        p[name] = list(items)
+        return f"{column} = ANY(%({name})s::text[])"
+
+
+class SqliteInspectSQL(InspectSQL):
+    """SQLite: ``:name`` parameters, lists as one JSON parameter read with json_each."""
+
+    name = "sqlite"
+    _p = ":{}"
+
+    def __init__(self, tables: Tables) -> None:
+        super().__init__(tables, sqlite.dialect())
+
+    def read_only(self) -> list[Stmt]:
+        return []  # the CLI opens the file read-only; a deferred BEGIN is one snapshot
+
+    def _metadata_filter(self, column: str, filter: dict[str, Any], p: dict[str, Any]) -> list[str]:
+        out = []
+        for i, (key, value) in enumerate(filter.items()):
+            k, v = f"mk{i}", f"mv{i}"
+            p[k] = key
+            head = f"EXISTS (SELECT 1 FROM json_each({column}) AS j WHERE j.key = :{k} AND "
+            if value is None:
+                out.append(head + "j.type = 'null')")
+            elif isinstance(value, bool):
+                out.append(head + f"j.type = '{'true' if value else 'false'}')")
+            elif isinstance(value, (int, float)):
+                p[v] = value
+                out.append(head + f"j.type IN ('integer', 'real') AND j.value = :{v})")
+            elif isinstance(value, str):
+                p[v] = value
+                out.append(head + f"j.type = 'text' AND j.value = :{v})")
+            else:
+                p[v] = json.dumps(value, separators=(",", ":"))
+                out.append(head + f"j.type IN ('object', 'array') AND json(j.value) = json(:{v}))")
+        return out
+
+    def _octets(self, expr: str, text: bool = False) -> str:
+        # length() of a BLOB column is its size, read without loading overflow pages;
+        # for text, CAST(... AS BLOB) makes it count bytes, not characters
+        return f"length(CAST({expr} AS BLOB))" if text else f"length({expr})"
+
+    def _in_text(self, column: str, name: str, items: Sequence[str], p: dict[str, Any]) -> str:
+        p[name] = json.dumps(list(items))
+        return f"{column} IN (SELECT value FROM json_each(:{name}))"
+
+
+def inspect_sql_for(saver: Any) -> InspectSQL:
+    """The inspection SQL for a saver's backend and table prefix/schema."""
+    backend = getattr(getattr(saver, "ctx", None), "sql", None)
+    name = getattr(backend, "name", None)
+    if name == "postgresql":
+        return PostgresInspectSQL(saver.tables)
+    if name == "sqlite":
+        return SqliteInspectSQL(saver.tables)
+    from checkpoint_pg.errors import ConfigError
+
+    raise ConfigError(
+        f"cannot inspect a {type(saver).__name__}: pass a checkpoint_pg PostgresSaver or SqliteSaver"
+    )
+
+
+class IncumbentSQL:
+    """Reads the tables of langgraph-checkpoint-postgres / -sqlite (keys only) for the import."""
+
+    def __init__(self, backend: str) -> None:
+        if backend not in ("postgresql", "sqlite"):
+            raise ValueError(backend)
+        self.backend = backend
+        self._p = "%({})s" if backend == "postgresql" else ":{}"
+        self.writes_table = "checkpoint_writes" if backend == "postgresql" else "writes"
+
+    def read_only(self) -> list[Stmt]:
+        if self.backend == "postgresql":
+            return [Stmt("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", {})]
+        return []
+
+    def threads(self) -> Stmt:
+        """(thread_id, checkpoint count) of every thread, by thread id."""
+        return Stmt(
+            "SELECT thread_id, count(*) FROM checkpoints GROUP BY thread_id ORDER BY thread_id", {}
+        )
+
+    def write_keys(self, t: str, with_task_path: bool = True) -> Stmt:
+        """(ns, checkpoint_id, task_id, idx, channel, task_path) of a thread's writes."""
+        path = "task_path" if with_task_path else "''"
+        return Stmt(
+            f"SELECT checkpoint_ns, checkpoint_id, task_id, idx, channel, {path} "
+            f"FROM {self.writes_table} WHERE thread_id = {self._p.format('t')}",
+            {"t": t},
+        )
