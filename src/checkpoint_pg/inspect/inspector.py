@@ -546,9 +546,10 @@ class Inspector:
                         entry.errors[t.name] = t.error
                     if t.resumes:
                         entry.resumes[t.name] = t.resumes if len(t.resumes) > 1 else t.resumes[0]
-                for ch, v in c.null_writes:
-                    if ch == RESUME:
-                        entry.resumes["(command)"] = v
+                if not entry.resumes:  # a resume no task has taken up (yet)
+                    for ch, v in c.null_writes:
+                        if ch == RESUME:
+                            entry.resumes["(command)"] = v
                 if c.checkpoint_id not in has_child:
                     entry.pending = group_updates(c.tasks, keys)
                     if c.null_writes:

@@ -1,0 +1,213 @@
+"""Copy threads written by ``langgraph-checkpoint-postgres`` / ``-sqlite`` into our tables.
+
+The source is read through the incumbent saver itself (so its serializer and
+its own reading logic decode the values) plus one read of its writes' keys for
+the task paths, which its ``list()`` does not return. Everything is written
+through our saver's ``put_writes`` / ``put``, which deduplicates values on the
+way. Per checkpoint the writes go first and the checkpoint last, so a
+checkpoint present in our tables has its writes too: a second import skips
+what is there (idempotent) and an interrupted one resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.base import CheckpointTuple
+
+from checkpoint_pg.errors import ConfigError, NotFoundError
+from checkpoint_pg.sql.inspect import IncumbentSQL
+
+__all__ = ["ImportReport", "import_langgraph", "open_incumbent"]
+
+PG_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+
+
+@dataclass
+class ImportReport:
+    """What one import did (or, with ``dry_run``, would do)."""
+
+    threads: int = 0
+    checkpoints: int = 0
+    imported: int = 0
+    skipped: int = 0
+    writes: int = 0
+    thread_ids: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class _Source:
+    """An incumbent saver plus a way to read its writes' keys."""
+
+    def __init__(self, saver: Any, backend: str, query: Callable[[Any], list[tuple[Any, ...]]], has_path: bool):
+        self.saver = saver
+        self.sql = IncumbentSQL(backend)
+        self._query = query
+        self.has_path = has_path
+
+    def threads(self) -> list[tuple[str, int]]:
+        return [(r[0], int(r[1])) for r in self._query(self.sql.threads())]
+
+    def write_paths(self, thread_id: str) -> dict[tuple[str, str, str], str]:
+        rows = self._query(self.sql.write_keys(thread_id, self.has_path))
+        return {(r[0], r[1], r[2]): r[5] or "" for r in rows}
+
+    def tuples(self, thread_id: str) -> list[CheckpointTuple]:
+        return list(self.saver.list({"configurable": {"thread_id": thread_id}}))
+
+
+@contextmanager
+def open_incumbent(url: str) -> Iterator[_Source]:
+    """Open a langgraph-checkpoint-postgres URL or -sqlite file, read-only."""
+    if url.startswith(PG_SCHEMES):
+        import psycopg
+        from langgraph.checkpoint.postgres import PostgresSaver as IncumbentPostgres
+        from psycopg.rows import dict_row, tuple_row
+
+        conninfo = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        with psycopg.connect(
+            conninfo,
+            autocommit=True,
+            prepare_threshold=0,
+            row_factory=dict_row,
+            options="-c default_transaction_read_only=on",
+        ) as conn:
+
+            def query(stmt: Any) -> list[tuple[Any, ...]]:
+                with conn.cursor(row_factory=tuple_row) as cur:
+                    cur.execute(stmt.sql, stmt.params)
+                    return list(cur.fetchall())
+
+            try:
+                query(IncumbentSQL("postgresql").threads())
+            except psycopg.errors.UndefinedTable:
+                raise NotFoundError(
+                    f"no langgraph-checkpoint-postgres tables (checkpoints, checkpoint_writes) at "
+                    f"{_mask(url)}: check --from, and the search_path of that database"
+                ) from None
+            yield _Source(IncumbentPostgres(conn), "postgresql", query, True)
+        return
+    from langgraph.checkpoint.sqlite import SqliteSaver as IncumbentSqlite
+
+    path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else url
+    if "://" in path:
+        raise ConfigError(
+            f"unsupported --from URL {url!r}: use postgresql://... for langgraph-checkpoint-postgres "
+            "or a file path for langgraph-checkpoint-sqlite"
+        )
+    if not Path(path).is_file():
+        raise NotFoundError(f"no SQLite file at {path!r}: pass the file langgraph-checkpoint-sqlite wrote")
+    conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not {"checkpoints", "writes"} <= tables:
+            raise NotFoundError(
+                f"{path!r} has no langgraph-checkpoint-sqlite tables (checkpoints, writes)"
+            )
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(writes)")}
+        src = IncumbentSqlite(conn)
+        src.is_setup = True  # its setup() writes (WAL pragma, CREATE TABLE): the tables exist
+
+        def query(stmt: Any) -> list[tuple[Any, ...]]:
+            return list(conn.execute(stmt.sql, stmt.params).fetchall())
+
+        yield _Source(src, "sqlite", query, "task_path" in cols)
+    finally:
+        conn.close()
+
+
+def _mask(url: str) -> str:
+    try:
+        import sqlalchemy as sa
+
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001
+        return "<the --from url>"
+
+
+def _new_versions(tup: CheckpointTuple, parent: CheckpointTuple | None) -> dict[str, Any]:
+    versions = dict(tup.checkpoint.get("channel_versions") or {})
+    if parent is None:
+        return versions
+    before = parent.checkpoint.get("channel_versions") or {}
+    return {ch: v for ch, v in versions.items() if before.get(ch) != v}
+
+
+def import_langgraph(
+    source: _Source,
+    saver: Any,
+    existing: Callable[[str], set[tuple[str, str]]],
+    *,
+    thread_ids: Sequence[str] | None = None,
+    dry_run: bool = False,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> ImportReport:
+    """Copy every checkpoint and write of ``source`` missing from ``saver``.
+
+    ``existing(thread_id)`` returns the (namespace, checkpoint id) pairs our
+    tables already hold. ``progress(done, total, thread_id)`` is called after
+    each checkpoint.
+    """
+    threads = source.threads()
+    if thread_ids is not None:
+        wanted = set(thread_ids)
+        missing = wanted - {t for t, _ in threads}
+        if missing:
+            raise NotFoundError(f"the source has no thread(s) {sorted(missing)!r}")
+        threads = [(t, n) for t, n in threads if t in wanted]
+    report = ImportReport(threads=len(threads), checkpoints=sum(n for _, n in threads))
+    done = 0
+    for t, _ in threads:
+        report.thread_ids.append(t)
+        have = existing(t)
+        tuples = sorted(
+            source.tuples(t),
+            key=lambda x: (x.config["configurable"]["checkpoint_id"], x.config["configurable"]["checkpoint_ns"]),
+        )
+        paths = source.write_paths(t) if not dry_run else {}
+        by_key = {(x.config["configurable"]["checkpoint_ns"], x.config["configurable"]["checkpoint_id"]): x for x in tuples}
+        for tup in tuples:
+            conf = tup.config["configurable"]
+            ns, cid = conf["checkpoint_ns"], conf["checkpoint_id"]
+            done += 1
+            if (ns, cid) in have:
+                report.skipped += 1
+            else:
+                report.imported += 1
+                report.writes += len(tup.pending_writes or [])
+                if not dry_run:
+                    _import_one(saver, t, ns, cid, tup, by_key, paths)
+            if progress is not None:
+                progress(done, report.checkpoints, t)
+    return report
+
+
+def _import_one(
+    saver: Any,
+    t: str,
+    ns: str,
+    cid: str,
+    tup: CheckpointTuple,
+    by_key: dict[tuple[str, str], CheckpointTuple],
+    paths: dict[tuple[str, str, str], str],
+) -> None:
+    target = {"configurable": {"thread_id": t, "checkpoint_ns": ns, "checkpoint_id": cid}}
+    grouped: dict[str, list[tuple[str, Any]]] = defaultdict(list)
+    for task_id, channel, value in tup.pending_writes or []:
+        grouped[task_id].append((channel, value))
+    for task_id, writes in grouped.items():
+        saver.put_writes(target, writes, task_id, paths.get((ns, cid, task_id), ""))
+    parent_id = (tup.parent_config or {}).get("configurable", {}).get("checkpoint_id")
+    parent = by_key.get((ns, parent_id)) if parent_id else None
+    config: dict[str, Any] = {"configurable": {"thread_id": t, "checkpoint_ns": ns}}
+    if parent_id:
+        config["configurable"]["checkpoint_id"] = parent_id
+    saver.put(config, tup.checkpoint, tup.metadata, _new_versions(tup, parent))
