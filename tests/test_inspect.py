@@ -1,0 +1,380 @@
+"""The inspection API (`checkpoint_pg.inspect.Inspector`) on real graphs, both backends.
+
+Each test runs real LangGraph graphs (tests/graphs.py, the demo agent) on the
+``saver`` fixture and checks what the Inspector reads back: the threads
+listing, the per-superstep history, the replayed ``updates`` chunks against
+the chunks the live stream produced, diffs, stats and keep-last pruning.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langgraph.types import Command
+
+from graphs import (
+    FlakyError,
+    build_chain,
+    build_delta_graph,
+    build_flaky_pair,
+    build_map_reduce,
+    build_review_graph,
+    build_subgraph_graph,
+    build_tool_agent,
+    weather_question,
+)
+
+
+def _thread(prefix: str = "t") -> dict[str, Any]:
+    return {"configurable": {"thread_id": f"{prefix}-{uuid.uuid4().hex[:10]}"}}
+
+
+def _stream_runs(graph: Any, config: dict[str, Any], inputs: list[Any]) -> list[list[dict[str, Any]]]:
+    """Stream each input as one run; the chunks each run produced live (up to an error)."""
+    runs = []
+    for inp in inputs:
+        chunks: list[dict[str, Any]] = []
+        try:
+            for chunk in graph.stream(inp, config, stream_mode="updates"):
+                chunks.append(chunk)
+        except FlakyError:
+            pass
+        runs.append(chunks)
+    return runs
+
+
+@pytest.fixture
+def inspector(saver: Any) -> Any:
+    from checkpoint_pg.inspect import Inspector
+
+    return Inspector(saver)
+
+
+# -- threads -------------------------------------------------------------------------
+
+
+def test_threads_newest_first_paginated_filtered_with_counts(saver: Any, inspector: Any) -> None:
+    """threads(): newest first, cursor and offset pagination, metadata filter, per-thread counts and bytes."""
+    graph = build_chain(saver)
+    ids = []
+    for i in range(5):
+        cfg = _thread("list")
+        cfg["metadata"] = {"user": "ann" if i % 2 == 0 else "bob", "n": i}
+        graph.invoke({"log": []}, cfg)
+        ids.append(cfg["configurable"]["thread_id"])
+    newest_first = list(reversed(ids))
+
+    page1 = inspector.threads(limit=2)
+    assert [t.thread_id for t in page1] == newest_first[:2]
+    assert page1.next_cursor
+    page2 = inspector.threads(limit=2, cursor=page1.next_cursor)
+    page3 = inspector.threads(limit=2, cursor=page2.next_cursor)
+    assert [t.thread_id for t in [*page1, *page2, *page3]] == newest_first
+    assert page3.next_cursor is None
+    assert [t.thread_id for t in inspector.threads(limit=2, offset=2)] == newest_first[2:4]
+
+    ann = inspector.threads(filter={"user": "ann"})
+    assert [t.thread_id for t in ann] == [ids[4], ids[2], ids[0]]
+    assert [t.thread_id for t in inspector.threads(filter={"user": "bob", "n": 3})] == [ids[3]]
+    assert len(inspector.threads(filter={"user": "nobody"})) == 0
+
+    for info in page1:
+        stored = list(saver.list({"configurable": {"thread_id": info.thread_id}}))
+        assert info.checkpoints == len(stored) == 5  # input + 3 nodes + final
+        assert info.bytes and info.bytes > 0
+        assert info.metadata["user"] in ("ann", "bob") and info.metadata["step"] == 3
+        assert info.created_at <= info.updated_at
+    lean = inspector.threads(limit=1, sizes=False).threads[0]
+    assert lean.checkpoints is None and lean.bytes is None
+
+
+def test_threads_rejects_bad_arguments(inspector: Any) -> None:
+    """Bad limits, offsets, filters and cursors raise ConfigError naming the value."""
+    from checkpoint_pg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="limit"):
+        inspector.threads(limit=0)
+    with pytest.raises(ConfigError, match="offset"):
+        inspector.threads(offset=-1)
+    with pytest.raises(ConfigError, match="filter"):
+        inspector.threads(filter=["x"])  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="cursor 'garbage'"):
+        inspector.threads(cursor="garbage")
+
+
+# -- history -------------------------------------------------------------------------
+
+
+def test_history_one_entry_per_superstep_keyed_by_node(saver: Any, inspector: Any) -> None:
+    """history(): step, ids, source and per-node updates; the interrupt and the resume on the paused step."""
+    from checkpoint_pg.demo import REQUEST, build_demo_graph
+
+    graph = build_demo_graph(saver)
+    cfg = _thread("hist")
+    graph.invoke({"messages": [HumanMessage(REQUEST, id="human-1")]}, cfg)
+    graph.invoke(Command(resume=True), cfg)
+    entries = inspector.history(cfg["configurable"]["thread_id"])
+
+    assert [e.step for e in entries] == [-1, 0, 1, 2, 3, 4]
+    assert [e.source for e in entries] == ["input"] + ["loop"] * 5
+    assert all(e.checkpoint_ns == "" for e in entries)
+    assert [e.parent_checkpoint_id for e in entries[1:]] == [e.checkpoint_id for e in entries[:-1]]
+    assert [list(e.updates) for e in entries] == [[], ["__start__"], ["agent"], ["approval"], ["tools"], ["agent"]]
+    assert entries[1].updates["__start__"]["messages"][0].content == REQUEST
+    ai = entries[2].updates["agent"]["messages"][0]
+    assert isinstance(ai, AIMessage) and [c["name"] for c in ai.tool_calls] == ["lookup_order", "refund"]
+    assert entries[3].updates["approval"] == {"messages": []}
+    tools = entries[4].updates["tools"]["messages"]
+    assert [type(m) for m in tools] == [ToolMessage, ToolMessage]
+    # the pause: the interrupt raised from step 1, and the value it was resumed with
+    (intr,) = entries[2].interrupts["approval"]
+    assert intr.value["question"] == "Approve this refund?"
+    assert entries[2].resumes == {"approval": True}
+    assert not any(e.errors for e in entries)
+    assert entries[-1].next == [] and entries[-1].pending == {}
+    # each stored message write shows up once across the whole history
+    written = [m.id for e in entries for u in e.updates.values() for m in (u or {}).get("messages", [])]
+    assert len(written) == len(set(written)) == 5
+    assert [e.checkpoint_id for e in inspector.history(cfg["configurable"]["thread_id"], limit=2)] == [
+        e.checkpoint_id for e in entries[-2:]
+    ]
+
+
+def test_history_includes_subgraph_namespaces_and_pending_interrupt(saver: Any, inspector: Any) -> None:
+    """Subgraph steps appear under their own namespace; a paused thread shows what waits."""
+    graph = build_subgraph_graph(saver)
+    cfg = _thread("sub")
+    graph.invoke({"topic": " Tea "}, cfg)
+    entries = inspector.history(cfg["configurable"]["thread_id"])
+    child = [e for e in entries if e.checkpoint_ns]
+    assert child and all(e.checkpoint_ns.startswith("child:") for e in child)
+    assert [n for e in child for n in e.updates] == ["__start__", "research"]
+    assert "ask" in child[-1].interrupts
+    root = [e for e in entries if not e.checkpoint_ns]
+    assert root[-1].interrupts and list(root[-1].interrupts) == ["child"]
+    assert root[-1].next == ["child"]
+    only_root = inspector.history(cfg["configurable"]["thread_id"], checkpoint_ns="")
+    assert [e.checkpoint_id for e in only_root] == [e.checkpoint_id for e in root]
+
+
+def test_history_shows_errors_and_pending_writes(saver: Any, inspector: Any) -> None:
+    """A failed node's error is on the step it ran from; its sibling's finished write is pending."""
+    fail = [True]
+    graph = build_flaky_pair(saver, Counter(), fail)
+    cfg = _thread("err")
+    with pytest.raises(FlakyError):
+        graph.invoke({"log": []}, cfg)
+    last = inspector.history(cfg["configurable"]["thread_id"])[-1]
+    assert "flaky failed" in str(last.errors["flaky"])
+    assert last.pending == {"steady": {"log": ["steady"]}}
+    assert sorted(last.next) == ["flaky", "steady"]
+
+
+def test_history_of_unknown_thread_is_not_found(inspector: Any) -> None:
+    """NotFoundError names the thread and says how to list the stored ones."""
+    from checkpoint_pg.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match="'no-such-thread'.*checkpoint-pg threads"):
+        inspector.history("no-such-thread")
+    with pytest.raises(NotFoundError, match="no-such-thread"):
+        inspector.resolve("no-such-thread")
+
+
+# -- replay ----------------------------------------------------------------------------
+
+
+def _demo(saver: Any) -> tuple[Any, list[Any]]:
+    from checkpoint_pg.demo import REQUEST, build_demo_graph
+
+    return build_demo_graph(saver), [{"messages": [HumanMessage(REQUEST, id="human-1")]}, Command(resume=True)]
+
+
+SCENARIOS = {
+    "demo-interrupt-resume": _demo,
+    "tool-agent": lambda s: (build_tool_agent(s), [weather_question("Paris"), weather_question("Rome")]),
+    "subgraph-interrupt": lambda s: (build_subgraph_graph(s), [{"topic": " AI "}, Command(resume="hint")]),
+    "interrupt-before-send": lambda s: (
+        build_map_reduce(s, interrupt_before_work=True),
+        [{"items": ["a"]}, None],
+    ),
+    "chain-two-inputs": lambda s: (build_chain(s), [{"log": []}, {"log": ["again"]}]),
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_replay_equals_the_live_stream(saver: Any, inspector: Any, scenario: str) -> None:
+    """runs()/replay_updates() rebuild from storage exactly the chunks stream_mode="updates" yielded live."""
+    graph, inputs = SCENARIOS[scenario](saver)
+    cfg = _thread(scenario)
+    live = _stream_runs(graph, cfg, inputs)
+    runs = inspector.runs(cfg["configurable"]["thread_id"])
+    assert [r.chunks for r in runs] == live
+    assert all(r.complete for r in runs)
+    assert list(inspector.replay_updates(cfg["configurable"]["thread_id"])) == [c for run in live for c in run]
+
+
+def test_replay_parallel_sends_and_a_retried_error(saver: Any, inspector: Any) -> None:
+    """Send fan-out (order within a step may differ live) and a failed-then-retried node (cached chunk)."""
+    graph = build_map_reduce(saver)
+    cfg = _thread("fan")
+    live = _stream_runs(graph, cfg, [{"items": ["a", "bb", "ccc"]}])
+    (run,) = inspector.runs(cfg["configurable"]["thread_id"])
+    key = repr
+    assert sorted(run.chunks, key=key) == sorted(live[0], key=key)
+    assert [c for c in run.chunks if "work" in c] == [
+        {"work": {"results": ["a=1"]}},
+        {"work": {"results": ["bb=2"]}},
+        {"work": {"results": ["ccc=3"]}},
+    ]
+
+    fail = [True]
+    flaky = build_flaky_pair(saver, Counter(), fail)
+    cfg = _thread("flaky")
+    first = _stream_runs(flaky, cfg, [{"log": []}])
+    fail[0] = False
+    second = _stream_runs(flaky, cfg, [None])
+    runs = inspector.runs(cfg["configurable"]["thread_id"])
+    assert [r.chunks for r in runs] == first + second
+    assert runs[1].chunks[0] == {"steady": {"log": ["steady"]}, "__metadata__": {"cached": True}}
+
+
+def test_replay_by_run_id(saver: Any, inspector: Any) -> None:
+    """With config["metadata"]["run_id"], replay_updates(run_id=...) yields that run's chunks only."""
+    from checkpoint_pg.errors import NotFoundError
+
+    graph, inputs = _demo(saver)
+    cfg = _thread("runid")
+    live = []
+    for run_id, inp in zip(["run-a", "run-b"], inputs):
+        live.append(list(graph.stream(inp, {**cfg, "metadata": {"run_id": run_id}}, stream_mode="updates")))
+    t = cfg["configurable"]["thread_id"]
+    assert [r.run_id for r in inspector.runs(t)] == ["run-a", "run-b"]
+    assert list(inspector.replay_updates(t, run_id="run-a")) == live[0]
+    assert list(inspector.replay_updates(t, run_id="run-b")) == live[1]
+    with pytest.raises(NotFoundError, match="run-zzz"):
+        list(inspector.replay_updates(t, run_id="run-zzz"))
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "sqlite",
+        pytest.param(
+            "postgres",
+            marks=[
+                pytest.mark.postgres,
+                pytest.mark.xfail(
+                    reason="core bug: PostgresSQL._upsert_special_writes gets two __resume__ writes "
+                    "(same idx -4) in one put_writes and fails with CardinalityViolation",
+                    strict=True,
+                ),
+            ],
+        ),
+    ],
+    indirect=True,
+)
+def test_replay_of_repeated_interrupts_is_marked_incomplete(saver: Any, inspector: Any) -> None:
+    """A node interrupting twice keeps only its last interrupt in storage: that run says complete=False."""
+    graph = build_review_graph(saver)
+    cfg = _thread("review")
+    live = _stream_runs(graph, cfg, [{"topic": "tea"}, Command(resume=True), Command(resume="fine")])
+    runs = inspector.runs(cfg["configurable"]["thread_id"])
+    assert len(runs) == 3
+    assert runs[0].complete is False and runs[0].chunks == live[0][:-1]  # the first interrupt is lost
+    assert [r.chunks for r in runs[1:]] == live[1:]
+
+
+# -- diff, show, stats -----------------------------------------------------------------------
+
+
+def test_diff_lists_messages_added_and_changed_by_id(saver: Any, inspector: Any) -> None:
+    """diff(): list channels report added/removed elements (messages by id); scalars before/after."""
+    from checkpoint_pg.demo import REQUEST, build_demo_graph
+
+    graph = build_demo_graph(saver)
+    cfg = _thread("diff")
+    graph.invoke({"messages": [HumanMessage(REQUEST, id="human-1")]}, cfg)
+    graph.invoke(Command(resume=False), cfg)  # rejected: the AI message is replaced under its id
+    t = cfg["configurable"]["thread_id"]
+    paused = inspector.resolve(t, "-3")
+    latest = inspector.resolve(t)
+    d = inspector.diff(paused, latest)
+    (msgs,) = [c for c in d.channels if c.channel == "messages"]
+    assert msgs.status == "changed"
+    assert [m.type for m in msgs.added] == ["tool", "ai"]
+    assert msgs.removed == []
+    ((old, new),) = msgs.changed
+    assert old.id == new.id == "ai-1" and "rejected" in new.content
+    assert [c.status for c in inspector.diff(latest, latest).channels] == ["same"]
+    assert all(not c.channel.startswith("branch:") for c in d.channels)
+
+    review = build_review_graph(saver)
+    rcfg = _thread("rdiff")
+    review.invoke({"topic": "tea"}, rcfg)
+    rt = rcfg["configurable"]["thread_id"]
+    rd = {c.channel: c for c in inspector.diff(inspector.resolve(rt, "-1"), inspector.resolve(rt)).channels}
+    assert rd["draft"].status == "added" and rd["draft"].after == "A short note about tea."
+    assert rd["topic"].status == "same"
+
+
+def test_show_values_next_and_pending(saver: Any, inspector: Any) -> None:
+    """show(): a paused checkpoint's values, the node it waits in and the interrupt."""
+    graph = build_review_graph(saver)
+    cfg = _thread("show")
+    graph.invoke({"topic": "tea"}, cfg)
+    view = inspector.show(cfg["configurable"]["thread_id"])
+    assert view.values == {"topic": "tea", "draft": "A short note about tea."}
+    assert view.next == ["review"] and view.step == 1
+    assert view.interrupts["review"][0].value["ask"] == "approve?"
+    first = inspector.show(cfg["configurable"]["thread_id"], "-2")
+    assert first.source == "input" and first.values == {}
+
+
+def test_stats_per_thread_and_total(saver: Any, inspector: Any) -> None:
+    """stats(): counts equal what the saver lists; messages shared across checkpoints are stored once."""
+    graph = build_tool_agent(saver)
+    cfgs = [_thread("stats"), _thread("stats")]
+    for cfg in cfgs:
+        graph.invoke(weather_question("Paris"), cfg)
+    ids = [c["configurable"]["thread_id"] for c in cfgs]
+    st = inspector.stats(ids)
+    assert sorted(s.thread_id for s in st.threads) == sorted(ids)
+    for s in st.threads:
+        tuples = list(saver.list({"configurable": {"thread_id": s.thread_id}}))
+        assert s.checkpoints == len(tuples)
+        assert s.writes == sum(len(t.pending_writes or []) for t in tuples)
+        assert s.objects < s.references  # deduplicated
+        assert s.bytes == s.checkpoint_bytes + s.ref_bytes + s.object_bytes > 0
+    assert st.total.checkpoints == sum(s.checkpoints for s in st.threads)
+    assert st.total.bytes == sum(s.bytes for s in st.threads)
+    assert inspector.stats().total.checkpoints >= st.total.checkpoints
+
+
+# -- keep-last pruning -------------------------------------------------------------------------
+
+
+def test_keep_last_keeps_n_checkpoints_and_a_usable_thread(saver: Any, inspector: Any) -> None:
+    """keep_last(n): the newest n checkpoints per namespace stay (plus DeltaChannel ancestors); state intact."""
+    from checkpoint_pg.inspect.maintenance import keep_last, plan_keep_last
+
+    graph = build_delta_graph(saver)
+    cfg = _thread("keep")
+    graph.invoke({"items": [], "n": 0, "target": 5}, cfg)
+    t = cfg["configurable"]["thread_id"]
+    before = graph.get_state(cfg).values
+    total = len(inspector.checkpoint_keys(t))
+    (plan,) = plan_keep_last(inspector, [t], 3)
+    assert plan.checkpoints == total and plan.delete_at_most == total - 3
+    keep_last(saver, [t], 3)
+    after_keys = inspector.checkpoint_keys(t)
+    assert 3 <= len(after_keys) < total
+    assert graph.get_state(cfg).values == before
+    newest = sorted(cid for _, cid in after_keys)[-3:]
+    assert [s.config["configurable"]["checkpoint_id"] for s in graph.get_state_history(cfg)][:3] == newest[::-1]
+    # the thread goes on from where it was
+    graph.invoke({"target": 6}, cfg)
+    assert graph.get_state(cfg).values["n"] == 6
