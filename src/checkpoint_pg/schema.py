@@ -46,6 +46,10 @@ class KIND:
 _JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
+# SQLite: the primary key is the table (no rowid copy of every key).
+_TABLE_KW = {"sqlite_with_rowid": False}
+
+
 @dataclass(frozen=True)
 class Tables:
     """The Core tables for one prefix / Postgres schema."""
@@ -90,6 +94,7 @@ def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tab
         # metadata of the latest root-namespace checkpoint, for filtering threads
         sa.Column("metadata", _JSON, nullable=True),
         sa.Index(f"{p}threads_updated_at_idx", "updated_at"),
+        **_TABLE_KW,
     )
     checkpoints = sa.Table(
         f"{p}checkpoints",
@@ -113,6 +118,7 @@ def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tab
             nullable=False,
         ),
         sa.Index(f"{p}checkpoints_run_id_idx", "run_id"),
+        **_TABLE_KW,
     )
     channel_values = sa.Table(
         f"{p}channel_values",
@@ -127,6 +133,7 @@ def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tab
         sa.Column("base_version", sa.Text, nullable=True),
         sa.Column("root_version", sa.Text, nullable=True),
         sa.Column("refs", sa.LargeBinary, nullable=False),
+        **_TABLE_KW,
     )
     writes = sa.Table(
         f"{p}writes",
@@ -140,6 +147,7 @@ def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tab
         sa.Column("task_path", sa.Text, nullable=False),
         sa.Column("kind", sa.SmallInteger, nullable=False),
         sa.Column("refs", sa.LargeBinary, nullable=False),
+        **_TABLE_KW,
     )
     objects = sa.Table(
         f"{p}objects",
@@ -148,5 +156,6 @@ def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tab
         sa.Column("hash", sa.LargeBinary, primary_key=True),
         sa.Column("type", sa.Text, nullable=False),
         sa.Column("data", sa.LargeBinary, nullable=False),
+        **_TABLE_KW,
     )
     return Tables(md, prefix, schema, threads, checkpoints, channel_values, writes, objects)

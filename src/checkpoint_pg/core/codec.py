@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,9 @@ from checkpoint_pg.schema import KIND
 __all__ = ["StoredObject", "EncodedValue", "ValueCodec", "HASH_SIZE"]
 
 HASH_SIZE = 16
+# Objects at least this large are stored zlib-compressed (type prefixed "z:"),
+# unless the serializer encrypts: compressing before encrypting leaks lengths.
+COMPRESS_MIN = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +105,10 @@ class ValueCodec:
         if self._cipher is not None:
             cname, data = self._cipher.encrypt(data)
             typ = f"{typ}+{cname}"
+        elif len(data) >= COMPRESS_MIN:
+            packed = zlib.compress(data, 1)
+            if len(packed) < len(data) * 0.9:
+                typ, data = "z:" + typ, packed
         return StoredObject(h.digest(), typ, data)
 
     def encode(self, value: Any) -> EncodedValue:
@@ -113,6 +121,8 @@ class ValueCodec:
 
     def load(self, typ: str, data: bytes) -> Any:
         try:
+            if typ.startswith("z:"):
+                typ, data = typ[2:], zlib.decompress(data)
             return self.serde.loads_typed((typ, data))
         except Exception as exc:
             raise SerializationError(

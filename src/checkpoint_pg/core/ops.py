@@ -8,7 +8,6 @@ connection, inside one transaction. So put, list, prune... are written once.
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,9 +28,11 @@ from langgraph.checkpoint.base import (
 from checkpoint_pg.core.codec import EncodedValue, ValueCodec, split_refs
 from checkpoint_pg.core.config import checkpoint_config, metadata_json, target_of
 from checkpoint_pg.core.values import (
+    MISSING,
     ListCache,
     ListState,
     ValueRow,
+    is_sortable_version,
     plan_channel_value,
     resolve_hashes,
     unique_objects,
@@ -41,10 +42,6 @@ from checkpoint_pg.schema import KIND
 from checkpoint_pg.sql import Stmt
 
 __all__ = ["Batch", "Ctx", "Op", "ops"]
-
-# LangGraph's own version strings: a zero-padded counter, then a random part. Only
-# these sort like the versions they stand for, which reading a delta chain needs.
-_OUR_VERSION = re.compile(r"^\d{32}\.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +75,16 @@ class Ctx:
 
 @dataclass
 class Memo:
-    """Decoded objects and resolved lists, shared across the pages of one listing."""
+    """Objects (raw, and decoded on first use) and resolved lists of one read.
 
+    Shared across the pages of a listing, so each stored object is fetched and
+    decoded once per listing, however many checkpoints hold it.
+    """
+
+    raw: dict[tuple[str, bytes], tuple[str, bytes]] = field(default_factory=dict)
     objects: dict[tuple[str, bytes], Any] = field(default_factory=dict)
+    # elements a run in this process already holds (ListCache): used as they are
+    known: dict[bytes, Any] = field(default_factory=dict)
     lists: dict[tuple[str, str, str], dict[str, tuple[bytes, ...]]] = field(
         default_factory=lambda: defaultdict(dict)
     )
@@ -113,8 +117,9 @@ def put(
     objs = []
     required: dict[tuple[str, str], None] = {}
     for ch, ver in new_versions.items():
-        enc = ctx.codec.encode(values[ch]) if ch in values else None
-        row, row_objs, needs = plan_channel_value((t, ns, ch), ver, enc, ctx.cache)
+        row, row_objs, needs = plan_channel_value(
+            (t, ns, ch), ver, values.get(ch, MISSING), ctx.codec, ctx.cache
+        )
         rows.append(row)
         objs.extend(row_objs)
         if needs is not None:
@@ -122,7 +127,8 @@ def put(
     for ch, ver in versions.items():
         if ch not in new_versions:
             required[(ch, str(ver))] = None
-    doc_fields = {k: v for k, v in checkpoint.items() if k != "channel_values"}
+    # the id is the row's key and the values live in their own rows
+    doc_fields = {k: v for k, v in checkpoint.items() if k not in ("channel_values", "id")}
     try:
         doc = json.dumps(doc_fields, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
@@ -152,12 +158,14 @@ def put_writes(
     assert target.checkpoint_id is not None
     if not writes:
         return None
-    rows = []
+    # One call may carry a special channel twice (a node that interrupts twice
+    # resumes with two __resume__ writes): the last one replaces, as in memory.
+    by_idx: dict[int, tuple[int, str, int, bytes, list[Any]]] = {}
     for idx, (channel, value) in enumerate(writes):
         enc: EncodedValue = ctx.codec.encode(value)
-        rows.append(
-            (WRITES_IDX_MAP.get(channel, idx), channel, enc.kind, enc.refs, unique_objects(enc.objects))
-        )
+        key = WRITES_IDX_MAP.get(channel, idx)
+        by_idx[key] = (key, channel, enc.kind, enc.refs, unique_objects(enc.objects))
+    rows = list(by_idx.values())
     yield Batch(
         ctx.sql.insert_writes(
             target.thread_id, target.ns, target.checkpoint_id, task_id, task_path or "", rows
@@ -183,17 +191,35 @@ class _Loaded:
     )
 
 
+def _obj(ctx: Ctx, memo: Memo, t: str, h: bytes) -> Any:
+    key = (t, h)
+    try:
+        return memo.objects[key]
+    except KeyError:
+        pass
+    if h in memo.known:
+        return memo.known[h]
+    try:
+        typ, data = memo.raw[key]
+    except KeyError:
+        raise IntegrityError(
+            f"thread {t!r}: stored object {h.hex()} is missing; the thread was changed "
+            "while it was read or its rows were deleted by hand"
+        ) from None
+    value = memo.objects[key] = ctx.codec.load(typ, data)
+    return value
+
+
 def _decode(ctx: Ctx, memo: Memo, t: str, kind: int, hashes: Iterable[bytes]) -> Any:
-    objs = memo.objects
     if kind == KIND.SCALAR:
         (h,) = hashes
-        return objs[(t, h)]
-    return [objs[(t, h)] for h in hashes]
+        return _obj(ctx, memo, t, h)
+    return [_obj(ctx, memo, t, h) for h in hashes]
 
 
 def _fetch_objects(ctx: Ctx, memo: Memo, t: str, rows: Iterable[tuple[bytes, str, bytes]]) -> None:
     for h, typ, data in rows:
-        memo.objects[(t, bytes(h))] = ctx.codec.load(typ, bytes(data))
+        memo.raw[(t, bytes(h))] = (typ, bytes(data))
 
 
 def _build(
@@ -221,18 +247,19 @@ def _build(
         lists = memo.lists[(t, ns, ch)]
         hashes = resolve_hashes(rows, sver, lists, f"thread {t!r} channel {ch!r}")
         channel_values[ch] = _decode(ctx, memo, t, KIND.LIST, hashes)
-        if remember and isinstance(ver, str) and _OUR_VERSION.match(ver):
+        if remember and is_sortable_version(ver):
             root, depth = sver, 0
             while rows[root][0] == KIND.DELTA:
                 root = rows[root][1]  # type: ignore[assignment]
                 depth += 1
-            ctx.cache.set((t, ns, ch), ListState(sver, hashes, root, depth))
+            items = tuple(channel_values[ch])
+            ctx.cache.set((t, ns, ch), ListState(sver, hashes, items, root, depth))
     pending: list[tuple[tuple[str, str, int], PendingWrite]] = []
     for task_id, idx, channel, path, kind, refs in loaded.writes.get(cid, ()):
         value = _decode(ctx, memo, t, kind, split_refs(refs))
         pending.append((writes_sort_key(path, task_id, idx), (task_id, channel, value)))
     pending.sort(key=lambda p: p[0])
-    checkpoint: Checkpoint = {**doc, "channel_values": channel_values}  # type: ignore[typeddict-item]
+    checkpoint: Checkpoint = {**doc, "id": cid, "channel_values": channel_values}  # type: ignore[typeddict-item]
     return CheckpointTuple(
         config=checkpoint_config(t, ns, cid),
         checkpoint=checkpoint,
@@ -282,7 +309,7 @@ def _load_rows(
                 need[t].update(split_refs(w[5]))
     obj_stmts: list[tuple[str, Stmt]] = []
     for t, hashes in need.items():
-        missing = [h for h in hashes if (t, h) not in memo.objects]
+        missing = [h for h in hashes if (t, h) not in memo.raw and h not in memo.known]
         if missing:
             obj_stmts.extend((t, s) for s in ctx.sql.select_objects(t, missing))
     if obj_stmts:
@@ -320,9 +347,11 @@ def _parse_doc(raw: Any) -> dict[str, Any]:
 def get_tuple(ctx: Ctx, config: RunnableConfig) -> Op:
     target = target_of(config)
     t, ns, cid = target
-    memo = Memo()
+    # A run continuing a thread in this process reuses the elements it already
+    # holds instead of fetching and decoding them again (see ListState).
+    memo = Memo(known=ctx.cache.known_items(t, ns))
     if ctx.sql.single_query_get:
-        (rows,) = yield Batch([ctx.sql.get_tuple_stmt(t, ns, cid)])
+        (rows,) = yield Batch([ctx.sql.get_tuple_stmt(t, ns, cid, list(memo.known))])
         return _from_tagged(ctx, memo, t, ns, rows)
     (cps,) = yield Batch(
         [

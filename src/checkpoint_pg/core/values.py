@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from checkpoint_pg.core.codec import EncodedValue, StoredObject, split_refs
+from checkpoint_pg.core.codec import StoredObject, ValueCodec, split_refs
 from checkpoint_pg.errors import IntegrityError
 from checkpoint_pg.schema import KIND
 
+MISSING: Any = object()
+
 __all__ = [
+    "MISSING",
+    "is_sortable_version",
     "ValueRow",
     "ListState",
     "ListCache",
@@ -36,10 +41,16 @@ class ValueRow:
 
 @dataclass(frozen=True, slots=True)
 class ListState:
-    """What a stored list version holds, remembered to write the next version as a delta."""
+    """A stored list version, remembered to write the next version as a delta.
+
+    ``items`` are the Python objects the list held: LangGraph's reducers build
+    each new messages list from the same message objects, so the elements
+    already stored are recognized by identity and never serialized again.
+    """
 
     version: str
     hashes: tuple[bytes, ...]
+    items: tuple[Any, ...]
     root_version: str
     chain_len: int
 
@@ -54,15 +65,16 @@ def chain_limit(length: int) -> int:
 
 
 class ListCache:
-    """The last known list state per (thread, ns, channel), bounded LRU, thread-safe.
+    """The last known list state per (thread, ns, channel): LRU, bounded, thread-safe.
 
     Filled by put (what was just written) and by reads (what a run loads before
-    it continues a thread), so a new version is written as a delta against a
-    version we know is stored. A miss only costs a full copy, never correctness.
+    it continues a thread). A miss only costs a full copy, never correctness.
+    Bounded by the number of elements it references, since it keeps them alive.
     """
 
-    def __init__(self, size: int = 4096) -> None:
-        self._size = size
+    def __init__(self, max_items: int = 200_000) -> None:
+        self._max_items = max_items
+        self._items = 0
         self._data: OrderedDict[tuple[str, str, str], ListState] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -75,19 +87,33 @@ class ListCache:
 
     def set(self, key: tuple[str, str, str], state: ListState) -> None:
         with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self._items -= len(old.items)
             self._data[key] = state
-            self._data.move_to_end(key)
-            while len(self._data) > self._size:
-                self._data.popitem(last=False)
+            self._items += len(state.items)
+            while self._items > self._max_items and len(self._data) > 1:
+                _, dropped = self._data.popitem(last=False)
+                self._items -= len(dropped.items)
+
+    def known_items(self, thread_id: str, ns: str) -> dict[bytes, Any]:
+        """hash -> element object, for every list state cached for (thread, ns)."""
+        with self._lock:
+            states = [st for k, st in self._data.items() if k[0] == thread_id and k[1] == ns]
+        known: dict[bytes, Any] = {}
+        for st in states:
+            known.update(zip(st.hashes, st.items))
+        return known
 
     def forget_thread(self, thread_id: str) -> None:
         with self._lock:
             for key in [k for k in self._data if k[0] == thread_id]:
-                del self._data[key]
+                self._items -= len(self._data.pop(key).items)
 
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self._items = 0
 
 
 def unique_objects(objs: Any) -> list[StoredObject]:
@@ -100,13 +126,35 @@ def unique_objects(objs: Any) -> list[StoredObject]:
     return out
 
 
+# LangGraph's version strings (see SaverBase.get_next_version): a zero-padded
+# counter then a random part. Only these sort like the versions they stand for,
+# which reading a delta chain by version range needs.
+_OUR_VERSION = re.compile(r"^\d{10}\.[0-9a-f]{8}$")
+
+
+def is_sortable_version(version: Any) -> bool:
+    return isinstance(version, str) and _OUR_VERSION.match(version) is not None
+
+
+def _shared_prefix(items: list[Any], prev: ListState) -> int:
+    """How many leading elements of ``items`` are the very objects ``prev`` stored."""
+    n = len(prev.items)
+    if len(items) < n:
+        return 0
+    for a, b in zip(items, prev.items):
+        if a is not b:
+            return 0
+    return n
+
+
 def plan_channel_value(
     key: tuple[str, str, str],
     version: Any,
-    enc: EncodedValue | None,
+    value: Any,
+    codec: ValueCodec,
     cache: ListCache,
 ) -> tuple[ValueRow, list[StoredObject], str | None]:
-    """Plan the row for one new channel version.
+    """Plan the row for one new channel version (``value`` is MISSING for an empty channel).
 
     Returns the row, the objects to insert with it, and the version of the same
     channel that must still be stored for the row to be readable (a delta's
@@ -114,37 +162,36 @@ def plan_channel_value(
     """
     channel = key[2]
     ver = str(version)
-    if enc is None:
+    if value is MISSING:
         return ValueRow(channel, ver, KIND.EMPTY, None, None, b""), [], None
-    if enc.kind != KIND.LIST:
+    if type(value) is not list:
+        enc = codec.encode(value)
         return ValueRow(channel, ver, enc.kind, None, None, enc.refs), list(enc.objects), None
-    hashes = enc.hashes
-    # Only string versions are remembered: LangGraph's are unique per write, while
-    # a hand-written int version may be re-put with other content.
-    prev = cache.get(key) if isinstance(version, str) else None
+    prev = cache.get(key) if is_sortable_version(version) else None
     if prev is not None and prev.version == ver:
         prev = None
-    if (
-        prev is not None
-        and len(hashes) >= len(prev.hashes)
-        and hashes[: len(prev.hashes)] == prev.hashes
-        and prev.chain_len < chain_limit(len(hashes))
-    ):
-        n = len(prev.hashes)
-        row = ValueRow(channel, ver, KIND.DELTA, prev.version, prev.root_version, b"".join(hashes[n:]))
-        objs = unique_objects(enc.objects[n:])
-        cache.set(key, ListState(ver, hashes, prev.root_version, prev.chain_len + 1))
-        return row, objs, prev.version
-    row = ValueRow(channel, ver, KIND.LIST, None, ver, enc.refs)
+    shared = _shared_prefix(value, prev) if prev is not None else 0
+    new_objs = [codec.dump(v) for v in value[shared:]]
+    hashes = (prev.hashes[:shared] if prev is not None else ()) + tuple(o.hash for o in new_objs)
+    if prev is None or shared == 0:
+        # not a pure append of what we know: compare hashes to reuse what we can
+        hashes = tuple(o.hash for o in new_objs)
+    items = tuple(value)
+    if prev is not None and shared and prev.chain_len < chain_limit(len(hashes)):
+        row = ValueRow(channel, ver, KIND.DELTA, prev.version, prev.root_version, b"".join(hashes[shared:]))
+        cache.set(key, ListState(ver, hashes, items, prev.root_version, prev.chain_len + 1))
+        return row, unique_objects(new_objs), prev.version
+    row = ValueRow(channel, ver, KIND.LIST, None, ver, b"".join(hashes))
+    anchor = None
+    objs = unique_objects(new_objs)
     if prev is not None:
         known = set(prev.hashes)
-        objs = unique_objects(o for o in enc.objects if o.hash not in known)
-        anchor = prev.version if len(objs) < len(set(hashes)) else None
-    else:
-        objs = unique_objects(enc.objects)
-        anchor = None
-    if isinstance(version, str):
-        cache.set(key, ListState(ver, hashes, ver, 0))
+        if shared or any(h in known for h in hashes):
+            # elements we do not send again are stored with the version they came from
+            anchor = prev.version
+            objs = [o for o in objs if o.hash not in known]
+    if is_sortable_version(version):
+        cache.set(key, ListState(ver, hashes, items, ver, 0))
     return row, objs, anchor
 
 

@@ -44,14 +44,19 @@ class SaverBase(BaseCheckpointSaver[str]):
         self._schema_ok = False
 
     def get_next_version(self, current: str | None, channel: None = None) -> str:
-        """Zero-padded counter plus a random part, as the incumbent savers use."""
+        """A zero-padded counter and 32 random bits: ``0000000007.9f3a01c2``.
+
+        Sorts as the counter does (continuing a thread written by the incumbent
+        savers, whose counters are 32 digits wide, sorts after them too) and is
+        short, since every stored version repeats it.
+        """
         if current is None:
             current_v = 0
         elif isinstance(current, int):
             current_v = current
         else:
             current_v = int(str(current).split(".")[0])
-        return f"{current_v + 1:032}.{random.random():016}"
+        return f"{current_v + 1:010d}.{random.getrandbits(32):08x}"
 
     def _schema_op(self) -> Op:
         (rows,) = yield Batch(

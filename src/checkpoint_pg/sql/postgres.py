@@ -284,10 +284,13 @@ class PostgresSQL:
     def select_objects(self, t: str, hashes: Sequence[bytes]) -> list[Stmt]:
         return [Stmt(self._select_objects, {"t": t, "h": list(hashes)})]
 
-    def get_tuple_stmt(self, t: str, ns: str, cid: str | None) -> Stmt:
+    def get_tuple_stmt(self, t: str, ns: str, cid: str | None, known: Sequence[bytes] = ()) -> Stmt:
         """Read a checkpoint, its values (with delta chains), writes and objects at once.
 
         Rows are tagged: 0 checkpoint, 1 channel value, 2 write, 3 object.
+        Objects whose hash is in ``known`` (decoded already in this process) are
+        not sent. LATERAL lookups keep every step on the primary keys even when
+        the planner has no statistics yet (a fresh table).
         """
         n = self.n
         cond = " AND checkpoint_id = %(id)s" if cid is not None else ""
@@ -296,30 +299,38 @@ class PostgresSQL:
             f"SELECT checkpoint_id, parent_checkpoint_id, checkpoint, metadata FROM {n.checkpoints} "
             f"WHERE thread_id = %(t)s AND checkpoint_ns = %(ns)s{cond} "
             "ORDER BY checkpoint_id DESC LIMIT 1), "
-            "q AS (SELECT j.key AS ch, j.value AS ver FROM cp, "
-            "json_each_text(cp.checkpoint::json -> 'channel_versions') AS j), "
-            "direct AS (SELECT v.channel, v.version, v.kind, v.base_version, v.root_version, v.refs "
-            f"FROM q JOIN {n.values} v ON v.thread_id = %(t)s AND v.checkpoint_ns = %(ns)s "
-            "AND v.channel = q.ch AND v.version = q.ver), "
+            "direct AS (SELECT v.* FROM cp, "
+            "json_each_text(cp.checkpoint::json -> 'channel_versions') AS q(ch, ver), "
+            "LATERAL (SELECT channel, version, kind, base_version, root_version, refs "
+            f"FROM {n.values} WHERE thread_id = %(t)s AND checkpoint_ns = %(ns)s "
+            "AND channel = q.ch AND version = q.ver OFFSET 0) AS v), "
             "vals AS (SELECT channel, version, kind, base_version, refs FROM direct "
-            "UNION ALL SELECT c.channel, c.version, c.kind, c.base_version, c.refs FROM direct d "
-            f"JOIN {n.values} c ON c.thread_id = %(t)s AND c.checkpoint_ns = %(ns)s "
-            "AND c.channel = d.channel AND c.version >= d.root_version AND c.version < d.version "
+            "UNION ALL SELECT c.* FROM direct AS d, LATERAL ("
+            f"SELECT channel, version, kind, base_version, refs FROM {n.values} "
+            "WHERE thread_id = %(t)s AND checkpoint_ns = %(ns)s AND channel = d.channel "
+            "AND version >= d.root_version AND version < d.version OFFSET 0) AS c "
             f"WHERE d.kind = {KIND.DELTA}), "
-            "w AS (SELECT w.task_id, w.idx, w.channel, w.task_path, w.kind, w.refs FROM cp "
-            f"JOIN {n.writes} w ON w.thread_id = %(t)s AND w.checkpoint_ns = %(ns)s "
-            "AND w.checkpoint_id = cp.checkpoint_id), "
+            "w AS (SELECT w.* FROM cp, LATERAL ("
+            "SELECT task_id, idx, channel, task_path, kind, refs "
+            f"FROM {n.writes} WHERE thread_id = %(t)s AND checkpoint_ns = %(ns)s "
+            "AND checkpoint_id = cp.checkpoint_id OFFSET 0) AS w), "
             "hs AS (SELECT DISTINCT substring(x.refs FROM g * 16 + 1 FOR 16) AS h "
             "FROM (SELECT refs FROM vals UNION ALL SELECT refs FROM w) AS x, "
-            "generate_series(0, length(x.refs) / 16 - 1) AS g) "
+            "generate_series(0, length(x.refs) / 16 - 1) AS g), "
+            "known AS (SELECT substring(%(known)s::bytea FROM g * 16 + 1 FOR 16) AS h "
+            "FROM generate_series(0, length(%(known)s::bytea) / 16 - 1) AS g), "
+            "todo AS (SELECT hs.h FROM hs LEFT JOIN known AS k ON k.h = hs.h WHERE k.h IS NULL) "
             "SELECT 0, checkpoint_id, parent_checkpoint_id, checkpoint, metadata::text, "
             "NULL::int, NULL::int, NULL::bytea, NULL::bytea FROM cp "
             "UNION ALL SELECT 1, channel, version, base_version, NULL, NULL, kind, refs, NULL FROM vals "
             "UNION ALL SELECT 2, task_id, channel, task_path, NULL, idx, kind, refs, NULL FROM w "
-            "UNION ALL SELECT 3, o.type, NULL, NULL, NULL, NULL, NULL, o.data, o.hash FROM hs "
-            f"JOIN {n.objects} o ON o.thread_id = %(t)s AND o.hash = hs.h"
+            "UNION ALL SELECT 3, o.type, NULL, NULL, NULL, NULL, NULL, o.data, o.hash FROM todo, "
+            f"LATERAL (SELECT hash, type, data FROM {n.objects} WHERE thread_id = %(t)s "
+            "AND hash = todo.h OFFSET 0) AS o"
         )
-        p: dict[str, Any] = {"t": t, "ns": ns}
+        # OFFSET 0 keeps each LATERAL a per-key index lookup (no pull-up into a
+        # hash join over the whole thread when statistics are missing or stale).
+        p: dict[str, Any] = {"t": t, "ns": ns, "known": b"".join(known)}
         if cid is not None:
             p["id"] = cid
         return Stmt(sql, p)

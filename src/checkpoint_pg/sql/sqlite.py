@@ -299,7 +299,7 @@ class SqliteSQL:
             )
         return out
 
-    def get_tuple_stmt(self, t: str, ns: str, cid: str | None) -> Stmt:
+    def get_tuple_stmt(self, t: str, ns: str, cid: str | None, known: Sequence[bytes] = ()) -> Stmt:
         raise NotImplementedError  # not used: single_query_get is False on SQLite
 
     # -- maintenance ------------------------------------------------------------

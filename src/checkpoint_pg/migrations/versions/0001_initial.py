@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("metadata", _JSON, nullable=True),
         schema=s,
+        sqlite_with_rowid=False,
     )
     op.create_index(f"{p}threads_updated_at_idx", f"{p}threads", ["updated_at"], schema=s)
     op.create_table(
@@ -45,6 +46,7 @@ def upgrade() -> None:
         sa.Column("complete", sa.Boolean(create_constraint=False), nullable=False),
         sa.CheckConstraint("complete", name=f"{p}checkpoints_complete"),
         schema=s,
+        sqlite_with_rowid=False,
     )
     op.create_index(f"{p}checkpoints_run_id_idx", f"{p}checkpoints", ["run_id"], schema=s)
     op.create_table(
@@ -58,6 +60,7 @@ def upgrade() -> None:
         sa.Column("root_version", sa.Text, nullable=True),
         sa.Column("refs", sa.LargeBinary, nullable=False),
         schema=s,
+        sqlite_with_rowid=False,
     )
     op.create_table(
         f"{p}writes",
@@ -71,6 +74,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.SmallInteger, nullable=False),
         sa.Column("refs", sa.LargeBinary, nullable=False),
         schema=s,
+        sqlite_with_rowid=False,
     )
     op.create_table(
         f"{p}objects",
@@ -79,6 +83,7 @@ def upgrade() -> None:
         sa.Column("type", sa.Text, nullable=False),
         sa.Column("data", sa.LargeBinary, nullable=False),
         schema=s,
+        sqlite_with_rowid=False,
     )
 
 
