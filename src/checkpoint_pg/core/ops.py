@@ -28,7 +28,6 @@ from langgraph.checkpoint.base import (
 from checkpoint_pg.core.codec import EncodedValue, ValueCodec, split_refs
 from checkpoint_pg.core.config import checkpoint_config, metadata_json, target_of
 from checkpoint_pg.core.values import (
-    MISSING,
     ListCache,
     ListState,
     ValueRow,
@@ -117,15 +116,18 @@ def put(
     objs = []
     required: dict[tuple[str, str], None] = {}
     for ch, ver in new_versions.items():
-        row, row_objs, needs = plan_channel_value(
-            (t, ns, ch), ver, values.get(ch, MISSING), ctx.codec, ctx.cache
-        )
+        if ch not in values:
+            # An empty channel has a version but no row: reading finds nothing
+            # and leaves it out, as LangGraph expects of an empty channel.
+            continue
+        row, row_objs, needs = plan_channel_value((t, ns, ch), ver, values[ch], ctx.codec, ctx.cache)
         rows.append(row)
         objs.extend(row_objs)
         if needs is not None:
             required[(ch, needs)] = None
     for ch, ver in versions.items():
-        if ch not in new_versions:
+        if ch not in new_versions and ch in values:
+            # a value carried over from an earlier checkpoint must still be stored
             required[(ch, str(ver))] = None
     # the id is the row's key and the values live in their own rows
     doc_fields = {k: v for k, v in checkpoint.items() if k not in ("channel_values", "id")}
