@@ -1,0 +1,459 @@
+"""The ``checkpoint-pg`` command, on real databases of both backends.
+
+Most tests call ``checkpoint_pg.cli.main(argv)`` in-process (fast); the
+read-only tests open a chmod-0444 SQLite file and a Postgres role that may only
+SELECT; one end-to-end test runs the installed ``checkpoint-pg`` executable in
+a subprocess against real Postgres.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import secrets
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from graphs import build_chain
+
+COMMANDS = [
+    ["threads"],
+    ["history"],
+    ["show"],
+    ["diff"],
+    ["stats"],
+    ["replay"],
+    ["prune"],
+    ["delete"],
+    ["copy"],
+    ["migrate"],
+    ["migrate", "upgrade"],
+    ["migrate", "downgrade"],
+    ["migrate", "current"],
+    ["migrate", "history"],
+    ["migrate", "sql"],
+    ["import-langgraph"],
+    ["demo"],
+]
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run ``checkpoint-pg ARGV`` in-process: (exit status, stdout, stderr)."""
+    from checkpoint_pg.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse: --help, usage errors
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _saver_cls(url: str) -> Any:
+    from checkpoint_pg import PostgresSaver, SqliteSaver
+
+    return PostgresSaver if url.startswith("postgresql") else SqliteSaver
+
+
+def populate(url: str, prefix: str) -> None:
+    """The demo thread ("demo", paused and resumed) and a three-node chain ("chain")."""
+    from checkpoint_pg.demo import run_demo
+
+    with _saver_cls(url).from_conn_string(url, prefix=prefix) as saver:
+        saver.setup()
+        run_demo(saver, thread_id="demo", out=lambda _: None)
+        build_chain(saver).invoke({"log": []}, {"configurable": {"thread_id": "chain"}})
+
+
+@pytest.fixture
+def db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> list[str]:
+    """``--url URL --prefix P`` of a database holding the demo and chain threads."""
+    if backend == "sqlite":
+        url, prefix = str(tmp_path / "cli.db"), "cpg_"
+    else:
+        url, prefix = request.getfixturevalue("pg_url"), f"c{secrets.token_hex(4)}_"
+    populate(url, prefix)
+    return ["--url", url, "--prefix", prefix]
+
+
+# -- help and usage --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=lambda a: "-".join(a))
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    """``checkpoint-pg CMD --help`` prints a usage and exits 0, for every command and migrate action."""
+    code, out, _ = cli(capsys, *argv, "--help")
+    assert code == 0
+    assert out.startswith(f"usage: checkpoint-pg {' '.join(argv)}")
+    assert "--url" in out and "--json" in out
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """No command, unknown options, bad values: exit 2 with one line on stderr."""
+    assert cli(capsys, )[0] == 2
+    assert cli(capsys, "threads", "--bogus")[0] == 2
+    code, out, err = cli(capsys, "threads", "--limit", "0", "--url", str(tmp_path / "x.db"))
+    assert code == 1 and "no SQLite database" in err  # the file is checked first
+    db = tmp_path / "empty.db"
+    populate(str(db), "cpg_")
+    code, _, err = cli(capsys, "threads", "--limit", "0", "--url", str(db))
+    assert code == 2 and err.count("\n") == 1 and "limit must be an int from 1 to 1000, got 0" in err
+
+
+def test_default_database_is_the_demo_file(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --url or $CHECKPOINT_PG_URL the command reads ./checkpoint_pg_demo.db, and says how to create it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHECKPOINT_PG_URL", raising=False)
+    code, _, err = cli(capsys, "threads")
+    assert code == 1 and "checkpoint_pg_demo.db" in err and "checkpoint-pg demo" in err
+    code, out, _ = cli(capsys, "demo")
+    assert code == 0 and "paused for approval" in out and "checkpoint-pg history demo" in out
+    assert (tmp_path / "checkpoint_pg_demo.db").is_file()
+    code, out, _ = cli(capsys, "threads", "--json")
+    assert [t["thread_id"] for t in json.loads(out)["threads"]] == ["demo"]
+    monkeypatch.setenv("CHECKPOINT_PG_URL", str(tmp_path / "other.db"))
+    assert "other.db" in cli(capsys, "threads")[2]
+
+
+def test_demo_refuses_an_existing_thread_unless_replace(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """``demo`` on an existing thread exits 2 naming --thread/--replace; --replace runs it afresh."""
+    url = ["--url", str(tmp_path / "d.db")]
+    assert cli(capsys, "demo", *url)[0] == 0
+    code, _, err = cli(capsys, "demo", *url)
+    assert code == 2 and "--replace" in err
+    assert cli(capsys, "demo", "--replace", "--reject", *url)[0] == 0
+    code, out, _ = cli(capsys, "show", "demo", "--json", *url)
+    assert "refund rejected by a human" in out
+
+
+# -- read commands -----------------------------------------------------------------------
+
+
+def test_threads_history_show_json_and_tables(capsys: pytest.CaptureFixture[str], db: list[str]) -> None:
+    """threads/history/show: JSON for scripts, tables for people, messages as role: content."""
+    code, out, _ = cli(capsys, "threads", "--json", *db)
+    page = json.loads(out)
+    assert code == 0 and [t["thread_id"] for t in page["threads"]] == ["chain", "demo"]
+    assert page["threads"][1]["checkpoints"] == 6 and page["threads"][1]["bytes"] > 0
+    code, out, _ = cli(capsys, "threads", "--filter", "step=4", "--json", *db)
+    assert [t["thread_id"] for t in json.loads(out)["threads"]] == ["demo"]
+    code, out, _ = cli(capsys, "threads", "--limit", "1", *db)
+    assert code == 0 and "chain" in out and "--cursor" in out
+
+    code, out, _ = cli(capsys, "history", "demo", "--json", *db)
+    entries = json.loads(out)
+    assert [e["step"] for e in entries] == [-1, 0, 1, 2, 3, 4]
+    assert list(entries[2]["updates"]) == ["agent"]
+    assert entries[2]["updates"]["agent"]["messages"][0]["tool_calls"][1]["name"] == "refund"
+    assert entries[2]["interrupts"]["approval"][0]["interrupt"]["question"] == "Approve this refund?"
+    code, out, _ = cli(capsys, "history", "demo", *db)
+    assert code == 0
+    assert "ai: Let me check that order and issue the refund. -> lookup_order(order_id='A-1001')" in out.replace("\n│", "")  or "ai: Let me check" in out
+    assert "approval" in out and "interrupt" in out and "resumed with: true" in out
+
+    code, out, _ = cli(capsys, "show", "demo", *db)
+    assert code == 0 and "human: My order A-1001 arrived broken" in out and "tool[refund]" in out
+    code, out, _ = cli(capsys, "show", "demo", "-3", "--json", *db)
+    view = json.loads(out)
+    assert view["step"] == 1 and view["next"] == ["approval"] and "approval" in view["interrupts"]
+
+
+def test_messages_are_cut_to_the_terminal_width(capsys: pytest.CaptureFixture[str], db: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Human output fits the terminal: with COLUMNS=70 no line is wider, long contents end in '…'."""
+    monkeypatch.setenv("COLUMNS", "70")
+    for argv in (["history", "demo"], ["show", "demo"], ["replay", "demo"], ["threads"], ["stats"]):
+        code, out, _ = cli(capsys, *argv, *db)
+        assert code == 0
+        assert max(len(line) for line in out.splitlines()) <= 70, argv
+    assert "…" in cli(capsys, "show", "demo", *db)[1]
+
+
+def test_diff_stats_replay(capsys: pytest.CaptureFixture[str], db: list[str], saver_target: Any) -> None:
+    """diff by THREAD@-N refs, stats totals, replay chunks equal the API's (JSON)."""
+    code, out, _ = cli(capsys, "diff", "demo@-3", "demo", "--json", *db)
+    d = json.loads(out)
+    (msgs,) = [c for c in d["channels"] if c["channel"] == "messages"]
+    assert code == 0 and [m["type"] for m in msgs["added"]] == ["tool", "tool", "ai"]
+    code, out, _ = cli(capsys, "diff", "demo", "demo", *db)
+    assert code == 0 and "no differences" in out
+    code, _, err = cli(capsys, "diff", "demo@-99", "demo", *db)
+    assert code == 1 and "goes back too far" in err
+
+    code, out, _ = cli(capsys, "stats", "--json", *db)
+    st = json.loads(out)
+    assert code == 0 and {t["thread_id"] for t in st["threads"]} == {"demo", "chain"}
+    assert st["total"]["checkpoints"] == 6 + 5 and st["total"]["objects"] < st["total"]["references"]
+
+    code, out, _ = cli(capsys, "replay", "demo", "--runs", "--json", *db)
+    runs = json.loads(out)
+    assert [list(c) for r in runs for c in r["chunks"]] == [
+        ["agent"], ["__interrupt__"], ["approval"], ["tools"], ["agent"]
+    ]
+    code, out, _ = cli(capsys, "replay", "demo", "--runs", *db)
+    assert "run 2" in out and "tool[lookup_order]" in out
+    code, _, err = cli(capsys, "replay", "demo", "--run-id", "nope", *db)
+    assert code == 1 and "nope" in err
+
+
+def test_unknown_thread_is_one_line_exit_1(capsys: pytest.CaptureFixture[str], db: list[str]) -> None:
+    """An unknown thread or checkpoint: exit 1, one line naming it and what to do."""
+    for argv in (["history", "nope"], ["show", "nope"], ["show", "demo", "no-such-id"], ["replay", "nope"], ["delete", "nope", "--yes"]):
+        code, out, err = cli(capsys, *argv, *db)
+        assert code == 1, argv
+        assert err.startswith("checkpoint-pg: error: ") and err.count("\n") == 1, err
+        assert "nope" in err or "no-such-id" in err
+
+
+# -- destructive commands -------------------------------------------------------------------
+
+
+def _thread_ids(capsys: pytest.CaptureFixture[str], db: list[str]) -> list[str]:
+    return [t["thread_id"] for t in json.loads(cli(capsys, "threads", "--json", *db)[1])["threads"]]
+
+
+def test_delete_dry_run_confirmation_and_yes(capsys: pytest.CaptureFixture[str], db: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """delete: --dry-run changes nothing; without --yes it asks (and refuses without a terminal); --yes deletes."""
+    code, out, _ = cli(capsys, "delete", "demo", "--dry-run", *db)
+    assert code == 0 and "would delete thread 'demo': 6 checkpoints" in out
+    code, _, err = cli(capsys, "delete", "demo", *db)  # stdin is not a terminal under pytest
+    assert code == 2 and "--yes" in err
+    assert "demo" in _thread_ids(capsys, db)
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Tty("n\n"))
+    code, out, err = cli(capsys, "delete", "demo", *db)
+    assert code == 1 and "cancelled" in err and "[y/N]" in out
+    monkeypatch.setattr(sys, "stdin", Tty("y\n"))
+    assert cli(capsys, "delete", "demo", *db)[0] == 0
+    assert _thread_ids(capsys, db) == ["chain"]
+    code, out, _ = cli(capsys, "delete", "chain", "--yes", "--json", *db)
+    assert code == 0 and json.loads(out) == {"deleted": "chain", "checkpoints": 5}
+
+
+def test_copy_makes_an_equal_thread(capsys: pytest.CaptureFixture[str], db: list[str]) -> None:
+    """copy SRC DST --yes: DST has the same latest state; copying onto an existing thread exits 2."""
+    assert "would copy" in cli(capsys, "copy", "demo", "demo2", "--dry-run", *db)[1]
+    assert "demo2" not in _thread_ids(capsys, db)
+    assert cli(capsys, "copy", "demo", "demo2", "--yes", *db)[0] == 0
+    code, out, _ = cli(capsys, "diff", "demo", "demo2", "--json", *db)
+    assert all(c["status"] == "same" for c in json.loads(out)["channels"])
+    code, _, err = cli(capsys, "copy", "chain", "demo2", "--yes", *db)
+    assert code == 2 and "already has" in err
+
+
+def test_prune_keep_last_and_older_than(capsys: pytest.CaptureFixture[str], db: list[str]) -> None:
+    """prune --keep-last N trims every thread to N checkpoints; --older-than deletes stale threads."""
+    assert cli(capsys, "prune", *db)[0] == 2
+    code, out, _ = cli(capsys, "prune", "--keep-last", "2", "--dry-run", "--json", *db)
+    plan = json.loads(out)
+    assert code == 0 and {p["thread_id"]: p["delete_at_most"] for p in plan["trim_threads"]} == {"demo": 4, "chain": 3}
+    assert cli(capsys, "prune", "--keep-last", "2", *db)[0] == 2  # asks, no terminal
+    assert cli(capsys, "prune", "--keep-last", "2", "--yes", *db)[0] == 0
+    threads = json.loads(cli(capsys, "threads", "--json", *db)[1])["threads"]
+    assert {t["thread_id"]: t["checkpoints"] for t in threads} == {"demo": 2, "chain": 2}
+    code, out, _ = cli(capsys, "show", "demo", "--json", *db)
+    assert code == 0 and len(json.loads(out)["values"]["messages"]) == 5  # state intact
+
+    code, out, _ = cli(capsys, "prune", "--older-than", "1h", "--yes", *db)
+    assert code == 0 and "nothing to prune" in out
+    code, _, err = cli(capsys, "prune", "--older-than", "soon", "--yes", *db)
+    assert code == 2 and "invalid duration 'soon'" in err
+    assert cli(capsys, "prune", "--older-than", "0s", "--thread", "chain", "--yes", *db)[0] == 0
+    assert _thread_ids(capsys, db) == ["demo"]
+
+
+# -- migrate -------------------------------------------------------------------------------
+
+
+def test_migrate_current_upgrade_history_sql_downgrade(capsys: pytest.CaptureFixture[str], backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """migrate: current exits 1 until upgraded; sql prints offline DDL; downgrade base asks, then drops."""
+    if backend == "sqlite":
+        url = ["--url", str(tmp_path / "m.db"), "--prefix", "mig_"]
+        (tmp_path / "m.db").touch()
+    else:
+        url = ["--url", request.getfixturevalue("pg_url"), "--prefix", f"m{secrets.token_hex(4)}_"]
+    code, out, _ = cli(capsys, "migrate", "current", *url)
+    assert code == 1 and "no checkpoint_pg tables" in out
+    code, out, _ = cli(capsys, "migrate", "upgrade", "--dry-run", *url)
+    assert code == 0 and "would upgrade" in out
+    assert cli(capsys, "migrate", "current", *url)[0] == 1
+    code, out, _ = cli(capsys, "migrate", "upgrade", *url)
+    assert code == 0 and "-> 0001" in out
+    code, out, _ = cli(capsys, "migrate", "current", "--json", *url)
+    assert code == 0 and json.loads(out) == {"current": "0001", "head": "0001", "at_head": True}
+    code, out, _ = cli(capsys, "migrate", "history", "--json", *url)
+    assert code == 0 and json.loads(out)[-1]["head"] is True
+    code, out, _ = cli(capsys, "migrate", "sql", *url)
+    assert code == 0 and "CREATE TABLE" in out and "mig_threads" in out or "_threads" in out
+    code, out, _ = cli(capsys, "migrate", "sql", "--dialect", "postgresql", "--prefix", "dba_")
+    assert code == 0 and "CREATE TABLE dba_checkpoints" in out and "JSONB" in out
+    assert cli(capsys, "migrate", "downgrade", "base", *url)[0] == 2
+    code, out, _ = cli(capsys, "migrate", "downgrade", "base", "--yes", *url)
+    assert code == 0 and "0001 -> <base>" in out
+    assert cli(capsys, "migrate", "current", *url)[0] == 1
+
+
+# -- read-only databases ---------------------------------------------------------------------
+
+READ_COMMANDS = [
+    ["threads"],
+    ["threads", "--json"],
+    ["history", "demo"],
+    ["history", "demo", "--json"],
+    ["show", "demo"],
+    ["show", "demo", "-2", "--json"],
+    ["diff", "demo@-2", "demo"],
+    ["stats"],
+    ["stats", "--json"],
+    ["replay", "demo", "--runs"],
+    ["replay", "demo", "--json"],
+    ["migrate", "current"],
+    ["delete", "demo", "--dry-run"],
+    ["prune", "--keep-last", "1", "--dry-run"],
+    ["copy", "demo", "x", "--dry-run"],
+]
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_read_commands_on_a_read_only_sqlite_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Every read command (and every --dry-run) works on a 0444 file in a 0555 directory and changes no byte."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    path = folder / "app.db"
+    populate(str(path), "cpg_")
+    assert sorted(p.name for p in folder.iterdir()) == ["app.db"]  # closed cleanly: no -wal/-shm
+    before = _digest(path)
+    path.chmod(0o444)
+    folder.chmod(0o555)
+    try:
+        for argv in READ_COMMANDS:
+            code, out, err = cli(capsys, *argv, "--url", str(path))
+            assert code == 0, (argv, err)
+        # root may still create WAL readers' index files (-shm, an empty -wal); nothing is written to them
+        extra = [p for p in folder.iterdir() if p.name != "app.db"]
+        assert all(p.name in ("app.db-shm", "app.db-wal") for p in extra)
+        assert all(p.stat().st_size == 0 for p in extra if p.name.endswith("-wal"))
+        assert _digest(path) == before
+        # the connection read commands use refuses writes even to root, who ignores chmod
+        import argparse
+
+        from checkpoint_pg.cli import open_saver
+
+        args = argparse.Namespace(url=str(path), prefix="cpg_", schema=None)
+        with open_saver(args, write=False) as saver:
+            with pytest.raises(Exception, match="readonly"):
+                saver.delete_thread("demo")
+        assert _digest(path) == before
+    finally:
+        folder.chmod(0o755)
+        path.chmod(0o644)
+
+
+@pytest.fixture
+def readonly_role(pg_admin_dsn: str, pg_url: str) -> Iterator[str]:
+    """A LOGIN role that may only SELECT in the test database; yields its URL."""
+    import psycopg
+    import sqlalchemy as sa
+
+    role = f"cpg_ro_{secrets.token_hex(4)}"
+    dbname = sa.engine.make_url(pg_url).database
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        conn.execute(f'GRANT CONNECT ON DATABASE "{dbname}" TO "{role}"')
+        conn.execute(f'GRANT USAGE ON SCHEMA public TO "{role}"')
+    try:
+        yield sa.engine.make_url(pg_url).set(username=role, password=None).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f'DROP OWNED BY "{role}"')
+            conn.execute(f'DROP ROLE "{role}"')
+
+
+def test_read_commands_as_a_read_only_postgres_role(capsys: pytest.CaptureFixture[str], pg_url: str, readonly_role: str) -> None:
+    """Every read command works for a role with SELECT only; a write command fails with one line, exit 1.
+
+    Also: the sessions read commands open are read-only even for a role that could write.
+    """
+    import psycopg
+
+    prefix = f"r{secrets.token_hex(4)}_"
+    populate(pg_url, prefix)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        role = readonly_role.split("://", 1)[1].split("@", 1)[0]
+        for table in ("threads", "checkpoints", "channel_values", "writes", "objects", "alembic_version"):
+            conn.execute(f'GRANT SELECT ON "{prefix}{table}" TO "{role}"')
+    for argv in READ_COMMANDS:
+        code, out, err = cli(capsys, *argv, "--url", readonly_role, "--prefix", prefix)
+        assert code == 0, (argv, err)
+    code, _, err = cli(capsys, "delete", "demo", "--yes", "--url", readonly_role, "--prefix", prefix)
+    assert code == 1 and err.count("\n") == 1 and "permission denied" in err
+
+    import argparse
+
+    from checkpoint_pg.cli import open_saver
+
+    args = argparse.Namespace(url=pg_url, prefix=prefix, schema=None)  # the superuser
+    with open_saver(args, write=False) as saver:
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            saver.delete_thread("demo")
+    code, out, _ = cli(capsys, "threads", "--json", "--url", pg_url, "--prefix", prefix)
+    assert "demo" in out
+
+
+# -- the installed command ---------------------------------------------------------------------
+
+
+def _installed() -> Path:
+    exe = Path(sys.executable).parent / ("checkpoint-pg.exe" if os.name == "nt" else "checkpoint-pg")
+    if not exe.exists():
+        pytest.fail(
+            f"the checkpoint-pg command is not installed next to {sys.executable}: "
+            "pip install the package (its [project.scripts] entry creates it)"
+        )
+    return exe
+
+
+def test_installed_command_end_to_end_on_postgres(pg_url: str) -> None:
+    """The installed ``checkpoint-pg`` in a subprocess: migrate, demo, threads, history, replay, stats, delete."""
+    exe = _installed()
+    prefix = f"e{secrets.token_hex(4)}_"
+    env = {**os.environ, "CHECKPOINT_PG_URL": pg_url}
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(exe), *argv, "--prefix", prefix], env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+        )
+
+    assert run("migrate", "current").returncode == 1
+    assert run("migrate", "upgrade").returncode == 0
+    assert run("migrate", "current").returncode == 0
+    demo = run("demo")
+    assert demo.returncode == 0, demo.stderr
+    assert "paused for approval" in demo.stdout
+    threads = run("threads", "--json")
+    assert [t["thread_id"] for t in json.loads(threads.stdout)["threads"]] == ["demo"]
+    history = run("history", "demo")
+    assert history.returncode == 0 and "approval" in history.stdout
+    replay = json.loads(run("replay", "demo", "--json").stdout)
+    assert [list(c) for c in replay] == [["agent"], ["__interrupt__"], ["approval"], ["tools"], ["agent"]]
+    assert json.loads(run("stats", "--json").stdout)["total"]["checkpoints"] == 6
+    refused = run("delete", "demo")
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert run("delete", "demo", "--yes").returncode == 0
+    missing = run("history", "demo")
+    assert missing.returncode == 1 and missing.stderr.count("\n") == 1
