@@ -1,0 +1,511 @@
+"""checkpoint_pg's alembic migrations, on real Postgres and SQLite databases.
+
+In the style of prefect's and optuna's migration tests: the history has one
+head; upgrading from base to head and downgrading back works with data
+present; the migrated database is exactly what ``schema.py`` declares
+(alembic's autogenerate comparison finds nothing, indexes included); our
+version table is our own, so a user's alembic history in the same database is
+left alone; ``setup()`` is idempotent and safe when several processes call it
+at once; a database at another revision is refused with an error naming the
+command to run; and the migrations ship inside the installed package.
+
+Postgres tests use ``fresh_pg_url`` (a database of their own) so that they can
+look at every table of the database.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import multiprocessing
+import secrets
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from langchain_core.runnables import RunnableConfig
+
+from graphs import build_chain
+
+TABLE_SUFFIXES = ("threads", "checkpoints", "channel_values", "writes", "objects")
+
+
+@dataclass
+class Db:
+    """An empty database of this test's own."""
+
+    backend: str
+    url: str  # what from_conn_string takes
+
+    @property
+    def sa_url(self) -> str:
+        if self.backend == "postgres":
+            return self.url.replace("postgresql://", "postgresql+psycopg://", 1)
+        return f"sqlite:///{self.url}"
+
+    def saver_cls(self) -> type:
+        from checkpoint_pg import PostgresSaver, SqliteSaver  # noqa: PLC0415
+
+        return PostgresSaver if self.backend == "postgres" else SqliteSaver
+
+    @contextmanager
+    def saver(self, *, setup: bool = True, **options: Any) -> Iterator[Any]:
+        with self.saver_cls().from_conn_string(self.url, **options) as s:
+            if setup:
+                s.setup()
+            yield s
+
+    @contextmanager
+    def connect(self) -> Iterator[sa.Connection]:
+        engine = sa.create_engine(self.sa_url, poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                yield conn
+        finally:
+            engine.dispose()
+
+    def table_names(self, schema: str | None = None) -> set[str]:
+        with self.connect() as conn:
+            return set(sa.inspect(conn).get_table_names(schema=schema))
+
+
+@pytest.fixture
+def db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Db:
+    if backend == "postgres":
+        return Db("postgres", request.getfixturevalue("fresh_pg_url"))
+    return Db("sqlite", str(tmp_path / "migrations.db"))
+
+
+def new_thread() -> RunnableConfig:
+    return {"configurable": {"thread_id": f"mig-{secrets.token_hex(6)}"}}
+
+
+def write_thread(saver: Any) -> RunnableConfig:
+    """Run a small real graph on ``saver``; return the thread's config."""
+    config = new_thread()
+    build_chain(saver).invoke({"log": []}, config)
+    state = build_chain(saver).get_state(config)
+    assert state.values == {"log": ["a", "b", "c"]}
+    return config
+
+
+def our_tables(prefix: str) -> set[str]:
+    return {f"{prefix}{s}" for s in TABLE_SUFFIXES}
+
+
+def count_rows(db: Db, table: str, schema: str | None = None) -> int:
+    with db.connect() as conn:
+        t = sa.table(table, schema=schema)
+        return conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+
+
+# -- the history ------------------------------------------------------------------
+
+
+def test_history_has_a_single_head() -> None:
+    """The migration history has exactly one head and one base, linked without gaps."""
+    from checkpoint_pg import migrate  # noqa: PLC0415
+
+    script = migrate._script()  # noqa: SLF001 - the ScriptDirectory the package runs
+    heads = script.get_heads()
+    bases = script.get_bases()
+    assert len(heads) == 1, heads
+    assert len(bases) == 1, bases
+    assert migrate.head() == heads[0]
+    history = migrate.history()
+    assert history[0][1] is None  # the first revision revises nothing
+    assert history[-1][0] == heads[0]
+    for (rev, _, _), (_, down, _) in zip(history, history[1:]):
+        assert down == rev, history
+
+
+def test_migrations_ship_inside_the_package() -> None:
+    """The installed package holds env.py, the template and every revision file."""
+    from checkpoint_pg import migrate  # noqa: PLC0415
+
+    root = importlib.resources.files("checkpoint_pg") / "migrations"
+    assert (root / "env.py").is_file()
+    assert (root / "script.py.mako").is_file()
+    versions = [p for p in (root / "versions").iterdir() if p.name.endswith(".py")]
+    assert versions, "no revision files in checkpoint_pg/migrations/versions"
+    texts = "\n".join(p.read_text() for p in versions)
+    for rev, _, _ in migrate.history():
+        assert f'revision = "{rev}"' in texts, rev
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+def test_offline_sql_creates_every_table(dialect: str) -> None:
+    """``migrate.offline_sql`` renders CREATE TABLE for every table, the indexes and the version row."""
+    from checkpoint_pg import migrate  # noqa: PLC0415
+    from checkpoint_pg.schema import build_tables  # noqa: PLC0415
+
+    tables = build_tables("offl_")
+    sql = migrate.offline_sql(tables, dialect)
+    for name in our_tables("offl_"):
+        assert f"CREATE TABLE {name} " in sql or f"CREATE TABLE {name}(" in sql or (
+            f"CREATE TABLE {name}\n" in sql
+        ), (name, sql)
+    assert "CREATE TABLE offl_alembic_version" in sql
+    assert "CREATE INDEX offl_threads_updated_at_idx" in sql
+    assert "CREATE INDEX offl_checkpoints_run_id_idx" in sql
+    assert f"INSERT INTO offl_alembic_version (version_num) VALUES ('{migrate.head()}')" in sql
+    if dialect == "postgresql":
+        assert "JSONB" in sql
+        assert "BYTEA" in sql
+    else:
+        assert "WITHOUT ROWID" in sql
+        assert "JSONB" not in sql
+
+
+# -- upgrade and downgrade --------------------------------------------------------
+
+
+def test_upgrade_from_base_and_downgrade_to_base_with_data(db: Db) -> None:
+    """base -> head -> (write a thread) -> base drops every table -> head is empty and works."""
+    from checkpoint_pg import migrate  # noqa: PLC0415
+    from checkpoint_pg.schema import build_tables  # noqa: PLC0415
+
+    tables = build_tables()
+    with db.connect() as conn:
+        assert migrate.current(conn, tables) is None
+        migrate.upgrade(conn, tables)
+        assert migrate.current(conn, tables) == migrate.head()
+    assert our_tables("cpg_") <= db.table_names()
+
+    with db.saver() as saver:
+        config = write_thread(saver)
+        assert saver.get_tuple(config) is not None
+    assert count_rows(db, "cpg_checkpoints") > 0
+    assert count_rows(db, "cpg_objects") > 0
+
+    with db.connect() as conn:
+        migrate.downgrade(conn, tables, "base")
+        assert migrate.current(conn, tables) is None
+    left = db.table_names()
+    assert not (our_tables("cpg_") & left), left
+
+    with db.connect() as conn:
+        migrate.upgrade(conn, tables)
+        assert migrate.current(conn, tables) == migrate.head()
+    for name in our_tables("cpg_"):
+        assert count_rows(db, name) == 0, name
+    with db.saver(setup=False) as saver:
+        assert saver.get_tuple(config) is None
+        assert list(saver.list(None)) == []
+        again = write_thread(saver)
+        assert saver.get_tuple(again) is not None
+
+
+def test_migrated_database_matches_schema_metadata(db: Db) -> None:
+    """alembic's autogenerate comparison of the migrated database with schema.py finds no diffs.
+
+    Types, nullability, indexes and unique constraints are compared; the
+    version table is ours and is not part of the metadata.
+    """
+    from checkpoint_pg.schema import build_tables  # noqa: PLC0415
+
+    prefix = "cmp_"
+    with db.saver(prefix=prefix):
+        pass
+    tables = build_tables(prefix)
+    with db.connect() as conn:
+        ctx = MigrationContext.configure(
+            conn,
+            opts={
+                "compare_type": True,
+                "compare_server_default": True,
+                "version_table": tables.version_table,
+                "include_name": lambda name, type_, parent: (
+                    type_ != "table" or name.startswith(prefix)
+                ),
+            },
+        )
+        diffs = compare_metadata(ctx, tables.metadata)
+        insp = sa.inspect(conn)
+        index_names = {
+            ix["name"] for t in our_tables(prefix) for ix in insp.get_indexes(t)
+        }
+        pk_cols = {t: insp.get_pk_constraint(t)["constrained_columns"] for t in our_tables(prefix)}
+    assert diffs == [], diffs
+    # the comparison did look at indexes: both declared indexes exist
+    assert {f"{prefix}threads_updated_at_idx", f"{prefix}checkpoints_run_id_idx"} <= index_names
+    # every primary key starts with thread_id (distributable by thread)
+    for table, cols in pk_cols.items():
+        assert cols[0] == "thread_id", (table, cols)
+        assert cols == [c.name for c in tables.metadata.tables[table].primary_key.columns]
+
+
+def test_comparison_detects_a_missing_index(db: Db) -> None:
+    """The metadata comparison is not vacuous: dropping an index shows up as a diff."""
+    from checkpoint_pg.schema import build_tables  # noqa: PLC0415
+
+    prefix = "drp_"
+    with db.saver(prefix=prefix):
+        pass
+    tables = build_tables(prefix)
+    with db.connect() as conn:
+        conn.execute(sa.text(f"DROP INDEX {prefix}checkpoints_run_id_idx"))
+        conn.commit()
+        ctx = MigrationContext.configure(
+            conn,
+            opts={
+                "version_table": tables.version_table,
+                "include_name": lambda name, type_, parent: (
+                    type_ != "table" or name.startswith(prefix)
+                ),
+            },
+        )
+        diffs = compare_metadata(ctx, tables.metadata)
+    assert [d[0] for d in diffs] == ["add_index"], diffs
+    assert diffs[0][1].name == f"{prefix}checkpoints_run_id_idx"
+
+
+# -- version table, coexistence ---------------------------------------------------
+
+
+def test_own_version_table_coexists_with_users_alembic_version(db: Db) -> None:
+    """Our revision lives in ``{prefix}alembic_version``; the user's ``alembic_version`` is untouched."""
+    from checkpoint_pg import migrate  # noqa: PLC0415
+
+    with db.connect() as conn:
+        conn.execute(sa.text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+        conn.execute(sa.text("INSERT INTO alembic_version VALUES ('users_rev_42')"))
+        conn.commit()
+    with db.saver() as saver:
+        config = write_thread(saver)
+        assert saver.tables.version_table == "cpg_alembic_version"
+    with db.connect() as conn:
+        users = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+        ours = conn.execute(sa.text("SELECT version_num FROM cpg_alembic_version")).scalars().all()
+    assert users == ["users_rev_42"]
+    assert ours == [migrate.head()]
+    # and our downgrade leaves the user's history alone too
+    from checkpoint_pg.schema import build_tables  # noqa: PLC0415
+
+    with db.connect() as conn:
+        migrate.downgrade(conn, build_tables(), "base")
+        users = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+    assert users == ["users_rev_42"]
+    assert "alembic_version" in db.table_names()
+    del config
+
+
+def test_setup_is_idempotent(db: Db) -> None:
+    """Calling setup() again (same or another saver) changes nothing and keeps the data."""
+    from checkpoint_pg import migrate  # noqa: PLC0415
+    from checkpoint_pg.schema import build_tables  # noqa: PLC0415
+
+    with db.saver() as saver:
+        config = write_thread(saver)
+        before = saver.get_tuple(config)
+        saver.setup()
+        saver.setup()
+        after = saver.get_tuple(config)
+        assert after is not None and before is not None
+        assert after.checkpoint == before.checkpoint
+    with db.saver() as saver:  # a new process would do this
+        saver.setup()
+        assert saver.get_tuple(config).checkpoint == before.checkpoint
+    with db.connect() as conn:
+        assert migrate.current(conn, build_tables()) == migrate.head()
+        rows = conn.execute(sa.text("SELECT count(*) FROM cpg_alembic_version")).scalar_one()
+    assert rows == 1
+
+
+def test_two_prefixes_coexist_in_one_database(db: Db) -> None:
+    """Two prefixes are two independent stores, each with its own version table."""
+    from checkpoint_pg import migrate  # noqa: PLC0415
+    from checkpoint_pg.schema import build_tables  # noqa: PLC0415
+
+    with db.saver(prefix="one_") as one, db.saver(prefix="two_") as two:
+        c1 = write_thread(one)
+        c2 = write_thread(two)
+        assert one.get_tuple(c2) is None
+        assert two.get_tuple(c1) is None
+        assert [t.config["configurable"]["thread_id"] for t in one.list(None)][:1] == [
+            c1["configurable"]["thread_id"]
+        ]
+        assert {t.config["configurable"]["thread_id"] for t in two.list(None)} == {
+            c2["configurable"]["thread_id"]
+        }
+    names = db.table_names()
+    assert our_tables("one_") | our_tables("two_") <= names
+    assert {"one_alembic_version", "two_alembic_version"} <= names
+    with db.connect() as conn:
+        assert migrate.current(conn, build_tables("one_")) == migrate.head()
+        assert migrate.current(conn, build_tables("two_")) == migrate.head()
+        # downgrading one prefix leaves the other intact
+        migrate.downgrade(conn, build_tables("one_"), "base")
+    names = db.table_names()
+    assert not (our_tables("one_") & names)
+    assert our_tables("two_") <= names
+    with db.saver(prefix="two_", setup=False) as two:
+        assert two.get_tuple(c2) is not None
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_postgres_schema_option_puts_every_table_there(db: Db) -> None:
+    """``schema="myschema"`` creates the schema and puts every table (and the version table) in it."""
+    with db.saver(schema="myschema") as saver:
+        config = write_thread(saver)
+        assert saver.get_tuple(config) is not None
+    with db.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT table_schema, table_name FROM information_schema.tables "
+                "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+            )
+        ).all()
+    by_schema: dict[str, set[str]] = {}
+    for schema, name in rows:
+        by_schema.setdefault(schema, set()).add(name)
+    assert by_schema == {"myschema": our_tables("cpg_") | {"cpg_alembic_version"}}, by_schema
+    assert count_rows(db, "cpg_checkpoints", schema="myschema") > 0
+    # the same prefix without schema= is a different, empty store in public
+    with db.saver() as public:
+        assert public.get_tuple(config) is None
+    assert our_tables("cpg_") <= db.table_names(schema="public")
+
+
+# -- concurrent setup -------------------------------------------------------------
+
+
+def _setup_worker(url: str, barrier: Any, results: Any, n: int) -> None:
+    try:
+        from checkpoint_pg import PostgresSaver  # noqa: PLC0415
+
+        with PostgresSaver.from_conn_string(url) as saver:
+            barrier.wait(timeout=60)
+            saver.setup()
+            config = {"configurable": {"thread_id": f"proc-{n}"}}
+            build_chain(saver).invoke({"log": []}, config)
+            values = build_chain(saver).get_state(config).values
+        results.put((n, "ok", values["log"]))
+    except BaseException:  # noqa: BLE001 - reported to the parent
+        results.put((n, "error", traceback.format_exc()))
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_concurrent_setup_from_four_processes(db: Db) -> None:
+    """Four processes calling setup() at once on a fresh database all succeed (advisory lock)."""
+    from checkpoint_pg import migrate  # noqa: PLC0415
+    from checkpoint_pg.schema import build_tables  # noqa: PLC0415
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(4)
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_setup_worker, args=(db.url, barrier, results, n)) for n in range(4)]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    errors = [o for o in outcomes if o[1] != "ok"]
+    assert not errors, "\n".join(o[2] for o in errors)
+    assert sorted(o[0] for o in outcomes) == [0, 1, 2, 3]
+    assert all(o[2] == ["a", "b", "c"] for o in outcomes)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    with db.connect() as conn:
+        assert migrate.current(conn, build_tables()) == migrate.head()
+        assert conn.execute(sa.text("SELECT count(*) FROM cpg_alembic_version")).scalar_one() == 1
+        threads = conn.execute(sa.text("SELECT count(*) FROM cpg_threads")).scalar_one()
+    assert threads == 4
+
+
+# -- a database at another revision -----------------------------------------------
+
+
+def test_database_behind_head_is_refused_naming_the_upgrade_command(db: Db) -> None:
+    """A database migrated down to base (older than head) gives SchemaVersionError on first use.
+
+    The history has a single revision, so "older than head" is base: the
+    version table is there but holds no revision. The error names
+    ``checkpoint-pg migrate upgrade``; after setup() the saver works again.
+    """
+    from checkpoint_pg import SchemaVersionError, migrate  # noqa: PLC0415
+    from checkpoint_pg.schema import build_tables  # noqa: PLC0415
+
+    with db.saver() as saver:
+        config = write_thread(saver)
+    with db.connect() as conn:
+        migrate.downgrade(conn, build_tables(), "base")
+    assert "cpg_alembic_version" in db.table_names()
+    with db.saver(setup=False) as saver:
+        with pytest.raises(SchemaVersionError) as info:
+            saver.get_tuple(config)
+        assert "checkpoint-pg migrate upgrade" in str(info.value)
+        assert info.value.current is None
+        assert info.value.expected == migrate.head()
+        with pytest.raises(SchemaVersionError, match="checkpoint-pg migrate upgrade"):
+            saver.put(config, {}, {}, {})  # refused before it looks at its arguments
+        saver.setup()
+        assert saver.get_tuple(config) is None  # the downgrade dropped the data
+        write_thread(saver)
+
+
+def test_database_without_tables_is_refused_naming_the_upgrade_command(db: Db) -> None:
+    """A saver on a database that was never set up says to run setup() / the upgrade command."""
+    from checkpoint_pg import SchemaVersionError  # noqa: PLC0415
+
+    with db.saver(setup=False) as saver:
+        with pytest.raises(SchemaVersionError, match="checkpoint-pg migrate upgrade"):
+            saver.get_tuple(new_thread())
+
+
+@pytest.mark.parametrize("revision", ["0000", "9999_from_the_future"])
+def test_database_at_an_unknown_revision_is_refused(db: Db, revision: str) -> None:
+    """A version table edited to a revision this package does not know gives SchemaVersionError.
+
+    The message names the revision found and the one needed, and says what to
+    do. An unknown revision cannot be upgraded from (alembic cannot locate it),
+    so the advice is to upgrade the checkpoint-pg package, not to migrate.
+    """
+    from checkpoint_pg import SchemaVersionError, migrate  # noqa: PLC0415
+
+    with db.saver() as saver:
+        config = write_thread(saver)
+    with db.connect() as conn:
+        conn.execute(sa.text("UPDATE cpg_alembic_version SET version_num = :v"), {"v": revision})
+        conn.commit()
+    with db.saver(setup=False) as saver:
+        with pytest.raises(SchemaVersionError) as info:
+            saver.get_tuple(config)
+        with pytest.raises(SchemaVersionError):
+            saver.put(config, {}, {}, {})
+    message = str(info.value)
+    assert info.value.current == revision
+    assert info.value.expected == migrate.head()
+    assert revision in message and migrate.head() in message
+    assert "upgrade" in message and "checkpoint-pg" in message, message
+
+
+def test_setup_on_an_unknown_revision_raises_schema_version_error(db: Db) -> None:
+    """setup() on a database migrated by a newer release raises SchemaVersionError, not alembic's error.
+
+    Every error of the package derives from CheckpointPgError (errors.py), and
+    the message must say what to do (upgrade the package).
+    """
+    from checkpoint_pg import SchemaVersionError  # noqa: PLC0415
+
+    with db.saver():
+        pass
+    with db.connect() as conn:
+        conn.execute(sa.text("UPDATE cpg_alembic_version SET version_num = '9999_newer'"))
+        conn.commit()
+    with db.saver(setup=False) as saver:
+        with pytest.raises(SchemaVersionError) as info:
+            saver.setup()
+    assert "9999_newer" in str(info.value)
+    assert "upgrade" in str(info.value)
+    # the database was left as it was
+    with db.connect() as conn:
+        assert conn.execute(sa.text("SELECT version_num FROM cpg_alembic_version")).scalar_one() == (
+            "9999_newer"
+        )
