@@ -429,7 +429,7 @@ def _installed() -> Path:
 
 
 def test_installed_command_end_to_end_on_postgres(pg_url: str) -> None:
-    """The installed ``checkpoint-pg`` in a subprocess: migrate, demo, threads, history, replay, stats, delete."""
+    """The installed ``checkpoint-pg`` in a subprocess, database from $CHECKPOINT_PG_URL: migrate, demo, history, replay, delete."""
     exe = _installed()
     prefix = f"e{secrets.token_hex(4)}_"
     env = {**os.environ, "CHECKPOINT_PG_URL": pg_url}
@@ -439,21 +439,15 @@ def test_installed_command_end_to_end_on_postgres(pg_url: str) -> None:
             [str(exe), *argv, "--prefix", prefix], env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
         )
 
-    assert run("migrate", "current").returncode == 1
-    assert run("migrate", "upgrade").returncode == 0
-    assert run("migrate", "current").returncode == 0
-    demo = run("demo")
+    # few calls: each one pays the interpreter's and LangGraph's start-up
+    assert run("migrate", "current").returncode == 1  # no tables yet
+    demo = run("demo")  # creates the tables (setup) and runs the demo thread
     assert demo.returncode == 0, demo.stderr
     assert "paused for approval" in demo.stdout
-    threads = run("threads", "--json")
-    assert [t["thread_id"] for t in json.loads(threads.stdout)["threads"]] == ["demo"]
+    assert run("migrate", "current").returncode == 0
     history = run("history", "demo")
-    assert history.returncode == 0 and "approval" in history.stdout
+    assert history.returncode == 0 and "approval" in history.stdout and "interrupt" in history.stdout
     replay = json.loads(run("replay", "demo", "--json").stdout)
     assert [list(c) for c in replay] == [["agent"], ["__interrupt__"], ["approval"], ["tools"], ["agent"]]
-    assert json.loads(run("stats", "--json").stdout)["total"]["checkpoints"] == 6
-    refused = run("delete", "demo")
-    assert refused.returncode == 2 and "--yes" in refused.stderr
-    assert run("delete", "demo", "--yes").returncode == 0
-    missing = run("history", "demo")
-    assert missing.returncode == 1 and missing.stderr.count("\n") == 1
+    deleted = run("delete", "demo", "--yes", "--json")
+    assert deleted.returncode == 0 and json.loads(deleted.stdout) == {"deleted": "demo", "checkpoints": 6}
