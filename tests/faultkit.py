@@ -1,0 +1,284 @@
+"""Helpers for the fault, concurrency, bad-input, security and model tests.
+
+* `SimThread` drives a saver with the calls LangGraph makes during a run
+  (``put_writes`` for the tasks of a step, then ``put`` of the next
+  checkpoint) and remembers exactly what each checkpoint must read back as,
+  so a test can count and compare everything afterwards.
+* `raw_connection` / `row_counts` look at the tables directly (to prove that
+  a refused call wrote nothing at all).
+* `pg_terminate` kills server sessions from an admin connection.
+
+Nothing here imports checkpoint_pg at module level: conftest imports the
+package lazily, and so do we.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import Checkpoint, CheckpointTuple, empty_checkpoint
+
+TABLES = ("threads", "checkpoints", "channel_values", "writes", "objects")
+
+
+# --------------------------------------------------------------------------
+# Looking at the tables
+# --------------------------------------------------------------------------
+
+
+def qualified(saver: Any, logical: str) -> str:
+    """The quoted (schema-qualified) name of one of the saver's tables."""
+    table = getattr(saver.tables, logical)
+    name = f'"{table.name}"'
+    return f'"{table.schema}".{name}' if table.schema else name
+
+
+@contextlib.contextmanager
+def raw_connection(backend: str, conn_string: str) -> Iterator[Any]:
+    """An autocommit connection of the driver itself, outside any saver."""
+    if backend == "sqlite":
+        from checkpoint_pg.sqlite import path_of  # noqa: PLC0415
+
+        conn = sqlite3.connect(path_of(conn_string), isolation_level=None, timeout=30)
+        try:
+            yield conn
+        finally:
+            conn.close()
+    else:
+        import psycopg  # noqa: PLC0415
+
+        with psycopg.connect(conn_string, autocommit=True) as conn:
+            yield conn
+
+
+def row_counts(backend: str, conn_string: str, saver: Any, thread_id: str | None = None) -> dict[str, int]:
+    """Rows per table (of one thread if given): equal before/after = nothing written."""
+    out = {}
+    with raw_connection(backend, conn_string) as conn:
+        for logical in TABLES:
+            sql = f"SELECT count(*) FROM {qualified(saver, logical)}"
+            if thread_id is not None:
+                sql += " WHERE thread_id = " + ("?" if backend == "sqlite" else "%s")
+                row = conn.execute(sql, (thread_id,)).fetchone()
+            else:
+                row = conn.execute(sql).fetchone()
+            out[logical] = row[0]
+    return out
+
+
+def admin_execute(url: str, sql: str, params: Sequence[Any] | None = None) -> list[Any]:
+    import psycopg  # noqa: PLC0415
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(sql, params)
+        return cur.fetchall() if cur.description else []
+
+
+def pg_terminate(url: str, *, only_idle: bool = False, application_name: str | None = None) -> int:
+    """Terminate the other sessions on *url*'s database; return how many."""
+    sql = (
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        "AND backend_type = 'client backend'"
+    )
+    if only_idle:
+        sql += " AND state = 'idle'"
+    params: list[Any] = []
+    if application_name is not None:
+        sql += " AND application_name = %s"
+        params.append(application_name)
+    return admin_execute(url, sql, params)[0][0]
+
+
+# --------------------------------------------------------------------------
+# Comparing what was read back
+# --------------------------------------------------------------------------
+
+
+def plain(value: Any) -> Any:
+    """JSON-ish normal form: tuples become lists, dict keys are kept in order."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def ids_of(tuples: Sequence[CheckpointTuple]) -> list[str]:
+    return [t.config["configurable"]["checkpoint_id"] for t in tuples]
+
+
+# --------------------------------------------------------------------------
+# A thread run the way LangGraph runs one
+# --------------------------------------------------------------------------
+
+_counter = iter(range(1, 1 << 62))
+
+
+def next_checkpoint_id() -> str:
+    """Increasing, UUID-shaped ids (LangGraph's uuid6 ids sort by time as well)."""
+    n = next(_counter)
+    base = uuid.uuid4().hex
+    return f"{n:08x}-{base[:4]}-6{base[5:8]}-8{base[9:12]}-{base[12:24]}"
+
+
+@dataclass
+class Expected:
+    """What one checkpoint must read back as."""
+
+    checkpoint_id: str
+    parent_id: str | None
+    values: dict[str, Any]
+    versions: dict[str, Any]
+    metadata: dict[str, Any]
+    writes: list[tuple[str, str, Any]] = field(default_factory=list)
+
+
+class SimThread:
+    """One thread driven step by step like a LangGraph run.
+
+    Each step: the step's task writes go to the current checkpoint
+    (``put_writes``), then the next checkpoint is ``put``. Channels:
+
+    * ``messages`` -- a list that grows by one element per step (stored as
+      list deltas by the saver);
+    * ``step`` -- an int that changes every step;
+    * ``doc`` -- a larger value that changes every 5th step only, so most
+      checkpoints carry its version over from an earlier one.
+    """
+
+    def __init__(self, saver: Any, thread_id: str, ns: str = "", run_id: str = "run-1") -> None:
+        self.saver = saver
+        self.thread_id = thread_id
+        self.ns = ns
+        self.run_id = run_id
+        self.checkpoint: Checkpoint | None = None
+        self.step = -1
+        self.expected: dict[str, Expected] = {}
+        self.order: list[str] = []  # committed checkpoint ids, oldest first
+        self._messages: list[str] = []
+
+    # -- building -------------------------------------------------------------
+
+    def config(self, checkpoint_id: str | None = None) -> RunnableConfig:
+        conf: dict[str, Any] = {"thread_id": self.thread_id, "checkpoint_ns": self.ns}
+        if checkpoint_id is not None:
+            conf["checkpoint_id"] = checkpoint_id
+        return {"configurable": conf}
+
+    def _next(self, step: int) -> tuple[Checkpoint, dict[str, Any], dict[str, Any], list[Any]]:
+        prev = self.checkpoint
+        cp = empty_checkpoint() if prev is None else {**prev}
+        cp = dict(cp)
+        cp["id"] = next_checkpoint_id()
+        values = dict(prev["channel_values"]) if prev else {}
+        versions = dict(prev["channel_versions"]) if prev else {}
+        changed: dict[str, Any] = {}
+        msg = f"message {step} of {self.thread_id}"
+        changed["messages"] = [*values.get("messages", []), msg]
+        changed["step"] = step
+        if step % 5 == 0:
+            changed["doc"] = {"step": step, "text": f"document {step} " * 20, "tags": ["a", step]}
+        new_versions = {}
+        for ch, value in changed.items():
+            new_versions[ch] = self.saver.get_next_version(versions.get(ch), None)
+            versions[ch] = new_versions[ch]
+            values[ch] = value
+        cp["channel_values"] = values
+        cp["channel_versions"] = versions
+        cp["versions_seen"] = {"node": dict(versions)}
+        metadata = {"source": "loop", "step": step, "run_id": self.run_id, "parents": {}}
+        writes = [("messages", [msg]), ("step", step)]
+        return cp, new_versions, metadata, writes  # type: ignore[return-value]
+
+    # -- running --------------------------------------------------------------
+
+    def run_step(self) -> str:
+        """Write the current checkpoint's task writes, then put the next checkpoint."""
+        step = self.step + 1
+        cp, new_versions, metadata, writes = self._next(step)
+        parent = self.checkpoint["id"] if self.checkpoint else None
+        if parent is not None:
+            task_id = f"task-{step}"
+            self.saver.put_writes(self.config(parent), writes, task_id)
+            self.expected[parent].writes = [(task_id, ch, v) for ch, v in writes]
+        cfg = self.saver.put(self.config(parent), cp, metadata, new_versions)
+        assert cfg["configurable"]["checkpoint_id"] == cp["id"]
+        self._commit(cp, parent, metadata, step)
+        return cp["id"]
+
+    async def arun_step(self) -> str:
+        step = self.step + 1
+        cp, new_versions, metadata, writes = self._next(step)
+        parent = self.checkpoint["id"] if self.checkpoint else None
+        if parent is not None:
+            task_id = f"task-{step}"
+            await self.saver.aput_writes(self.config(parent), writes, task_id)
+            self.expected[parent].writes = [(task_id, ch, v) for ch, v in writes]
+        cfg = await self.saver.aput(self.config(parent), cp, metadata, new_versions)
+        assert cfg["configurable"]["checkpoint_id"] == cp["id"]
+        self._commit(cp, parent, metadata, step)
+        return cp["id"]
+
+    def _commit(self, cp: Checkpoint, parent: str | None, metadata: dict[str, Any], step: int) -> None:
+        self.expected[cp["id"]] = Expected(
+            cp["id"], parent, dict(cp["channel_values"]), dict(cp["channel_versions"]), metadata
+        )
+        self.order.append(cp["id"])
+        self.checkpoint = cp
+        self.step = step
+
+    # -- checking -------------------------------------------------------------
+
+    def check_tuple(self, tup: CheckpointTuple | None, checkpoint_id: str) -> None:
+        exp = self.expected[checkpoint_id]
+        assert tup is not None, f"checkpoint {checkpoint_id} of {self.thread_id} is missing"
+        assert tup.config["configurable"]["checkpoint_id"] == checkpoint_id
+        assert plain(tup.checkpoint["channel_values"]) == plain(exp.values), (
+            f"checkpoint {checkpoint_id} of {self.thread_id}: values differ"
+        )
+        assert {k: str(v) for k, v in tup.checkpoint["channel_versions"].items()} == {
+            k: str(v) for k, v in exp.versions.items()
+        }
+        parent = tup.parent_config["configurable"]["checkpoint_id"] if tup.parent_config else None
+        assert parent == exp.parent_id
+        for key, value in exp.metadata.items():
+            assert tup.metadata.get(key) == value
+        assert sorted(plain(list(w)) for w in tup.pending_writes) == sorted(
+            plain(list(w)) for w in exp.writes
+        ), f"checkpoint {checkpoint_id} of {self.thread_id}: pending writes differ"
+
+    def verify(self, saver: Any | None = None) -> int:
+        """Everything committed reads back exactly; returns the number of checkpoints."""
+        saver = saver or self.saver
+        listed = list(saver.list(self.config()))
+        assert ids_of(listed) == list(reversed(self.order)), f"history of {self.thread_id} differs"
+        for tup in listed:
+            self.check_tuple(tup, tup.config["configurable"]["checkpoint_id"])
+        latest = saver.get_tuple(self.config())
+        if self.order:
+            self.check_tuple(latest, self.order[-1])
+        else:
+            assert latest is None
+        return len(listed)
+
+    async def averify(self, saver: Any | None = None) -> int:
+        saver = saver or self.saver
+        listed = [t async for t in saver.alist(self.config())]
+        assert ids_of(listed) == list(reversed(self.order)), f"history of {self.thread_id} differs"
+        for tup in listed:
+            self.check_tuple(tup, tup.config["configurable"]["checkpoint_id"])
+        if self.order:
+            self.check_tuple(await saver.aget_tuple(self.config()), self.order[-1])
+        return len(listed)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(plain(value), sort_keys=True, default=repr)

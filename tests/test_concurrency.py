@@ -1,0 +1,552 @@
+"""Concurrency: load through a pool and PgBouncer, two writers on one thread,
+late writes after delete, several processes on one SQLite file, async misuse.
+
+Every load test counts exactly: each thread's history, each checkpoint's
+values and pending writes (through the saver), and the rows in the tables
+(through a plain connection), so a lost or duplicated write cannot hide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from faultkit import SimThread, ids_of, row_counts
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+# The issue's load: 8 workers drive 200 threads of 20 supersteps each.
+WORKERS = 8
+THREADS = 200
+STEPS = 20
+
+
+def expected_rows(threads: int, steps: int) -> dict[str, int]:
+    """Rows a SimThread workload leaves, every value stored once per thread.
+
+    Per thread: one checkpoint per step; two writes per step but the last;
+    objects: one per distinct message (the channel list and the writes share
+    them), one per distinct step int, one per distinct ``doc`` (steps 0, 5, ...).
+    """
+    docs = len(range(0, steps, 5))
+    return {
+        "threads": threads,
+        "checkpoints": threads * steps,
+        "writes": threads * (steps - 1) * 2,
+        "objects": threads * (steps + steps + docs),
+    }
+
+
+def check_rows(backend: str, conn_string: str, saver: Any, threads: int, steps: int) -> None:
+    counts = row_counts(backend, conn_string, saver)
+    expected = expected_rows(threads, steps)
+    assert {k: counts[k] for k in expected} == expected, counts
+
+
+def subprocess_env() -> dict[str, str]:
+    """The child sees the same checkpoint_pg as we do, plus tests/ for faultkit."""
+    env = dict(os.environ)
+    parts = [str(TESTS_DIR)]
+    import checkpoint_pg  # noqa: PLC0415
+
+    parts.append(str(Path(checkpoint_pg.__file__).resolve().parent.parent))
+    if env.get("PYTHONPATH"):
+        parts.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(parts)
+    return env
+
+
+def pool_options(backend: str) -> dict[str, Any]:
+    return {"pool_size": WORKERS} if backend == "postgres" else {}
+
+
+# --------------------------------------------------------------------------
+# Load
+# --------------------------------------------------------------------------
+
+
+def run_sync_load(saver: Any, tag: str, threads: int = THREADS, steps: int = STEPS) -> list[SimThread]:
+    """WORKERS OS threads take thread ids from a queue and run them to the end."""
+    sims = [SimThread(saver, f"load-{tag}-{i:03d}") for i in range(threads)]
+    todo: queue.Queue[SimThread] = queue.Queue()
+    for sim in sims:
+        todo.put(sim)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        while not errors:
+            try:
+                sim = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                # a run starts by loading the thread, as LangGraph does
+                assert saver.get_tuple(sim.config()) is None
+                for _ in range(steps):
+                    sim.run_step()
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+    pool = [threading.Thread(target=worker, name=f"load-worker-{i}") for i in range(WORKERS)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(timeout=600)
+    assert not any(t.is_alive() for t in pool), "a load worker hung"
+    if errors:
+        raise errors[0]
+    return sims
+
+
+async def run_async_load(saver: Any, tag: str, threads: int = THREADS, steps: int = STEPS) -> list[SimThread]:
+    """WORKERS asyncio tasks on one event loop share one async saver."""
+    sims = [SimThread(saver, f"aload-{tag}-{i:03d}") for i in range(threads)]
+    todo: asyncio.Queue[SimThread] = asyncio.Queue()
+    for sim in sims:
+        todo.put_nowait(sim)
+
+    async def worker() -> None:
+        while not todo.empty():
+            sim = todo.get_nowait()
+            assert await saver.aget_tuple(sim.config()) is None
+            for _ in range(steps):
+                await sim.arun_step()
+
+    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(WORKERS))), timeout=600)
+    return sims
+
+
+@pytest.mark.slow
+def test_load_sync_threads(backend: str, make_saver, saver_target) -> None:
+    """8 threads x 200 LangGraph threads x 20 supersteps through the pool: all counted."""
+    with make_saver(**pool_options(backend)) as saver:
+        sims = run_sync_load(saver, backend)
+        assert sum(sim.verify() for sim in sims) == THREADS * STEPS
+        assert len(list(saver.list(None))) == THREADS * STEPS
+        check_rows(backend, saver_target.conn_string, saver, THREADS, STEPS)
+
+
+@pytest.mark.slow
+async def test_load_async_tasks(backend: str, make_async_saver, saver_target) -> None:
+    """8 tasks x 200 threads x 20 supersteps on ONE async saver (pool / sqlite worker)."""
+    async with make_async_saver(**pool_options(backend)) as saver:
+        sims = await run_async_load(saver, backend)
+        total = 0
+        for sim in sims:
+            total += await sim.averify()
+        assert total == THREADS * STEPS
+        check_rows(backend, saver_target.conn_string, saver, THREADS, STEPS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_load_through_pgbouncer(make_saver, pgbouncer_url: str, saver_target) -> None:
+    """The same load through PgBouncer in transaction mode (server sessions shared)."""
+    with make_saver(conn_string=pgbouncer_url, pool_size=WORKERS) as saver:
+        sims = run_sync_load(saver, "bouncer")
+        assert sum(sim.verify() for sim in sims) == THREADS * STEPS
+        check_rows("postgres", saver_target.conn_string, saver, THREADS, STEPS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_async_load_through_pgbouncer(make_async_saver, pgbouncer_url: str, saver_target) -> None:
+    async with make_async_saver(conn_string=pgbouncer_url, pool_size=WORKERS) as saver:
+        sims = await run_async_load(saver, "abouncer")
+        total = 0
+        for sim in sims:
+            total += await sim.averify()
+        assert total == THREADS * STEPS
+        check_rows("postgres", saver_target.conn_string, saver, THREADS, STEPS)
+
+
+def test_concurrent_setup_through_pgbouncer(fresh_pg_url: str, pgbouncer_url: str) -> None:
+    """Several processes' savers call setup() at once through transaction pooling.
+
+    setup() serializes migrations with an advisory lock. Through PgBouncer in
+    transaction mode a *session* lock taken in one transaction and released
+    in another may be released on a different server connection (and so not
+    at all), leaving the lock held by a pooled server session forever; every
+    later setup() then hangs. The lock must be transaction-scoped.
+    """
+    from checkpoint_pg import PostgresSaver  # noqa: PLC0415
+    from fixtures.postgres import with_dbname  # noqa: PLC0415
+    from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415
+
+    url = with_dbname(pgbouncer_url, conninfo_to_dict(fresh_pg_url)["dbname"])
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            for _ in range(3):
+                with PostgresSaver.from_conn_string(url, pool_size=2) as saver:
+                    saver.setup()
+                    SimThread(saver, f"setup-{i}-{uuid.uuid4().hex[:6]}").run_step()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    workers = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(6)]
+    for t in workers:
+        t.start()
+    deadline = time.monotonic() + 30
+    for t in workers:
+        t.join(timeout=max(0.1, deadline - time.monotonic()))
+    hung = [t for t in workers if t.is_alive()]
+    if hung:
+        from faultkit import admin_execute  # noqa: PLC0415
+
+        locks = admin_execute(
+            fresh_pg_url,
+            "SELECT l.pid, l.granted, a.state, left(a.query, 80) FROM pg_locks l "
+            "JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory'",
+        )
+        pytest.fail(f"{len(hung)} setup() calls hung through PgBouncer; advisory locks: {locks}")
+    if errors:
+        raise errors[0]
+
+
+# --------------------------------------------------------------------------
+# One thread, two writers
+# --------------------------------------------------------------------------
+
+TWO_WRITERS_CHILD = textwrap.dedent(
+    """
+    import json, sys, time
+    from graphs import build_chain
+
+    backend, url, prefix, thread_id, writer, start_at = sys.argv[1:7]
+    if backend == "sqlite":
+        from checkpoint_pg import SqliteSaver as Base
+        options = {}
+    else:
+        from checkpoint_pg import PostgresSaver as Base
+        options = {"prefix": prefix}
+
+    committed = []
+
+    class Recording(Base):
+        def put(self, config, checkpoint, metadata, new_versions):
+            cfg = super().put(config, checkpoint, metadata, new_versions)
+            committed.append(cfg["configurable"]["checkpoint_id"])
+            return cfg
+
+    names = [f"{writer}{i}" for i in range(6)]
+    with Recording.from_conn_string(url, **options) as saver:
+        graph = build_chain(saver, names)
+        config = {"configurable": {"thread_id": thread_id}}
+        while time.time() < float(start_at):
+            time.sleep(0.001)
+        for run in range(3):
+            # each run continues from whatever the thread's latest checkpoint is
+            graph.invoke({"log": [f"{writer}-run{run}"]}, config, durability="sync")
+    print(json.dumps(committed))
+    """
+)
+
+
+@pytest.mark.slow
+def test_one_thread_two_writers(backend: str, saver, saver_target) -> None:
+    """Two processes run the same thread at the same time.
+
+    What happens (default mode, no single-writer lock): neither run fails.
+    Both read the thread's latest checkpoint when a run starts and then each
+    appends its own checkpoints, whose parents are its own previous ones, so
+    the thread's history becomes two interleaved branches. "Latest" (what
+    get_state / the next run reads) is the checkpoint with the greatest id,
+    i.e. whichever writer committed last: the other writer's concurrent steps
+    are not in the head's state (a lost *update*, as with any two unlocked
+    writers), but every checkpoint either writer committed stays stored,
+    listed, and fully readable by id -- no committed checkpoint becomes
+    unreachable, and no value of one writer is replaced by the other's
+    (channel versions carry a random part, values are content-addressed).
+    To refuse the second run instead, see the single-writer design.
+    """
+    from checkpoint_pg import CheckpointPgError  # noqa: F401,PLC0415
+
+    thread_id = f"two-writers-{uuid.uuid4().hex[:8]}"
+    start_at = time.time() + 3.0  # both children are up and connected by then
+    prefix = saver_target.options.get("prefix", "")
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                TWO_WRITERS_CHILD,
+                backend,
+                saver_target.conn_string,
+                prefix,
+                thread_id,
+                writer,
+                str(start_at),
+            ],
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for writer in ("A", "B")
+    ]
+    outs = [p.communicate(timeout=240) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, f"writer failed:\n{err[-3000:]}"
+    committed = {w: json.loads(out.strip().splitlines()[-1]) for w, (out, _) in zip("AB", outs)}
+    # 3 runs x (input checkpoint, loop start, 6 nodes) checkpoints each
+    assert [len(ids) for ids in committed.values()] == [24, 24], committed
+    everything = set(committed["A"]) | set(committed["B"])
+    assert len(everything) == 48
+
+    config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    listed = list(saver.list(config))
+    assert set(ids_of(listed)) == everything, "a committed checkpoint is not listed"
+    by_id = {t.config["configurable"]["checkpoint_id"]: t for t in listed}
+    for cid in everything:
+        tup = saver.get_tuple({"configurable": {**config["configurable"], "checkpoint_id": cid}})
+        assert tup is not None, f"committed checkpoint {cid} is unreachable"
+        assert tup.checkpoint["channel_values"] == by_id[cid].checkpoint["channel_values"]
+        parent = tup.parent_config["configurable"]["checkpoint_id"] if tup.parent_config else None
+        assert parent is None or parent in everything, "a checkpoint's parent is missing"
+        # every value a checkpoint names is stored: "log" is present once written
+        if "log" in tup.checkpoint["channel_versions"]:
+            assert isinstance(tup.checkpoint["channel_values"].get("log"), list)
+    # each writer's own log entries appear in its own checkpoints in order
+    for writer, ids in committed.items():
+        last = by_id[ids[-1]].checkpoint["channel_values"]["log"]
+        assert last[-6:] == [f"{writer}{i}" for i in range(6)]
+    head = saver.get_tuple(config)
+    assert head.config["configurable"]["checkpoint_id"] == max(everything)
+
+
+# --------------------------------------------------------------------------
+# Late writes after delete
+# --------------------------------------------------------------------------
+
+
+def test_late_put_after_delete_is_refused(saver, saver_target, backend: str) -> None:
+    """A put building on a deleted thread fails with IntegrityError and writes nothing."""
+    from checkpoint_pg import CheckpointPgError, IntegrityError  # noqa: PLC0415
+
+    sim = SimThread(saver, f"late-{uuid.uuid4().hex[:8]}")
+    for _ in range(3):
+        sim.run_step()  # step 2 carries "doc" over from step 0
+    saver.delete_thread(sim.thread_id)
+    before = row_counts(backend, saver_target.conn_string, saver, sim.thread_id)
+    assert before == dict.fromkeys(before, 0)
+
+    with pytest.raises(IntegrityError) as info:
+        sim.run_step()  # the "late" put of a run that did not see the delete
+    assert isinstance(info.value, CheckpointPgError)
+    # the thread did not come back, not even partly
+    assert saver.get_tuple(sim.config()) is None
+    assert list(saver.list(sim.config())) == []
+    assert not any(
+        t.config["configurable"]["thread_id"] == sim.thread_id for t in saver.list(None)
+    )
+    after = row_counts(backend, saver_target.conn_string, saver, sim.thread_id)
+    # put_writes of the late step (sent before its put) may leave invisible
+    # write rows; no checkpoint, value or thread row exists
+    assert after["checkpoints"] == after["channel_values"] == after["threads"] == 0
+
+
+def test_late_put_writes_after_delete_stay_invisible(saver) -> None:
+    """put_writes for a deleted checkpoint is accepted (async durability writes
+    before the checkpoint lands) but brings nothing back."""
+    sim = SimThread(saver, f"latew-{uuid.uuid4().hex[:8]}")
+    sim.run_step()
+    sim.run_step()
+    cid = sim.order[-1]
+    saver.delete_thread(sim.thread_id)
+    saver.put_writes(sim.config(cid), [("messages", ["late"]), ("step", 99)], "late-task")
+    assert saver.get_tuple(sim.config()) is None
+    assert saver.get_tuple(sim.config(cid)) is None
+    assert list(saver.list(sim.config())) == []
+
+
+def test_new_run_after_delete_starts_a_fresh_thread(saver) -> None:
+    """A put that carries nothing over (a new run from scratch) is a whole
+    checkpoint, so it is accepted after delete_thread: the thread starts over."""
+    thread_id = f"fresh-{uuid.uuid4().hex[:8]}"
+    old = SimThread(saver, thread_id)
+    for _ in range(3):
+        old.run_step()
+    saver.delete_thread(thread_id)
+    new = SimThread(saver, thread_id, run_id="run-2")
+    for _ in range(3):
+        new.run_step()
+    assert new.verify() == 3
+
+
+@pytest.mark.slow
+def test_delete_racing_a_writer_leaves_no_partial_checkpoint(backend: str, make_saver) -> None:
+    """A writer keeps stepping a thread while another thread deletes it again
+    and again: afterwards every checkpoint that exists reads back whole."""
+    from checkpoint_pg import IntegrityError  # noqa: PLC0415
+
+    with make_saver(**pool_options(backend)) as saver:
+        thread_id = f"race-{uuid.uuid4().hex[:8]}"
+        stop = threading.Event()
+        sims: list[SimThread] = []
+        refused = 0
+        errors: list[BaseException] = []
+
+        def writer() -> None:
+            nonlocal refused
+            try:
+                sim = SimThread(saver, thread_id)
+                sims.append(sim)
+                while not stop.is_set():
+                    try:
+                        sim.run_step()
+                    except IntegrityError:
+                        refused += 1
+                        sim = SimThread(saver, thread_id, run_id=f"run-{len(sims)}")
+                        sims.append(sim)
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        t = threading.Thread(target=writer)
+        t.start()
+        for _ in range(40):
+            time.sleep(0.02)
+            saver.delete_thread(thread_id)
+        stop.set()
+        t.join(timeout=60)
+        if errors:
+            raise errors[0]
+        expected = {}
+        for sim in sims:
+            expected.update(sim.expected)
+        for tup in saver.list({"configurable": {"thread_id": thread_id}}):
+            cid = tup.config["configurable"]["checkpoint_id"]
+            exp = expected[cid]
+            assert tup.checkpoint["channel_values"] == exp.values, f"{cid} is partial"
+            again = saver.get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_id": cid}})
+            assert again.checkpoint["channel_values"] == exp.values
+
+
+# --------------------------------------------------------------------------
+# SQLite: several processes, one file
+# --------------------------------------------------------------------------
+
+SQLITE_CHILD = textwrap.dedent(
+    """
+    import json, sys, time
+    from checkpoint_pg import SqliteSaver
+    from faultkit import SimThread
+
+    path, thread_id, steps, start_at, do_setup = sys.argv[1:6]
+    while time.time() < float(start_at):
+        time.sleep(0.001)
+    with SqliteSaver.from_conn_string(path) as saver:
+        if do_setup == "1":
+            saver.setup()
+        sim = SimThread(saver, thread_id)
+        for _ in range(int(steps)):
+            sim.run_step()
+            saver.get_tuple(sim.config())
+            list(saver.list(sim.config(), limit=3))
+        assert sim.verify() == int(steps)
+    print(json.dumps(sim.order))
+    """
+)
+
+
+def run_sqlite_children(path: str, n: int, steps: int, do_setup: bool) -> dict[str, list[str]]:
+    start_at = time.time() + 2.0
+    thread_ids = [f"proc-{i}" for i in range(n)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SQLITE_CHILD, path, tid, str(steps), str(start_at), "1" if do_setup else "0"],
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for tid in thread_ids
+    ]
+    outs = [p.communicate(timeout=240) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert "database is locked" not in err, err[-3000:]
+        assert p.returncode == 0, err[-3000:]
+    return {tid: json.loads(out.strip().splitlines()[-1]) for tid, (out, _) in zip(thread_ids, outs)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_sqlite_four_processes_one_file(saver, saver_target) -> None:
+    """4 processes write different threads to one file: no "database is locked"."""
+    orders = run_sqlite_children(saver_target.conn_string, 4, 60, do_setup=False)
+    for tid, order in orders.items():
+        assert ids_of(list(saver.list({"configurable": {"thread_id": tid}}))) == list(reversed(order))
+    check_rows("sqlite", saver_target.conn_string, saver, 4, 60)
+
+
+@pytest.mark.slow
+def test_sqlite_four_processes_setup_a_new_file_together(tmp_path) -> None:
+    """4 processes open a file nobody set up yet, each calls setup() and writes."""
+    from checkpoint_pg import SqliteSaver  # noqa: PLC0415
+
+    path = str(tmp_path / "shared.db")
+    orders = run_sqlite_children(path, 4, 20, do_setup=True)
+    with SqliteSaver.from_conn_string(path) as saver:
+        for tid, order in orders.items():
+            assert ids_of(list(saver.list({"configurable": {"thread_id": tid}}))) == list(reversed(order))
+        check_rows("sqlite", path, saver, 4, 20)
+
+
+# --------------------------------------------------------------------------
+# Async savers: many tasks, and sync calls on the saver's own loop
+# --------------------------------------------------------------------------
+
+
+async def test_one_async_saver_many_tasks(async_saver, saver_target, backend: str) -> None:
+    """50 tasks share one async saver, interleaving at every await."""
+    sims = [SimThread(async_saver, f"tasks-{i:02d}") for i in range(50)]
+
+    async def run(sim: SimThread) -> None:
+        for _ in range(10):
+            await sim.arun_step()
+            await async_saver.aget_tuple(sim.config())
+
+    await asyncio.gather(*(run(sim) for sim in sims))
+    for sim in sims:
+        assert await sim.averify() == 10
+    check_rows(backend, saver_target.conn_string, async_saver, 50, 10)
+
+
+async def test_sync_call_on_the_async_savers_own_loop_raises(async_saver) -> None:
+    """Calling a sync method on the saver's own loop would deadlock: it raises instead."""
+    from checkpoint_pg import AsyncMisuseError, CheckpointPgError  # noqa: PLC0415
+
+    sim = SimThread(async_saver, f"misuse-{uuid.uuid4().hex[:8]}")
+    await sim.arun_step()
+    config = sim.config()
+    calls = {
+        "get_tuple": lambda: async_saver.get_tuple(config),
+        "list": lambda: list(async_saver.list(config)),
+        "put_writes": lambda: async_saver.put_writes(sim.config(sim.order[-1]), [("x", 1)], "t"),
+        "delete_thread": lambda: async_saver.delete_thread(sim.thread_id),
+        "setup": lambda: async_saver.setup(),
+    }
+    for name, call in calls.items():
+        with pytest.raises(AsyncMisuseError) as info:
+            call()
+        assert isinstance(info.value, CheckpointPgError)
+        assert f"a{name}" in str(info.value), str(info.value)
+    # nothing was done by the refused calls, and the same calls work from another thread
+    assert await sim.averify() == 1
+    tup = await asyncio.wait_for(asyncio.to_thread(async_saver.get_tuple, config), 30)
+    sim.check_tuple(tup, sim.order[-1])
+    listed = await asyncio.wait_for(asyncio.to_thread(lambda: list(async_saver.list(config))), 30)
+    assert ids_of(listed) == sim.order
