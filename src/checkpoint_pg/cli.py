@@ -97,8 +97,7 @@ def open_saver(args: argparse.Namespace, *, write: bool) -> Iterator[Any]:
     if path != ":memory:" and not Path(path).is_file():
         hint = " (run `checkpoint-pg demo` to create it)" if url == DEFAULT_URL else ""
         raise NotFoundError(
-            f"no SQLite database at {path!r}{hint}: pass --url PATH or postgresql://..., "
-            f"or set ${ENV_URL}"
+            f"no SQLite database at {path!r}{hint}: pass --url PATH or postgresql://..., or set ${ENV_URL}"
         )
     conn = connect_sqlite(path, read_only=True)
     try:
@@ -146,6 +145,14 @@ def _when(value: Any) -> str:
         return "-"
     text = value.isoformat(sep=" ", timespec="seconds") if hasattr(value, "isoformat") else str(value)
     return text.replace("+00:00", "Z")
+
+
+def _minute(value: Any) -> str:
+    if value is None or not hasattr(value, "astimezone"):
+        return _when(value)
+    import datetime as dt
+
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
 def _short(cid: str | None) -> str:
@@ -221,17 +228,19 @@ def cmd_threads(args: argparse.Namespace) -> int:
     con = _console()
     table = Table(title=f"threads (newest first) in {_display_url(args)}", title_justify="left")
     table.add_column("thread", overflow="fold", min_width=8)
-    table.add_column("updated", no_wrap=True)
-    table.add_column("created", no_wrap=True)
+    table.add_column("updated (UTC)", no_wrap=True)
     table.add_column("checkpoints", justify="right", no_wrap=True)
     table.add_column("size", justify="right", no_wrap=True, min_width=9)
-    table.add_column("metadata", overflow="fold", min_width=16, ratio=1)
+    table.add_column("metadata", overflow="fold", min_width=12, ratio=1)
     for t in page:
-        md = json.dumps(t.metadata, ensure_ascii=False, default=str) if t.metadata else ""
+        md = " ".join(
+            f"{k}={json.dumps(v, ensure_ascii=False, default=str) if not isinstance(v, str) else v}"
+            for k, v in t.metadata.items()
+            if v not in ({}, [], None)
+        )
         table.add_row(
             _text(t.thread_id),
-            _when(t.updated_at),
-            _when(t.created_at),
+            _minute(t.updated_at),
             "-" if t.checkpoints is None else str(t.checkpoints),
             _human_bytes(t.bytes),
             _text(md[:200]),
@@ -279,9 +288,27 @@ def cmd_history(args: argparse.Namespace) -> int:
         for ch, v in e.input.items():
             rows.append(("(input)", [f"{ch}: {line}" for line in _value_lines(v, width)]))
         for node, vals in e.interrupts.items():
-            rows.append((node, [f"interrupt: {line}" for v in vals for line in _value_lines(getattr(v, "value", v), width)]))
+            rows.append(
+                (
+                    node,
+                    [
+                        f"interrupt: {line}"
+                        for v in vals
+                        for line in _value_lines(getattr(v, "value", v), width)
+                    ],
+                )
+            )
         for node, err in e.errors.items():
-            rows.append((node, [f"error: {type(err).__name__}: {err}"[:width] if isinstance(err, BaseException) else f"error: {err}"]))
+            rows.append(
+                (
+                    node,
+                    [
+                        f"error: {type(err).__name__}: {err}"[:width]
+                        if isinstance(err, BaseException)
+                        else f"error: {err}"
+                    ],
+                )
+            )
         for node, val in e.resumes.items():
             rows.append((node, [f"resumed with: {line}" for line in _value_lines(val, width)]))
         for node, update in e.pending.items():
@@ -418,7 +445,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     tot = st.total
     for col in cols:
         val = getattr(tot, col)
-        table.add_column(col.replace("_", " "), justify="right", footer=_human_bytes(val) if col == "bytes" else str(val))
+        table.add_column(
+            col.replace("_", " "), justify="right", footer=_human_bytes(val) if col == "bytes" else str(val)
+        )
     shown = st.threads[: args.top] if args.top else st.threads
     for s in shown:
         table.add_row(
@@ -427,7 +456,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
         )
     con.print(table)
     if tot.objects:
-        con.print(f"{tot.references} references to {tot.objects} stored objects (x{tot.references / tot.objects:.1f})")
+        con.print(
+            f"{tot.references} references to {tot.objects} stored objects (x{tot.references / tot.objects:.1f})"
+        )
     if args.top and len(st.threads) > args.top:
         con.print(f"({len(st.threads) - args.top} smaller threads not shown; --top 0 shows all)")
     return 0
@@ -447,7 +478,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if args.runs:
             _print_json(
                 [
-                    {"run_id": r.run_id, "first_checkpoint_id": r.first_checkpoint_id, "complete": r.complete, "chunks": r.chunks}
+                    {
+                        "run_id": r.run_id,
+                        "first_checkpoint_id": r.first_checkpoint_id,
+                        "complete": r.complete,
+                        "chunks": r.chunks,
+                    }
                     for r in runs
                 ]
             )
@@ -458,8 +494,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
     width = max(con.width - 6, 30)
     for i, r in enumerate(runs):
         if args.runs:
-            note = "" if r.complete else "  (incomplete: a node interrupted several times; only its last interrupt is stored)"
-            con.print(_text(f"run {i + 1}  run_id={r.run_id or '-'}  from {_short(r.first_checkpoint_id)}{note}"), style="bold")
+            note = (
+                ""
+                if r.complete
+                else "  (incomplete: a node interrupted several times; only its last interrupt is stored)"
+            )
+            con.print(
+                _text(f"run {i + 1}  run_id={r.run_id or '-'}  from {_short(r.first_checkpoint_id)}{note}"),
+                style="bold",
+            )
         for chunk in r.chunks:
             cached = isinstance(chunk.get("__metadata__"), dict) and chunk["__metadata__"].get("cached")
             for node, update in chunk.items():
@@ -467,7 +510,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     continue
                 if node == "__interrupt__":
                     vals = update or ()
-                    text = "; ".join(_value_lines(getattr(v, "value", v), width)[0] for v in vals) or "(before/after a node)"
+                    text = (
+                        "; ".join(_value_lines(getattr(v, "value", v), width)[0] for v in vals)
+                        or "(before/after a node)"
+                    )
                     con.print(_text(f"__interrupt__: {text}"))
                     continue
                 lines = _update_lines(update, width)
@@ -497,13 +543,27 @@ def cmd_delete(args: argparse.Namespace) -> int:
         raise NotFoundError(f"thread {args.thread!r} has no checkpoints: nothing to delete")
     what = f"delete thread {args.thread!r}: {len(keys)} checkpoints, {st.writes} writes, {_human_bytes(st.bytes)}"
     if args.dry_run:
-        return _report(args, {"dry_run": True, "thread_id": args.thread, "checkpoints": len(keys), "writes": st.writes, "bytes": st.bytes}, f"would {what}")
+        return _report(
+            args,
+            {
+                "dry_run": True,
+                "thread_id": args.thread,
+                "checkpoints": len(keys),
+                "writes": st.writes,
+                "bytes": st.bytes,
+            },
+            f"would {what}",
+        )
     if not _confirm(args, what.capitalize() + "?"):
         print("cancelled", file=sys.stderr)
         return 1
     with open_saver(args, write=True) as saver:
         saver.delete_thread(args.thread)
-    return _report(args, {"deleted": args.thread, "checkpoints": len(keys)}, f"deleted thread {args.thread!r} ({len(keys)} checkpoints)")
+    return _report(
+        args,
+        {"deleted": args.thread, "checkpoints": len(keys)},
+        f"deleted thread {args.thread!r} ({len(keys)} checkpoints)",
+    )
 
 
 def cmd_copy(args: argparse.Namespace) -> int:
@@ -519,13 +579,21 @@ def cmd_copy(args: argparse.Namespace) -> int:
         )
     what = f"copy thread {args.src!r} ({len(keys)} checkpoints) to {args.dst!r}"
     if args.dry_run:
-        return _report(args, {"dry_run": True, "source": args.src, "target": args.dst, "checkpoints": len(keys)}, f"would {what}")
+        return _report(
+            args,
+            {"dry_run": True, "source": args.src, "target": args.dst, "checkpoints": len(keys)},
+            f"would {what}",
+        )
     if not _confirm(args, what.capitalize() + "?"):
         print("cancelled", file=sys.stderr)
         return 1
     with open_saver(args, write=True) as saver:
         saver.copy_thread(args.src, args.dst)
-    return _report(args, {"copied": args.src, "target": args.dst, "checkpoints": len(keys)}, f"copied {args.src!r} to {args.dst!r} ({len(keys)} checkpoints)")
+    return _report(
+        args,
+        {"copied": args.src, "target": args.dst, "checkpoints": len(keys)},
+        f"copied {args.src!r} to {args.dst!r} ({len(keys)} checkpoints)",
+    )
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -554,7 +622,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
             result["keep_last"] = args.keep_last
             result["trim_threads"] = [p.__dict__ for p in plans]
             n = sum(p.delete_at_most for p in plans)
-            messages.append(f"keep the last {args.keep_last} checkpoints of {len(plans)} threads, deleting up to {n}")
+            messages.append(
+                f"keep the last {args.keep_last} checkpoints of {len(plans)} threads, deleting up to {n}"
+            )
     summary = "; ".join(messages)
     if args.dry_run:
         return _report(args, result, f"would {summary}")
@@ -592,7 +662,9 @@ def _sa_connection(args: argparse.Namespace, *, write: bool) -> Iterator[Any]:
         from checkpoint_pg.postgres import conninfo_of
 
         conninfo = conninfo_of(url).replace("postgresql://", "postgresql+psycopg://", 1)
-        kw: dict[str, Any] = {} if write else {"connect_args": {"options": "-c default_transaction_read_only=on"}}
+        kw: dict[str, Any] = (
+            {} if write else {"connect_args": {"options": "-c default_transaction_read_only=on"}}
+        )
         engine = sa.create_engine(conninfo, poolclass=sa.pool.NullPool, **kw)
     else:
         from checkpoint_pg.sqlite import connect_sqlite
@@ -616,12 +688,17 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     action = args.action
     if action == "history":
         head = migrate.head()
-        revs = [{"revision": r, "down_revision": d, "message": (m or "").strip(), "head": r == head} for r, d, m in migrate.history()]
+        revs = [
+            {"revision": r, "down_revision": d, "message": (m or "").strip(), "head": r == head}
+            for r, d, m in migrate.history()
+        ]
         if args.json:
             _print_json(revs)
         else:
             for r in revs:
-                print(f"{r['down_revision'] or '<base>'} -> {r['revision']}{' (head)' if r['head'] else ''}, {r['message']}")
+                print(
+                    f"{r['down_revision'] or '<base>'} -> {r['revision']}{' (head)' if r['head'] else ''}, {r['message']}"
+                )
         return 0
     if action == "sql":
         dialect = args.dialect or ("postgresql" if _is_pg(_url(args)) else "sqlite")
@@ -639,23 +716,34 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         if args.json:
             _print_json({"current": cur, "head": head, "at_head": at_head})
         else:
-            state = "at head" if at_head else (
-                "no checkpoint_pg tables: run `checkpoint-pg migrate upgrade`" if cur is None
-                else "behind head: run `checkpoint-pg migrate upgrade`"
+            state = (
+                "at head"
+                if at_head
+                else (
+                    "no checkpoint_pg tables: run `checkpoint-pg migrate upgrade`"
+                    if cur is None
+                    else "behind head: run `checkpoint-pg migrate upgrade`"
+                )
             )
             print(f"current: {cur or '<none>'}  head: {head}  ({state})")
         return 0 if at_head else 1
     if action == "upgrade":
         target = args.revision or "head"
         if args.dry_run:
-            return _report(args, {"dry_run": True, "upgrade_to": target}, f"would upgrade {_display_url(args)} to {target}; see the SQL with `checkpoint-pg migrate sql`")
+            return _report(
+                args,
+                {"dry_run": True, "upgrade_to": target},
+                f"would upgrade {_display_url(args)} to {target}; see the SQL with `checkpoint-pg migrate sql`",
+            )
         with _sa_connection(args, write=True) as conn:
             before = migrate.current(conn, tables)
             migrate.upgrade(conn, tables, target)
             after = migrate.current(conn, tables)
         return _report(args, {"from": before, "to": after}, f"upgraded {before or '<none>'} -> {after}")
     if action == "downgrade":
-        what = f"downgrade {_display_url(args)} to {args.revision}" + (" (drops every checkpoint_pg table and all their data)" if args.revision == "base" else "")
+        what = f"downgrade {_display_url(args)} to {args.revision}" + (
+            " (drops every checkpoint_pg table and all their data)" if args.revision == "base" else ""
+        )
         if args.dry_run:
             return _report(args, {"dry_run": True, "downgrade_to": args.revision}, f"would {what}")
         if not _confirm(args, what[0].upper() + what[1:] + "?"):
@@ -665,7 +753,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             before = migrate.current(conn, tables)
             migrate.downgrade(conn, tables, args.revision)
             after = migrate.current(conn, tables)
-        return _report(args, {"from": before, "to": after}, f"downgraded {before or '<none>'} -> {after or '<base>'}")
+        return _report(
+            args, {"from": before, "to": after}, f"downgraded {before or '<none>'} -> {after or '<base>'}"
+        )
     raise UsageError(f"unknown migrate action {action!r}")  # pragma: no cover - argparse checks
 
 
@@ -689,7 +779,12 @@ def cmd_import(args: argparse.Namespace) -> int:
         progress_cb, finish = _progress(args)
         try:
             report = import_langgraph(
-                source, saver, existing, thread_ids=args.thread or None, dry_run=args.dry_run, progress=progress_cb
+                source,
+                saver,
+                existing,
+                thread_ids=args.thread or None,
+                dry_run=args.dry_run,
+                progress=progress_cb,
             )
         finally:
             finish()
@@ -742,7 +837,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 )
             saver.delete_thread(args.thread)
         lines: list[str] = []
-        final = run_demo(saver, thread_id=args.thread, approve=not args.reject, out=lines.append if args.json else print)
+        final = run_demo(
+            saver, thread_id=args.thread, approve=not args.reject, out=lines.append if args.json else print
+        )
     if args.json:
         _print_json({"thread_id": args.thread, "output": lines, "final": final})
     else:
@@ -757,10 +854,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _common() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("database")
-    g.add_argument("--url", default=argparse.SUPPRESS, help=f"postgresql://... or a SQLite file (default: ${ENV_URL}, else {DEFAULT_URL})")
+    g.add_argument(
+        "--url",
+        default=argparse.SUPPRESS,
+        help=f"postgresql://... or a SQLite file (default: ${ENV_URL}, else {DEFAULT_URL})",
+    )
     g.add_argument("--prefix", default=argparse.SUPPRESS, help=f"table prefix (default {DEFAULT_PREFIX})")
     g.add_argument("--schema", default=argparse.SUPPRESS, help="Postgres schema of the tables")
-    g.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts instead of tables")
+    g.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print JSON for scripts instead of tables",
+    )
     return p
 
 
@@ -781,55 +887,93 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(url=None, prefix=DEFAULT_PREFIX, schema=None, json=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def add(name: str, help: str, func: Callable[[argparse.Namespace], int], description: str | None = None) -> argparse.ArgumentParser:
+    def add(
+        name: str, help: str, func: Callable[[argparse.Namespace], int], description: str | None = None
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=description or help, parents=[common])
         p.set_defaults(func=func)
         return p
 
-    p = add("threads", "list threads, newest first", cmd_threads,
-            "List threads newest first with their checkpoint count, size and metadata (reads the threads table).")
-    p.add_argument("--filter", action="append", metavar="KEY=VALUE", help="metadata filter, repeatable; VALUE may be JSON")
+    p = add(
+        "threads",
+        "list threads, newest first",
+        cmd_threads,
+        "List threads newest first with their checkpoint count, size and metadata (reads the threads table).",
+    )
+    p.add_argument(
+        "--filter",
+        action="append",
+        metavar="KEY=VALUE",
+        help="metadata filter, repeatable; VALUE may be JSON",
+    )
     p.add_argument("--limit", type=int, default=50, help="threads per page (default 50)")
     p.add_argument("--offset", type=int, default=0, help="skip this many threads")
     p.add_argument("--cursor", help="the cursor printed after the previous page")
     p.add_argument("--no-sizes", action="store_true", help="skip counting checkpoints and bytes (fastest)")
 
-    p = add("history", "what each node wrote, superstep by superstep", cmd_history,
-            "One entry per superstep, oldest first: what each node wrote, interrupts, errors, resumes; "
-            "subgraph namespaces included.")
+    p = add(
+        "history",
+        "what each node wrote, superstep by superstep",
+        cmd_history,
+        "One entry per superstep, oldest first: what each node wrote, interrupts, errors, resumes; "
+        "subgraph namespaces included.",
+    )
     p.add_argument("thread", metavar="THREAD")
     p.add_argument("--ns", default=None, help="only this checkpoint namespace ('' for the root graph)")
     p.add_argument("--limit", type=int, default=None, help="only the newest N entries")
 
     p = add("show", "one checkpoint: values, next nodes, pending writes", cmd_show)
     p.add_argument("thread", metavar="THREAD")
-    p.add_argument("checkpoint", metavar="CHECKPOINT", nargs="?", help="checkpoint id, or -N for N steps before the latest (default: latest)")
+    p.add_argument(
+        "checkpoint",
+        metavar="CHECKPOINT",
+        nargs="?",
+        help="checkpoint id, or -N for N steps before the latest (default: latest)",
+    )
     p.add_argument("--ns", default="", help="checkpoint namespace (default: the root graph)")
 
-    p = add("diff", "compare two checkpoints channel by channel", cmd_diff,
-            "Compare two checkpoints channel by channel; lists show added/removed elements (messages by id). "
-            "A and B are THREAD (latest), THREAD@CHECKPOINT_ID or THREAD@-N.")
+    p = add(
+        "diff",
+        "compare two checkpoints channel by channel",
+        cmd_diff,
+        "Compare two checkpoints channel by channel; lists show added/removed elements (messages by id). "
+        "A and B are THREAD (latest), THREAD@CHECKPOINT_ID or THREAD@-N.",
+    )
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
     p.add_argument("--ns", default="", help="checkpoint namespace (default: the root graph)")
     p.add_argument("--all", action="store_true", help="also list unchanged channels")
-    p.add_argument("--internal", action="store_true", help="include LangGraph's control channels (branch:...)")
+    p.add_argument(
+        "--internal", action="store_true", help="include LangGraph's control channels (branch:...)"
+    )
 
-    p = add("stats", "rows and bytes per thread and in total", cmd_stats,
-            "Checkpoints, writes, channel values, stored objects, references and bytes, per thread and in total.")
+    p = add(
+        "stats",
+        "rows and bytes per thread and in total",
+        cmd_stats,
+        "Checkpoints, writes, channel values, stored objects, references and bytes, per thread and in total.",
+    )
     p.add_argument("--thread", action="append", metavar="THREAD", help="only these threads (repeatable)")
     p.add_argument("--top", type=int, default=20, help="show the N largest threads (0: all; default 20)")
 
-    p = add("replay", "the stream_mode='updates' chunks of a thread's runs", cmd_replay,
-            "Print, from storage, the chunks graph.stream(..., stream_mode='updates') produced.")
+    p = add(
+        "replay",
+        "the stream_mode='updates' chunks of a thread's runs",
+        cmd_replay,
+        "Print, from storage, the chunks graph.stream(..., stream_mode='updates') produced.",
+    )
     p.add_argument("thread", metavar="THREAD")
     p.add_argument("--run-id", default=None, help="only the run with this metadata run_id")
     p.add_argument("--runs", action="store_true", help="group the chunks by run")
     p.add_argument("--ns", default="", help="checkpoint namespace (default: the root graph)")
 
-    p = add("prune", "delete old checkpoints or stale threads", cmd_prune,
-            "--keep-last N keeps the latest N checkpoints of every namespace of each thread (and what they "
-            "need); --older-than 30d deletes threads not updated for that long (units s m h d w).")
+    p = add(
+        "prune",
+        "delete old checkpoints or stale threads",
+        cmd_prune,
+        "--keep-last N keeps the latest N checkpoints of every namespace of each thread (and what they "
+        "need); --older-than 30d deletes threads not updated for that long (units s m h d w).",
+    )
     p.add_argument("--keep-last", type=int, metavar="N")
     p.add_argument("--older-than", metavar="DURATION")
     p.add_argument("--thread", action="append", metavar="THREAD", help="only these threads (repeatable)")
@@ -844,8 +988,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst", metavar="DST")
     _destructive(p)
 
-    p = add("migrate", "schema migrations (alembic)", cmd_migrate,
-            "upgrade [REV] | downgrade REV | current (exit 1 unless at head) | history | sql (offline SQL for review)")
+    p = add(
+        "migrate",
+        "schema migrations (alembic)",
+        cmd_migrate,
+        "upgrade [REV] | downgrade REV | current (exit 1 unless at head) | history | sql (offline SQL for review)",
+    )
     msub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     m = msub.add_parser("upgrade", help="upgrade to head (or REV)", parents=[common])
     m.add_argument("revision", nargs="?", metavar="REV")
@@ -855,19 +1003,27 @@ def build_parser() -> argparse.ArgumentParser:
     _destructive(m)
     msub.add_parser("current", help="the database's revision; exit 1 unless at head", parents=[common])
     msub.add_parser("history", help="the revisions this package knows", parents=[common])
-    m = msub.add_parser("sql", help="print the upgrade SQL for a DBA to review (no database needed)", parents=[common])
+    m = msub.add_parser(
+        "sql", help="print the upgrade SQL for a DBA to review (no database needed)", parents=[common]
+    )
     m.add_argument("--dialect", choices=["postgresql", "sqlite"], help="default: from --url")
     m.add_argument("--from", dest="start", metavar="REV", help="start revision (default: empty database)")
     m.add_argument("--to", dest="end", default="head", metavar="REV", help="end revision (default: head)")
 
-    p = add("import-langgraph", "copy a langgraph-checkpoint-postgres/-sqlite database into ours", cmd_import,
-            "Copy every thread written by langgraph-checkpoint-postgres (postgresql://...) or "
-            "langgraph-checkpoint-sqlite (a file) into our tables, deduplicating values. Idempotent and "
-            "resumable: checkpoints already present are skipped.")
+    p = add(
+        "import-langgraph",
+        "copy a langgraph-checkpoint-postgres/-sqlite database into ours",
+        cmd_import,
+        "Copy every thread written by langgraph-checkpoint-postgres (postgresql://...) or "
+        "langgraph-checkpoint-sqlite (a file) into our tables, deduplicating values. Idempotent and "
+        "resumable: checkpoints already present are skipped.",
+    )
     p.add_argument("--from", dest="source", required=True, metavar="URL", help="the incumbent database")
     p.add_argument("--thread", action="append", metavar="THREAD", help="only these threads (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="only count what would be imported")
-    p.add_argument("--no-setup", dest="setup", action="store_false", help="do not create/upgrade our tables first")
+    p.add_argument(
+        "--no-setup", dest="setup", action="store_false", help="do not create/upgrade our tables first"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = add("demo", "run the demo agent (with an approval interrupt) on a thread", cmd_demo)

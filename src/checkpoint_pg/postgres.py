@@ -21,12 +21,13 @@ from checkpoint_pg.core.ops import Batch, Op
 from checkpoint_pg.errors import ConfigError, MissingDriverError
 from checkpoint_pg.schema import DEFAULT_PREFIX
 from checkpoint_pg.shells.aio import AsyncSaver, adrive
-from checkpoint_pg.shells.errors import translate
+from checkpoint_pg.shells.errors import ConnectionLost, translate
 from checkpoint_pg.shells.sync import SyncSaver, drive
 from checkpoint_pg.sql.postgres import PostgresSQL
 
 try:
     import psycopg
+    from psycopg.rows import tuple_row
     from psycopg_pool import AsyncConnectionPool, ConnectionPool
 except ImportError as exc:  # pragma: no cover - exercised by the missing-driver test
     raise MissingDriverError(
@@ -61,31 +62,33 @@ def mask(url: str) -> str:
 _CONN_KW = {"autocommit": True, "prepare_threshold": None}
 
 
-def _execute(conn: psycopg.Connection, pipe: psycopg.Pipeline, batch: Batch) -> list[Any]:
-    curs = []
+def _execute(conn: psycopg.Connection, batch: Batch) -> list[Any]:
+    # No pipeline mode: its flush/wait cycle costs milliseconds per batch here,
+    # while the hot operations are single statements (one round trip each).
+    out = []
     for stmt in batch.stmts:
-        cur = conn.cursor()
+        cur = conn.cursor(row_factory=tuple_row)
         cur.execute(stmt.sql, stmt.params, prepare=False)
-        curs.append(cur)
-    if not batch.fetch:
-        # left in the pipeline: sent with the COMMIT, in the same round trip
-        return [None] * len(curs)
-    pipe.sync()
-    return [cur.fetchall() if cur.description else None for cur in curs]
+        out.append(cur.fetchall() if batch.fetch and cur.description else None)
+    return out
 
 
-async def _aexecute(
-    conn: psycopg.AsyncConnection, pipe: psycopg.AsyncPipeline, batch: Batch
-) -> list[Any]:
-    curs = []
+async def _aexecute(conn: psycopg.AsyncConnection, batch: Batch) -> list[Any]:
+    out = []
     for stmt in batch.stmts:
-        cur = conn.cursor()
+        cur = conn.cursor(row_factory=tuple_row)
         await cur.execute(stmt.sql, stmt.params, prepare=False)
-        curs.append(cur)
-    if not batch.fetch:
-        return [None] * len(curs)
-    await pipe.sync()
-    return [await cur.fetchall() if cur.description else None for cur in curs]
+        out.append(await cur.fetchall() if batch.fetch and cur.description else None)
+    return out
+
+
+def _lost(exc: psycopg.OperationalError) -> bool:
+    """The connection itself died (terminated, closed by the server or a proxy)."""
+    from psycopg import errors
+
+    return isinstance(exc, (errors.AdminShutdown, errors.ConnectionFailure)) or (
+        exc.sqlstate is None or exc.sqlstate.startswith("08") or exc.sqlstate == "57P01"
+    )
 
 
 class PostgresSaver(SyncSaver):
@@ -148,7 +151,6 @@ class PostgresSaver(SyncSaver):
             min_size=1,
             max_size=pool_size,
             kwargs=dict(_CONN_KW),
-            check=ConnectionPool.check_connection,
             open=False,
         )
         pool.open(wait=True, timeout=30)
@@ -175,16 +177,28 @@ class PostgresSaver(SyncSaver):
     def _run(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
         try:
             with self._connection() as conn:
-                with conn.pipeline() as pipe:
-                    if txn or not conn.autocommit:
-                        with conn.transaction():
-                            return drive(op, lambda b: _execute(conn, pipe, b))
-                    return drive(op, lambda b: _execute(conn, pipe, b))
+                if txn or not conn.autocommit:
+                    with conn.transaction():
+                        return drive(op, lambda b: _execute(conn, b))
+                return drive(op, lambda b: self._one_statement(conn, b))
+        except psycopg.OperationalError as exc:
+            if self._pool is not None and _lost(exc):
+                raise ConnectionLost(str(exc)) from exc
+            raise
         except psycopg.Error as exc:
             ours = translate(exc, self._url_hint)
             if ours is None:
                 raise
             raise ours from exc
+
+    @staticmethod
+    def _one_statement(conn: psycopg.Connection, batch: Batch) -> list[Any]:
+        # Outside a transaction each statement commits alone: a batch of several
+        # (a put_writes with regular and special writes) gets one of its own.
+        if len(batch.stmts) > 1:
+            with conn.transaction():
+                return _execute(conn, batch)
+        return _execute(conn, batch)
 
     def setup(self) -> None:
         """Create or upgrade the tables (alembic upgrade to head); idempotent and concurrency-safe."""
@@ -268,7 +282,6 @@ class AsyncPostgresSaver(AsyncSaver):
             min_size=1,
             max_size=pool_size,
             kwargs=dict(_CONN_KW),
-            check=AsyncConnectionPool.check_connection,
             open=False,
         )
         await pool.open(wait=True, timeout=30)
@@ -289,16 +302,26 @@ class AsyncPostgresSaver(AsyncSaver):
     async def _arun(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
         try:
             async with self._connection() as conn:
-                async with conn.pipeline() as pipe:
-                    if txn or not conn.autocommit:
-                        async with conn.transaction():
-                            return await adrive(op, lambda b: _aexecute(conn, pipe, b))
-                    return await adrive(op, lambda b: _aexecute(conn, pipe, b))
+                if txn or not conn.autocommit:
+                    async with conn.transaction():
+                        return await adrive(op, lambda b: _aexecute(conn, b))
+                return await adrive(op, lambda b: self._one_statement(conn, b))
+        except psycopg.OperationalError as exc:
+            if self._pool is not None and _lost(exc):
+                raise ConnectionLost(str(exc)) from exc
+            raise
         except psycopg.Error as exc:
             ours = translate(exc, self._url_hint)
             if ours is None:
                 raise
             raise ours from exc
+
+    @staticmethod
+    async def _one_statement(conn: psycopg.AsyncConnection, batch: Batch) -> list[Any]:
+        if len(batch.stmts) > 1:
+            async with conn.transaction():
+                return await _aexecute(conn, batch)
+        return await _aexecute(conn, batch)
 
     async def asetup(self) -> None:
         """Create or upgrade the tables (alembic upgrade to head); idempotent and concurrency-safe."""

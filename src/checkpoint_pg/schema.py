@@ -93,7 +93,6 @@ def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tab
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         # metadata of the latest root-namespace checkpoint, for filtering threads
         sa.Column("metadata", _JSON, nullable=True),
-        sa.Index(f"{p}threads_updated_at_idx", "updated_at"),
         **_TABLE_KW,
     )
     checkpoints = sa.Table(

@@ -58,7 +58,7 @@ class SQL(Protocol):
     """What the core needs from a backend's SQL module (sql/postgres.py, sql/sqlite.py)."""
 
     name: str
-    single_query_get: bool
+    single_statement: bool
 
     def __getattr__(self, name: str) -> Any: ...
 
@@ -137,14 +137,19 @@ def put(
         raise SerializationError(f"checkpoint {cid!r} has fields that are not JSON: {exc}") from None
     md, md_json = metadata_json(config, metadata)
     run_id = md.get("run_id")
-    stmts = [
-        ctx.sql.upsert_thread(t, md_json if ns == "" else None),
-        *ctx.sql.insert_objects(t, unique_objects(objs)),
-        *ctx.sql.insert_values(t, ns, rows),
-        ctx.sql.insert_checkpoint(
-            t, ns, cid, parent, None if run_id is None else str(run_id), doc, md_json, list(required)
-        ),
-    ]
+    stmts = ctx.sql.put_checkpoint(
+        t,
+        ns,
+        md_json if ns == "" else None,
+        unique_objects(objs),
+        rows,
+        cid,
+        parent,
+        None if run_id is None else str(run_id),
+        doc,
+        md_json,
+        list(required),
+    )
     yield Batch(stmts, fetch=False)
     return checkpoint_config(t, ns, cid)
 
@@ -352,7 +357,7 @@ def get_tuple(ctx: Ctx, config: RunnableConfig) -> Op:
     # A run continuing a thread in this process reuses the elements it already
     # holds instead of fetching and decoding them again (see ListState).
     memo = Memo(known=ctx.cache.known_items(t, ns))
-    if ctx.sql.single_query_get:
+    if ctx.sql.single_statement:
         (rows,) = yield Batch([ctx.sql.get_tuple_stmt(t, ns, cid, list(memo.known))])
         return _from_tagged(ctx, memo, t, ns, rows)
     (cps,) = yield Batch(

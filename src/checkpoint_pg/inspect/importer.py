@@ -47,7 +47,9 @@ class ImportReport:
 class _Source:
     """An incumbent saver plus a way to read its writes' keys."""
 
-    def __init__(self, saver: Any, backend: str, query: Callable[[Any], list[tuple[Any, ...]]], has_path: bool):
+    def __init__(
+        self, saver: Any, backend: str, query: Callable[[Any], list[tuple[Any, ...]]], has_path: bool
+    ):
         self.saver = saver
         self.sql = IncumbentSQL(backend)
         self._query = query
@@ -109,9 +111,7 @@ def open_incumbent(url: str) -> Iterator[_Source]:
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not {"checkpoints", "writes"} <= tables:
-            raise NotFoundError(
-                f"{path!r} has no langgraph-checkpoint-sqlite tables (checkpoints, writes)"
-            )
+            raise NotFoundError(f"{path!r} has no langgraph-checkpoint-sqlite tables (checkpoints, writes)")
         cols = {r[1] for r in conn.execute("PRAGMA table_info(writes)")}
         src = IncumbentSqlite(conn)
         src.is_setup = True  # its setup() writes (WAL pragma, CREATE TABLE): the tables exist
@@ -170,10 +170,16 @@ def import_langgraph(
         have = existing(t)
         tuples = sorted(
             source.tuples(t),
-            key=lambda x: (x.config["configurable"]["checkpoint_id"], x.config["configurable"]["checkpoint_ns"]),
+            key=lambda x: (
+                x.config["configurable"]["checkpoint_id"],
+                x.config["configurable"]["checkpoint_ns"],
+            ),
         )
         paths = source.write_paths(t) if not dry_run else {}
-        by_key = {(x.config["configurable"]["checkpoint_ns"], x.config["configurable"]["checkpoint_id"]): x for x in tuples}
+        by_key = {
+            (x.config["configurable"]["checkpoint_ns"], x.config["configurable"]["checkpoint_id"]): x
+            for x in tuples
+        }
         for tup in tuples:
             conf = tup.config["configurable"]
             ns, cid = conf["checkpoint_ns"], conf["checkpoint_id"]

@@ -400,7 +400,9 @@ class Inspector:
         nxt = _encode_cursor(rows[-1][2], rows[-1][0]) if len(rows) == limit else None
         return ThreadPage(items, nxt)
 
-    def iter_threads(self, filter: Mapping[str, Any] | None = None, *, sizes: bool = False) -> Iterator[ThreadInfo]:
+    def iter_threads(
+        self, filter: Mapping[str, Any] | None = None, *, sizes: bool = False
+    ) -> Iterator[ThreadInfo]:
         """Every thread, newest first, page by page."""
         cursor = None
         while True:
@@ -415,7 +417,10 @@ class Inspector:
     def _load_op(self, thread_id: str, checkpoint_ns: str | None) -> Op:
         ctx = self.saver.ctx
         cp_rows, key_rows = yield Batch(
-            [self.sql.thread_checkpoints(thread_id, checkpoint_ns), self.sql.thread_write_keys(thread_id, checkpoint_ns)]
+            [
+                self.sql.thread_checkpoints(thread_id, checkpoint_ns),
+                self.sql.thread_write_keys(thread_id, checkpoint_ns),
+            ]
         )
         conf: dict[str, Any] = {"thread_id": thread_id}
         if checkpoint_ns is not None:
@@ -455,7 +460,9 @@ class Inspector:
         for ns, cid, parent, run_id, raw_doc, raw_md in cp_rows:
             tup = tuples.get((ns, cid))
             channel_values = dict(tup.checkpoint.get("channel_values") or {}) if tup else None
-            rec = CheckpointRecord(ns, cid, parent, run_id, _json(raw_doc), _json(raw_md), channel_values=channel_values)
+            rec = CheckpointRecord(
+                ns, cid, parent, run_id, _json(raw_doc), _json(raw_md), channel_values=channel_values
+            )
             self._attach_tasks(rec, tup, keys)
             records.append(rec)
         return ThreadRecord(thread_id, records)
@@ -516,9 +523,10 @@ class Inspector:
         out: list[HistoryEntry] = []
         for ns in thread.namespaces():
             cps = thread.of_ns(ns)
-            keys = output_keys({ch for c in cps for ch in c.doc.get("channel_versions", {})} | {
-                ch for c in cps for t in c.tasks for ch, _ in t.writes
-            })
+            keys = output_keys(
+                {ch for c in cps for ch in c.doc.get("channel_versions", {})}
+                | {ch for c in cps for t in c.tasks for ch, _ in t.writes}
+            )
             by_id = {c.checkpoint_id: c for c in cps}
             has_child = {c.parent_id for c in cps if c.parent_id and c.source == "loop"}
             for c in cps:
@@ -565,9 +573,10 @@ class Inspector:
         """The thread's runs, oldest first, each with the ``updates`` chunks it streamed."""
         thread = self.load(thread_id, checkpoint_ns)
         cps = thread.checkpoints
-        keys = output_keys({ch for c in cps for ch in c.doc.get("channel_versions", {})} | {
-            ch for c in cps for t in c.tasks for ch, _ in t.writes
-        })
+        keys = output_keys(
+            {ch for c in cps for ch in c.doc.get("channel_versions", {})}
+            | {ch for c in cps for t in c.tasks for ch, _ in t.writes}
+        )
         return split_runs(cps, keys)
 
     def replay_updates(
@@ -597,7 +606,9 @@ class Inspector:
 
     # -- single checkpoints ---------------------------------------------------------------
 
-    def resolve(self, thread_id: str, checkpoint: str | None = None, checkpoint_ns: str = "") -> RunnableConfig:
+    def resolve(
+        self, thread_id: str, checkpoint: str | None = None, checkpoint_ns: str = ""
+    ) -> RunnableConfig:
         """The config of a checkpoint: its id, ``"-N"`` (N steps before the latest), or None (latest)."""
         thread_id = _check_thread_id(thread_id)
         rows = self._read(self._one(self.sql.thread_checkpoint_keys(thread_id)))
@@ -624,7 +635,9 @@ class Inspector:
                 f"thread {thread_id!r} has no checkpoint {checkpoint!r} in namespace "
                 f"{checkpoint_ns!r}: see its ids with `checkpoint-pg history {thread_id}`"
             )
-        return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns, "checkpoint_id": cid}}
+        return {
+            "configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns, "checkpoint_id": cid}
+        }
 
     def get(self, config: RunnableConfig) -> CheckpointTuple:
         """The stored checkpoint of ``config`` (latest of its thread without checkpoint_id)."""
@@ -647,9 +660,9 @@ class Inspector:
         rec = next(c for c in thread.checkpoints if c.checkpoint_id == cid)
         entry = entries[cid]
         values = {k: v for k, v in (rec.channel_values or {}).items() if not _internal_channel(k)}
-        pending = [
-            (t.name, ch, v) for t in rec.tasks for ch, v in t.writes
-        ] + [("(input)", ch, v) for ch, v in rec.null_writes]
+        pending = [(t.name, ch, v) for t in rec.tasks for ch, v in t.writes] + [
+            ("(input)", ch, v) for ch, v in rec.null_writes
+        ]
         return CheckpointView(
             thread_id=thread_id,
             checkpoint_ns=checkpoint_ns,
@@ -692,9 +705,13 @@ class Inspector:
             x, y = va[ch], vb[ch]
             if isinstance(x, list) and isinstance(y, list):
                 added, removed, changed = _list_diff(x, y)
-                same = not added and not removed and not changed and _list_key_content(x) == _list_key_content(y)
+                same = (
+                    not added and not removed and not changed and _list_key_content(x) == _list_key_content(y)
+                )
                 out.append(
-                    ChannelDiff(ch, "same" if same else "changed", x, y, added=added, removed=removed, changed=changed)
+                    ChannelDiff(
+                        ch, "same" if same else "changed", x, y, added=added, removed=removed, changed=changed
+                    )
                 )
             else:
                 try:
@@ -732,7 +749,11 @@ class Inspector:
             s.writes, s.ref_bytes, s.references = int(n), s.ref_bytes + int(size), s.references + int(refs)
         for t, n, size, refs in values:
             s = get(t)
-            s.channel_values, s.ref_bytes, s.references = int(n), s.ref_bytes + int(size), s.references + int(refs)
+            s.channel_values, s.ref_bytes, s.references = (
+                int(n),
+                s.ref_bytes + int(size),
+                s.references + int(refs),
+            )
         for t, n, size, _ in objects:
             s = get(t)
             s.objects, s.object_bytes = int(n), int(size)
@@ -756,4 +777,3 @@ class Inspector:
     def checkpoint_keys(self, thread_id: str) -> list[tuple[str, str]]:
         """(namespace, checkpoint id) of every checkpoint of a thread."""
         return [(r[0], r[1]) for r in self._read(self._one(self.sql.thread_checkpoint_keys(thread_id)))]
-

@@ -31,9 +31,7 @@ def parse_duration(text: str) -> dt.timedelta:
     """``30d``, ``12h``, ``90m``, ``2w``, ``45s`` as a timedelta."""
     m = _DURATION.match(str(text))
     if not m:
-        raise ConfigError(
-            f"invalid duration {text!r}: use a number and a unit, s m h d or w (e.g. 30d, 12h)"
-        )
+        raise ConfigError(f"invalid duration {text!r}: use a number and a unit, s m h d or w (e.g. 30d, 12h)")
     return dt.timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
 
 

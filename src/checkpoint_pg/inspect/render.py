@@ -108,8 +108,7 @@ def message_line(msg: Any, width: int = 100) -> str:
         role = f"tool[{getattr(msg, 'name', None) or getattr(msg, 'tool_call_id', '')}]"
     calls = getattr(msg, "tool_calls", None) or []
     rendered = ", ".join(
-        f"{c.get('name')}({', '.join(f'{k}={v!r}' for k, v in (c.get('args') or {}).items())})"
-        for c in calls
+        f"{c.get('name')}({', '.join(f'{k}={v!r}' for k, v in (c.get('args') or {}).items())})" for c in calls
     )
     text = _content_text(msg.content)
     if rendered:

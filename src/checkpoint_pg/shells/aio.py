@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -23,6 +24,7 @@ from checkpoint_pg.core import ops
 from checkpoint_pg.core.ops import Batch, Memo, Op
 from checkpoint_pg.errors import AsyncMisuseError
 from checkpoint_pg.shells.base import SaverBase
+from checkpoint_pg.shells.errors import ConnectionLost
 
 
 async def adrive(op: Op, execute: Callable[[Batch], Awaitable[list[Any]]]) -> Any:
@@ -43,10 +45,14 @@ class AsyncSaver(SaverBase):
     async def _arun(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
         raise NotImplementedError  # provided by the backend (postgres.py / sqlite.py)
 
-    async def _ado(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
+    async def _ado(self, make: Callable[[], Op], *, txn: bool = True, write: bool = False) -> Any:
+        """Run the operation ``make()`` builds; once more if its pooled connection died."""
         if not self._schema_ok:
             self._check_revision(await self._arun(self._schema_op(), txn=False))
-        return await self._arun(op, txn=txn, write=write)
+        try:
+            return await self._arun(make(), txn=txn, write=write)
+        except ConnectionLost:
+            return await self._arun(make(), txn=txn, write=write)
 
     def _sync(self, name: str, coro_fn: Callable[[], Awaitable[Any]]) -> Any:
         try:
@@ -64,7 +70,9 @@ class AsyncSaver(SaverBase):
     # -- BaseCheckpointSaver, async -----------------------------------------------------
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await self._ado(ops.get_tuple(self.ctx, config), txn=not self.ctx.sql.single_query_get)
+        return await self._ado(
+            partial(ops.get_tuple, self.ctx, config), txn=not self.ctx.sql.single_statement
+        )
 
     async def alist(
         self,
@@ -79,8 +87,15 @@ class AsyncSaver(SaverBase):
         remaining = limit
         while remaining is None or remaining > 0:
             items, after = await self._ado(
-                ops.list_page(
-                    self.ctx, memo, config, filter=filter, before=before, limit=remaining, after=after
+                partial(
+                    ops.list_page,
+                    self.ctx,
+                    memo,
+                    config,
+                    filter=filter,
+                    before=before,
+                    limit=remaining,
+                    after=after,
                 )
             )
             for item in items:
@@ -97,7 +112,11 @@ class AsyncSaver(SaverBase):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return await self._ado(ops.put(self.ctx, config, checkpoint, metadata, new_versions), write=True)
+        return await self._ado(
+            partial(ops.put, self.ctx, config, checkpoint, metadata, new_versions),
+            write=True,
+            txn=not self.ctx.sql.single_statement,
+        )
 
     async def aput_writes(
         self,
@@ -106,24 +125,30 @@ class AsyncSaver(SaverBase):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        await self._ado(ops.put_writes(self.ctx, config, writes, task_id, task_path), write=True)
+        await self._ado(
+            partial(ops.put_writes, self.ctx, config, writes, task_id, task_path),
+            write=True,
+            txn=not self.ctx.sql.single_statement,
+        )
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await self._ado(ops.delete_thread(self.ctx, thread_id), write=True)
+        await self._ado(partial(ops.delete_thread, self.ctx, thread_id), write=True)
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await self._ado(ops.delete_for_runs(self.ctx, run_ids), write=True)
+        await self._ado(partial(ops.delete_for_runs, self.ctx, run_ids), write=True)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await self._ado(ops.copy_thread(self.ctx, source_thread_id, target_thread_id), write=True)
+        await self._ado(
+            partial(ops.copy_thread, self.ctx, source_thread_id, target_thread_id), write=True
+        )
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await self._ado(ops.prune(self.ctx, thread_ids, strategy), write=True)
+        await self._ado(partial(ops.prune, self.ctx, thread_ids, strategy), write=True)
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
-        return await self._ado(ops.get_delta_channel_history(self.ctx, config, channels))
+        return await self._ado(partial(ops.get_delta_channel_history, self.ctx, config, channels))
 
     # -- sync twins: only from other threads -------------------------------------------
 

@@ -5,6 +5,17 @@ from __future__ import annotations
 from checkpoint_pg.errors import CheckpointPgError, IntegrityError, SchemaVersionError
 
 
+class ConnectionLost(Exception):
+    """Internal: a pooled connection died under an operation; the shell runs it again.
+
+    The pool discards the broken connection. Every operation is idempotent
+    (puts upsert, writes keep the first, deletes delete), so running it again
+    is safe even when the first attempt reached the server. Cloud databases
+    close idle connections during long LLM calls: this is what keeps the next
+    checkpoint from failing.
+    """
+
+
 def translate(exc: BaseException, url_hint: str) -> CheckpointPgError | None:
     """Our error for a driver error, or None to let it through unchanged."""
     text = str(exc)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
@@ -22,6 +23,7 @@ from langgraph.checkpoint.base import (
 from checkpoint_pg.core import ops
 from checkpoint_pg.core.ops import Batch, Memo, Op
 from checkpoint_pg.shells.base import SaverBase
+from checkpoint_pg.shells.errors import ConnectionLost
 
 T = TypeVar("T")
 
@@ -46,14 +48,20 @@ class SyncSaver(SaverBase):
         if not self._schema_ok:
             self._check_revision(self._run(self._schema_op(), txn=False))
 
-    def _do(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
+    def _do(self, make: Callable[[], Op], *, txn: bool = True, write: bool = False) -> Any:
+        """Run the operation ``make()`` builds; once more if its pooled connection died."""
         self._ensure_schema()
-        return self._run(op, txn=txn, write=write)
+        try:
+            return self._run(make(), txn=txn, write=write)
+        except ConnectionLost:
+            return self._run(make(), txn=txn, write=write)
 
     # -- BaseCheckpointSaver ---------------------------------------------------------
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return self._do(ops.get_tuple(self.ctx, config), txn=not self.ctx.sql.single_query_get)
+        return self._do(
+            partial(ops.get_tuple, self.ctx, config), txn=not self.ctx.sql.single_statement
+        )
 
     def list(
         self,
@@ -68,8 +76,15 @@ class SyncSaver(SaverBase):
         remaining = limit
         while remaining is None or remaining > 0:
             items, after = self._do(
-                ops.list_page(
-                    self.ctx, memo, config, filter=filter, before=before, limit=remaining, after=after
+                partial(
+                    ops.list_page,
+                    self.ctx,
+                    memo,
+                    config,
+                    filter=filter,
+                    before=before,
+                    limit=remaining,
+                    after=after,
                 )
             )
             yield from items
@@ -85,7 +100,11 @@ class SyncSaver(SaverBase):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return self._do(ops.put(self.ctx, config, checkpoint, metadata, new_versions), write=True)
+        return self._do(
+            partial(ops.put, self.ctx, config, checkpoint, metadata, new_versions),
+            write=True,
+            txn=not self.ctx.sql.single_statement,
+        )
 
     def put_writes(
         self,
@@ -94,24 +113,28 @@ class SyncSaver(SaverBase):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        self._do(ops.put_writes(self.ctx, config, writes, task_id, task_path), write=True)
+        self._do(
+            partial(ops.put_writes, self.ctx, config, writes, task_id, task_path),
+            write=True,
+            txn=not self.ctx.sql.single_statement,
+        )
 
     def delete_thread(self, thread_id: str) -> None:
-        self._do(ops.delete_thread(self.ctx, thread_id), write=True)
+        self._do(partial(ops.delete_thread, self.ctx, thread_id), write=True)
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        self._do(ops.delete_for_runs(self.ctx, run_ids), write=True)
+        self._do(partial(ops.delete_for_runs, self.ctx, run_ids), write=True)
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        self._do(ops.copy_thread(self.ctx, source_thread_id, target_thread_id), write=True)
+        self._do(partial(ops.copy_thread, self.ctx, source_thread_id, target_thread_id), write=True)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        self._do(ops.prune(self.ctx, thread_ids, strategy), write=True)
+        self._do(partial(ops.prune, self.ctx, thread_ids, strategy), write=True)
 
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
-        return self._do(ops.get_delta_channel_history(self.ctx, config, channels))
+        return self._do(partial(ops.get_delta_channel_history, self.ctx, config, channels))
 
     # -- async twins: the sync methods in a worker thread -----------------------------
 

@@ -71,7 +71,9 @@ class InspectSQL:
         if filter:
             where.extend(self._metadata_filter("t.metadata", filter, p))
         if cursor is not None:
-            where.append(f"(t.updated_at < {P('cu')} OR (t.updated_at = {P('cu')} AND t.thread_id < {P('ct')}))")
+            where.append(
+                f"(t.updated_at < {P('cu')} OR (t.updated_at = {P('cu')} AND t.thread_id < {P('ct')}))"
+            )
             p.update(cu=cursor[0], ct=cursor[1])
         if thread_ids is not None:
             where.append(self._in_text("t.thread_id", "ids", thread_ids, p))
@@ -86,8 +88,7 @@ class InspectSQL:
         else:
             count = size = "NULL"
         sql = (
-            f"SELECT t.thread_id, t.created_at, t.updated_at, t.metadata, {count}, {size} "
-            f"FROM {n.threads} t"
+            f"SELECT t.thread_id, t.created_at, t.updated_at, t.metadata, {count}, {size} FROM {n.threads} t"
         )
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -276,9 +277,7 @@ class IncumbentSQL:
 
     def threads(self) -> Stmt:
         """(thread_id, checkpoint count) of every thread, by thread id."""
-        return Stmt(
-            "SELECT thread_id, count(*) FROM checkpoints GROUP BY thread_id ORDER BY thread_id", {}
-        )
+        return Stmt("SELECT thread_id, count(*) FROM checkpoints GROUP BY thread_id ORDER BY thread_id", {})
 
     def write_keys(self, t: str, with_task_path: bool = True) -> Stmt:
         """(ns, checkpoint_id, task_id, idx, channel, task_path) of a thread's writes."""

@@ -13,6 +13,7 @@ from checkpoint_pg.core.values import ValueRow
 from checkpoint_pg.schema import KIND, Tables
 from checkpoint_pg.sql import Stmt
 from checkpoint_pg.sql.common import CHECKPOINT_COLS, VALUE_COLS, WRITE_COLS, Names
+from checkpoint_pg.sql.functions import Functions
 
 __all__ = ["PostgresSQL"]
 
@@ -21,14 +22,16 @@ class PostgresSQL:
     """Statements for one prefix/schema on Postgres."""
 
     name = "postgresql"
-    # One statement may read a whole checkpoint (see get_tuple_stmt).
-    single_query_get = True
+    # get_tuple, put and put_writes are one statement each (see get_tuple_stmt,
+    # put_checkpoint): one round trip, atomic without BEGIN/COMMIT.
+    single_statement = True
 
     def __init__(self, tables: Tables) -> None:
         n = self.n = Names(tables, postgresql.dialect())
+        self.fn = Functions(tables)
         self._upsert_thread = (
             f"INSERT INTO {n.threads} AS t (thread_id, created_at, updated_at, metadata) "
-            "VALUES (%(t)s, now(), now(), %(md)s::jsonb) "
+            "VALUES (%(t)s, now(), now(), %(tmd)s::jsonb) "
             "ON CONFLICT (thread_id) DO UPDATE SET updated_at = excluded.updated_at, "
             "metadata = COALESCE(excluded.metadata, t.metadata)"
         )
@@ -105,8 +108,52 @@ class PostgresSQL:
 
     # -- writes -----------------------------------------------------------------
 
+    def insert_writes_sql(self) -> str:
+        return self._insert_writes
+
     def upsert_thread(self, t: str, md_json: str | None) -> Stmt:
-        return Stmt(self._upsert_thread, {"t": t, "md": md_json})
+        return Stmt(self._upsert_thread, {"t": t, "tmd": md_json})
+
+    def put_sql(self) -> str:
+        """The whole put as ONE statement: the inserts run as data-modifying CTEs.
+
+        The completeness check of the checkpoint only looks at versions stored
+        by earlier puts, which the statement's snapshot sees.
+        """
+        parts = [self._upsert_thread, self._insert_objects, self._insert_values]
+        ctes = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(parts))
+        return f"WITH {ctes} {self._insert_checkpoint}"
+
+    def put_checkpoint(
+        self,
+        t: str,
+        ns: str,
+        thread_md: str | None,
+        objs: Sequence[StoredObject],
+        rows: Sequence[ValueRow],
+        cid: str,
+        parent: str | None,
+        run_id: str | None,
+        doc: str,
+        md_json: str,
+        required: Sequence[tuple[str, str]],
+    ) -> list[Stmt]:
+        """Call the put function: one round trip, atomic without BEGIN/COMMIT."""
+        p = {
+            **self.upsert_thread(t, thread_md).params,
+            "h": [o.hash for o in objs],
+            "ty": [o.type for o in objs],
+            "d": [o.data for o in objs],
+            "ns": ns,
+            "ch": [r.channel for r in rows],
+            "ver": [r.version for r in rows],
+            "kind": [r.kind for r in rows],
+            "base": [r.base_version for r in rows],
+            "root": [r.root_version for r in rows],
+            "refs": [r.refs for r in rows],
+            **self.insert_checkpoint(t, ns, cid, parent, run_id, doc, md_json, required).params,
+        }
+        return [Stmt(self.fn.call("put"), p)]
 
     def insert_objects(self, t: str, objs: Sequence[StoredObject]) -> list[Stmt]:
         if not objs:
@@ -186,7 +233,7 @@ class PostgresSQL:
             objs = [(r[0], o) for r in regular for o in r[4]]
             out.append(
                 Stmt(
-                    self._insert_writes,
+                    self.fn.call("put_writes"),
                     {
                         **base,
                         "idx": [r[0] for r in regular],
@@ -201,11 +248,18 @@ class PostgresSQL:
                 )
             )
         if special:
-            out.extend(self.insert_objects(t, [o for r in special for o in r[4]]))
+            objs = self.insert_objects(t, [o for r in special for o in r[4]])
+            sql = self._upsert_special_writes
+            extra: dict[str, Any] = {}
+            if objs:
+                # the objects go in with the writes, in the same statement
+                sql = f"WITH o AS ({objs[0].sql}) {sql}"
+                extra = {"h": objs[0].params["h"], "ty": objs[0].params["ty"], "d": objs[0].params["d"]}
             out.append(
                 Stmt(
-                    self._upsert_special_writes,
+                    sql,
                     {
+                        **extra,
                         **base,
                         "idx": [r[0] for r in special],
                         "ch": [r[1] for r in special],
@@ -284,7 +338,7 @@ class PostgresSQL:
     def select_objects(self, t: str, hashes: Sequence[bytes]) -> list[Stmt]:
         return [Stmt(self._select_objects, {"t": t, "h": list(hashes)})]
 
-    def get_tuple_stmt(self, t: str, ns: str, cid: str | None, known: Sequence[bytes] = ()) -> Stmt:
+    def get_tuple_sql(self, with_id: bool) -> str:
         """Read a checkpoint, its values (with delta chains), writes and objects at once.
 
         Rows are tagged: 0 checkpoint, 1 channel value, 2 write, 3 object.
@@ -293,7 +347,7 @@ class PostgresSQL:
         the planner has no statistics yet (a fresh table).
         """
         n = self.n
-        cond = " AND checkpoint_id = %(id)s" if cid is not None else ""
+        cond = " AND checkpoint_id = %(id)s" if with_id else ""
         sql = (
             "WITH cp AS ("
             f"SELECT checkpoint_id, parent_checkpoint_id, checkpoint, metadata FROM {n.checkpoints} "
@@ -330,10 +384,14 @@ class PostgresSQL:
         )
         # OFFSET 0 keeps each LATERAL a per-key index lookup (no pull-up into a
         # hash join over the whole thread when statistics are missing or stale).
-        p: dict[str, Any] = {"t": t, "ns": ns, "known": b"".join(known)}
-        if cid is not None:
-            p["id"] = cid
-        return Stmt(sql, p)
+        return sql
+
+    def get_tuple_stmt(self, t: str, ns: str, cid: str | None, known: Sequence[bytes] = ()) -> Stmt:
+        """Call the get_tuple function (functions.py): its plan is cached by the server."""
+        return Stmt(
+            f"SELECT * FROM {self.fn.get_tuple}(%(t)s, %(ns)s, %(id)s, %(known)s)",
+            {"t": t, "ns": ns, "id": cid, "known": b"".join(known)},
+        )
 
     # -- maintenance ------------------------------------------------------------
 

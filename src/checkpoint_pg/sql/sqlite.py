@@ -36,7 +36,7 @@ class SqliteSQL:
     """Statements for one prefix on SQLite."""
 
     name = "sqlite"
-    single_query_get = False
+    single_statement = False
 
     def __init__(self, tables: Tables) -> None:
         n = self.n = Names(tables, sqlite.dialect())
@@ -115,6 +115,28 @@ class SqliteSQL:
             self._upsert_thread,
             {"t": t, "md": md_json, "now": datetime.now(timezone.utc).isoformat(sep=" ")},
         )
+
+    def put_checkpoint(
+        self,
+        t: str,
+        ns: str,
+        thread_md: str | None,
+        objs: Sequence[StoredObject],
+        rows: Sequence[ValueRow],
+        cid: str,
+        parent: str | None,
+        run_id: str | None,
+        doc: str,
+        md_json: str,
+        required: Sequence[tuple[str, str]],
+    ) -> list[Stmt]:
+        """The statements of a put, run in one BEGIN IMMEDIATE transaction."""
+        return [
+            self.upsert_thread(t, thread_md),
+            *self.insert_objects(t, objs),
+            *self.insert_values(t, ns, rows),
+            self.insert_checkpoint(t, ns, cid, parent, run_id, doc, md_json, required),
+        ]
 
     def insert_objects(self, t: str, objs: Sequence[StoredObject]) -> list[Stmt]:
         if not objs:
@@ -300,7 +322,7 @@ class SqliteSQL:
         return out
 
     def get_tuple_stmt(self, t: str, ns: str, cid: str | None, known: Sequence[bytes] = ()) -> Stmt:
-        raise NotImplementedError  # not used: single_query_get is False on SQLite
+        raise NotImplementedError  # not used: single_statement is False on SQLite
 
     # -- maintenance ------------------------------------------------------------
 

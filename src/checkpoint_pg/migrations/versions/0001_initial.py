@@ -33,7 +33,6 @@ def upgrade() -> None:
         schema=s,
         sqlite_with_rowid=False,
     )
-    op.create_index(f"{p}threads_updated_at_idx", f"{p}threads", ["updated_at"], schema=s)
     op.create_table(
         f"{p}checkpoints",
         sa.Column("thread_id", sa.Text, primary_key=True),

@@ -1,0 +1,119 @@
+"""Postgres functions for the hot path: get_tuple, put and put_writes.
+
+Every call of these operations would otherwise be planned anew, since the
+savers never prepare statements (PgBouncer in transaction mode forbids them).
+Planning the get_tuple query costs more than running it. A PL/pgSQL function
+keeps its queries' plans in the server session that runs it, which is safe
+behind any pooler: the call itself is a plain statement.
+
+The function bodies are the statements of `PostgresSQL` (sql/postgres.py)
+with their ``%(name)s`` parameters turned into arguments ``p_name``;
+migrations install them (CREATE OR REPLACE) for a prefix and schema.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from sqlalchemy.dialects import postgresql
+
+from checkpoint_pg.schema import Tables
+
+if TYPE_CHECKING:
+    from checkpoint_pg.sql.postgres import PostgresSQL
+
+# argument name -> SQL type, in call order, per function
+SIGNATURES: dict[str, list[tuple[str, str]]] = {
+    "get_tuple": [("t", "text"), ("ns", "text"), ("id", "text"), ("known", "bytea")],
+    "put": [
+        ("t", "text"),
+        ("tmd", "text"),
+        ("h", "bytea[]"),
+        ("ty", "text[]"),
+        ("d", "bytea[]"),
+        ("ns", "text"),
+        ("ch", "text[]"),
+        ("ver", "text[]"),
+        ("kind", "int2[]"),
+        ("base", "text[]"),
+        ("root", "text[]"),
+        ("refs", "bytea[]"),
+        ("id", "text"),
+        ("parent", "text"),
+        ("run_id", "text"),
+        ("doc", "text"),
+        ("md", "text"),
+        ("req_ch", "text[]"),
+        ("req_ver", "text[]"),
+        ("req_n", "int"),
+    ],
+    "put_writes": [
+        ("t", "text"),
+        ("ns", "text"),
+        ("cid", "text"),
+        ("task", "text"),
+        ("path", "text"),
+        ("idx", "int[]"),
+        ("ch", "text[]"),
+        ("kind", "int2[]"),
+        ("refs", "bytea[]"),
+        ("oidx", "int[]"),
+        ("oh", "bytea[]"),
+        ("oty", "text[]"),
+        ("od", "bytea[]"),
+    ],
+}
+
+_GET_TUPLE_COLUMNS = (
+    "o_tag int, o_a text, o_b text, o_c text, o_d text, o_n int, o_k int, o_r bytea, o_h bytea"
+)
+_PARAM = re.compile(r"%\((\w+)\)s")
+
+
+class Functions:
+    """Names, calls and DDL of the hot-path functions for one prefix/schema."""
+
+    def __init__(self, tables: Tables) -> None:
+        quote = postgresql.dialect().identifier_preparer.quote
+        schema = f"{quote(tables.schema)}." if tables.schema else ""
+        self.names = {name: f"{schema}{quote(tables.prefix + name)}" for name in SIGNATURES}
+        self.get_tuple = self.names["get_tuple"]
+
+    def call(self, name: str) -> str:
+        args = ", ".join(f"%({a})s::{typ}" for a, typ in SIGNATURES[name])
+        return f"SELECT {self.names[name]}({args})"
+
+    def ddl(self, sql: PostgresSQL) -> list[str]:
+        """CREATE OR REPLACE FUNCTION statements for the current statements of ``sql``."""
+
+        def args(name: str) -> str:
+            return ", ".join(f"p_{a} {typ}" for a, typ in SIGNATURES[name])
+
+        def body(text: str) -> str:
+            return _PARAM.sub(lambda m: f"p_{m.group(1)}", text)
+
+        get_tuple = (
+            f"CREATE OR REPLACE FUNCTION {self.names['get_tuple']}({args('get_tuple')}) "
+            f"RETURNS TABLE ({_GET_TUPLE_COLUMNS}) LANGUAGE plpgsql STABLE AS $fn$\n"
+            "#variable_conflict use_column\nBEGIN\n"
+            f"IF p_id IS NULL THEN RETURN QUERY {body(sql.get_tuple_sql(False))};\n"
+            f"ELSE RETURN QUERY {body(sql.get_tuple_sql(True))};\nEND IF;\nEND\n$fn$"
+        )
+        put = (
+            f"CREATE OR REPLACE FUNCTION {self.names['put']}({args('put')}) "
+            "RETURNS void LANGUAGE plpgsql AS $fn$\n#variable_conflict use_column\nBEGIN\n"
+            f"{body(sql.put_sql())};\nEND\n$fn$"
+        )
+        put_writes = (
+            f"CREATE OR REPLACE FUNCTION {self.names['put_writes']}({args('put_writes')}) "
+            "RETURNS void LANGUAGE plpgsql AS $fn$\n#variable_conflict use_column\nBEGIN\n"
+            f"{body(sql.insert_writes_sql())};\nEND\n$fn$"
+        )
+        return [get_tuple, put, put_writes]
+
+    def drop(self) -> list[str]:
+        return [
+            f"DROP FUNCTION IF EXISTS {self.names[name]}({', '.join(t for _, t in sig)})"
+            for name, sig in SIGNATURES.items()
+        ]
