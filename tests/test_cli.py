@@ -13,7 +13,6 @@ import io
 import json
 import os
 import secrets
-import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -99,9 +98,9 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str], argv: list[s
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """No command, unknown options, bad values: exit 2 with one line on stderr."""
-    assert cli(capsys, )[0] == 2
+    assert cli(capsys)[0] == 2
     assert cli(capsys, "threads", "--bogus")[0] == 2
-    code, out, err = cli(capsys, "threads", "--limit", "0", "--url", str(tmp_path / "x.db"))
+    code, _, err = cli(capsys, "threads", "--limit", "0", "--url", str(tmp_path / "x.db"))
     assert code == 1 and "no SQLite database" in err  # the file is checked first
     db = tmp_path / "empty.db"
     populate(str(db), "cpg_")
@@ -109,7 +108,9 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     assert code == 2 and err.count("\n") == 1 and "limit must be an int from 1 to 1000, got 0" in err
 
 
-def test_default_database_is_the_demo_file(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_database_is_the_demo_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Without --url or $CHECKPOINT_PG_URL the command reads ./checkpoint_pg_demo.db, and says how to create it."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("CHECKPOINT_PG_URL", raising=False)
@@ -124,7 +125,9 @@ def test_default_database_is_the_demo_file(capsys: pytest.CaptureFixture[str], t
     assert "other.db" in cli(capsys, "threads")[2]
 
 
-def test_demo_refuses_an_existing_thread_unless_replace(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_demo_refuses_an_existing_thread_unless_replace(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     """``demo`` on an existing thread exits 2 naming --thread/--replace; --replace runs it afresh."""
     url = ["--url", str(tmp_path / "d.db")]
     assert cli(capsys, "demo", *url)[0] == 0
@@ -157,7 +160,7 @@ def test_threads_history_show_json_and_tables(capsys: pytest.CaptureFixture[str]
     assert entries[2]["interrupts"]["approval"][0]["interrupt"]["question"] == "Approve this refund?"
     code, out, _ = cli(capsys, "history", "demo", *db)
     assert code == 0
-    assert "ai: Let me check that order and issue the refund. -> lookup_order(order_id='A-1001')" in out.replace("\n│", "")  or "ai: Let me check" in out
+    assert "ai: Let me check" in out and "tool[lookup_order]" in out
     assert "approval" in out and "interrupt" in out and "resumed with: true" in out
 
     code, out, _ = cli(capsys, "show", "demo", *db)
@@ -167,7 +170,9 @@ def test_threads_history_show_json_and_tables(capsys: pytest.CaptureFixture[str]
     assert view["step"] == 1 and view["next"] == ["approval"] and "approval" in view["interrupts"]
 
 
-def test_messages_are_cut_to_the_terminal_width(capsys: pytest.CaptureFixture[str], db: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_messages_are_cut_to_the_terminal_width(
+    capsys: pytest.CaptureFixture[str], db: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Human output fits the terminal: with COLUMNS=70 no line is wider, long contents end in '…'."""
     monkeypatch.setenv("COLUMNS", "70")
     for argv in (["history", "demo"], ["show", "demo"], ["replay", "demo"], ["threads"], ["stats"]):
@@ -196,7 +201,11 @@ def test_diff_stats_replay(capsys: pytest.CaptureFixture[str], db: list[str], sa
     code, out, _ = cli(capsys, "replay", "demo", "--runs", "--json", *db)
     runs = json.loads(out)
     assert [list(c) for r in runs for c in r["chunks"]] == [
-        ["agent"], ["__interrupt__"], ["approval"], ["tools"], ["agent"]
+        ["agent"],
+        ["__interrupt__"],
+        ["approval"],
+        ["tools"],
+        ["agent"],
     ]
     code, out, _ = cli(capsys, "replay", "demo", "--runs", *db)
     assert "run 2" in out and "tool[lookup_order]" in out
@@ -206,7 +215,13 @@ def test_diff_stats_replay(capsys: pytest.CaptureFixture[str], db: list[str], sa
 
 def test_unknown_thread_is_one_line_exit_1(capsys: pytest.CaptureFixture[str], db: list[str]) -> None:
     """An unknown thread or checkpoint: exit 1, one line naming it and what to do."""
-    for argv in (["history", "nope"], ["show", "nope"], ["show", "demo", "no-such-id"], ["replay", "nope"], ["delete", "nope", "--yes"]):
+    for argv in (
+        ["history", "nope"],
+        ["show", "nope"],
+        ["show", "demo", "no-such-id"],
+        ["replay", "nope"],
+        ["delete", "nope", "--yes"],
+    ):
         code, out, err = cli(capsys, *argv, *db)
         assert code == 1, argv
         assert err.startswith("checkpoint-pg: error: ") and err.count("\n") == 1, err
@@ -220,7 +235,9 @@ def _thread_ids(capsys: pytest.CaptureFixture[str], db: list[str]) -> list[str]:
     return [t["thread_id"] for t in json.loads(cli(capsys, "threads", "--json", *db)[1])["threads"]]
 
 
-def test_delete_dry_run_confirmation_and_yes(capsys: pytest.CaptureFixture[str], db: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_delete_dry_run_confirmation_and_yes(
+    capsys: pytest.CaptureFixture[str], db: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """delete: --dry-run changes nothing; without --yes it asks (and refuses without a terminal); --yes deletes."""
     code, out, _ = cli(capsys, "delete", "demo", "--dry-run", *db)
     assert code == 0 and "would delete thread 'demo': 6 checkpoints" in out
@@ -258,7 +275,10 @@ def test_prune_keep_last_and_older_than(capsys: pytest.CaptureFixture[str], db: 
     assert cli(capsys, "prune", *db)[0] == 2
     code, out, _ = cli(capsys, "prune", "--keep-last", "2", "--dry-run", "--json", *db)
     plan = json.loads(out)
-    assert code == 0 and {p["thread_id"]: p["delete_at_most"] for p in plan["trim_threads"]} == {"demo": 4, "chain": 3}
+    assert code == 0 and {p["thread_id"]: p["delete_at_most"] for p in plan["trim_threads"]} == {
+        "demo": 4,
+        "chain": 3,
+    }
     assert cli(capsys, "prune", "--keep-last", "2", *db)[0] == 2  # asks, no terminal
     assert cli(capsys, "prune", "--keep-last", "2", "--yes", *db)[0] == 0
     threads = json.loads(cli(capsys, "threads", "--json", *db)[1])["threads"]
@@ -277,7 +297,9 @@ def test_prune_keep_last_and_older_than(capsys: pytest.CaptureFixture[str], db: 
 # -- migrate -------------------------------------------------------------------------------
 
 
-def test_migrate_current_upgrade_history_sql_downgrade(capsys: pytest.CaptureFixture[str], backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_migrate_current_upgrade_history_sql_downgrade(
+    capsys: pytest.CaptureFixture[str], backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """migrate: current exits 1 until upgraded; sql prints offline DDL; downgrade base asks, then drops."""
     if backend == "sqlite":
         url = ["--url", str(tmp_path / "m.db"), "--prefix", "mig_"]
@@ -289,19 +311,22 @@ def test_migrate_current_upgrade_history_sql_downgrade(capsys: pytest.CaptureFix
     code, out, _ = cli(capsys, "migrate", "upgrade", "--dry-run", *url)
     assert code == 0 and "would upgrade" in out
     assert cli(capsys, "migrate", "current", *url)[0] == 1
+    from checkpoint_pg import migrate
+
+    head = migrate.head()
     code, out, _ = cli(capsys, "migrate", "upgrade", *url)
-    assert code == 0 and "-> 0001" in out
+    assert code == 0 and f"-> {head}" in out
     code, out, _ = cli(capsys, "migrate", "current", "--json", *url)
-    assert code == 0 and json.loads(out) == {"current": "0001", "head": "0001", "at_head": True}
+    assert code == 0 and json.loads(out) == {"current": head, "head": head, "at_head": True}
     code, out, _ = cli(capsys, "migrate", "history", "--json", *url)
     assert code == 0 and json.loads(out)[-1]["head"] is True
     code, out, _ = cli(capsys, "migrate", "sql", *url)
-    assert code == 0 and "CREATE TABLE" in out and "mig_threads" in out or "_threads" in out
+    assert code == 0 and "CREATE TABLE" in out and f"{url[3]}threads" in out
     code, out, _ = cli(capsys, "migrate", "sql", "--dialect", "postgresql", "--prefix", "dba_")
     assert code == 0 and "CREATE TABLE dba_checkpoints" in out and "JSONB" in out
     assert cli(capsys, "migrate", "downgrade", "base", *url)[0] == 2
     code, out, _ = cli(capsys, "migrate", "downgrade", "base", "--yes", *url)
-    assert code == 0 and "0001 -> <base>" in out
+    assert code == 0 and f"{head} -> <base>" in out
     assert cli(capsys, "migrate", "current", *url)[0] == 1
 
 
@@ -377,14 +402,18 @@ def readonly_role(pg_admin_dsn: str, pg_url: str) -> Iterator[str]:
         conn.execute(f'GRANT CONNECT ON DATABASE "{dbname}" TO "{role}"')
         conn.execute(f'GRANT USAGE ON SCHEMA public TO "{role}"')
     try:
-        yield sa.engine.make_url(pg_url).set(username=role, password=None).render_as_string(hide_password=False)
+        yield (
+            sa.engine.make_url(pg_url).set(username=role, password=None).render_as_string(hide_password=False)
+        )
     finally:
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute(f'DROP OWNED BY "{role}"')
             conn.execute(f'DROP ROLE "{role}"')
 
 
-def test_read_commands_as_a_read_only_postgres_role(capsys: pytest.CaptureFixture[str], pg_url: str, readonly_role: str) -> None:
+def test_read_commands_as_a_read_only_postgres_role(
+    capsys: pytest.CaptureFixture[str], pg_url: str, readonly_role: str
+) -> None:
     """Every read command works for a role with SELECT only; a write command fails with one line, exit 1.
 
     Also: the sessions read commands open are read-only even for a role that could write.
@@ -436,7 +465,12 @@ def test_installed_command_end_to_end_on_postgres(pg_url: str) -> None:
 
     def run(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(exe), *argv, "--prefix", prefix], env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+            [str(exe), *argv, "--prefix", prefix],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
         )
 
     # few calls: each one pays the interpreter's and LangGraph's start-up

@@ -81,7 +81,8 @@ def assert_same_checkpoints(source: Any, ours: Any) -> int:
         assert got.checkpoint == tup.checkpoint
         assert got.metadata == tup.metadata
         assert got.parent_config == tup.parent_config or (
-            got.parent_config["configurable"]["checkpoint_id"] == tup.parent_config["configurable"]["checkpoint_id"]
+            got.parent_config["configurable"]["checkpoint_id"]
+            == tup.parent_config["configurable"]["checkpoint_id"]
         )
         assert _pending(got) == _pending(tup)
         n += 1
@@ -129,7 +130,13 @@ def test_import_reads_back_equal_and_is_idempotent(
         assert code == 0 and report["imported"] == 0 and report["skipped"] == total
 
 
-def test_import_resumes_after_an_interruption(capsys: pytest.CaptureFixture[str], saver_target: Any, make_saver: Any, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_import_resumes_after_an_interruption(
+    capsys: pytest.CaptureFixture[str],
+    saver_target: Any,
+    make_saver: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
     """An import stopped midway (here after 5 checkpoints) finishes on the next run, with nothing lost or doubled;
     --dry-run counts without writing and the progress bar goes to stderr."""
     from checkpoint_pg.inspect import Inspector
@@ -162,7 +169,9 @@ def test_import_resumes_after_an_interruption(capsys: pytest.CaptureFixture[str]
         assert Inspector(ours).stats().total.checkpoints == total
 
 
-def test_import_errors_name_the_source(capsys: pytest.CaptureFixture[str], saver_target: Any, tmp_path: Path) -> None:
+def test_import_errors_name_the_source(
+    capsys: pytest.CaptureFixture[str], saver_target: Any, tmp_path: Path
+) -> None:
     """A missing file or a file without the incumbent's tables: exit 1 with one line naming it."""
     code, _, err = _import(capsys, str(tmp_path / "nope.db"), saver_target)
     assert code == 1 and "nope.db" in err and err.count("\n") == 1

@@ -123,7 +123,14 @@ def test_history_one_entry_per_superstep_keyed_by_node(saver: Any, inspector: An
     assert [e.source for e in entries] == ["input"] + ["loop"] * 5
     assert all(e.checkpoint_ns == "" for e in entries)
     assert [e.parent_checkpoint_id for e in entries[1:]] == [e.checkpoint_id for e in entries[:-1]]
-    assert [list(e.updates) for e in entries] == [[], ["__start__"], ["agent"], ["approval"], ["tools"], ["agent"]]
+    assert [list(e.updates) for e in entries] == [
+        [],
+        ["__start__"],
+        ["agent"],
+        ["approval"],
+        ["tools"],
+        ["agent"],
+    ]
     assert entries[1].updates["__start__"]["messages"][0].content == REQUEST
     ai = entries[2].updates["agent"]["messages"][0]
     assert isinstance(ai, AIMessage) and [c["name"] for c in ai.tool_calls] == ["lookup_order", "refund"]
@@ -190,7 +197,10 @@ def test_history_of_unknown_thread_is_not_found(inspector: Any) -> None:
 def _demo(saver: Any) -> tuple[Any, list[Any]]:
     from checkpoint_pg.demo import REQUEST, build_demo_graph
 
-    return build_demo_graph(saver), [{"messages": [HumanMessage(REQUEST, id="human-1")]}, Command(resume=True)]
+    return build_demo_graph(saver), [
+        {"messages": [HumanMessage(REQUEST, id="human-1")]},
+        Command(resume=True),
+    ]
 
 
 SCENARIOS = {
@@ -214,7 +224,9 @@ def test_replay_equals_the_live_stream(saver: Any, inspector: Any, scenario: str
     runs = inspector.runs(cfg["configurable"]["thread_id"])
     assert [r.chunks for r in runs] == live
     assert all(r.complete for r in runs)
-    assert list(inspector.replay_updates(cfg["configurable"]["thread_id"])) == [c for run in live for c in run]
+    assert list(inspector.replay_updates(cfg["configurable"]["thread_id"])) == [
+        c for run in live for c in run
+    ]
 
 
 def test_replay_parallel_sends_and_a_retried_error(saver: Any, inspector: Any) -> None:
@@ -259,24 +271,6 @@ def test_replay_by_run_id(saver: Any, inspector: Any) -> None:
         list(inspector.replay_updates(t, run_id="run-zzz"))
 
 
-@pytest.mark.parametrize(
-    "backend",
-    [
-        "sqlite",
-        pytest.param(
-            "postgres",
-            marks=[
-                pytest.mark.postgres,
-                pytest.mark.xfail(
-                    reason="core bug: PostgresSQL._upsert_special_writes gets two __resume__ writes "
-                    "(same idx -4) in one put_writes and fails with CardinalityViolation",
-                    strict=True,
-                ),
-            ],
-        ),
-    ],
-    indirect=True,
-)
 def test_replay_of_repeated_interrupts_is_marked_incomplete(saver: Any, inspector: Any) -> None:
     """A node interrupting twice keeps only its last interrupt in storage: that run says complete=False."""
     graph = build_review_graph(saver)
@@ -374,7 +368,9 @@ def test_keep_last_keeps_n_checkpoints_and_a_usable_thread(saver: Any, inspector
     assert 3 <= len(after_keys) < total
     assert graph.get_state(cfg).values == before
     newest = sorted(cid for _, cid in after_keys)[-3:]
-    assert [s.config["configurable"]["checkpoint_id"] for s in graph.get_state_history(cfg)][:3] == newest[::-1]
+    assert [s.config["configurable"]["checkpoint_id"] for s in graph.get_state_history(cfg)][:3] == newest[
+        ::-1
+    ]
     # the thread goes on from where it was
     graph.invoke({"target": 6}, cfg)
     assert graph.get_state(cfg).values["n"] == 6

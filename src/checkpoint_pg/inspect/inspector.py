@@ -314,6 +314,57 @@ def _internal_channel(ch: str) -> bool:
     return ch.startswith(("branch:", "join:")) or ch in (TASKS, "__start__")
 
 
+def _same_message(a: Any, b: Any) -> bool:
+    return (
+        type(a) is type(b)
+        and a.content == b.content
+        and getattr(a, "tool_call_id", None) == getattr(b, "tool_call_id", None)
+        and getattr(a, "name", None) == getattr(b, "name", None)
+    )
+
+
+def _with_ids(value: Any, pool: list[Any]) -> Any:
+    if is_message(value) and not value.id:
+        for i, cand in enumerate(pool):
+            if _same_message(value, cand):
+                del pool[i]
+                return value.model_copy(update={"id": cand.id})
+        return value
+    if isinstance(value, list) and any(is_message(v) and not v.id for v in value):
+        return [_with_ids(v, pool) for v in value]
+    return value
+
+
+def _fill_message_ids(cps: Sequence[CheckpointRecord]) -> None:
+    """Give written messages the ids the reducer gave them when the step was applied.
+
+    ``add_messages`` assigns missing ids to the written message objects in
+    place, while LangGraph may serialize the write before or after that
+    (``durability="async"`` saves writes in the background), so a stored write
+    can lack the id the live stream shows. The id is in the next checkpoint:
+    the message it appended, equal in everything else.
+    """
+    by_id = {(c.ns, c.checkpoint_id): c for c in cps}
+    done: set[tuple[str, str]] = set()
+    for child in cps:
+        key = (child.ns, child.parent_id or "")
+        if child.source != "loop" or key in done or key not in by_id:
+            continue
+        done.add(key)
+        parent = by_id[key]
+        before, after = parent.channel_values or {}, child.channel_values or {}
+        pools: dict[str, list[Any]] = {}
+        for task in parent.tasks:
+            for i, (ch, value) in enumerate(task.writes):
+                if not (is_message(value) or isinstance(value, list)) or not isinstance(after.get(ch), list):
+                    continue
+                if ch not in pools:
+                    old = before.get(ch) if isinstance(before.get(ch), list) else []
+                    seen = {getattr(m, "id", None) for m in old}
+                    pools[ch] = [m for m in after[ch] if is_message(m) and m.id and m.id not in seen]
+                task.writes[i] = (ch, _with_ids(value, pools[ch]))
+
+
 # -- the inspector ---------------------------------------------------------------------
 
 
@@ -465,6 +516,7 @@ class Inspector:
             )
             self._attach_tasks(rec, tup, keys)
             records.append(rec)
+        _fill_message_ids(records)
         return ThreadRecord(thread_id, records)
 
     @staticmethod

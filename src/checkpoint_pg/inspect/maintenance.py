@@ -85,7 +85,9 @@ def keep_last(saver: Any, thread_ids: Sequence[str], n: int) -> None:
     so a run writing to the thread meanwhile waits instead of racing.
     """
     _check_n(n)
-    run = getattr(saver, "_do", None) or saver._run
+    ensure = getattr(saver, "_ensure_schema", None)
+    if callable(ensure):
+        ensure()
     for raw in thread_ids:
         t = normalize_thread_id(raw)
-        run(_keep_last_op(saver.ctx, t, n), write=True)
+        saver._run(_keep_last_op(saver.ctx, t, n), txn=True, write=True)
