@@ -374,3 +374,30 @@ def test_keep_last_keeps_n_checkpoints_and_a_usable_thread(saver: Any, inspector
     # the thread goes on from where it was
     graph.invoke({"target": 6}, cfg)
     assert graph.get_state(cfg).values["n"] == 6
+
+
+def test_written_messages_get_the_ids_the_next_checkpoint_gave_them(saver: Any, inspector: Any) -> None:
+    """A write stored before add_messages gave its message an id (async durability) shows that id in history."""
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    t = f"ids-{uuid.uuid4().hex[:8]}"
+    human = HumanMessage("hi", id="h-1")
+    c1 = empty_checkpoint()
+    c1["channel_values"] = {"messages": [human]}
+    c1["channel_versions"] = {"messages": "1"}
+    cfg1 = saver.put(
+        {"configurable": {"thread_id": t, "checkpoint_ns": ""}},
+        c1,
+        {"source": "loop", "step": 0},
+        {"messages": "1"},
+    )
+    saver.put_writes(
+        cfg1, [("messages", [ToolMessage("42", tool_call_id="c-1")])], "task-1", "~__pregel_pull, tools"
+    )
+    c2 = empty_checkpoint()
+    c2["channel_values"] = {"messages": [human, ToolMessage("42", tool_call_id="c-1", id="tool-msg-1")]}
+    c2["channel_versions"] = {"messages": "2"}
+    saver.put(cfg1, c2, {"source": "loop", "step": 1}, {"messages": "2"})
+    last = inspector.history(t)[-1]
+    (msg,) = last.updates["tools"]["messages"]
+    assert msg.id == "tool-msg-1" and msg.content == "42"
