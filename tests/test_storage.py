@@ -1,0 +1,980 @@
+"""Issue 3, "Store every message once", checked in the database itself, on both backends.
+
+These tests read the saver's own tables with a separate connection and
+decode every stored object with the saver's codec
+(``saver.ctx.codec.load(type, data)``), so "stored once" means one row in
+``{prefix}objects``, not one value in what the saver returns:
+
+- the seed graph (call_model -> ToolNode with two tools -> generate), streamed
+  with ``stream_mode="messages"`` and ``"updates"``: each ToolMessage is one
+  object, shared by the tools node's write and every later messages list;
+- a superstep where one of two parallel nodes raises: on resume the other is
+  not re-run and its write is stored once;
+- storage grows linearly with the thread;
+- round trips: what comes back equals what was put, for lists that are
+  appended to, edited by RemoveMessage, have a message replaced by id, shrink,
+  hold mixed types, and for forks; compared with InMemorySaver;
+- a list put again with the same element objects serializes only new elements;
+- EncryptedSerializer: no plaintext in any column, still deduplicated;
+- delete_thread / delete_for_runs / prune / copy_thread leave no orphans and
+  keep what remains readable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import pytest
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    RemoveMessage,
+    ToolMessage,
+)
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import REMOVE_ALL_MESSAGES, add_messages
+from typing_extensions import TypedDict
+
+from graphs import (
+    FlakyError,
+    build_delta_graph,
+    build_flaky_pair,
+    build_tool_agent,
+    weather_question,
+)
+
+HASH = 16
+CITIES = ("Paris", "Rome", "Oslo", "Lima", "Cairo", "Quito")
+KIND_EMPTY, KIND_SCALAR, KIND_LIST, KIND_DELTA = 0, 1, 2, 3
+AES_KEY = b"storage-test-aes-key-32-bytes!!!"
+HASH_KEY = b"storage-test-hash-key"
+
+
+def new_config(name: str) -> RunnableConfig:
+    return {"configurable": {"thread_id": f"st-{name}-{uuid.uuid4().hex[:10]}"}}
+
+
+def thread_of(config: RunnableConfig) -> str:
+    return config["configurable"]["thread_id"]
+
+
+def split(refs: bytes) -> list[bytes]:
+    refs = bytes(refs)
+    assert len(refs) % HASH == 0
+    return [refs[i : i + HASH] for i in range(0, len(refs), HASH)]
+
+
+# --------------------------------------------------------------------------
+# Reading our tables directly
+# --------------------------------------------------------------------------
+
+
+class Raw:
+    """Plain SQL on the saver's tables, over a connection of its own."""
+
+    def __init__(self, target: Any, saver: Any) -> None:
+        self.backend = target.backend
+        self.saver = saver
+        self.n = saver.ctx.sql.n  # quoted, schema-qualified table names
+        if self.backend == "postgres":
+            import psycopg  # noqa: PLC0415
+
+            self.conn: Any = psycopg.connect(target.conn_string, autocommit=True)
+        else:
+            self.conn = sqlite3.connect(target.conn_string)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def q(self, sql: str, **params: Any) -> list[tuple]:
+        # "__T__" stands for the thread id parameter in either driver's style
+        sql = sql.replace("__T__", "%(t)s" if self.backend == "postgres" else ":t")
+        cur = self.conn.execute(sql, params)
+        return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in cur.fetchall()]
+
+    # -- rows of one thread --------------------------------------------------
+
+    def objects(self, t: str) -> dict[bytes, tuple[str, bytes]]:
+        rows = self.q(f"SELECT hash, type, data FROM {self.n.objects} WHERE thread_id = __T__", t=t)
+        return {bytes(h): (typ, bytes(d)) for h, typ, d in rows}
+
+    def decoded_objects(self, t: str) -> dict[bytes, Any]:
+        load = self.saver.ctx.codec.load
+        return {h: load(typ, data) for h, (typ, data) in self.objects(t).items()}
+
+    def values(self, t: str) -> list[tuple]:
+        return self.q(
+            f"SELECT checkpoint_ns, channel, version, kind, base_version, refs FROM {self.n.values} "
+            "WHERE thread_id = __T__",
+            t=t,
+        )
+
+    def writes(self, t: str) -> list[tuple]:
+        return self.q(
+            f"SELECT checkpoint_ns, checkpoint_id, task_id, idx, channel, kind, refs "
+            f"FROM {self.n.writes} WHERE thread_id = __T__",
+            t=t,
+        )
+
+    def checkpoints(self, t: str) -> list[tuple]:
+        return self.q(
+            f"SELECT checkpoint_ns, checkpoint_id, checkpoint FROM {self.n.checkpoints} "
+            "WHERE thread_id = __T__",
+            t=t,
+        )
+
+    def counts(self, t: str) -> dict[str, int]:
+        out = {}
+        for name in ("threads", "checkpoints", "values", "writes", "objects"):
+            table = getattr(self.n, name)
+            (c,) = self.q(f"SELECT count(*) FROM {table} WHERE thread_id = __T__", t=t)[0]
+            out[name] = c
+        return out
+
+    def stored_bytes(self, t: str) -> int:
+        """Sum of the length of every column of every row of the thread, in all our tables."""
+        total = 0
+        tables = self.saver.tables
+        for table, name in (
+            (tables.threads, self.n.threads),
+            (tables.checkpoints, self.n.checkpoints),
+            (tables.channel_values, self.n.values),
+            (tables.writes, self.n.writes),
+            (tables.objects, self.n.objects),
+        ):
+            terms = []
+            for col in table.columns:
+                c = f'"{col.name}"'
+                if self.backend == "postgres":
+                    is_bytes = col.type.python_type is bytes
+                    terms.append(
+                        f"coalesce(octet_length({c}), 0)" if is_bytes
+                        else f"coalesce(octet_length({c}::text), 0)"
+                    )
+                else:
+                    terms.append(f"coalesce(length(CAST({c} AS BLOB)), 0)")
+            (s,) = self.q(
+                f"SELECT coalesce(sum({' + '.join(terms)}), 0) FROM {name} WHERE thread_id = __T__", t=t
+            )[0]
+            total += int(s)
+        return total
+
+    # -- integrity ----------------------------------------------------------
+
+    def orphans(self, t: str) -> dict[str, list[Any]]:
+        """Rows nothing live refers to: values no checkpoint reaches, objects nothing names, writes without checkpoint."""
+        cps = self.checkpoints(t)
+        vals = {(ns, ch, ver): (kind, base, refs) for ns, ch, ver, kind, base, refs in self.values(t)}
+        reached: set[tuple[str, str, str]] = set()
+        missing: list[Any] = []
+        for ns, _cid, doc in cps:
+            for ch, ver in json.loads(doc).get("channel_versions", {}).items():
+                key: tuple[str, str, str] | None = (ns, ch, str(ver))
+                if key not in vals:
+                    continue  # an empty channel: a version without a row
+                while key is not None and key not in reached:
+                    if key not in vals:
+                        missing.append(key)  # a delta whose base is gone
+                        break
+                    reached.add(key)
+                    kind, base, _ = vals[key]
+                    key = (ns, ch, base) if kind == KIND_DELTA else None
+        named: set[bytes] = set()
+        for key in reached:
+            named.update(split(vals[key][2]))
+        cp_keys = {(ns, cid) for ns, cid, _ in cps}
+        dangling_writes = []
+        for ns, cid, task, idx, _ch, _kind, refs in self.writes(t):
+            named.update(split(refs))
+            if (ns, cid) not in cp_keys:
+                dangling_writes.append((ns, cid, task, idx))
+        objs = set(self.objects(t))
+        return {
+            "values": sorted(set(vals) - reached),
+            "objects": sorted(h.hex() for h in objs - named),
+            "writes": dangling_writes,
+            "missing_values": missing,
+            "missing_objects": sorted(h.hex() for h in named - objs),
+        }
+
+    def assert_no_orphans(self, t: str) -> None:
+        found = self.orphans(t)
+        assert found == {k: [] for k in found}, found
+
+
+@pytest.fixture
+def raw(saver_target: Any, saver: Any) -> Iterator[Raw]:
+    r = Raw(saver_target, saver)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+@contextmanager
+def raw_for(saver_target: Any, saver: Any) -> Iterator[Raw]:
+    r = Raw(saver_target, saver)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def decode_refs(objs: dict[bytes, Any], kind: int, refs: bytes) -> Any:
+    hashes = split(refs)
+    if kind == KIND_SCALAR:
+        (h,) = hashes
+        return objs[h]
+    return [objs[h] for h in hashes]
+
+
+def contains_tool_message(value: Any, msg: ToolMessage) -> bool:
+    return isinstance(value, ToolMessage) and (
+        value.id == msg.id or value.tool_call_id == msg.tool_call_id
+    )
+
+
+def assert_tool_messages_stored_once(raw: Raw, t: str, expected: int) -> None:
+    """Each ToolMessage of the thread is one object; no stored list holds a copy of it."""
+    objs = raw.decoded_objects(t)
+    tool_messages = [v for v in objs.values() if isinstance(v, ToolMessage)]
+    assert len(tool_messages) == expected, (
+        f"{len(tool_messages)} ToolMessage objects stored, expected {expected}: "
+        + ", ".join(sorted(f"{m.tool_call_id}/id={m.id}" for m in tool_messages))
+    )
+    for msg in tool_messages:
+        assert msg.id, msg
+        same = [h for h, v in objs.items() if contains_tool_message(v, msg)]
+        assert len(same) == 1, (msg, len(same))
+        in_lists = [
+            h for h, v in objs.items()
+            if isinstance(v, (list, tuple, dict)) and _nested_contains(v, msg)
+        ]
+        assert in_lists == [], f"{msg.id} is also stored inside {len(in_lists)} other object(s)"
+        # the same object is what the tools node's write and the messages lists refer to
+        (h,) = same
+        write_refs = [
+            r for (_ns, _c, _task, _i, ch, _k, r) in raw.writes(t) if ch == "messages" and h in split(r)
+        ]
+        value_refs = [r for (_ns, ch, _v, _k, _b, r) in raw.values(t) if ch == "messages" and h in split(r)]
+        assert len(write_refs) == 1, f"{msg.id} is in {len(write_refs)} write rows"
+        assert value_refs, f"{msg.id} is in no stored messages list"
+
+
+def _nested_contains(value: Any, msg: ToolMessage) -> bool:
+    if contains_tool_message(value, msg):
+        return True
+    if isinstance(value, dict):
+        return any(_nested_contains(v, msg) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_nested_contains(v, msg) for v in value)
+    return False
+
+
+# --------------------------------------------------------------------------
+# 1. The seed graph: every ToolMessage stored exactly once
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["messages", "updates"])
+def test_seed_graph_stores_each_tool_message_once(saver: Any, raw: Raw, mode: str) -> None:
+    """Streaming the seed graph (six turns, two tools each) stores every ToolMessage exactly once.
+
+    The ToolMessage written by the ToolNode and the same message inside every
+    later checkpoint's messages list are one row of the objects table: the
+    write must not keep a second copy (e.g. one serialized before LangGraph's
+    add_messages gave the message its id).
+    """
+    graph = build_tool_agent(saver)
+    config = new_config(f"seed-{mode}")
+    chunks = []
+    for i, city in enumerate(CITIES):
+        question = {"messages": [HumanMessage(f"What is the weather in {city}?", id=f"human-{i}")]}
+        chunks += list(graph.stream(question, config, stream_mode=mode))
+    assert chunks
+    state = graph.get_state(config)
+    tools = [m for m in state.values["messages"] if isinstance(m, ToolMessage)]
+    assert [m.tool_call_id for m in tools] == [
+        f"call-{k}-{city}" for city in CITIES for k in ("w", "t")
+    ]
+    assert len(state.values["messages"]) == 5 * len(CITIES)
+    t = thread_of(config)
+    assert_tool_messages_stored_once(raw, t, expected=2 * len(CITIES))
+    # found by id: each id of the final state maps to exactly one stored object
+    objs = raw.decoded_objects(t)
+    for m in tools:
+        assert sum(1 for v in objs.values() if isinstance(v, BaseMessage) and v.id == m.id) == 1
+        assert sum(1 for v in objs.values() if v == m) == 1
+    # every message of the conversation is stored once, whatever its type
+    for m in state.values["messages"]:
+        assert sum(1 for v in objs.values() if isinstance(v, BaseMessage) and v.id == m.id) == 1, m
+
+
+@pytest.mark.parametrize("mode", ["messages", "updates"])
+async def test_seed_graph_async_stores_each_tool_message_once(
+    async_saver: Any, saver_target: Any, mode: str
+) -> None:
+    """Same as the sync test with the async saver and ``astream``."""
+    graph = build_tool_agent(async_saver)
+    config = new_config(f"aseed-{mode}")
+    for i, city in enumerate(CITIES):
+        question = {"messages": [HumanMessage(f"What is the weather in {city}?", id=f"human-{i}")]}
+        assert [c async for c in graph.astream(question, config, stream_mode=mode)]
+    state = await graph.aget_state(config)
+    assert len([m for m in state.values["messages"] if isinstance(m, ToolMessage)]) == 2 * len(CITIES)
+    with raw_for(saver_target, async_saver) as raw:
+        assert_tool_messages_stored_once(raw, thread_of(config), expected=2 * len(CITIES))
+
+
+# --------------------------------------------------------------------------
+# 2. A failed superstep: the node that succeeded is not re-run, its write stored once
+# --------------------------------------------------------------------------
+
+
+def test_failed_superstep_resume_keeps_single_write(saver: Any, raw: Raw) -> None:
+    """``steady`` and ``flaky`` run in parallel, ``flaky`` raises; on resume ``steady`` is not re-run.
+
+    steady's write ["steady"] is one writes row, and its element "steady" one
+    object, shared with the final log list.
+    """
+    calls: Counter[str] = Counter()
+    fail = [True]
+    graph = build_flaky_pair(saver, calls, fail)
+    config = new_config("flaky")
+    with pytest.raises(FlakyError):
+        graph.invoke({"log": []}, config)
+    assert calls == Counter({"steady": 1, "flaky": 1})
+    t = thread_of(config)
+
+    def steady_rows() -> tuple[list[Any], int, int]:
+        objs = raw.decoded_objects(t)
+        rows = [
+            w for w in raw.writes(t)
+            if w[4] == "log" and decode_refs(objs, w[5], w[6]) == ["steady"]
+        ]
+        n_objs = sum(1 for v in objs.values() if v == "steady")
+        n_lists = sum(1 for v in objs.values() if isinstance(v, list) and "steady" in v)
+        return rows, n_objs, n_lists
+
+    rows_before, objs_before, _ = steady_rows()
+    assert len(rows_before) == 1 and objs_before == 1
+
+    fail[0] = False
+    out = graph.invoke(None, config)
+    assert calls == Counter({"steady": 1, "flaky": 2, "join": 1})
+    assert sorted(out["log"][:2]) == ["flaky", "steady"]
+    assert out["log"][2] == "join(2)"
+    rows_after, objs_after, lists_after = steady_rows()
+    assert rows_after == rows_before, (rows_before, rows_after)
+    assert objs_after == 1
+    assert lists_after == 0
+    raw.assert_no_orphans(t)
+
+
+# --------------------------------------------------------------------------
+# 3. Linear growth
+# --------------------------------------------------------------------------
+
+
+def _agent() -> tuple[Any, Any]:
+    """bench/agent.py's scripted agent if importable, else an equivalent one."""
+    try:
+        from bench.agent import build_graph, turn_input  # noqa: PLC0415
+
+        return build_graph, turn_input
+    except ImportError:
+        return _own_build_graph, _own_turn_input
+
+
+def _text(seed: str, n: int) -> str:
+    words = []
+    i = 0
+    while sum(len(w) + 1 for w in words) < n:
+        words.append(hashlib.sha256(f"{seed}-{i}".encode()).hexdigest()[: 3 + i % 7])
+        i += 1
+    return " ".join(words)[:n]
+
+
+class _AgentState(TypedDict):
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+def _own_build_graph(checkpointer: Any) -> Any:
+    from langchain_core.tools import tool  # noqa: PLC0415
+    from langgraph.prebuilt import ToolNode, tools_condition  # noqa: PLC0415
+
+    @tool
+    def search_notes(topic: str, turn: int) -> str:
+        """Return notes about a topic."""
+        return _text(f"tool{turn}", 1000 + (turn * 137) % 1000)
+
+    def model(state: _AgentState) -> dict[str, Any]:
+        last = state["messages"][-1]
+        turn = int(str(last.id).split("-")[1]) if isinstance(last, HumanMessage) else None
+        if turn is not None:
+            return {"messages": [AIMessage("", id=f"ai-{turn}-call", tool_calls=[{
+                "name": "search_notes", "args": {"topic": "x", "turn": turn},
+                "id": f"call_{turn:06d}", "type": "tool_call"}])]}
+        turn = int(str(last.tool_call_id).split("_")[1])
+        return {"messages": [AIMessage(_text(f"answer{turn}", 300), id=f"ai-{turn}-answer")]}
+
+    g = StateGraph(_AgentState)
+    g.add_node("agent", model)
+    g.add_node("tools", ToolNode([search_notes]))
+    g.add_edge(START, "agent")
+    g.add_conditional_edges("agent", tools_condition, {"tools": "tools", END: END})
+    g.add_edge("tools", "agent")
+    return g.compile(checkpointer=checkpointer)
+
+
+def _own_turn_input(turn: int) -> dict[str, Any]:
+    return {"messages": [HumanMessage(_text(f"q{turn}", 150), id=f"q-{turn}")]}
+
+
+def test_storage_grows_linearly(saver: Any, raw: Raw) -> None:
+    """Bytes stored for a 30-turn thread are at most 2.2x those of the same thread at 15 turns.
+
+    Bytes are the summed lengths of every column of every row of the thread
+    in all our tables (not file or relation sizes, which move in pages).
+    """
+    build_graph, turn_input = _agent()
+    graph = build_graph(saver)
+    config = new_config("linear")
+    t = thread_of(config)
+    n = 15
+    for turn in range(n):
+        graph.invoke(turn_input(turn), config)
+    bytes_n = raw.stored_bytes(t)
+    for turn in range(n, 2 * n):
+        graph.invoke(turn_input(turn), config)
+    bytes_2n = raw.stored_bytes(t)
+    state = graph.get_state(config)
+    assert len(state.values["messages"]) == 4 * 2 * n
+    content = sum(len(str(m.content)) for m in state.values["messages"])
+    assert bytes_n > 0
+    ratio = bytes_2n / bytes_n
+    assert ratio <= 2.2, f"{bytes_n} bytes after {n} turns, {bytes_2n} after {2 * n}: x{ratio:.2f}"
+    # and the store is in the order of the content, not of content x checkpoints
+    assert bytes_2n < 4 * content, (bytes_2n, content)
+    raw.assert_no_orphans(t)
+
+
+# --------------------------------------------------------------------------
+# 4. Round trips
+# --------------------------------------------------------------------------
+
+
+class Putter:
+    """Puts a chain of checkpoints of one thread, each with the given channel values."""
+
+    def __init__(self, saver: Any, thread_id: str) -> None:
+        self.saver = saver
+        self.config: RunnableConfig = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+        self.versions: dict[str, Any] = {}
+        self.values: dict[str, Any] = {}
+        self.step = 0
+        self.put_configs: list[RunnableConfig] = []
+        self.expected: list[dict[str, Any]] = []
+
+    def put(self, **changes: Any) -> RunnableConfig:
+        cp = empty_checkpoint()
+        new_versions = {}
+        for ch, value in changes.items():
+            v = self.saver.get_next_version(self.versions.get(ch), None)
+            self.versions[ch] = v
+            new_versions[ch] = v
+            self.values[ch] = value
+        cp["channel_values"] = dict(self.values)
+        cp["channel_versions"] = dict(self.versions)
+        cfg = self.saver.put(self.config, cp, {"source": "loop", "step": self.step}, new_versions)
+        self.step += 1
+        self.config = cfg
+        self.put_configs.append(cfg)
+        self.expected.append(dict(self.values))
+        return cfg
+
+
+def _message_edits() -> list[dict[str, Any]]:
+    """A sequence of channel states: append, remove, replace by id, shrink, mixed types, reorder."""
+    h1 = HumanMessage("hello", id="h1")
+    a1 = AIMessage("hi there", id="a1")
+    t1 = ToolMessage("tool says 42", tool_call_id="c1", id="t1")
+    a2 = AIMessage("the answer is 42", id="a2")
+    v1 = [h1, a1]
+    v2 = v1 + [t1, a2]  # append, same objects
+    v3 = [m for m in v2 if m.id != "a1"]  # RemoveMessage-like removal from the middle
+    v4 = [AIMessage("edited answer", id="a2") if m.id == "a2" else m for m in v3]  # replace by id
+    v5 = v4[:1]  # shrink
+    v6 = v5 + [HumanMessage("again", id="h2")]  # grow after shrinking
+    v7: list[Any] = []
+    mixed = [1, "two", 3.5, None, True, {"k": [1, 2]}, h1, ["nested", {"x": 1}], b"\x00bytes"]
+    v8 = mixed
+    v9 = v8 + [h1, "two"]  # duplicates inside one list
+    v10 = list(reversed(v9))  # same elements, new order
+    return [
+        {"messages": v1, "other": "a"},
+        {"messages": v2},
+        {"messages": v3, "other": {"nested": [1, 2]}},
+        {"messages": v4},
+        {"messages": v5},
+        {"messages": v6, "other": None},
+        {"messages": v7},
+        {"messages": v8},
+        {"messages": v9},
+        {"messages": v10, "other": []},
+    ]
+
+
+def test_put_then_get_tuple_round_trips_edited_lists(saver: Any, make_saver: Any, raw: Raw) -> None:
+    """get_tuple returns exactly the channel values put, for every kind of list edit.
+
+    Checked on the saver that wrote (its in-process list cache) and on a new
+    saver over the same storage (everything decoded from the database), for
+    every checkpoint of the chain, and through list().
+    """
+    thread = f"st-rt-{uuid.uuid4().hex[:8]}"
+    p = Putter(saver, thread)
+    for change in _message_edits():
+        p.put(**change)
+    # a long append-only run: crosses the delta chain limit (full copies in between)
+    msgs = list(p.values["messages"])
+    for i in range(60):
+        msgs = msgs + [AIMessage(f"m{i} " * (i % 5 + 1), id=f"long-{i}")]
+        p.put(messages=msgs)
+    with make_saver() as fresh:
+        for reader in (saver, fresh):
+            for cfg, expected in zip(p.put_configs, p.expected):
+                tup = reader.get_tuple(cfg)
+                assert tup is not None
+                assert tup.checkpoint["channel_values"] == expected, cfg
+            listed = list(reader.list({"configurable": {"thread_id": thread}}))
+            assert [t.checkpoint["channel_values"] for t in reversed(listed)] == p.expected
+    kinds = Counter(v[3] for v in raw.values(thread) if v[1] == "messages")
+    assert kinds[KIND_DELTA] > 0 and kinds[KIND_LIST] > 1, kinds
+    raw.assert_no_orphans(thread)
+
+
+class EditState(TypedDict, total=False):
+    messages: Annotated[list[AnyMessage], add_messages]
+    items: list[Any]
+    cmd: str
+
+
+def build_editor(checkpointer: Any) -> Any:
+    """One node that edits the messages list as ``cmd`` says (ids are all deterministic)."""
+
+    def editor(state: EditState) -> EditState:
+        cmd = state["cmd"]
+        op, _, arg = cmd.partition(" ")
+        if op == "say":
+            mid, _, text = arg.partition(" ")
+            return {"messages": [AIMessage(text, id=mid)]}
+        if op == "remove":
+            return {"messages": [RemoveMessage(id=arg)]}
+        if op == "replace":
+            mid, _, text = arg.partition(" ")
+            return {"messages": [AIMessage(text, id=mid)]}
+        if op == "clear":
+            return {"messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES), AIMessage(arg, id="fresh")]}
+        if op == "items":
+            return {"items": json.loads(arg)}
+        raise ValueError(cmd)
+
+    g = StateGraph(EditState)
+    g.add_node("editor", editor)
+    g.add_edge(START, "editor")
+    g.add_edge("editor", END)
+    return g.compile(checkpointer=checkpointer)
+
+
+EDIT_SCRIPT = [
+    "say a1 first answer",
+    "say a2 second answer",
+    "say a3 third answer",
+    "remove a2",
+    "replace a1 first answer, edited",
+    'items [1, "two", 3.5, null, true, {"k": [1, 2]}, ["n", 1]]',
+    'items [1, "two"]',
+    "clear start over",
+    "say a4 after the clear",
+    "remove h-8",
+]
+
+
+def _run_editor(graph: Any, config: RunnableConfig) -> None:
+    for i, cmd in enumerate(EDIT_SCRIPT):
+        graph.invoke({"cmd": cmd, "messages": [HumanMessage(cmd, id=f"h-{i}")]}, config)
+
+
+def _fork(graph: Any, config: RunnableConfig) -> None:
+    """update_state on an old checkpoint (after the 3rd run), then continue from the fork."""
+    history = list(graph.get_state_history(config))
+    old = [s for s in history if s.values.get("cmd") == "say a3 third answer" and not s.next]
+    assert len(old) == 1
+    assert [m.id for m in old[0].values["messages"]] == ["h-0", "a1", "h-1", "a2", "h-2", "a3"]
+    forked = graph.update_state(
+        old[0].config, {"messages": [AIMessage("forked reply", id="fork-1"), RemoveMessage(id="a1")]},
+        as_node="editor",
+    )
+    graph.invoke({"cmd": "say a9 on the fork", "messages": [HumanMessage("on fork", id="hf")]}, forked)
+
+
+def _snapshots(graph: Any, config: RunnableConfig) -> list[tuple[Any, ...]]:
+    return [
+        (s.values, s.next, s.metadata.get("source"), s.metadata.get("step"),
+         s.parent_config is not None)
+        for s in graph.get_state_history(config)
+    ]
+
+
+def _tuples(saver: Any, config: RunnableConfig) -> list[tuple[Any, ...]]:
+    out = []
+    for tup in saver.list({"configurable": {"thread_id": thread_of(config)}}):
+        pending = sorted(((c, repr(v)) for _, c, v in tup.pending_writes or []))
+        out.append((tup.checkpoint["channel_values"], tup.metadata.get("step"), pending))
+    return out
+
+
+def test_graph_edits_and_fork_round_trip_like_in_memory(saver: Any, make_saver: Any, raw: Raw) -> None:
+    """RemoveMessage, replace-by-id, shrinking and mixed-type lists, and a fork by update_state.
+
+    The state, the full history and every checkpoint's channel values and
+    pending writes read back from our saver (and from a new saver on the same
+    storage) equal InMemorySaver's for the same run.
+    """
+    config = new_config("editor")
+    ref_config: RunnableConfig = {"configurable": {"thread_id": "ref"}}
+    ours = build_editor(saver)
+    ref = build_editor(InMemorySaver())
+    for graph, cfg in ((ours, config), (ref, ref_config)):
+        _run_editor(graph, cfg)
+        _fork(graph, cfg)
+
+    expected_state = ref.get_state(ref_config).values
+    assert [m.id for m in expected_state["messages"]] == [
+        "h-0", "h-1", "a2", "h-2", "a3", "fork-1", "hf", "a9"
+    ]
+    assert ours.get_state(config).values == expected_state
+    with make_saver() as fresh:
+        for g in (ours, build_editor(fresh)):
+            assert g.get_state(config).values == expected_state
+            assert _snapshots(g, config) == _snapshots(ref, ref_config)
+            assert _tuples(g.checkpointer, config) == _tuples(ref.checkpointer, ref_config)
+    # the main branch is intact too: the newest checkpoint before the fork
+    main = [s for s in ours.get_state_history(config) if s.values.get("cmd") == "remove h-8"]
+    ref_main = [s for s in ref.get_state_history(ref_config) if s.values.get("cmd") == "remove h-8"]
+    assert [s.values for s in main] == [s.values for s in ref_main]
+    assert [m.id for m in main[0].values["messages"]] == ["fresh", "a4", "h-9"]
+    assert main[0].values["items"] == [1, "two"]
+    raw.assert_no_orphans(thread_of(config))
+
+
+# --------------------------------------------------------------------------
+# 5. Identity reuse: elements already stored are not serialized again
+# --------------------------------------------------------------------------
+
+
+class CountingSerde(JsonPlusSerializer):
+    """JsonPlusSerializer that counts what it serializes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dumped: list[Any] = []
+
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        self.dumped.append(obj)
+        return super().dumps_typed(obj)
+
+
+def test_appending_to_a_list_serializes_only_the_new_element(
+    make_saver: Any, saver_target: Any
+) -> None:
+    """A 100-element list put again with one more element: exactly one dumps_typed call.
+
+    Holds for every put of a long append-only run (delta rows and the
+    periodic full rows alike), and after a restart once the saver has read
+    the list back.
+    """
+    serde = CountingSerde()
+    thread = f"st-ident-{uuid.uuid4().hex[:8]}"
+    with make_saver(serde=serde) as saver, raw_for(saver_target, saver) as raw:
+        p = Putter(saver, thread)
+        base = [HumanMessage(f"message {i} " + "x" * (i % 50), id=f"m{i}") for i in range(100)]
+        p.put(messages=base)
+        assert len(serde.dumped) == 100
+        serde.dumped.clear()
+        new = AIMessage("the 101st", id="m100")
+        p.put(messages=base + [new])
+        assert serde.dumped == [new]
+        row = [v for v in raw.values(thread) if v[1] == "messages" and v[2] == p.versions["messages"]]
+        assert len(row) == 1 and row[0][3] == KIND_DELTA and len(row[0][5]) == HASH
+
+        msgs = base + [new]
+        for i in range(40):  # crosses the chain limit: a full row is written on the way
+            serde.dumped.clear()
+            nxt = AIMessage(f"more {i}", id=f"more{i}")
+            msgs = msgs + [nxt]
+            p.put(messages=msgs)
+            assert serde.dumped == [nxt], i
+        kinds = Counter(v[3] for v in raw.values(thread) if v[1] == "messages")
+        assert kinds[KIND_LIST] >= 2, kinds
+        assert len(raw.objects(thread)) == 141
+
+        # equal copies (not the same objects) are re-serialized but not stored again
+        serde.dumped.clear()
+        copies = [m.model_copy() for m in msgs] + [AIMessage("copy run", id="cp")]
+        p.put(messages=copies)
+        assert len(raw.objects(thread)) == 142
+
+    # a new process: reading the thread lets the next put reuse what it read
+    serde2 = CountingSerde()
+    with make_saver(serde=serde2) as saver2:
+        tup = saver2.get_tuple({"configurable": {"thread_id": thread, "checkpoint_ns": ""}})
+        assert tup is not None and tup.checkpoint["channel_values"]["messages"] == copies
+        loaded = tup.checkpoint["channel_values"]["messages"]
+        p2 = Putter(saver2, thread)
+        p2.config = tup.config
+        p2.versions = dict(tup.checkpoint["channel_versions"])
+        p2.values = dict(tup.checkpoint["channel_values"])
+        serde2.dumped.clear()
+        last = AIMessage("after restart", id="restart")
+        p2.put(messages=loaded + [last])
+        assert serde2.dumped == [last]
+        again = saver2.get_tuple(p2.config)
+        assert again.checkpoint["channel_values"]["messages"] == copies + [last]
+
+
+# --------------------------------------------------------------------------
+# 6. EncryptedSerializer
+# --------------------------------------------------------------------------
+
+
+PLAINTEXT = ["21C and sunny", "What is the weather", "Here is what I found", "Checking Oslo", "12:00"]
+
+
+def test_encrypted_storage_has_no_plaintext_and_is_deduplicated(
+    make_saver: Any, saver_target: Any
+) -> None:
+    """With EncryptedSerializer no stored column holds the plaintext, and each message is stored once.
+
+    Object hashes are keyed: none equals the plain BLAKE2b of the serialized value.
+    """
+    from langgraph.checkpoint.serde.encrypted import EncryptedSerializer  # noqa: PLC0415
+
+    serde = EncryptedSerializer.from_pycryptodome_aes(key=AES_KEY)
+    with make_saver(serde=serde, hash_key=HASH_KEY) as saver, raw_for(saver_target, saver) as raw:
+        graph = build_tool_agent(saver)
+        config = new_config("enc")
+        for _ in graph.stream(weather_question("Oslo"), config, stream_mode="messages"):
+            pass
+        for i, city in enumerate(CITIES[3:6]):
+            graph.invoke({"messages": [HumanMessage(f"What is the weather in {city}?", id=f"h{i}")]},
+                         config)
+        state = graph.get_state(config)
+        assert any("21C and sunny" in str(m.content) for m in state.values["messages"])
+        t = thread_of(config)
+
+        everything = []
+        for table in ("threads", "checkpoints", "values", "writes", "objects"):
+            rows = raw.q(f"SELECT * FROM {getattr(raw.n, table)} WHERE thread_id = __T__", t=t)
+            for row in rows:
+                for v in row:
+                    everything.append(v if isinstance(v, bytes) else str(v).encode())
+        blob = b"\n".join(everything)
+        for text in PLAINTEXT:
+            assert text.encode() not in blob, text
+        objs = raw.objects(t)
+        assert objs and all(typ.endswith("+aes") and not typ.startswith("z:") for typ, _ in objs.values())
+
+        # deduplicated: 2 ToolMessages per turn, each one object, shared with the lists
+        assert_tool_messages_stored_once(raw, t, expected=8)
+        decoded = raw.decoded_objects(t)
+        ids = [m.id for m in state.values["messages"]]
+        for mid in ids:
+            assert sum(1 for v in decoded.values() if isinstance(v, BaseMessage) and v.id == mid) == 1
+
+        # keyed hashes: not the plain hash of the serialized plaintext
+        plain = JsonPlusSerializer()
+        for h, value in decoded.items():
+            typ, data = plain.dumps_typed(value)
+            assert hashlib.blake2b(typ.encode() + b"\0" + data, digest_size=16).digest() != h
+
+
+# --------------------------------------------------------------------------
+# 7. Lifecycle: delete_thread, delete_for_runs, prune, copy_thread
+# --------------------------------------------------------------------------
+
+
+def _two_turns(graph: Any, config: RunnableConfig, cities: Sequence[str] = ("Paris", "Rome")) -> None:
+    for i, city in enumerate(cities):
+        graph.invoke(
+            {"messages": [HumanMessage(f"What is the weather in {city}?", id=f"h-{city}-{i}")]},
+            config,
+        )
+
+
+def test_delete_thread_removes_every_row_and_nothing_else(saver: Any, raw: Raw) -> None:
+    """delete_thread leaves no row of the thread in any table; another thread is untouched."""
+    graph = build_tool_agent(saver)
+    a, b = new_config("del-a"), new_config("del-b")
+    _two_turns(graph, a)
+    _two_turns(graph, b)
+    before_b = raw.counts(thread_of(b))
+    state_b = graph.get_state(b).values
+    assert all(before_b[k] > 0 for k in before_b), before_b
+    saver.delete_thread(thread_of(a))
+    assert raw.counts(thread_of(a)) == dict.fromkeys(before_b, 0)
+    assert raw.counts(thread_of(b)) == before_b
+    assert graph.get_state(b).values == state_b
+    assert saver.get_tuple(a) is None
+    raw.assert_no_orphans(thread_of(b))
+
+
+def test_delete_for_runs_leaves_no_orphans_and_keeps_the_rest_readable(saver: Any, raw: Raw) -> None:
+    """Deleting one run's checkpoints removes their writes, unreferenced values and objects only."""
+    graph = build_tool_agent(saver)
+    config = new_config("runs")
+    t = thread_of(config)
+    run1, run2 = f"run-{secrets.token_hex(4)}", f"run-{secrets.token_hex(4)}"
+    graph.invoke(weather_question("Paris"), {**config, "metadata": {"run_id": run1}})
+    graph.invoke(
+        {"messages": [HumanMessage("What is the weather in Rome?", id="h2")]},
+        {**config, "metadata": {"run_id": run2}},
+    )
+    latest_before = graph.get_state(config)
+    history = list(saver.list({"configurable": {"thread_id": t}}))
+    by_run = Counter(h.metadata.get("run_id") for h in history)
+    assert by_run[run1] > 0 and by_run[run2] > 0, by_run
+    raw.assert_no_orphans(t)
+
+    saver.delete_for_runs([run1])
+    left = list(saver.list({"configurable": {"thread_id": t}}))
+    assert {h.metadata.get("run_id") for h in left} == {run2}
+    assert len(left) == by_run[run2]
+    raw.assert_no_orphans(t)
+    counts = raw.counts(t)
+    assert counts["checkpoints"] == by_run[run2]
+    assert counts["checkpoints"] < len(history)
+    # the latest checkpoint still reads back the whole conversation, including run 1's messages
+    latest_after = graph.get_state(config)
+    assert latest_after.values == latest_before.values
+    assert len(latest_after.values["messages"]) == 10
+    for tup in left:
+        assert saver.get_tuple(tup.config) is not None
+
+    saver.delete_for_runs([run2])
+    assert raw.counts(t)["checkpoints"] == 0
+    assert raw.counts(t)["objects"] == 0
+    assert raw.counts(t)["values"] == 0
+    assert raw.counts(t)["writes"] == 0
+
+
+def test_prune_keep_latest_on_messages_thread(saver: Any, raw: Raw) -> None:
+    """prune(keep_latest) keeps one checkpoint per namespace, its values, and no orphans."""
+    graph = build_tool_agent(saver)
+    config = new_config("prune")
+    t = thread_of(config)
+    _two_turns(graph, config, ("Paris", "Rome", "Oslo"))
+    before = graph.get_state(config)
+    counts_before = raw.counts(t)
+    saver.prune([t], strategy="keep_latest")
+    counts_after = raw.counts(t)
+    assert counts_after["checkpoints"] == 1
+    assert counts_after["objects"] <= counts_before["objects"]
+    assert counts_after["values"] < counts_before["values"]
+    raw.assert_no_orphans(t)
+    after = graph.get_state(config)
+    assert after.values == before.values
+    assert after.config["configurable"]["checkpoint_id"] == before.config["configurable"]["checkpoint_id"]
+    # and the thread goes on
+    graph.invoke({"messages": [HumanMessage("What is the weather in Lima?", id="h-lima")]}, config)
+    assert len(graph.get_state(config).values["messages"]) == len(before.values["messages"]) + 5
+    raw.assert_no_orphans(t)
+
+
+def test_prune_keep_latest_keeps_delta_channel_state(saver: Any, raw: Raw) -> None:
+    """A DeltaChannel thread pruned to its latest checkpoint reads back the same state and continues."""
+    graph = build_delta_graph(saver)
+    config = new_config("prune-delta")
+    t = thread_of(config)
+    graph.invoke({"items": [], "n": 0, "target": 5}, config)
+    before = graph.get_state(config)
+    assert before.values["n"] == 5
+    assert len(before.values["items"]) > 5
+    n_before = raw.counts(t)
+    saver.prune([t], strategy="keep_latest")
+    after = graph.get_state(config)
+    assert after.values == before.values
+    assert raw.counts(t)["checkpoints"] < n_before["checkpoints"]
+    raw.assert_no_orphans(t)
+    # the same thread read by a reference InMemorySaver run gives the same state
+    ref = build_delta_graph(InMemorySaver())
+    ref_cfg: RunnableConfig = {"configurable": {"thread_id": "r"}}
+    ref.invoke({"items": [], "n": 0, "target": 5}, ref_cfg)
+    assert ref.get_state(ref_cfg).values == after.values
+    # continuing after the prune matches continuing the reference
+    graph.invoke({"target": 7}, config)
+    ref.invoke({"target": 7}, ref_cfg)
+    assert graph.get_state(config).values == ref.get_state(ref_cfg).values
+    raw.assert_no_orphans(t)
+
+
+def test_prune_delete_removes_the_thread(saver: Any, raw: Raw) -> None:
+    """prune(strategy="delete") removes every row of the thread."""
+    graph = build_tool_agent(saver)
+    config = new_config("prune-del")
+    _two_turns(graph, config)
+    saver.prune([thread_of(config)], strategy="delete")
+    assert raw.counts(thread_of(config)) == dict.fromkeys(
+        ("threads", "checkpoints", "values", "writes", "objects"), 0
+    )
+
+
+def test_copy_thread_copies_objects_and_is_independent(saver: Any, raw: Raw) -> None:
+    """copy_thread: the copy reads back equal (state and history); continuing it leaves the source alone."""
+    graph = build_tool_agent(saver)
+    src = new_config("copy-src")
+    _two_turns(graph, src)
+    dst_id = f"st-copy-dst-{uuid.uuid4().hex[:8]}"
+    dst: RunnableConfig = {"configurable": {"thread_id": dst_id}}
+    src_counts = raw.counts(thread_of(src))
+    src_objects = raw.objects(thread_of(src))
+    src_state = graph.get_state(src)
+    src_history = [(s.values, s.next, s.metadata.get("step")) for s in graph.get_state_history(src)]
+
+    saver.copy_thread(thread_of(src), dst_id)
+    assert raw.counts(dst_id) == src_counts
+    assert raw.objects(dst_id) == src_objects
+    assert graph.get_state(dst).values == src_state.values
+    assert [(s.values, s.next, s.metadata.get("step")) for s in graph.get_state_history(dst)] == (
+        src_history
+    )
+    raw.assert_no_orphans(dst_id)
+
+    graph.invoke({"messages": [HumanMessage("What is the weather in Oslo?", id="h-oslo")]}, dst)
+    assert len(graph.get_state(dst).values["messages"]) == len(src_state.values["messages"]) + 5
+    assert raw.counts(thread_of(src)) == src_counts
+    assert raw.objects(thread_of(src)) == src_objects
+    assert graph.get_state(src).values == src_state.values
+    assert graph.get_state(src).config == src_state.config
+    assert [(s.values, s.next, s.metadata.get("step")) for s in graph.get_state_history(src)] == (
+        src_history
+    )
+    # deleting the source leaves the copy whole
+    saver.delete_thread(thread_of(src))
+    assert len(graph.get_state(dst).values["messages"]) == len(src_state.values["messages"]) + 5
+    raw.assert_no_orphans(dst_id)
