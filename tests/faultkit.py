@@ -141,6 +141,19 @@ class Expected:
     writes: list[tuple[str, str, Any]] = field(default_factory=list)
 
 
+@dataclass
+class Step:
+    """One prepared superstep: the writes for ``parent`` and the next checkpoint."""
+
+    step: int
+    parent: str | None
+    checkpoint: Checkpoint
+    new_versions: dict[str, Any]
+    metadata: dict[str, Any]
+    task_id: str
+    writes: list[tuple[str, Any]]
+
+
 class SimThread:
     """One thread driven step by step like a LangGraph run.
 
@@ -200,32 +213,47 @@ class SimThread:
 
     # -- running --------------------------------------------------------------
 
+    def prepare(self) -> Step:
+        """The next step's calls, not sent yet (a test may send them itself)."""
+        step = self.step + 1
+        cp, new_versions, metadata, writes = self._next(step)
+        parent = self.checkpoint["id"] if self.checkpoint else None
+        return Step(step, parent, cp, new_versions, metadata, f"task-{step}", writes)
+
+    def send_writes(self, st: Step) -> None:
+        if st.parent is not None:
+            self.saver.put_writes(self.config(st.parent), st.writes, st.task_id)
+            self.expected[st.parent].writes = [(st.task_id, ch, v) for ch, v in st.writes]
+
+    def send_put(self, st: Step) -> None:
+        cfg = self.saver.put(self.config(st.parent), st.checkpoint, st.metadata, st.new_versions)
+        assert cfg["configurable"]["checkpoint_id"] == st.checkpoint["id"]
+        self.commit(st)
+
     def run_step(self) -> str:
         """Write the current checkpoint's task writes, then put the next checkpoint."""
-        step = self.step + 1
-        cp, new_versions, metadata, writes = self._next(step)
-        parent = self.checkpoint["id"] if self.checkpoint else None
-        if parent is not None:
-            task_id = f"task-{step}"
-            self.saver.put_writes(self.config(parent), writes, task_id)
-            self.expected[parent].writes = [(task_id, ch, v) for ch, v in writes]
-        cfg = self.saver.put(self.config(parent), cp, metadata, new_versions)
-        assert cfg["configurable"]["checkpoint_id"] == cp["id"]
-        self._commit(cp, parent, metadata, step)
-        return cp["id"]
+        st = self.prepare()
+        self.send_writes(st)
+        self.send_put(st)
+        return st.checkpoint["id"]
 
     async def arun_step(self) -> str:
-        step = self.step + 1
-        cp, new_versions, metadata, writes = self._next(step)
-        parent = self.checkpoint["id"] if self.checkpoint else None
-        if parent is not None:
-            task_id = f"task-{step}"
-            await self.saver.aput_writes(self.config(parent), writes, task_id)
-            self.expected[parent].writes = [(task_id, ch, v) for ch, v in writes]
-        cfg = await self.saver.aput(self.config(parent), cp, metadata, new_versions)
-        assert cfg["configurable"]["checkpoint_id"] == cp["id"]
-        self._commit(cp, parent, metadata, step)
-        return cp["id"]
+        st = self.prepare()
+        if st.parent is not None:
+            await self.saver.aput_writes(self.config(st.parent), st.writes, st.task_id)
+            self.expected[st.parent].writes = [(st.task_id, ch, v) for ch, v in st.writes]
+        cfg = await self.saver.aput(self.config(st.parent), st.checkpoint, st.metadata, st.new_versions)
+        assert cfg["configurable"]["checkpoint_id"] == st.checkpoint["id"]
+        self.commit(st)
+        return st.checkpoint["id"]
+
+    def commit(self, st: Step) -> None:
+        """Record a step whose put committed."""
+        self._commit(st.checkpoint, st.parent, st.metadata, st.step)
+
+    def expected_of(self, st: Step) -> Expected:
+        cp = st.checkpoint
+        return Expected(cp["id"], st.parent, dict(cp["channel_values"]), dict(cp["channel_versions"]), st.metadata)
 
     def _commit(self, cp: Checkpoint, parent: str | None, metadata: dict[str, Any], step: int) -> None:
         self.expected[cp["id"]] = Expected(
@@ -237,8 +265,10 @@ class SimThread:
 
     # -- checking -------------------------------------------------------------
 
-    def check_tuple(self, tup: CheckpointTuple | None, checkpoint_id: str) -> None:
-        exp = self.expected[checkpoint_id]
+    def check_tuple(
+        self, tup: CheckpointTuple | None, checkpoint_id: str, exp: Expected | None = None
+    ) -> None:
+        exp = exp or self.expected[checkpoint_id]
         assert tup is not None, f"checkpoint {checkpoint_id} of {self.thread_id} is missing"
         assert tup.config["configurable"]["checkpoint_id"] == checkpoint_id
         assert plain(tup.checkpoint["channel_values"]) == plain(exp.values), (

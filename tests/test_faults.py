@@ -1,0 +1,612 @@
+"""Faults: a put / put_writes is all or nothing, dead connections are replaced,
+a server restart between two supersteps loses nothing.
+
+"All or nothing" is checked three ways:
+
+* the server kills the session (``pg_terminate_backend``) while the put is
+  blocked half-way through its transaction (deterministic), and at random
+  moments under load (slow);
+* the driver fails at every single statement of a put in turn (a cursor /
+  connection subclass that raises on its n-th call): on both backends;
+* the serializer raises part-way through the values of a put or the writes
+  of a put_writes.
+
+Afterwards the checkpoint is either absent with no row of it left behind,
+or fully readable with every value and write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+from faultkit import SimThread, Step, admin_execute, pg_terminate, qualified, row_counts
+from fixtures.faults import throwaway_postgres  # noqa: F401 - fixture
+from graphs import build_chain, normalize
+
+
+def fault_errors() -> tuple[type[BaseException], ...]:
+    """What a put that lost its connection may raise: the driver's error or ours."""
+    import psycopg  # noqa: PLC0415
+
+    from checkpoint_pg import CheckpointPgError  # noqa: PLC0415
+
+    return (psycopg.Error, CheckpointPgError)
+
+
+# --------------------------------------------------------------------------
+# The session is killed half-way through a put
+# --------------------------------------------------------------------------
+
+
+@contextmanager
+def blocker(url: str, sql: str, params: list[Any]) -> Iterator[Any]:
+    """An open transaction that holds the lock a put will wait for."""
+    import psycopg  # noqa: PLC0415
+
+    with psycopg.connect(url) as conn:
+        conn.execute(sql, params)
+        try:
+            yield conn
+        finally:
+            conn.rollback()
+
+
+def wait_for_blocked(url: str, blocker_pid: int, timeout: float = 20) -> int:
+    """The pid of the session waiting on *blocker_pid*'s lock."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = admin_execute(
+            url,
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND %s = ANY(pg_blocking_pids(pid))",
+            [blocker_pid],
+        )
+        if rows:
+            return rows[0][0]
+        time.sleep(0.02)
+    raise AssertionError("the put never blocked on the held lock")
+
+
+def kill_until_done(url: str, blocker_pid: int, t: threading.Thread, limit: int = 5) -> int:
+    """Terminate every attempt of the blocked call (the saver may retry on a
+    fresh connection) until it gives up; return the number of kills."""
+    kills = 0
+    while t.is_alive() and kills < limit:
+        try:
+            victim = wait_for_blocked(url, blocker_pid, timeout=2 if kills else 20)
+        except AssertionError:
+            if kills:
+                break
+            raise
+        admin_execute(url, "SELECT pg_terminate_backend(%s)", [victim])
+        kills += 1
+        time.sleep(0.05)
+    t.join(30)
+    assert not t.is_alive(), f"the call still runs after {kills} kills"
+    return kills
+
+
+def in_thread(fn: Any) -> tuple[threading.Thread, list[Any]]:
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(("ok", fn()))
+        except BaseException as exc:  # noqa: BLE001
+            outcome.append(("error", exc))
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, outcome
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+@pytest.mark.parametrize("held", ["thread_row", "checkpoint_row"])
+def test_put_killed_half_way_is_absent(saver, saver_target, held: str) -> None:
+    """The put blocks on a lock (its first statement, or its last: the
+    checkpoint row after objects and values went in), its session is
+    terminated -- and so is every retry the saver makes on a fresh connection,
+    until it gives up with an error: nothing of it remains, the thread reads as before, and the
+    next step (a new run, after loading the thread) works."""
+    url = saver_target.conn_string
+    sim = SimThread(saver, f"kill-put-{uuid.uuid4().hex[:8]}")
+    for _ in range(6):
+        sim.run_step()
+    st = sim.prepare()
+    sim.send_writes(st)
+    before = row_counts("postgres", url, saver, sim.thread_id)
+    if held == "thread_row":
+        sql = f"SELECT 1 FROM {qualified(saver, 'threads')} WHERE thread_id = %s FOR UPDATE"
+        params = [sim.thread_id]
+    else:
+        sql = (
+            f"INSERT INTO {qualified(saver, 'checkpoints')} (thread_id, checkpoint_ns, "
+            "checkpoint_id, parent_checkpoint_id, run_id, checkpoint, metadata, complete) "
+            "VALUES (%s, '', %s, NULL, NULL, '{}', '{}', true)"
+        )
+        params = [sim.thread_id, st.checkpoint["id"]]
+    with blocker(url, sql, params) as held_conn:
+        t, outcome = in_thread(lambda: sim.send_put(st))
+        kill_until_done(url, held_conn.info.backend_pid, t)
+    assert outcome and outcome[0][0] == "error", outcome
+    assert saver.get_tuple(sim.config(st.checkpoint["id"])) is None
+    assert row_counts("postgres", url, saver, sim.thread_id) == before
+    assert sim.verify() == 6  # the thread is exactly as before
+    sim.run_step()  # a new run continues from the last checkpoint
+    assert sim.verify() == 7
+    # the error is the driver's or ours, never an internal one
+    assert isinstance(outcome[0][1], fault_errors()), repr(outcome[0][1])
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_put_writes_killed_half_way_is_absent(saver, saver_target) -> None:
+    """A put_writes of three writes is killed (every attempt) while the second
+    one waits on a lock: none of the three is stored (no partial task output)."""
+    url = saver_target.conn_string
+    sim = SimThread(saver, f"kill-writes-{uuid.uuid4().hex[:8]}")
+    for _ in range(3):
+        sim.run_step()
+    cid = sim.order[-1]
+    before = row_counts("postgres", url, saver, sim.thread_id)
+    writes = [("messages", ["w0"]), ("step", 100), ("doc", {"w": 2})]
+    sql = (
+        f"INSERT INTO {qualified(saver, 'writes')} (thread_id, checkpoint_ns, checkpoint_id, "
+        "task_id, idx, channel, task_path, kind, refs) VALUES (%s, '', %s, 'task-k', 1, 'x', '', 1, '')"
+    )
+    with blocker(url, sql, [sim.thread_id, cid]) as held_conn:
+        t, outcome = in_thread(lambda: saver.put_writes(sim.config(cid), writes, "task-k"))
+        kill_until_done(url, held_conn.info.backend_pid, t)
+    assert outcome and outcome[0][0] == "error", outcome
+    assert row_counts("postgres", url, saver, sim.thread_id) == before
+    assert saver.get_tuple(sim.config(cid)).pending_writes == []
+    saver.put_writes(sim.config(cid), writes, "task-k")
+    assert [w[2] for w in saver.get_tuple(sim.config(cid)).pending_writes] == [["w0"], 100, {"w": 2}]
+    assert isinstance(outcome[0][1], fault_errors()), repr(outcome[0][1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_random_kills_under_load_leave_no_partial_checkpoint(make_saver, saver_target) -> None:
+    """4 writers step their threads while a killer terminates their sessions at
+    random moments for a few seconds. A step that fails is retried the way an
+    application would (load the thread, run again). Afterwards every
+    checkpoint ever attempted is absent or whole, and every task's writes are
+    all there or not at all."""
+    url = saver_target.conn_string
+    app = f"cpg-victim-{uuid.uuid4().hex[:6]}"
+    sep = "&" if "?" in url else "?"
+    with make_saver(conn_string=f"{url}{sep}application_name={app}", pool_size=4) as saver:
+        stop = threading.Event()
+        attempted: dict[str, Any] = {}
+        sims: list[SimThread] = []
+        failures = [0]
+        errors: list[BaseException] = []
+
+        def writer(i: int) -> None:
+            sim = SimThread(saver, f"chaos-{i}-{uuid.uuid4().hex[:6]}")
+            sims.append(sim)
+            try:
+                while not stop.is_set():
+                    st = sim.prepare()
+                    attempted[st.checkpoint["id"]] = (sim, sim.expected_of(st))
+                    try:
+                        sim.send_writes(st)
+                        sim.send_put(st)
+                    except Exception:  # noqa: BLE001 - which error: see the tests above
+                        failures[0] += 1
+                        # did it commit before the session died? then it counts
+                        for _ in range(50):
+                            try:
+                                tup = saver.get_tuple(sim.config(st.checkpoint["id"]))
+                                break
+                            except Exception:  # noqa: BLE001
+                                time.sleep(0.01)
+                        else:
+                            raise AssertionError("the saver never recovered")
+                        if tup is not None:
+                            sim.commit(st)
+                        for _ in range(50):
+                            try:
+                                saver.get_tuple(sim.config())  # a new run loads the thread
+                                break
+                            except Exception:  # noqa: BLE001
+                                time.sleep(0.01)
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        workers = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+        for t in workers:
+            t.start()
+        rnd = random.Random(5)
+        kills = 0
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            time.sleep(rnd.uniform(0.0, 0.05))
+            kills += pg_terminate(url, application_name=app)
+        stop.set()
+        for t in workers:
+            t.join(60)
+        if errors:
+            raise errors[0]
+        assert kills > 10 and failures[0] > 0, (kills, failures)
+
+        for sim in sims:
+            sim.verify()
+        for cid, (sim, exp) in attempted.items():
+            tup = saver.get_tuple(sim.config(cid))
+            if tup is not None:
+                sim.check_tuple(tup, cid, sim.expected.get(cid, exp))
+            else:
+                assert cid not in sim.expected
+        # task writes: all or nothing per task
+        for sim in sims:
+            for cid in sim.order:
+                tup = saver.get_tuple(sim.config(cid))
+                by_task: dict[str, int] = {}
+                for task_id, _, _ in tup.pending_writes:
+                    by_task[task_id] = by_task.get(task_id, 0) + 1
+                assert all(n == 2 for n in by_task.values()), by_task
+
+
+# --------------------------------------------------------------------------
+# The driver fails at each statement of a put in turn (both backends)
+# --------------------------------------------------------------------------
+
+
+class FaultInjected(Exception):
+    """Raised by the fault-injecting connection instead of running a statement."""
+
+
+class Injector:
+    """Counts statements; when armed, the n-th one raises instead of running."""
+
+    def __init__(self) -> None:
+        self.countdown: int | None = None
+        self.fired = False
+
+    def arm(self, n: int) -> None:
+        self.countdown, self.fired = n, False
+
+    def disarm(self) -> None:
+        self.countdown = None
+
+    def tick(self, sql: str) -> None:
+        if self.countdown is None or sql.lstrip().upper().startswith("ROLLBACK"):
+            return
+        self.countdown -= 1
+        if self.countdown == 0:
+            self.countdown = None
+            self.fired = True
+            raise FaultInjected(sql[:60])
+
+
+@contextmanager
+def faulty_saver(backend: str, conn_string: str, options: dict[str, Any]) -> Iterator[tuple[Any, Injector]]:
+    """A sync saver on one connection whose statements can be made to fail."""
+    inj = Injector()
+    if backend == "sqlite":
+        from checkpoint_pg import SqliteSaver  # noqa: PLC0415
+
+        class FaultySqlite(sqlite3.Connection):
+            def execute(self, sql: str, *args: Any) -> Any:  # type: ignore[override]
+                inj.tick(sql)
+                return super().execute(sql, *args)
+
+            def executemany(self, sql: str, *args: Any) -> Any:  # type: ignore[override]
+                inj.tick(sql)
+                return super().executemany(sql, *args)
+
+        conn = sqlite3.connect(
+            conn_string, factory=FaultySqlite, check_same_thread=False, isolation_level=None
+        )
+        try:
+            saver = SqliteSaver(conn, **options)
+            saver.setup()
+            yield saver, inj
+        finally:
+            conn.close()
+    else:
+        import psycopg  # noqa: PLC0415
+
+        from checkpoint_pg import PostgresSaver  # noqa: PLC0415
+
+        class FaultyCursor(psycopg.Cursor):
+            def execute(self, query: Any, params: Any = None, **kw: Any) -> Any:  # type: ignore[override]
+                inj.tick(str(query))
+                return super().execute(query, params, **kw)
+
+        with psycopg.connect(
+            conn_string, autocommit=True, prepare_threshold=None, cursor_factory=FaultyCursor
+        ) as conn:
+            saver = PostgresSaver(conn, **options)
+            saver.setup()
+            yield saver, inj
+
+
+def test_put_fails_at_every_statement(backend: str, saver_target) -> None:
+    """For n = 1, 2, ...: the n-th statement of a put fails. Each failed attempt
+    leaves no row; the loop ends when n passes the last statement and the put
+    commits whole."""
+    with faulty_saver(backend, saver_target.conn_string, saver_target.options) as (saver, inj):
+        sim = SimThread(saver, f"every-stmt-{uuid.uuid4().hex[:8]}")
+        for _ in range(5):
+            sim.run_step()  # messages are now list deltas, doc is carried over
+        for _round in range(2):
+            st = sim.prepare()
+            sim.send_writes(st)
+            before = row_counts(backend, saver_target.conn_string, saver, sim.thread_id)
+            for n in range(1, 100):
+                inj.arm(n)
+                try:
+                    sim.send_put(st)
+                except FaultInjected:
+                    assert inj.fired
+                    assert row_counts(backend, saver_target.conn_string, saver, sim.thread_id) == before
+                    assert saver.get_tuple(sim.config(st.checkpoint["id"])) is None
+                    continue
+                finally:
+                    inj.disarm()
+                break
+            else:
+                pytest.fail("the put never succeeded")
+            assert n > 1
+            assert sim.verify() == 6 + _round
+
+
+def test_put_writes_fails_at_every_statement(backend: str, saver_target) -> None:
+    """Same for put_writes with regular and special (error) writes."""
+    with faulty_saver(backend, saver_target.conn_string, saver_target.options) as (saver, inj):
+        sim = SimThread(saver, f"every-wstmt-{uuid.uuid4().hex[:8]}")
+        for _ in range(3):
+            sim.run_step()
+        cid = sim.order[-1]
+        writes = [("messages", ["a", "b"]), ("step", 7), ("__error__", "boom"), ("doc", {"x": 1})]
+        before = row_counts(backend, saver_target.conn_string, saver, sim.thread_id)
+        for n in range(1, 100):
+            inj.arm(n)
+            try:
+                saver.put_writes(sim.config(cid), writes, "task-x")
+            except FaultInjected:
+                assert row_counts(backend, saver_target.conn_string, saver, sim.thread_id) == before
+                continue
+            finally:
+                inj.disarm()
+            break
+        pending = saver.get_tuple(sim.config(cid)).pending_writes
+        assert sorted((c, repr(v)) for _, c, v in pending) == sorted((c, repr(v)) for c, v in writes)
+
+
+# --------------------------------------------------------------------------
+# The serializer raises part-way through
+# --------------------------------------------------------------------------
+
+
+class Boom:
+    """A value the failing serializer refuses."""
+
+
+class FailingSerde(JsonPlusSerializer):
+    """JsonPlusSerializer that raises (or interrupts) on `Boom` values."""
+
+    def __init__(self, exc: type[BaseException] = RuntimeError) -> None:
+        super().__init__()
+        self.exc = exc
+
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        if isinstance(obj, Boom):
+            raise self.exc("serializer failed on purpose")
+        return super().dumps_typed(obj)
+
+
+def boom_step(sim: SimThread) -> Step:
+    """The next step with a failing value in a channel after the others."""
+    st = sim.prepare()
+    st.checkpoint["channel_values"]["zz_bad"] = Boom()
+    version = sim.saver.get_next_version(None, None)
+    st.checkpoint["channel_versions"]["zz_bad"] = version
+    st.new_versions["zz_bad"] = version
+    return st
+
+
+def test_serializer_raising_mid_put_writes_nothing(make_saver, saver_target, backend: str) -> None:
+    from checkpoint_pg import CheckpointPgError, SerializationError  # noqa: PLC0415
+
+    with make_saver(serde=FailingSerde()) as saver:
+        sim = SimThread(saver, f"serde-put-{uuid.uuid4().hex[:8]}")
+        for _ in range(4):
+            sim.run_step()
+        before = row_counts(backend, saver_target.conn_string, saver)
+        st = boom_step(sim)
+        with pytest.raises(SerializationError) as info:
+            saver.put(sim.config(st.parent), st.checkpoint, st.metadata, st.new_versions)
+        assert isinstance(info.value, CheckpointPgError)
+        assert row_counts(backend, saver_target.conn_string, saver) == before
+        assert saver.get_tuple(sim.config(st.checkpoint["id"])) is None
+        assert sim.verify() == 4
+        sim.run_step()
+        assert sim.verify() == 5
+
+
+def test_failed_put_does_not_spoil_the_next_one(make_saver, backend: str) -> None:
+    """After a put fails (here: the serializer raises on a later channel), the
+    same run's next put -- new versions, same list prefix, no reload in
+    between -- must be accepted. It must not build on the list version the
+    failed put planned but never stored (IntegrityError would follow)."""
+    with make_saver(serde=FailingSerde()) as saver:
+        sim = SimThread(saver, f"spoil-{uuid.uuid4().hex[:8]}")
+        for _ in range(3):
+            sim.run_step()
+        st = boom_step(sim)
+        with pytest.raises(Exception):  # noqa: B017 - SerializationError, checked above
+            saver.put(sim.config(st.parent), st.checkpoint, st.metadata, st.new_versions)
+        # same step again without the bad channel; the message list is the same objects
+        retry = sim.prepare()
+        retry.checkpoint["channel_values"]["messages"] = st.checkpoint["channel_values"]["messages"]
+        sim.send_put(retry)
+        assert sim.verify() == 4
+
+
+def test_serializer_raising_mid_put_writes_stores_no_write(make_saver, saver_target, backend: str) -> None:
+    from checkpoint_pg import SerializationError  # noqa: PLC0415
+
+    with make_saver(serde=FailingSerde()) as saver:
+        sim = SimThread(saver, f"serde-writes-{uuid.uuid4().hex[:8]}")
+        sim.run_step()
+        cid = sim.order[-1]
+        before = row_counts(backend, saver_target.conn_string, saver)
+        with pytest.raises(SerializationError):
+            saver.put_writes(sim.config(cid), [("a", "fine"), ("b", Boom()), ("c", [1, 2])], "task-1")
+        assert row_counts(backend, saver_target.conn_string, saver) == before
+        assert saver.get_tuple(sim.config(cid)).pending_writes == []
+
+
+def test_interrupt_inside_serializer_leaves_saver_usable(make_saver, saver_target, backend: str) -> None:
+    """A KeyboardInterrupt (not an Exception) raised while a put is being
+    prepared propagates unchanged, writes nothing, and leaves no open
+    transaction or broken connection behind."""
+    with make_saver(serde=FailingSerde(KeyboardInterrupt)) as saver:
+        sim = SimThread(saver, f"kbd-{uuid.uuid4().hex[:8]}")
+        for _ in range(2):
+            sim.run_step()
+        before = row_counts(backend, saver_target.conn_string, saver)
+        st = boom_step(sim)
+        with pytest.raises(KeyboardInterrupt):
+            saver.put(sim.config(st.parent), st.checkpoint, st.metadata, st.new_versions)
+        with pytest.raises(KeyboardInterrupt):
+            saver.put_writes(sim.config(sim.order[-1]), [("a", 1), ("b", Boom())], "t")
+        assert row_counts(backend, saver_target.conn_string, saver) == before
+        sim.verify()
+        for _ in range(2):
+            sim.run_step()
+        assert sim.verify() == 4
+
+
+# --------------------------------------------------------------------------
+# Dead connections
+# --------------------------------------------------------------------------
+
+
+def fill_pool(saver: Any, tag: str, n: int = 4) -> list[SimThread]:
+    """Run n threads at once so the pool opens several connections."""
+    sims = [SimThread(saver, f"{tag}-{i}") for i in range(n)]
+    workers = [threading.Thread(target=lambda s=s: [s.run_step() for _ in range(5)]) for s in sims]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(60)
+    return sims
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_dead_idle_connections_are_replaced(make_saver, fresh_pg_url: str) -> None:
+    """The server terminates every idle session (as managed databases do during
+    a long LLM call): the next operations through the pool just work."""
+    with make_saver(conn_string=fresh_pg_url, pool_size=4) as saver:
+        sims = fill_pool(saver, "dead")
+        for _round in range(3):
+            time.sleep(0.2)  # let the pool return every connection
+            killed = pg_terminate(fresh_pg_url, only_idle=True)
+            assert killed >= 1
+            for sim in sims:  # each op may meet a dead connection; none may fail
+                sim.run_step()
+            for sim in sims:
+                sim.verify()
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_dead_idle_connections_are_replaced_async(make_async_saver, fresh_pg_url: str) -> None:
+    async with make_async_saver(conn_string=fresh_pg_url, pool_size=4) as saver:
+        sims = [SimThread(saver, f"adead-{i}") for i in range(4)]
+        await asyncio.gather(*(s.arun_step() for s in sims))
+        for _round in range(3):
+            await asyncio.sleep(0.2)
+            killed = await asyncio.to_thread(pg_terminate, fresh_pg_url, only_idle=True)
+            assert killed >= 1
+            for sim in sims:
+                await sim.arun_step()
+            for sim in sims:
+                await sim.averify()
+
+
+# --------------------------------------------------------------------------
+# Restart between two supersteps (a private server)
+# --------------------------------------------------------------------------
+
+
+def chain_reference(names: list[str]) -> dict[str, Any]:
+    graph = build_chain(InMemorySaver(), names)
+    config = {"configurable": {"thread_id": "ref"}}
+    graph.invoke({"log": ["start"]}, config, durability="sync")
+    return {
+        "values": graph.get_state(config).values,
+        "steps": [s.metadata["step"] for s in graph.get_state_history(config)],
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+def test_restart_between_supersteps(throwaway_postgres, mode: str) -> None:
+    """Postgres stops and starts (``fast``: clean shutdown; ``immediate``: a
+    crash with WAL recovery) while a run is between two supersteps -- inside
+    a node, after the previous step's checkpoint committed. The run goes on
+    through the pool's fresh connections, and the thread's history is
+    complete: same values and steps as the same run on InMemorySaver."""
+    from checkpoint_pg import PostgresSaver  # noqa: PLC0415
+
+    server = throwaway_postgres
+    names = ["a", "b", "c", "d"]
+    restarts = []
+
+    with PostgresSaver.from_conn_string(server.url) as saver:
+        saver.setup()
+
+        def restart_in_node(state: dict[str, Any]) -> dict[str, Any]:
+            server.restart(mode)
+            restarts.append(mode)
+            return {"log": ["restarted"]}
+
+        from langgraph.graph import END, START, StateGraph  # noqa: PLC0415
+
+        from graphs import ChainState  # noqa: PLC0415
+
+        builder = StateGraph(ChainState)
+        builder.add_node("a", lambda s: {"log": ["a"]})
+        builder.add_node("b", restart_in_node)
+        builder.add_node("c", lambda s: {"log": ["c"]})
+        builder.add_edge(START, "a")
+        builder.add_edge("a", "b")
+        builder.add_edge("b", "c")
+        builder.add_edge("c", END)
+        graph = builder.compile(checkpointer=saver)
+        config = {"configurable": {"thread_id": "restart"}}
+        graph.invoke({"log": ["start"]}, config, durability="sync")
+        assert restarts == [mode]
+        assert graph.get_state(config).values == {"log": ["start", "a", "restarted", "c"]}
+        history = list(graph.get_state_history(config))
+        assert [s.metadata["step"] for s in history] == [3, 2, 1, 0, -1]
+        for snap in history:  # every checkpoint reads back whole
+            assert saver.get_tuple(snap.config) is not None
+
+        # and between two invocations (the saver idle in between)
+        server.restart(mode)
+        graph2 = build_chain(saver, names)
+        config2 = {"configurable": {"thread_id": "restart-2"}}
+        graph2.invoke({"log": ["start"]}, config2, durability="sync", interrupt_after=["b"])
+        server.restart(mode)
+        graph2.invoke(None, config2, durability="sync")
+        ref = chain_reference(names)
+        assert normalize(graph2.get_state(config2).values) == normalize(ref["values"])
+        assert [s.metadata["step"] for s in graph2.get_state_history(config2)] == ref["steps"]
