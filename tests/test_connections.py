@@ -1,0 +1,620 @@
+"""What the savers can be built on, and what each call costs in round trips.
+
+- PostgresSaver on a psycopg Connection (autocommit or not), a psycopg_pool
+  ConnectionPool, a SQLAlchemy Engine (postgresql+psycopg);
+- AsyncPostgresSaver on an AsyncConnection and an AsyncConnectionPool;
+- SqliteSaver on a sqlite3.Connection, a path and a ``sqlite:///`` URL;
+- both Postgres savers through a real PgBouncer in transaction mode;
+- an async saver's sync methods from another thread, and the clear error when
+  they are called on the saver's own event loop;
+- round trips per call on Postgres (issue 6): put, put_writes and get_tuple
+  each take one.
+
+Each connection kind runs a small real graph (the seed tool agent) and the
+result is read back through a *separate* connection, so data left in an
+uncommitted transaction would be caught.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import empty_checkpoint
+
+from graphs import build_tool_agent, weather_question
+
+
+def new_config() -> RunnableConfig:
+    return {"configurable": {"thread_id": f"conn-{uuid.uuid4().hex[:10]}"}}
+
+
+def prefix() -> str:
+    return f"c{secrets.token_hex(4)}_"
+
+
+def check_graph_run(state_values: dict[str, Any]) -> None:
+    msgs = state_values["messages"]
+    assert [type(m).__name__ for m in msgs] == [
+        "HumanMessage", "AIMessage", "ToolMessage", "ToolMessage", "AIMessage",
+    ]
+    assert msgs[-1].content == "Here is what I found: Paris: 21C and sunny; Paris: 12:00"
+
+
+def run_graph(saver: Any) -> RunnableConfig:
+    """The seed tool agent, one turn; returns the thread's config after checking the state."""
+    graph = build_tool_agent(saver)
+    config = new_config()
+    graph.invoke(weather_question("Paris"), config)
+    check_graph_run(graph.get_state(config).values)
+    assert len(list(graph.get_state_history(config))) == 5
+    return config
+
+
+async def arun_graph(saver: Any) -> RunnableConfig:
+    graph = build_tool_agent(saver)
+    config = new_config()
+    await graph.ainvoke(weather_question("Paris"), config)
+    check_graph_run((await graph.aget_state(config)).values)
+    assert len([s async for s in graph.aget_state_history(config)]) == 5
+    return config
+
+
+def pg_checkpoints(url: str, pfx: str, config: RunnableConfig, schema: str | None = None) -> int:
+    """Checkpoints of the thread, counted through a connection of the test's own."""
+    import psycopg  # noqa: PLC0415
+
+    table = f'"{schema}"."{pfx}checkpoints"' if schema else f'"{pfx}checkpoints"'
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            f"SELECT count(*) FROM {table} WHERE thread_id = %s",
+            [config["configurable"]["thread_id"]],
+        ).fetchone()
+    return row[0]
+
+
+def sqlite_checkpoints(path: str, config: RunnableConfig, pfx: str = "cpg_") -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(
+            f"SELECT count(*) FROM {pfx}checkpoints WHERE thread_id = ?",
+            [config["configurable"]["thread_id"]],
+        ).fetchone()[0]
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------
+# PostgresSaver on each kind of connection
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("autocommit", [True, False], ids=["autocommit", "transactional"])
+def test_postgres_saver_on_a_psycopg_connection(pg_url: str, autocommit: bool) -> None:
+    """A psycopg Connection, autocommit or not: the graph runs and every checkpoint is committed.
+
+    On a non-autocommit connection the saver leaves no transaction open.
+    """
+    import psycopg  # noqa: PLC0415
+
+    from checkpoint_pg import PostgresSaver  # noqa: PLC0415
+
+    pfx = prefix()
+    with psycopg.connect(pg_url, autocommit=autocommit, prepare_threshold=None) as conn:
+        saver = PostgresSaver(conn, prefix=pfx)
+        saver.setup()
+        config = run_graph(saver)
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert conn.autocommit is autocommit  # the saver restored what it found
+    assert pg_checkpoints(pg_url, pfx, config) == 5
+
+
+@pytest.mark.parametrize("autocommit", [True, False], ids=["autocommit", "transactional"])
+def test_postgres_saver_on_a_connection_pool(pg_url: str, autocommit: bool) -> None:
+    """A psycopg_pool ConnectionPool the caller owns (connections autocommit or not)."""
+    from psycopg_pool import ConnectionPool  # noqa: PLC0415
+
+    from checkpoint_pg import PostgresSaver  # noqa: PLC0415
+
+    pfx = prefix()
+    kwargs = {"autocommit": autocommit, "prepare_threshold": None}
+    with ConnectionPool(pg_url, min_size=1, max_size=3, kwargs=kwargs, open=True) as pool:
+        saver = PostgresSaver(pool, prefix=pfx)
+        saver.setup()
+        config = run_graph(saver)
+        # the pool is still usable by its owner, and its connections came back idle
+        with pool.connection() as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert pool.get_stats()["pool_size"] <= 3
+    assert pg_checkpoints(pg_url, pfx, config) == 5
+
+
+def test_postgres_saver_on_a_sqlalchemy_engine(pg_url: str) -> None:
+    """A SQLAlchemy Engine with the psycopg driver; the engine stays usable afterwards."""
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    from checkpoint_pg import PostgresSaver  # noqa: PLC0415
+
+    pfx = prefix()
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        saver = PostgresSaver(engine, prefix=pfx)
+        saver.setup()
+        config = run_graph(saver)
+        with engine.connect() as sc:
+            n = sc.execute(
+                sa.text(f'SELECT count(*) FROM "{pfx}checkpoints" WHERE thread_id = :t'),
+                {"t": config["configurable"]["thread_id"]},
+            ).scalar_one()
+        assert n == 5
+    finally:
+        engine.dispose()
+    assert pg_checkpoints(pg_url, pfx, config) == 5
+
+
+def test_postgres_saver_refuses_other_engines(tmp_path: Path) -> None:
+    """An engine that is not postgresql+psycopg is refused with a ConfigError naming the driver."""
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    from checkpoint_pg import ConfigError, PostgresSaver  # noqa: PLC0415
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    try:
+        with pytest.raises(ConfigError, match="postgresql\\+psycopg"):
+            PostgresSaver(engine)
+    finally:
+        engine.dispose()
+
+
+# --------------------------------------------------------------------------
+# AsyncPostgresSaver
+# --------------------------------------------------------------------------
+
+
+async def test_async_postgres_saver_on_an_async_connection(pg_url: str) -> None:
+    """An AsyncConnection (autocommit): ainvoke runs and the checkpoints are committed."""
+    import psycopg  # noqa: PLC0415
+
+    from checkpoint_pg import AsyncPostgresSaver  # noqa: PLC0415
+
+    pfx = prefix()
+    async with await psycopg.AsyncConnection.connect(
+        pg_url, autocommit=True, prepare_threshold=None
+    ) as conn:
+        saver = AsyncPostgresSaver(conn, prefix=pfx)
+        await saver.asetup()
+        config = await arun_graph(saver)
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert pg_checkpoints(pg_url, pfx, config) == 5
+
+
+async def test_async_postgres_saver_on_an_async_pool(pg_url: str) -> None:
+    """An AsyncConnectionPool the caller owns."""
+    from psycopg_pool import AsyncConnectionPool  # noqa: PLC0415
+
+    from checkpoint_pg import AsyncPostgresSaver  # noqa: PLC0415
+
+    pfx = prefix()
+    kwargs = {"autocommit": True, "prepare_threshold": None}
+    async with AsyncConnectionPool(pg_url, min_size=1, max_size=3, kwargs=kwargs, open=False) as pool:
+        saver = AsyncPostgresSaver(pool, prefix=pfx)
+        await saver.asetup()
+        config = await arun_graph(saver)
+    assert pg_checkpoints(pg_url, pfx, config) == 5
+
+
+# --------------------------------------------------------------------------
+# SqliteSaver
+# --------------------------------------------------------------------------
+
+
+def test_sqlite_saver_on_a_sqlite3_connection(tmp_path: Path) -> None:
+    """A sqlite3.Connection the caller opened (shared across threads, as LangGraph needs)."""
+    from checkpoint_pg import SqliteSaver  # noqa: PLC0415
+
+    path = str(tmp_path / "conn.db")
+    conn = sqlite3.connect(path, check_same_thread=False)
+    try:
+        saver = SqliteSaver(conn)
+        saver.setup()
+        config = run_graph(saver)
+        assert not conn.in_transaction
+    finally:
+        conn.close()
+    assert sqlite_checkpoints(path, config) == 5
+
+
+@pytest.mark.parametrize("form", ["path", "url"])
+def test_sqlite_saver_from_a_path_or_url(tmp_path: Path, form: str) -> None:
+    """``from_conn_string`` takes a plain path and ``sqlite:///path``; the file is in WAL mode."""
+    from checkpoint_pg import SqliteSaver  # noqa: PLC0415
+
+    path = str(tmp_path / f"{form}.db")
+    target = path if form == "path" else f"sqlite:///{path}"
+    with SqliteSaver.from_conn_string(target) as saver:
+        saver.setup()
+        config = run_graph(saver)
+    assert Path(path).exists()
+    assert sqlite_checkpoints(path, config) == 5
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()
+    # the same file opened again through the other spelling reads the same thread
+    other = f"sqlite:///{path}" if form == "path" else path
+    with SqliteSaver.from_conn_string(other) as saver:
+        check_graph_run(build_tool_agent(saver).get_state(config).values)
+
+
+async def test_async_sqlite_saver_on_a_path(tmp_path: Path) -> None:
+    """AsyncSqliteSaver.from_conn_string on a path runs ainvoke."""
+    from checkpoint_pg import AsyncSqliteSaver  # noqa: PLC0415
+
+    path = str(tmp_path / "async.db")
+    async with AsyncSqliteSaver.from_conn_string(path) as saver:
+        await saver.asetup()
+        config = await arun_graph(saver)
+    assert sqlite_checkpoints(path, config) == 5
+
+
+# --------------------------------------------------------------------------
+# PgBouncer, transaction mode
+# --------------------------------------------------------------------------
+
+
+def _advisory_locks(pg_url: str) -> list[tuple]:
+    import psycopg  # noqa: PLC0415
+
+    from checkpoint_pg.migrate import ADVISORY_LOCK_KEY  # noqa: PLC0415
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT pid, granted FROM pg_locks WHERE locktype = 'advisory' AND objid = %s",
+            [ADVISORY_LOCK_KEY & 0xFFFFFFFF],
+        ).fetchall()
+
+
+def test_postgres_saver_through_pgbouncer(pgbouncer_url: str, pg_url: str) -> None:
+    """PostgresSaver through transaction-mode PgBouncer: setup, a graph, and concurrent threads.
+
+    setup() leaves no advisory lock behind on a pooled server connection (which
+    would block every later setup() in transaction pooling).
+    """
+    from checkpoint_pg import PostgresSaver  # noqa: PLC0415
+
+    pfx = prefix()
+    with PostgresSaver.from_conn_string(pgbouncer_url, prefix=pfx, pool_size=4) as saver:
+        saver.setup()
+        saver.setup()
+        assert _advisory_locks(pg_url) == []
+        config = run_graph(saver)
+        errors: list[BaseException] = []
+        configs: list[RunnableConfig] = []
+
+        def worker() -> None:
+            try:
+                configs.append(run_graph(saver))
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors, errors
+        assert len(configs) == 4
+    assert pg_checkpoints(pg_url, pfx, config) == 5
+    assert all(pg_checkpoints(pg_url, pfx, c) == 5 for c in configs)
+    # a second saver (another process would do the same) sets up again through the pooler
+    with PostgresSaver.from_conn_string(pgbouncer_url, prefix=pfx) as again:
+        again.setup()
+        check_graph_run(build_tool_agent(again).get_state(config).values)
+    assert _advisory_locks(pg_url) == []
+
+
+async def test_async_postgres_saver_through_pgbouncer(pgbouncer_url: str, pg_url: str) -> None:
+    """AsyncPostgresSaver through transaction-mode PgBouncer, including concurrent runs."""
+    from checkpoint_pg import AsyncPostgresSaver  # noqa: PLC0415
+
+    pfx = prefix()
+    async with AsyncPostgresSaver.from_conn_string(pgbouncer_url, prefix=pfx) as saver:
+        await saver.asetup()
+        await saver.asetup()
+        configs = await asyncio.gather(*(arun_graph(saver) for _ in range(4)))
+    assert _advisory_locks(pg_url) == []
+    assert [pg_checkpoints(pg_url, pfx, c) for c in configs] == [5, 5, 5, 5]
+
+
+# --------------------------------------------------------------------------
+# An async saver's sync methods
+# --------------------------------------------------------------------------
+
+
+async def test_async_saver_sync_methods_work_from_another_thread(async_saver: Any) -> None:
+    """get_tuple / list / put_writes / get_next_version of an async saver work from a worker thread."""
+    config = await arun_graph(async_saver)
+    expected = await async_saver.aget_tuple(config)
+    got = await asyncio.to_thread(async_saver.get_tuple, config)
+    assert got is not None and expected is not None
+    assert got.checkpoint == expected.checkpoint
+    assert got.config == expected.config
+    listed = await asyncio.to_thread(lambda: list(async_saver.list(config)))
+    assert [t.config for t in listed] == [t.config async for t in async_saver.alist(config)]
+    assert len(listed) == 5
+
+    # a sync graph run on the async saver, from a thread
+    def sync_run() -> RunnableConfig:
+        return run_graph(async_saver)
+
+    other = await asyncio.to_thread(sync_run)
+    check_graph_run((await build_tool_agent(async_saver).aget_state(other)).values)
+
+
+@pytest.mark.parametrize(
+    ("method", "call"),
+    [
+        ("get_tuple", lambda s, c: s.get_tuple(c)),
+        ("list", lambda s, c: list(s.list(c))),
+        ("put_writes", lambda s, c: s.put_writes(c, [("x", 1)], "task")),
+        ("delete_thread", lambda s, c: s.delete_thread(c["configurable"]["thread_id"])),
+    ],
+)
+async def test_async_saver_sync_method_on_its_loop_raises(
+    async_saver: Any, method: str, call: Any
+) -> None:
+    """A sync method called on the saver's own event loop raises AsyncMisuseError naming a<method>."""
+    from checkpoint_pg import AsyncMisuseError  # noqa: PLC0415
+
+    config = await arun_graph(async_saver)
+    tup = await async_saver.aget_tuple(config)
+    with pytest.raises(AsyncMisuseError) as info:
+        call(async_saver, tup.config)
+    assert f"a{method}" in str(info.value)
+    # nothing was done, and the saver still works
+    after = await async_saver.aget_tuple(config)
+    assert after is not None and after.checkpoint == tup.checkpoint
+    assert after.pending_writes == tup.pending_writes
+
+
+# --------------------------------------------------------------------------
+# Round trips per call (issue 6)
+# --------------------------------------------------------------------------
+
+
+class RoundTrips:
+    """Counts client/server round trips of psycopg connections, in this thread.
+
+    Instruments the real driver (psycopg's own methods, not the database):
+    outside pipeline mode, every ``Connection.wait`` whose generator has to
+    wait for the server socket is one exchange (an execute, a BEGIN, a
+    COMMIT...); in pipeline mode a ``Pipeline.sync`` or the pipeline's exit is
+    one, and the waits inside the pipeline only queue.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import psycopg  # noqa: PLC0415
+
+        self.count = 0
+        self.statements: list[str] = []
+        self._quiet = threading.local()
+        self._thread = threading.get_ident()
+        rt = self
+
+        def mine() -> bool:
+            return threading.get_ident() == rt._thread and not getattr(rt._quiet, "n", 0)
+
+        def watched(gen: Any) -> Any:
+            # Drives psycopg's generator unchanged; a generator that has to wait
+            # for the socket at least once did an exchange with the server (one
+            # that returns at once, like COMMIT on an idle connection, did not).
+            try:
+                state = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            rt.count += 1
+            while True:
+                ready = yield state
+                try:
+                    state = gen.send(ready)
+                except StopIteration as stop:
+                    return stop.value
+
+        def wrap_wait(orig: Any) -> Any:
+            def wait(self: Any, gen: Any, *args: Any, **kwargs: Any) -> Any:
+                if mine() and not self._pipeline:
+                    gen = watched(gen)
+                return orig(self, gen, *args, **kwargs)
+
+            return wait
+
+        def wrap_await(orig: Any) -> Any:
+            async def wait(self: Any, gen: Any, *args: Any, **kwargs: Any) -> Any:
+                if mine() and not self._pipeline:
+                    gen = watched(gen)
+                return await orig(self, gen, *args, **kwargs)
+
+            return wait
+
+        def counted(orig: Any, counts: bool) -> Any:
+            def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+                if counts and mine():
+                    rt.count += 1
+                rt._quiet.n = getattr(rt._quiet, "n", 0) + 1
+                try:
+                    return orig(self, *args, **kwargs)
+                finally:
+                    rt._quiet.n -= 1
+
+            return method
+
+        def acounted(orig: Any, counts: bool) -> Any:
+            async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+                if counts and mine():
+                    rt.count += 1
+                rt._quiet.n = getattr(rt._quiet, "n", 0) + 1
+                try:
+                    return await orig(self, *args, **kwargs)
+                finally:
+                    rt._quiet.n -= 1
+
+            return method
+
+        def wrap_execute(orig: Any) -> Any:
+            def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+                if threading.get_ident() == rt._thread:
+                    rt.statements.append(str(query)[:80])
+                return orig(self, query, *args, **kwargs)
+
+            return execute
+
+        def wrap_aexecute(orig: Any) -> Any:
+            async def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+                if threading.get_ident() == rt._thread:
+                    rt.statements.append(str(query)[:80])
+                return await orig(self, query, *args, **kwargs)
+
+            return execute
+
+        mp = monkeypatch
+        mp.setattr(psycopg.Connection, "wait", wrap_wait(psycopg.Connection.wait))
+        mp.setattr(psycopg.AsyncConnection, "wait", wrap_await(psycopg.AsyncConnection.wait))
+        mp.setattr(psycopg.Pipeline, "sync", counted(psycopg.Pipeline.sync, True))
+        mp.setattr(psycopg.Pipeline, "__enter__", counted(psycopg.Pipeline.__enter__, False))
+        mp.setattr(psycopg.Pipeline, "__exit__", counted(psycopg.Pipeline.__exit__, True))
+        mp.setattr(psycopg.AsyncPipeline, "sync", acounted(psycopg.AsyncPipeline.sync, True))
+        mp.setattr(
+            psycopg.AsyncPipeline, "__aenter__", acounted(psycopg.AsyncPipeline.__aenter__, False)
+        )
+        mp.setattr(
+            psycopg.AsyncPipeline, "__aexit__", acounted(psycopg.AsyncPipeline.__aexit__, True)
+        )
+        mp.setattr(psycopg.Cursor, "execute", wrap_execute(psycopg.Cursor.execute))
+        mp.setattr(psycopg.AsyncCursor, "execute", wrap_aexecute(psycopg.AsyncCursor.execute))
+
+    @contextlib.contextmanager
+    def measure(self) -> Iterator[RoundTrips]:
+        self.count = 0
+        self.statements = []
+        yield self
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
+    return RoundTrips(monkeypatch)
+
+
+def _checkpoint(saver: Any, parent: dict[str, Any] | None, messages: list[Any]) -> tuple[Any, dict]:
+    cp = empty_checkpoint()
+    old = dict(parent or {})
+    ver = saver.get_next_version(old.get("messages"), None)
+    cp["channel_values"] = {"messages": messages, "step_note": f"n{len(messages)}"}
+    cp["channel_versions"] = {"messages": ver, "step_note": ver}
+    return cp, {"messages": ver, "step_note": ver}
+
+
+def test_round_trip_counter_counts_the_driver(pg_url: str, round_trips: RoundTrips) -> None:
+    """Self-test of the instrumentation: a statement is 1, BEGIN + statement + COMMIT is 3,
+    a COMMIT with no transaction open is 0, a pipeline sync is 1."""
+    import psycopg  # noqa: PLC0415
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        with round_trips.measure() as m:
+            conn.execute("SELECT 1")
+        assert m.count == 1
+        with round_trips.measure() as m:
+            with conn.transaction():
+                conn.execute("SELECT 1")
+        assert m.count == 3
+        with round_trips.measure() as m:
+            conn.commit()
+        assert m.count == 0
+        with round_trips.measure() as m:
+            with conn.pipeline() as p:
+                conn.execute("SELECT 1")
+                conn.execute("SELECT 2")
+                p.sync()
+        assert m.count == 2  # the sync, and the exit's final sync
+
+
+def test_postgres_saver_round_trips_per_call(pg_url: str, round_trips: RoundTrips) -> None:
+    """put, put_writes (regular or special writes) and get_tuple each make one round trip.
+
+    The first call of a saver also checks the schema revision (one more).
+    """
+    from checkpoint_pg import PostgresSaver  # noqa: PLC0415
+
+    with PostgresSaver.from_conn_string(pg_url, prefix=prefix()) as saver:
+        saver.setup()
+        config: RunnableConfig = {"configurable": {"thread_id": "rt", "checkpoint_ns": ""}}
+        with round_trips.measure() as m:
+            assert saver.get_tuple(config) is None
+        assert m.count <= 2, m.statements  # revision check + the read
+        msgs: list[Any] = [HumanMessage("hello", id="h1")]
+        parent_versions = None
+        for i in range(4):
+            msgs = msgs + [AIMessage(f"reply {i}", id=f"a{i}")]
+            cp, new_versions = _checkpoint(saver, parent_versions, msgs)
+            parent_versions = new_versions
+            with round_trips.measure() as m:
+                config = saver.put(config, cp, {"source": "loop", "step": i}, new_versions)
+            assert m.count == 1, (i, m.statements)
+            with round_trips.measure() as m:
+                saver.put_writes(
+                    config,
+                    [("messages", [ToolMessage("t", tool_call_id=f"c{i}", id=f"t{i}")]), ("n", i)],
+                    f"task-{i}",
+                    "~__pregel_pull, tools",
+                )
+            assert m.count == 1, (i, m.statements)
+            with round_trips.measure() as m:
+                saver.put_writes(config, [("__interrupt__", {"ask": i})], f"itask-{i}")
+            assert m.count == 1, (i, m.statements)
+            with round_trips.measure() as m:
+                tup = saver.get_tuple(config)
+            assert m.count == 1, (i, m.statements)
+            assert tup.checkpoint["channel_values"]["messages"] == msgs
+            assert len(tup.pending_writes) == 3
+            with round_trips.measure() as m:
+                latest = saver.get_tuple({"configurable": {"thread_id": "rt", "checkpoint_ns": ""}})
+            assert m.count == 1, m.statements
+            assert latest.config == config
+
+
+async def test_async_postgres_saver_round_trips_per_call(pg_url: str, round_trips: RoundTrips) -> None:
+    """aput, aput_writes and aget_tuple each make one round trip."""
+    from checkpoint_pg import AsyncPostgresSaver  # noqa: PLC0415
+
+    async with AsyncPostgresSaver.from_conn_string(pg_url, prefix=prefix()) as saver:
+        await saver.asetup()
+        config: RunnableConfig = {"configurable": {"thread_id": "art", "checkpoint_ns": ""}}
+        with round_trips.measure() as m:
+            assert await saver.aget_tuple(config) is None
+        assert m.count <= 2, m.statements
+        msgs: list[Any] = [HumanMessage("hello", id="h1")]
+        parent_versions = None
+        for i in range(3):
+            msgs = msgs + [AIMessage(f"reply {i}", id=f"a{i}")]
+            cp, new_versions = _checkpoint(saver, parent_versions, msgs)
+            parent_versions = new_versions
+            with round_trips.measure() as m:
+                config = await saver.aput(config, cp, {"source": "loop", "step": i}, new_versions)
+            assert m.count == 1, (i, m.statements)
+            with round_trips.measure() as m:
+                await saver.aput_writes(config, [("messages", [AIMessage("w", id=f"w{i}")])], f"t{i}")
+            assert m.count == 1, (i, m.statements)
+            with round_trips.measure() as m:
+                tup = await saver.aget_tuple(config)
+            assert m.count == 1, (i, m.statements)
+            assert tup.checkpoint["channel_values"]["messages"] == msgs
