@@ -1,0 +1,631 @@
+"""Bad input: every refusal is a clear error from `CheckpointPgError`, and
+nothing is half-written (the row counts of every table are unchanged).
+
+Decisions tested here (see also core/config.py):
+
+* thread ids are ``str`` (a ``uuid.UUID`` is taken as its canonical string);
+  ints are refused, so ``1`` and ``"1"`` never silently become one thread;
+* NUL characters in *values* round trip (values are stored as bytes); in
+  metadata (stored as JSON / JSONB) and in identifiers they are refused;
+* a value is checked against ``max_value_bytes`` one stored object at a time:
+  a list is stored element by element, so the limit applies per element.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import uuid
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.base import empty_checkpoint
+
+from faultkit import SimThread, ids_of, qualified, raw_connection, row_counts
+
+
+class PickleOnly:
+    """Instances serialize with pickle only (msgpack refuses a plain class)."""
+
+    def __init__(self) -> None:
+        self.x = 1
+
+
+@pytest.fixture
+def counted(saver, saver_target, backend: str):
+    """(saver, unchanged()) -- ``unchanged()`` asserts no table gained or lost a row."""
+    sim = SimThread(saver, f"bad-{uuid.uuid4().hex[:8]}")
+    for _ in range(3):
+        sim.run_step()
+    before = row_counts(backend, saver_target.conn_string, saver)
+
+    def unchanged() -> None:
+        assert row_counts(backend, saver_target.conn_string, saver) == before
+
+    return sim, unchanged
+
+
+def simple_checkpoint(saver: Any, values: dict[str, Any]) -> tuple[dict, dict]:
+    cp = empty_checkpoint()
+    versions = {ch: saver.get_next_version(None, None) for ch in values}
+    cp["channel_values"] = dict(values)
+    cp["channel_versions"] = dict(versions)
+    return cp, versions
+
+
+# --------------------------------------------------------------------------
+# Configs and thread ids
+# --------------------------------------------------------------------------
+
+NO_THREAD = [
+    pytest.param({}, id="empty-config"),
+    pytest.param({"configurable": {}}, id="no-thread_id"),
+    pytest.param({"configurable": {"thread_id": None}}, id="thread_id-None"),
+    pytest.param({"configurable": {"checkpoint_ns": "", "checkpoint_id": "x"}}, id="only-ns-and-id"),
+]
+
+
+@pytest.mark.parametrize("config", NO_THREAD)
+def test_config_without_thread_id(counted, config: dict) -> None:
+    from checkpoint_pg import CheckpointPgError, ConfigError  # noqa: PLC0415
+
+    sim, unchanged = counted
+    saver = sim.saver
+    cp, versions = simple_checkpoint(saver, {"a": 1})
+    calls = [
+        lambda: saver.get_tuple(config),
+        lambda: saver.put(config, cp, {}, versions),
+        lambda: saver.put_writes(config, [("a", 1)], "task"),
+        lambda: list(saver.list(config)),
+    ]
+    for call in calls:
+        with pytest.raises(ConfigError, match="thread_id") as info:
+            call()
+        assert isinstance(info.value, CheckpointPgError)
+    unchanged()
+
+
+def test_put_writes_without_checkpoint_id(counted) -> None:
+    from checkpoint_pg import ConfigError  # noqa: PLC0415
+
+    sim, unchanged = counted
+    with pytest.raises(ConfigError, match="checkpoint_id"):
+        sim.saver.put_writes(sim.config(), [("a", 1)], "task")
+    unchanged()
+
+
+@pytest.mark.parametrize("bad", [1, 0, True, 1.0, b"1", ["1"]], ids=repr)
+def test_non_str_thread_ids_are_refused(counted, bad: Any) -> None:
+    """1 and "1" must not alias: a non-str thread id is refused, never converted."""
+    from checkpoint_pg import ConfigError  # noqa: PLC0415
+
+    sim, unchanged = counted
+    saver = sim.saver
+    config = {"configurable": {"thread_id": bad, "checkpoint_ns": ""}}
+    cp, versions = simple_checkpoint(saver, {"a": 1})
+    calls = [
+        lambda: saver.put(config, cp, {}, versions),
+        lambda: saver.get_tuple(config),
+        lambda: list(saver.list(config)),
+        lambda: saver.put_writes({**config, "configurable": {**config["configurable"], "checkpoint_id": "c"}}, [("a", 1)], "t"),
+        lambda: saver.delete_thread(bad),
+        lambda: saver.copy_thread(bad, "elsewhere"),
+        lambda: saver.copy_thread(sim.thread_id, bad),
+        lambda: saver.prune([bad]),
+    ]
+    for call in calls:
+        with pytest.raises(ConfigError, match="thread_id|str") as info:
+            call()
+        assert "'1'" in str(info.value) or "str" in str(info.value)
+    unchanged()
+
+
+def test_thread_1_and_thread_str_1_never_alias(saver) -> None:
+    from checkpoint_pg import ConfigError  # noqa: PLC0415
+
+    sim = SimThread(saver, "1")
+    sim.run_step()
+    with pytest.raises(ConfigError):
+        saver.get_tuple({"configurable": {"thread_id": 1}})
+    assert saver.get_tuple({"configurable": {"thread_id": "1"}}) is not None
+    assert saver.get_tuple({"configurable": {"thread_id": "01"}}) is None
+    assert saver.get_tuple({"configurable": {"thread_id": " 1"}}) is None
+
+
+def test_uuid_thread_id_is_its_canonical_string(saver) -> None:
+    """Documented alias: uuid.UUID(x) and str(uuid.UUID(x)) are the same thread."""
+    u = uuid.uuid4()
+    cp, versions = simple_checkpoint(saver, {"a": 1})
+    saver.put({"configurable": {"thread_id": u, "checkpoint_ns": ""}}, cp, {}, versions)
+    tup = saver.get_tuple({"configurable": {"thread_id": str(u)}})
+    assert tup is not None and tup.config["configurable"]["thread_id"] == str(u)
+    assert saver.get_tuple({"configurable": {"thread_id": str(u).upper()}}) is None
+
+
+# --------------------------------------------------------------------------
+# Values the serializer cannot handle, values over the limit
+# --------------------------------------------------------------------------
+
+UNSERIALIZABLE = [
+    pytest.param(PickleOnly(), id="plain-object"),
+    pytest.param(lambda: 1, id="lambda"),
+    pytest.param([1, 2, PickleOnly()], id="in-a-list"),
+    pytest.param({"deep": {"er": PickleOnly()}}, id="nested-in-dict"),
+    pytest.param(iter([1]), id="iterator"),
+    pytest.param(complex(1, 2), id="complex"),
+]
+
+
+@pytest.mark.parametrize("value", UNSERIALIZABLE)
+def test_unserializable_channel_value(counted, value: Any) -> None:
+    from checkpoint_pg import CheckpointPgError, SerializationError  # noqa: PLC0415
+
+    sim, unchanged = counted
+    st = sim.prepare()
+    st.checkpoint["channel_values"]["bad"] = value
+    st.checkpoint["channel_versions"]["bad"] = st.new_versions["bad"] = sim.saver.get_next_version(None, None)
+    with pytest.raises(SerializationError) as info:
+        sim.send_put(st)
+    assert isinstance(info.value, CheckpointPgError)
+    assert "serialize" in str(info.value)
+    unchanged()
+    assert sim.verify() == 3
+
+
+@pytest.mark.parametrize("value", UNSERIALIZABLE)
+def test_unserializable_write(counted, value: Any) -> None:
+    from checkpoint_pg import SerializationError  # noqa: PLC0415
+
+    sim, unchanged = counted
+    with pytest.raises(SerializationError):
+        sim.saver.put_writes(sim.config(sim.order[-1]), [("ok", 1), ("bad", value)], "task")
+    unchanged()
+    assert sim.verify() == 3
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        pytest.param({"obj": PickleOnly()}, id="object"),
+        pytest.param({"nan": float("nan")}, id="nan"),
+        pytest.param({"inf": [float("inf")]}, id="inf-in-list"),
+        pytest.param({"k": {1: "int key"}}, id="int-key"),
+        pytest.param({"b": b"bytes"}, id="bytes"),
+    ],
+)
+def test_metadata_that_is_not_json(counted, metadata: dict) -> None:
+    from checkpoint_pg import SerializationError  # noqa: PLC0415
+
+    sim, unchanged = counted
+    st = sim.prepare()
+    st.metadata.update(metadata)
+    with pytest.raises(SerializationError, match="metadata"):
+        sim.send_put(st)
+    unchanged()
+
+
+def test_checkpoint_fields_that_are_not_json(counted) -> None:
+    from checkpoint_pg import SerializationError  # noqa: PLC0415
+
+    sim, unchanged = counted
+    st = sim.prepare()
+    st.checkpoint["versions_seen"] = {"node": {"a": PickleOnly()}}
+    with pytest.raises(SerializationError):
+        sim.send_put(st)
+    unchanged()
+
+
+def test_value_over_max_value_bytes(make_saver, saver_target, backend: str) -> None:
+    from checkpoint_pg import CheckpointPgError, ValueTooLargeError  # noqa: PLC0415
+
+    with make_saver(max_value_bytes=1000) as saver:
+        sim = SimThread(saver, f"big-{uuid.uuid4().hex[:8]}")
+        sim.run_step()  # the doc value of step 0 is well under 1000 bytes
+        before = row_counts(backend, saver_target.conn_string, saver)
+        st = sim.prepare()
+        st.checkpoint["channel_values"]["big"] = "x" * 5000
+        st.checkpoint["channel_versions"]["big"] = st.new_versions["big"] = saver.get_next_version(None, None)
+        with pytest.raises(ValueTooLargeError) as info:
+            sim.send_put(st)
+        assert isinstance(info.value, CheckpointPgError)
+        assert info.value.limit == 1000 and info.value.size > 1000
+        assert "max_value_bytes" in str(info.value)
+        with pytest.raises(ValueTooLargeError):
+            saver.put_writes(sim.config(sim.order[-1]), [("small", 1), ("big", b"y" * 5000)], "t")
+        assert row_counts(backend, saver_target.conn_string, saver) == before
+        saver.get_tuple(sim.config())  # the next run loads the thread first
+        # the limit is per stored object: a long list of small elements is fine
+        st = sim.prepare()
+        st.checkpoint["channel_values"]["many"] = [f"item {i}" for i in range(500)]
+        st.checkpoint["channel_versions"]["many"] = st.new_versions["many"] = saver.get_next_version(None, None)
+        sim.send_put(st)
+        assert sim.verify() == 2
+
+
+# --------------------------------------------------------------------------
+# NUL characters
+# --------------------------------------------------------------------------
+
+NUL_VALUES = [
+    "a\x00b",
+    "\x00",
+    {"key\x00": "va\x00lue", "nested": ["\x00", {"\x00": "\x00"}]},
+    b"\x00\x01\x00",
+    ["plain", "with\x00nul"],
+]
+
+
+def test_nul_in_values_round_trips(saver) -> None:
+    sim = SimThread(saver, f"nul-{uuid.uuid4().hex[:8]}")
+    sim.run_step()
+    st = sim.prepare()
+    for i, value in enumerate(NUL_VALUES):
+        st.checkpoint["channel_values"][f"nul{i}"] = value
+        st.checkpoint["channel_versions"][f"nul{i}"] = st.new_versions[f"nul{i}"] = saver.get_next_version(None, None)
+    st.writes = [(f"nul{i}", v) for i, v in enumerate(NUL_VALUES)]
+    sim.send_writes(st)
+    sim.send_put(st)
+    tup = saver.get_tuple(sim.config())
+    for i, value in enumerate(NUL_VALUES):
+        assert tup.checkpoint["channel_values"][f"nul{i}"] == value
+    parent = saver.get_tuple(sim.config(sim.order[0]))
+    assert [w[2] for w in parent.pending_writes] == NUL_VALUES
+    assert sim.verify() == 2
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        pytest.param({"note": "a\x00b"}, id="top-level-value"),
+        pytest.param({"note\x00": "v"}, id="key"),
+        pytest.param({"nested": {"note": "a\x00b"}}, id="nested-value"),
+        pytest.param({"list": ["ok", "\x00"]}, id="in-list"),
+    ],
+)
+def test_nul_in_metadata_is_a_clear_error(counted, metadata: dict) -> None:
+    """JSONB cannot hold NUL: refused on both backends (the same rule everywhere),
+    never silently altered (LangGraph's helper strips NULs from top-level
+    values: the saver must refuse before that, or the stored metadata differs
+    from what was given)."""
+    from checkpoint_pg import CheckpointPgError, SerializationError  # noqa: PLC0415
+
+    sim, unchanged = counted
+    st = sim.prepare()
+    st.metadata.update(metadata)
+    with pytest.raises(SerializationError, match="NUL") as info:
+        sim.send_put(st)
+    assert isinstance(info.value, CheckpointPgError)
+    unchanged()
+
+
+@pytest.mark.parametrize("where", ["thread_id", "checkpoint_ns", "checkpoint_id"])
+def test_nul_in_config_ids_is_a_clear_error(counted, where: str) -> None:
+    from checkpoint_pg import ConfigError  # noqa: PLC0415
+
+    sim, unchanged = counted
+    st = sim.prepare()
+    config = sim.config(st.parent)
+    config["configurable"][where] = "x\x00y"
+    if where == "checkpoint_id":
+        st.checkpoint["id"] = "x\x00y"
+        config["configurable"]["checkpoint_id"] = st.parent
+    with pytest.raises(ConfigError):
+        sim.saver.put(config, st.checkpoint, st.metadata, st.new_versions)
+    with pytest.raises(ConfigError):
+        sim.saver.get_tuple({"configurable": {"thread_id": sim.thread_id, where: "x\x00y"}})
+    unchanged()
+
+
+@pytest.mark.parametrize("where", ["task_id", "channel", "task_path", "checkpoint_channel"])
+def test_nul_in_write_identifiers(counted, where: str) -> None:
+    """NUL in a task id, a channel name or a task path: stored and read back
+    exactly, or refused with a CheckpointPgError (before anything is written)
+    -- never a raw driver error, never accepted and then lost."""
+    from checkpoint_pg import CheckpointPgError  # noqa: PLC0415
+
+    sim, unchanged = counted
+    saver = sim.saver
+    cid = sim.order[-1]
+    task, channel, path = "task", "chan", ""
+    try:
+        if where == "checkpoint_channel":
+            st = sim.prepare()
+            st.checkpoint["channel_values"]["ch\x00x"] = 1
+            st.checkpoint["channel_versions"]["ch\x00x"] = st.new_versions["ch\x00x"] = saver.get_next_version(None, None)
+            sim.send_put(st)
+            assert saver.get_tuple(sim.config()).checkpoint["channel_values"]["ch\x00x"] == 1
+            return
+        if where == "task_id":
+            task = "ta\x00sk"
+        elif where == "channel":
+            channel = "ch\x00an"
+        else:
+            path = "pa\x00th"
+        saver.put_writes(sim.config(cid), [(channel, 1)], task, path)
+    except CheckpointPgError:
+        unchanged()
+        return
+    assert (task, channel, 1) in saver.get_tuple(sim.config(cid)).pending_writes
+
+
+# --------------------------------------------------------------------------
+# Metadata filters: keys and values are data, never SQL (or JSON paths)
+# --------------------------------------------------------------------------
+
+HOSTILE_KEYS = [
+    "'; DROP TABLE cpg_checkpoints; --",
+    "source') OR ('1'='1",
+    'source" OR "1"="1',
+    "source' OR 1=1 --",
+    "step}') OR true --",
+    "$.source",
+    "$",
+    "source.x",
+    "parents.a",
+    "tags[0]",
+    "*",
+    "%",
+    "_",
+    "\\",
+    "source\\",
+    "' UNION SELECT NULL, NULL, NULL, NULL, NULL, NULL --",
+    "?",
+    "%s",
+    ":t",
+    "%(t)s",
+]
+
+
+def test_filter_keys_trying_sql_injection_match_nothing(saver, saver_target, backend: str) -> None:
+    sim = SimThread(saver, f"inject-{uuid.uuid4().hex[:8]}")
+    for _ in range(3):
+        sim.run_step()
+    st = sim.prepare()
+    # real metadata the hostile keys could reach by path tricks
+    st.metadata.update({"parents": {"a": 1}, "tags": ["t0"], "weird'key\"": "v'al\"ue"})
+    sim.send_writes(st)
+    sim.send_put(st)
+    before = row_counts(backend, saver_target.conn_string, saver)
+    everything = list(saver.list(None))
+    assert len(everything) == 4
+    for key in HOSTILE_KEYS:
+        for value in ["loop", 1, "x' OR '1'='1", None, True, {"a": 1}, ["t0"]]:
+            found = list(saver.list(None, filter={key: value}))
+            assert found == [], f"filter {{{key!r}: {value!r}}} matched {ids_of(found)}"
+            found = list(saver.list(sim.config(), filter={key: value}))
+            assert found == [], f"filter {{{key!r}: {value!r}}} matched {ids_of(found)}"
+    # hostile *values* for a real key match nothing either
+    for value in ["loop' OR '1'='1", "loop\" OR \"1\"=\"1", "%", "_", "loop%", "' OR 1=1 --"]:
+        assert list(saver.list(None, filter={"source": value})) == []
+    # the keys were compared as data: a key with quotes matches itself exactly
+    assert ids_of(saver.list(None, filter={"weird'key\"": "v'al\"ue"})) == [sim.order[-1]]
+    assert len(list(saver.list(None, filter={"source": "loop"}))) == 4
+    # and nothing was changed by any of it
+    assert row_counts(backend, saver_target.conn_string, saver) == before
+    assert ids_of(saver.list(None)) == ids_of(everything)
+
+
+def test_filter_that_is_not_a_mapping_of_str(counted) -> None:
+    from checkpoint_pg import ConfigError  # noqa: PLC0415
+
+    sim, unchanged = counted
+    for bad in [{1: "x"}, [("source", "loop")], "source"]:
+        with pytest.raises(ConfigError):
+            list(sim.saver.list(None, filter=bad))  # type: ignore[arg-type]
+    unchanged()
+
+
+# --------------------------------------------------------------------------
+# Schema revisions
+# --------------------------------------------------------------------------
+
+
+def set_revision(backend: str, conn_string: str, saver: Any, revision: str) -> None:
+    """Stamp the version table as if the database were at *revision*."""
+    name = f'"{saver.tables.version_table}"'
+    table = f'"{saver.tables.schema}".{name}' if saver.tables.schema else name
+    with raw_connection(backend, conn_string) as conn:
+        q = "?" if backend == "sqlite" else "%s"
+        conn.execute(f"UPDATE {table} SET version_num = {q}", (revision,))
+
+
+def older_revisions() -> list[str]:
+    from checkpoint_pg import migrate  # noqa: PLC0415
+
+    return [rev for rev, _, _ in migrate.history() if rev != migrate.head()]
+
+
+def test_database_at_an_older_revision(make_saver, saver_target, backend: str) -> None:
+    """A database stamped at each older revision: every call is refused with
+    SchemaVersionError naming `checkpoint-pg migrate upgrade`, nothing is written."""
+    from checkpoint_pg import CheckpointPgError, SchemaVersionError, migrate  # noqa: PLC0415
+
+    olds = older_revisions()
+    assert olds, "the history has a single revision: no older one to test"
+    from checkpoint_pg import PostgresSaver, SqliteSaver  # noqa: PLC0415
+
+    cls = SqliteSaver if backend == "sqlite" else PostgresSaver
+    with make_saver() as saver:
+        sim = SimThread(saver, f"old-{uuid.uuid4().hex[:8]}")
+        sim.run_step()
+    steps = 1
+    for rev in olds:
+        # the stamp says "older" while the tables are those of head: what a
+        # saver may write then is exactly nothing
+        set_revision(backend, saver_target.conn_string, saver, rev)
+        with cls.from_conn_string(saver_target.conn_string, **saver_target.options) as stale:
+            before = row_counts(backend, saver_target.conn_string, stale)
+            sim.saver = stale
+            for call in (lambda: stale.get_tuple(sim.config()), sim.run_step):
+                with pytest.raises(SchemaVersionError) as info:
+                    call()
+                assert isinstance(info.value, CheckpointPgError)
+                assert "checkpoint-pg migrate upgrade" in str(info.value)
+                assert info.value.current == rev and info.value.expected == migrate.head()
+            assert row_counts(backend, saver_target.conn_string, stale) == before
+            # what the message says to do (stamp back: the tables are head's already)
+            set_revision(backend, saver_target.conn_string, saver, migrate.head())
+            sim.run_step()
+            steps += 1
+            assert sim.verify() == steps
+
+
+def test_database_at_a_newer_revision(make_saver, saver_target, backend: str) -> None:
+    """A revision this package does not know (a newer release migrated the
+    database): refused, naming the revision and what to do; nothing written."""
+    from checkpoint_pg import PostgresSaver, SchemaVersionError, SqliteSaver, migrate  # noqa: PLC0415
+
+    with make_saver() as saver:
+        sim = SimThread(saver, f"new-{uuid.uuid4().hex[:8]}")
+        sim.run_step()
+        set_revision(backend, saver_target.conn_string, saver, "9999_from_the_future")
+    cls = SqliteSaver if backend == "sqlite" else PostgresSaver
+    with cls.from_conn_string(saver_target.conn_string, **saver_target.options) as stale:
+        before = row_counts(backend, saver_target.conn_string, stale)
+        sim.saver = stale
+        with pytest.raises(SchemaVersionError) as info:
+            sim.run_step()
+        message = str(info.value)
+        assert "9999_from_the_future" in message and migrate.head() in message
+        assert "checkpoint-pg" in message and "upgrade" in message
+        with pytest.raises(SchemaVersionError):
+            stale.setup()  # never "downgrades" a database it does not understand
+        assert row_counts(backend, saver_target.conn_string, stale) == before
+
+
+@pytest.mark.parametrize("target", ["previous", "base"])
+def test_database_downgraded_under_a_running_saver(make_saver, saver_target, backend: str, target: str) -> None:
+    """The saver checked the revision when it started; then someone migrates the
+    database down (a rollback of a deploy) to the previous revision or to base
+    (no tables). Each later call either still works (nothing it needs was
+    removed) or fails with SchemaVersionError naming the upgrade command --
+    never a raw driver error about a missing table or function."""
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    from checkpoint_pg import SchemaVersionError, migrate  # noqa: PLC0415
+
+    with make_saver() as saver:
+        sim = SimThread(saver, f"down-{uuid.uuid4().hex[:8]}")
+        for _ in range(2):
+            sim.run_step()
+        revision = older_revisions()[-1] if target == "previous" else "base"
+        if backend == "sqlite":
+            from checkpoint_pg.sqlite import path_of  # noqa: PLC0415
+
+            engine = sa.create_engine(f"sqlite:///{path_of(saver_target.conn_string)}")
+        else:
+            engine = sa.create_engine(saver_target.conn_string.replace("postgresql://", "postgresql+psycopg://", 1))
+        try:
+            with engine.connect() as conn:
+                migrate.downgrade(conn, saver.tables, revision)
+        finally:
+            engine.dispose()
+        calls = {
+            "put_writes+put": sim.run_step,
+            "get_tuple": lambda: saver.get_tuple(sim.config()),
+            "list": lambda: list(saver.list(sim.config())),
+            "delete_thread": lambda: saver.delete_thread("another"),
+        }
+        refused = []
+        for name, call in calls.items():
+            try:
+                call()
+            except SchemaVersionError as exc:
+                assert "checkpoint-pg migrate upgrade" in str(exc), str(exc)
+                refused.append(name)
+        if target == "base":
+            assert sorted(refused) == sorted(calls)
+
+
+# --------------------------------------------------------------------------
+# URLs and drivers
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cls_name, url",
+    [
+        ("PostgresSaver", "mysql://user@localhost/db"),
+        ("PostgresSaver", "sqlite:///tmp/x.db"),
+        ("PostgresSaver", "postgresql+asyncpg://u@h/db"),
+        ("PostgresSaver", "redis://localhost"),
+        ("AsyncPostgresSaver", "mysql://user@localhost/db"),
+        ("SqliteSaver", "mysql://user@localhost/db"),
+        ("SqliteSaver", "postgresql://postgres@127.0.0.1/postgres"),
+        ("SqliteSaver", ""),
+        ("AsyncSqliteSaver", "mysql://user@localhost/db"),
+    ],
+)
+async def test_unknown_url_scheme(cls_name: str, url: str) -> None:
+    import checkpoint_pg  # noqa: PLC0415
+    from checkpoint_pg import CheckpointPgError, ConfigError  # noqa: PLC0415
+
+    cls = getattr(checkpoint_pg, cls_name)
+    with pytest.raises(ConfigError) as info:
+        if cls_name.startswith("Async"):
+            async with cls.from_conn_string(url):
+                pass
+        else:
+            with cls.from_conn_string(url):
+                pass
+    assert isinstance(info.value, CheckpointPgError)
+    scheme = url.split("://", 1)[0]
+    if scheme:
+        assert scheme in str(info.value)
+
+
+def test_wrong_connection_object() -> None:
+    from checkpoint_pg import ConfigError, PostgresSaver  # noqa: PLC0415
+
+    for bad in (123, "postgresql://x@y/z", object()):
+        with pytest.raises(ConfigError):
+            PostgresSaver(bad)
+
+
+MISSING_DRIVER_CHILD = textwrap.dedent(
+    """
+    import sys
+    for name in sys.argv[1].split(","):
+        sys.modules[name] = None  # "import psycopg" now raises ImportError
+    import checkpoint_pg
+    from checkpoint_pg import CheckpointPgError, MissingDriverError, SqliteSaver
+
+    # SQLite needs no driver
+    with SqliteSaver.from_conn_string(":memory:") as saver:
+        saver.setup()
+    for how in ("from", "attr", "module"):
+        try:
+            if how == "from":
+                from checkpoint_pg import PostgresSaver
+            elif how == "attr":
+                checkpoint_pg.AsyncPostgresSaver
+            else:
+                import checkpoint_pg.postgres
+        except MissingDriverError as exc:
+            assert isinstance(exc, CheckpointPgError) and isinstance(exc, ImportError)
+            print(how, "|", exc)
+        else:
+            print(how, "| NO ERROR")
+    """
+)
+
+
+@pytest.mark.parametrize("hidden", ["psycopg", "psycopg_pool", "psycopg,psycopg_pool"])
+def test_missing_driver_names_the_extra(hidden: str) -> None:
+    from test_concurrency import subprocess_env  # noqa: PLC0415
+
+    res = subprocess.run(
+        [sys.executable, "-c", MISSING_DRIVER_CHILD, hidden],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = [ln for ln in res.stdout.splitlines() if "|" in ln]
+    assert len(lines) == 3, res.stdout
+    for line in lines:
+        assert "NO ERROR" not in line, line
+        assert "checkpoint-pg[postgres]" in line, line
+        assert "pip install" in line, line
