@@ -153,9 +153,16 @@ def test_offline_sql_creates_every_table(dialect: str) -> None:
             f"CREATE TABLE {name}\n" in sql
         ), (name, sql)
     assert "CREATE TABLE offl_alembic_version" in sql
-    assert "CREATE INDEX offl_threads_updated_at_idx" in sql
-    assert "CREATE INDEX offl_checkpoints_run_id_idx" in sql
-    assert f"INSERT INTO offl_alembic_version (version_num) VALUES ('{migrate.head()}')" in sql
+    indexes = [ix.name for t in tables.metadata.tables.values() for ix in t.indexes]
+    assert indexes
+    for name in indexes:
+        assert f"CREATE INDEX {name} " in sql, name
+    # the last revision's statement leaves the version table at head
+    head = migrate.head()
+    assert (
+        f"VALUES ('{head}')" in sql or f"SET version_num='{head}'" in sql
+    ), sql[-500:]
+    assert sql.count("CREATE TABLE ") == len(TABLE_SUFFIXES) + 1
     if dialect == "postgresql":
         assert "JSONB" in sql
         assert "BYTEA" in sql
@@ -234,8 +241,9 @@ def test_migrated_database_matches_schema_metadata(db: Db) -> None:
         }
         pk_cols = {t: insp.get_pk_constraint(t)["constrained_columns"] for t in our_tables(prefix)}
     assert diffs == [], diffs
-    # the comparison did look at indexes: both declared indexes exist
-    assert {f"{prefix}threads_updated_at_idx", f"{prefix}checkpoints_run_id_idx"} <= index_names
+    # the comparison did look at indexes: every declared index exists
+    declared = {ix.name for t in tables.metadata.tables.values() for ix in t.indexes}
+    assert declared and declared <= index_names, (declared, index_names)
     # every primary key starts with thread_id (distributable by thread)
     for table, cols in pk_cols.items():
         assert cols[0] == "thread_id", (table, cols)
@@ -371,7 +379,15 @@ def test_postgres_schema_option_puts_every_table_there(db: Db) -> None:
     # the same prefix without schema= is a different, empty store in public
     with db.saver() as public:
         assert public.get_tuple(config) is None
+        other = write_thread(public)
     assert our_tables("cpg_") <= db.table_names(schema="public")
+    # and setting it up did not take over the schema'd store (nor the reverse)
+    with db.saver(schema="myschema", setup=False) as saver:
+        assert saver.get_tuple(config) is not None
+        assert saver.get_tuple(other) is None
+    with db.saver(setup=False) as public:
+        assert public.get_tuple(other) is not None
+        assert public.get_tuple(config) is None
 
 
 # -- concurrent setup -------------------------------------------------------------
@@ -422,12 +438,20 @@ def test_concurrent_setup_from_four_processes(db: Db) -> None:
 # -- a database at another revision -----------------------------------------------
 
 
-def test_database_behind_head_is_refused_naming_the_upgrade_command(db: Db) -> None:
-    """A database migrated down to base (older than head) gives SchemaVersionError on first use.
+def _older_revisions() -> list[str]:
+    from checkpoint_pg import migrate  # noqa: PLC0415
 
-    The history has a single revision, so "older than head" is base: the
-    version table is there but holds no revision. The error names
-    ``checkpoint-pg migrate upgrade``; after setup() the saver works again.
+    return [rev for rev, _, _ in migrate.history()][:-1][::-1] + ["base"]
+
+
+@pytest.mark.parametrize("older", _older_revisions())
+def test_database_behind_head_is_refused_naming_the_upgrade_command(db: Db, older: str) -> None:
+    """A database downgraded to an older revision gives SchemaVersionError on first use.
+
+    Every revision before head is tried, and base (the version table is there
+    but holds no revision). The error names ``checkpoint-pg migrate upgrade``;
+    after setup() the saver works again, and data that survived the
+    downgrade reads back.
     """
     from checkpoint_pg import SchemaVersionError, migrate  # noqa: PLC0415
     from checkpoint_pg.schema import build_tables  # noqa: PLC0415
@@ -435,19 +459,53 @@ def test_database_behind_head_is_refused_naming_the_upgrade_command(db: Db) -> N
     with db.saver() as saver:
         config = write_thread(saver)
     with db.connect() as conn:
-        migrate.downgrade(conn, build_tables(), "base")
+        migrate.downgrade(conn, build_tables(), older)
+        assert migrate.current(conn, build_tables()) == (None if older == "base" else older)
     assert "cpg_alembic_version" in db.table_names()
     with db.saver(setup=False) as saver:
         with pytest.raises(SchemaVersionError) as info:
             saver.get_tuple(config)
         assert "checkpoint-pg migrate upgrade" in str(info.value)
-        assert info.value.current is None
+        assert info.value.current == (None if older == "base" else older)
         assert info.value.expected == migrate.head()
         with pytest.raises(SchemaVersionError, match="checkpoint-pg migrate upgrade"):
             saver.put(config, {}, {}, {})  # refused before it looks at its arguments
         saver.setup()
-        assert saver.get_tuple(config) is None  # the downgrade dropped the data
+        if older == "base":
+            assert saver.get_tuple(config) is None  # the downgrade dropped the data
+        else:
+            tup = saver.get_tuple(config)
+            assert tup is not None
+            assert build_chain(saver).get_state(config).values == {"log": ["a", "b", "c"]}
         write_thread(saver)
+
+
+def test_each_revision_steps_down_and_up_with_data(db: Db) -> None:
+    """From head, each revision is downgraded one step and upgraded again with a thread stored.
+
+    Above base the data survives every step; the thread reads back at head.
+    """
+    from checkpoint_pg import migrate  # noqa: PLC0415
+    from checkpoint_pg.schema import build_tables  # noqa: PLC0415
+
+    tables = build_tables()
+    with db.saver() as saver:
+        config = write_thread(saver)
+    stored = count_rows(db, "cpg_checkpoints")
+    assert stored > 0
+    revisions = [rev for rev, _, _ in migrate.history()]
+    for rev, down, _ in reversed(migrate.history()):
+        if down is None:
+            break
+        with db.connect() as conn:
+            migrate.downgrade(conn, tables, down)
+            assert migrate.current(conn, tables) == down
+            assert count_rows(db, "cpg_checkpoints") == stored
+            migrate.upgrade(conn, tables, rev)
+            assert migrate.current(conn, tables) == rev
+        with db.saver(setup=False) as saver:
+            assert build_chain(saver).get_state(config).values == {"log": ["a", "b", "c"]}
+    assert revisions[-1] == migrate.head()
 
 
 def test_database_without_tables_is_refused_naming_the_upgrade_command(db: Db) -> None:
