@@ -1,0 +1,496 @@
+"""Security: no pickle (nor any other way for stored bytes to run code) by
+default, encryption at rest that keeps deduplication, SQL with bound
+parameters only, and a saver that runs with DML rights only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+from faultkit import SimThread, ids_of, qualified, raw_connection, row_counts
+
+
+class PickleOnly:
+    """Serializable by pickle only."""
+
+    def __init__(self) -> None:
+        self.secret = "pickled"
+
+
+class RunsCodeWhenUnpickled:
+    """Unpickling this calls os.mkdir(path): proof that pickle.loads ran."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> Any:
+        return (os.mkdir, (self.path,))
+
+
+# --------------------------------------------------------------------------
+# No pickle
+# --------------------------------------------------------------------------
+
+
+def test_package_source_never_uses_pickle() -> None:
+    """Nothing in the package imports pickle (or its cousins) or turns the
+    serializer's pickle fallback on."""
+    import checkpoint_pg  # noqa: PLC0415
+
+    root = Path(checkpoint_pg.__file__).resolve().parent
+    pattern = re.compile(
+        r"^\s*(import|from)\s+(c?pickle|dill|cloudpickle|shelve|marshal|jsonpickle)\b"
+        r"|pickle_fallback\s*=\s*True|\bpickle\.loads?\(|\bmarshal\.loads?\(",
+        re.MULTILINE,
+    )
+    offenders = []
+    for path in root.rglob("*.py"):
+        for match in pattern.finditer(path.read_text()):
+            offenders.append(f"{path.relative_to(root)}: {match.group(0).strip()}")
+    assert offenders == []
+
+
+def test_default_serializer_has_no_pickle_fallback(saver) -> None:
+    assert isinstance(saver.serde, JsonPlusSerializer)
+    assert saver.serde.pickle_fallback is False
+    codec_serde = saver.ctx.codec.serde
+    assert getattr(codec_serde, "pickle_fallback", False) is False
+
+
+async def test_async_default_serializer_has_no_pickle_fallback(async_saver) -> None:
+    assert isinstance(async_saver.serde, JsonPlusSerializer)
+    assert async_saver.serde.pickle_fallback is False
+
+
+def test_pickle_only_value_is_refused(saver, saver_target, backend: str) -> None:
+    from checkpoint_pg import SerializationError  # noqa: PLC0415
+
+    sim = SimThread(saver, f"nopickle-{uuid.uuid4().hex[:8]}")
+    sim.run_step()
+    before = row_counts(backend, saver_target.conn_string, saver)
+    st = sim.prepare()
+    st.checkpoint["channel_values"]["obj"] = PickleOnly()
+    st.checkpoint["channel_versions"]["obj"] = st.new_versions["obj"] = saver.get_next_version(None, None)
+    with pytest.raises(SerializationError, match="PickleOnly"):
+        sim.send_put(st)
+    with pytest.raises(SerializationError, match="PickleOnly"):
+        saver.put_writes(sim.config(sim.order[-1]), [("obj", PickleOnly())], "task")
+    assert row_counts(backend, saver_target.conn_string, saver) == before
+
+
+def plant_object(backend: str, conn_string: str, saver: Any, thread_id: str, placeholder: str, typ: str, data: bytes) -> None:
+    """Replace the stored object of *placeholder* (a str value) by (typ, data)."""
+    _, plain_bytes = JsonPlusSerializer().dumps_typed(placeholder)
+    with raw_connection(backend, conn_string) as conn:
+        q = "?" if backend == "sqlite" else "%s"
+        cur = conn.execute(
+            f"UPDATE {qualified(saver, 'objects')} SET type = {q}, data = {q} "
+            f"WHERE thread_id = {q} AND data = {q}",
+            (typ, data, thread_id, plain_bytes),
+        )
+        assert cur.rowcount == 1
+
+
+def planted_thread(saver: Any, placeholder: str) -> SimThread:
+    sim = SimThread(saver, f"planted-{uuid.uuid4().hex[:8]}")
+    sim.run_step()
+    st = sim.prepare()
+    st.checkpoint["channel_values"]["payload"] = placeholder
+    st.checkpoint["channel_versions"]["payload"] = st.new_versions["payload"] = saver.get_next_version(None, None)
+    st.writes = [("payload", placeholder)]
+    sim.send_writes(st)
+    sim.send_put(st)
+    return sim
+
+
+def read_everything(saver: Any, sim: SimThread) -> list[BaseException]:
+    """Read the thread every way there is; return the errors raised."""
+    errors = []
+    for call in (
+        lambda: saver.get_tuple(sim.config()),
+        lambda: saver.get_tuple(sim.config(sim.order[0])),  # its writes hold the payload
+        lambda: list(saver.list(sim.config())),
+        lambda: list(saver.list(None)),
+    ):
+        try:
+            call()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+    return errors
+
+
+def test_stored_pickle_is_never_unpickled(saver, saver_target, backend: str, tmp_path) -> None:
+    """A row that says "pickle" (planted by whoever can write to the database)
+    is refused on every read path, and its code does not run."""
+    import pickle  # noqa: PLC0415 - to build the hostile payload only
+
+    from checkpoint_pg import SerializationError  # noqa: PLC0415
+
+    marker = tmp_path / "pickle-ran"
+    sim = planted_thread(saver, "placeholder-pickle")
+    plant_object(
+        backend, saver_target.conn_string, saver, sim.thread_id, "placeholder-pickle",
+        "pickle", pickle.dumps(RunsCodeWhenUnpickled(str(marker))),
+    )
+    errors = read_everything(saver, sim)
+    assert not marker.exists(), "a stored pickle was unpickled"
+    assert errors and all(isinstance(e, SerializationError) for e in errors), errors
+
+
+def test_stored_object_cannot_call_arbitrary_functions(saver, saver_target, backend: str, tmp_path) -> None:
+    """The msgpack format can name a constructor (module, name, args) that the
+    default JsonPlusSerializer imports and calls on load -- without a strict
+    allowlist that is code execution from a database row, as bad as pickle.
+    By default the saver must not call ``os.mkdir`` because a row says so."""
+    import ormsgpack  # noqa: PLC0415
+
+    marker = tmp_path / "msgpack-ran"
+    sim = planted_thread(saver, "placeholder-ext")
+    payload = ormsgpack.packb(ormsgpack.Ext(0, ormsgpack.packb(("os", "mkdir", str(marker)))))
+    plant_object(backend, saver_target.conn_string, saver, sim.thread_id, "placeholder-ext", "msgpack", payload)
+    read_everything(saver, sim)
+    assert not marker.exists(), "loading a stored object called os.mkdir"
+
+
+STRICT_CHILD = textwrap.dedent(
+    """
+    import sys
+    from dataclasses import dataclass
+    from typing import TypedDict
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import END, START, StateGraph
+    from checkpoint_pg import SqliteSaver
+
+    @dataclass
+    class Item:
+        name: str
+
+    class State(TypedDict):
+        item: Item
+
+    def build(checkpointer):
+        b = StateGraph(State)
+        b.add_node("n", lambda s: {"item": Item("after")})
+        b.add_edge(START, "n")
+        b.add_edge("n", END)
+        return b.compile(checkpointer=checkpointer)
+
+    config = {"configurable": {"thread_id": "t"}}
+    ref = build(InMemorySaver())
+    ref.invoke({"item": Item("before")}, config)
+    with SqliteSaver.from_conn_string(sys.argv[1]) as saver:
+        saver.setup()
+        ours = build(saver)
+        ours.invoke({"item": Item("before")}, config)
+        print(repr(ref.get_state(config).values))
+        print(repr(ours.get_state(config).values))
+    """
+)
+
+
+def test_strict_msgpack_mode_honours_the_graphs_allowlist(tmp_path) -> None:
+    """LANGGRAPH_STRICT_MSGPACK=true (the hardened setting) blocks unknown
+    types on load; a compiled graph allows its own state types through
+    ``checkpointer.with_allowlist``. The saver must apply that allowlist to
+    what it decodes, or custom state types come back as plain dicts."""
+    from test_concurrency import subprocess_env  # noqa: PLC0415
+
+    env = {**subprocess_env(), "LANGGRAPH_STRICT_MSGPACK": "true"}
+    res = subprocess.run(
+        [sys.executable, "-c", STRICT_CHILD, str(tmp_path / "strict.db")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    ref, ours = res.stdout.strip().splitlines()[-2:]
+    assert "Item(name='after')" in ref
+    assert ours == ref
+
+
+# --------------------------------------------------------------------------
+# Encryption at rest
+# --------------------------------------------------------------------------
+
+AES_KEY = b"0123456789abcdef0123456789abcdef"
+HASH_KEY = b"hash-key-kept-with-the-aes-key!!"
+SECRET = "TOP-SECRET-PLAINTEXT-9f3b"
+
+
+def encrypted_serde() -> EncryptedSerializer:
+    pytest.importorskip("Crypto", reason="EncryptedSerializer needs pycryptodome (test extra)")
+    return EncryptedSerializer.from_pycryptodome_aes(key=AES_KEY)
+
+
+def all_stored_bytes(backend: str, conn_string: str, saver: Any) -> bytes:
+    """Every value column of every table, concatenated."""
+    out = []
+    with raw_connection(backend, conn_string) as conn:
+        for logical, cols in {
+            "objects": ("type", "data"),
+            "channel_values": ("channel", "refs"),
+            "writes": ("channel", "refs"),
+            "checkpoints": ("checkpoint",),
+        }.items():
+            for row in conn.execute(f"SELECT {', '.join(cols)} FROM {qualified(saver, logical)}"):
+                for v in row:
+                    out.append(bytes(v) if isinstance(v, (bytes, bytearray, memoryview)) else str(v).encode())
+    return b"\n".join(out)
+
+
+def test_encrypted_serializer_round_trips(make_saver, saver_target, backend: str) -> None:
+    with make_saver(serde=encrypted_serde(), hash_key=HASH_KEY) as saver:
+        sim = SimThread(saver, f"enc-{uuid.uuid4().hex[:8]}")
+        for _ in range(6):
+            sim.run_step()
+        st = sim.prepare()
+        st.checkpoint["channel_values"]["secret"] = {"text": SECRET, "items": [SECRET, 1]}
+        st.checkpoint["channel_versions"]["secret"] = st.new_versions["secret"] = saver.get_next_version(None, None)
+        st.writes = [("secret", SECRET)]
+        sim.send_writes(st)
+        sim.send_put(st)
+        assert sim.verify() == 7
+        assert saver.get_tuple(sim.config()).checkpoint["channel_values"]["secret"]["text"] == SECRET
+
+        stored = all_stored_bytes(backend, saver_target.conn_string, saver)
+        assert SECRET.encode() not in stored
+        assert b"message 3 of" not in stored  # the messages are encrypted too
+        types = {r for r in stored.split(b"\n") if r.startswith(b"msgpack")}
+        assert types and all(b"+aes" in t for t in types), types
+
+    # without the key the data is unreadable, with a clear error
+    from checkpoint_pg import SerializationError  # noqa: PLC0415
+
+    with make_saver() as plain:
+        with pytest.raises(SerializationError):
+            plain.get_tuple(sim.config())
+
+
+def test_encryption_keeps_deduplication(make_saver, saver_target, backend: str) -> None:
+    """The same value stored many times is one object (keyed hash of the
+    plaintext), although each encryption of it differs."""
+    with make_saver(serde=encrypted_serde(), hash_key=HASH_KEY) as saver:
+        sim = SimThread(saver, f"encdedup-{uuid.uuid4().hex[:8]}")
+        for _ in range(10):
+            sim.run_step()
+        counts = row_counts(backend, saver_target.conn_string, saver, sim.thread_id)
+        # the same accounting as unencrypted: messages, step ints, two docs
+        assert counts["objects"] == 10 + 10 + 2
+        # a value seen before adds no object
+        big = {"blob": SECRET * 100}
+        for i in range(3):
+            st = sim.prepare()
+            st.checkpoint["channel_values"][f"copy{i}"] = big
+            st.checkpoint["channel_versions"][f"copy{i}"] = st.new_versions[f"copy{i}"] = saver.get_next_version(None, None)
+            sim.send_writes(st)
+            sim.send_put(st)
+        after = row_counts(backend, saver_target.conn_string, saver, sim.thread_id)
+        # 3 messages, 3 step ints, the doc of step 10, and the blob once
+        assert after["objects"] == counts["objects"] + 3 + 3 + 1 + 1
+        # and the hashes are keyed: not a plain hash of the plaintext a reader could confirm
+        import hashlib  # noqa: PLC0415
+
+        typ, data = JsonPlusSerializer().dumps_typed(big)
+        guess = hashlib.blake2b(typ.encode() + b"\0" + data, digest_size=16).digest()
+        with raw_connection(backend, saver_target.conn_string) as conn:
+            hashes = {bytes(r[0]) for r in conn.execute(f"SELECT hash FROM {qualified(saver, 'objects')}")}
+        assert guess not in hashes
+
+
+def test_encrypted_serializer_needs_a_hash_key(make_saver, monkeypatch) -> None:
+    from checkpoint_pg import ConfigError  # noqa: PLC0415
+
+    monkeypatch.delenv("LANGGRAPH_AES_KEY", raising=False)
+    with pytest.raises(ConfigError, match="hash_key"):
+        with make_saver(serde=encrypted_serde()):
+            pass
+
+
+# --------------------------------------------------------------------------
+# SQL with bound parameters only
+# --------------------------------------------------------------------------
+
+MARK = "ZQX"  # in every user-supplied string below; must never reach SQL text
+
+
+@contextmanager
+def recording_saver(backend: str, conn_string: str, options: dict[str, Any]) -> Iterator[tuple[Any, list[str]]]:
+    """A sync saver whose driver records the text of every statement."""
+    seen: list[str] = []
+    if backend == "sqlite":
+        from checkpoint_pg import SqliteSaver  # noqa: PLC0415
+
+        class Recording(sqlite3.Connection):
+            def execute(self, sql: str, *a: Any) -> Any:  # type: ignore[override]
+                seen.append(sql)
+                return super().execute(sql, *a)
+
+            def executemany(self, sql: str, *a: Any) -> Any:  # type: ignore[override]
+                seen.append(sql)
+                return super().executemany(sql, *a)
+
+        conn = sqlite3.connect(conn_string, factory=Recording, check_same_thread=False, isolation_level=None)
+        try:
+            saver = SqliteSaver(conn, **options)
+            saver.setup()
+            seen.clear()
+            yield saver, seen
+        finally:
+            conn.close()
+    else:
+        import psycopg  # noqa: PLC0415
+
+        from checkpoint_pg import PostgresSaver  # noqa: PLC0415
+
+        class RecordingCursor(psycopg.Cursor):
+            def execute(self, query: Any, params: Any = None, **kw: Any) -> Any:  # type: ignore[override]
+                seen.append(query.as_string(self) if hasattr(query, "as_string") else str(query))
+                return super().execute(query, params, **kw)
+
+        with psycopg.connect(conn_string, autocommit=True, prepare_threshold=None, cursor_factory=RecordingCursor) as conn:
+            saver = PostgresSaver(conn, **options)
+            saver.setup()
+            seen.clear()
+            yield saver, seen
+
+
+def test_user_data_never_reaches_sql_text(backend: str, saver_target) -> None:
+    """Every operation, fed strings marked ZQX (with quotes) in every place a
+    user controls: no executed statement contains the mark."""
+    q = "'\"; --"
+    with recording_saver(backend, saver_target.conn_string, saver_target.options) as (saver, seen):
+        for ns in ("", f"{MARK}{q}ns"):
+            sim = SimThread(saver, f"{MARK}{q}thread", ns=ns, run_id=f"{MARK}{q}run")
+            for _ in range(3):
+                st = sim.prepare()
+                st.metadata[f"{MARK}{q}key"] = f"{MARK}{q}value"
+                st.checkpoint["channel_values"][f"{MARK}{q}chan"] = f"{MARK}{q}v"
+                st.checkpoint["channel_versions"][f"{MARK}{q}chan"] = st.new_versions[f"{MARK}{q}chan"] = (
+                    saver.get_next_version(None, None)
+                )
+                st.task_id = f"{MARK}{q}task"
+                st.writes = [(f"{MARK}{q}chan", f"{MARK}{q}w"), ("__error__", f"{MARK}{q}err")]
+                if st.parent is not None:
+                    saver.put_writes(sim.config(st.parent), st.writes, st.task_id, f"{MARK}{q}path")
+                    sim.expected[st.parent].writes = [(st.task_id, c, v) for c, v in st.writes]
+                sim.send_put(st)
+            sim.verify()
+        assert list(saver.list(None, filter={f"{MARK}{q}key": f"{MARK}{q}value"}))
+        list(saver.list(None, filter={f"{MARK}{q}other": 1, "source": f"{MARK}{q}"}))
+        list(saver.list(sim.config(), before=sim.config(f"{MARK}{q}id"), limit=2))
+        saver.get_tuple(sim.config(f"{MARK}{q}missing"))
+        saver.get_delta_channel_history(config=sim.config(), channels=[f"{MARK}{q}chan"])
+        saver.copy_thread(sim.thread_id, f"{MARK}{q}copy")
+        saver.prune([f"{MARK}{q}copy"], strategy="keep_latest")
+        saver.delete_for_runs([f"{MARK}{q}run", f"{MARK}{q}other-run"])
+        saver.prune([sim.thread_id], strategy="delete")
+        saver.delete_thread(f"{MARK}{q}copy")
+        assert seen, "nothing was recorded"
+        leaked = [s for s in seen if MARK in s]
+        assert leaked == []
+
+
+# --------------------------------------------------------------------------
+# A role with DML rights only
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def split_roles(fresh_pg_url: str, pg_admin_dsn: str) -> Iterator[dict[str, Any]]:
+    """A DDL role that owns the schema objects and a DML-only role, on a fresh database."""
+    import psycopg  # noqa: PLC0415
+    from psycopg import sql  # noqa: PLC0415
+    from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415
+
+    from fixtures.postgres import _params_to_url  # noqa: PLC0415
+
+    tag = secrets.token_hex(4)
+    ddl, dml = f"cpg_ddl_{tag}", f"cpg_dml_{tag}"
+    params = conninfo_to_dict(fresh_pg_url)
+    dbname = params["dbname"]
+    with psycopg.connect(fresh_pg_url, autocommit=True) as conn:
+        for role in (ddl, dml):
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}, {}").format(
+            sql.Identifier(dbname), sql.Identifier(ddl), sql.Identifier(dml)))
+        # Postgres 15: nobody may create in public by default; the DDL role may
+        conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(dbname), sql.Identifier(ddl)))
+        conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(sql.Identifier(ddl)))
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(sql.Identifier(dml)))
+
+    def url_for(role: str) -> str:
+        return _params_to_url({**params, "user": role, "password": None})
+
+    def grant_dml(schema: str) -> None:
+        with psycopg.connect(fresh_pg_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), sql.Identifier(dml)))
+            conn.execute(
+                sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} TO {}").format(
+                    sql.Identifier(schema), sql.Identifier(dml)
+                )
+            )
+
+    try:
+        yield {"ddl": url_for(ddl), "dml": url_for(dml), "grant_dml": grant_dml, "dml_role": dml}
+    finally:
+        with psycopg.connect(fresh_pg_url, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY(%s)", [[ddl, dml]]
+            )
+            conn.execute(sql.SQL("DROP OWNED BY {}, {}").format(sql.Identifier(ddl), sql.Identifier(dml)))
+        with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+            for role in (dml, ddl):
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+@pytest.mark.parametrize("schema", [None, "cpg_app"])
+def test_saver_runs_with_dml_rights_only(split_roles: dict[str, Any], schema: str | None) -> None:
+    """Migrations run as the DDL role; the application's role may only SELECT,
+    INSERT, UPDATE and DELETE. Every operation works, and setup() at head is
+    a no-op the DML role may call at startup."""
+    import psycopg  # noqa: PLC0415
+
+    from checkpoint_pg import PostgresSaver  # noqa: PLC0415
+
+    options = {"schema": schema} if schema else {}
+    with PostgresSaver.from_conn_string(split_roles["ddl"], **options) as admin:
+        admin.setup()
+    split_roles["grant_dml"](schema or "public")
+
+    # the role really is restricted
+    with psycopg.connect(split_roles["dml"], autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f'CREATE TABLE "{schema or "public"}".cpg_probe (x int)')
+
+    with PostgresSaver.from_conn_string(split_roles["dml"], **options) as saver:
+        sims = [SimThread(saver, f"dml-{i}", run_id=f"run-{i}") for i in range(3)]
+        for sim in sims:
+            for _ in range(4):
+                sim.run_step()
+            assert sim.verify() == 4
+        assert len(list(saver.list(None, filter={"source": "loop"}))) == 12
+        saver.get_delta_channel_history(config=sims[0].config(), channels=["messages"])
+        saver.copy_thread("dml-0", "dml-copy")
+        assert len(list(saver.list({"configurable": {"thread_id": "dml-copy"}}))) == 4
+        saver.prune(["dml-copy"], strategy="keep_latest")
+        assert len(list(saver.list({"configurable": {"thread_id": "dml-copy"}}))) == 1
+        saver.delete_for_runs(["run-1"])
+        assert list(saver.list(sims[1].config())) == []
+        saver.delete_thread("dml-0")
+        assert ids_of(list(saver.list(sims[2].config()))) == list(reversed(sims[2].order))
+        saver.setup()  # at head: nothing to do, and no DDL right needed
+        sims[2].run_step()
+        assert sims[2].verify() == 5
