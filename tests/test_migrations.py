@@ -439,9 +439,13 @@ def test_concurrent_setup_from_four_processes(db: Db) -> None:
 
 
 def _older_revisions() -> list[str]:
-    from checkpoint_pg import migrate  # noqa: PLC0415
+    """Every revision before head, newest first, then base (read at collection time)."""
+    try:
+        from checkpoint_pg import migrate  # noqa: PLC0415
 
-    return [rev for rev, _, _ in migrate.history()][:-1][::-1] + ["base"]
+        return [rev for rev, _, _ in migrate.history()][:-1][::-1] + ["base"]
+    except Exception:  # noqa: BLE001 - a broken package must not break collection
+        return ["base"]
 
 
 @pytest.mark.parametrize("older", _older_revisions())
