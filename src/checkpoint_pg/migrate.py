@@ -23,7 +23,7 @@ from checkpoint_pg.schema import Tables
 __all__ = ["head", "upgrade", "downgrade", "current", "history", "offline_sql", "check", "ADVISORY_LOCK_KEY"]
 
 SCRIPT_LOCATION = "checkpoint_pg:migrations"
-# pg_advisory_xact_lock key: serializes setup() across processes (crc32 of "checkpoint_pg").
+# pg_advisory_xact_lock key: serializes setup() across processes.
 ADVISORY_LOCK_KEY = 0x2C0FFEE5
 
 
@@ -63,17 +63,30 @@ def history() -> list[tuple[str, str | None, str]]:
 
 
 @contextmanager
-def _locked(connection: sa.Connection) -> Iterator[None]:
-    if connection.dialect.name == "postgresql":
-        # Several processes may call setup() at once; one migrates, the others wait
-        # and then find the database at head.
-        connection.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
-        try:
-            yield
-        finally:
-            connection.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK_KEY})
-    else:
+def _migration_transaction(connection: sa.Connection) -> Iterator[None]:
+    """One transaction for the whole migration, serialized across processes on Postgres.
+
+    The advisory lock is transaction-scoped: a session lock taken through
+    PgBouncer in transaction mode could be released on another server
+    connection than the one holding it, and every later setup() would hang.
+    """
+    trans = None if connection.in_transaction() else connection.begin()
+    try:
+        if connection.dialect.name == "postgresql":
+            # Several processes may call setup() at once; one migrates, the
+            # others wait and then find the database at head.
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
         yield
+    except BaseException:
+        if trans is not None:
+            trans.rollback()
+        else:
+            connection.rollback()
+        raise
+    if trans is not None:
+        trans.commit()
+    else:
+        connection.commit()
 
 
 def _ensure_schema(connection: sa.Connection, tables: Tables) -> None:
@@ -83,17 +96,27 @@ def _ensure_schema(connection: sa.Connection, tables: Tables) -> None:
 
 def upgrade(connection: sa.Connection, tables: Tables, revision: str = "head") -> None:
     """Upgrade to ``revision`` (head by default); idempotent."""
-    with _locked(connection):
+    with _migration_transaction(connection):
         _ensure_schema(connection, tables)
+        _refuse_unknown(current(connection, tables))
         command.upgrade(_config(tables, connection), revision)
-        connection.commit()
+
+
+def _refuse_unknown(revision: str | None) -> None:
+    if revision is not None and revision not in {r for r, _, _ in history()}:
+        raise SchemaVersionError(
+            f"the database schema is at revision {revision}, which this checkpoint_pg "
+            f"(needing {head()}) does not know: it was migrated by a newer release; "
+            "upgrade the checkpoint-pg package instead of migrating",
+            current=revision,
+            expected=head(),
+        )
 
 
 def downgrade(connection: sa.Connection, tables: Tables, revision: str = "base") -> None:
     """Downgrade to ``revision`` ("base" drops every table of ours)."""
-    with _locked(connection):
+    with _migration_transaction(connection):
         command.downgrade(_config(tables, connection), revision)
-        connection.commit()
 
 
 def current(connection: sa.Connection, tables: Tables) -> str | None:

@@ -59,6 +59,10 @@ def mask(url: str) -> str:
         return "<your database url>"
 
 
+# A read of several statements (a list page, a delta history) sees one snapshot,
+# so a delete committing in between cannot leave it half a checkpoint.
+_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
+
 _CONN_KW = {"autocommit": True, "prepare_threshold": None}
 
 
@@ -179,6 +183,8 @@ class PostgresSaver(SyncSaver):
             with self._connection() as conn:
                 if txn or not conn.autocommit:
                     with conn.transaction():
+                        if not write:
+                            conn.execute(_SNAPSHOT, prepare=False)
                         return drive(op, lambda b: _execute(conn, b))
                 return drive(op, lambda b: self._one_statement(conn, b))
         except psycopg.OperationalError as exc:
@@ -304,6 +310,8 @@ class AsyncPostgresSaver(AsyncSaver):
             async with self._connection() as conn:
                 if txn or not conn.autocommit:
                     async with conn.transaction():
+                        if not write:
+                            await conn.execute(_SNAPSHOT, prepare=False)
                         return await adrive(op, lambda b: _aexecute(conn, b))
                 return await adrive(op, lambda b: self._one_statement(conn, b))
         except psycopg.OperationalError as exc:

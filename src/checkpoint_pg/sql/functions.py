@@ -114,11 +114,13 @@ class Functions:
         put = (
             f"CREATE OR REPLACE FUNCTION {self.names['put']}({args('put')}) "
             "RETURNS void LANGUAGE plpgsql AS $fn$\n#variable_conflict use_column\nBEGIN\n"
-            f"{body(sql.put_sql())};\nEND\n$fn$"
+            + "".join(f"{body(stmt)};\n" for stmt in sql.put_sql())
+            + "END\n$fn$"
         )
         put_writes = (
             f"CREATE OR REPLACE FUNCTION {self.names['put_writes']}({args('put_writes')}) "
             "RETURNS void LANGUAGE plpgsql AS $fn$\n#variable_conflict use_column\nBEGIN\n"
+            f"PERFORM {body(sql.lock_thread_shared_sql())[len('SELECT '):]};\n"
             f"{body(sql.insert_writes_sql())};\nEND\n$fn$"
         )
         return [split_refs, get_tuple, put, put_writes]

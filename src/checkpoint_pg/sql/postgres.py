@@ -114,15 +114,23 @@ class PostgresSQL:
     def upsert_thread(self, t: str, md_json: str | None) -> Stmt:
         return Stmt(self._upsert_thread, {"t": t, "tmd": md_json})
 
-    def put_sql(self) -> str:
-        """The whole put as ONE statement: the inserts run as data-modifying CTEs.
+    def put_sql(self) -> list[str]:
+        """A put as two statements of the put function.
 
-        The completeness check of the checkpoint only looks at versions stored
-        by earlier puts, which the statement's snapshot sees.
+        The first upserts the thread row, which takes its row lock: a put and a
+        delete/prune of the same thread run one after the other. The second
+        inserts objects, values and the checkpoint as data-modifying CTEs; as a
+        new statement it gets a new snapshot, so the checkpoint's completeness
+        check sees a delete that committed while the first one waited.
         """
-        parts = [self._upsert_thread, self._insert_objects, self._insert_values]
-        ctes = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(parts))
-        return f"WITH {ctes} {self._insert_checkpoint}"
+        ctes = ", ".join(
+            f"w{i} AS ({sql})" for i, sql in enumerate([self._insert_objects, self._insert_values])
+        )
+        return [self._upsert_thread, f"WITH {ctes} {self._insert_checkpoint}"]
+
+    def lock_thread_shared_sql(self) -> str:
+        # put_writes: waits for a delete/prune of the thread in progress
+        return f"SELECT 1 FROM {self.n.threads} WHERE thread_id = %(t)s FOR KEY SHARE"
 
     def put_checkpoint(
         self,
