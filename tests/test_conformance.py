@@ -33,7 +33,7 @@ HASH_KEY = b"conformance-hash-key-0123456789"
 
 
 def encrypted_options() -> dict[str, Any]:
-    from langgraph.checkpoint.serde.encrypted import EncryptedSerializer  # noqa: PLC0415
+    from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 
     return {
         "serde": EncryptedSerializer.from_pycryptodome_aes(key=AES_KEY),
@@ -142,7 +142,7 @@ def _registered(
     request: pytest.FixtureRequest, tmp_path: Path, cls_name: str, backend: str, is_async: bool,
     **options: Any,
 ) -> tuple[Any, type]:
-    import checkpoint_pg  # noqa: PLC0415
+    import checkpoint_pg
 
     cls = getattr(checkpoint_pg, cls_name)
     if backend == "postgres":
@@ -179,7 +179,7 @@ async def test_conformance_full_encrypted(
     async with registered.create() as saver:
         assert saver.ctx.codec.encrypted
         config = {"configurable": {"thread_id": "enc-check", "checkpoint_ns": ""}}
-        from langgraph.checkpoint.base import empty_checkpoint  # noqa: PLC0415
+        from langgraph.checkpoint.base import empty_checkpoint
 
         cp = empty_checkpoint()
         cp["channel_values"] = {"secret": "plaintext-marker-" * 4}
@@ -195,9 +195,9 @@ async def test_conformance_full_encrypted(
 async def _object_types(saver: Any, backend: str) -> list[str]:
     table = saver.ctx.sql.n.objects
     if backend == "postgres":
-        import psycopg  # noqa: PLC0415
+        import psycopg
 
-        conninfo = saver._pool.conninfo  # noqa: SLF001 - the pool from_conn_string made
+        conninfo = saver._pool.conninfo
         async with await psycopg.AsyncConnection.connect(conninfo) as conn:
             cur = await conn.execute(f"SELECT type FROM {table}")
             return [r[0] for r in await cur.fetchall()]

@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from graphs import build_tool_agent, weather_question
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import empty_checkpoint
-
-from graphs import build_tool_agent, weather_question
 
 
 def new_config() -> RunnableConfig:
@@ -72,7 +71,7 @@ async def arun_graph(saver: Any) -> RunnableConfig:
 
 def pg_checkpoints(url: str, pfx: str, config: RunnableConfig, schema: str | None = None) -> int:
     """Checkpoints of the thread, counted through a connection of the test's own."""
-    import psycopg  # noqa: PLC0415
+    import psycopg
 
     table = f'"{schema}"."{pfx}checkpoints"' if schema else f'"{pfx}checkpoints"'
     with psycopg.connect(url, autocommit=True) as conn:
@@ -105,9 +104,9 @@ def test_postgres_saver_on_a_psycopg_connection(pg_url: str, autocommit: bool) -
 
     On a non-autocommit connection the saver leaves no transaction open.
     """
-    import psycopg  # noqa: PLC0415
+    import psycopg
 
-    from checkpoint_pg import PostgresSaver  # noqa: PLC0415
+    from checkpoint_pg import PostgresSaver
 
     pfx = prefix()
     with psycopg.connect(pg_url, autocommit=autocommit, prepare_threshold=None) as conn:
@@ -122,9 +121,9 @@ def test_postgres_saver_on_a_psycopg_connection(pg_url: str, autocommit: bool) -
 @pytest.mark.parametrize("autocommit", [True, False], ids=["autocommit", "transactional"])
 def test_postgres_saver_on_a_connection_pool(pg_url: str, autocommit: bool) -> None:
     """A psycopg_pool ConnectionPool the caller owns (connections autocommit or not)."""
-    from psycopg_pool import ConnectionPool  # noqa: PLC0415
+    from psycopg_pool import ConnectionPool
 
-    from checkpoint_pg import PostgresSaver  # noqa: PLC0415
+    from checkpoint_pg import PostgresSaver
 
     pfx = prefix()
     kwargs = {"autocommit": autocommit, "prepare_threshold": None}
@@ -141,9 +140,9 @@ def test_postgres_saver_on_a_connection_pool(pg_url: str, autocommit: bool) -> N
 
 def test_postgres_saver_on_a_sqlalchemy_engine(pg_url: str) -> None:
     """A SQLAlchemy Engine with the psycopg driver; the engine stays usable afterwards."""
-    import sqlalchemy as sa  # noqa: PLC0415
+    import sqlalchemy as sa
 
-    from checkpoint_pg import PostgresSaver  # noqa: PLC0415
+    from checkpoint_pg import PostgresSaver
 
     pfx = prefix()
     engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
@@ -164,9 +163,9 @@ def test_postgres_saver_on_a_sqlalchemy_engine(pg_url: str) -> None:
 
 def test_postgres_saver_refuses_other_engines(tmp_path: Path) -> None:
     """An engine that is not postgresql+psycopg is refused with a ConfigError naming the driver."""
-    import sqlalchemy as sa  # noqa: PLC0415
+    import sqlalchemy as sa
 
-    from checkpoint_pg import ConfigError, PostgresSaver  # noqa: PLC0415
+    from checkpoint_pg import ConfigError, PostgresSaver
 
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'x.db'}")
     try:
@@ -183,9 +182,9 @@ def test_postgres_saver_refuses_other_engines(tmp_path: Path) -> None:
 
 async def test_async_postgres_saver_on_an_async_connection(pg_url: str) -> None:
     """An AsyncConnection (autocommit): ainvoke runs and the checkpoints are committed."""
-    import psycopg  # noqa: PLC0415
+    import psycopg
 
-    from checkpoint_pg import AsyncPostgresSaver  # noqa: PLC0415
+    from checkpoint_pg import AsyncPostgresSaver
 
     pfx = prefix()
     async with await psycopg.AsyncConnection.connect(
@@ -200,9 +199,9 @@ async def test_async_postgres_saver_on_an_async_connection(pg_url: str) -> None:
 
 async def test_async_postgres_saver_on_an_async_pool(pg_url: str) -> None:
     """An AsyncConnectionPool the caller owns."""
-    from psycopg_pool import AsyncConnectionPool  # noqa: PLC0415
+    from psycopg_pool import AsyncConnectionPool
 
-    from checkpoint_pg import AsyncPostgresSaver  # noqa: PLC0415
+    from checkpoint_pg import AsyncPostgresSaver
 
     pfx = prefix()
     kwargs = {"autocommit": True, "prepare_threshold": None}
@@ -220,7 +219,7 @@ async def test_async_postgres_saver_on_an_async_pool(pg_url: str) -> None:
 
 def test_sqlite_saver_on_a_sqlite3_connection(tmp_path: Path) -> None:
     """A sqlite3.Connection the caller opened (shared across threads, as LangGraph needs)."""
-    from checkpoint_pg import SqliteSaver  # noqa: PLC0415
+    from checkpoint_pg import SqliteSaver
 
     path = str(tmp_path / "conn.db")
     conn = sqlite3.connect(path, check_same_thread=False)
@@ -237,7 +236,7 @@ def test_sqlite_saver_on_a_sqlite3_connection(tmp_path: Path) -> None:
 @pytest.mark.parametrize("form", ["path", "url"])
 def test_sqlite_saver_from_a_path_or_url(tmp_path: Path, form: str) -> None:
     """``from_conn_string`` takes a plain path and ``sqlite:///path``; the file is in WAL mode."""
-    from checkpoint_pg import SqliteSaver  # noqa: PLC0415
+    from checkpoint_pg import SqliteSaver
 
     path = str(tmp_path / f"{form}.db")
     target = path if form == "path" else f"sqlite:///{path}"
@@ -259,7 +258,7 @@ def test_sqlite_saver_from_a_path_or_url(tmp_path: Path, form: str) -> None:
 
 async def test_async_sqlite_saver_on_a_path(tmp_path: Path) -> None:
     """AsyncSqliteSaver.from_conn_string on a path runs ainvoke."""
-    from checkpoint_pg import AsyncSqliteSaver  # noqa: PLC0415
+    from checkpoint_pg import AsyncSqliteSaver
 
     path = str(tmp_path / "async.db")
     async with AsyncSqliteSaver.from_conn_string(path) as saver:
@@ -274,9 +273,9 @@ async def test_async_sqlite_saver_on_a_path(tmp_path: Path) -> None:
 
 
 def _advisory_locks(pg_url: str) -> list[tuple]:
-    import psycopg  # noqa: PLC0415
+    import psycopg
 
-    from checkpoint_pg.migrate import ADVISORY_LOCK_KEY  # noqa: PLC0415
+    from checkpoint_pg.migrate import ADVISORY_LOCK_KEY
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
         return conn.execute(
@@ -291,7 +290,7 @@ def test_postgres_saver_through_pgbouncer(pgbouncer_url: str, pg_url: str) -> No
     setup() leaves no advisory lock behind on a pooled server connection (which
     would block every later setup() in transaction pooling).
     """
-    from checkpoint_pg import PostgresSaver  # noqa: PLC0415
+    from checkpoint_pg import PostgresSaver
 
     pfx = prefix()
     with PostgresSaver.from_conn_string(pgbouncer_url, prefix=pfx, pool_size=4) as saver:
@@ -305,7 +304,7 @@ def test_postgres_saver_through_pgbouncer(pgbouncer_url: str, pg_url: str) -> No
         def worker() -> None:
             try:
                 configs.append(run_graph(saver))
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
 
         threads = [threading.Thread(target=worker) for _ in range(4)]
@@ -326,7 +325,7 @@ def test_postgres_saver_through_pgbouncer(pgbouncer_url: str, pg_url: str) -> No
 
 async def test_async_postgres_saver_through_pgbouncer(pgbouncer_url: str, pg_url: str) -> None:
     """AsyncPostgresSaver through transaction-mode PgBouncer, including concurrent runs."""
-    from checkpoint_pg import AsyncPostgresSaver  # noqa: PLC0415
+    from checkpoint_pg import AsyncPostgresSaver
 
     pfx = prefix()
     async with AsyncPostgresSaver.from_conn_string(pgbouncer_url, prefix=pfx) as saver:
@@ -375,7 +374,7 @@ async def test_async_saver_sync_method_on_its_loop_raises(
     async_saver: Any, method: str, call: Any
 ) -> None:
     """A sync method called on the saver's own event loop raises AsyncMisuseError naming a<method>."""
-    from checkpoint_pg import AsyncMisuseError  # noqa: PLC0415
+    from checkpoint_pg import AsyncMisuseError
 
     config = await arun_graph(async_saver)
     tup = await async_saver.aget_tuple(config)
@@ -404,7 +403,7 @@ class RoundTrips:
     """
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        import psycopg  # noqa: PLC0415
+        import psycopg
 
         self.count = 0
         self.statements: list[str] = []
@@ -527,24 +526,22 @@ def _checkpoint(saver: Any, parent: dict[str, Any] | None, messages: list[Any]) 
 def test_round_trip_counter_counts_the_driver(pg_url: str, round_trips: RoundTrips) -> None:
     """Self-test of the instrumentation: a statement is 1, BEGIN + statement + COMMIT is 3,
     a COMMIT with no transaction open is 0, a pipeline sync is 1."""
-    import psycopg  # noqa: PLC0415
+    import psycopg
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
         with round_trips.measure() as m:
             conn.execute("SELECT 1")
         assert m.count == 1
-        with round_trips.measure() as m:
-            with conn.transaction():
-                conn.execute("SELECT 1")
+        with round_trips.measure() as m, conn.transaction():
+            conn.execute("SELECT 1")
         assert m.count == 3
         with round_trips.measure() as m:
             conn.commit()
         assert m.count == 0
-        with round_trips.measure() as m:
-            with conn.pipeline() as p:
-                conn.execute("SELECT 1")
-                conn.execute("SELECT 2")
-                p.sync()
+        with round_trips.measure() as m, conn.pipeline() as p:
+            conn.execute("SELECT 1")
+            conn.execute("SELECT 2")
+            p.sync()
         assert m.count == 2  # the sync, and the exit's final sync
 
 
@@ -553,7 +550,7 @@ def test_postgres_saver_round_trips_per_call(pg_url: str, round_trips: RoundTrip
 
     The first call of a saver also checks the schema revision (one more).
     """
-    from checkpoint_pg import PostgresSaver  # noqa: PLC0415
+    from checkpoint_pg import PostgresSaver
 
     with PostgresSaver.from_conn_string(pg_url, prefix=prefix()) as saver:
         saver.setup()
@@ -594,7 +591,7 @@ def test_postgres_saver_round_trips_per_call(pg_url: str, round_trips: RoundTrip
 
 async def test_async_postgres_saver_round_trips_per_call(pg_url: str, round_trips: RoundTrips) -> None:
     """aput, aput_writes and aget_tuple each make one round trip."""
-    from checkpoint_pg import AsyncPostgresSaver  # noqa: PLC0415
+    from checkpoint_pg import AsyncPostgresSaver
 
     async with AsyncPostgresSaver.from_conn_string(pg_url, prefix=prefix()) as saver:
         await saver.asetup()

@@ -16,6 +16,7 @@ look at every table of the database.
 from __future__ import annotations
 
 import importlib.resources
+import itertools
 import multiprocessing
 import secrets
 import traceback
@@ -29,10 +30,8 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from langchain_core.runnables import RunnableConfig
-
 from graphs import build_chain
+from langchain_core.runnables import RunnableConfig
 
 TABLE_SUFFIXES = ("threads", "checkpoints", "channel_values", "writes", "objects")
 
@@ -51,7 +50,7 @@ class Db:
         return f"sqlite:///{self.url}"
 
     def saver_cls(self) -> type:
-        from checkpoint_pg import PostgresSaver, SqliteSaver  # noqa: PLC0415
+        from checkpoint_pg import PostgresSaver, SqliteSaver
 
         return PostgresSaver if self.backend == "postgres" else SqliteSaver
 
@@ -111,9 +110,9 @@ def count_rows(db: Db, table: str, schema: str | None = None) -> int:
 
 def test_history_has_a_single_head() -> None:
     """The migration history has exactly one head and one base, linked without gaps."""
-    from checkpoint_pg import migrate  # noqa: PLC0415
+    from checkpoint_pg import migrate
 
-    script = migrate._script()  # noqa: SLF001 - the ScriptDirectory the package runs
+    script = migrate._script()
     heads = script.get_heads()
     bases = script.get_bases()
     assert len(heads) == 1, heads
@@ -122,13 +121,13 @@ def test_history_has_a_single_head() -> None:
     history = migrate.history()
     assert history[0][1] is None  # the first revision revises nothing
     assert history[-1][0] == heads[0]
-    for (rev, _, _), (_, down, _) in zip(history, history[1:]):
+    for (rev, _, _), (_, down, _) in itertools.pairwise(history):
         assert down == rev, history
 
 
 def test_migrations_ship_inside_the_package() -> None:
     """The installed package holds env.py, the template and every revision file."""
-    from checkpoint_pg import migrate  # noqa: PLC0415
+    from checkpoint_pg import migrate
 
     root = importlib.resources.files("checkpoint_pg") / "migrations"
     assert (root / "env.py").is_file()
@@ -143,8 +142,8 @@ def test_migrations_ship_inside_the_package() -> None:
 @pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
 def test_offline_sql_creates_every_table(dialect: str) -> None:
     """``migrate.offline_sql`` renders CREATE TABLE for every table, the indexes and the version row."""
-    from checkpoint_pg import migrate  # noqa: PLC0415
-    from checkpoint_pg.schema import build_tables  # noqa: PLC0415
+    from checkpoint_pg import migrate
+    from checkpoint_pg.schema import build_tables
 
     tables = build_tables("offl_")
     sql = migrate.offline_sql(tables, dialect)
@@ -176,8 +175,8 @@ def test_offline_sql_creates_every_table(dialect: str) -> None:
 
 def test_upgrade_from_base_and_downgrade_to_base_with_data(db: Db) -> None:
     """base -> head -> (write a thread) -> base drops every table -> head is empty and works."""
-    from checkpoint_pg import migrate  # noqa: PLC0415
-    from checkpoint_pg.schema import build_tables  # noqa: PLC0415
+    from checkpoint_pg import migrate
+    from checkpoint_pg.schema import build_tables
 
     tables = build_tables()
     with db.connect() as conn:
@@ -216,7 +215,7 @@ def test_migrated_database_matches_schema_metadata(db: Db) -> None:
     Types, nullability, indexes and unique constraints are compared; the
     version table is ours and is not part of the metadata.
     """
-    from checkpoint_pg.schema import build_tables  # noqa: PLC0415
+    from checkpoint_pg.schema import build_tables
 
     prefix = "cmp_"
     with db.saver(prefix=prefix):
@@ -252,7 +251,7 @@ def test_migrated_database_matches_schema_metadata(db: Db) -> None:
 
 def test_comparison_detects_a_missing_index(db: Db) -> None:
     """The metadata comparison is not vacuous: dropping an index shows up as a diff."""
-    from checkpoint_pg.schema import build_tables  # noqa: PLC0415
+    from checkpoint_pg.schema import build_tables
 
     prefix = "drp_"
     with db.saver(prefix=prefix):
@@ -280,7 +279,7 @@ def test_comparison_detects_a_missing_index(db: Db) -> None:
 
 def test_own_version_table_coexists_with_users_alembic_version(db: Db) -> None:
     """Our revision lives in ``{prefix}alembic_version``; the user's ``alembic_version`` is untouched."""
-    from checkpoint_pg import migrate  # noqa: PLC0415
+    from checkpoint_pg import migrate
 
     with db.connect() as conn:
         conn.execute(sa.text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
@@ -295,7 +294,7 @@ def test_own_version_table_coexists_with_users_alembic_version(db: Db) -> None:
     assert users == ["users_rev_42"]
     assert ours == [migrate.head()]
     # and our downgrade leaves the user's history alone too
-    from checkpoint_pg.schema import build_tables  # noqa: PLC0415
+    from checkpoint_pg.schema import build_tables
 
     with db.connect() as conn:
         migrate.downgrade(conn, build_tables(), "base")
@@ -307,8 +306,8 @@ def test_own_version_table_coexists_with_users_alembic_version(db: Db) -> None:
 
 def test_setup_is_idempotent(db: Db) -> None:
     """Calling setup() again (same or another saver) changes nothing and keeps the data."""
-    from checkpoint_pg import migrate  # noqa: PLC0415
-    from checkpoint_pg.schema import build_tables  # noqa: PLC0415
+    from checkpoint_pg import migrate
+    from checkpoint_pg.schema import build_tables
 
     with db.saver() as saver:
         config = write_thread(saver)
@@ -329,8 +328,8 @@ def test_setup_is_idempotent(db: Db) -> None:
 
 def test_two_prefixes_coexist_in_one_database(db: Db) -> None:
     """Two prefixes are two independent stores, each with its own version table."""
-    from checkpoint_pg import migrate  # noqa: PLC0415
-    from checkpoint_pg.schema import build_tables  # noqa: PLC0415
+    from checkpoint_pg import migrate
+    from checkpoint_pg.schema import build_tables
 
     with db.saver(prefix="one_") as one, db.saver(prefix="two_") as two:
         c1 = write_thread(one)
@@ -395,7 +394,7 @@ def test_postgres_schema_option_puts_every_table_there(db: Db) -> None:
 
 def _setup_worker(url: str, barrier: Any, results: Any, n: int) -> None:
     try:
-        from checkpoint_pg import PostgresSaver  # noqa: PLC0415
+        from checkpoint_pg import PostgresSaver
 
         with PostgresSaver.from_conn_string(url) as saver:
             barrier.wait(timeout=60)
@@ -411,8 +410,8 @@ def _setup_worker(url: str, barrier: Any, results: Any, n: int) -> None:
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 def test_concurrent_setup_from_four_processes(db: Db) -> None:
     """Four processes calling setup() at once on a fresh database all succeed (advisory lock)."""
-    from checkpoint_pg import migrate  # noqa: PLC0415
-    from checkpoint_pg.schema import build_tables  # noqa: PLC0415
+    from checkpoint_pg import migrate
+    from checkpoint_pg.schema import build_tables
 
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(4)
@@ -441,7 +440,7 @@ def test_concurrent_setup_from_four_processes(db: Db) -> None:
 def _older_revisions() -> list[str]:
     """Every revision before head, newest first, then base (read at collection time)."""
     try:
-        from checkpoint_pg import migrate  # noqa: PLC0415
+        from checkpoint_pg import migrate
 
         return [rev for rev, _, _ in migrate.history()][:-1][::-1] + ["base"]
     except Exception:  # noqa: BLE001 - a broken package must not break collection
@@ -457,8 +456,8 @@ def test_database_behind_head_is_refused_naming_the_upgrade_command(db: Db, olde
     after setup() the saver works again, and data that survived the
     downgrade reads back.
     """
-    from checkpoint_pg import SchemaVersionError, migrate  # noqa: PLC0415
-    from checkpoint_pg.schema import build_tables  # noqa: PLC0415
+    from checkpoint_pg import SchemaVersionError, migrate
+    from checkpoint_pg.schema import build_tables
 
     with db.saver() as saver:
         config = write_thread(saver)
@@ -489,8 +488,8 @@ def test_each_revision_steps_down_and_up_with_data(db: Db) -> None:
 
     Above base the data survives every step; the thread reads back at head.
     """
-    from checkpoint_pg import migrate  # noqa: PLC0415
-    from checkpoint_pg.schema import build_tables  # noqa: PLC0415
+    from checkpoint_pg import migrate
+    from checkpoint_pg.schema import build_tables
 
     tables = build_tables()
     with db.saver() as saver:
@@ -514,11 +513,13 @@ def test_each_revision_steps_down_and_up_with_data(db: Db) -> None:
 
 def test_database_without_tables_is_refused_naming_the_upgrade_command(db: Db) -> None:
     """A saver on a database that was never set up says to run setup() / the upgrade command."""
-    from checkpoint_pg import SchemaVersionError  # noqa: PLC0415
+    from checkpoint_pg import SchemaVersionError
 
-    with db.saver(setup=False) as saver:
-        with pytest.raises(SchemaVersionError, match="checkpoint-pg migrate upgrade"):
-            saver.get_tuple(new_thread())
+    with (
+        db.saver(setup=False) as saver,
+        pytest.raises(SchemaVersionError, match="checkpoint-pg migrate upgrade"),
+    ):
+        saver.get_tuple(new_thread())
 
 
 @pytest.mark.parametrize("revision", ["0000", "9999_from_the_future"])
@@ -529,7 +530,7 @@ def test_database_at_an_unknown_revision_is_refused(db: Db, revision: str) -> No
     do. An unknown revision cannot be upgraded from (alembic cannot locate it),
     so the advice is to upgrade the checkpoint-pg package, not to migrate.
     """
-    from checkpoint_pg import SchemaVersionError, migrate  # noqa: PLC0415
+    from checkpoint_pg import SchemaVersionError, migrate
 
     with db.saver() as saver:
         config = write_thread(saver)
@@ -554,16 +555,15 @@ def test_setup_on_an_unknown_revision_raises_schema_version_error(db: Db) -> Non
     Every error of the package derives from CheckpointPgError (errors.py), and
     the message must say what to do (upgrade the package).
     """
-    from checkpoint_pg import SchemaVersionError  # noqa: PLC0415
+    from checkpoint_pg import SchemaVersionError
 
     with db.saver():
         pass
     with db.connect() as conn:
         conn.execute(sa.text("UPDATE cpg_alembic_version SET version_num = '9999_newer'"))
         conn.commit()
-    with db.saver(setup=False) as saver:
-        with pytest.raises(SchemaVersionError) as info:
-            saver.setup()
+    with db.saver(setup=False) as saver, pytest.raises(SchemaVersionError) as info:
+        saver.setup()
     assert "9999_newer" in str(info.value)
     assert "upgrade" in str(info.value)
     # the database was left as it was

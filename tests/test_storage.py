@@ -33,6 +33,13 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import pytest
+from graphs import (
+    FlakyError,
+    build_delta_graph,
+    build_flaky_pair,
+    build_tool_agent,
+    weather_question,
+)
 from langchain_core.messages import (
     AIMessage,
     AnyMessage,
@@ -48,14 +55,6 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import REMOVE_ALL_MESSAGES, add_messages
 from typing_extensions import TypedDict
-
-from graphs import (
-    FlakyError,
-    build_delta_graph,
-    build_flaky_pair,
-    build_tool_agent,
-    weather_question,
-)
 
 HASH = 16
 CITIES = ("Paris", "Rome", "Oslo", "Lima", "Cairo", "Quito")
@@ -91,7 +90,7 @@ class Raw:
         self.saver = saver
         self.n = saver.ctx.sql.n  # quoted, schema-qualified table names
         if self.backend == "postgres":
-            import psycopg  # noqa: PLC0415
+            import psycopg
 
             self.conn: Any = psycopg.connect(target.conn_string, autocommit=True)
         else:
@@ -393,7 +392,7 @@ def test_failed_superstep_resume_keeps_single_write(saver: Any, raw: Raw) -> Non
 def _agent() -> tuple[Any, Any]:
     """bench/agent.py's scripted agent if importable, else an equivalent one."""
     try:
-        from bench.agent import build_graph, turn_input  # noqa: PLC0415
+        from bench.agent import build_graph, turn_input
 
         return build_graph, turn_input
     except ImportError:
@@ -414,8 +413,8 @@ class _AgentState(TypedDict):
 
 
 def _own_build_graph(checkpointer: Any) -> Any:
-    from langchain_core.tools import tool  # noqa: PLC0415
-    from langgraph.prebuilt import ToolNode, tools_condition  # noqa: PLC0415
+    from langchain_core.tools import tool
+    from langgraph.prebuilt import ToolNode, tools_condition
 
     @tool
     def search_notes(topic: str, turn: int) -> str:
@@ -773,7 +772,7 @@ def test_encrypted_storage_has_no_plaintext_and_is_deduplicated(
 
     Object hashes are keyed: none equals the plain BLAKE2b of the serialized value.
     """
-    from langgraph.checkpoint.serde.encrypted import EncryptedSerializer  # noqa: PLC0415
+    from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 
     serde = EncryptedSerializer.from_pycryptodome_aes(key=AES_KEY)
     with make_saver(serde=serde, hash_key=HASH_KEY) as saver, raw_for(saver_target, saver) as raw:
