@@ -8,6 +8,9 @@ connection, inside one transaction. So put, list, prune... are written once.
 from __future__ import annotations
 
 import json
+import threading
+import uuid
+from collections import OrderedDict
 from collections import defaultdict
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +73,40 @@ class Ctx:
     sql: Any
     codec: ValueCodec
     cache: ListCache = field(default_factory=ListCache)
+    written: WrittenMessages = field(default_factory=lambda: WrittenMessages())
+
+
+class WrittenMessages:
+    """Messages just saved by put_writes, by object identity, until a put stores them.
+
+    LangGraph saves a task's writes on a background thread while its loop
+    gives the same message objects their ids (`add_messages`) in place, so a
+    write can be serialized before its message got the id the checkpoint's
+    list then holds: two objects for one message. When put finds such a
+    message serialized differently, it repoints the write at the list's
+    object and deletes the stale one (see `put`).
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._data: OrderedDict[int, tuple[Any, bytes, tuple[str, str, str, str, int], int]] = (
+            OrderedDict()
+        )
+        self._size = size
+        self._lock = threading.Lock()
+
+    def add(self, obj: Any, h: bytes, key: tuple[str, str, str, str, int], pos: int) -> None:
+        with self._lock:
+            self._data[id(obj)] = (obj, h, key, pos)
+            while len(self._data) > self._size:
+                self._data.popitem(last=False)
+
+    def pop(self, obj: Any) -> tuple[bytes, tuple[str, str, str, str, int], int] | None:
+        with self._lock:
+            entry = self._data.get(id(obj))
+            if entry is None or entry[0] is not obj:
+                return None
+            del self._data[id(obj)]
+            return entry[1], entry[2], entry[3]
 
 
 @dataclass
@@ -120,11 +157,14 @@ def put(
             # An empty channel has a version but no row: reading finds nothing
             # and leaves it out, as LangGraph expects of an empty channel.
             continue
-        row, row_objs, needs = plan_channel_value((t, ns, ch), ver, values[ch], ctx.codec, ctx.cache)
+        row, row_objs, needs = plan_channel_value(
+            (t, ns, ch), ver, values[ch], ctx.codec, ctx.cache
+        )
         rows.append(row)
         objs.extend(row_objs)
         if needs is not None:
             required[(ch, needs)] = None
+    fixups = _stale_writes(ctx, values, rows) if _BaseMessage is not None else []
     for ch, ver in versions.items():
         if ch not in new_versions and ch in values:
             # a value carried over from an earlier checkpoint must still be stored
@@ -134,7 +174,9 @@ def put(
     try:
         doc = json.dumps(doc_fields, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
-        raise SerializationError(f"checkpoint {cid!r} has fields that are not JSON: {exc}") from None
+        raise SerializationError(
+            f"checkpoint {cid!r} has fields that are not JSON: {exc}"
+        ) from None
     md, md_json = metadata_json(config, metadata)
     run_id = md.get("run_id")
     stmts = ctx.sql.put_checkpoint(
@@ -151,7 +193,29 @@ def put(
         list(required),
     )
     yield Batch(stmts, fetch=False)
+    if fixups:
+        yield Batch([s for f in fixups for s in ctx.sql.repoint_write(*f)], fetch=False)
     return checkpoint_config(t, ns, cid)
+
+
+def _stale_writes(
+    ctx: Ctx, values: Mapping[str, Any], rows: Sequence[ValueRow]
+) -> list[tuple[Any, ...]]:
+    """Writes whose message was serialized before it got the id the list now holds."""
+    out = []
+    for row in rows:
+        value = values[row.channel]
+        hashes = split_refs(row.refs)
+        items = value if type(value) is list else [value]
+        if row.kind == KIND.DELTA:
+            items = items[len(items) - len(hashes) :] if hashes else []
+        for item, h in zip(items, hashes):
+            if isinstance(item, _BaseMessage):
+                seen = ctx.written.pop(item)
+                if seen is not None and seen[0] != h:
+                    (wt, wns, wcid, wtask, widx), pos = seen[1], seen[2]
+                    out.append((wt, wns, wcid, wtask, widx, pos, seen[0], h))
+    return out
 
 
 def put_writes(
@@ -169,8 +233,15 @@ def put_writes(
     # resumes with two __resume__ writes): the last one replaces, as in memory.
     by_idx: dict[int, tuple[int, str, int, bytes, list[Any]]] = {}
     for idx, (channel, value) in enumerate(writes):
+        _ensure_message_ids(value)
         enc: EncodedValue = ctx.codec.encode(value)
         key = WRITES_IDX_MAP.get(channel, idx)
+        if _BaseMessage is not None:
+            items = value if type(value) is list else [value]
+            wkey = (target.thread_id, target.ns, target.checkpoint_id, task_id, key)
+            for pos, (item, h) in enumerate(zip(items, enc.hashes)):
+                if isinstance(item, _BaseMessage):
+                    ctx.written.add(item, h, wkey, pos)
         by_idx[key] = (key, channel, enc.kind, enc.refs, unique_objects(enc.objects))
     rows = list(by_idx.values())
     yield Batch(
@@ -180,6 +251,29 @@ def put_writes(
         fetch=False,
     )
     return None
+
+
+def _ensure_message_ids(value: Any) -> None:
+    """Give written messages their id now, as `add_messages` would.
+
+    LangGraph saves a task's writes on a background thread while the loop's
+    `add_messages` assigns ids to the same message objects in place: without
+    this, a ToolMessage could be serialized once without its id (the write)
+    and once with it (inside the next checkpoint's list), two objects for one
+    message. `add_messages` keeps an id that is already set.
+    """
+    if _BaseMessage is None:
+        return
+    items = value if type(value) is list else (value,)
+    for item in items:
+        if isinstance(item, _BaseMessage) and item.id is None:
+            item.id = str(uuid.uuid4())
+
+
+try:
+    from langchain_core.messages import BaseMessage as _BaseMessage
+except ImportError:  # pragma: no cover - langchain_core comes with langgraph
+    _BaseMessage = None
 
 
 # -- reading ------------------------------------------------------------------------
@@ -287,7 +381,11 @@ def _load_rows(
     stmts: list[Stmt] = []
     for t, ns in keys:
         pairs = sorted(
-            {(ch, str(v)) for _, doc in groups[(t, ns)] for ch, v in doc.get("channel_versions", {}).items()}
+            {
+                (ch, str(v))
+                for _, doc in groups[(t, ns)]
+                for ch, v in doc.get("channel_versions", {}).items()
+            }
         )
         stmts.append(ctx.sql.select_values(t, ns, pairs))
         stmts.append(ctx.sql.select_writes(t, ns, [cid for cid, _ in groups[(t, ns)]]))
@@ -450,9 +548,7 @@ def list_page(
     return out, nxt
 
 
-def get_delta_channel_history(
-    ctx: Ctx, config: RunnableConfig, channels: Sequence[str]
-) -> Op:
+def get_delta_channel_history(ctx: Ctx, config: RunnableConfig, channels: Sequence[str]) -> Op:
     """Writes of ``channels`` along the parent chain, back to the nearest stored value."""
     if not channels:
         return {}
@@ -490,7 +586,9 @@ def get_delta_channel_history(
                 if row[0] == KIND.SCALAR:
                     entry["seed"] = _decode(ctx, memo, t, KIND.SCALAR, [row[2]])
                 else:
-                    hashes = resolve_hashes(rows, str(ver), memo.lists[(t, ns, ch)], f"thread {t!r}")
+                    hashes = resolve_hashes(
+                        rows, str(ver), memo.lists[(t, ns, ch)], f"thread {t!r}"
+                    )
                     entry["seed"] = _decode(ctx, memo, t, KIND.LIST, hashes)
                 break
         collected.reverse()
@@ -532,16 +630,22 @@ def delete_for_runs(ctx: Ctx, run_ids: Sequence[str]) -> Op:
     (threads,) = yield Batch([ctx.sql.select_threads_of_runs(run_ids)])
     for (t,) in threads:
         ctx.cache.forget_thread(t)
-        yield Batch([ctx.sql.lock_thread(t), *ctx.sql.delete_checkpoints_of_runs(t, run_ids)], fetch=False)
+        yield Batch(
+            [ctx.sql.lock_thread(t), *ctx.sql.delete_checkpoints_of_runs(t, run_ids)], fetch=False
+        )
         yield from _collect_garbage(ctx, t, keep=None)
     return None
 
 
-def prune(ctx: Ctx, thread_ids: Sequence[str], strategy: str) -> Op:
+def prune(ctx: Ctx, thread_ids: Sequence[str], strategy: str, keep_last: int = 1) -> Op:
+    """``keep_latest``: keep the ``keep_last`` newest checkpoints per namespace
+    (and what they need to be read); ``delete``: delete the threads."""
     from checkpoint_pg.core.config import normalize_thread_id
 
     if strategy not in ("keep_latest", "delete"):
         raise ConfigError(f"unknown prune strategy {strategy!r}: use 'keep_latest' or 'delete'")
+    if not isinstance(keep_last, int) or isinstance(keep_last, bool) or keep_last < 1:
+        raise ConfigError(f"keep_last must be an int >= 1, got {keep_last!r}")
     for raw in thread_ids:
         t = normalize_thread_id(raw)
         ctx.cache.forget_thread(t)
@@ -549,7 +653,8 @@ def prune(ctx: Ctx, thread_ids: Sequence[str], strategy: str) -> Op:
             yield Batch([ctx.sql.lock_thread(t), *ctx.sql.delete_thread(t)], fetch=False)
         else:
             yield Batch([ctx.sql.lock_thread(t)], fetch=False)
-            yield from _collect_garbage(ctx, t, keep=1)
+            yield from _collect_garbage(ctx, t, keep=keep_last)
+            ctx.cache.forget_thread(t)
     return None
 
 
@@ -627,7 +732,9 @@ def _keep_delta_ancestors(
         pending = {ch for ch in pending if not _has_value(vals, ns, ch, versions.get(ch))}
 
 
-def _has_value(vals: Mapping[tuple[str, str, str], tuple[int, Any, Any]], ns: str, ch: str, ver: Any) -> bool:
+def _has_value(
+    vals: Mapping[tuple[str, str, str], tuple[int, Any, Any]], ns: str, ch: str, ver: Any
+) -> bool:
     row = vals.get((ns, ch, str(ver))) if ver is not None else None
     return row is not None and row[0] != KIND.EMPTY
 

@@ -16,9 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from checkpoint_pg.core import ops as core_ops
 from checkpoint_pg.core.config import normalize_thread_id
-from checkpoint_pg.core.ops import Batch, Op
 from checkpoint_pg.errors import ConfigError
 
 __all__ = ["parse_duration", "keep_last", "plan_keep_last", "PrunePlan"]
@@ -65,19 +63,6 @@ def _check_n(n: Any) -> None:
         raise ConfigError(f"--keep-last must be an int >= 1, got {n!r}")
 
 
-def _keep_last_op(ctx: Any, t: str, n: int) -> Op:
-    collect = getattr(core_ops, "_collect_garbage", None)
-    if collect is None:  # pragma: no cover - guards a core refactoring
-        raise ConfigError(
-            "this checkpoint_pg core has no garbage collection entry point for keep-last pruning; "
-            "use saver.prune(thread_ids) to keep the latest checkpoint only"
-        )
-    ctx.cache.forget_thread(t)
-    yield Batch([ctx.sql.lock_thread(t)], fetch=False)
-    yield from collect(ctx, t, keep=n)
-    ctx.cache.forget_thread(t)
-
-
 def keep_last(saver: Any, thread_ids: Sequence[str], n: int) -> None:
     """Keep the latest ``n`` checkpoints of every namespace of each thread; delete the rest.
 
@@ -85,9 +70,4 @@ def keep_last(saver: Any, thread_ids: Sequence[str], n: int) -> None:
     so a run writing to the thread meanwhile waits instead of racing.
     """
     _check_n(n)
-    ensure = getattr(saver, "_ensure_schema", None)
-    if callable(ensure):
-        ensure()
-    for raw in thread_ids:
-        t = normalize_thread_id(raw)
-        saver._run(_keep_last_op(saver.ctx, t, n), txn=True, write=True)
+    saver.prune([normalize_thread_id(t) for t in thread_ids], keep_last=n)

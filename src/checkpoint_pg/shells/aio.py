@@ -142,8 +142,11 @@ class AsyncSaver(SaverBase):
             partial(ops.copy_thread, self.ctx, source_thread_id, target_thread_id), write=True
         )
 
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await self._ado(partial(ops.prune, self.ctx, thread_ids, strategy), write=True)
+    async def aprune(
+        self, thread_ids: Sequence[str], *, strategy: str = "keep_latest", keep_last: int = 1
+    ) -> None:
+        """Prune threads: keep the ``keep_last`` newest checkpoints per namespace, or delete."""
+        await self._ado(partial(ops.prune, self.ctx, thread_ids, strategy, keep_last), write=True)
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
@@ -195,8 +198,10 @@ class AsyncSaver(SaverBase):
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         self._sync("copy_thread", lambda: self.acopy_thread(source_thread_id, target_thread_id))
 
-    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        self._sync("prune", lambda: self.aprune(thread_ids, strategy=strategy))
+    def prune(
+        self, thread_ids: Sequence[str], *, strategy: str = "keep_latest", keep_last: int = 1
+    ) -> None:
+        self._sync("prune", lambda: self.aprune(thread_ids, strategy=strategy, keep_last=keep_last))
 
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]

@@ -128,8 +128,11 @@ class SyncSaver(SaverBase):
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         self._do(partial(ops.copy_thread, self.ctx, source_thread_id, target_thread_id), write=True)
 
-    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        self._do(partial(ops.prune, self.ctx, thread_ids, strategy), write=True)
+    def prune(
+        self, thread_ids: Sequence[str], *, strategy: str = "keep_latest", keep_last: int = 1
+    ) -> None:
+        """Prune threads: keep the ``keep_last`` newest checkpoints per namespace, or delete."""
+        self._do(partial(ops.prune, self.ctx, thread_ids, strategy, keep_last), write=True)
 
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
@@ -181,8 +184,10 @@ class SyncSaver(SaverBase):
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
 
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
+    async def aprune(
+        self, thread_ids: Sequence[str], *, strategy: str = "keep_latest", keep_last: int = 1
+    ) -> None:
+        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy, keep_last=keep_last)
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]

@@ -400,6 +400,31 @@ class PostgresSQL:
             {"t": t, "ns": ns, "id": cid, "known": b"".join(known)},
         )
 
+    def repoint_write(
+        self, t: str, ns: str, cid: str, task: str, idx: int, pos: int, old: bytes, new: bytes
+    ) -> list[Stmt]:
+        """Point element ``pos`` of a write at ``new`` and drop ``old`` if nothing uses it."""
+        n = self.n
+        p = {"t": t, "ns": ns, "cid": cid, "task": task, "idx": idx, "at": pos * 16 + 1,
+             "old": old, "new": new}
+        return [
+            Stmt(
+                f"UPDATE {n.writes} SET refs = overlay(refs PLACING %(new)s FROM %(at)s FOR 16) "
+                "WHERE thread_id = %(t)s AND checkpoint_ns = %(ns)s AND checkpoint_id = %(cid)s "
+                "AND task_id = %(task)s AND idx = %(idx)s "
+                "AND substring(refs FROM %(at)s FOR 16) = %(old)s",
+                p,
+            ),
+            Stmt(
+                f"DELETE FROM {n.objects} WHERE thread_id = %(t)s AND hash = %(old)s "
+                f"AND NOT EXISTS (SELECT 1 FROM {n.writes} WHERE thread_id = %(t)s "
+                "AND position(%(old)s IN refs) > 0) "
+                f"AND NOT EXISTS (SELECT 1 FROM {n.values} WHERE thread_id = %(t)s "
+                "AND position(%(old)s IN refs) > 0)",
+                p,
+            ),
+        ]
+
     # -- maintenance ------------------------------------------------------------
 
     def thread_exists(self, t: str) -> Stmt:

@@ -324,6 +324,32 @@ class SqliteSQL:
     def get_tuple_stmt(self, t: str, ns: str, cid: str | None, known: Sequence[bytes] = ()) -> Stmt:
         raise NotImplementedError  # not used: single_statement is False on SQLite
 
+    def repoint_write(
+        self, t: str, ns: str, cid: str, task: str, idx: int, pos: int, old: bytes, new: bytes
+    ) -> list[Stmt]:
+        """Point element ``pos`` of a write at ``new`` and drop ``old`` if nothing uses it."""
+        n = self.n
+        p = {"t": t, "ns": ns, "cid": cid, "task": task, "idx": idx, "at": pos * 16 + 1,
+             "old": old, "new": new}
+        return [
+            Stmt(
+                # || makes text of blobs; the cast takes the same bytes back as a blob
+                f"UPDATE {n.writes} SET refs = CAST(substr(refs, 1, :at - 1) || :new || "
+                "substr(refs, :at + 16) AS BLOB) WHERE thread_id = :t AND checkpoint_ns = :ns "
+                "AND checkpoint_id = :cid AND task_id = :task AND idx = :idx "
+                "AND substr(refs, :at, 16) = :old",
+                p,
+            ),
+            Stmt(
+                f"DELETE FROM {n.objects} WHERE thread_id = :t AND hash = :old "
+                f"AND NOT EXISTS (SELECT 1 FROM {n.writes} WHERE thread_id = :t "
+                "AND instr(refs, :old) > 0) "
+                f"AND NOT EXISTS (SELECT 1 FROM {n.values} WHERE thread_id = :t "
+                "AND instr(refs, :old) > 0)",
+                p,
+            ),
+        ]
+
     # -- maintenance ------------------------------------------------------------
 
     def thread_exists(self, t: str) -> Stmt:
