@@ -187,6 +187,9 @@ class PostgresSaver(SyncSaver):
                             conn.execute(_SNAPSHOT, prepare=False)
                         return drive(op, lambda b: _execute(conn, b))
                 return drive(op, lambda b: self._one_statement(conn, b))
+        except psycopg.errors.DeadlockDetected as exc:
+            # a put and a put_writes of one thread inserting shared objects
+            raise ConnectionLost(str(exc)) from exc
         except psycopg.OperationalError as exc:
             if self._pool is not None and _lost(exc):
                 raise ConnectionLost(str(exc)) from exc
@@ -314,6 +317,9 @@ class AsyncPostgresSaver(AsyncSaver):
                             await conn.execute(_SNAPSHOT, prepare=False)
                         return await adrive(op, lambda b: _aexecute(conn, b))
                 return await adrive(op, lambda b: self._one_statement(conn, b))
+        except psycopg.errors.DeadlockDetected as exc:
+            # a put and a put_writes of one thread inserting shared objects
+            raise ConnectionLost(str(exc)) from exc
         except psycopg.OperationalError as exc:
             if self._pool is not None and _lost(exc):
                 raise ConnectionLost(str(exc)) from exc

@@ -51,6 +51,11 @@ def normalize_thread_id(value: Any) -> str:
     )
 
 
+def check_text(value: Any, what: str) -> str:
+    """A str without NUL characters (neither backend stores them in text columns)."""
+    return _text(value, what)
+
+
 def _text(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise ConfigError(f"{what} must be a str, got {type(value).__name__} {value!r}")
@@ -119,6 +124,13 @@ def _check_json(value: Any, path: str) -> None:
 
 def metadata_json(config: RunnableConfig, metadata: CheckpointMetadata) -> tuple[dict[str, Any], str]:
     """The metadata LangGraph stores (config keys merged in), checked and as JSON text."""
+    for key, value in (metadata or {}).items():
+        # get_checkpoint_metadata would drop NULs from top-level strings silently
+        if isinstance(value, str) and "\x00" in value:
+            raise SerializationError(
+                f"metadata {key!r} contains a NUL character, which cannot be stored; "
+                "remove it before passing the metadata"
+            )
     md = dict(get_checkpoint_metadata(config, metadata))
     md.pop("writes", None)
     _check_json(md, "metadata")

@@ -29,7 +29,7 @@ from langgraph.checkpoint.base import (
 )
 
 from checkpoint_pg.core.codec import EncodedValue, ValueCodec, split_refs
-from checkpoint_pg.core.config import checkpoint_config, metadata_json, target_of
+from checkpoint_pg.core.config import check_text, checkpoint_config, metadata_json, target_of
 from checkpoint_pg.core.values import (
     ListCache,
     ListState,
@@ -147,12 +147,16 @@ def put(
     cid = checkpoint["id"]
     if not isinstance(cid, str) or not cid:
         raise ConfigError(f"checkpoint id must be a non-empty str, got {cid!r}")
+    check_text(cid, "checkpoint id")
     values = checkpoint.get("channel_values") or {}
     versions = checkpoint.get("channel_versions") or {}
     rows: list[ValueRow] = []
     objs = []
     required: dict[tuple[str, str], None] = {}
+    for ch in versions:
+        check_text(ch, "channel name")
     for ch, ver in new_versions.items():
+        check_text(ch, "channel name")
         if ch not in values:
             # An empty channel has a version but no row: reading finds nothing
             # and leaves it out, as LangGraph expects of an empty channel.
@@ -227,6 +231,10 @@ def put_writes(
 ) -> Op:
     target = target_of(config, need_checkpoint_id=True)
     assert target.checkpoint_id is not None
+    check_text(task_id, "task_id")
+    check_text(task_path or "", "task_path")
+    for channel, _ in writes:
+        check_text(channel, "write channel")
     if not writes:
         return None
     # One call may carry a special channel twice (a node that interrupts twice

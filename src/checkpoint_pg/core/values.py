@@ -117,13 +117,10 @@ class ListCache:
 
 
 def unique_objects(objs: Any) -> list[StoredObject]:
-    seen: set[bytes] = set()
-    out: list[StoredObject] = []
-    for o in objs:
-        if o.hash not in seen:
-            seen.add(o.hash)
-            out.append(o)
-    return out
+    """Objects without duplicates, in hash order: concurrent inserts of the same
+    objects then take their index locks in one order and cannot deadlock."""
+    unique = {o.hash: o for o in objs}
+    return [unique[h] for h in sorted(unique)]
 
 
 # LangGraph's version strings (see SaverBase.get_next_version): a zero-padded

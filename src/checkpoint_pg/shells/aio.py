@@ -50,9 +50,17 @@ class AsyncSaver(SaverBase):
         if not self._schema_ok:
             self._check_revision(await self._arun(self._schema_op(), txn=False))
         try:
-            return await self._arun(make(), txn=txn, write=write)
-        except ConnectionLost:
-            return await self._arun(make(), txn=txn, write=write)
+            try:
+                return await self._arun(make(), txn=txn, write=write)
+            except ConnectionLost:
+                self.ctx.cache.clear()
+                return await self._arun(make(), txn=txn, write=write)
+        except BaseException:
+            if write:
+                # A failed write may have left list states in the cache that were
+                # never stored: later deltas must not build on them.
+                self.ctx.cache.clear()
+            raise
 
     def _sync(self, name: str, coro_fn: Callable[[], Awaitable[Any]]) -> Any:
         try:

@@ -6,7 +6,8 @@ from checkpoint_pg.errors import CheckpointPgError, IntegrityError, SchemaVersio
 
 
 class ConnectionLost(Exception):
-    """Internal: a pooled connection died under an operation; the shell runs it again.
+    """Internal: a pooled connection died under an operation (or the server broke a
+    deadlock by aborting it); the shell runs it again once.
 
     The pool discards the broken connection. Every operation is idempotent
     (puts upsert, writes keep the first, deletes delete), so running it again
@@ -25,7 +26,9 @@ def translate(exc: BaseException, url_hint: str) -> CheckpointPgError | None:
             "was deleted or pruned while the run was writing; nothing was saved. Load the "
             "thread's current state and run again"
         )
-    if "no such table" in text or "does not exist" in text and "relation" in text:
+    if "no such table" in text or (
+        "does not exist" in text and ("relation" in text or "function" in text)
+    ):
         return SchemaVersionError(
             f"checkpoint_pg tables are missing ({text.splitlines()[0]}): call saver.setup() "
             f"or run `checkpoint-pg migrate upgrade --url {url_hint}`",

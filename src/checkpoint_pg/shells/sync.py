@@ -52,9 +52,17 @@ class SyncSaver(SaverBase):
         """Run the operation ``make()`` builds; once more if its pooled connection died."""
         self._ensure_schema()
         try:
-            return self._run(make(), txn=txn, write=write)
-        except ConnectionLost:
-            return self._run(make(), txn=txn, write=write)
+            try:
+                return self._run(make(), txn=txn, write=write)
+            except ConnectionLost:
+                self.ctx.cache.clear()
+                return self._run(make(), txn=txn, write=write)
+        except BaseException:
+            if write:
+                # A failed write may have left list states in the cache that were
+                # never stored: later deltas must not build on them.
+                self.ctx.cache.clear()
+            raise
 
     # -- BaseCheckpointSaver ---------------------------------------------------------
 

@@ -436,11 +436,15 @@ class PostgresSQL:
         return Stmt(f"SELECT 1 FROM {self.n.threads} WHERE thread_id = %(t)s FOR UPDATE", {"t": t})
 
     def delete_thread(self, t: str) -> list[Stmt]:
+        # One statement, one snapshot: a first put committing meanwhile (with no
+        # thread row yet to lock) is deleted whole or not at all, never its
+        # values without their objects.
         n = self.n
-        return [
-            Stmt(f"DELETE FROM {tbl} WHERE thread_id = %(t)s", {"t": t})
-            for tbl in (n.threads, n.checkpoints, n.writes, n.values, n.objects)
-        ]
+        tables = (n.threads, n.checkpoints, n.writes, n.values)
+        ctes = ", ".join(
+            f"d{i} AS (DELETE FROM {tbl} WHERE thread_id = %(t)s)" for i, tbl in enumerate(tables)
+        )
+        return [Stmt(f"WITH {ctes} DELETE FROM {n.objects} WHERE thread_id = %(t)s", {"t": t})]
 
     def copy_thread(self, src: str, dst: str) -> list[Stmt]:
         n = self.n
