@@ -67,6 +67,17 @@ def _memory_saver_bytes(saver: Any) -> int:
     return total
 
 
+def _turn_stats(per_turn: list[float]) -> dict[str, Any]:
+    k = max(1, len(per_turn) // 10)
+    return {
+        "ms_per_turn": mean(per_turn) * 1e3,
+        "ms_per_turn_first10pct": mean(per_turn[:k]) * 1e3,
+        "ms_per_turn_last10pct": mean(per_turn[-k:]) * 1e3,
+        "ms_per_turn_p50": common.median(per_turn) * 1e3,
+        "turns_total_s": sum(per_turn),
+    }
+
+
 def worker(args: argparse.Namespace) -> int:
     """Run one saver for N turns in this process; write a JSON result file."""
     import gc
@@ -101,12 +112,46 @@ def worker(args: argparse.Namespace) -> int:
         cur0 = common.current_rss_bytes()
 
         per_turn: list[float] = []
+        stopped = None  # why the turns loop ended early, if it did
+        t_loop = time.perf_counter()
         for t in range(args.turns):
             inp = turn_input(t)
             t0 = time.perf_counter()
-            graph.invoke(inp, thread, **invoke_kw)
+            try:
+                graph.invoke(inp, thread, **invoke_kw)
+            except MemoryError:
+                stopped = f"MemoryError in turn {t + 1} (address-space limit {args.as_limit_gb} GB)"
+                break
             per_turn.append(time.perf_counter() - t0)
+            if t + 1 < args.turns:
+                if args.turns_budget_s and time.perf_counter() - t_loop > args.turns_budget_s:
+                    stopped = f"turn time budget {args.turns_budget_s:.0f}s reached after {t + 1} turns"
+                    break
+                rss = common.current_rss_bytes()
+                if args.rss_limit_gb and rss and rss > args.rss_limit_gb * (1 << 30):
+                    stopped = f"RSS soft limit {args.rss_limit_gb} GB reached after {t + 1} turns"
+                    break
+        turns_done = len(per_turn)
         rss_turns = common.maxrss_bytes()
+        if stopped:
+            gc.collect()
+            res["stopped"] = stopped
+            if stopped.startswith("MemoryError"):
+                # the saver may be half-written; report what the turns measured
+                if args.saver == "memory":
+                    b = _memory_saver_bytes(saver)
+                    res["size"] = {"bytes_asis": b, "bytes_vacuum": b, "how": "serialized bytes held"}
+                res.update(
+                    ok=False, turns_done=turns_done, messages=None, checkpoints=None,
+                    **_turn_stats(per_turn), get_state_ms=None, get_state_n=0, history_ms=None,
+                    history_mode=args.history_mode, history_partial=None,
+                    expected_checkpoints=CHECKPOINTS_PER_TURN * args.turns,
+                    rss_baseline=rss0, rss_current_baseline=cur0,
+                    rss_growth_turns=rss_turns - rss0, rss_growth_peak=rss_turns - rss0,
+                    worker_wall_s=time.perf_counter() - t_start, durability=args.durability,
+                )
+                Path(args.result_file).write_text(json.dumps(res))
+                return 0
 
         # get_state latency on the final thread
         gs: list[float] = []
@@ -117,8 +162,9 @@ def worker(args: argparse.Namespace) -> int:
             gs.append(time.perf_counter() - t0)
         msgs = state.values["messages"] if state is not None else []
         ok = (
-            len(msgs) == MESSAGES_PER_TURN * args.turns
-            and msgs[-1].content == answer(args.turns - 1)
+            turns_done > 0
+            and len(msgs) == MESSAGES_PER_TURN * turns_done
+            and msgs[-1].content == answer(turns_done - 1)
         )
         n_messages = len(msgs)
         del state, msgs
@@ -154,16 +200,12 @@ def worker(args: argparse.Namespace) -> int:
             b = _memory_saver_bytes(saver)
             res["size"] = {"bytes_asis": b, "bytes_vacuum": b, "how": "serialized bytes held"}
 
-    tail = per_turn[-max(1, len(per_turn) // 10):]
     res.update(
         ok=ok,
+        turns_done=turns_done,
         messages=n_messages,
         checkpoints=n_ckpt,
-        ms_per_turn=mean(per_turn) * 1e3,
-        ms_per_turn_first10pct=mean(per_turn[: max(1, len(per_turn) // 10)]) * 1e3,
-        ms_per_turn_last10pct=mean(tail) * 1e3,
-        ms_per_turn_p50=common.median(per_turn) * 1e3,
-        turns_total_s=sum(per_turn),
+        **_turn_stats(per_turn),
         get_state_ms=mean(gs) * 1e3,
         get_state_n=len(gs),
         history_ms=min(hist_times) * 1e3 if hist_times else None,
@@ -209,8 +251,10 @@ def run_one(args: argparse.Namespace, saver: str, turns: int) -> dict[str, Any]:
             "--history-repeats", str(args.history_repeats),
             "--history-mode", history_mode,
             "--history-budget-s", str(args.history_budget_s),
+            "--turns-budget-s", str(args.turns_budget_s),
             "--durability", args.durability,
             "--as-limit-gb", str(args.as_limit_gb),
+            "--rss-limit-gb", str(args.rss_limit_gb),
         ]
         if target:
             cmd += ["--target", target]
@@ -257,7 +301,7 @@ def _row(r: dict[str, Any]) -> list[Any]:
     size = r.get("size") or {}
     return [
         r["saver"],
-        r["turns"],
+        r["turns"] if r.get("turns_done", r["turns"]) == r["turns"] else f"{r['turns']} (stopped at {r['turns_done']})",
         r.get("checkpoints"),
         fmt_bytes(size.get("bytes_asis")),
         fmt_bytes(size.get("bytes_vacuum")),
@@ -286,7 +330,8 @@ HEADERS = [
 
 
 def compute_ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    by = {(r["saver"], r["turns"]): r for r in results if "error" not in r}
+    # partial runs (stopped early) are not comparable: left out of ratios
+    by = {(r["saver"], r["turns"]): r for r in results if "error" not in r and not r.get("stopped")}
 
     def g(s: str, t: int, *path: str) -> Any:
         r = by.get((s, t))
@@ -326,7 +371,7 @@ def growth(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     by_saver: dict[str, list[dict[str, Any]]] = {}
     for r in results:
-        if "error" not in r and (r.get("size") or {}).get("bytes_asis") is not None:
+        if "error" not in r and not r.get("stopped") and (r.get("size") or {}).get("bytes_asis") is not None:
             by_saver.setdefault(r["saver"], []).append(r)
     for s, rs in by_saver.items():
         rs.sort(key=lambda r: r["turns"])
@@ -358,11 +403,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--history-list-max-turns", type=int, default=200)
     p.add_argument("--history-budget-s", type=float, default=120,
                    help="stop the history walk after this many seconds and report it as partial (0 = no limit)")
+    p.add_argument("--turns-budget-s", type=float, default=300,
+                   help="stop a run's turn loop after this many seconds and report the turns done (0 = no limit)")
     p.add_argument("--durability", choices=("default", "sync", "async", "exit"), default="default",
                    help="graph.invoke durability (default: langgraph's default, 'async')")
-    p.add_argument("--timeout", type=float, default=3600, help="per-subprocess timeout, seconds")
-    p.add_argument("--as-limit-gb", type=float, default=12.0,
-                   help="address-space limit per worker subprocess (0 = none), protects the machine")
+    p.add_argument("--timeout", type=float, default=1800, help="per-subprocess timeout, seconds")
+    p.add_argument("--rss-limit-gb", type=float, default=6.0,
+                   help="stop a run's turn loop once the worker's RSS exceeds this (0 = no limit)")
+    p.add_argument("--as-limit-gb", type=float, default=16.0,
+                   help="hard address-space limit per worker subprocess (0 = none): last-resort guard")
     p.add_argument("--out", default="long_thread", help="results name: bench/results/<out>.json")
     # worker mode (internal)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -415,6 +464,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"    {r['ms_per_turn']:.1f} ms/turn, {fmt_bytes((r.get('size') or {}).get('bytes_asis'))}, "
                       f"{r['driver_wall_s']:.1f}s", flush=True)
+                if r.get("stopped"):
+                    msg = f"{s} x {turns}: stopped early: {r['stopped']}"
+                    notes.append(msg)
+                    print("    " + msg, flush=True)
             data["results"] = results
             common.write_results(args.out, data)  # partial results survive a crash
 

@@ -254,7 +254,11 @@ def _populate_indices(saver: Any, indices: range, per_thread: int) -> None:
 def _distinct_threads(saver_name: str, saver: Any) -> tuple[str, Any]:
     """How to list thread ids for this saver: (label, zero-arg callable) or (note, None)."""
     if saver_name.startswith("ours-"):
+        label = "saver.threads()"
         fn = getattr(saver, "threads", None)
+        if fn is None:
+            fn = getattr(saver, "list_threads", None)
+            label = "saver.list_threads()"
         if fn is None:
             return "saver.threads() not implemented", None
 
@@ -264,7 +268,7 @@ def _distinct_threads(saver_name: str, saver: Any) -> tuple[str, Any]:
                 raise RuntimeError("threads() returned an awaitable on a sync saver")
             return len(list(r))
 
-        return "saver.threads()", call
+        return label, call
     if saver_name == "lg-pg":
 
         def call() -> int:
@@ -350,24 +354,31 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--savers", help=f"comma list of {','.join(SAVERS)} (default: {','.join(DEFAULT_SAVERS)})")
     p.add_argument("--modes", help=f"comma list of {','.join(MODES)} (default: all)")
-    p.add_argument("--threads", type=int, default=None, help="threads per mode (default 2000; --quick 100)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads per (mode, saver) (default 500; --full 2000; --quick 100)")
     p.add_argument("--steps", type=int, default=6, help="supersteps per thread (default 6)")
-    p.add_argument("--list-threads", type=int, default=None, help="threads to populate for listing (default 10000; --quick 500)")
-    p.add_argument("--list-checkpoints", type=int, default=None, help="checkpoints to populate (default 100000; --quick 5000)")
+    p.add_argument("--list-threads", type=int, default=None,
+                   help="threads to populate for listing (default 2000; --full 10000; --quick 500)")
+    p.add_argument("--list-checkpoints", type=int, default=None,
+                   help="checkpoints to populate (default 20000; --full 100000; --quick 5000)")
     p.add_argument("--list-repeats", type=int, default=5)
     p.add_argument("--populate-workers", type=int, default=4, help="Postgres populate threads (1 = single connection)")
     p.add_argument("--no-listing", action="store_true", help="skip part 2")
     p.add_argument("--no-calls", action="store_true", help="skip part 1")
     p.add_argument("--quick", action="store_true", help="smoke run with small sizes")
+    p.add_argument("--full", action="store_true",
+                   help="the issue's sizes: 2000 threads per mode, listing 10000 threads / 100000 checkpoints "
+                        "(about 45-60 min on 2 cores)")
     p.add_argument("--pg-url", default=common.DEFAULT_PG_URL)
     p.add_argument("--out", default="short_threads")
     args = p.parse_args(argv)
+    size = "quick" if args.quick else "full" if args.full else "default"
     if args.threads is None:
-        args.threads = 100 if args.quick else 2000
+        args.threads = {"quick": 100, "default": 500, "full": 2000}[size]
     if args.list_threads is None:
-        args.list_threads = 500 if args.quick else 10000
+        args.list_threads = {"quick": 500, "default": 2000, "full": 10000}[size]
     if args.list_checkpoints is None:
-        args.list_checkpoints = 5000 if args.quick else 100000
+        args.list_checkpoints = {"quick": 5000, "default": 20000, "full": 100000}[size]
 
     t_run = time.perf_counter()
     notes: list[str] = []
