@@ -200,6 +200,12 @@ class PostgresSaver(SyncSaver):
                 raise
             raise ours from exc
 
+    def _drop_dead_connections(self) -> None:
+        # After the server closed idle sessions, every pooled connection may be
+        # dead: check them all (reconnecting as needed) before the retry.
+        if self._pool is not None:
+            self._pool.check()
+
     @staticmethod
     def _one_statement(conn: psycopg.Connection, batch: Batch) -> list[Any]:
         # Outside a transaction each statement commits alone: a batch of several
@@ -329,6 +335,10 @@ class AsyncPostgresSaver(AsyncSaver):
             if ours is None:
                 raise
             raise ours from exc
+
+    async def _adrop_dead_connections(self) -> None:
+        if self._pool is not None:
+            await self._pool.check()
 
     @staticmethod
     async def _one_statement(conn: psycopg.AsyncConnection, batch: Batch) -> list[Any]:

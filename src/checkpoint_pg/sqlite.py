@@ -93,10 +93,13 @@ class _Runner:
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
                     result = drive(op, lambda b: _execute(conn, b))
+                    conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    # also when COMMIT itself failed: never leave the connection
+                    # inside a transaction for the next operation
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
                     raise
-                conn.execute("COMMIT")
                 return result
             except sqlite3.Error as exc:
                 ours = translate(exc, self.url_hint)

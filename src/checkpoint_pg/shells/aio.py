@@ -42,6 +42,9 @@ class AsyncSaver(SaverBase):
 
     loop: asyncio.AbstractEventLoop
 
+    async def _adrop_dead_connections(self) -> None:
+        """Backends with a pool discard its broken connections (see postgres.py)."""
+
     async def _arun(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
         raise NotImplementedError  # provided by the backend (postgres.py / sqlite.py)
 
@@ -54,7 +57,12 @@ class AsyncSaver(SaverBase):
                 return await self._arun(make(), txn=txn, write=write)
             except ConnectionLost:
                 self.ctx.cache.clear()
-                return await self._arun(make(), txn=txn, write=write)
+                await self._adrop_dead_connections()
+                try:
+                    return await self._arun(make(), txn=txn, write=write)
+                except ConnectionLost as again:
+                    # twice in a row: the server is gone, say so with the driver's error
+                    raise again.__cause__ from None  # type: ignore[misc]
         except BaseException:
             if write:
                 # A failed write may have left list states in the cache that were

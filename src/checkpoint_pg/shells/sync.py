@@ -41,6 +41,9 @@ def drive(op: Op, execute: Callable[[Batch], list[Any]]) -> Any:
 class SyncSaver(SaverBase):
     """BaseCheckpointSaver on a blocking connection; subclasses provide `_run`."""
 
+    def _drop_dead_connections(self) -> None:
+        """Backends with a pool discard its broken connections (see postgres.py)."""
+
     def _run(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
         raise NotImplementedError  # provided by the backend (postgres.py / sqlite.py)
 
@@ -56,7 +59,12 @@ class SyncSaver(SaverBase):
                 return self._run(make(), txn=txn, write=write)
             except ConnectionLost:
                 self.ctx.cache.clear()
-                return self._run(make(), txn=txn, write=write)
+                self._drop_dead_connections()
+                try:
+                    return self._run(make(), txn=txn, write=write)
+                except ConnectionLost as again:
+                    # twice in a row: the server is gone, say so with the driver's error
+                    raise again.__cause__ from None  # type: ignore[misc]
         except BaseException:
             if write:
                 # A failed write may have left list states in the cache that were
