@@ -112,6 +112,7 @@ class PostgresSaver(SyncSaver):
         schema: str | None = None,
         hash_key: bytes | None = None,
         max_value_bytes: int | None = None,
+        single_writer: bool = False,
     ) -> None:
         self._conn = self._pool = self._engine = None
         if isinstance(conn, ConnectionPool):
@@ -142,6 +143,7 @@ class PostgresSaver(SyncSaver):
             hash_key=hash_key,
             max_value_bytes=max_value_bytes,
             url_hint=hint,
+            single_writer=single_writer,
         )
 
     @classmethod
@@ -260,6 +262,7 @@ class AsyncPostgresSaver(AsyncSaver):
         schema: str | None = None,
         hash_key: bytes | None = None,
         max_value_bytes: int | None = None,
+        single_writer: bool = False,
     ) -> None:
         self._conn = self._pool = None
         if isinstance(conn, AsyncConnectionPool):
@@ -284,6 +287,7 @@ class AsyncPostgresSaver(AsyncSaver):
             hash_key=hash_key,
             max_value_bytes=max_value_bytes,
             url_hint=hint,
+            single_writer=single_writer,
         )
 
     @classmethod

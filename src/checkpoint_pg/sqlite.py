@@ -139,6 +139,7 @@ class SqliteSaver(SyncSaver):
         prefix: str = DEFAULT_PREFIX,
         hash_key: bytes | None = None,
         max_value_bytes: int | None = None,
+        single_writer: bool = False,
     ) -> None:
         self.conn, hint, self._owned = _open(conn)
         self._runner = _Runner(self.conn, hint)
@@ -150,6 +151,7 @@ class SqliteSaver(SyncSaver):
             hash_key=hash_key,
             max_value_bytes=max_value_bytes,
             url_hint=hint,
+            single_writer=single_writer,
         )
 
     @classmethod
@@ -189,6 +191,7 @@ class AsyncSqliteSaver(AsyncSaver):
         prefix: str = DEFAULT_PREFIX,
         hash_key: bytes | None = None,
         max_value_bytes: int | None = None,
+        single_writer: bool = False,
     ) -> None:
         self.conn, hint, self._owned = _open(conn)
         self._runner = _Runner(self.conn, hint)
@@ -202,6 +205,7 @@ class AsyncSqliteSaver(AsyncSaver):
             hash_key=hash_key,
             max_value_bytes=max_value_bytes,
             url_hint=hint,
+            single_writer=single_writer,
         )
 
     @classmethod

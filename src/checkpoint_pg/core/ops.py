@@ -39,7 +39,7 @@ from checkpoint_pg.core.values import (
     resolve_hashes,
     unique_objects,
 )
-from checkpoint_pg.errors import ConfigError, IntegrityError, SerializationError
+from checkpoint_pg.errors import ConfigError, IntegrityError, SerializationError, ThreadBusyError
 from checkpoint_pg.schema import KIND
 from checkpoint_pg.sql import Stmt
 
@@ -74,6 +74,16 @@ class Ctx:
     codec: ValueCodec
     cache: ListCache = field(default_factory=ListCache)
     written: WrittenMessages = field(default_factory=lambda: WrittenMessages())
+    single_writer: bool = False
+
+
+def _busy(thread_id: str) -> ThreadBusyError:
+    return ThreadBusyError(
+        f"thread {thread_id!r} is being run by another writer: a newer checkpoint than this "
+        "run's parent was stored meanwhile (single_writer=True). Wait for the other run, "
+        "then continue from the thread's latest state",
+        thread_id=thread_id,
+    )
 
 
 class WrittenMessages:
@@ -183,6 +193,9 @@ def put(
         ) from None
     md, md_json = metadata_json(config, metadata)
     run_id = md.get("run_id")
+    # Single-writer mode guards the steps of a run; forks and update_state
+    # start from an older checkpoint on purpose.
+    guard = ctx.single_writer and md.get("source") in ("loop", "input")
     stmts = ctx.sql.put_checkpoint(
         t,
         ns,
@@ -195,7 +208,14 @@ def put(
         doc,
         md_json,
         list(required),
+        guard,
     )
+    if guard and not ctx.sql.single_statement:
+        # SQLite: the check runs first in the same BEGIN IMMEDIATE transaction
+        (busy,) = yield Batch(stmts[:1])
+        if busy:
+            raise _busy(t)
+        stmts = stmts[1:]
     yield Batch(stmts, fetch=False)
     if fixups:
         yield Batch([s for f in fixups for s in ctx.sql.repoint_write(*f)], fetch=False)

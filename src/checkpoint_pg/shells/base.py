@@ -33,6 +33,7 @@ class SaverBase(BaseCheckpointSaver[str]):
         hash_key: bytes | None,
         max_value_bytes: int | None,
         url_hint: str,
+        single_writer: bool = False,
     ) -> None:
         BaseCheckpointSaver.__init__(self, serde=serde)
         self.tables = build_tables(prefix or DEFAULT_PREFIX, schema)
@@ -40,6 +41,7 @@ class SaverBase(BaseCheckpointSaver[str]):
             sql_cls(self.tables),
             ValueCodec(self.serde, hash_key=hash_key, max_value_bytes=max_value_bytes),
             ListCache(),
+            single_writer=single_writer,
         )
         self._url_hint = url_hint
         self._schema_ok = False

@@ -20,6 +20,11 @@ class ConnectionLost(Exception):
 def translate(exc: BaseException, url_hint: str) -> CheckpointPgError | None:
     """Our error for a driver error, or None to let it through unchanged."""
     text = str(exc)
+    if "cpg_thread_busy" in text:
+        from checkpoint_pg.core.ops import _busy
+
+        thread = text.split("thread ", 1)[1].split(" is being run", 1)[0]
+        return _busy(thread)
     if "checkpoints_complete" in text or "CHECK constraint failed: complete" in text:
         return IntegrityError(
             "the checkpoint builds on channel values that are no longer stored: its thread "

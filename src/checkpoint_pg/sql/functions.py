@@ -48,6 +48,7 @@ SIGNATURES: dict[str, list[tuple[str, str]]] = {
         ("req_ch", "text[]"),
         ("req_ver", "text[]"),
         ("req_n", "int"),
+        ("guard", "boolean"),
     ],
     "put_writes": [
         ("t", "text"),
@@ -114,7 +115,13 @@ class Functions:
         put = (
             f"CREATE OR REPLACE FUNCTION {self.names['put']}({args('put')}) "
             "RETURNS void LANGUAGE plpgsql AS $fn$\n#variable_conflict use_column\nBEGIN\n"
-            + "".join(f"{body(stmt)};\n" for stmt in sql.put_sql())
+            + f"{body(sql.put_sql()[0])};\n"
+            # single-writer mode: after taking the thread's row lock, refuse a loop
+            # step whose parent is no longer the newest checkpoint of the thread
+            + f"IF p_guard AND EXISTS ({body(sql.newer_checkpoint_sql())}) THEN\n"
+            + "RAISE EXCEPTION 'cpg_thread_busy: thread % is being run by another writer', p_t;\n"
+            + "END IF;\n"
+            + f"{body(sql.put_sql()[1])};\n"
             + "END\n$fn$"
         )
         put_writes = (

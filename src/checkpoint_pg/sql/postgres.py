@@ -128,6 +128,14 @@ class PostgresSQL:
         )
         return [self._upsert_thread, f"WITH {ctes} {self._insert_checkpoint}"]
 
+    def newer_checkpoint_sql(self) -> str:
+        """A checkpoint of (thread, ns) newer than the parent of the one being put."""
+        return (
+            f"SELECT 1 FROM {self.n.checkpoints} WHERE thread_id = %(t)s "
+            "AND checkpoint_ns = %(ns)s AND checkpoint_id > coalesce(%(parent)s, '') "
+            "AND checkpoint_id <> %(id)s"
+        )
+
     def lock_thread_shared_sql(self) -> str:
         # put_writes: waits for a delete/prune of the thread in progress
         return f"SELECT 1 FROM {self.n.threads} WHERE thread_id = %(t)s FOR KEY SHARE"
@@ -145,6 +153,7 @@ class PostgresSQL:
         doc: str,
         md_json: str,
         required: Sequence[tuple[str, str]],
+        guard: bool = False,
     ) -> list[Stmt]:
         """Call the put function: one round trip, atomic without BEGIN/COMMIT."""
         p = {
@@ -160,6 +169,7 @@ class PostgresSQL:
             "root": [r.root_version for r in rows],
             "refs": [r.refs for r in rows],
             **self.insert_checkpoint(t, ns, cid, parent, run_id, doc, md_json, required).params,
+            "guard": guard,
         }
         return [Stmt(self.fn.call("put"), p)]
 

@@ -129,9 +129,27 @@ class SqliteSQL:
         doc: str,
         md_json: str,
         required: Sequence[tuple[str, str]],
+        guard: bool = False,
     ) -> list[Stmt]:
-        """The statements of a put, run in one BEGIN IMMEDIATE transaction."""
+        """The statements of a put, run in one BEGIN IMMEDIATE transaction.
+
+        With ``guard`` (single-writer mode) the first is a check that no
+        checkpoint newer than the parent exists: `ops.put` reads it first.
+        """
+        check = (
+            [
+                Stmt(
+                    f"SELECT 1 FROM {self.n.checkpoints} WHERE thread_id = :t "
+                    "AND checkpoint_ns = :ns AND checkpoint_id > coalesce(:parent, '') "
+                    "AND checkpoint_id <> :id LIMIT 1",
+                    {"t": t, "ns": ns, "parent": parent, "id": cid},
+                )
+            ]
+            if guard
+            else []
+        )
         return [
+            *check,
             self.upsert_thread(t, thread_md),
             *self.insert_objects(t, objs),
             *self.insert_values(t, ns, rows),

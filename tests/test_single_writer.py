@@ -1,0 +1,75 @@
+"""Opt-in single-writer mode: a second concurrent run of a thread is refused."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any
+
+import pytest
+from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
+
+
+def _step(saver: Any, parent_cfg: dict[str, Any], step: int, source: str = "loop") -> dict[str, Any]:
+    cp = empty_checkpoint()
+    ver = saver.get_next_version(None, None)
+    cp["channel_values"] = {"n": step}
+    cp["channel_versions"] = {"n": ver}
+    return saver.put(parent_cfg, cp, {"source": source, "step": step, "parents": {}}, {"n": ver})
+
+
+def test_second_writer_from_the_same_parent_is_refused(make_saver) -> None:
+    """Two runs continue a thread from the same checkpoint: the first one's step
+    is stored, the second one's is refused with ThreadBusyError naming the
+    thread, and nothing of it is stored."""
+    from checkpoint_pg import ThreadBusyError
+
+    with make_saver(single_writer=True) as saver:
+        root = _step(saver, {"configurable": {"thread_id": "sw", "checkpoint_ns": ""}}, -1, "input")
+        first = _step(saver, root, 0)
+        with pytest.raises(ThreadBusyError, match="'sw'") as info:
+            _step(saver, root, 0)
+        assert info.value.thread_id == "sw"
+        ids = [t.config["configurable"]["checkpoint_id"] for t in saver.list({"configurable": {"thread_id": "sw"}})]
+        assert ids == [first["configurable"]["checkpoint_id"], root["configurable"]["checkpoint_id"]]
+        # the first run goes on undisturbed
+        _step(saver, first, 1)
+
+
+def test_without_the_option_both_writers_commit(make_saver) -> None:
+    """The default keeps LangGraph's semantics: both steps are stored (a fork)."""
+    with make_saver() as saver:
+        root = _step(saver, {"configurable": {"thread_id": "mw", "checkpoint_ns": ""}}, -1, "input")
+        _step(saver, root, 0)
+        _step(saver, root, 0)
+        assert len(list(saver.list({"configurable": {"thread_id": "mw"}}))) == 3
+
+
+class S(TypedDict):
+    log: Annotated[list[str], operator.add]
+
+
+def _graph(saver: Any) -> Any:
+    b = StateGraph(S)
+    b.add_node("a", lambda s: {"log": ["a"]})
+    b.add_node("b", lambda s: {"log": ["b"]})
+    b.add_edge(START, "a")
+    b.add_edge("a", "b")
+    b.add_edge("b", END)
+    return b.compile(checkpointer=saver)
+
+
+def test_graph_runs_forks_and_update_state_work_in_single_writer_mode(make_saver) -> None:
+    """Sequential runs, replay from an older checkpoint and update_state (which
+    start from an older checkpoint on purpose) are not refused."""
+    with make_saver(single_writer=True) as saver:
+        g = _graph(saver)
+        cfg = {"configurable": {"thread_id": "g"}}
+        g.invoke({"log": ["x"]}, cfg)
+        g.invoke({"log": ["y"]}, cfg)
+        assert g.get_state(cfg).values["log"] == ["x", "a", "b", "y", "a", "b"]
+        old = list(g.get_state_history(cfg))[-2].config
+        g.invoke(None, old)  # replay from an old checkpoint: a fork
+        forked = g.update_state(old, {"log": ["edit"]})
+        assert g.get_state(forked).values["log"][-1] == "edit"
