@@ -599,7 +599,11 @@ def cmd_copy(args: argparse.Namespace) -> int:
 def cmd_prune(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from checkpoint_pg.inspect.maintenance import keep_last, parse_duration, plan_keep_last
+    from checkpoint_pg.inspect.maintenance import (
+        keep_last,
+        parse_duration,
+        plan_keep_last,
+    )
 
     if args.keep_last is None and args.older_than is None:
         raise UsageError("prune needs --keep-last N and/or --older-than DURATION (e.g. 30d)")
@@ -801,7 +805,13 @@ def _progress(args: argparse.Namespace) -> tuple[Callable[[int, int, str], None]
     if args.json or args.no_progress:
         return None, lambda: None
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     prog = Progress(
         TextColumn("importing {task.fields[thread]}"),

@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections import OrderedDict
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -29,7 +28,12 @@ from langgraph.checkpoint.base import (
 )
 
 from checkpoint_pg.core.codec import EncodedValue, ValueCodec, split_refs
-from checkpoint_pg.core.config import check_text, checkpoint_config, metadata_json, target_of
+from checkpoint_pg.core.config import (
+    check_text,
+    checkpoint_config,
+    metadata_json,
+    target_of,
+)
 from checkpoint_pg.core.values import (
     ListCache,
     ListState,
@@ -39,7 +43,12 @@ from checkpoint_pg.core.values import (
     resolve_hashes,
     unique_objects,
 )
-from checkpoint_pg.errors import ConfigError, IntegrityError, SerializationError, ThreadBusyError
+from checkpoint_pg.errors import (
+    ConfigError,
+    IntegrityError,
+    SerializationError,
+    ThreadBusyError,
+)
 from checkpoint_pg.schema import KIND
 from checkpoint_pg.sql import Stmt
 
@@ -248,7 +257,10 @@ def put_writes(
     writes: Sequence[tuple[str, Any]],
     task_id: str,
     task_path: str,
+    assign_ids: bool = True,
 ) -> Op:
+    """Store a task's writes; ``assign_ids=False`` keeps id-less messages as they are
+    (copying history, e.g. `import-langgraph`, must not change what was stored)."""
     target = target_of(config, need_checkpoint_id=True)
     assert target.checkpoint_id is not None
     check_text(task_id, "task_id")
@@ -261,7 +273,8 @@ def put_writes(
     # resumes with two __resume__ writes): the last one replaces, as in memory.
     by_idx: dict[int, tuple[int, str, int, bytes, list[Any]]] = {}
     for idx, (channel, value) in enumerate(writes):
-        _ensure_message_ids(value)
+        if assign_ids:
+            _ensure_message_ids(value)
         enc: EncodedValue = ctx.codec.encode(value)
         key = WRITES_IDX_MAP.get(channel, idx)
         if _BaseMessage is not None:
