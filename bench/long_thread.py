@@ -78,6 +78,32 @@ def _turn_stats(per_turn: list[float]) -> dict[str, Any]:
     }
 
 
+def _start_history_watchdog(args: argparse.Namespace, res: dict[str, Any], rss0: int, t_start: float) -> None:
+    if not args.rss_limit_gb:
+        return
+    import threading
+
+    limit = args.rss_limit_gb * (1 << 30)
+    t_hist = time.perf_counter()
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.05)
+            rss = common.current_rss_bytes() or 0
+            if rss > limit:
+                out = dict(res)
+                out["history_aborted"] = (
+                    f"history walk aborted: RSS passed {args.rss_limit_gb} GB after "
+                    f"{time.perf_counter() - t_hist:.0f}s"
+                )
+                out["rss_growth_peak"] = common.maxrss_bytes() - rss0
+                out["worker_wall_s"] = time.perf_counter() - t_start
+                Path(args.result_file).write_text(json.dumps(out))
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="rss-watchdog").start()
+
+
 def worker(args: argparse.Namespace) -> int:
     """Run one saver for N turns in this process; write a JSON result file."""
     import gc
@@ -171,7 +197,22 @@ def worker(args: argparse.Namespace) -> int:
         gc.collect()
 
         # full history: list(graph.get_state_history(config)), built by hand so
-        # a time budget can stop it (quadratic for savers that copy the list)
+        # a time budget can stop it (quadratic for savers that copy the list).
+        # LangGraph itself materializes list(checkpointer.list(...)) before
+        # yielding, so memory cannot be bounded by iterating: a watchdog ends
+        # the worker (after saving what was measured) once RSS passes the limit.
+        res.update(
+            ok=ok, turns_done=turns_done, messages=n_messages, checkpoints=None, **_turn_stats(per_turn),
+            get_state_ms=mean(gs) * 1e3, get_state_n=len(gs), history_ms=None,
+            history_mode=args.history_mode, history_partial=None,
+            expected_checkpoints=CHECKPOINTS_PER_TURN * args.turns,
+            rss_baseline=rss0, rss_current_baseline=cur0, rss_growth_turns=rss_turns - rss0,
+            durability=args.durability,
+        )
+        if args.saver == "memory":
+            b = _memory_saver_bytes(saver)
+            res["size"] = {"bytes_asis": b, "bytes_vacuum": b, "how": "serialized bytes held"}
+        _start_history_watchdog(args, res, rss0, t_start)
         hist_times: list[float] = []
         n_ckpt = None
         partial = None
@@ -317,6 +358,8 @@ def _row(r: dict[str, Any]) -> list[Any]:
 
 def _hist_cell(r: dict[str, Any]) -> str:
     star = "*" if r.get("history_mode") == "iter" else ""
+    if r.get("history_aborted"):
+        return "aborted (RSS limit)"
     if r.get("history_partial"):
         pt = r["history_partial"]
         return f">{pt['seconds']:.0f}s ({pt['snapshots']}/{r.get('expected_checkpoints')}){star}"
@@ -464,6 +507,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"    {r['ms_per_turn']:.1f} ms/turn, {fmt_bytes((r.get('size') or {}).get('bytes_asis'))}, "
                       f"{r['driver_wall_s']:.1f}s", flush=True)
+                if r.get("history_aborted"):
+                    msg = f"{s} x {turns}: {r['history_aborted']}"
+                    notes.append(msg)
+                    print("    " + msg, flush=True)
                 if r.get("stopped"):
                     msg = f"{s} x {turns}: stopped early: {r['stopped']}"
                     notes.append(msg)
