@@ -550,3 +550,102 @@ async def test_sync_call_on_the_async_savers_own_loop_raises(async_saver) -> Non
     sim.check_tuple(tup, sim.order[-1])
     listed = await asyncio.wait_for(asyncio.to_thread(lambda: list(async_saver.list(config))), 30)
     assert ids_of(listed) == sim.order
+
+
+# --------------------------------------------------------------------------
+# Single-writer mode: the second concurrent run is refused
+# --------------------------------------------------------------------------
+
+SINGLE_WRITER_CHILD = textwrap.dedent(
+    """
+    import json, operator, os, sys, time
+    from typing import Annotated
+    from typing_extensions import TypedDict
+    from langgraph.graph import END, START, StateGraph
+    from checkpoint_pg import ThreadBusyError
+
+    backend, url, prefix, thread_id, role, sync_dir = sys.argv[1:7]
+    if backend == "sqlite":
+        from checkpoint_pg import SqliteSaver as Saver
+        options = {}
+    else:
+        from checkpoint_pg import PostgresSaver as Saver
+        options = {"prefix": prefix}
+
+    def mark(name):
+        open(os.path.join(sync_dir, name), "w").close()
+
+    def wait_for(name, timeout=60):
+        deadline = time.time() + timeout
+        while not os.path.exists(os.path.join(sync_dir, name)):
+            if time.time() > deadline:
+                raise TimeoutError(name)
+            time.sleep(0.01)
+
+    class S(TypedDict):
+        log: Annotated[list[str], operator.add]
+
+    def slow(state):
+        # the first run is inside a long step (an LLM call) when the second starts
+        mark("first-in-slow-node")
+        wait_for("second-done")
+        return {"log": [f"{role}-slow"]}
+
+    b = StateGraph(S)
+    b.add_node("start", lambda s: {"log": [f"{role}-start"]})
+    b.add_node("slow", slow if role == "first" else (lambda s: {"log": [f"{role}-slow"]}))
+    b.add_node("end", lambda s: {"log": [f"{role}-end"]})
+    b.add_edge(START, "start")
+    b.add_edge("start", "slow")
+    b.add_edge("slow", "end")
+    b.add_edge("end", END)
+
+    outcome = "completed"
+    with Saver.from_conn_string(url, single_writer=True, **options) as saver:
+        graph = b.compile(checkpointer=saver)
+        config = {"configurable": {"thread_id": thread_id}}
+        if role == "second":
+            wait_for("first-in-slow-node")
+        try:
+            graph.invoke({"log": [f"{role}-input"]}, config, durability="sync")
+        except ThreadBusyError as exc:
+            assert exc.thread_id == thread_id
+            outcome = "busy"
+        finally:
+            if role == "second":
+                mark("second-done")
+    print(json.dumps(outcome))
+    """
+)
+
+
+@pytest.mark.slow
+def test_single_writer_refuses_the_second_concurrent_run(backend: str, saver, saver_target, tmp_path) -> None:
+    """single_writer=True, two processes, one thread. The first run is inside
+    a long node when the second run starts. The issue's promise: the *second*
+    run is refused with ThreadBusyError (before it stores anything), the
+    first one completes, and the thread's history stays one linear chain."""
+    thread_id = f"single-{uuid.uuid4().hex[:8]}"
+    prefix = saver_target.options.get("prefix", "")
+    procs = {
+        role: subprocess.Popen(
+            [sys.executable, "-c", SINGLE_WRITER_CHILD, backend, saver_target.conn_string, prefix,
+             thread_id, role, str(tmp_path)],
+            env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for role in ("first", "second")
+    }
+    outs = {role: p.communicate(timeout=120) for role, p in procs.items()}
+    for role, p in procs.items():
+        assert p.returncode == 0, f"{role} failed:\n{outs[role][1][-3000:]}"
+    outcome = {role: json.loads(out.strip().splitlines()[-1]) for role, (out, _) in outs.items()}
+    assert outcome == {"first": "completed", "second": "busy"}, outcome
+
+    listed = list(saver.list({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}))
+    # one linear chain: each checkpoint's parent is the next older one
+    for newer, older in zip(listed, listed[1:]):
+        assert newer.parent_config["configurable"]["checkpoint_id"] == older.config["configurable"]["checkpoint_id"]
+    assert listed[0].checkpoint["channel_values"]["log"] == [
+        "first-input", "first-start", "first-slow", "first-end"
+    ]
+    assert not any("second" in str(t.checkpoint["channel_values"]) for t in listed)

@@ -53,7 +53,7 @@ TASKS = ["task-1", "task-2"]
 SPECIAL = list(WRITES_IDX_MAP)  # __error__, __scheduled__, __interrupt__, __resume__
 
 # sizes: the whole file (4 savers) runs in well under two minutes
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 40
 STEPS = 30
 # Shrinking a failure can take minutes (every step talks to a database); the
 # unshrunk steps printed on failure are a full reproduction. CPG_MODEL_SHRINK=1
