@@ -165,7 +165,9 @@ def plan_channel_value(
         enc = codec.encode(value)
         return ValueRow(channel, ver, enc.kind, None, None, enc.refs), list(enc.objects), None
     prev = cache.get(key) if is_sortable_version(version) else None
-    if prev is not None and prev.version == ver:
+    if prev is not None and prev.version >= ver:
+        # A fork from an older checkpoint: a delta must grow from a version that
+        # sorts before it, since a chain is read by version range.
         prev = None
     shared = _shared_prefix(value, prev) if prev is not None else 0
     new_objs = [codec.dump(v) for v in value[shared:]]
