@@ -257,10 +257,15 @@ def put_writes(
     writes: Sequence[tuple[str, Any]],
     task_id: str,
     task_path: str,
-    assign_ids: bool = True,
+    assign_ids: bool = False,
 ) -> Op:
-    """Store a task's writes; ``assign_ids=False`` keeps id-less messages as they are
-    (copying history, e.g. `import-langgraph`, must not change what was stored)."""
+    """Store a task's writes as given.
+
+    ``assign_ids=True`` gives id-less messages an id first. It is off: LangGraph's
+    own `add_messages` assigns ids to the same objects on another thread, and two
+    unsynchronized check-then-set could leave the stored list and the live state
+    with different ids. A write serialized before its message got its id is
+    repointed by the next put instead (see `WrittenMessages`)."""
     target = target_of(config, need_checkpoint_id=True)
     assert target.checkpoint_id is not None
     check_text(task_id, "task_id")
