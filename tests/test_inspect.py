@@ -390,23 +390,9 @@ def test_written_messages_get_the_ids_the_next_checkpoint_gave_them(saver: Any, 
         {"source": "loop", "step": 0},
         {"messages": "1"},
     )
-    # stored the way older writers (and the incumbents, via import) stored it:
-    # without the id (the saver's put_writes gives id-less messages one now)
-    from functools import partial
-
-    from checkpoint_pg.core import ops as core_ops
-
-    saver._do(
-        partial(
-            core_ops.put_writes,
-            saver.ctx,
-            cfg1,
-            [("messages", [ToolMessage("42", tool_call_id="c-1")])],
-            "task-1",
-            "~__pregel_pull, tools",
-            assign_ids=False,
-        ),
-        write=True,
+    # stored without the id, as a write saved before add_messages gave one
+    saver.put_writes(
+        cfg1, [("messages", [ToolMessage("42", tool_call_id="c-1")])], "task-1", "~__pregel_pull, tools"
     )
     c2 = empty_checkpoint()
     c2["channel_values"] = {"messages": [human, ToolMessage("42", tool_call_id="c-1", id="tool-msg-1")]}

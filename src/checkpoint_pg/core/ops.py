@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -257,15 +256,10 @@ def put_writes(
     writes: Sequence[tuple[str, Any]],
     task_id: str,
     task_path: str,
-    assign_ids: bool = False,
 ) -> Op:
-    """Store a task's writes as given.
-
-    ``assign_ids=True`` gives id-less messages an id first. It is off: LangGraph's
-    own `add_messages` assigns ids to the same objects on another thread, and two
-    unsynchronized check-then-set could leave the stored list and the live state
-    with different ids. A write serialized before its message got its id is
-    repointed by the next put instead (see `WrittenMessages`)."""
+    """Store a task's writes as given (no ids assigned: LangGraph's `add_messages`
+    does that on another thread). A write serialized before its message got its
+    id is repointed by the put that stores the message (see `WrittenMessages`)."""
     target = target_of(config, need_checkpoint_id=True)
     assert target.checkpoint_id is not None
     check_text(task_id, "task_id")
@@ -278,8 +272,6 @@ def put_writes(
     # resumes with two __resume__ writes): the last one replaces, as in memory.
     by_idx: dict[int, tuple[int, str, int, bytes, list[Any]]] = {}
     for idx, (channel, value) in enumerate(writes):
-        if assign_ids:
-            _ensure_message_ids(value)
         enc: EncodedValue = ctx.codec.encode(value)
         key = WRITES_IDX_MAP.get(channel, idx)
         if _BaseMessage is not None:
@@ -297,23 +289,6 @@ def put_writes(
         fetch=False,
     )
     return None
-
-
-def _ensure_message_ids(value: Any) -> None:
-    """Give written messages their id now, as `add_messages` would.
-
-    LangGraph saves a task's writes on a background thread while the loop's
-    `add_messages` assigns ids to the same message objects in place: without
-    this, a ToolMessage could be serialized once without its id (the write)
-    and once with it (inside the next checkpoint's list), two objects for one
-    message. `add_messages` keeps an id that is already set.
-    """
-    if _BaseMessage is None:
-        return
-    items = value if type(value) is list else (value,)
-    for item in items:
-        if isinstance(item, _BaseMessage) and item.id is None:
-            item.id = str(uuid.uuid4())
 
 
 try:

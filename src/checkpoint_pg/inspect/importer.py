@@ -16,13 +16,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.base import CheckpointTuple
 
-from checkpoint_pg.core import ops as core_ops
 from checkpoint_pg.errors import ConfigError, NotFoundError
 from checkpoint_pg.sql.inspect import IncumbentSQL
 
@@ -212,20 +210,7 @@ def _import_one(
     for task_id, channel, value in tup.pending_writes or []:
         grouped[task_id].append((channel, value))
     for task_id, writes in grouped.items():
-        # as stored by the incumbent: no ids given to id-less messages
-        saver._do(
-            partial(
-                core_ops.put_writes,
-                saver.ctx,
-                target,
-                writes,
-                task_id,
-                paths.get((ns, cid, task_id), ""),
-                assign_ids=False,
-            ),
-            write=True,
-            txn=not saver.ctx.sql.single_statement,
-        )
+        saver.put_writes(target, writes, task_id, paths.get((ns, cid, task_id), ""))
     parent_id = (tup.parent_config or {}).get("configurable", {}).get("checkpoint_id")
     parent = by_key.get((ns, parent_id)) if parent_id else None
     config: dict[str, Any] = {"configurable": {"thread_id": t, "checkpoint_ns": ns}}
