@@ -4,6 +4,10 @@ Their plans are cached per server session, so the hot path is not planned on
 every call although statements are never prepared (PgBouncer-safe). SQLite:
 nothing to do. See checkpoint_pg/sql/functions.py.
 
+The statements are the ones this revision installed when it was written
+(checkpoint_pg/migrations/frozen.py); later revisions that change a function
+install their own version.
+
 Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-25
@@ -14,6 +18,7 @@ from __future__ import annotations
 from alembic import op
 
 from checkpoint_pg.migrations import current_tables
+from checkpoint_pg.migrations.frozen import DROP_0002, FUNCTIONS_0002, render
 
 revision = "0002"
 down_revision = "0001"
@@ -24,17 +29,14 @@ depends_on = None
 def upgrade() -> None:
     if op.get_context().dialect.name != "postgresql":
         return
-    from checkpoint_pg.sql.postgres import PostgresSQL
-
-    sql = PostgresSQL(current_tables())
-    for ddl in sql.fn.ddl(sql):
-        op.execute(ddl)
+    tables = current_tables()
+    for ddl in FUNCTIONS_0002:
+        op.execute(render(ddl, tables))
 
 
 def downgrade() -> None:
     if op.get_context().dialect.name != "postgresql":
         return
-    from checkpoint_pg.sql.postgres import PostgresSQL
-
-    for ddl in PostgresSQL(current_tables()).fn.drop():
-        op.execute(ddl)
+    tables = current_tables()
+    for ddl in DROP_0002:
+        op.execute(render(ddl, tables))
