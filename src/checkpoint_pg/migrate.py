@@ -64,7 +64,7 @@ def history() -> list[tuple[str, str | None, str]]:
 
 @contextmanager
 def _migration_transaction(connection: sa.Connection) -> Iterator[None]:
-    """One transaction for the whole migration, serialized across processes on Postgres.
+    """One transaction for the whole migration, serialized across processes.
 
     The advisory lock is transaction-scoped: a session lock taken through
     PgBouncer in transaction mode could be released on another server
@@ -76,6 +76,13 @@ def _migration_transaction(connection: sa.Connection) -> Iterator[None]:
             # Several processes may call setup() at once; one migrates, the
             # others wait and then find the database at head.
             connection.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+        elif connection.dialect.name == "sqlite":
+            # The driver starts no transaction before DDL: without the write
+            # lock taken up front, two processes setting up a new file both
+            # find no version table and the second CREATE TABLE fails.
+            raw = connection.connection.dbapi_connection
+            if raw is not None and not raw.in_transaction:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
         yield
     except BaseException:
         if trans is not None:
