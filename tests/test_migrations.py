@@ -484,10 +484,8 @@ def test_database_behind_head_is_refused_naming_the_upgrade_command(db: Db, olde
 
 
 def test_each_revision_steps_down_and_up_with_data(db: Db) -> None:
-    """From head, each revision is downgraded one step and upgraded again with a thread stored.
-
-    Above base the data survives every step; the thread reads back at head.
-    """
+    """Each revision above base is downgraded one step and upgraded again with a thread
+    stored: the data survives every step and the thread reads back at head."""
     from checkpoint_pg import migrate
     from checkpoint_pg.schema import build_tables
 
@@ -501,11 +499,15 @@ def test_each_revision_steps_down_and_up_with_data(db: Db) -> None:
         if down is None:
             break
         with db.connect() as conn:
+            migrate.downgrade(conn, tables, rev)
+            assert migrate.current(conn, tables) == rev
             migrate.downgrade(conn, tables, down)
             assert migrate.current(conn, tables) == down
             assert count_rows(db, "cpg_checkpoints") == stored
             migrate.upgrade(conn, tables, rev)
             assert migrate.current(conn, tables) == rev
+            migrate.upgrade(conn, tables)
+            assert migrate.current(conn, tables) == migrate.head()
         with db.saver(setup=False) as saver:
             assert build_chain(saver).get_state(config).values == {"log": ["a", "b", "c"]}
     assert revisions[-1] == migrate.head()
@@ -571,3 +573,37 @@ def test_setup_on_an_unknown_revision_raises_schema_version_error(db: Db) -> Non
         assert conn.execute(sa.text("SELECT version_num FROM cpg_alembic_version")).scalar_one() == (
             "9999_newer"
         )
+
+
+def test_head_installs_the_functions_of_the_current_code(pg_url: str) -> None:
+    """The put / put_writes / get_tuple functions the head revision installs are
+    the ones the current code calls (sql/functions.py), and the code still
+    matches what revision 0003 was written to install: a change to a function
+    without a new revision that installs it fails here."""
+    import hashlib  # noqa: PLC0415
+
+    from checkpoint_pg.migrations.frozen import FUNCTIONS_SHA256_0003  # noqa: PLC0415
+    from checkpoint_pg.schema import build_tables  # noqa: PLC0415
+    from checkpoint_pg.sql.postgres import PostgresSQL  # noqa: PLC0415
+
+    default = PostgresSQL(build_tables())
+    assert hashlib.sha256("\n".join(default.fn.ddl(default)).encode()).hexdigest() == (
+        FUNCTIONS_SHA256_0003
+    ), "sql/functions.py changed: freeze 0003's DDL in migrations/frozen.py and add a revision"
+    import psycopg  # noqa: PLC0415
+
+    from checkpoint_pg import PostgresSaver  # noqa: PLC0415
+
+    prefix = f"f{secrets.token_hex(4)}_"
+    with PostgresSaver.from_conn_string(pg_url, prefix=prefix) as saver:
+        saver.setup()
+        sql = saver.ctx.sql
+        expected = {}
+        for ddl in sql.fn.ddl(sql):
+            name = ddl.split("FUNCTION ", 1)[1].split("(", 1)[0].strip('"')
+            expected[name] = ddl.split("$fn$", 2)[1]
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(
+            "SELECT proname, prosrc FROM pg_proc WHERE starts_with(proname, %s)", (prefix,)
+        ).fetchall()
+    assert dict(rows) == expected

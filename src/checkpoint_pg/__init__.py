@@ -16,6 +16,7 @@ from checkpoint_pg.errors import (
     ThreadBusyError,
     ValueTooLargeError,
 )
+from checkpoint_pg.core.lease import Lease
 from checkpoint_pg.sqlite import AsyncSqliteSaver, SqliteSaver
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ __all__ = [
     "AsyncPostgresSaver",
     "SqliteSaver",
     "AsyncSqliteSaver",
+    "Lease",
     "CheckpointPgError",
     "ConfigError",
     "SchemaVersionError",

@@ -93,6 +93,10 @@ def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tab
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         # metadata of the latest root-namespace checkpoint, for filtering threads
         sa.Column("metadata", _JSON, nullable=True),
+        # A run's lease on the thread (saver.lease): its random token and when it
+        # lapses, in seconds since the epoch by the database's clock.
+        sa.Column("lease_owner", sa.Text, nullable=True),
+        sa.Column("lease_until", sa.Float, nullable=True),
         **_TABLE_KW,
     )
     checkpoints = sa.Table(

@@ -8,6 +8,7 @@ failing with "database is locked".
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -227,7 +228,11 @@ class AsyncSqliteSaver(AsyncSaver):
             self.conn.close()
 
     async def _arun(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
-        return await self.loop.run_in_executor(self._executor, self._runner.run, op, txn, write)
+        # run_in_executor does not carry context variables (the caller's lease) over
+        run = contextvars.copy_context().run
+        return await self.loop.run_in_executor(
+            self._executor, run, self._runner.run, op, txn, write
+        )
 
     async def asetup(self) -> None:
         """Create or upgrade the tables (alembic upgrade to head); idempotent."""

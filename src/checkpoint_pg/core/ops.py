@@ -26,6 +26,7 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 
+from checkpoint_pg.core import lease as leases
 from checkpoint_pg.core.codec import EncodedValue, ValueCodec, split_refs
 from checkpoint_pg.core.config import (
     check_text,
@@ -83,6 +84,9 @@ class Ctx:
     cache: ListCache = field(default_factory=ListCache)
     written: WrittenMessages = field(default_factory=lambda: WrittenMessages())
     single_writer: bool = False
+    # whose leases (core/lease.py) this saver's writes present; clones made by
+    # with_allowlist keep it, so a lease taken through the saver covers them
+    lease_key: int = 0
 
 
 def _busy(thread_id: str) -> ThreadBusyError:
@@ -204,6 +208,7 @@ def put(
     # Single-writer mode guards the steps of a run; forks and update_state
     # start from an older checkpoint on purpose.
     guard = ctx.single_writer and md.get("source") in ("loop", "input")
+    lease = leases.held(ctx.lease_key, t)
     stmts = ctx.sql.put_checkpoint(
         t,
         ns,
@@ -217,13 +222,15 @@ def put(
         md_json,
         list(required),
         guard,
+        lease,
     )
-    if guard and not ctx.sql.single_statement:
-        # SQLite: the check runs first in the same BEGIN IMMEDIATE transaction
-        (busy,) = yield Batch(stmts[:1])
-        if busy:
+    if not ctx.sql.single_statement:
+        # SQLite: the checks run first in the same BEGIN IMMEDIATE transaction
+        # (Postgres runs them inside the put function)
+        lease_row, *newer = yield Batch(ctx.sql.put_checks(t, ns, cid, parent, guard))
+        _check_lease(t, lease_row, lease)
+        if newer and newer[0]:
             raise _busy(t)
-        stmts = stmts[1:]
     yield Batch(stmts, fetch=False)
     if fixups:
         yield Batch([s for f in fixups for s in ctx.sql.repoint_write(*f)], fetch=False)
@@ -282,13 +289,58 @@ def put_writes(
                     ctx.written.add(item, h, wkey, pos)
         by_idx[key] = (key, channel, enc.kind, enc.refs, unique_objects(enc.objects))
     rows = list(by_idx.values())
+    lease = leases.held(ctx.lease_key, target.thread_id)
+    if not ctx.sql.single_statement:
+        (lease_row,) = yield Batch([ctx.sql.lease.check(target.thread_id)])
+        _check_lease(target.thread_id, lease_row, lease)
     yield Batch(
         ctx.sql.insert_writes(
-            target.thread_id, target.ns, target.checkpoint_id, task_id, task_path or "", rows
+            target.thread_id, target.ns, target.checkpoint_id, task_id, task_path or "", rows, lease
         ),
         fetch=False,
     )
     return None
+
+
+def _check_lease(t: str, rows: Sequence[Any], lease: leases.Lease | None) -> None:
+    owner, left = rows[0] if rows else (None, None)
+    error = leases.verdict(t, owner, left, None if lease is None else lease.token)
+    if error is not None:
+        raise error
+
+
+# -- leases -------------------------------------------------------------------------
+
+
+def take_lease(ctx: Ctx, lease: leases.Lease) -> Op:
+    """Hold ``lease.thread_id`` for ``lease.ttl`` seconds, or raise ThreadBusyError."""
+    _, rows = yield Batch(ctx.sql.lease.take(lease))
+    owner, left = rows[0]
+    if owner != lease.token:
+        raise leases.held_error(lease.thread_id, left or 0.0)
+    return None
+
+
+def renew_lease(ctx: Ctx, lease: leases.Lease) -> Op:
+    """Extend a held lease by its ttl from now, or raise if it is gone."""
+    _, rows = yield Batch(ctx.sql.lease.extend(lease))
+    if not rows or rows[0][0] != lease.token:
+        raise leases.lost_error(lease.thread_id)
+    return None
+
+
+def release_lease(ctx: Ctx, lease: leases.Lease) -> Op:
+    yield Batch(ctx.sql.lease.give_back(lease), fetch=False)
+    return None
+
+
+def break_lease(ctx: Ctx, thread_id: str) -> Op:
+    """Clear whatever lease ``thread_id`` has; True if there was a live one."""
+    from checkpoint_pg.core.config import normalize_thread_id
+
+    t = normalize_thread_id(thread_id)
+    rows, _ = yield Batch(ctx.sql.lease.break_lease(t))
+    return bool(rows) and rows[0][0] is not None and (rows[0][1] or 0) > 0
 
 
 try:

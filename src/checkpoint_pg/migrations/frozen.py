@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 
 from checkpoint_pg.schema import Tables
 
-__all__ = ["FUNCTIONS_0002", "DROP_0002", "render"]
+__all__ = ["FUNCTIONS_0002", "DROP_0002", "FUNCTIONS_SHA256_0003", "render"]
 
 _NAME = re.compile(r"(?:tplschema\.)?tplprefix_(\w+)")
 
@@ -45,3 +45,11 @@ DROP_0002: list[str] = [
     'DROP FUNCTION IF EXISTS tplschema.tplprefix_put(text, text, bytea[], text[], bytea[], text, text[], text[], int2[], text[], text[], bytea[], text, text, text, text, text, text[], text[], int, boolean)',
     'DROP FUNCTION IF EXISTS tplschema.tplprefix_put_writes(text, text, text, text, text, int[], text[], int2[], bytea[], int[], bytea[], text[], bytea[])',
 ]
+
+
+# Revision 0003 installs the functions of the current code (sql/functions.py).
+# This is the SHA-256 of their DDL for the default prefix: a test fails when
+# the code changes, since a database already at 0003 would keep the old ones.
+# To change a function, freeze this DDL here as FUNCTIONS_0003 and write a
+# revision that installs the new one.
+FUNCTIONS_SHA256_0003 = "d77ebb30c33a4be54336e14405b0ffa8c13bb27c9c0d9542eb5bf0f2ded6b1a4"

@@ -7,6 +7,7 @@ thread; called on that loop itself they would deadlock, so they raise.
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager, contextmanager
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -27,10 +28,11 @@ from langgraph.checkpoint.base import (
     DeltaChannelHistory,
 )
 
+from checkpoint_pg.core import lease as leases
 from checkpoint_pg.core import ops
 from checkpoint_pg.core.ops import Batch, Memo, Op
 from checkpoint_pg.errors import AsyncMisuseError
-from checkpoint_pg.shells.base import SaverBase
+from checkpoint_pg.shells.base import SaverBase, arelease_quietly, release_quietly
 from checkpoint_pg.shells.errors import ConnectionLost
 
 
@@ -89,6 +91,56 @@ class AsyncSaver(SaverBase):
                 "astream), or call it from another thread"
             )
         return asyncio.run_coroutine_threadsafe(coro_fn(), self.loop).result()  # type: ignore[arg-type]
+
+    # -- leases ---------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def alease(
+        self, thread: Any, *, ttl: float = leases.DEFAULT_TTL
+    ) -> AsyncIterator[leases.Lease]:
+        """Hold a thread against every other writer while the block runs (see
+        `checkpoint_pg.PostgresSaver.lease`; the same for ``async with``)."""
+        lease = self._new_lease(thread, ttl)
+        await self._ado(partial(ops.take_lease, self.ctx, lease), write=True)
+        try:
+            with leases.holding(self.ctx.lease_key, lease):
+                yield lease
+        finally:
+            await arelease_quietly(
+                lambda: self._ado(partial(ops.release_lease, self.ctx, lease)), lease
+            )
+
+    async def arenew_lease(self, lease: leases.Lease) -> None:
+        """Extend a held lease by its ttl from now (for steps longer than the ttl)."""
+        await self._ado(partial(ops.renew_lease, self.ctx, lease), write=True)
+
+    async def abreak_lease(self, thread_id: str) -> bool:
+        """Clear a thread's lease (a crashed run's, say); True if it was live.
+
+        The run that held it is refused at its next write."""
+        return await self._ado(partial(ops.break_lease, self.ctx, thread_id), write=True)
+
+    @contextmanager
+    def lease(self, thread: Any, *, ttl: float = leases.DEFAULT_TTL) -> Iterator[leases.Lease]:
+        """`alease` for a ``with`` block in another thread than the saver's loop."""
+        lease = self._new_lease(thread, ttl)
+        self._sync("lease", lambda: self._ado(partial(ops.take_lease, self.ctx, lease), write=True))
+        try:
+            with leases.holding(self.ctx.lease_key, lease):
+                yield lease
+        finally:
+            release_quietly(
+                lambda: self._sync(
+                    "lease", lambda: self._ado(partial(ops.release_lease, self.ctx, lease))
+                ),
+                lease,
+            )
+
+    def renew_lease(self, lease: leases.Lease) -> None:
+        self._sync("renew_lease", lambda: self.arenew_lease(lease))
+
+    def break_lease(self, thread_id: str) -> bool:
+        return self._sync("break_lease", lambda: self.abreak_lease(thread_id))
 
     # -- BaseCheckpointSaver, async -----------------------------------------------------
 

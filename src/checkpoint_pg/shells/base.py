@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from checkpoint_pg import migrate
+from checkpoint_pg.core import lease as leases
+from checkpoint_pg.core.config import normalize_thread_id, target_of
 from checkpoint_pg.core.codec import ValueCodec
 from checkpoint_pg.core.ops import Batch, Ctx, Op
 from checkpoint_pg.core.values import ListCache
@@ -42,6 +46,7 @@ class SaverBase(BaseCheckpointSaver[str]):
             ValueCodec(self.serde, hash_key=hash_key, max_value_bytes=max_value_bytes),
             ListCache(),
             single_writer=single_writer,
+            lease_key=id(self),
         )
         self._url_hint = url_hint
         self._schema_ok = False
@@ -63,6 +68,15 @@ class SaverBase(BaseCheckpointSaver[str]):
                 codec._key = old._key
             clone.ctx = dataclasses.replace(self.ctx, codec=codec)
         return clone
+
+    @staticmethod
+    def _new_lease(thread: Any, ttl: float) -> leases.Lease:
+        """A lease for a thread id (str or UUID) or a config naming a thread."""
+        if isinstance(thread, Mapping):
+            thread_id = target_of(thread).thread_id  # type: ignore[arg-type]
+        else:
+            thread_id = normalize_thread_id(thread)
+        return leases.new_lease(thread_id, ttl)
 
     def get_next_version(self, current: str | None, channel: None = None) -> str:
         """A zero-padded counter and 32 random bits: ``0000000007.9f3a01c2``.
@@ -92,3 +106,31 @@ class SaverBase(BaseCheckpointSaver[str]):
     def _check_revision(self, revision: str | None) -> None:
         migrate.check(revision, self._url_hint)
         self._schema_ok = True
+
+
+_log = logging.getLogger("checkpoint_pg")
+
+
+def _release_failed(lease: leases.Lease, exc: Exception) -> None:
+    _log.warning(
+        "could not release the lease on thread %r (%s); it lapses in at most %.0f s",
+        lease.thread_id,
+        exc,
+        lease.ttl,
+    )
+
+
+def release_quietly(release: Callable[[], Any], lease: leases.Lease) -> None:
+    """Release a lease at the end of its block without hiding the block's outcome:
+    if the database cannot be reached, the lease lapses by itself after its ttl."""
+    try:
+        release()
+    except Exception as exc:
+        _release_failed(lease, exc)
+
+
+async def arelease_quietly(release: Callable[[], Awaitable[Any]], lease: leases.Lease) -> None:
+    try:
+        await release()
+    except Exception as exc:
+        _release_failed(lease, exc)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from checkpoint_pg.errors import CheckpointPgError, IntegrityError, SchemaVersionError
 
 
@@ -20,6 +22,12 @@ class ConnectionLost(Exception):
 def translate(exc: BaseException, url_hint: str) -> CheckpointPgError | None:
     """Our error for a driver error, or None to let it through unchanged."""
     text = str(exc)
+    if text.startswith("cpg_lease"):
+        # raised by the put / put_writes functions: DETAIL is [thread, seconds left, had token]
+        from checkpoint_pg.core import lease
+
+        thread, left, had_token = json.loads(exc.diag.message_detail)  # type: ignore[attr-defined]
+        return lease.lost_error(thread) if had_token else lease.held_error(thread, left or 0.0)
     if "cpg_thread_busy" in text:
         from checkpoint_pg.core.ops import _busy
 
@@ -31,8 +39,8 @@ def translate(exc: BaseException, url_hint: str) -> CheckpointPgError | None:
             "was deleted or pruned while the run was writing; nothing was saved. Load the "
             "thread's current state and run again"
         )
-    if "no such table" in text or (
-        "does not exist" in text and ("relation" in text or "function" in text)
+    if "no such table" in text or "no such column" in text or (
+        "does not exist" in text and any(w in text for w in ("relation", "function", "column"))
     ):
         return SchemaVersionError(
             f"checkpoint_pg tables are missing ({text.splitlines()[0]}): call saver.setup() "

@@ -7,6 +7,7 @@ serves ``ainvoke`` / ``astream``.
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager, contextmanager
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
@@ -20,9 +21,10 @@ from langgraph.checkpoint.base import (
     DeltaChannelHistory,
 )
 
+from checkpoint_pg.core import lease as leases
 from checkpoint_pg.core import ops
 from checkpoint_pg.core.ops import Batch, Memo, Op
-from checkpoint_pg.shells.base import SaverBase
+from checkpoint_pg.shells.base import SaverBase, arelease_quietly, release_quietly
 from checkpoint_pg.shells.errors import ConnectionLost
 
 T = TypeVar("T")
@@ -154,6 +156,58 @@ class SyncSaver(SaverBase):
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
         return self._do(partial(ops.get_delta_channel_history, self.ctx, config, channels))
+
+    # -- leases ---------------------------------------------------------------------------
+
+    @contextmanager
+    def lease(self, thread: Any, *, ttl: float = leases.DEFAULT_TTL) -> Iterator[leases.Lease]:
+        """Hold a thread against every other writer while the block runs.
+
+        ``thread`` is a thread id or a config. Raises `ThreadBusyError` at once if
+        another run holds the thread. Inside the block, the puts and writes of
+        graphs run through this saver carry the lease and renew it for ``ttl``
+        seconds; any other writer of the thread is refused. A crashed holder's
+        lease lapses ``ttl`` seconds after its last put.
+        """
+        lease = self._new_lease(thread, ttl)
+        self._do(partial(ops.take_lease, self.ctx, lease), write=True)
+        try:
+            with leases.holding(self.ctx.lease_key, lease):
+                yield lease
+        finally:
+            release_quietly(lambda: self._do(partial(ops.release_lease, self.ctx, lease)), lease)
+
+    def renew_lease(self, lease: leases.Lease) -> None:
+        """Extend a held lease by its ttl from now (for steps longer than the ttl)."""
+        self._do(partial(ops.renew_lease, self.ctx, lease), write=True)
+
+    def break_lease(self, thread_id: str) -> bool:
+        """Clear a thread's lease (a crashed run's, say); True if it was live.
+
+        The run that held it is refused at its next write."""
+        return self._do(partial(ops.break_lease, self.ctx, thread_id), write=True)
+
+    @asynccontextmanager
+    async def alease(
+        self, thread: Any, *, ttl: float = leases.DEFAULT_TTL
+    ) -> AsyncIterator[leases.Lease]:
+        """`lease` for ``async with`` (the database calls run in a worker thread)."""
+        lease = self._new_lease(thread, ttl)
+        await asyncio.to_thread(self._do, partial(ops.take_lease, self.ctx, lease), write=True)
+        try:
+            with leases.holding(self.ctx.lease_key, lease):
+                yield lease
+        finally:
+            await arelease_quietly(
+                lambda: asyncio.to_thread(self._do, partial(ops.release_lease, self.ctx, lease)),
+                lease,
+            )
+
+    async def arenew_lease(self, lease: leases.Lease) -> None:
+        await asyncio.to_thread(self.renew_lease, lease)
+
+    async def abreak_lease(self, thread_id: str) -> bool:
+        return await asyncio.to_thread(self.break_lease, thread_id)
 
     # -- async twins: the sync methods in a worker thread -----------------------------
 

@@ -1,10 +1,17 @@
-"""What both backends' SQL modules share: quoted table names and row shapes."""
+"""What both backends' SQL modules share: quoted table names, row shapes, leases."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from checkpoint_pg.schema import Tables
+from checkpoint_pg.sql import Stmt
+
+if TYPE_CHECKING:
+    from checkpoint_pg.core.lease import Lease
 
 
 class Names:
@@ -24,3 +31,72 @@ class Names:
 CHECKPOINT_COLS = "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata"
 VALUE_COLS = "channel, version, kind, base_version, root_version, refs"
 WRITE_COLS = "checkpoint_id, task_id, idx, channel, task_path, kind, refs"
+
+
+class LeaseSQL:
+    """The statements of thread leases (core/lease.py), for one backend.
+
+    ``epoch`` is the backend's "now in seconds since the epoch", ``now`` its
+    timestamp for created_at, ``ph`` turns a parameter name into a placeholder
+    and ``extra`` gives parameters ``now`` needs.
+    """
+
+    def __init__(
+        self,
+        n: Names,
+        epoch: str,
+        now: str,
+        ph: Callable[[str], str],
+        extra: Callable[[], dict[str, Any]] = dict,
+    ) -> None:
+        self._extra = extra
+        t, lease, ttl = ph("t"), ph("lease"), ph("ttl")
+        mine = f"thread_id = {t} AND lease_owner = {lease}"
+        # Takes the lease when it is free, lapsed or already the caller's; a
+        # thread that does not exist yet gets its row now.
+        self.acquire = (
+            f"INSERT INTO {n.threads} AS t (thread_id, created_at, updated_at, lease_owner, "
+            f"lease_until) VALUES ({t}, {now}, {now}, {lease}, {epoch} + {ttl}) "
+            "ON CONFLICT (thread_id) DO UPDATE SET lease_owner = excluded.lease_owner, "
+            "lease_until = excluded.lease_until WHERE t.lease_owner IS NULL "
+            f"OR t.lease_until <= {epoch} OR t.lease_owner = excluded.lease_owner"
+        )
+        self.read = f"SELECT lease_owner, lease_until - {epoch} FROM {n.threads} WHERE thread_id = {t}"
+        self.renew = f"UPDATE {n.threads} SET lease_until = {epoch} + {ttl} WHERE {mine}"
+        # Releasing a lease of a thread the run never wrote to removes the row
+        # the lease created, so listings do not show an empty thread.
+        self.drop_unused_row = (
+            f"DELETE FROM {n.threads} WHERE {mine} "
+            + " ".join(
+                f"AND NOT EXISTS (SELECT 1 FROM {tbl} WHERE thread_id = {t})"
+                for tbl in (n.checkpoints, n.writes, n.objects)
+            )
+        )
+        self.release = f"UPDATE {n.threads} SET lease_owner = NULL, lease_until = NULL WHERE {mine}"
+        self.break_ = (
+            f"UPDATE {n.threads} SET lease_owner = NULL, lease_until = NULL "
+            f"WHERE thread_id = {t} AND lease_owner IS NOT NULL"
+        )
+
+    def params(self, t: str, lease: Lease | None = None) -> dict[str, Any]:
+        p: dict[str, Any] = {"t": t, **self._extra()}
+        if lease is not None:
+            p.update(lease=lease.token, ttl=lease.ttl)
+        return p
+
+    def take(self, lease: Lease) -> list[Stmt]:
+        """Acquire, then read back whose the lease is and for how long."""
+        return [Stmt(self.acquire, self.params(lease.thread_id, lease)), self.check(lease.thread_id)]
+
+    def check(self, t: str) -> Stmt:
+        return Stmt(self.read, {"t": t})
+
+    def extend(self, lease: Lease) -> list[Stmt]:
+        return [Stmt(self.renew, self.params(lease.thread_id, lease)), self.check(lease.thread_id)]
+
+    def give_back(self, lease: Lease) -> list[Stmt]:
+        p = {"t": lease.thread_id, "lease": lease.token}
+        return [Stmt(self.drop_unused_row, p), Stmt(self.release, p)]
+
+    def break_lease(self, t: str) -> list[Stmt]:
+        return [self.check(t), Stmt(self.break_, {"t": t})]

@@ -9,6 +9,12 @@ behind any pooler: the call itself is a plain statement.
 The function bodies are the statements of `PostgresSQL` (sql/postgres.py)
 with their ``%(name)s`` parameters turned into arguments ``p_name``;
 migrations install them (CREATE OR REPLACE) for a prefix and schema.
+
+Changing a function needs a new migration that installs it; before writing
+one, freeze the DDL the previous revision installed into
+checkpoint_pg/migrations/frozen.py (as 0002's is), so that old revisions keep
+installing what they did and a downgrade can restore it.
+tests/test_migrations.py checks that the head installs this module's DDL.
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ SIGNATURES: dict[str, list[tuple[str, str]]] = {
         ("req_ver", "text[]"),
         ("req_n", "int"),
         ("guard", "boolean"),
+        ("lease", "text"),
+        ("ttl", "float8"),
     ],
     "put_writes": [
         ("t", "text"),
@@ -64,6 +72,9 @@ SIGNATURES: dict[str, list[tuple[str, str]]] = {
         ("oh", "bytea[]"),
         ("oty", "text[]"),
         ("od", "bytea[]"),
+        ("special", "boolean"),
+        ("lease", "text"),
+        ("ttl", "float8"),
     ],
 }
 
@@ -71,6 +82,22 @@ _GET_TUPLE_COLUMNS = (
     "o_tag int, o_a text, o_b text, o_c text, o_d text, o_n int, o_k int, o_r bytea, o_h bytea"
 )
 _PARAM = re.compile(r"%\((\w+)\)s")
+
+# The lease rule of core/lease.py `verdict`, on the thread row the function has
+# just locked (v_owner, v_left): refuse a write without the live lease's token,
+# and one whose token is not the row's.
+_LEASE_CHECK = (
+    "IF v_owner IS DISTINCT FROM p_lease AND (p_lease IS NOT NULL OR v_left > 0) THEN\n"
+    "RAISE EXCEPTION 'cpg_lease' USING DETAIL = "
+    "json_build_array(p_t, v_left, p_lease IS NOT NULL)::text;\nEND IF;\n"
+)
+_LEASE_VARS = "DECLARE v_owner text; v_left float8;\n"
+
+
+def _into(select: str, variables: str) -> str:
+    """``SELECT a, b FROM ...`` as PL/pgSQL's ``SELECT a, b INTO x, y FROM ...``."""
+    head, rest = select.split(" FROM ", 1)
+    return f"{head} INTO {variables} FROM {rest};\n"
 
 
 class Functions:
@@ -114,8 +141,11 @@ class Functions:
         )
         put = (
             f"CREATE OR REPLACE FUNCTION {self.names['put']}({args('put')}) "
-            "RETURNS void LANGUAGE plpgsql AS $fn$\n#variable_conflict use_column\nBEGIN\n"
-            + f"{body(sql.put_sql()[0])};\n"
+            "RETURNS void LANGUAGE plpgsql AS $fn$\n#variable_conflict use_column\n"
+            + _LEASE_VARS
+            + "BEGIN\n"
+            + f"{body(sql.put_sql()[0])} INTO v_owner, v_left;\n"
+            + _LEASE_CHECK
             # single-writer mode: after taking the thread's row lock, refuse a loop
             # step whose parent is no longer the newest checkpoint of the thread
             + f"IF p_guard AND EXISTS ({body(sql.newer_checkpoint_sql())}) THEN\n"
@@ -126,9 +156,13 @@ class Functions:
         )
         put_writes = (
             f"CREATE OR REPLACE FUNCTION {self.names['put_writes']}({args('put_writes')}) "
-            "RETURNS void LANGUAGE plpgsql AS $fn$\n#variable_conflict use_column\nBEGIN\n"
-            f"PERFORM {body(sql.lock_thread_shared_sql())[len('SELECT '):]};\n"
-            f"{body(sql.insert_writes_sql())};\nEND\n$fn$"
+            "RETURNS void LANGUAGE plpgsql AS $fn$\n#variable_conflict use_column\n"
+            + _LEASE_VARS
+            + "BEGIN\n"
+            + _into(body(sql.lock_thread_shared_sql()), "v_owner, v_left")
+            + _LEASE_CHECK
+            + f"IF p_special THEN {body(sql.insert_writes_sql(True))};\n"
+            + f"ELSE {body(sql.insert_writes_sql(False))};\nEND IF;\nEND\n$fn$"
         )
         return [split_refs, get_tuple, put, put_writes]
 

@@ -9,13 +9,17 @@ from typing import Any
 from sqlalchemy.dialects import postgresql
 
 from checkpoint_pg.core.codec import StoredObject
+from checkpoint_pg.core.lease import Lease, lease_params as _lease_params
 from checkpoint_pg.core.values import ValueRow
 from checkpoint_pg.schema import KIND, Tables
 from checkpoint_pg.sql import Stmt
-from checkpoint_pg.sql.common import CHECKPOINT_COLS, VALUE_COLS, WRITE_COLS, Names
+from checkpoint_pg.sql.common import CHECKPOINT_COLS, VALUE_COLS, WRITE_COLS, LeaseSQL, Names
 from checkpoint_pg.sql.functions import Functions
 
 __all__ = ["PostgresSQL"]
+
+# Now, in seconds since the epoch, by the server's clock (leases).
+_EPOCH = "extract(epoch from now())::float8"
 
 
 class PostgresSQL:
@@ -29,11 +33,17 @@ class PostgresSQL:
     def __init__(self, tables: Tables) -> None:
         n = self.n = Names(tables, postgresql.dialect())
         self.fn = Functions(tables)
+        self.lease = LeaseSQL(n, _EPOCH, "now()", lambda name: f"%({name})s")
+        # Takes the thread's row lock, renews the caller's lease if it is the
+        # row's, and returns the lease for the put function to check.
         self._upsert_thread = (
             f"INSERT INTO {n.threads} AS t (thread_id, created_at, updated_at, metadata) "
             "VALUES (%(t)s, now(), now(), %(tmd)s::jsonb) "
             "ON CONFLICT (thread_id) DO UPDATE SET updated_at = excluded.updated_at, "
-            "metadata = COALESCE(excluded.metadata, t.metadata)"
+            "metadata = COALESCE(excluded.metadata, t.metadata), "
+            f"lease_until = CASE WHEN t.lease_owner = %(lease)s THEN {_EPOCH} + %(ttl)s "
+            "ELSE t.lease_until END "
+            f"RETURNING lease_owner, lease_until - {_EPOCH}"
         )
         self._insert_objects = (
             f"INSERT INTO {n.objects} (thread_id, hash, type, data) "
@@ -75,8 +85,13 @@ class PostgresSQL:
             "FROM unnest(%(oidx)s::int[], %(oh)s::bytea[], %(oty)s::text[], %(od)s::bytea[]) "
             "AS o(idx, h, ty, d) WHERE o.idx IN (SELECT idx FROM new) ON CONFLICT DO NOTHING"
         )
-        # Special writes (error, interrupt, resume, scheduled) replace what was there.
+        # Special writes (error, interrupt, resume, scheduled) replace what was
+        # there; their objects go in with them.
         self._upsert_special_writes = (
+            f"WITH o AS (INSERT INTO {n.objects} (thread_id, hash, type, data) "
+            "SELECT %(t)s, o.h, o.ty, o.d "
+            "FROM unnest(%(oh)s::bytea[], %(oty)s::text[], %(od)s::bytea[]) AS o(h, ty, d) "
+            "ON CONFLICT DO NOTHING) "
             f"INSERT INTO {n.writes} (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, "
             "channel, task_path, kind, refs) "
             "SELECT %(t)s, %(ns)s, %(cid)s, %(task)s, w.idx, w.ch, %(path)s, w.kind, w.refs "
@@ -108,11 +123,11 @@ class PostgresSQL:
 
     # -- writes -----------------------------------------------------------------
 
-    def insert_writes_sql(self) -> str:
-        return self._insert_writes
+    def insert_writes_sql(self, special: bool) -> str:
+        return self._upsert_special_writes if special else self._insert_writes
 
-    def upsert_thread(self, t: str, md_json: str | None) -> Stmt:
-        return Stmt(self._upsert_thread, {"t": t, "tmd": md_json})
+    def upsert_thread(self, t: str, md_json: str | None, lease: Lease | None = None) -> Stmt:
+        return Stmt(self._upsert_thread, {"t": t, "tmd": md_json, **_lease_params(lease)})
 
     def put_sql(self) -> list[str]:
         """A put as two statements of the put function.
@@ -137,8 +152,12 @@ class PostgresSQL:
         )
 
     def lock_thread_shared_sql(self) -> str:
-        # put_writes: waits for a delete/prune of the thread in progress
-        return f"SELECT 1 FROM {self.n.threads} WHERE thread_id = %(t)s FOR KEY SHARE"
+        # put_writes: waits for a delete/prune of the thread in progress, and
+        # reads the thread's lease for the function to check
+        return (
+            f"SELECT lease_owner, lease_until - {_EPOCH} FROM {self.n.threads} "
+            "WHERE thread_id = %(t)s FOR KEY SHARE"
+        )
 
     def put_checkpoint(
         self,
@@ -154,10 +173,11 @@ class PostgresSQL:
         md_json: str,
         required: Sequence[tuple[str, str]],
         guard: bool = False,
+        lease: Lease | None = None,
     ) -> list[Stmt]:
         """Call the put function: one round trip, atomic without BEGIN/COMMIT."""
         p = {
-            **self.upsert_thread(t, thread_md).params,
+            **self.upsert_thread(t, thread_md, lease).params,
             "h": [o.hash for o in objs],
             "ty": [o.type for o in objs],
             "d": [o.data for o in objs],
@@ -242,50 +262,30 @@ class PostgresSQL:
         task_id: str,
         task_path: str,
         rows: Sequence[tuple[int, str, int, bytes, Sequence[StoredObject]]],
+        lease: Lease | None = None,
     ) -> list[Stmt]:
+        """One call of the put_writes function per kind of write (regular, special)."""
         out: list[Stmt] = []
-        regular = [r for r in rows if r[0] >= 0]
-        special = [r for r in rows if r[0] < 0]
         base = {"t": t, "ns": ns, "cid": cid, "task": task_id, "path": task_path}
-        if regular:
-            objs = [(r[0], o) for r in regular for o in r[4]]
-            out.append(
-                Stmt(
-                    self.fn.call("put_writes"),
-                    {
-                        **base,
-                        "idx": [r[0] for r in regular],
-                        "ch": [r[1] for r in regular],
-                        "kind": [r[2] for r in regular],
-                        "refs": [r[3] for r in regular],
-                        "oidx": [i for i, _ in objs],
-                        "oh": [o.hash for _, o in objs],
-                        "oty": [o.type for _, o in objs],
-                        "od": [o.data for _, o in objs],
-                    },
-                )
-            )
-        if special:
-            objs = self.insert_objects(t, [o for r in special for o in r[4]])
-            sql = self._upsert_special_writes
-            extra: dict[str, Any] = {}
-            if objs:
-                # the objects go in with the writes, in the same statement
-                sql = f"WITH o AS ({objs[0].sql}) {sql}"
-                extra = {"h": objs[0].params["h"], "ty": objs[0].params["ty"], "d": objs[0].params["d"]}
-            out.append(
-                Stmt(
-                    sql,
-                    {
-                        **extra,
-                        **base,
-                        "idx": [r[0] for r in special],
-                        "ch": [r[1] for r in special],
-                        "kind": [r[2] for r in special],
-                        "refs": [r[3] for r in special],
-                    },
-                )
-            )
+        base.update(_lease_params(lease))
+        for special in (False, True):
+            group = [r for r in rows if (r[0] < 0) == special]
+            if not group:
+                continue
+            objs = [(r[0], o) for r in group for o in r[4]]
+            p = {
+                **base,
+                "idx": [r[0] for r in group],
+                "ch": [r[1] for r in group],
+                "kind": [r[2] for r in group],
+                "refs": [r[3] for r in group],
+                "oidx": [i for i, _ in objs],
+                "oh": [o.hash for _, o in objs],
+                "oty": [o.type for _, o in objs],
+                "od": [o.data for _, o in objs],
+                "special": special,
+            }
+            out.append(Stmt(self.fn.call("put_writes"), p))
         return out
 
     # -- reads ------------------------------------------------------------------

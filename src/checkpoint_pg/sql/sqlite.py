@@ -8,19 +8,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy.dialects import sqlite
 
 from checkpoint_pg.core.codec import StoredObject
+from checkpoint_pg.core.lease import Lease
 from checkpoint_pg.core.values import ValueRow
 from checkpoint_pg.schema import Tables
 from checkpoint_pg.sql import Stmt
-from checkpoint_pg.sql.common import CHECKPOINT_COLS, VALUE_COLS, WRITE_COLS, Names
+from checkpoint_pg.sql.common import CHECKPOINT_COLS, VALUE_COLS, WRITE_COLS, LeaseSQL, Names
 
 __all__ = ["SqliteSQL"]
 
+# Now in seconds since the epoch (leases), by the clock of the machine the file is on.
+_EPOCH = "((julianday('now') - 2440587.5) * 86400.0)"
+
 _CHUNK = 400  # well under SQLite's default limit of bound variables per statement
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(sep=" ")
 
 
 def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
@@ -40,6 +49,7 @@ class SqliteSQL:
 
     def __init__(self, tables: Tables) -> None:
         n = self.n = Names(tables, sqlite.dialect())
+        self.lease = LeaseSQL(n, _EPOCH, ":now", lambda name: f":{name}", lambda: {"now": _now()})
         self._upsert_thread = (
             f"INSERT INTO {n.threads} AS t (thread_id, created_at, updated_at, metadata) "
             "VALUES (:t, :now, :now, :md) "
@@ -109,12 +119,7 @@ class SqliteSQL:
     # -- writes -----------------------------------------------------------------
 
     def upsert_thread(self, t: str, md_json: str | None) -> Stmt:
-        from datetime import datetime, timezone
-
-        return Stmt(
-            self._upsert_thread,
-            {"t": t, "md": md_json, "now": datetime.now(timezone.utc).isoformat(sep=" ")},
-        )
+        return Stmt(self._upsert_thread, {"t": t, "md": md_json, "now": _now()})
 
     def put_checkpoint(
         self,
@@ -130,31 +135,32 @@ class SqliteSQL:
         md_json: str,
         required: Sequence[tuple[str, str]],
         guard: bool = False,
+        lease: Lease | None = None,
     ) -> list[Stmt]:
-        """The statements of a put, run in one BEGIN IMMEDIATE transaction.
+        """The statements of a put, run in one BEGIN IMMEDIATE transaction after
+        `put_checks` (the caller's lease, renewed here, and single-writer mode)."""
+        return [
+            self.upsert_thread(t, thread_md),
+            *([Stmt(self.lease.renew, self.lease.params(t, lease))] if lease is not None else []),
+            *self.insert_objects(t, objs),
+            *self.insert_values(t, ns, rows),
+            self.insert_checkpoint(t, ns, cid, parent, run_id, doc, md_json, required),
+        ]
 
-        With ``guard`` (single-writer mode) the first is a check that no
-        checkpoint newer than the parent exists: `ops.put` reads it first.
-        """
-        check = (
-            [
+    def put_checks(self, t: str, ns: str, cid: str, parent: str | None, guard: bool) -> list[Stmt]:
+        """What `ops.put` reads first: the thread's lease, and with ``guard`` whether
+        a checkpoint newer than the parent exists."""
+        out = [self.lease.check(t)]
+        if guard:
+            out.append(
                 Stmt(
                     f"SELECT 1 FROM {self.n.checkpoints} WHERE thread_id = :t "
                     "AND checkpoint_ns = :ns AND checkpoint_id > coalesce(:parent, '') "
                     "AND checkpoint_id <> :id LIMIT 1",
                     {"t": t, "ns": ns, "parent": parent, "id": cid},
                 )
-            ]
-            if guard
-            else []
-        )
-        return [
-            *check,
-            self.upsert_thread(t, thread_md),
-            *self.insert_objects(t, objs),
-            *self.insert_values(t, ns, rows),
-            self.insert_checkpoint(t, ns, cid, parent, run_id, doc, md_json, required),
-        ]
+            )
+        return out
 
     def insert_objects(self, t: str, objs: Sequence[StoredObject]) -> list[Stmt]:
         if not objs:
@@ -224,7 +230,9 @@ class SqliteSQL:
         task_id: str,
         task_path: str,
         rows: Sequence[tuple[int, str, int, bytes, Sequence[StoredObject]]],
+        lease: Lease | None = None,
     ) -> list[Stmt]:
+        # the caller's lease was checked first (ops.put_writes), in this transaction
         base = {"t": t, "ns": ns, "cid": cid, "task": task_id, "path": task_path}
         out: list[Stmt] = []
         regular = [r for r in rows if r[0] >= 0]

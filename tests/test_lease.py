@@ -1,0 +1,255 @@
+"""Thread leases (saver.lease / alease): a run holds its thread against every other writer."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from graphs import build_chain
+from langgraph.checkpoint.base import empty_checkpoint
+
+from checkpoint_pg import CheckpointPgError, ConfigError, ThreadBusyError
+
+
+def cfg(thread_id: str) -> dict[str, Any]:
+    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+
+
+def put_step(saver: Any, parent: dict[str, Any], n: int) -> dict[str, Any]:
+    cp = empty_checkpoint()
+    ver = saver.get_next_version(None, None)
+    cp["channel_values"] = {"n": n}
+    cp["channel_versions"] = {"n": ver}
+    return saver.put(parent, cp, {"source": "loop", "step": n, "parents": {}}, {"n": ver})
+
+
+def ids(saver: Any, thread_id: str) -> list[str]:
+    return [t.config["configurable"]["checkpoint_id"] for t in saver.list(cfg(thread_id))]
+
+
+def thread_rows(saver: Any) -> list[str]:
+    from checkpoint_pg.inspect import Inspector  # noqa: PLC0415
+
+    return [t.thread_id for t in Inspector(saver).threads(sizes=False).threads]
+
+
+def test_a_second_lease_is_refused_until_the_first_is_released(make_saver) -> None:
+    """Two savers on one database (two processes in production): the second
+    lease on a thread fails at once with ThreadBusyError naming the thread and
+    the way out; after the first block ends the thread can be leased again."""
+    with make_saver() as a, make_saver() as b:
+        with a.lease("t1", ttl=60):
+            with pytest.raises(ThreadBusyError, match="'t1' is leased by another run") as info:
+                with b.lease("t1"):
+                    pytest.fail("the second lease was granted")
+            assert info.value.thread_id == "t1"
+            assert "break_lease('t1')" in str(info.value)
+            assert isinstance(info.value, CheckpointPgError)
+            with b.lease("other-thread"):  # other threads are not affected
+                pass
+        with b.lease("t1"):
+            pass
+
+
+def test_writes_without_the_lease_are_refused_and_store_nothing(make_saver) -> None:
+    """While a run holds the thread, a put or put_writes of any other writer
+    (no lease, single_writer off) is refused; the holder's go through."""
+    with make_saver() as holder, make_saver() as other:
+        first = put_step(holder, cfg("t2"), 0)
+        with holder.lease(cfg("t2"), ttl=60):
+            second = put_step(holder, first, 1)
+            with pytest.raises(ThreadBusyError, match="leased by another run"):
+                put_step(other, second, 2)
+            with pytest.raises(ThreadBusyError, match="leased by another run"):
+                other.put_writes(second, [("n", 5)], "task-x")
+            holder.put_writes(second, [("n", 6)], "task-h")
+        assert ids(other, "t2") == [second["configurable"]["checkpoint_id"], first["configurable"]["checkpoint_id"]]
+        tup = other.get_tuple(second)
+        assert [(w[0], w[2]) for w in tup.pending_writes] == [("task-h", 6)]
+        # released: the other writer may go on
+        put_step(other, second, 2)
+
+
+def test_special_writes_are_checked_too(make_saver) -> None:
+    """Error / interrupt writes (stored by another statement than regular ones)
+    are refused the same way."""
+    with make_saver() as holder, make_saver() as other:
+        first = put_step(holder, cfg("t3"), 0)
+        with holder.lease("t3", ttl=60):
+            with pytest.raises(ThreadBusyError):
+                other.put_writes(first, [("__error__", "boom")], "task-e")
+        assert other.get_tuple(first).pending_writes == []
+
+
+def test_the_holders_puts_renew_the_lease(make_saver) -> None:
+    """A put extends the lease by its ttl: a run that keeps saving steps keeps
+    the thread for longer than one ttl."""
+    with make_saver() as holder, make_saver() as other:
+        parent = cfg("t4")
+        with holder.lease("t4", ttl=0.6):
+            for n in range(4):
+                time.sleep(0.25)
+                parent = put_step(holder, parent, n)
+            # 1 s after taking a 0.6 s lease, it is still held
+            with pytest.raises(ThreadBusyError):
+                with other.lease("t4"):
+                    pass
+
+
+def test_a_lapsed_lease_can_be_taken_and_its_old_holder_is_refused(make_saver) -> None:
+    """A crashed (or stalled) holder's lease lapses after ttl: another run takes
+    the thread, and the old holder's next write fails as 'lease is gone',
+    without writing over the new holder's steps."""
+    with make_saver() as stalled, make_saver() as other:
+        first = put_step(stalled, cfg("t5"), 0)
+        with stalled.lease("t5", ttl=0.3):
+            time.sleep(0.5)
+            with other.lease("t5", ttl=60):
+                newer = put_step(other, first, 1)
+                with pytest.raises(ThreadBusyError, match="lease on thread 't5' is gone"):
+                    put_step(stalled, first, 1)
+                with pytest.raises(ThreadBusyError, match="is gone"):
+                    stalled.put_writes(first, [("n", 9)], "late")
+                # the old holder cannot renew it either
+                with pytest.raises(ThreadBusyError, match="is gone"):
+                    stalled.renew_lease(stalled_lease(stalled, "t5"))
+        assert ids(other, "t5") == [newer["configurable"]["checkpoint_id"], first["configurable"]["checkpoint_id"]]
+
+
+def stalled_lease(saver: Any, thread_id: str) -> Any:
+    from checkpoint_pg.core import lease  # noqa: PLC0415
+
+    held = lease.held(saver.ctx.lease_key, thread_id)
+    assert held is not None
+    return held
+
+
+def test_renew_lease_extends_a_long_step(make_saver) -> None:
+    """A step longer than the ttl keeps the thread with renew_lease."""
+    with make_saver() as holder, make_saver() as other:
+        with holder.lease("t6", ttl=0.4) as lease:
+            for _ in range(3):
+                time.sleep(0.2)
+                holder.renew_lease(lease)
+            with pytest.raises(ThreadBusyError):
+                with other.lease("t6"):
+                    pass
+
+
+def test_break_lease_frees_the_thread_and_stops_the_holder(make_saver) -> None:
+    """break_lease is the operator's way out after a crash with a long ttl."""
+    with make_saver() as holder, make_saver() as admin:
+        first = put_step(holder, cfg("t7"), 0)
+        assert admin.break_lease("t7") is False  # nothing to break
+        with holder.lease("t7", ttl=3600):
+            assert admin.break_lease("t7") is True
+            with pytest.raises(ThreadBusyError, match="is gone"):
+                put_step(holder, first, 1)
+            with admin.lease("t7"):
+                put_step(admin, first, 1)
+        assert len(ids(admin, "t7")) == 2
+
+
+def test_deleting_the_thread_stops_its_leased_run(make_saver) -> None:
+    with make_saver() as holder, make_saver() as admin:
+        first = put_step(holder, cfg("t8"), 0)
+        with holder.lease("t8", ttl=60):
+            admin.delete_thread("t8")
+            with pytest.raises(ThreadBusyError, match="is gone"):
+                put_step(holder, first, 1)
+        assert ids(admin, "t8") == []
+
+
+def test_the_lease_is_released_when_the_block_raises(make_saver) -> None:
+    with make_saver() as a, make_saver() as b:
+        with pytest.raises(RuntimeError, match="node failed"):
+            with a.lease("t9", ttl=3600):
+                raise RuntimeError("node failed")
+        with b.lease("t9"):
+            pass
+
+
+def test_a_lease_on_a_new_thread_leaves_no_empty_thread_behind(saver) -> None:
+    """Taking a lease creates the thread's row; if the run wrote nothing, the
+    release removes it, so listings do not show an empty thread. A thread the
+    run wrote to stays, with its lease cleared."""
+    with saver.lease("never-written"):
+        pass
+    with saver.lease("written"):
+        put_step(saver, cfg("written"), 0)
+    assert "never-written" not in thread_rows(saver)
+    assert "written" in thread_rows(saver)
+
+
+@pytest.mark.parametrize("ttl", [0, -1, float("nan"), float("inf"), "60", True])
+def test_bad_ttl_is_refused(saver, ttl: Any) -> None:
+    with pytest.raises(ConfigError, match="ttl must be a positive number"):
+        with saver.lease("t10", ttl=ttl):
+            pass
+
+
+def test_bad_thread_ids_are_refused(saver) -> None:
+    with pytest.raises(ConfigError):
+        with saver.lease(1):
+            pass
+    with pytest.raises(ConfigError):
+        with saver.lease({"configurable": {}}):
+            pass
+
+
+def graph(saver: Any) -> Any:
+    return build_chain(saver, ("a", "b"))
+
+
+def test_graph_runs_under_a_lease_sync(make_saver) -> None:
+    """LangGraph saves checkpoints on background threads: the lease reaches them."""
+    with make_saver() as saver, make_saver() as other:
+        g = graph(saver)
+        config = {"configurable": {"thread_id": "g1"}}
+        with saver.lease(config, ttl=60):
+            g.invoke({"log": ["x"]}, config)
+            with pytest.raises(ThreadBusyError):
+                graph(other).invoke({"log": ["intruder"]}, config)
+            g.invoke({"log": ["y"]}, config)
+        assert g.get_state(config).values["log"] == ["x", "a", "b", "y", "a", "b"]
+
+
+async def test_graph_runs_under_a_lease_async(make_async_saver) -> None:
+    async with make_async_saver() as saver, make_async_saver() as other:
+        g = graph(saver)
+        config = {"configurable": {"thread_id": "g2"}}
+        async with saver.alease(config, ttl=60) as lease:
+            await g.ainvoke({"log": ["x"]}, config)
+            with pytest.raises(ThreadBusyError):
+                await graph(other).ainvoke({"log": ["intruder"]}, config)
+            await saver.arenew_lease(lease)
+        assert (await g.aget_state(config)).values["log"] == ["x", "a", "b"]
+        assert await other.abreak_lease("g2") is False
+
+
+async def test_sync_saver_alease_covers_ainvoke(make_saver) -> None:
+    """A sync saver serves ainvoke through worker threads; its alease reaches them."""
+    with make_saver() as saver, make_saver() as other:
+        g = graph(saver)
+        config = {"configurable": {"thread_id": "g3"}}
+        async with saver.alease(config, ttl=60):
+            await g.ainvoke({"log": ["x"]}, config)
+            with pytest.raises(ThreadBusyError):
+                other.put_writes(g.get_state(config).config, [("log", ["intruder"])], "t")
+        assert g.get_state(config).values["log"] == ["x", "a", "b"]
+
+
+def test_the_lease_covers_the_savers_allowlist_clone(make_saver) -> None:
+    """LangGraph compiles graphs with saver.with_allowlist(...) in strict msgpack
+    mode: the clone writes under the lease taken through the saver."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer  # noqa: PLC0415
+
+    strict = JsonPlusSerializer(allowed_msgpack_modules=None)
+    with make_saver(serde=strict) as saver, make_saver() as other:
+        clone = saver.with_allowlist([("collections", "OrderedDict")])
+        assert clone is not saver
+        with saver.lease("t11", ttl=60):
+            first = put_step(clone, cfg("t11"), 0)
+            with pytest.raises(ThreadBusyError):
+                put_step(other, first, 1)
