@@ -8,6 +8,7 @@ the chunks the live stream produced, diffs, stats and keep-last pruning.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from typing import Any
@@ -401,3 +402,27 @@ def test_written_messages_get_the_ids_the_next_checkpoint_gave_them(saver: Any, 
     last = inspector.history(t)[-1]
     (msg,) = last.updates["tools"]["messages"]
     assert msg.id == "tool-msg-1" and msg.content == "42"
+
+
+def test_saver_threads_lists_thread_ids_newest_first(saver) -> None:
+    """saver.threads() (and athreads) is the short way to every thread id."""
+    import asyncio  # noqa: PLC0415
+
+    from langgraph.checkpoint.base import empty_checkpoint  # noqa: PLC0415
+
+    for i, user in enumerate(["ann", "bob", "ann"]):
+        cp = empty_checkpoint()
+        saver.put(
+            {"configurable": {"thread_id": f"th{i}", "checkpoint_ns": ""}},
+            cp,
+            {"source": "input", "step": -1, "parents": {}, "user": user},
+            {},
+        )
+        time.sleep(0.01)  # distinct updated_at
+    assert list(saver.threads()) == ["th2", "th1", "th0"]
+    assert list(saver.threads({"user": "ann"})) == ["th2", "th0"]
+
+    async def collect() -> list[str]:
+        return [t async for t in saver.athreads({"user": "bob"})]
+
+    assert asyncio.run(collect()) == ["th1"]

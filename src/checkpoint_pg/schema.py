@@ -121,6 +121,19 @@ def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tab
             nullable=False,
         ),
         sa.Index(f"{p}checkpoints_run_id_idx", "run_id"),
+        # list(filter=...) across threads. Postgres: the filter is a JSONB
+        # containment, which a GIN index answers. SQLite has no index for JSON
+        # contents: an index in list order lets it walk checkpoints newest
+        # first and stop at the limit instead of sorting every match.
+        sa.Index(
+            f"{p}checkpoints_metadata_idx",
+            "metadata",
+            postgresql_using="gin",
+            postgresql_ops={"metadata": "jsonb_path_ops"},
+        ).ddl_if(dialect="postgresql"),
+        sa.Index(
+            f"{p}checkpoints_recent_idx", "checkpoint_id", "checkpoint_ns", "thread_id"
+        ).ddl_if(dialect="sqlite"),
         **_TABLE_KW,
     )
     channel_values = sa.Table(

@@ -157,6 +157,21 @@ class SyncSaver(SaverBase):
     ) -> Mapping[str, DeltaChannelHistory]:
         return self._do(partial(ops.get_delta_channel_history, self.ctx, config, channels))
 
+    def threads(self, filter: Mapping[str, Any] | None = None) -> Iterator[str]:
+        """Every thread id, most recently written first, read page by page from the
+        threads table (``filter``: top-level keys of the latest root checkpoint's
+        metadata). `checkpoint_pg.inspect.Inspector` has the details per thread."""
+        from checkpoint_pg.inspect import Inspector  # noqa: PLC0415 - the inspector imports us
+
+        for info in Inspector(self).iter_threads(filter):
+            yield info.thread_id
+
+    async def athreads(self, filter: Mapping[str, Any] | None = None) -> AsyncIterator[str]:
+        it = self.threads(filter)
+        done = object()
+        while (item := await asyncio.to_thread(next, it, done)) is not done:
+            yield item  # type: ignore[misc]
+
     # -- leases ---------------------------------------------------------------------------
 
     @contextmanager
