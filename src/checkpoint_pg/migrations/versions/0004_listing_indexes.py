@@ -1,9 +1,8 @@
-"""Indexes for listing checkpoints across threads with a metadata filter.
+"""An index for listing checkpoints across threads, newest first.
 
-Postgres: a GIN index (jsonb_path_ops) on checkpoints.metadata, which answers
-``list(None, filter=...)``'s containment test. SQLite: an index in list order
-(checkpoint id, namespace, thread), so a filtered listing walks the newest
-checkpoints first and stops at its limit.
+``list(None, filter=..., limit=N)`` orders by (checkpoint id, namespace,
+thread): with an index in that order the query walks the newest checkpoints
+and stops after N matches instead of filtering and sorting the whole table.
 
 Revision ID: 0004
 Revises: 0003
@@ -24,27 +23,16 @@ depends_on = None
 
 def upgrade() -> None:
     t = current_tables()
-    table = f"{t.prefix}checkpoints"
-    if op.get_context().dialect.name == "postgresql":
-        op.create_index(
-            f"{t.prefix}checkpoints_metadata_idx",
-            table,
-            ["metadata"],
-            schema=t.schema,
-            postgresql_using="gin",
-            postgresql_ops={"metadata": "jsonb_path_ops"},
-        )
-    else:
-        op.create_index(
-            f"{t.prefix}checkpoints_recent_idx",
-            table,
-            ["checkpoint_id", "checkpoint_ns", "thread_id"],
-            schema=t.schema,
-        )
+    op.create_index(
+        f"{t.prefix}checkpoints_recent_idx",
+        f"{t.prefix}checkpoints",
+        ["checkpoint_id", "checkpoint_ns", "thread_id"],
+        schema=t.schema,
+    )
 
 
 def downgrade() -> None:
     t = current_tables()
-    table = f"{t.prefix}checkpoints"
-    suffix = "metadata_idx" if op.get_context().dialect.name == "postgresql" else "recent_idx"
-    op.drop_index(f"{t.prefix}checkpoints_{suffix}", table_name=table, schema=t.schema)
+    op.drop_index(
+        f"{t.prefix}checkpoints_recent_idx", table_name=f"{t.prefix}checkpoints", schema=t.schema
+    )
