@@ -8,7 +8,6 @@ the chunks the live stream produced, diffs, stats and keep-last pruning.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import Counter
 from typing import Any
@@ -404,8 +403,9 @@ def test_written_messages_get_the_ids_the_next_checkpoint_gave_them(saver: Any, 
     assert msg.id == "tool-msg-1" and msg.content == "42"
 
 
-def test_saver_threads_lists_thread_ids_newest_first(saver) -> None:
-    """saver.threads() (and athreads) is the short way to every thread id."""
+def test_saver_threads_lists_every_thread_id(saver) -> None:
+    """saver.threads() (and athreads) is the short way to every thread id, in id order,
+    across pages."""
     import asyncio  # noqa: PLC0415
 
     from langgraph.checkpoint.base import empty_checkpoint  # noqa: PLC0415
@@ -418,11 +418,16 @@ def test_saver_threads_lists_thread_ids_newest_first(saver) -> None:
             {"source": "input", "step": -1, "parents": {}, "user": user},
             {},
         )
-        time.sleep(0.01)  # distinct updated_at
-    assert list(saver.threads()) == ["th2", "th1", "th0"]
-    assert list(saver.threads({"user": "ann"})) == ["th2", "th0"]
+    assert list(saver.threads()) == ["th0", "th1", "th2"]
+    assert list(saver.threads({"user": "ann"})) == ["th0", "th2"]
 
     async def collect() -> list[str]:
         return [t async for t in saver.athreads({"user": "bob"})]
 
     assert asyncio.run(collect()) == ["th1"]
+
+    from checkpoint_pg.inspect import inspector  # noqa: PLC0415
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(inspector, "MAX_PAGE", 2)  # three threads: two pages
+        assert list(saver.threads()) == ["th0", "th1", "th2"]

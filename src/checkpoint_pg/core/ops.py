@@ -450,55 +450,51 @@ def _load_rows(
     groups: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = defaultdict(list)
     for t, ns, cid, _, doc in cps:
         groups[(t, ns)].append((cid, doc))
-    keys = list(groups)
-    stmts: list[Stmt] = []
-    for t, ns in keys:
-        pairs = sorted(
-            {
-                (ch, str(v))
-                for _, doc in groups[(t, ns)]
-                for ch, v in doc.get("channel_versions", {}).items()
-            }
-        )
-        stmts.append(ctx.sql.select_values(t, ns, pairs))
-        stmts.append(ctx.sql.select_writes(t, ns, [cid for cid, _ in groups[(t, ns)]]))
-    res = yield Batch(stmts)
-    loaded: dict[tuple[str, str], _Loaded] = {}
-    ranges_stmts: list[tuple[tuple[str, str], Stmt]] = []
-    for i, (t, ns) in enumerate(keys):
-        ld = loaded[(t, ns)] = _Loaded()
-        _add_values(ld, res[2 * i])
-        for cid, task_id, idx, channel, path, kind, refs in res[2 * i + 1]:
-            ld.writes[cid].append((task_id, idx, channel, path, kind, bytes(refs)))
-        ranges = _missing_chain_ranges(ld)
-        if ranges:
-            ranges_stmts.append(((t, ns), ctx.sql.select_value_ranges(t, ns, ranges)))
-    if ranges_stmts:
-        res = yield Batch([s for _, s in ranges_stmts])
-        for (key, _), rows in zip(ranges_stmts, res):
-            _add_values(loaded[key], rows)
-    need: dict[str, set[bytes]] = defaultdict(set)
+    value_keys = sorted(
+        {
+            (t, ns, ch, str(v))
+            for (t, ns), members in groups.items()
+            for _, doc in members
+            for ch, v in doc.get("channel_versions", {}).items()
+        }
+    )
+    write_keys = [(t, ns, cid) for (t, ns), members in groups.items() for cid, _ in members]
+    # One statement per kind of row for every group on Postgres (a page across
+    # threads costs the same round trips as a page of one thread).
+    value_stmts = ctx.sql.select_values(value_keys) if value_keys else []
+    write_stmts = ctx.sql.select_writes(write_keys)
+    res = yield Batch([*value_stmts, *write_stmts])
+    loaded = {key: _Loaded() for key in groups}
+    for rows in res[: len(value_stmts)]:
+        _add_values(loaded, rows)
+    for rows in res[len(value_stmts) :]:
+        for t, ns, cid, task_id, idx, channel, path, kind, refs in rows:
+            loaded[(t, ns)].writes[cid].append((task_id, idx, channel, path, kind, bytes(refs)))
+    ranges = [
+        (t, ns, *r) for (t, ns), ld in loaded.items() for r in _missing_chain_ranges(ld)
+    ]
+    if ranges:
+        for rows in (yield Batch(ctx.sql.select_value_ranges(ranges))):
+            _add_values(loaded, rows)
+    need: set[tuple[str, bytes]] = set()
     for (t, _), ld in loaded.items():
         for rows in ld.values.values():
             for _, _, refs in rows.values():
-                need[t].update(split_refs(refs))
+                need.update((t, h) for h in split_refs(refs))
         for ws in ld.writes.values():
             for w in ws:
-                need[t].update(split_refs(w[5]))
-    obj_stmts: list[tuple[str, Stmt]] = []
-    for t, hashes in need.items():
-        missing = [h for h in hashes if (t, h) not in memo.raw and h not in memo.known]
-        if missing:
-            obj_stmts.extend((t, s) for s in ctx.sql.select_objects(t, missing))
-    if obj_stmts:
-        res = yield Batch([s for _, s in obj_stmts])
-        for (t, _), rows in zip(obj_stmts, res):
-            _fetch_objects(ctx, memo, t, rows)
+                need.update((t, h) for h in split_refs(w[5]))
+    missing = sorted(k for k in need if k not in memo.raw and k[1] not in memo.known)
+    if missing:
+        for rows in (yield Batch(ctx.sql.select_objects(missing))):
+            for t, h, typ, data in rows:
+                _fetch_objects(ctx, memo, t, [(h, typ, data)])
     return loaded
 
 
-def _add_values(ld: _Loaded, rows: Iterable[Sequence[Any]]) -> None:
-    for channel, version, kind, base, root, refs in rows:
+def _add_values(loaded: Mapping[tuple[str, str], _Loaded], rows: Iterable[Sequence[Any]]) -> None:
+    for t, ns, channel, version, kind, base, root, refs in rows:
+        ld = loaded[(t, ns)]
         ld.values[channel][version] = (kind, base, bytes(refs))
         ld.roots[(channel, version)] = root
 

@@ -463,6 +463,22 @@ class Inspector:
                 return
             cursor = page.next_cursor
 
+    def iter_thread_ids(self, filter: Mapping[str, Any] | None = None) -> Iterator[str]:
+        """Every thread id in id order, page by page along the primary key (cheap at
+        any size, unlike `iter_threads`' newest-first order, which sorts)."""
+        if filter is not None and (
+            not isinstance(filter, Mapping) or not all(isinstance(k, str) for k in filter)
+        ):
+            raise ConfigError(f"filter must be a dict with str keys, got {filter!r}")
+        after = None
+        while True:
+            stmt = self.sql.thread_ids_page(dict(filter) if filter else None, after, MAX_PAGE)
+            ids = [r[0] for r in self._read(self._one(stmt))]
+            yield from ids
+            if len(ids) < MAX_PAGE:
+                return
+            after = ids[-1]
+
     # -- loading a thread ---------------------------------------------------------------
 
     def _load_op(self, thread_id: str, checkpoint_ns: str | None) -> Op:

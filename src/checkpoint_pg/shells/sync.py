@@ -158,13 +158,12 @@ class SyncSaver(SaverBase):
         return self._do(partial(ops.get_delta_channel_history, self.ctx, config, channels))
 
     def threads(self, filter: Mapping[str, Any] | None = None) -> Iterator[str]:
-        """Every thread id, most recently written first, read page by page from the
-        threads table (``filter``: top-level keys of the latest root checkpoint's
-        metadata). `checkpoint_pg.inspect.Inspector` has the details per thread."""
+        """Every thread id, in id order, read page by page from the threads table
+        (``filter``: top-level keys of the latest root checkpoint's metadata).
+        `checkpoint_pg.inspect.Inspector.threads` lists them newest first, with details."""
         from checkpoint_pg.inspect import Inspector  # noqa: PLC0415 - the inspector imports us
 
-        for info in Inspector(self).iter_threads(filter):
-            yield info.thread_id
+        yield from Inspector(self).iter_thread_ids(filter)
 
     async def athreads(self, filter: Mapping[str, Any] | None = None) -> AsyncIterator[str]:
         it = self.threads(filter)

@@ -107,6 +107,19 @@ class InspectSQL:
     def all_thread_ids(self) -> Stmt:
         return Stmt(f"SELECT thread_id FROM {self.n.threads} ORDER BY thread_id", {})
 
+    def thread_ids_page(self, filter: dict[str, Any] | None, after: str | None, limit: int) -> Stmt:
+        """Thread ids in id order after ``after``: a range read of the primary key."""
+        P = self.param
+        p: dict[str, Any] = {"limit": limit}
+        where = self._metadata_filter("metadata", filter, p) if filter else []
+        if after is not None:
+            where.append(f"thread_id > {P('after')}")
+            p["after"] = after
+        sql = f"SELECT thread_id FROM {self.n.threads}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return Stmt(sql + f" ORDER BY thread_id LIMIT {P('limit')}", p)
+
     # -- checkpoints and writes of one thread (keys only) -------------------------
 
     def thread_checkpoints(self, t: str, ns: str | None) -> Stmt:

@@ -22,6 +22,11 @@ __all__ = ["PostgresSQL"]
 _EPOCH = "extract(epoch from now())::float8"
 
 
+def _columns(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> dict[str, list[Any]]:
+    """Rows of keys as one array parameter per column (for unnest)."""
+    return {name: [r[i] for r in rows] for i, name in enumerate(names)}
+
+
 class PostgresSQL:
     """Statements for one prefix/schema on Postgres."""
 
@@ -101,24 +106,30 @@ class PostgresSQL:
             "channel = excluded.channel, task_path = excluded.task_path, kind = excluded.kind, "
             "refs = excluded.refs"
         )
+        # Reads of a list page: every (thread, namespace) group in one statement,
+        # each key a LATERAL primary-key lookup (OFFSET 0 keeps it one, whatever
+        # the statistics say). Rows start with the group's keys.
         self._select_values = (
-            f"SELECT {VALUE_COLS} FROM {n.values} "
-            "WHERE thread_id = %(t)s AND checkpoint_ns = %(ns)s AND (channel, version) IN "
-            "(SELECT * FROM unnest(%(ch)s::text[], %(ver)s::text[]))"
+            "SELECT q.t, q.ns, v.* FROM unnest(%(t)s::text[], %(ns)s::text[], %(ch)s::text[], "
+            "%(ver)s::text[]) AS q(t, ns, ch, ver), LATERAL (SELECT "
+            f"{VALUE_COLS} FROM {n.values} WHERE thread_id = q.t AND checkpoint_ns = q.ns "
+            "AND channel = q.ch AND version = q.ver OFFSET 0) AS v"
         )
         self._select_ranges = (
-            f"SELECT v.channel, v.version, v.kind, v.base_version, v.root_version, v.refs "
-            "FROM unnest(%(ch)s::text[], %(lo)s::text[], %(hi)s::text[]) AS q(ch, lo, hi) "
-            f"JOIN {n.values} v ON v.thread_id = %(t)s AND v.checkpoint_ns = %(ns)s "
-            "AND v.channel = q.ch AND v.version >= q.lo AND v.version <= q.hi"
+            "SELECT q.t, q.ns, v.* FROM unnest(%(t)s::text[], %(ns)s::text[], %(ch)s::text[], "
+            "%(lo)s::text[], %(hi)s::text[]) AS q(t, ns, ch, lo, hi), LATERAL (SELECT "
+            f"{VALUE_COLS} FROM {n.values} WHERE thread_id = q.t AND checkpoint_ns = q.ns "
+            "AND channel = q.ch AND version >= q.lo AND version <= q.hi OFFSET 0) AS v"
         )
         self._select_writes = (
-            f"SELECT {WRITE_COLS} FROM {n.writes} WHERE thread_id = %(t)s "
-            "AND checkpoint_ns = %(ns)s AND checkpoint_id = ANY(%(ids)s::text[])"
+            "SELECT q.t, q.ns, w.* FROM unnest(%(t)s::text[], %(ns)s::text[], %(id)s::text[]) "
+            f"AS q(t, ns, id), LATERAL (SELECT {WRITE_COLS} FROM {n.writes} WHERE thread_id = q.t "
+            "AND checkpoint_ns = q.ns AND checkpoint_id = q.id OFFSET 0) AS w"
         )
         self._select_objects = (
-            f"SELECT hash, type, data FROM {n.objects} "
-            "WHERE thread_id = %(t)s AND hash = ANY(%(h)s::bytea[])"
+            "SELECT q.t, o.* FROM unnest(%(t)s::text[], %(h)s::bytea[]) AS q(t, h), LATERAL ("
+            f"SELECT hash, type, data FROM {n.objects} WHERE thread_id = q.t AND hash = q.h "
+            "OFFSET 0) AS o"
         )
 
     # -- writes -----------------------------------------------------------------
@@ -330,31 +341,21 @@ class PostgresSQL:
             p["limit"] = limit
         return Stmt(sql, p)
 
-    def select_values(self, t: str, ns: str, pairs: Sequence[tuple[str, str]]) -> Stmt:
-        return Stmt(
-            self._select_values,
-            {"t": t, "ns": ns, "ch": [c for c, _ in pairs], "ver": [v for _, v in pairs]},
-        )
+    def select_values(self, keys: Sequence[tuple[str, str, str, str]]) -> list[Stmt]:
+        """Values by (thread, ns, channel, version); rows (thread, ns, *VALUE_COLS)."""
+        return [Stmt(self._select_values, _columns(keys, ("t", "ns", "ch", "ver")))]
 
-    def select_value_ranges(
-        self, t: str, ns: str, ranges: Sequence[tuple[str, str, str]]
-    ) -> Stmt:
-        return Stmt(
-            self._select_ranges,
-            {
-                "t": t,
-                "ns": ns,
-                "ch": [r[0] for r in ranges],
-                "lo": [r[1] for r in ranges],
-                "hi": [r[2] for r in ranges],
-            },
-        )
+    def select_value_ranges(self, ranges: Sequence[tuple[str, str, str, str, str]]) -> list[Stmt]:
+        """Values of (thread, ns, channel) between two versions (delta chains)."""
+        return [Stmt(self._select_ranges, _columns(ranges, ("t", "ns", "ch", "lo", "hi")))]
 
-    def select_writes(self, t: str, ns: str, ids: Sequence[str]) -> Stmt:
-        return Stmt(self._select_writes, {"t": t, "ns": ns, "ids": list(ids)})
+    def select_writes(self, keys: Sequence[tuple[str, str, str]]) -> list[Stmt]:
+        """Writes of (thread, ns, checkpoint id); rows (thread, ns, *WRITE_COLS)."""
+        return [Stmt(self._select_writes, _columns(keys, ("t", "ns", "id")))]
 
-    def select_objects(self, t: str, hashes: Sequence[bytes]) -> list[Stmt]:
-        return [Stmt(self._select_objects, {"t": t, "h": list(hashes)})]
+    def select_objects(self, keys: Sequence[tuple[str, bytes]]) -> list[Stmt]:
+        """Objects by (thread, hash); rows (thread, hash, type, data)."""
+        return [Stmt(self._select_objects, _columns(keys, ("t", "h")))]
 
     def get_tuple_sql(self, with_id: bool) -> str:
         """Read a checkpoint, its values (with delta chains), writes and objects at once.

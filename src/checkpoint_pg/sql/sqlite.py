@@ -32,6 +32,14 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(sep=" ")
 
 
+def _by_group(rows: Sequence[Sequence[Any]], width: int) -> dict[tuple[Any, ...], list[Any]]:
+    """Rows grouped by their first ``width`` columns, each keeping the rest."""
+    out: dict[tuple[Any, ...], list[Any]] = {}
+    for r in rows:
+        out.setdefault(tuple(r[:width]), []).append(list(r[width:]))
+    return out
+
+
 def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
     return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
@@ -99,21 +107,24 @@ class SqliteSQL:
             "channel = excluded.channel, task_path = excluded.task_path, kind = excluded.kind, "
             "refs = excluded.refs"
         )
+        # Reads of a list page, one statement per (thread, namespace) group (no
+        # round trips to save in-process); rows start with the group's keys.
         self._select_values = (
-            f"SELECT {VALUE_COLS} FROM {n.values} WHERE thread_id = :t AND checkpoint_ns = :ns "
-            "AND (channel, version) IN (SELECT json_extract(value, '$[0]'), "
+            f"SELECT thread_id, checkpoint_ns, {VALUE_COLS} FROM {n.values} WHERE thread_id = :t "
+            "AND checkpoint_ns = :ns AND (channel, version) IN (SELECT json_extract(value, '$[0]'), "
             "json_extract(value, '$[1]') FROM json_each(:pairs))"
         )
         self._select_ranges = (
-            "SELECT v.channel, v.version, v.kind, v.base_version, v.root_version, v.refs "
-            f"FROM json_each(:ranges) AS q JOIN {n.values} v ON v.thread_id = :t "
-            "AND v.checkpoint_ns = :ns AND v.channel = json_extract(q.value, '$[0]') "
+            "SELECT v.thread_id, v.checkpoint_ns, v.channel, v.version, v.kind, v.base_version, "
+            f"v.root_version, v.refs FROM json_each(:ranges) AS q JOIN {n.values} v "
+            "ON v.thread_id = :t AND v.checkpoint_ns = :ns "
+            "AND v.channel = json_extract(q.value, '$[0]') "
             "AND v.version >= json_extract(q.value, '$[1]') "
             "AND v.version <= json_extract(q.value, '$[2]')"
         )
         self._select_writes = (
-            f"SELECT {WRITE_COLS} FROM {n.writes} WHERE thread_id = :t AND checkpoint_ns = :ns "
-            "AND checkpoint_id IN (SELECT value FROM json_each(:ids))"
+            f"SELECT thread_id, checkpoint_ns, {WRITE_COLS} FROM {n.writes} WHERE thread_id = :t "
+            "AND checkpoint_ns = :ns AND checkpoint_id IN (SELECT value FROM json_each(:ids))"
         )
 
     # -- writes -----------------------------------------------------------------
@@ -323,28 +334,40 @@ class SqliteSQL:
         p[v] = json.dumps(value, separators=(",", ":"))
         return head + f"j.type IN ('object', 'array') AND json(j.value) = json(:{v}))"
 
-    def select_values(self, t: str, ns: str, pairs: Sequence[tuple[str, str]]) -> Stmt:
-        return Stmt(self._select_values, {"t": t, "ns": ns, "pairs": json.dumps(pairs)})
+    def select_values(self, keys: Sequence[tuple[str, str, str, str]]) -> list[Stmt]:
+        """Values by (thread, ns, channel, version); rows (thread, ns, *VALUE_COLS)."""
+        return [
+            Stmt(self._select_values, {"t": t, "ns": ns, "pairs": json.dumps(rest)})
+            for (t, ns), rest in _by_group(keys, 2).items()
+        ]
 
-    def select_value_ranges(
-        self, t: str, ns: str, ranges: Sequence[tuple[str, str, str]]
-    ) -> Stmt:
-        return Stmt(self._select_ranges, {"t": t, "ns": ns, "ranges": json.dumps(ranges)})
+    def select_value_ranges(self, ranges: Sequence[tuple[str, str, str, str, str]]) -> list[Stmt]:
+        """Values of (thread, ns, channel) between two versions (delta chains)."""
+        return [
+            Stmt(self._select_ranges, {"t": t, "ns": ns, "ranges": json.dumps(rest)})
+            for (t, ns), rest in _by_group(ranges, 2).items()
+        ]
 
-    def select_writes(self, t: str, ns: str, ids: Sequence[str]) -> Stmt:
-        return Stmt(self._select_writes, {"t": t, "ns": ns, "ids": json.dumps(list(ids))})
+    def select_writes(self, keys: Sequence[tuple[str, str, str]]) -> list[Stmt]:
+        """Writes of (thread, ns, checkpoint id); rows (thread, ns, *WRITE_COLS)."""
+        return [
+            Stmt(self._select_writes, {"t": t, "ns": ns, "ids": json.dumps([r[0] for r in rest])})
+            for (t, ns), rest in _by_group(keys, 2).items()
+        ]
 
-    def select_objects(self, t: str, hashes: Sequence[bytes]) -> list[Stmt]:
+    def select_objects(self, keys: Sequence[tuple[str, bytes]]) -> list[Stmt]:
+        """Objects by (thread, hash); rows (thread, hash, type, data)."""
         out = []
-        for chunk in _chunks(list(hashes)):
-            marks, p = _in_list("h", chunk)
-            out.append(
-                Stmt(
-                    f"SELECT hash, type, data FROM {self.n.objects} "
-                    f"WHERE thread_id = :t AND hash IN {marks}",
-                    {"t": t, **p},
+        for (t,), rest in _by_group(keys, 1).items():
+            for chunk in _chunks([r[0] for r in rest]):
+                marks, p = _in_list("h", chunk)
+                out.append(
+                    Stmt(
+                        f"SELECT thread_id, hash, type, data FROM {self.n.objects} "
+                        f"WHERE thread_id = :t AND hash IN {marks}",
+                        {"t": t, **p},
+                    )
                 )
-            )
         return out
 
     def get_tuple_stmt(self, t: str, ns: str, cid: str | None, known: Sequence[bytes] = ()) -> Stmt:
