@@ -24,8 +24,15 @@ __all__ = ["PostgresSQL"]
 # of formatting the literal here.
 
 
-def text_array(items: Iterable[str | None]) -> str:
+def text_array(items: Sequence[str | None]) -> str:
     """A text[] literal: every element quoted, NULL for None."""
+    if not items:
+        return "{}"
+    if None not in items:
+        joined = '","'.join(items)  # type: ignore[arg-type]
+        # no element holds a quote or a backslash: nothing to escape
+        if "\\" not in joined and joined.count('"') == 2 * (len(items) - 1):
+            return '{"' + joined + '"}'
     return "{%s}" % ",".join(
         "NULL" if s is None else '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
         for s in items
