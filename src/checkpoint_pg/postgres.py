@@ -66,6 +66,15 @@ _SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
 _CONN_KW = {"autocommit": True, "prepare_threshold": None}
 
 
+def _has_rows(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> bool:
+    # what `cur.description` tells, without building a Column per column
+    res = cur.pgresult
+    return res is not None and (res.nfields > 0 or res.status == _TUPLES_OK)
+
+
+_TUPLES_OK = psycopg.pq.ExecStatus.TUPLES_OK
+
+
 def _execute(conn: psycopg.Connection, batch: Batch) -> list[Any]:
     # No pipeline mode: its flush/wait cycle costs milliseconds per batch here,
     # while the hot operations are single statements (one round trip each).
@@ -73,7 +82,7 @@ def _execute(conn: psycopg.Connection, batch: Batch) -> list[Any]:
     for stmt in batch.stmts:
         cur = conn.cursor(row_factory=tuple_row)
         cur.execute(stmt.sql, stmt.params, prepare=False)
-        out.append(cur.fetchall() if batch.fetch and cur.description else None)
+        out.append(cur.fetchall() if batch.fetch and _has_rows(cur) else None)
     return out
 
 
@@ -82,7 +91,7 @@ async def _aexecute(conn: psycopg.AsyncConnection, batch: Batch) -> list[Any]:
     for stmt in batch.stmts:
         cur = conn.cursor(row_factory=tuple_row)
         await cur.execute(stmt.sql, stmt.params, prepare=False)
-        out.append(await cur.fetchall() if batch.fetch and cur.description else None)
+        out.append(await cur.fetchall() if batch.fetch and _has_rows(cur) else None)
     return out
 
 

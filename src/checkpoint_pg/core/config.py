@@ -122,6 +122,29 @@ def _check_json(value: Any, path: str) -> None:
         )
 
 
+def _plain_json(value: Any) -> bool:
+    """True when ``value`` surely passes `_check_json`: the common case, checked
+    without building the path of every key. False sends it to `_check_json`."""
+    t = type(value)
+    if t is str:
+        return "\x00" not in value
+    if t is int or t is bool or value is None:
+        return True
+    if t is float:
+        return math.isfinite(value)
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str or "\x00" in k or not _plain_json(v):
+                return False
+        return True
+    if t is list or t is tuple:
+        for v in value:
+            if not _plain_json(v):
+                return False
+        return True
+    return False
+
+
 def metadata_json(config: RunnableConfig, metadata: CheckpointMetadata) -> tuple[dict[str, Any], str]:
     """The metadata LangGraph stores (config keys merged in), checked and as JSON text."""
     for key, value in (metadata or {}).items():
@@ -133,5 +156,6 @@ def metadata_json(config: RunnableConfig, metadata: CheckpointMetadata) -> tuple
             )
     md = dict(get_checkpoint_metadata(config, metadata))
     md.pop("writes", None)
-    _check_json(md, "metadata")
+    if not _plain_json(md):
+        _check_json(md, "metadata")
     return md, json.dumps(md, separators=(",", ":"), ensure_ascii=False)

@@ -470,6 +470,14 @@ def _load_rows(
     for rows in res[len(value_stmts) :]:
         for t, ns, cid, task_id, idx, channel, path, kind, refs in rows:
             loaded[(t, ns)].writes[cid].append((task_id, idx, channel, path, kind, bytes(refs)))
+    yield from _complete_rows(ctx, memo, loaded)
+    return loaded
+
+
+def _complete_rows(
+    ctx: Ctx, memo: Memo, loaded: dict[tuple[str, str], _Loaded]
+) -> Generator[Batch, list[Any], None]:
+    """Read the delta chains not read yet, then the objects not known yet."""
     ranges = [
         (t, ns, *r) for (t, ns), ld in loaded.items() for r in _missing_chain_ranges(ld)
     ]
@@ -489,7 +497,6 @@ def _load_rows(
         for rows in (yield Batch(ctx.sql.select_objects(missing))):
             for t, h, typ, data in rows:
                 _fetch_objects(ctx, memo, t, [(h, typ, data)])
-    return loaded
 
 
 def _add_values(loaded: Mapping[tuple[str, str], _Loaded], rows: Iterable[Sequence[Any]]) -> None:
@@ -524,25 +531,35 @@ def get_tuple(ctx: Ctx, config: RunnableConfig) -> Op:
     # A run continuing a thread in this process reuses the elements it already
     # holds instead of fetching and decoding them again (see ListState).
     memo = Memo(known=ctx.cache.known_items(t, ns))
-    if ctx.sql.single_statement:
-        (rows,) = yield Batch([ctx.sql.get_tuple_stmt(t, ns, cid, list(memo.known))])
-        return _from_tagged(ctx, memo, t, ns, rows)
-    (cps,) = yield Batch(
-        [
-            ctx.sql.select_checkpoints(
-                thread_id=t, ns=ns, checkpoint_id=cid, before=None, filter=None, limit=1
-            )
-        ]
-    )
-    if not cps:
+    # Postgres: one statement reads it all, leaving out the objects known here.
+    # SQLite: one statement reads the checkpoint, its values with their delta
+    # chains and its writes; the objects they need come after.
+    known = list(memo.known) if ctx.sql.single_statement else []
+    (rows,) = yield Batch([ctx.sql.get_tuple_stmt(t, ns, cid, known)])
+    head, ld, objects = _split_tagged(rows)
+    if head is None:
         return None
-    _, _, found, parent, raw_doc, raw_md = cps[0]
+    found, parent, raw_doc, raw_md = head
     doc = _parse_doc(raw_doc)
-    loaded = yield from _load_rows(ctx, memo, [(t, ns, found, parent, doc)])
-    return _build(ctx, memo, t, ns, found, parent, doc, _loads_md(raw_md), loaded[(t, ns)], True)
+    _fetch_objects(ctx, memo, t, objects)
+    if not ctx.sql.single_statement:
+        if all(type(v) is str for v in doc.get("channel_versions", {}).values()):
+            yield from _complete_rows(ctx, memo, {(t, ns): ld})
+        else:
+            # the statement matches versions stored as JSON strings only
+            loaded = yield from _load_rows(ctx, memo, [(t, ns, found, parent, doc)])
+            ld = loaded[(t, ns)]
+    return _build(ctx, memo, t, ns, found, parent, doc, _loads_md(raw_md), ld, True)
 
 
-def _from_tagged(ctx: Ctx, memo: Memo, t: str, ns: str, rows: Sequence[Sequence[Any]]) -> Any:
+def _split_tagged(
+    rows: Sequence[Sequence[Any]],
+) -> tuple[tuple[str, str | None, Any, Any] | None, _Loaded, list[tuple[bytes, str, bytes]]]:
+    """Rows of a get_tuple statement: (checkpoint row or None, its values and writes, objects).
+
+    Tags: 0 checkpoint, 1 channel value (with its root version where the
+    statement gives it), 2 write, 3 object.
+    """
     ld = _Loaded()
     head = None
     objects = []
@@ -551,17 +568,14 @@ def _from_tagged(ctx: Ctx, memo: Memo, t: str, ns: str, rows: Sequence[Sequence[
             head = (a, b, c, d)
         elif tag == 1:
             ld.values[a][b] = (k, c, bytes(r))
+            ld.roots[(a, b)] = d
         elif tag == 2:
             ld.writes["*"].append((a, n, b, c, k, bytes(r)))
         else:
             objects.append((h, a, r))
-    if head is None:
-        return None
-    cid, parent, raw_doc, raw_md = head
-    ld.writes = {cid: ld.writes.get("*", [])}  # type: ignore[assignment]
-    _fetch_objects(ctx, memo, t, objects)
-    doc = _parse_doc(raw_doc)
-    return _build(ctx, memo, t, ns, cid, parent, doc, _loads_md(raw_md), ld, True)
+    if head is not None:
+        ld.writes = {head[0]: ld.writes.get("*", [])}  # type: ignore[assignment]
+    return head, ld, objects
 
 
 LIST_PAGE = 100

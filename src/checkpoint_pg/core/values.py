@@ -76,6 +76,9 @@ class ListCache:
         self._max_items = max_items
         self._items = 0
         self._data: OrderedDict[tuple[str, str, str], ListState] = OrderedDict()
+        # thread id -> its keys in _data: reads and forget_thread look at one
+        # thread's entries, not at the whole cache
+        self._threads: dict[str, dict[tuple[str, str, str], None]] = {}
         self._lock = threading.Lock()
 
     def get(self, key: tuple[str, str, str]) -> ListState | None:
@@ -91,15 +94,25 @@ class ListCache:
             if old is not None:
                 self._items -= len(old.items)
             self._data[key] = state
+            self._threads.setdefault(key[0], {})[key] = None
             self._items += len(state.items)
             while self._items > self._max_items and len(self._data) > 1:
-                _, dropped = self._data.popitem(last=False)
+                dropped_key, dropped = self._data.popitem(last=False)
                 self._items -= len(dropped.items)
+                self._unindex(dropped_key)
+
+    def _unindex(self, key: tuple[str, str, str]) -> None:
+        keys = self._threads.get(key[0])
+        if keys is not None:
+            keys.pop(key, None)
+            if not keys:
+                del self._threads[key[0]]
 
     def known_items(self, thread_id: str, ns: str) -> dict[bytes, Any]:
         """hash -> element object, for every list state cached for (thread, ns)."""
         with self._lock:
-            states = [st for k, st in self._data.items() if k[0] == thread_id and k[1] == ns]
+            keys = self._threads.get(thread_id, ())
+            states = [self._data[k] for k in keys if k[1] == ns]
         known: dict[bytes, Any] = {}
         for st in states:
             known.update(zip(st.hashes, st.items))
@@ -107,12 +120,13 @@ class ListCache:
 
     def forget_thread(self, thread_id: str) -> None:
         with self._lock:
-            for key in [k for k in self._data if k[0] == thread_id]:
+            for key in self._threads.pop(thread_id, ()):
                 self._items -= len(self._data.pop(key).items)
 
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self._threads.clear()
             self._items = 0
 
 

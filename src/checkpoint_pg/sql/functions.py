@@ -109,10 +109,16 @@ class Functions:
         self.names = {name: f"{schema}{quote(tables.prefix + name)}" for name in SIGNATURES}
         self.get_tuple = self.names["get_tuple"]
         self.split_refs = self.names["split_refs"]
+        # built once: put and put_writes call these on every step
+        self._calls = {
+            name: "SELECT {}({})".format(
+                self.names[name], ", ".join(f"%({a})s::{typ}" for a, typ in sig)
+            )
+            for name, sig in SIGNATURES.items()
+        }
 
     def call(self, name: str) -> str:
-        args = ", ".join(f"%({a})s::{typ}" for a, typ in SIGNATURES[name])
-        return f"SELECT {self.names[name]}({args})"
+        return self._calls[name]
 
     def ddl(self, sql: PostgresSQL) -> list[str]:
         """CREATE OR REPLACE FUNCTION statements for the current statements of ``sql``."""

@@ -16,7 +16,7 @@ from sqlalchemy.dialects import sqlite
 from checkpoint_pg.core.codec import StoredObject
 from checkpoint_pg.core.lease import Lease
 from checkpoint_pg.core.values import ValueRow
-from checkpoint_pg.schema import Tables
+from checkpoint_pg.schema import KIND, Tables
 from checkpoint_pg.sql import Stmt
 from checkpoint_pg.sql.common import CHECKPOINT_COLS, VALUE_COLS, WRITE_COLS, LeaseSQL, Names
 
@@ -126,6 +126,8 @@ class SqliteSQL:
             f"SELECT thread_id, checkpoint_ns, {WRITE_COLS} FROM {n.writes} WHERE thread_id = :t "
             "AND checkpoint_ns = :ns AND checkpoint_id IN (SELECT value FROM json_each(:ids))"
         )
+        self._get_tuple_by_id = self._get_tuple_sql(True)
+        self._get_tuple_latest = self._get_tuple_sql(False)
 
     # -- writes -----------------------------------------------------------------
 
@@ -371,7 +373,42 @@ class SqliteSQL:
         return out
 
     def get_tuple_stmt(self, t: str, ns: str, cid: str | None, known: Sequence[bytes] = ()) -> Stmt:
-        raise NotImplementedError  # not used: single_statement is False on SQLite
+        """A checkpoint with its values (and their delta chains) and writes, as tagged rows.
+
+        The rows of `PostgresSQL.get_tuple_sql` but the objects (tag 3): the
+        core reads those after, as SQLite cannot cut a refs blob into hashes.
+        Tag 1 rows carry the root version in column 5. Versions are matched as
+        the JSON strings of the checkpoint's channel_versions.
+        """
+        sql = self._get_tuple_by_id if cid is not None else self._get_tuple_latest
+        return Stmt(sql, {"t": t, "ns": ns, "id": cid})
+
+    def _get_tuple_sql(self, with_id: bool) -> str:
+        n = self.n
+        cond = " AND checkpoint_id = :id" if with_id else ""
+        return (
+            "WITH cp AS ("
+            f"SELECT checkpoint_id, parent_checkpoint_id, checkpoint, metadata FROM {n.checkpoints} "
+            f"WHERE thread_id = :t AND checkpoint_ns = :ns{cond} "
+            "ORDER BY checkpoint_id DESC LIMIT 1), "
+            "direct AS (SELECT v.channel, v.version, v.kind, v.base_version, v.root_version, v.refs "
+            # CROSS JOIN keeps this order: one primary-key lookup per channel
+            "FROM cp CROSS JOIN json_each(cp.checkpoint, '$.channel_versions') AS q "
+            f"CROSS JOIN {n.values} v ON v.thread_id = :t AND v.checkpoint_ns = :ns "
+            "AND v.channel = q.key AND q.type = 'text' AND v.version = q.value), "
+            "vals AS (SELECT * FROM direct UNION ALL "
+            "SELECT v.channel, v.version, v.kind, v.base_version, v.root_version, v.refs "
+            f"FROM direct AS d JOIN {n.values} v ON v.thread_id = :t AND v.checkpoint_ns = :ns "
+            "AND v.channel = d.channel AND v.version >= d.root_version AND v.version < d.version "
+            f"WHERE d.kind = {KIND.DELTA}) "
+            "SELECT 0, checkpoint_id, parent_checkpoint_id, checkpoint, metadata, "
+            "NULL, NULL, NULL, NULL FROM cp "
+            "UNION ALL SELECT 1, channel, version, base_version, root_version, NULL, kind, refs, "
+            "NULL FROM vals "
+            "UNION ALL SELECT 2, task_id, channel, task_path, NULL, idx, kind, refs, NULL "
+            f"FROM {n.writes} WHERE thread_id = :t AND checkpoint_ns = :ns "
+            "AND checkpoint_id = (SELECT checkpoint_id FROM cp)"
+        )
 
     def repoint_write(
         self, t: str, ns: str, cid: str, task: str, idx: int, pos: int, old: bytes, new: bytes
