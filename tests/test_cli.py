@@ -40,6 +40,7 @@ COMMANDS = [
     ["migrate", "history"],
     ["migrate", "sql"],
     ["import-langgraph"],
+    ["unlock"],
     ["demo"],
 ]
 
@@ -485,3 +486,25 @@ def test_installed_command_end_to_end_on_postgres(pg_url: str) -> None:
     assert [list(c) for c in replay] == [["agent"], ["__interrupt__"], ["approval"], ["tools"], ["agent"]]
     deleted = run("delete", "demo", "--yes", "--json")
     assert deleted.returncode == 0 and json.loads(deleted.stdout) == {"deleted": "demo", "checkpoints": 6}
+
+
+def test_unlock_breaks_a_live_lease(capsys: pytest.CaptureFixture[str], db: list[str]) -> None:
+    """unlock THREAD: says when there is nothing to do, --dry-run shows the lease and
+    keeps it, --yes breaks it and the run that held it is refused at its next write."""
+    from checkpoint_pg import ThreadBusyError
+
+    url, prefix = db[1], db[3]
+    code, out, _ = cli(capsys, "unlock", "chain", "--json", *db)
+    assert code == 0 and json.loads(out) == {"thread_id": "chain", "lease": None}
+    with _saver_cls(url).from_conn_string(url, prefix=prefix) as saver:
+        chain = build_chain(saver)
+        config = {"configurable": {"thread_id": "chain"}}
+        with saver.lease(config, ttl=3600):
+            code, out, _ = cli(capsys, "unlock", "chain", "--dry-run", *db)
+            assert code == 0 and "would break the lease on thread 'chain'" in out
+            assert cli(capsys, "unlock", "chain", *db)[0] == 2  # asks, no terminal
+            chain.invoke({"log": []}, config)  # the lease still holds: the run goes on
+            code, out, _ = cli(capsys, "unlock", "chain", "--yes", "--json", *db)
+            assert code == 0 and json.loads(out) == {"thread_id": "chain", "broken": True}
+            with pytest.raises(ThreadBusyError, match="is gone"):
+                chain.invoke({"log": []}, config)

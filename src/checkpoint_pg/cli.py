@@ -596,6 +596,39 @@ def cmd_copy(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_unlock(args: argparse.Namespace) -> int:
+    with _inspector(args) as ins:
+        lease = ins.lease(args.thread)
+    if lease is None:
+        return _report(
+            args,
+            {"thread_id": args.thread, "lease": None},
+            f"thread {args.thread!r} has no live lease: nothing to do",
+        )
+    what = (
+        f"break the lease on thread {args.thread!r} (held by a run for "
+        f"{lease.seconds_left:.0f} more seconds; that run is refused at its next write)"
+    )
+    if args.dry_run:
+        return _report(
+            args,
+            {"dry_run": True, "thread_id": args.thread, "seconds_left": lease.seconds_left},
+            f"would {what}",
+        )
+    if not _confirm(args, what[0].upper() + what[1:] + "?"):
+        print("cancelled", file=sys.stderr)
+        return 1
+    with open_saver(args, write=True) as saver:
+        broken = saver.break_lease(args.thread)
+    return _report(
+        args,
+        {"thread_id": args.thread, "broken": broken},
+        f"broke the lease on thread {args.thread!r}"
+        if broken
+        else f"the lease on thread {args.thread!r} had lapsed meanwhile",
+    )
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     import datetime as dt
 
@@ -990,6 +1023,16 @@ def build_parser() -> argparse.ArgumentParser:
     _destructive(p)
 
     p = add("delete", "delete a thread and everything it stores", cmd_delete)
+    p.add_argument("thread", metavar="THREAD")
+    _destructive(p)
+
+    p = add(
+        "unlock",
+        "break the lease a run holds on a thread",
+        cmd_unlock,
+        "A run holds its thread with saver.lease(...); a crashed run's lease lapses after its ttl. "
+        "unlock clears it now, and the run that held it is refused at its next write.",
+    )
     p.add_argument("thread", metavar="THREAD")
     _destructive(p)
 

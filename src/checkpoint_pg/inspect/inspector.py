@@ -63,6 +63,17 @@ def _jsonable_fields(obj: Any) -> dict[str, Any]:
 
 
 @dataclass
+class LeaseInfo:
+    """A live lease on a thread: a run holds it (`saver.lease`) for ``seconds_left`` more."""
+
+    thread_id: str
+    seconds_left: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable_fields(self)
+
+
+@dataclass
 class ThreadInfo:
     """One row of `Inspector.threads`: a thread and how much it stores."""
 
@@ -462,6 +473,16 @@ class Inspector:
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
+
+    def lease(self, thread_id: str) -> LeaseInfo | None:
+        """The live lease a run holds on a thread (saver.lease), or None."""
+        from checkpoint_pg.core.config import normalize_thread_id  # noqa: PLC0415
+
+        t = normalize_thread_id(thread_id)
+        rows = self._read(self._one(self.saver.ctx.sql.lease.check(t)))
+        if not rows or rows[0][0] is None or rows[0][1] is None or rows[0][1] <= 0:
+            return None
+        return LeaseInfo(thread_id=t, seconds_left=float(rows[0][1]))
 
     def iter_thread_ids(self, filter: Mapping[str, Any] | None = None) -> Iterator[str]:
         """Every thread id in id order, page by page along the primary key (cheap at
