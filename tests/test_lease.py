@@ -6,8 +6,9 @@ import time
 from typing import Any
 
 import pytest
-from graphs import build_chain
+from graphs import build_chain, build_map_reduce, build_subgraph_graph
 from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.types import Command
 
 from checkpoint_pg import CheckpointPgError, ConfigError, ThreadBusyError
 
@@ -120,7 +121,7 @@ def test_a_lapsed_lease_can_be_taken_and_its_old_holder_is_refused(make_saver) -
 def stalled_lease(saver: Any, thread_id: str) -> Any:
     from checkpoint_pg.core import lease  # noqa: PLC0415
 
-    held = lease.held(saver.ctx.lease_key, thread_id)
+    held = lease.held(saver.ctx.lease_key, thread_id, saver.ctx.leases)
     assert held is not None
     return held
 
@@ -253,3 +254,90 @@ def test_the_lease_covers_the_savers_allowlist_clone(make_saver) -> None:
             first = put_step(clone, cfg("t11"), 0)
             with pytest.raises(ThreadBusyError):
                 put_step(other, first, 1)
+
+
+@pytest.mark.parametrize("durability", ["sync", "async", "exit"])
+def test_parallel_tasks_write_under_the_runs_lease(make_saver, durability: str) -> None:
+    """LangGraph commits the writes of parallel tasks (Send fan-out here) from a
+    future's callback on a worker thread, outside the run's context: the saver
+    finds the lease its block holds all the same, and other savers stay refused."""
+    with make_saver() as saver, make_saver() as other:
+        g = build_map_reduce(saver)
+        config = {"configurable": {"thread_id": f"fan-{durability}"}}
+        with saver.lease(config, ttl=60):
+            out = g.invoke({"items": ["a", "bb", "ccc", "dddd"]}, config, durability=durability)
+            assert out["summary"] == "a=1,bb=2,ccc=3,dddd=4"
+            with pytest.raises(ThreadBusyError):
+                build_map_reduce(other).invoke({"items": ["x"]}, config)
+        assert g.get_state(config).values["summary"] == "a=1,bb=2,ccc=3,dddd=4"
+
+
+async def test_parallel_tasks_and_subgraphs_under_alease(make_async_saver) -> None:
+    async with make_async_saver() as saver:
+        config = {"configurable": {"thread_id": "fan-async"}}
+        async with saver.alease(config, ttl=60):
+            out = await build_map_reduce(saver).ainvoke({"items": ["a", "bb"]}, config)
+            assert out["summary"] == "a=1,bb=2"
+        # a subgraph (its own namespace) paused by an interrupt, resumed under a new lease
+        sub = {"configurable": {"thread_id": "sub-async"}}
+        g = build_subgraph_graph(saver)
+        async with saver.alease(sub, ttl=60):
+            await g.ainvoke({"topic": " Tides ", "log": []}, sub)
+        async with saver.alease(sub, ttl=60):
+            out = await g.ainvoke(Command(resume="moon"), sub)
+        assert out["log"][-1] == "finish: researched tides / hint: moon"
+
+
+def test_another_lease_in_the_same_process_is_refused(saver) -> None:
+    """Inside one process the lease still excludes a second run that takes its own."""
+    with saver.lease("same-proc", ttl=60):
+        with pytest.raises(ThreadBusyError):
+            with saver.lease("same-proc"):
+                pass
+
+
+def test_taking_a_lease_waits_for_a_put_writes_in_flight(pg_url: str) -> None:
+    """Postgres: put_writes checks the lease holding the thread row FOR KEY SHARE;
+    taking (or breaking) a lease locks the row FOR UPDATE first, so a write that
+    passed its check commits before the lease changes hands, never after."""
+    import secrets  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    import psycopg  # noqa: PLC0415
+
+    from checkpoint_pg import PostgresSaver  # noqa: PLC0415
+
+    prefix = f"l{secrets.token_hex(4)}_"
+    with PostgresSaver.from_conn_string(pg_url, prefix=prefix) as saver:
+        saver.setup()
+        put_step(saver, cfg("race"), 0)
+        with psycopg.connect(pg_url) as in_flight:
+            in_flight.execute(
+                f"SELECT 1 FROM {prefix}threads WHERE thread_id = 'race' FOR KEY SHARE"
+            )
+            taken = threading.Event()
+
+            def take() -> None:
+                with saver.lease("race", ttl=60):
+                    taken.set()
+
+            worker = threading.Thread(target=take)
+            worker.start()
+            assert not taken.wait(0.5), "the lease was taken under a put_writes in flight"
+            in_flight.commit()
+            assert taken.wait(10)
+            worker.join(10)
+
+
+def test_copy_thread_respects_a_lease_on_the_target(make_saver) -> None:
+    """Copying onto a thread another run has leased (still empty) is refused; the
+    holder itself may copy into it, and the copy keeps the source's metadata."""
+    with make_saver() as holder, make_saver() as other:
+        put_step(other, cfg("src"), 0)
+        with holder.lease("dst", ttl=60):
+            with pytest.raises(ThreadBusyError, match="leased by another run"):
+                other.copy_thread("src", "dst")
+            assert ids(other, "dst") == []
+            holder.copy_thread("src", "dst")
+        assert ids(other, "dst") == ids(other, "src")
+        assert list(other.threads({"source": "loop"})) == ["dst", "src"]

@@ -80,6 +80,8 @@ def _migration_transaction(connection: sa.Connection) -> Iterator[None]:
             # The driver starts no transaction before DDL: without the write
             # lock taken up front, two processes setting up a new file both
             # find no version table and the second CREATE TABLE fails.
+            # A connection already in a transaction (the caller's, or a driver
+            # that always opens one) keeps it: its first write takes the lock.
             raw = connection.connection.dbapi_connection
             if raw is not None and not raw.in_transaction:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")

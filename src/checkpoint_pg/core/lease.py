@@ -1,10 +1,15 @@
 """Thread leases: a run holds a thread against every other writer (I/O-free part).
 
 `saver.lease(thread_id)` writes a random token and an expiry into the thread's
-row. Inside the block the token sits in a context variable, which LangGraph
-copies into the threads and tasks that save the run's checkpoints; every put
-and put_writes of the thread sends it, and the database checks it under the
-thread's row lock:
+row. While the block runs, every put and put_writes of that thread made through
+the saver sends the token, and the database checks it under the thread's row
+lock. The saver finds the token in a context variable (set by the block, and
+copied by LangGraph into most of its background writers) or, failing that, in
+the saver's own table of the leases its blocks hold: LangGraph commits the
+writes of parallel tasks from a future's callback, in a thread that carries no
+context of the run. A lease therefore guards a thread against every other
+process and saver; inside one process, each run should take its own lease
+(a second one is refused) rather than write to a leased thread without one.
 
 - no token, and another run's lease has not lapsed: refused (`ThreadBusyError`);
 - a token that is not the row's (the lease lapsed and another run took it, the
@@ -58,20 +63,24 @@ def lease_params(lease: Lease | None) -> dict[str, object]:
     return {"lease": lease.token, "ttl": lease.ttl}
 
 
-def held(saver_key: int, thread_id: str) -> Lease | None:
-    """The lease the current context holds on ``thread_id`` through this saver."""
-    return _HELD.get().get((saver_key, thread_id))
+def held(saver_key: int, thread_id: str, saver_leases: Mapping[str, Lease]) -> Lease | None:
+    """The lease the current context holds on ``thread_id`` through this saver, else
+    the one a block of this saver holds on it (see the module's docstring)."""
+    return _HELD.get().get((saver_key, thread_id)) or saver_leases.get(thread_id)
 
 
 @contextmanager
-def holding(saver_key: int, lease: Lease) -> Iterator[None]:
-    """Make ``lease`` the current context's for the block."""
+def holding(saver_key: int, lease: Lease, saver_leases: dict[str, Lease]) -> Iterator[None]:
+    """Make ``lease`` the current context's, and the saver's, for the block."""
     leases = dict(_HELD.get())
     leases[(saver_key, lease.thread_id)] = lease
     reset = _HELD.set(leases)
+    saver_leases[lease.thread_id] = lease
     try:
         yield
     finally:
+        if saver_leases.get(lease.thread_id) is lease:
+            del saver_leases[lease.thread_id]
         _HELD.reset(reset)
 
 

@@ -87,6 +87,8 @@ class Ctx:
     # whose leases (core/lease.py) this saver's writes present; clones made by
     # with_allowlist keep it, so a lease taken through the saver covers them
     lease_key: int = 0
+    # thread id -> the lease a `lease()` block of this saver holds (core/lease.py)
+    leases: dict[str, leases.Lease] = field(default_factory=dict)
 
 
 def _busy(thread_id: str) -> ThreadBusyError:
@@ -208,7 +210,7 @@ def put(
     # Single-writer mode guards the steps of a run; forks and update_state
     # start from an older checkpoint on purpose.
     guard = ctx.single_writer and md.get("source") in ("loop", "input")
-    lease = leases.held(ctx.lease_key, t)
+    lease = leases.held(ctx.lease_key, t, ctx.leases)
     stmts = ctx.sql.put_checkpoint(
         t,
         ns,
@@ -289,7 +291,7 @@ def put_writes(
                     ctx.written.add(item, h, wkey, pos)
         by_idx[key] = (key, channel, enc.kind, enc.refs, unique_objects(enc.objects))
     rows = list(by_idx.values())
-    lease = leases.held(ctx.lease_key, target.thread_id)
+    lease = leases.held(ctx.lease_key, target.thread_id, ctx.leases)
     if not ctx.sql.single_statement:
         (lease_row,) = yield Batch([ctx.sql.lease.check(target.thread_id)])
         _check_lease(target.thread_id, lease_row, lease)
@@ -314,7 +316,7 @@ def _check_lease(t: str, rows: Sequence[Any], lease: leases.Lease | None) -> Non
 
 def take_lease(ctx: Ctx, lease: leases.Lease) -> Op:
     """Hold ``lease.thread_id`` for ``lease.ttl`` seconds, or raise ThreadBusyError."""
-    _, rows = yield Batch(ctx.sql.lease.take(lease))
+    *_, rows = yield Batch(ctx.sql.lease.take(lease))
     owner, left = rows[0]
     if owner != lease.token:
         raise leases.held_error(lease.thread_id, left or 0.0)
@@ -323,7 +325,7 @@ def take_lease(ctx: Ctx, lease: leases.Lease) -> Op:
 
 def renew_lease(ctx: Ctx, lease: leases.Lease) -> Op:
     """Extend a held lease by its ttl from now, or raise if it is gone."""
-    _, rows = yield Batch(ctx.sql.lease.extend(lease))
+    *_, rows = yield Batch(ctx.sql.lease.extend(lease))
     if not rows or rows[0][0] != lease.token:
         raise leases.lost_error(lease.thread_id)
     return None
@@ -339,7 +341,7 @@ def break_lease(ctx: Ctx, thread_id: str) -> Op:
     from checkpoint_pg.core.config import normalize_thread_id
 
     t = normalize_thread_id(thread_id)
-    rows, _ = yield Batch(ctx.sql.lease.break_lease(t))
+    *_, rows, _ = yield Batch(ctx.sql.lease.break_lease(t))
     return bool(rows) and rows[0][0] is not None and (rows[0][1] or 0) > 0
 
 
@@ -697,12 +699,16 @@ def copy_thread(ctx: Ctx, source: str, target: str) -> Op:
     s, d = normalize_thread_id(source), normalize_thread_id(target)
     if s == d:
         raise ConfigError(f"cannot copy thread {s!r} onto itself")
-    (exists,) = yield Batch([ctx.sql.thread_exists(d)])
+    _, exists, lease_row = yield Batch(
+        [ctx.sql.lock_thread(d), ctx.sql.thread_exists(d), ctx.sql.lease.check(d)]
+    )
     if exists:
         raise ConfigError(
             f"target thread {d!r} already has checkpoints; delete it first "
             "(delete_thread) or copy to a new thread id"
         )
+    # a run may hold the (still empty) target: copying is writing to it
+    _check_lease(d, lease_row, leases.held(ctx.lease_key, d, ctx.leases))
     yield Batch([ctx.sql.lock_thread(s), *ctx.sql.copy_thread(s, d)], fetch=False)
 
 

@@ -103,11 +103,11 @@ class AsyncSaver(SaverBase):
         lease = self._new_lease(thread, ttl)
         await self._ado(partial(ops.take_lease, self.ctx, lease), write=True)
         try:
-            with leases.holding(self.ctx.lease_key, lease):
+            with leases.holding(self.ctx.lease_key, lease, self.ctx.leases):
                 yield lease
         finally:
             await arelease_quietly(
-                lambda: self._ado(partial(ops.release_lease, self.ctx, lease)), lease
+                lambda: self._ado(partial(ops.release_lease, self.ctx, lease), write=True), lease
             )
 
     async def arenew_lease(self, lease: leases.Lease) -> None:
@@ -126,12 +126,12 @@ class AsyncSaver(SaverBase):
         lease = self._new_lease(thread, ttl)
         self._sync("lease", lambda: self._ado(partial(ops.take_lease, self.ctx, lease), write=True))
         try:
-            with leases.holding(self.ctx.lease_key, lease):
+            with leases.holding(self.ctx.lease_key, lease, self.ctx.leases):
                 yield lease
         finally:
             release_quietly(
                 lambda: self._sync(
-                    "lease", lambda: self._ado(partial(ops.release_lease, self.ctx, lease))
+                    "lease", lambda: self._ado(partial(ops.release_lease, self.ctx, lease), write=True)
                 ),
                 lease,
             )

@@ -186,10 +186,10 @@ class SyncSaver(SaverBase):
         lease = self._new_lease(thread, ttl)
         self._do(partial(ops.take_lease, self.ctx, lease), write=True)
         try:
-            with leases.holding(self.ctx.lease_key, lease):
+            with leases.holding(self.ctx.lease_key, lease, self.ctx.leases):
                 yield lease
         finally:
-            release_quietly(lambda: self._do(partial(ops.release_lease, self.ctx, lease)), lease)
+            release_quietly(lambda: self._do(partial(ops.release_lease, self.ctx, lease), write=True), lease)
 
     def renew_lease(self, lease: leases.Lease) -> None:
         """Extend a held lease by its ttl from now (for steps longer than the ttl)."""
@@ -209,11 +209,11 @@ class SyncSaver(SaverBase):
         lease = self._new_lease(thread, ttl)
         await asyncio.to_thread(self._do, partial(ops.take_lease, self.ctx, lease), write=True)
         try:
-            with leases.holding(self.ctx.lease_key, lease):
+            with leases.holding(self.ctx.lease_key, lease, self.ctx.leases):
                 yield lease
         finally:
             await arelease_quietly(
-                lambda: asyncio.to_thread(self._do, partial(ops.release_lease, self.ctx, lease)),
+                lambda: asyncio.to_thread(self._do, partial(ops.release_lease, self.ctx, lease), write=True),
                 lease,
             )
 

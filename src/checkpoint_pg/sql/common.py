@@ -48,8 +48,13 @@ class LeaseSQL:
         now: str,
         ph: Callable[[str], str],
         extra: Callable[[], dict[str, Any]] = dict,
+        lock_row: str | None = None,
     ) -> None:
         self._extra = extra
+        # Postgres: take the thread row's lock first. Updating the lease columns
+        # alone would not wait for a put_writes holding the row FOR KEY SHARE,
+        # which could then commit after its lease was taken or broken.
+        self._lock = lock_row
         t, lease, ttl = ph("t"), ph("lease"), ph("ttl")
         mine = f"thread_id = {t} AND lease_owner = {lease}"
         # Takes the lease when it is free, lapsed or already the caller's; a
@@ -58,7 +63,8 @@ class LeaseSQL:
             f"INSERT INTO {n.threads} AS t (thread_id, created_at, updated_at, lease_owner, "
             f"lease_until) VALUES ({t}, {now}, {now}, {lease}, {epoch} + {ttl}) "
             "ON CONFLICT (thread_id) DO UPDATE SET lease_owner = excluded.lease_owner, "
-            "lease_until = excluded.lease_until WHERE t.lease_owner IS NULL "
+            "lease_until = excluded.lease_until, updated_at = excluded.updated_at "
+            "WHERE t.lease_owner IS NULL "
             f"OR t.lease_until <= {epoch} OR t.lease_owner = excluded.lease_owner"
         )
         self.read = f"SELECT lease_owner, lease_until - {epoch} FROM {n.threads} WHERE thread_id = {t}"
@@ -84,9 +90,16 @@ class LeaseSQL:
             p.update(lease=lease.token, ttl=lease.ttl)
         return p
 
+    def _locked(self, t: str) -> list[Stmt]:
+        return [Stmt(self._lock, {"t": t})] if self._lock else []
+
     def take(self, lease: Lease) -> list[Stmt]:
         """Acquire, then read back whose the lease is and for how long."""
-        return [Stmt(self.acquire, self.params(lease.thread_id, lease)), self.check(lease.thread_id)]
+        return [
+            *self._locked(lease.thread_id),
+            Stmt(self.acquire, self.params(lease.thread_id, lease)),
+            self.check(lease.thread_id),
+        ]
 
     def check(self, t: str) -> Stmt:
         return Stmt(self.read, {"t": t})
@@ -99,4 +112,4 @@ class LeaseSQL:
         return [Stmt(self.drop_unused_row, p), Stmt(self.release, p)]
 
     def break_lease(self, t: str) -> list[Stmt]:
-        return [self.check(t), Stmt(self.break_, {"t": t})]
+        return [*self._locked(t), self.check(t), Stmt(self.break_, {"t": t})]

@@ -96,7 +96,13 @@ class PostgresSQL:
     def __init__(self, tables: Tables) -> None:
         n = self.n = Names(tables, postgresql.dialect())
         self.fn = Functions(tables)
-        self.lease = LeaseSQL(n, _EPOCH, "now()", lambda name: f"%({name})s")
+        self.lease = LeaseSQL(
+            n,
+            _EPOCH,
+            "now()",
+            lambda name: f"%({name})s",
+            lock_row=f"SELECT 1 FROM {n.threads} WHERE thread_id = %(t)s FOR UPDATE",
+        )
         # Takes the thread's row lock, renews the caller's lease if it is the
         # row's, and returns the lease for the put function to check.
         self._upsert_thread = (
@@ -468,9 +474,11 @@ class PostgresSQL:
         p = {"s": src, "d": dst}
         return [
             Stmt(
-                f"INSERT INTO {n.threads} (thread_id, created_at, updated_at, metadata) "
+                # the target's row may exist already: a lease taken on it
+                f"INSERT INTO {n.threads} AS t (thread_id, created_at, updated_at, metadata) "
                 f"SELECT %(d)s, now(), now(), metadata FROM {n.threads} WHERE thread_id = %(s)s "
-                "ON CONFLICT DO NOTHING",
+                "ON CONFLICT (thread_id) DO UPDATE SET updated_at = excluded.updated_at, "
+                "metadata = COALESCE(t.metadata, excluded.metadata)",
                 p,
             ),
             Stmt(

@@ -459,8 +459,11 @@ class SqliteSQL:
         p = {"s": src, "d": dst, "now": datetime.now(timezone.utc).isoformat(sep=" ")}
         return [
             Stmt(
-                f"INSERT OR IGNORE INTO {n.threads} (thread_id, created_at, updated_at, metadata) "
-                f"SELECT :d, :now, :now, metadata FROM {n.threads} WHERE thread_id = :s",
+                # the target's row may exist already: a lease taken on it
+                f"INSERT INTO {n.threads} AS t (thread_id, created_at, updated_at, metadata) "
+                f"SELECT :d, :now, :now, metadata FROM {n.threads} WHERE thread_id = :s "
+                "ON CONFLICT (thread_id) DO UPDATE SET updated_at = excluded.updated_at, "
+                "metadata = COALESCE(t.metadata, excluded.metadata)",
                 p,
             ),
             Stmt(
