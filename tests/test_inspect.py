@@ -431,3 +431,26 @@ def test_saver_threads_lists_every_thread_id(saver) -> None:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(inspector, "MAX_PAGE", 2)  # three threads: two pages
         assert list(saver.threads()) == ["th0", "th1", "th2"]
+
+
+async def test_async_saver_athreads(async_saver) -> None:
+    """The async savers list thread ids too, page by page."""
+    import asyncio  # noqa: PLC0415
+
+    from langgraph.checkpoint.base import empty_checkpoint  # noqa: PLC0415
+
+    from checkpoint_pg.inspect import inspector  # noqa: PLC0415
+
+    for i, user in enumerate(["ann", "bob", "ann"]):
+        await async_saver.aput(
+            {"configurable": {"thread_id": f"a{i}", "checkpoint_ns": ""}},
+            empty_checkpoint(),
+            {"source": "input", "step": -1, "parents": {}, "user": user},
+            {},
+        )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(inspector, "MAX_PAGE", 2)
+        assert [t async for t in async_saver.athreads()] == ["a0", "a1", "a2"]
+    assert [t async for t in async_saver.athreads({"user": "ann"})] == ["a0", "a2"]
+    listed = await asyncio.to_thread(lambda: list(async_saver.threads({"user": "bob"})))
+    assert listed == ["a1"]

@@ -62,6 +62,21 @@ def _jsonable_fields(obj: Any) -> dict[str, Any]:
     return {k: to_jsonable(v) for k, v in obj.__dict__.items()}
 
 
+def thread_filter(filter: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A thread metadata filter checked: a dict with str keys, or None."""
+    if filter is None:
+        return None
+    if not isinstance(filter, Mapping) or not all(isinstance(k, str) for k in filter):
+        raise ConfigError(f"filter must be a dict with str keys, got {filter!r}")
+    return dict(filter) or None
+
+
+def thread_ids_op(sql: InspectSQL, filter: dict[str, Any] | None, after: str | None) -> Op:
+    """One page (MAX_PAGE) of thread ids after ``after``, in id order."""
+    (rows,) = yield Batch([sql.thread_ids_page(filter, after, MAX_PAGE)])
+    return [r[0] for r in rows]
+
+
 @dataclass
 class LeaseInfo:
     """A live lease on a thread: a run holds it (`saver.lease`) for ``seconds_left`` more."""
@@ -487,14 +502,9 @@ class Inspector:
     def iter_thread_ids(self, filter: Mapping[str, Any] | None = None) -> Iterator[str]:
         """Every thread id in id order, page by page along the primary key (cheap at
         any size, unlike `iter_threads`' newest-first order, which sorts)."""
-        if filter is not None and (
-            not isinstance(filter, Mapping) or not all(isinstance(k, str) for k in filter)
-        ):
-            raise ConfigError(f"filter must be a dict with str keys, got {filter!r}")
-        after = None
+        f, after = thread_filter(filter), None
         while True:
-            stmt = self.sql.thread_ids_page(dict(filter) if filter else None, after, MAX_PAGE)
-            ids = [r[0] for r in self._read(self._one(stmt))]
+            ids = self._read(thread_ids_op(self.sql, f, after))
             yield from ids
             if len(ids) < MAX_PAGE:
                 return

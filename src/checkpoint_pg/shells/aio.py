@@ -92,6 +92,29 @@ class AsyncSaver(SaverBase):
             )
         return asyncio.run_coroutine_threadsafe(coro_fn(), self.loop).result()  # type: ignore[arg-type]
 
+    async def athreads(self, filter: Mapping[str, Any] | None = None) -> AsyncIterator[str]:
+        """Every thread id, in id order, read page by page from the threads table
+        (``filter``: top-level keys of the latest root checkpoint's metadata)."""
+        from checkpoint_pg.inspect import inspector  # noqa: PLC0415 - the inspector imports us
+        from checkpoint_pg.sql.inspect import inspect_sql_for  # noqa: PLC0415
+
+        sql, f, after = inspect_sql_for(self), inspector.thread_filter(filter), None
+        while True:
+            ids = await self._ado(partial(inspector.thread_ids_op, sql, f, after))
+            for thread_id in ids:
+                yield thread_id
+            if len(ids) < inspector.MAX_PAGE:
+                return
+            after = ids[-1]
+
+    def threads(self, filter: Mapping[str, Any] | None = None) -> Iterator[str]:
+        """`athreads` from another thread than the saver's loop."""
+
+        async def collect() -> list[str]:
+            return [t async for t in self.athreads(filter)]
+
+        yield from self._sync("threads", collect)
+
     # -- leases ---------------------------------------------------------------------------
 
     @asynccontextmanager
