@@ -977,3 +977,25 @@ def test_copy_thread_copies_objects_and_is_independent(saver: Any, raw: Raw) -> 
     saver.delete_thread(thread_of(src))
     assert len(graph.get_state(dst).values["messages"]) == len(src_state.values["messages"]) + 5
     raw.assert_no_orphans(dst_id)
+
+
+def test_get_tuple_reuses_written_messages_only_when_exact(saver) -> None:
+    """A message just written is not fetched or decoded again by the get_tuple that
+    follows; the value returned equals what was written, for a message with an id.
+    One without an id (LangGraph assigns it in place later) and non-message values
+    are decoded from storage, so they come back exactly as stored."""
+    from langchain_core.messages import AIMessage  # noqa: PLC0415
+    from langgraph.checkpoint.base import empty_checkpoint  # noqa: PLC0415
+
+    cfg = {"configurable": {"thread_id": "wc", "checkpoint_ns": ""}}
+    c = saver.put(cfg, empty_checkpoint(), {"source": "input", "step": -1, "parents": {}}, {})
+    with_id = AIMessage(content="hello", id="m1")
+    without_id = AIMessage(content="later")
+    error = ValueError("boom")
+    saver.put_writes(c, [("messages", [with_id, without_id]), ("__error__", error)], "task")
+    without_id.id = "assigned-after"  # what add_messages does, in place
+    written = {ch: v for _, ch, v in saver.get_tuple(c).pending_writes}
+    got, err = written["messages"], written["__error__"]
+    assert got[0] is with_id
+    assert got[1] is not without_id and got[1].id is None and got[1].content == "later"
+    assert err is not error

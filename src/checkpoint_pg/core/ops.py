@@ -280,8 +280,18 @@ def put_writes(
     # One call may carry a special channel twice (a node that interrupts twice
     # resumes with two __resume__ writes): the last one replaces, as in memory.
     by_idx: dict[int, tuple[int, str, int, bytes, list[Any]]] = {}
+    # Messages get_tuple may reuse once these writes are stored (ListCache.remember_writes):
+    # they round-trip exactly, as other values (an exception, say) may not. Not one
+    # without an id yet: add_messages gives it one in place, after it was hashed.
+    w_hashes: list[bytes] = []
+    w_items: list[Any] = []
     for idx, (channel, value) in enumerate(writes):
         enc: EncodedValue = ctx.codec.encode(value)
+        if _BaseMessage is not None:
+            for item, h in zip(value if type(value) is list else [value], enc.hashes):
+                if isinstance(item, _BaseMessage) and item.id is not None:
+                    w_hashes.append(h)
+                    w_items.append(item)
         key = WRITES_IDX_MAP.get(channel, idx)
         if _BaseMessage is not None:
             items = value if type(value) is list else [value]
@@ -301,6 +311,10 @@ def put_writes(
         ),
         fetch=False,
     )
+    if w_items:
+        ctx.cache.remember_writes(
+            target.thread_id, target.ns, target.checkpoint_id, w_hashes, w_items
+        )
     return None
 
 

@@ -6,6 +6,7 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from checkpoint_pg.core.codec import StoredObject, ValueCodec, split_refs
@@ -64,6 +65,11 @@ def chain_limit(length: int) -> int:
     return max(16, min(256, length // 4))
 
 
+# The cache key of a thread's pending writes (channel names cannot hold NUL).
+_WRITES = "\0writes"
+_MAX_WRITES = 1_000
+
+
 class ListCache:
     """The last known list state per (thread, ns, channel): LRU, bounded, thread-safe.
 
@@ -117,6 +123,18 @@ class ListCache:
         for st in states:
             known.update(zip(st.hashes, st.items))
         return known
+
+    def remember_writes(
+        self, thread_id: str, ns: str, checkpoint_id: str, hashes: Sequence[bytes], items: Sequence[Any]
+    ) -> None:
+        """Keep the values of the pending writes just stored for a checkpoint, so the
+        get_tuple that follows (LangGraph's next step, a resume) neither fetches nor
+        decodes them again. One entry per (thread, ns): the newest checkpoint's writes."""
+        key = (thread_id, ns, _WRITES)
+        old = self.get(key)
+        if old is not None and old.version == checkpoint_id and len(old.items) < _MAX_WRITES:
+            hashes, items = old.hashes + tuple(hashes), old.items + tuple(items)
+        self.set(key, ListState(checkpoint_id, tuple(hashes), tuple(items), checkpoint_id, 0))
 
     def forget_thread(self, thread_id: str) -> None:
         with self._lock:
