@@ -287,11 +287,6 @@ def put_writes(
     w_items: list[Any] = []
     for idx, (channel, value) in enumerate(writes):
         enc: EncodedValue = ctx.codec.encode(value)
-        if _BaseMessage is not None:
-            for item, h in zip(value if type(value) is list else [value], enc.hashes):
-                if isinstance(item, _BaseMessage) and item.id is not None:
-                    w_hashes.append(h)
-                    w_items.append(item)
         key = WRITES_IDX_MAP.get(channel, idx)
         if _BaseMessage is not None:
             items = value if type(value) is list else [value]
@@ -299,6 +294,9 @@ def put_writes(
             for pos, (item, h) in enumerate(zip(items, enc.hashes)):
                 if isinstance(item, _BaseMessage):
                     ctx.written.add(item, h, wkey, pos)
+                    if item.id is not None:
+                        w_hashes.append(h)
+                        w_items.append(item)
         by_idx[key] = (key, channel, enc.kind, enc.refs, unique_objects(enc.objects))
     rows = list(by_idx.values())
     lease = leases.held(ctx.lease_key, target.thread_id, ctx.leases)

@@ -7,7 +7,6 @@ thread; called on that loop itself they would deadlock, so they raise.
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager, contextmanager
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -16,6 +15,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from typing import Any
 

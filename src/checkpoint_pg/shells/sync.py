@@ -7,8 +7,8 @@ serves ``ainvoke`` / ``astream``.
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager, contextmanager
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from typing import Any, TypeVar
 

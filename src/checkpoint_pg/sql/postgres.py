@@ -268,16 +268,6 @@ class PostgresSQL:
         }
         return [Stmt(self.fn.call("put"), p)]
 
-    def insert_objects(self, t: str, objs: Sequence[StoredObject]) -> list[Stmt]:
-        if not objs:
-            return []
-        return [Stmt(self._insert_objects, {"t": t, **_object_params(objs)})]
-
-    def insert_values(self, t: str, ns: str, rows: Sequence[ValueRow]) -> list[Stmt]:
-        if not rows:
-            return []
-        return [Stmt(self._insert_values, {"t": t, "ns": ns, **_value_params(rows)})]
-
     def insert_writes(
         self,
         t: str,
