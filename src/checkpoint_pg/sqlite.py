@@ -11,6 +11,7 @@ import asyncio
 import contextvars
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
@@ -58,11 +59,30 @@ def connect_sqlite(path: str, *, read_only: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     if not read_only and path != ":memory:":
-        conn.execute("PRAGMA journal_mode = WAL")
+        _use_wal(conn)
     # WAL + NORMAL: a commit survives a crash of the process; only a power loss
     # may drop the last transactions (see README, "Guarantees").
     conn.execute("PRAGMA synchronous = NORMAL")
     return conn
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL unless it is already (the mode is stored in the file).
+
+    Switching needs a lock the busy timeout does not wait for: a process setting
+    up the same new file (which holds its write lock for the whole migration)
+    would make it fail with "database is locked". Retry until the busy timeout.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _execute(conn: sqlite3.Connection, batch: Batch) -> list[Any]:
