@@ -615,3 +615,46 @@ async def test_async_postgres_saver_round_trips_per_call(pg_url: str, round_trip
                 tup = await saver.aget_tuple(config)
             assert m.count == 1, (i, m.statements)
             assert tup.checkpoint["channel_values"]["messages"] == msgs
+
+
+def test_sqlite_get_tuple_reads_in_one_statement(tmp_path: Path) -> None:
+    """SQLite: a get_tuple that follows the run's own put/put_writes is one SELECT
+    (scalar values and one-element writes come with it); a saver with nothing
+    cached reads the list elements in a second statement, with the same result."""
+    from checkpoint_pg import SqliteSaver
+
+    path = str(tmp_path / "stmts.db")
+    statements: list[str] = []
+    with SqliteSaver.from_conn_string(path) as saver:
+        saver.setup()
+        config: RunnableConfig = {"configurable": {"thread_id": "st", "checkpoint_ns": ""}}
+        msgs: list[Any] = [HumanMessage("hello", id="h1")]
+        parent_versions = None
+        saver.conn.set_trace_callback(statements.append)
+        for i in range(3):
+            msgs = msgs + [AIMessage(f"reply {i}", id=f"a{i}")]
+            cp, parent_versions = _checkpoint(saver, parent_versions, msgs)
+            config = saver.put(config, cp, {"source": "loop", "step": i}, parent_versions)
+            saver.put_writes(
+                config,
+                [("messages", [ToolMessage("t", tool_call_id=f"c{i}", id=f"t{i}")]), ("n", i)],
+                f"task-{i}",
+            )
+            statements.clear()
+            tup = saver.get_tuple(config)
+            reads = [s for s in statements if s.lstrip().upper().startswith(("SELECT", "WITH"))]
+            assert len(reads) == 1, reads
+            assert tup.checkpoint["channel_values"] == {"messages": msgs, "step_note": f"n{len(msgs)}"}
+            assert [(w[1], w[2]) for w in tup.pending_writes] == [
+                ("messages", [ToolMessage("t", tool_call_id=f"c{i}", id=f"t{i}")]),
+                ("n", i),
+            ]
+        saver.conn.set_trace_callback(None)
+    with SqliteSaver.from_conn_string(path) as cold:
+        cold.conn.set_trace_callback(statements.append)
+        statements.clear()
+        again = cold.get_tuple(config)
+        reads = [s for s in statements if s.lstrip().upper().startswith(("SELECT", "WITH"))]
+        assert again is not None and again.checkpoint == tup.checkpoint
+        assert again.pending_writes == tup.pending_writes
+        assert 1 <= len(reads) <= 3, reads  # revision check, the read, the list elements

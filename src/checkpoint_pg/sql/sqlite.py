@@ -375,8 +375,9 @@ class SqliteSQL:
     def get_tuple_stmt(self, t: str, ns: str, cid: str | None, known: Sequence[bytes] = ()) -> Stmt:
         """A checkpoint with its values (and their delta chains) and writes, as tagged rows.
 
-        The rows of `PostgresSQL.get_tuple_sql` but the objects (tag 3): the
-        core reads those after, as SQLite cannot cut a refs blob into hashes.
+        The rows of `PostgresSQL.get_tuple_sql`, but of the objects (tag 3) only
+        those whose hash is a whole refs column: SQLite cannot cut a refs blob
+        into hashes, so the core reads the elements of longer lists after.
         Tag 1 rows carry the root version in column 5. Versions are matched as
         the JSON strings of the checkpoint's channel_versions.
         """
@@ -400,14 +401,20 @@ class SqliteSQL:
             "SELECT v.channel, v.version, v.kind, v.base_version, v.root_version, v.refs "
             f"FROM direct AS d JOIN {n.values} v ON v.thread_id = :t AND v.checkpoint_ns = :ns "
             "AND v.channel = d.channel AND v.version >= d.root_version AND v.version < d.version "
-            f"WHERE d.kind = {KIND.DELTA}) "
+            f"WHERE d.kind = {KIND.DELTA}), "
+            "w AS (SELECT task_id, channel, task_path, idx, kind, refs "
+            f"FROM {n.writes} WHERE thread_id = :t AND checkpoint_ns = :ns "
+            "AND checkpoint_id = (SELECT checkpoint_id FROM cp)) "
             "SELECT 0, checkpoint_id, parent_checkpoint_id, checkpoint, metadata, "
             "NULL, NULL, NULL, NULL FROM cp "
             "UNION ALL SELECT 1, channel, version, base_version, root_version, NULL, kind, refs, "
             "NULL FROM vals "
-            "UNION ALL SELECT 2, task_id, channel, task_path, NULL, idx, kind, refs, NULL "
-            f"FROM {n.writes} WHERE thread_id = :t AND checkpoint_ns = :ns "
-            "AND checkpoint_id = (SELECT checkpoint_id FROM cp)"
+            "UNION ALL SELECT 2, task_id, channel, task_path, NULL, idx, kind, refs, NULL FROM w "
+            # Objects that are a whole refs column (a scalar, a one-element list):
+            # no need to cut the blob, so they come in this statement too.
+            f"UNION ALL SELECT 3, type, NULL, NULL, NULL, NULL, NULL, data, hash FROM {n.objects} "
+            "WHERE thread_id = :t AND hash IN (SELECT refs FROM vals WHERE length(refs) = 16 "
+            "UNION SELECT refs FROM w WHERE length(refs) = 16)"
         )
 
     def repoint_write(
