@@ -405,12 +405,21 @@ def run_meta(args: Any) -> dict[str, Any]:
 
 
 def write_results(name: str, data: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    """Write ``bench/results/<name>.json``, or ``<name>.json`` when name is a path."""
+    path = Path(f"{name}.json") if ("/" in name or "\\" in name) else RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str))
     tmp.replace(path)
     return path
+
+
+def shown(path: Path) -> str:
+    """A path for messages: relative to the repository when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
 
 
 @contextlib.contextmanager

@@ -455,7 +455,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="stop a run's turn loop once the worker's RSS exceeds this (0 = no limit)")
     p.add_argument("--as-limit-gb", type=float, default=16.0,
                    help="hard address-space limit per worker subprocess (0 = none): last-resort guard")
-    p.add_argument("--out", default="long_thread", help="results name: bench/results/<out>.json")
+    p.add_argument("--out", default="long_thread",
+                   help="results name (bench/results/<out>.json) or a path (<out>.json)")
     # worker mode (internal)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--saver", help=argparse.SUPPRESS)
@@ -542,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - t_run
     data.update(results=results, ratios=ratios, growth=gr, notes=notes, total_wall_s=total, table=table)
     path = common.write_results(args.out, data)
-    print(f"\nwrote {path.relative_to(common.REPO)}; total wall time {total:.0f}s")
+    print(f"\nwrote {common.shown(path)}; total wall time {total:.0f}s")
     for n in notes:
         print("note:", n)
     return 0

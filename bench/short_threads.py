@@ -370,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the issue's sizes: 2000 threads per mode, listing 10000 threads / 100000 checkpoints "
                         "(about 45-60 min on 2 cores)")
     p.add_argument("--pg-url", default=common.DEFAULT_PG_URL)
-    p.add_argument("--out", default="short_threads")
+    p.add_argument("--out", default="short_threads",
+                   help="results name (bench/results/<out>.json) or a path (<out>.json)")
     args = p.parse_args(argv)
     size = "quick" if args.quick else "full" if args.full else "default"
     if args.threads is None:
@@ -491,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - t_run
     data.update(calls=calls, listing=lists, ratios=ratios, total_wall_s=total, notes=notes, tables=tables)
     path = common.write_results(args.out, data)
-    print(f"\nwrote {path.relative_to(common.REPO)}; total wall time {total:.0f}s")
+    print(f"\nwrote {common.shown(path)}; total wall time {total:.0f}s")
     for n_ in notes:
         print("note:", n_)
     return 0
