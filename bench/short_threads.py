@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench import common
+from bench import common, floor
 from bench.common import ScratchDB, fmt_bytes, fmt_num, fmt_ratio, percentile, print_table, ratio
 from bench.savers import backend, family, open_async, open_async_pool, open_sync, open_sync_pool
 from bench.workload import latest, steps, thread_id, user_of
@@ -208,6 +208,43 @@ def measure_size(saver: str, target: str | None) -> int | None:
     except Exception:  # noqa: BLE001
         return None
     return None
+
+
+# ====================================================================== floor
+
+
+def measure_floors(args: argparse.Namespace, savers: list[str]) -> dict[str, dict[str, float]]:
+    """What the databases alone cost per step (see bench/floor.py), in this run."""
+    out: dict[str, dict[str, float]] = {}
+    if any(backend(s) == "pg" for s in savers):
+        with ScratchDB(args.pg_url, "st_floor") as db:
+            out["pg"] = floor.postgres_floor(db.url)
+    if any(backend(s) == "sqlite" for s in savers):
+        with tempfile.TemporaryDirectory(prefix="bench_st_floor_") as d:
+            out["sqlite"] = floor.sqlite_floor(d, "NORMAL")
+            out["sqlite-full"] = floor.sqlite_floor(d, "FULL")
+    return out
+
+
+def print_floor_table(floors: dict[str, dict[str, float]], calls: list[dict[str, Any]]) -> str:
+    """Floor steps/s per backend, and single-connection savers against it."""
+    sync1 = {r["saver"]: r["steps_per_s"] for r in calls if r.get("mode") == "sync-1" and "error" not in r}
+    rows = []
+    for name, f in floors.items():
+        fl = f["floor_steps_per_s"]
+        be = name.split("-")[0]
+        row = [name, fmt_num(f["commit_ms"], 3), fmt_num(f["read_ms"], 3), fmt_num(fl, 0)]
+        for saver in (f"ours-{be}", f"lg-{be}"):
+            row.append(fmt_ratio(ratio(sync1.get(saver), fl)))
+        row.append(fmt_ratio(ratio(fl, sync1.get(f"lg-{be}"))))
+        rows.append(row)
+    return print_table(
+        ["floor", "commit ms", "read ms", "floor steps/s", "ours sync-1/floor", "incumbent sync-1/floor",
+         "floor/incumbent"],
+        rows,
+        title="floor: 2 durable commits + 1 read per step on the same database (bench/floor.py); "
+              "floor/incumbent = the most any saver could gain over the incumbent here",
+    )
 
 
 # ====================================================================== part 2
@@ -401,7 +438,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- part 1
     calls: list[dict[str, Any]] = []
+    floors: dict[str, dict[str, float]] = {}
     if not args.no_calls:
+        floors = data["floor"] = measure_floors(args, savers)
         for mode in modes:
             for s in savers:
                 if not mode_applies(mode, s):
@@ -464,6 +503,11 @@ def main(argv: list[str] | None = None) -> int:
             rows, title=f"short_threads: {args.threads} threads x {args.steps} steps, each step put + put_writes(2) + get_tuple"))
         print("mode: sync-1 = one connection; sync-8 = 8 threads (Postgres: ConnectionPool(max_size=8); "
               "SQLite: one shared saver); async-1; async-8 = 8 tasks on AsyncConnectionPool(max_size=8).")
+        if floors:
+            print()
+            tables.append(print_floor_table(floors, calls))
+            print("sqlite = WAL + synchronous=NORMAL (checkpoint_pg's setting); sqlite-full = WAL + FULL "
+                  "(SQLite's default, kept by langgraph-checkpoint-sqlite).")
     if lists:
         print()
         rows = []
@@ -490,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     if ratios:
         tables.extend(print_ratio_tables(ratios))
     total = time.perf_counter() - t_run
-    data.update(calls=calls, listing=lists, ratios=ratios, total_wall_s=total, notes=notes, tables=tables)
+    data.update(calls=calls, floor=floors, listing=lists, ratios=ratios, total_wall_s=total, notes=notes, tables=tables)
     path = common.write_results(args.out, data)
     print(f"\nwrote {common.shown(path)}; total wall time {total:.0f}s")
     for n_ in notes:
