@@ -599,18 +599,19 @@ def test_setup_on_an_unknown_revision_raises_schema_version_error(db: Db) -> Non
 def test_head_installs_the_functions_of_the_current_code(pg_url: str) -> None:
     """The put / put_writes / get_tuple functions the head revision installs are
     the ones the current code calls (sql/functions.py), and the code still
-    matches what revision 0003 was written to install: a change to a function
-    without a new revision that installs it fails here."""
+    matches what the head revision was written to install: a change to a
+    function without a new revision that installs it fails here. Helpers that
+    older revisions installed (split_refs) are gone."""
     import hashlib  # noqa: PLC0415
 
-    from checkpoint_pg.migrations.frozen import FUNCTIONS_SHA256_0003  # noqa: PLC0415
+    from checkpoint_pg.migrations.frozen import FUNCTIONS_SHA256_HEAD  # noqa: PLC0415
     from checkpoint_pg.schema import build_tables  # noqa: PLC0415
     from checkpoint_pg.sql.postgres import PostgresSQL  # noqa: PLC0415
 
     default = PostgresSQL(build_tables())
     assert hashlib.sha256("\n".join(default.fn.ddl(default)).encode()).hexdigest() == (
-        FUNCTIONS_SHA256_0003
-    ), "sql/functions.py changed: freeze 0003's DDL in migrations/frozen.py and add a revision"
+        FUNCTIONS_SHA256_HEAD
+    ), "sql/functions.py changed: freeze the head's DDL in migrations/frozen.py and add a revision"
     import psycopg  # noqa: PLC0415
 
     from checkpoint_pg import PostgresSaver  # noqa: PLC0415

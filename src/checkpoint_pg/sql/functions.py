@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 # argument name -> SQL type, in call order, per function
 SIGNATURES: dict[str, list[tuple[str, str]]] = {
-    "split_refs": [("refs", "bytea")],
     "get_tuple": [("t", "text"), ("ns", "text"), ("id", "text"), ("known", "bytea")],
     "put": [
         ("t", "text"),
@@ -108,7 +107,6 @@ class Functions:
         schema = f"{quote(tables.schema)}." if tables.schema else ""
         self.names = {name: f"{schema}{quote(tables.prefix + name)}" for name in SIGNATURES}
         self.get_tuple = self.names["get_tuple"]
-        self.split_refs = self.names["split_refs"]
         # built once: put and put_writes call these on every step
         self._calls = {
             name: "SELECT {}({})".format(
@@ -129,15 +127,6 @@ class Functions:
         def body(text: str) -> str:
             return _PARAM.sub(lambda m: f"p_{m.group(1)}", text)
 
-        # The 16-byte hashes of a refs column. PL/pgSQL so that the planner uses
-        # its ROWS estimate: with generate_series' default of 1000 rows, the
-        # generic plan of get_tuple built hash tables for 20,000 rows per call.
-        split_refs = (
-            f"CREATE OR REPLACE FUNCTION {self.split_refs}({args('split_refs')}) "
-            "RETURNS SETOF bytea LANGUAGE plpgsql IMMUTABLE STRICT ROWS 8 AS $fn$\n"
-            "BEGIN\nRETURN QUERY SELECT substring(p_refs FROM g * 16 + 1 FOR 16) "
-            "FROM generate_series(0, length(p_refs) / 16 - 1) AS g;\nEND\n$fn$"
-        )
         get_tuple = (
             f"CREATE OR REPLACE FUNCTION {self.names['get_tuple']}({args('get_tuple')}) "
             f"RETURNS TABLE ({_GET_TUPLE_COLUMNS}) LANGUAGE plpgsql STABLE AS $fn$\n"
@@ -170,7 +159,7 @@ class Functions:
             + f"IF p_special THEN {body(sql.insert_writes_sql(True))};\n"
             + f"ELSE {body(sql.insert_writes_sql(False))};\nEND IF;\nEND\n$fn$"
         )
-        return [split_refs, get_tuple, put, put_writes]
+        return [get_tuple, put, put_writes]
 
     def drop(self) -> list[str]:
         return [

@@ -77,8 +77,10 @@ class SqliteSQL:
             f"INSERT INTO {n.checkpoints} (thread_id, checkpoint_ns, checkpoint_id, "
             "parent_checkpoint_id, run_id, checkpoint, metadata, complete) "
             "VALUES (:t, :ns, :id, :parent, :run_id, :doc, :md, "
+            # CROSS JOIN: one primary-key lookup per required version. With a plain
+            # JOIN the planner (no statistics) scans every value of the thread.
             "(SELECT count(*) FROM json_each(:req) AS q "
-            f"JOIN {n.values} v ON v.thread_id = :t AND v.checkpoint_ns = :ns "
+            f"CROSS JOIN {n.values} v ON v.thread_id = :t AND v.checkpoint_ns = :ns "
             "AND v.channel = json_extract(q.value, '$[0]') "
             "AND v.version = json_extract(q.value, '$[1]')) = :req_n) "
             "ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET "
@@ -116,7 +118,7 @@ class SqliteSQL:
         )
         self._select_ranges = (
             "SELECT v.thread_id, v.checkpoint_ns, v.channel, v.version, v.kind, v.base_version, "
-            f"v.root_version, v.refs FROM json_each(:ranges) AS q JOIN {n.values} v "
+            f"v.root_version, v.refs FROM json_each(:ranges) AS q CROSS JOIN {n.values} v "
             "ON v.thread_id = :t AND v.checkpoint_ns = :ns "
             "AND v.channel = json_extract(q.value, '$[0]') "
             "AND v.version >= json_extract(q.value, '$[1]') "

@@ -3,7 +3,8 @@
 Adds ``lease_owner`` / ``lease_until`` to the threads table. Postgres: the put
 and put_writes functions take the caller's lease token and check the lease
 under the thread's row lock, so their signatures change: the functions of 0002
-are dropped and the current ones installed; a downgrade restores 0002's.
+are dropped and 0003's installed (frozen as they were written, see
+migrations/frozen.py); a downgrade restores 0002's.
 
 Revision ID: 0003
 Revises: 0002
@@ -16,7 +17,13 @@ import sqlalchemy as sa
 from alembic import op
 
 from checkpoint_pg.migrations import current_tables
-from checkpoint_pg.migrations.frozen import DROP_0002, FUNCTIONS_0002, render
+from checkpoint_pg.migrations.frozen import (
+    DROP_0002,
+    DROP_0003,
+    FUNCTIONS_0002,
+    FUNCTIONS_0003,
+    render,
+)
 
 revision = "0003"
 down_revision = "0002"
@@ -30,24 +37,15 @@ def upgrade() -> None:
     op.add_column(table, sa.Column("lease_owner", sa.Text, nullable=True), schema=t.schema)
     op.add_column(table, sa.Column("lease_until", sa.Float, nullable=True), schema=t.schema)
     if op.get_context().dialect.name == "postgresql":
-        from checkpoint_pg.sql.postgres import PostgresSQL
-
-        for ddl in DROP_0002:
+        for ddl in DROP_0002 + FUNCTIONS_0003:
             op.execute(render(ddl, t))
-        sql = PostgresSQL(t)
-        for ddl in sql.fn.ddl(sql):
-            op.execute(ddl)
 
 
 def downgrade() -> None:
     t = current_tables()
     table = f"{t.prefix}threads"
     if op.get_context().dialect.name == "postgresql":
-        from checkpoint_pg.sql.postgres import PostgresSQL
-
-        for ddl in PostgresSQL(t).fn.drop():
-            op.execute(ddl)
-        for ddl in FUNCTIONS_0002:
+        for ddl in DROP_0003 + FUNCTIONS_0002:
             op.execute(render(ddl, t))
         op.drop_column(table, "lease_until", schema=t.schema)
         op.drop_column(table, "lease_owner", schema=t.schema)
