@@ -176,6 +176,7 @@ def put(
     versions = checkpoint.get("channel_versions") or {}
     rows: list[ValueRow] = []
     objs = []
+    scalar_objs = []
     required: dict[tuple[str, str], None] = {}
     for ch in versions:
         check_text(ch, "channel name")
@@ -190,6 +191,8 @@ def put(
         )
         rows.append(row)
         objs.extend(row_objs)
+        if row.kind == KIND.SCALAR:
+            scalar_objs.extend(row_objs)
         if needs is not None:
             required[(ch, needs)] = None
     fixups = _stale_writes(ctx, values, rows) if _BaseMessage is not None else []
@@ -234,6 +237,7 @@ def put(
         if newer and newer[0]:
             raise _busy(t)
     yield Batch(stmts, fetch=False)
+    ctx.cache.remember_objects(t, ns, scalar_objs)
     if fixups:
         yield Batch([s for f in fixups for s in ctx.sql.repoint_write(*f)], fetch=False)
     return checkpoint_config(t, ns, cid)
@@ -313,6 +317,11 @@ def put_writes(
         ctx.cache.remember_writes(
             target.thread_id, target.ns, target.checkpoint_id, w_hashes, w_items
         )
+    # the other values of the writes: their stored bytes, decoded afresh when read
+    as_items = set(w_hashes)
+    ctx.cache.remember_objects(
+        target.thread_id, target.ns, (o for r in rows for o in r[4] if o.hash not in as_items)
+    )
     return None
 
 
@@ -544,11 +553,14 @@ def get_tuple(ctx: Ctx, config: RunnableConfig) -> Op:
     t, ns, cid = target
     # A run continuing a thread in this process reuses the elements it already
     # holds instead of fetching and decoding them again (see ListState).
-    memo = Memo(known=ctx.cache.known_items(t, ns))
+    items, small = ctx.cache.known(t, ns)
+    memo = Memo(known=items)
+    for h, o in small.items():
+        memo.raw[(t, h)] = (o.type, o.data)
     # Postgres: one statement reads it all, leaving out the objects known here.
     # SQLite: one statement reads the checkpoint, its values with their delta
-    # chains and its writes; the objects they need come after.
-    known = list(memo.known) if ctx.sql.single_statement else []
+    # chains and its writes; the objects they need come after (if any).
+    known = [*items, *small] if ctx.sql.single_statement else []
     (rows,) = yield Batch([ctx.sql.get_tuple_stmt(t, ns, cid, known)])
     head, ld, objects = _split_tagged(rows)
     if head is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,9 +65,15 @@ def chain_limit(length: int) -> int:
     return max(16, min(256, length // 4))
 
 
-# The cache key of a thread's pending writes (channel names cannot hold NUL).
+# The cache keys of a thread's pending writes and of its small objects (channel
+# names cannot hold NUL).
 _WRITES = "\0writes"
+_OBJECTS = "\0objects"
 _MAX_WRITES = 1_000
+# remember_objects keeps this many objects per (thread, ns), none larger than
+# _SMALL_OBJECT bytes: enough for a step's scalar values and writes, bounded memory.
+_MAX_OBJECTS = 64
+_SMALL_OBJECT = 1024
 
 
 class ListCache:
@@ -114,15 +120,37 @@ class ListCache:
             if not keys:
                 del self._threads[key[0]]
 
-    def known_items(self, thread_id: str, ns: str) -> dict[bytes, Any]:
-        """hash -> element object, for every list state cached for (thread, ns)."""
+    def known(self, thread_id: str, ns: str) -> tuple[dict[bytes, Any], dict[bytes, StoredObject]]:
+        """For (thread, ns): hash -> element object of every cached list state (and
+        remembered write), and hash -> stored object of the remembered small objects."""
         with self._lock:
             keys = self._threads.get(thread_id, ())
-            states = [self._data[k] for k in keys if k[1] == ns]
+            states = [(k[2], self._data[k]) for k in keys if k[1] == ns]
         known: dict[bytes, Any] = {}
-        for st in states:
-            known.update(zip(st.hashes, st.items))
-        return known
+        raw: dict[bytes, StoredObject] = {}
+        for channel, st in states:
+            if channel == _OBJECTS:
+                raw.update(zip(st.hashes, st.items))
+            else:
+                known.update(zip(st.hashes, st.items))
+        return known, raw
+
+    def remember_objects(self, thread_id: str, ns: str, objs: Iterable[StoredObject]) -> None:
+        """Keep the small objects just stored (scalar channel values, writes), so the
+        get_tuple that follows need not fetch them: what a hash stands for never
+        changes, and get_tuple still reads which rows refer to them."""
+        small = {o.hash: o for o in objs if len(o.data) <= _SMALL_OBJECT}
+        if not small:
+            return
+        key = (thread_id, ns, _OBJECTS)
+        old = self.get(key)
+        if old is not None:
+            kept = {h: o for h, o in zip(old.hashes, old.items) if h not in small}
+            kept.update(small)
+            small = kept
+        if len(small) > _MAX_OBJECTS:
+            small = dict(list(small.items())[-_MAX_OBJECTS:])
+        self.set(key, ListState("", tuple(small), tuple(small.values()), "", 0))
 
     def remember_writes(
         self, thread_id: str, ns: str, checkpoint_id: str, hashes: Sequence[bytes], items: Sequence[Any]
