@@ -21,6 +21,12 @@ HASH_SIZE = 16
 # unless the serializer encrypts: compressing before encrypting leaks lengths.
 COMPRESS_MIN = 200
 
+# Immutable values whose objects `ValueCodec.dump` remembers: counters, flags,
+# statuses and the None of trigger channels come back at every step.
+_MEMO_TYPES = frozenset({int, str, bool, type(None)})
+_MEMO_MAX_LEN = 256  # longer strings, and objects, are not remembered
+_MEMO_SIZE = 4096
+
 
 @dataclass(frozen=True, slots=True)
 class StoredObject:
@@ -80,6 +86,11 @@ class ValueCodec:
         if len(self._key) > 64:
             raise ConfigError(f"hash_key is {len(self._key)} bytes long: at most 64 are allowed")
         self.max_value_bytes = max_value_bytes
+        # (type, value) -> its object, for small immutable values. Not with a
+        # cipher: each encryption of a value is to get its own nonce.
+        self._memo: dict[tuple[type, Any], StoredObject] | None = (
+            {} if self._cipher is None else None
+        )
 
     @property
     def encrypted(self) -> bool:
@@ -87,6 +98,20 @@ class ValueCodec:
 
     def dump(self, value: Any) -> StoredObject:
         """Serialize one value into an object (hash of the plaintext, stored bytes)."""
+        t = type(value)
+        if self._memo is None or t not in _MEMO_TYPES or (t is str and len(value) > _MEMO_MAX_LEN):
+            return self._dump(value)
+        key = (t, value)  # the type keeps True, 1 apart
+        obj = self._memo.get(key)
+        if obj is None:
+            obj = self._dump(value)
+            if len(obj.data) <= _MEMO_MAX_LEN:
+                if len(self._memo) >= _MEMO_SIZE:
+                    self._memo.clear()
+                self._memo[key] = obj
+        return obj
+
+    def _dump(self, value: Any) -> StoredObject:
         try:
             typ, data = self._plain.dumps_typed(value)
         except Exception as exc:
