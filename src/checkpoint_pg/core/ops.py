@@ -7,7 +7,6 @@ connection, inside one transaction. So put, list, prune... are written once.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Generator, Iterable, Mapping, Sequence
@@ -27,10 +26,12 @@ from langgraph.checkpoint.base import (
 )
 
 from checkpoint_pg.core import lease as leases
-from checkpoint_pg.core.codec import EncodedValue, ValueCodec, split_refs
+from checkpoint_pg.core.codec import EncodedValue, StoredObject, ValueCodec, split_refs
 from checkpoint_pg.core.config import (
     check_text,
     checkpoint_config,
+    compact_json,
+    loads_json,
     metadata_json,
     target_of,
 )
@@ -150,12 +151,6 @@ class Memo:
     )
 
 
-def _loads_md(raw: Any) -> dict[str, Any]:
-    if isinstance(raw, (str, bytes)):
-        return json.loads(raw)
-    return dict(raw)
-
-
 # -- writing ------------------------------------------------------------------------
 
 
@@ -176,7 +171,7 @@ def put(
     versions = checkpoint.get("channel_versions") or {}
     rows: list[ValueRow] = []
     objs = []
-    scalar_objs = []
+    scalars: list[tuple[ValueRow, list[StoredObject]]] = []
     required: dict[tuple[str, str], None] = {}
     for ch in versions:
         check_text(ch, "channel name")
@@ -192,7 +187,7 @@ def put(
         rows.append(row)
         objs.extend(row_objs)
         if row.kind == KIND.SCALAR:
-            scalar_objs.extend(row_objs)
+            scalars.append((row, row_objs))
         if needs is not None:
             required[(ch, needs)] = None
     fixups = _stale_writes(ctx, values, rows) if _BaseMessage is not None else []
@@ -203,7 +198,7 @@ def put(
     # the id is the row's key and the values live in their own rows
     doc_fields = {k: v for k, v in checkpoint.items() if k not in ("channel_values", "id")}
     try:
-        doc = json.dumps(doc_fields, separators=(",", ":"))
+        doc = compact_json(doc_fields)
     except (TypeError, ValueError) as exc:
         raise SerializationError(
             f"checkpoint {cid!r} has fields that are not JSON: {exc}"
@@ -237,7 +232,7 @@ def put(
         if newer and newer[0]:
             raise _busy(t)
     yield Batch(stmts, fetch=False)
-    ctx.cache.remember_objects(t, ns, scalar_objs)
+    ctx.cache.remember_scalars(t, ns, scalars)
     if fixups:
         yield Batch([s for f in fixups for s in ctx.sql.repoint_write(*f)], fetch=False)
     return checkpoint_config(t, ns, cid)
@@ -250,6 +245,8 @@ def _stale_writes(
     out = []
     for row in rows:
         value = values[row.channel]
+        if type(value) is not list and not isinstance(value, _BaseMessage):
+            continue
         hashes = split_refs(row.refs)
         items = value if type(value) is list else [value]
         if row.kind == KIND.DELTA:
@@ -313,14 +310,15 @@ def put_writes(
         ),
         fetch=False,
     )
-    if w_items:
-        ctx.cache.remember_writes(
-            target.thread_id, target.ns, target.checkpoint_id, w_hashes, w_items
-        )
     # the other values of the writes: their stored bytes, decoded afresh when read
     as_items = set(w_hashes)
-    ctx.cache.remember_objects(
-        target.thread_id, target.ns, (o for r in rows for o in r[4] if o.hash not in as_items)
+    ctx.cache.remember_writes(
+        target.thread_id,
+        target.ns,
+        target.checkpoint_id,
+        w_hashes,
+        w_items,
+        [o for r in rows for o in r[4] if o.hash not in as_items],
     )
     return None
 
@@ -545,7 +543,11 @@ def _missing_chain_ranges(ld: _Loaded) -> list[tuple[str, str, str]]:
 
 
 def _parse_doc(raw: Any) -> dict[str, Any]:
-    return json.loads(raw) if isinstance(raw, (str, bytes)) else dict(raw)
+    """A checkpoint document or metadata, as the driver returned it."""
+    return loads_json(raw) if isinstance(raw, (str, bytes)) else dict(raw)
+
+
+_loads_md = _parse_doc
 
 
 def get_tuple(ctx: Ctx, config: RunnableConfig) -> Op:

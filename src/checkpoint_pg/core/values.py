@@ -65,14 +65,15 @@ def chain_limit(length: int) -> int:
     return max(16, min(256, length // 4))
 
 
-# The cache keys of a thread's pending writes and of its small objects (channel
-# names cannot hold NUL).
+# Cache keys besides channels (whose names cannot hold NUL): a thread's pending
+# writes (decoded), their other objects (stored bytes), and per channel its
+# scalar value's stored object ("\0s" + channel).
 _WRITES = "\0writes"
-_OBJECTS = "\0objects"
+_WRITE_OBJECTS = "\0write objects"
+_SCALAR = "\0s"
 _MAX_WRITES = 1_000
-# remember_objects keeps this many objects per (thread, ns), none larger than
-# _SMALL_OBJECT bytes: enough for a step's scalar values and writes, bounded memory.
-_MAX_OBJECTS = 64
+# Objects kept as stored bytes are at most this large: a scalar channel or a
+# write is mostly small, and the cache's bound counts entries, not bytes.
 _SMALL_OBJECT = 1024
 
 
@@ -102,16 +103,19 @@ class ListCache:
 
     def set(self, key: tuple[str, str, str], state: ListState) -> None:
         with self._lock:
-            old = self._data.pop(key, None)
-            if old is not None:
-                self._items -= len(old.items)
-            self._data[key] = state
-            self._threads.setdefault(key[0], {})[key] = None
-            self._items += len(state.items)
-            while self._items > self._max_items and len(self._data) > 1:
-                dropped_key, dropped = self._data.popitem(last=False)
-                self._items -= len(dropped.items)
-                self._unindex(dropped_key)
+            self._set(key, state)
+
+    def _set(self, key: tuple[str, str, str], state: ListState) -> None:
+        old = self._data.pop(key, None)
+        if old is not None:
+            self._items -= len(old.items)
+        self._data[key] = state
+        self._threads.setdefault(key[0], {})[key] = None
+        self._items += len(state.items)
+        while self._items > self._max_items and len(self._data) > 1:
+            dropped_key, dropped = self._data.popitem(last=False)
+            self._items -= len(dropped.items)
+            self._unindex(dropped_key)
 
     def _unindex(self, key: tuple[str, str, str]) -> None:
         keys = self._threads.get(key[0])
@@ -129,40 +133,51 @@ class ListCache:
         known: dict[bytes, Any] = {}
         raw: dict[bytes, StoredObject] = {}
         for channel, st in states:
-            if channel == _OBJECTS:
-                raw.update(zip(st.hashes, st.items))
-            else:
-                known.update(zip(st.hashes, st.items))
+            into = raw if channel == _WRITE_OBJECTS or channel.startswith(_SCALAR) else known
+            into.update(zip(st.hashes, st.items))
         return known, raw
 
-    def remember_objects(self, thread_id: str, ns: str, objs: Iterable[StoredObject]) -> None:
-        """Keep the small objects just stored (scalar channel values, writes), so the
-        get_tuple that follows need not fetch them: what a hash stands for never
-        changes, and get_tuple still reads which rows refer to them."""
-        small = {o.hash: o for o in objs if len(o.data) <= _SMALL_OBJECT}
-        if not small:
-            return
-        key = (thread_id, ns, _OBJECTS)
-        old = self.get(key)
-        if old is not None:
-            kept = {h: o for h, o in zip(old.hashes, old.items) if h not in small}
-            kept.update(small)
-            small = kept
-        if len(small) > _MAX_OBJECTS:
-            small = dict(list(small.items())[-_MAX_OBJECTS:])
-        self.set(key, ListState("", tuple(small), tuple(small.values()), "", 0))
+    def remember_scalars(
+        self, thread_id: str, ns: str, values: Iterable[tuple[ValueRow, Sequence[StoredObject]]]
+    ) -> None:
+        """Keep the stored object of each scalar channel value just put, so the
+        get_tuple that follows need not fetch it again: what a hash stands for
+        never changes, and get_tuple still reads which rows refer to it."""
+        with self._lock:
+            for row, objs in values:
+                key = (thread_id, ns, _SCALAR + row.channel)
+                if len(objs) == 1 and len(objs[0].data) <= _SMALL_OBJECT:
+                    self._set(key, ListState(row.version, (objs[0].hash,), (objs[0],), "", 0))
+                elif key in self._data:
+                    self._items -= len(self._data.pop(key).items)
+                    self._unindex(key)
 
     def remember_writes(
-        self, thread_id: str, ns: str, checkpoint_id: str, hashes: Sequence[bytes], items: Sequence[Any]
+        self,
+        thread_id: str,
+        ns: str,
+        checkpoint_id: str,
+        hashes: Sequence[bytes],
+        items: Sequence[Any],
+        objs: Iterable[StoredObject] = (),
     ) -> None:
         """Keep the values of the pending writes just stored for a checkpoint, so the
         get_tuple that follows (LangGraph's next step, a resume) neither fetches nor
-        decodes them again. One entry per (thread, ns): the newest checkpoint's writes."""
-        key = (thread_id, ns, _WRITES)
-        old = self.get(key)
-        if old is not None and old.version == checkpoint_id and len(old.items) < _MAX_WRITES:
-            hashes, items = old.hashes + tuple(hashes), old.items + tuple(items)
-        self.set(key, ListState(checkpoint_id, tuple(hashes), tuple(items), checkpoint_id, 0))
+        decodes them again: ``items`` decoded (hash by hash), the small ones of
+        ``objs`` as stored. One entry per (thread, ns): the newest checkpoint's writes."""
+        small = [o for o in objs if len(o.data) <= _SMALL_OBJECT]
+        with self._lock:
+            for tag, hs, vs in (
+                (_WRITES, tuple(hashes), tuple(items)),
+                (_WRITE_OBJECTS, tuple(o.hash for o in small), tuple(small)),
+            ):
+                key = (thread_id, ns, tag)
+                old = self._data.get(key)
+                if not hs:
+                    continue
+                if old is not None and old.version == checkpoint_id and len(old.items) < _MAX_WRITES:
+                    hs, vs = old.hashes + hs, old.items + vs
+                self._set(key, ListState(checkpoint_id, hs, vs, checkpoint_id, 0))
 
     def forget_thread(self, thread_id: str) -> None:
         with self._lock:
