@@ -27,6 +27,9 @@ _MEMO_TYPES = frozenset({int, str, bool, type(None)})
 _MEMO_MAX_LEN = 256  # longer strings, and objects, are not remembered
 _MEMO_SIZE = 4096
 
+# "no value" where None is a value (an empty channel, a cache miss)
+MISSING: Any = object()
+
 
 @dataclass(frozen=True, slots=True)
 class StoredObject:
@@ -52,6 +55,8 @@ class EncodedValue:
 
 def split_refs(refs: bytes) -> list[bytes]:
     """Cut a refs column into its 16-byte hashes."""
+    if len(refs) == HASH_SIZE and type(refs) is bytes:
+        return [refs]  # a scalar value or write: most refs columns
     return [refs[i : i + HASH_SIZE] for i in range(0, len(refs), HASH_SIZE)]
 
 
@@ -91,6 +96,7 @@ class ValueCodec:
         self._memo: dict[tuple[type, Any], StoredObject] | None = (
             {} if self._cipher is None else None
         )
+        self._loaded: dict[tuple[str, bytes], Any] = {}  # see load_small
 
     @property
     def encrypted(self) -> bool:
@@ -143,6 +149,21 @@ class ValueCodec:
             return EncodedValue(KIND.LIST, tuple(o.hash for o in objs), objs)
         obj = self.dump(value)
         return EncodedValue(KIND.SCALAR, (obj.hash,), (obj,))
+
+    def load_small(self, typ: str, data: bytes) -> Any:
+        """`load`, remembering small immutable results by the bytes they came from
+        (not by hash: a row tampered with is still read, and refused)."""
+        if len(data) > _MEMO_MAX_LEN:
+            return self.load(typ, data)
+        key = (typ, data)
+        value = self._loaded.get(key, MISSING)
+        if value is MISSING:
+            value = self.load(typ, data)
+            if type(value) in _MEMO_TYPES:
+                if len(self._loaded) >= _MEMO_SIZE:
+                    self._loaded.clear()
+                self._loaded[key] = value
+        return value
 
     def load(self, typ: str, data: bytes) -> Any:
         try:

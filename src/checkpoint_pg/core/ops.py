@@ -36,6 +36,7 @@ from checkpoint_pg.core.config import (
     target_of,
 )
 from checkpoint_pg.core.values import (
+    MISSING,
     ListCache,
     ListState,
     ValueRow,
@@ -387,13 +388,14 @@ class _Loaded:
 
 
 def _obj(ctx: Ctx, memo: Memo, t: str, h: bytes) -> Any:
+    # known elements first: after a put, most of a list is (and no KeyError is raised)
+    value = memo.known.get(h, MISSING)
+    if value is not MISSING:
+        return value
     key = (t, h)
-    try:
-        return memo.objects[key]
-    except KeyError:
-        pass
-    if h in memo.known:
-        return memo.known[h]
+    value = memo.objects.get(key, MISSING)
+    if value is not MISSING:
+        return value
     try:
         typ, data = memo.raw[key]
     except KeyError:
@@ -401,7 +403,7 @@ def _obj(ctx: Ctx, memo: Memo, t: str, h: bytes) -> Any:
             f"thread {t!r}: stored object {h.hex()} is missing; the thread was changed "
             "while it was read or its rows were deleted by hand"
         ) from None
-    value = memo.objects[key] = ctx.codec.load(typ, data)
+    value = memo.objects[key] = ctx.codec.load_small(typ, data)
     return value
 
 
@@ -441,6 +443,13 @@ def _build(
             continue
         lists = memo.lists[(t, ns, ch)]
         hashes = resolve_hashes(rows, sver, lists, f"thread {t!r} channel {ch!r}")
+        if remember and is_sortable_version(ver):
+            st = ctx.cache.get((t, ns, ch))
+            if st is not None and st.version == sver and st.hashes == hashes:
+                # the very list a put (or read) of this version left: the next put
+                # recognizes its elements by identity
+                channel_values[ch] = list(st.items)
+                continue
         channel_values[ch] = _decode(ctx, memo, t, KIND.LIST, hashes)
         if remember and is_sortable_version(ver):
             root, depth = sver, 0
@@ -506,14 +515,15 @@ def _complete_rows(
         for rows in (yield Batch(ctx.sql.select_value_ranges(ranges))):
             _add_values(loaded, rows)
     need: set[tuple[str, bytes]] = set()
+    known, raw = memo.known, memo.raw
     for (t, _), ld in loaded.items():
-        for rows in ld.values.values():
-            for _, _, refs in rows.values():
-                need.update((t, h) for h in split_refs(refs))
-        for ws in ld.writes.values():
-            for w in ws:
-                need.update((t, h) for h in split_refs(w[5]))
-    missing = sorted(k for k in need if k not in memo.raw and k[1] not in memo.known)
+        blobs = [r[2] for rows in ld.values.values() for r in rows.values()]
+        blobs.extend(w[5] for ws in ld.writes.values() for w in ws)
+        for refs in blobs:
+            for h in split_refs(refs):
+                if h not in known and (t, h) not in raw:
+                    need.add((t, h))
+    missing = sorted(need)
     if missing:
         for rows in (yield Batch(ctx.sql.select_objects(missing))):
             for t, h, typ, data in rows:

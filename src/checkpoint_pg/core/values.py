@@ -9,11 +9,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from checkpoint_pg.core.codec import StoredObject, ValueCodec, split_refs
+from checkpoint_pg.core.codec import MISSING, StoredObject, ValueCodec, split_refs
 from checkpoint_pg.errors import IntegrityError
 from checkpoint_pg.schema import KIND
-
-MISSING: Any = object()
 
 __all__ = [
     "MISSING",
