@@ -999,3 +999,38 @@ def test_get_tuple_reuses_written_messages_only_when_exact(saver) -> None:
     assert got[0] is with_id
     assert got[1] is not without_id and got[1].id is None and got[1].content == "later"
     assert err is not error
+
+
+def test_get_tuple_serves_stored_small_objects_fresh_and_current(saver, make_saver) -> None:
+    """Scalar values and writes a saver just stored are not fetched again by its
+    get_tuple, yet come back decoded afresh (a dict mutated after put_writes is
+    returned as stored), with their exact types (1, True, "1" and None apart), and
+    what another saver changed meanwhile is what is read."""
+    from langgraph.checkpoint.base import create_checkpoint  # noqa: PLC0415
+
+    cfg: RunnableConfig = {"configurable": {"thread_id": "small", "checkpoint_ns": ""}}
+    values = {"i": 1, "b": True, "s": "1", "n": None, "f": 1.0}
+    base = empty_checkpoint()
+    base["channel_values"] = dict(values)
+    base["channel_versions"] = {ch: saver.get_next_version(None, None) for ch in values}
+    ckpt = create_checkpoint(base, None, 0)
+    c = saver.put(cfg, ckpt, {"source": "input", "step": -1, "parents": {}}, ckpt["channel_versions"])
+    payload = {"k": [1, 2]}
+    saver.put_writes(c, [("d", payload), ("i", 2), ("b", False)], "task")
+    payload["k"].append(3)
+    tup = saver.get_tuple(c)
+    got = tup.checkpoint["channel_values"]
+    assert got == values and [type(v) for v in got.values()] == [type(v) for v in values.values()]
+    writes = {ch: v for _, ch, v in tup.pending_writes}
+    assert writes == {"d": {"k": [1, 2]}, "i": 2, "b": False} and type(writes["b"]) is bool
+    assert writes["d"] is not payload
+
+    with make_saver() as other:  # another process: rewrites the thread
+        other.delete_thread("small")
+        base["channel_values"] = {"i": 7, "b": False, "s": "x", "n": None, "f": 2.5}
+        ckpt2 = {**create_checkpoint(base, None, 0), "id": ckpt["id"]}
+        c2 = other.put(cfg, ckpt2, {"source": "input", "step": -1, "parents": {}}, ckpt2["channel_versions"])
+        other.put_writes(c2, [("d", {"k": []})], "task")
+    tup = saver.get_tuple(c)
+    assert tup.checkpoint["channel_values"] == base["channel_values"]
+    assert [(ch, v) for _, ch, v in tup.pending_writes] == [("d", {"k": []})]

@@ -21,6 +21,15 @@ HASH_SIZE = 16
 # unless the serializer encrypts: compressing before encrypting leaks lengths.
 COMPRESS_MIN = 200
 
+# Immutable values whose objects `ValueCodec.dump` remembers: counters, flags,
+# statuses and the None of trigger channels come back at every step.
+_MEMO_TYPES = frozenset({int, str, bool, type(None)})
+_MEMO_MAX_LEN = 256  # longer strings, and objects, are not remembered
+_MEMO_SIZE = 4096
+
+# "no value" where None is a value (an empty channel, a cache miss)
+MISSING: Any = object()
+
 
 @dataclass(frozen=True, slots=True)
 class StoredObject:
@@ -46,6 +55,8 @@ class EncodedValue:
 
 def split_refs(refs: bytes) -> list[bytes]:
     """Cut a refs column into its 16-byte hashes."""
+    if len(refs) == HASH_SIZE and type(refs) is bytes:
+        return [refs]  # a scalar value or write: most refs columns
     return [refs[i : i + HASH_SIZE] for i in range(0, len(refs), HASH_SIZE)]
 
 
@@ -80,6 +91,12 @@ class ValueCodec:
         if len(self._key) > 64:
             raise ConfigError(f"hash_key is {len(self._key)} bytes long: at most 64 are allowed")
         self.max_value_bytes = max_value_bytes
+        # (type, value) -> its object, for small immutable values. Not with a
+        # cipher: each encryption of a value is to get its own nonce.
+        self._memo: dict[tuple[type, Any], StoredObject] | None = (
+            {} if self._cipher is None else None
+        )
+        self._loaded: dict[tuple[str, bytes], Any] = {}  # see load_small
 
     @property
     def encrypted(self) -> bool:
@@ -87,6 +104,20 @@ class ValueCodec:
 
     def dump(self, value: Any) -> StoredObject:
         """Serialize one value into an object (hash of the plaintext, stored bytes)."""
+        t = type(value)
+        if self._memo is None or t not in _MEMO_TYPES or (t is str and len(value) > _MEMO_MAX_LEN):
+            return self._dump(value)
+        key = (t, value)  # the type keeps True, 1 apart
+        obj = self._memo.get(key)
+        if obj is None:
+            obj = self._dump(value)
+            if len(obj.data) <= _MEMO_MAX_LEN:
+                if len(self._memo) >= _MEMO_SIZE:
+                    self._memo.clear()
+                self._memo[key] = obj
+        return obj
+
+    def _dump(self, value: Any) -> StoredObject:
         try:
             typ, data = self._plain.dumps_typed(value)
         except Exception as exc:
@@ -118,6 +149,21 @@ class ValueCodec:
             return EncodedValue(KIND.LIST, tuple(o.hash for o in objs), objs)
         obj = self.dump(value)
         return EncodedValue(KIND.SCALAR, (obj.hash,), (obj,))
+
+    def load_small(self, typ: str, data: bytes) -> Any:
+        """`load`, remembering small immutable results by the bytes they came from
+        (not by hash: a row tampered with is still read, and refused)."""
+        if len(data) > _MEMO_MAX_LEN:
+            return self.load(typ, data)
+        key = (typ, data)
+        value = self._loaded.get(key, MISSING)
+        if value is MISSING:
+            value = self.load(typ, data)
+            if type(value) in _MEMO_TYPES:
+                if len(self._loaded) >= _MEMO_SIZE:
+                    self._loaded.clear()
+                self._loaded[key] = value
+        return value
 
     def load(self, typ: str, data: bytes) -> Any:
         try:

@@ -7,7 +7,6 @@ connection, inside one transaction. So put, list, prune... are written once.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Generator, Iterable, Mapping, Sequence
@@ -27,14 +26,17 @@ from langgraph.checkpoint.base import (
 )
 
 from checkpoint_pg.core import lease as leases
-from checkpoint_pg.core.codec import EncodedValue, ValueCodec, split_refs
+from checkpoint_pg.core.codec import EncodedValue, StoredObject, ValueCodec, split_refs
 from checkpoint_pg.core.config import (
     check_text,
     checkpoint_config,
+    compact_json,
+    loads_json,
     metadata_json,
     target_of,
 )
 from checkpoint_pg.core.values import (
+    MISSING,
     ListCache,
     ListState,
     ValueRow,
@@ -150,12 +152,6 @@ class Memo:
     )
 
 
-def _loads_md(raw: Any) -> dict[str, Any]:
-    if isinstance(raw, (str, bytes)):
-        return json.loads(raw)
-    return dict(raw)
-
-
 # -- writing ------------------------------------------------------------------------
 
 
@@ -176,6 +172,7 @@ def put(
     versions = checkpoint.get("channel_versions") or {}
     rows: list[ValueRow] = []
     objs = []
+    scalars: list[tuple[ValueRow, list[StoredObject]]] = []
     required: dict[tuple[str, str], None] = {}
     for ch in versions:
         check_text(ch, "channel name")
@@ -190,6 +187,8 @@ def put(
         )
         rows.append(row)
         objs.extend(row_objs)
+        if row.kind == KIND.SCALAR:
+            scalars.append((row, row_objs))
         if needs is not None:
             required[(ch, needs)] = None
     fixups = _stale_writes(ctx, values, rows) if _BaseMessage is not None else []
@@ -200,7 +199,7 @@ def put(
     # the id is the row's key and the values live in their own rows
     doc_fields = {k: v for k, v in checkpoint.items() if k not in ("channel_values", "id")}
     try:
-        doc = json.dumps(doc_fields, separators=(",", ":"))
+        doc = compact_json(doc_fields)
     except (TypeError, ValueError) as exc:
         raise SerializationError(
             f"checkpoint {cid!r} has fields that are not JSON: {exc}"
@@ -234,6 +233,7 @@ def put(
         if newer and newer[0]:
             raise _busy(t)
     yield Batch(stmts, fetch=False)
+    ctx.cache.remember_scalars(t, ns, scalars)
     if fixups:
         yield Batch([s for f in fixups for s in ctx.sql.repoint_write(*f)], fetch=False)
     return checkpoint_config(t, ns, cid)
@@ -246,6 +246,8 @@ def _stale_writes(
     out = []
     for row in rows:
         value = values[row.channel]
+        if type(value) is not list and not isinstance(value, _BaseMessage):
+            continue
         hashes = split_refs(row.refs)
         items = value if type(value) is list else [value]
         if row.kind == KIND.DELTA:
@@ -309,10 +311,16 @@ def put_writes(
         ),
         fetch=False,
     )
-    if w_items:
-        ctx.cache.remember_writes(
-            target.thread_id, target.ns, target.checkpoint_id, w_hashes, w_items
-        )
+    # the other values of the writes: their stored bytes, decoded afresh when read
+    as_items = set(w_hashes)
+    ctx.cache.remember_writes(
+        target.thread_id,
+        target.ns,
+        target.checkpoint_id,
+        w_hashes,
+        w_items,
+        [o for r in rows for o in r[4] if o.hash not in as_items],
+    )
     return None
 
 
@@ -380,13 +388,14 @@ class _Loaded:
 
 
 def _obj(ctx: Ctx, memo: Memo, t: str, h: bytes) -> Any:
+    # known elements first: after a put, most of a list is (and no KeyError is raised)
+    value = memo.known.get(h, MISSING)
+    if value is not MISSING:
+        return value
     key = (t, h)
-    try:
-        return memo.objects[key]
-    except KeyError:
-        pass
-    if h in memo.known:
-        return memo.known[h]
+    value = memo.objects.get(key, MISSING)
+    if value is not MISSING:
+        return value
     try:
         typ, data = memo.raw[key]
     except KeyError:
@@ -394,7 +403,7 @@ def _obj(ctx: Ctx, memo: Memo, t: str, h: bytes) -> Any:
             f"thread {t!r}: stored object {h.hex()} is missing; the thread was changed "
             "while it was read or its rows were deleted by hand"
         ) from None
-    value = memo.objects[key] = ctx.codec.load(typ, data)
+    value = memo.objects[key] = ctx.codec.load_small(typ, data)
     return value
 
 
@@ -434,6 +443,13 @@ def _build(
             continue
         lists = memo.lists[(t, ns, ch)]
         hashes = resolve_hashes(rows, sver, lists, f"thread {t!r} channel {ch!r}")
+        if remember and is_sortable_version(ver):
+            st = ctx.cache.get((t, ns, ch))
+            if st is not None and st.version == sver and st.hashes == hashes:
+                # the very list a put (or read) of this version left: the next put
+                # recognizes its elements by identity
+                channel_values[ch] = list(st.items)
+                continue
         channel_values[ch] = _decode(ctx, memo, t, KIND.LIST, hashes)
         if remember and is_sortable_version(ver):
             root, depth = sver, 0
@@ -499,14 +515,15 @@ def _complete_rows(
         for rows in (yield Batch(ctx.sql.select_value_ranges(ranges))):
             _add_values(loaded, rows)
     need: set[tuple[str, bytes]] = set()
+    known, raw = memo.known, memo.raw
     for (t, _), ld in loaded.items():
-        for rows in ld.values.values():
-            for _, _, refs in rows.values():
-                need.update((t, h) for h in split_refs(refs))
-        for ws in ld.writes.values():
-            for w in ws:
-                need.update((t, h) for h in split_refs(w[5]))
-    missing = sorted(k for k in need if k not in memo.raw and k[1] not in memo.known)
+        blobs = [r[2] for rows in ld.values.values() for r in rows.values()]
+        blobs.extend(w[5] for ws in ld.writes.values() for w in ws)
+        for refs in blobs:
+            for h in split_refs(refs):
+                if h not in known and (t, h) not in raw:
+                    need.add((t, h))
+    missing = sorted(need)
     if missing:
         for rows in (yield Batch(ctx.sql.select_objects(missing))):
             for t, h, typ, data in rows:
@@ -536,7 +553,11 @@ def _missing_chain_ranges(ld: _Loaded) -> list[tuple[str, str, str]]:
 
 
 def _parse_doc(raw: Any) -> dict[str, Any]:
-    return json.loads(raw) if isinstance(raw, (str, bytes)) else dict(raw)
+    """A checkpoint document or metadata, as the driver returned it."""
+    return loads_json(raw) if isinstance(raw, (str, bytes)) else dict(raw)
+
+
+_loads_md = _parse_doc
 
 
 def get_tuple(ctx: Ctx, config: RunnableConfig) -> Op:
@@ -544,11 +565,14 @@ def get_tuple(ctx: Ctx, config: RunnableConfig) -> Op:
     t, ns, cid = target
     # A run continuing a thread in this process reuses the elements it already
     # holds instead of fetching and decoding them again (see ListState).
-    memo = Memo(known=ctx.cache.known_items(t, ns))
+    items, small = ctx.cache.known(t, ns)
+    memo = Memo(known=items)
+    for h, o in small.items():
+        memo.raw[(t, h)] = (o.type, o.data)
     # Postgres: one statement reads it all, leaving out the objects known here.
     # SQLite: one statement reads the checkpoint, its values with their delta
-    # chains and its writes; the objects they need come after.
-    known = list(memo.known) if ctx.sql.single_statement else []
+    # chains and its writes; the objects they need come after (if any).
+    known = [*items, *small] if ctx.sql.single_statement else []
     (rows,) = yield Batch([ctx.sql.get_tuple_stmt(t, ns, cid, known)])
     head, ld, objects = _split_tagged(rows)
     if head is None:

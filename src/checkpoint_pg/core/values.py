@@ -5,15 +5,13 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from checkpoint_pg.core.codec import StoredObject, ValueCodec, split_refs
+from checkpoint_pg.core.codec import MISSING, StoredObject, ValueCodec, split_refs
 from checkpoint_pg.errors import IntegrityError
 from checkpoint_pg.schema import KIND
-
-MISSING: Any = object()
 
 __all__ = [
     "MISSING",
@@ -65,9 +63,16 @@ def chain_limit(length: int) -> int:
     return max(16, min(256, length // 4))
 
 
-# The cache key of a thread's pending writes (channel names cannot hold NUL).
+# Cache keys besides channels (whose names cannot hold NUL): a thread's pending
+# writes (decoded), their other objects (stored bytes), and per channel its
+# scalar value's stored object ("\0s" + channel).
 _WRITES = "\0writes"
+_WRITE_OBJECTS = "\0write objects"
+_SCALAR = "\0s"
 _MAX_WRITES = 1_000
+# Objects kept as stored bytes are at most this large: a scalar channel or a
+# write is mostly small, and the cache's bound counts entries, not bytes.
+_SMALL_OBJECT = 1024
 
 
 class ListCache:
@@ -96,16 +101,19 @@ class ListCache:
 
     def set(self, key: tuple[str, str, str], state: ListState) -> None:
         with self._lock:
-            old = self._data.pop(key, None)
-            if old is not None:
-                self._items -= len(old.items)
-            self._data[key] = state
-            self._threads.setdefault(key[0], {})[key] = None
-            self._items += len(state.items)
-            while self._items > self._max_items and len(self._data) > 1:
-                dropped_key, dropped = self._data.popitem(last=False)
-                self._items -= len(dropped.items)
-                self._unindex(dropped_key)
+            self._set(key, state)
+
+    def _set(self, key: tuple[str, str, str], state: ListState) -> None:
+        old = self._data.pop(key, None)
+        if old is not None:
+            self._items -= len(old.items)
+        self._data[key] = state
+        self._threads.setdefault(key[0], {})[key] = None
+        self._items += len(state.items)
+        while self._items > self._max_items and len(self._data) > 1:
+            dropped_key, dropped = self._data.popitem(last=False)
+            self._items -= len(dropped.items)
+            self._unindex(dropped_key)
 
     def _unindex(self, key: tuple[str, str, str]) -> None:
         keys = self._threads.get(key[0])
@@ -114,27 +122,60 @@ class ListCache:
             if not keys:
                 del self._threads[key[0]]
 
-    def known_items(self, thread_id: str, ns: str) -> dict[bytes, Any]:
-        """hash -> element object, for every list state cached for (thread, ns)."""
+    def known(self, thread_id: str, ns: str) -> tuple[dict[bytes, Any], dict[bytes, StoredObject]]:
+        """For (thread, ns): hash -> element object of every cached list state (and
+        remembered write), and hash -> stored object of the remembered small objects."""
         with self._lock:
             keys = self._threads.get(thread_id, ())
-            states = [self._data[k] for k in keys if k[1] == ns]
+            states = [(k[2], self._data[k]) for k in keys if k[1] == ns]
         known: dict[bytes, Any] = {}
-        for st in states:
-            known.update(zip(st.hashes, st.items))
-        return known
+        raw: dict[bytes, StoredObject] = {}
+        for channel, st in states:
+            into = raw if channel == _WRITE_OBJECTS or channel.startswith(_SCALAR) else known
+            into.update(zip(st.hashes, st.items))
+        return known, raw
+
+    def remember_scalars(
+        self, thread_id: str, ns: str, values: Iterable[tuple[ValueRow, Sequence[StoredObject]]]
+    ) -> None:
+        """Keep the stored object of each scalar channel value just put, so the
+        get_tuple that follows need not fetch it again: what a hash stands for
+        never changes, and get_tuple still reads which rows refer to it."""
+        with self._lock:
+            for row, objs in values:
+                key = (thread_id, ns, _SCALAR + row.channel)
+                if len(objs) == 1 and len(objs[0].data) <= _SMALL_OBJECT:
+                    self._set(key, ListState(row.version, (objs[0].hash,), (objs[0],), "", 0))
+                elif key in self._data:
+                    self._items -= len(self._data.pop(key).items)
+                    self._unindex(key)
 
     def remember_writes(
-        self, thread_id: str, ns: str, checkpoint_id: str, hashes: Sequence[bytes], items: Sequence[Any]
+        self,
+        thread_id: str,
+        ns: str,
+        checkpoint_id: str,
+        hashes: Sequence[bytes],
+        items: Sequence[Any],
+        objs: Iterable[StoredObject] = (),
     ) -> None:
         """Keep the values of the pending writes just stored for a checkpoint, so the
         get_tuple that follows (LangGraph's next step, a resume) neither fetches nor
-        decodes them again. One entry per (thread, ns): the newest checkpoint's writes."""
-        key = (thread_id, ns, _WRITES)
-        old = self.get(key)
-        if old is not None and old.version == checkpoint_id and len(old.items) < _MAX_WRITES:
-            hashes, items = old.hashes + tuple(hashes), old.items + tuple(items)
-        self.set(key, ListState(checkpoint_id, tuple(hashes), tuple(items), checkpoint_id, 0))
+        decodes them again: ``items`` decoded (hash by hash), the small ones of
+        ``objs`` as stored. One entry per (thread, ns): the newest checkpoint's writes."""
+        small = [o for o in objs if len(o.data) <= _SMALL_OBJECT]
+        with self._lock:
+            for tag, hs, vs in (
+                (_WRITES, tuple(hashes), tuple(items)),
+                (_WRITE_OBJECTS, tuple(o.hash for o in small), tuple(small)),
+            ):
+                key = (thread_id, ns, tag)
+                old = self._data.get(key)
+                if not hs:
+                    continue
+                if old is not None and old.version == checkpoint_id and len(old.items) < _MAX_WRITES:
+                    hs, vs = old.hashes + hs, old.items + vs
+                self._set(key, ListState(checkpoint_id, hs, vs, checkpoint_id, 0))
 
     def forget_thread(self, thread_id: str) -> None:
         with self._lock:

@@ -50,7 +50,8 @@ def text_array(items: Sequence[str | None]) -> str:
 
 def bytea_array(items: Iterable[bytes]) -> str:
     """A bytea[] literal of hex elements (the backslash escaped for the array parser)."""
-    return "{%s}" % ",".join("\\\\x" + b.hex() for b in items)
+    hexes = [b.hex() for b in items]
+    return "{\\\\x" + ",\\\\x".join(hexes) + "}" if hexes else "{}"
 
 
 def int_array(items: Iterable[int]) -> str:
