@@ -323,6 +323,66 @@ def test_seed_graph_stores_each_tool_message_once(saver: Any, raw: Raw, mode: st
         assert sum(1 for v in objs.values() if isinstance(v, BaseMessage) and v.id == m.id) == 1, m
 
 
+def test_write_stored_after_the_put_of_its_message_is_repointed(pg_url: str) -> None:
+    """The race behind "two entries per ToolMessage" on a pool: put_writes serializes a
+    ToolMessage before add_messages gives it its id, the put storing the list (with
+    the id) commits on another connection first, and the write lands after it. The
+    write must still end up pointing at the list's object, with no stale copy left.
+    Driven deterministically: the put_writes pauses between serializing and storing."""
+    import threading
+
+    from checkpoint_pg import PostgresSaver
+    from checkpoint_pg.core import ops
+
+    prefix = f"r{secrets.token_hex(4)}_"
+    with PostgresSaver.from_conn_string(pg_url, pool_size=2, prefix=prefix) as saver:
+        saver.setup()
+        t = f"race-{uuid.uuid4().hex[:8]}"
+        config: RunnableConfig = {"configurable": {"thread_id": t, "checkpoint_ns": ""}}
+        question = HumanMessage("weather?", id="q")
+        cp = empty_checkpoint()
+        v1 = saver.get_next_version(None, None)
+        cp["channel_values"] = {"messages": [question]}
+        cp["channel_versions"] = {"messages": v1}
+        config = saver.put(config, cp, {"source": "loop", "step": 0}, {"messages": v1})
+        tool_msg = ToolMessage("sunny", tool_call_id="call-1")  # no id yet
+
+        reached, go = threading.Event(), threading.Event()
+
+        def paused(inner: Any) -> Any:
+            batch = next(inner)  # serialized (without the id) and registered
+            reached.set()
+            assert go.wait(10)
+            while True:
+                result = yield batch
+                try:
+                    batch = inner.send(result)
+                except StopIteration as stop:
+                    return stop.value
+
+        op = paused(ops.put_writes(saver.ctx, config, [("messages", [tool_msg])], "tools-task", ""))
+        writer = threading.Thread(target=saver._run, args=(op,), kwargs={"txn": False, "write": True})
+        writer.start()
+        assert reached.wait(10)
+        tool_msg.id = "tool-msg-1"  # what add_messages does, in place
+        cp2 = empty_checkpoint()
+        v2 = saver.get_next_version(v1, None)
+        cp2["channel_values"] = {"messages": [question, tool_msg]}
+        cp2["channel_versions"] = {"messages": v2}
+        saver.put(config, cp2, {"source": "loop", "step": 1}, {"messages": v2})
+        go.set()
+        writer.join(10)
+        assert not writer.is_alive()
+
+        class _Target:
+            backend, conn_string = "postgres", pg_url
+
+        with raw_for(_Target(), saver) as raw:
+            assert_tool_messages_stored_once(raw, t, expected=1)
+        (write,) = saver.get_tuple(config).pending_writes
+        assert write[2] == [tool_msg] and write[2][0].id == "tool-msg-1"
+
+
 @pytest.mark.parametrize("mode", ["messages", "updates"])
 async def test_seed_graph_async_stores_each_tool_message_once(
     async_saver: Any, saver_target: Any, mode: str

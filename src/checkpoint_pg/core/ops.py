@@ -103,36 +103,66 @@ def _busy(thread_id: str) -> ThreadBusyError:
 
 
 class WrittenMessages:
-    """Messages just saved by put_writes, by object identity, until a put stores them.
+    """Messages saved by put_writes, by object identity, until a put stores them.
 
     LangGraph saves a task's writes on a background thread while its loop
     gives the same message objects their ids (`add_messages`) in place, so a
     write can be serialized before its message got the id the checkpoint's
-    list then holds: two objects for one message. When put finds such a
-    message serialized differently, it repoints the write at the list's
-    object and deletes the stale one (see `put`).
+    list then holds: two objects for one message. The write is then repointed
+    at the list's object and the stale one deleted, by whichever of the two
+    calls finishes second: a put that finds the write already stored, or else
+    the put_writes itself once its write is in (a put may commit first, on
+    another pooled connection).
     """
 
+    PENDING, STORED, CLAIMED = range(3)
+
     def __init__(self, size: int = 10_000) -> None:
-        self._data: OrderedDict[int, tuple[Any, bytes, tuple[str, str, str, str, int], int]] = (
-            OrderedDict()
-        )
+        # id(obj) -> [obj, hash written, write key, position, state, hash the list holds]
+        self._data: OrderedDict[int, list[Any]] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
     def add(self, obj: Any, h: bytes, key: tuple[str, str, str, str, int], pos: int) -> None:
+        """put_writes serialized ``obj`` as ``h`` and is about to store it."""
         with self._lock:
-            self._data[id(obj)] = (obj, h, key, pos)
+            self._data[id(obj)] = [obj, h, key, pos, self.PENDING, None]
             while len(self._data) > self._size:
                 self._data.popitem(last=False)
 
-    def pop(self, obj: Any) -> tuple[bytes, tuple[str, str, str, str, int], int] | None:
+    def stored(self, obj: Any) -> tuple[Any, ...] | None:
+        """put_writes stored ``obj``'s write: the repoint to do now, if a put asked for one."""
         with self._lock:
             entry = self._data.get(id(obj))
             if entry is None or entry[0] is not obj:
                 return None
-            del self._data[id(obj)]
-            return entry[1], entry[2], entry[3]
+            if entry[4] == self.CLAIMED:
+                del self._data[id(obj)]
+                return _fixup(entry)
+            entry[4] = self.STORED
+            return None
+
+    def claim(self, obj: Any, h: bytes) -> tuple[Any, ...] | None:
+        """A put stored ``obj`` as ``h``: the repoint to do now, if its write is in."""
+        with self._lock:
+            entry = self._data.get(id(obj))
+            if entry is None or entry[0] is not obj:
+                return None
+            if entry[1] == h:
+                del self._data[id(obj)]
+                return None
+            entry[5] = h
+            if entry[4] == self.STORED:
+                del self._data[id(obj)]
+                return _fixup(entry)
+            entry[4] = self.CLAIMED  # the put_writes repoints once its write is in
+            return None
+
+
+def _fixup(entry: list[Any]) -> tuple[Any, ...]:
+    """Arguments of `repoint_write` for a WrittenMessages entry."""
+    _, old, (t, ns, cid, task, idx), pos, _, new = entry
+    return (t, ns, cid, task, idx, pos, old, new)
 
 
 @dataclass
@@ -191,7 +221,7 @@ def put(
             scalars.append((row, row_objs))
         if needs is not None:
             required[(ch, needs)] = None
-    fixups = _stale_writes(ctx, values, rows) if _BaseMessage is not None else []
+    listed = _listed_messages(values, rows) if _BaseMessage is not None else []
     for ch, ver in versions.items():
         if ch not in new_versions and ch in values:
             # a value carried over from an earlier checkpoint must still be stored
@@ -234,15 +264,15 @@ def put(
             raise _busy(t)
     yield Batch(stmts, fetch=False)
     ctx.cache.remember_scalars(t, ns, scalars)
+    # after the list's objects are stored: a write still pending repoints itself
+    fixups = [f for item, h in listed if (f := ctx.written.claim(item, h)) is not None]
     if fixups:
         yield Batch([s for f in fixups for s in ctx.sql.repoint_write(*f)], fetch=False)
     return checkpoint_config(t, ns, cid)
 
 
-def _stale_writes(
-    ctx: Ctx, values: Mapping[str, Any], rows: Sequence[ValueRow]
-) -> list[tuple[Any, ...]]:
-    """Writes whose message was serialized before it got the id the list now holds."""
+def _listed_messages(values: Mapping[str, Any], rows: Sequence[ValueRow]) -> list[tuple[Any, bytes]]:
+    """(message, hash) of the messages a put stores in its new list or scalar rows."""
     out = []
     for row in rows:
         value = values[row.channel]
@@ -252,12 +282,7 @@ def _stale_writes(
         items = value if type(value) is list else [value]
         if row.kind == KIND.DELTA:
             items = items[len(items) - len(hashes) :] if hashes else []
-        for item, h in zip(items, hashes):
-            if isinstance(item, _BaseMessage):
-                seen = ctx.written.pop(item)
-                if seen is not None and seen[0] != h:
-                    (wt, wns, wcid, wtask, widx), pos = seen[1], seen[2]
-                    out.append((wt, wns, wcid, wtask, widx, pos, seen[0], h))
+        out.extend((item, h) for item, h in zip(items, hashes) if isinstance(item, _BaseMessage))
     return out
 
 
@@ -270,7 +295,7 @@ def put_writes(
 ) -> Op:
     """Store a task's writes as given (no ids assigned: LangGraph's `add_messages`
     does that on another thread). A write serialized before its message got its
-    id is repointed by the put that stores the message (see `WrittenMessages`)."""
+    id is repointed at the object the put stores (see `WrittenMessages`)."""
     target = target_of(config, need_checkpoint_id=True)
     assert target.checkpoint_id is not None
     check_text(task_id, "task_id")
@@ -287,6 +312,7 @@ def put_writes(
     # without an id yet: add_messages gives it one in place, after it was hashed.
     w_hashes: list[bytes] = []
     w_items: list[Any] = []
+    registered: list[Any] = []
     for idx, (channel, value) in enumerate(writes):
         enc: EncodedValue = ctx.codec.encode(value)
         key = WRITES_IDX_MAP.get(channel, idx)
@@ -296,6 +322,7 @@ def put_writes(
             for pos, (item, h) in enumerate(zip(items, enc.hashes)):
                 if isinstance(item, _BaseMessage):
                     ctx.written.add(item, h, wkey, pos)
+                    registered.append(item)
                     if item.id is not None:
                         w_hashes.append(h)
                         w_items.append(item)
@@ -311,6 +338,10 @@ def put_writes(
         ),
         fetch=False,
     )
+    # a put that stored a message of these writes under its later id meanwhile
+    fixups = [f for item in registered if (f := ctx.written.stored(item)) is not None]
+    if fixups:
+        yield Batch([s for f in fixups for s in ctx.sql.repoint_write(*f)], fetch=False)
     # the other values of the writes: their stored bytes, decoded afresh when read
     as_items = set(w_hashes)
     ctx.cache.remember_writes(
