@@ -674,18 +674,16 @@ def list_page(
             raise ConfigError(f"filter must be a dict with str keys, got {filter!r}")
         filter = dict(filter)
     page = LIST_PAGE if limit is None else min(limit, LIST_PAGE)
-    (cps,) = yield Batch(
-        [
-            ctx.sql.select_checkpoints(
-                thread_id=thread_id,
-                ns=ns,
-                checkpoint_id=cid,
-                before=before_id,
-                filter=filter,
-                limit=page,
-                after=after,
-            )
-        ]
+    *_, cps = yield Batch(
+        ctx.sql.select_checkpoints(
+            thread_id=thread_id,
+            ns=ns,
+            checkpoint_id=cid,
+            before=before_id,
+            filter=filter,
+            limit=page,
+            after=after,
+        )
     )
     if not cps:
         return [], None

@@ -315,7 +315,8 @@ class PostgresSQL:
         filter: dict[str, Any] | None,
         limit: int | None,
         after: tuple[str, str, str] | None = None,
-    ) -> Stmt:
+    ) -> list[Stmt]:
+        """A page of checkpoints, newest first (the last statement returns the rows)."""
         where: list[str] = []
         p: dict[str, Any] = {}
         if thread_id is not None:
@@ -343,7 +344,13 @@ class PostgresSQL:
         if limit is not None:
             sql += " LIMIT %(limit)s"
             p["limit"] = limit
-        return Stmt(sql, p)
+        if thread_id is not None:
+            return [Stmt(sql, p)]
+        # Across threads, walk the index in list order (recent_idx) and stop at the
+        # limit. How selective a metadata filter is, the planner only guesses: from
+        # some ANALYZE samples it chose to sort the whole table instead (38 ms for
+        # 100,000 checkpoints against 3-5 ms). The read runs in a transaction.
+        return [Stmt("SET LOCAL enable_sort = off", {}), Stmt(sql, p)]
 
     def select_values(self, keys: Sequence[tuple[str, str, str, str]]) -> list[Stmt]:
         """Values by (thread, ns, channel, version); rows (thread, ns, *VALUE_COLS)."""

@@ -290,7 +290,8 @@ class SqliteSQL:
         filter: dict[str, Any] | None,
         limit: int | None,
         after: tuple[str, str, str] | None = None,
-    ) -> Stmt:
+    ) -> list[Stmt]:
+        """A page of checkpoints, newest first (the last statement returns the rows)."""
         where: list[str] = []
         p: dict[str, Any] = {}
         if thread_id is not None:
@@ -318,7 +319,7 @@ class SqliteSQL:
         if limit is not None:
             sql += " LIMIT :limit"
             p["limit"] = limit
-        return Stmt(sql, p)
+        return [Stmt(sql, p)]
 
     @staticmethod
     def _filter_clause(i: int, key: str, value: Any, p: dict[str, Any]) -> str:
