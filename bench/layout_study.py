@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--turns", type=int, default=200)
     p.add_argument("--pg-url", default=common.DEFAULT_PG_URL)
-    p.add_argument("--incumbent-from", default="lt_s2b",
+    p.add_argument("--incumbent-from", default="lt_s3",
                    help="bench/results/<name>.json of bench.long_thread with lg-pg at the same turns")
     p.add_argument("--out", default="layout_study",
                    help="results name (bench/results/<out>.json) or a path (<out>.json)")
