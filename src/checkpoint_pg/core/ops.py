@@ -674,6 +674,10 @@ def list_page(
             raise ConfigError(f"filter must be a dict with str keys, got {filter!r}")
         filter = dict(filter)
     page = LIST_PAGE if limit is None else min(limit, LIST_PAGE)
+    if thread_id is not None and cid is None and ctx.sql.single_statement:
+        return (
+            yield from _list_thread_page(ctx, memo, thread_id, ns, before_id, filter, page, after)
+        )
     *_, cps = yield Batch(
         ctx.sql.select_checkpoints(
             thread_id=thread_id,
@@ -696,6 +700,68 @@ def list_page(
     last = cps[-1]
     nxt = (last[2], last[1], last[0]) if len(cps) == page else None
     return out, nxt
+
+
+def list_in_one_statement(ctx: Ctx, config: RunnableConfig | None) -> bool:
+    """Whether each page of ``list(config)`` is one statement (so needs no transaction)."""
+    if config is None or not ctx.sql.single_statement:
+        return False
+    conf = config.get("configurable") or {}
+    return conf.get("thread_id") is not None and conf.get("checkpoint_id") is None
+
+
+def _list_thread_page(
+    ctx: Ctx,
+    memo: Memo,
+    t: str,
+    ns: str | None,
+    before: str | None,
+    filter: dict[str, Any] | None,
+    page: int,
+    after: tuple[str, str, str] | None,
+) -> Op:
+    """A page of one thread on Postgres: its checkpoints, values, writes and the
+    objects this listing has not had yet, from one call of the list_thread function."""
+    known = [h for (owner, h) in memo.raw if owner == t]
+    stmt = ctx.sql.list_thread_stmt(
+        t,
+        ns,
+        before,
+        (after[0], after[1]) if after is not None else None,
+        filter,
+        page,
+        known,
+    )
+    (rows,) = yield Batch([stmt])
+    heads = []
+    loaded: dict[tuple[str, str], _Loaded] = defaultdict(_Loaded)
+    for tag, row_ns, a, b, c, d, e, n, k, r, h in rows:
+        if tag == 0:
+            heads.append((a, row_ns, b, c, d))
+            loaded[(t, row_ns)]  # noqa: B018 - every namespace listed gets its entry
+        elif tag == 1:
+            ld = loaded[(t, row_ns)]
+            ld.values[a][b] = (k, c, bytes(r))
+            ld.roots[(a, b)] = d
+        elif tag == 2:
+            loaded[(t, row_ns)].writes[a].append((b, n, c, d, k, bytes(r)))
+        else:
+            memo.raw[(t, bytes(h))] = (a, bytes(r))
+    if not heads:
+        return [], None
+    heads.sort(reverse=True)  # newest first: by id, then namespace, as the page was cut
+    parsed = [(t, hns, hid, parent, _parse_doc(doc)) for hid, hns, parent, doc, _ in heads]
+    if all(type(v) is str for *_, doc in parsed for v in doc.get("channel_versions", {}).values()):
+        yield from _complete_rows(ctx, memo, loaded)
+    else:
+        # the function matches versions stored as JSON strings only
+        loaded = yield from _load_rows(ctx, memo, parsed)
+    out = [
+        _build(ctx, memo, t, hns, hid, parent, doc, _loads_md(head[4]), loaded[(t, hns)], False)
+        for (_, hns, hid, parent, doc), head in zip(parsed, heads)
+    ]
+    last = heads[-1]
+    return out, ((last[0], last[1], t) if len(heads) == page else None)
 
 
 def get_delta_channel_history(ctx: Ctx, config: RunnableConfig, channels: Sequence[str]) -> Op:

@@ -194,7 +194,8 @@ class AsyncSaver(SaverBase):
                     before=before,
                     limit=remaining,
                     after=after,
-                )
+                ),
+                txn=not ops.list_in_one_statement(self.ctx, config),
             )
             for item in items:
                 yield item

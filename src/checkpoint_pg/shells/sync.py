@@ -103,7 +103,8 @@ class SyncSaver(SaverBase):
                     before=before,
                     limit=remaining,
                     after=after,
-                )
+                ),
+                txn=not ops.list_in_one_statement(self.ctx, config),
             )
             yield from items
             if remaining is not None:

@@ -1,4 +1,4 @@
-"""Postgres functions for the hot path: get_tuple, put and put_writes.
+"""Postgres functions for the hot path: get_tuple, list_thread, put and put_writes.
 
 Every call of these operations would otherwise be planned anew, since the
 savers never prepare statements (PgBouncer in transaction mode forbids them).
@@ -32,6 +32,16 @@ if TYPE_CHECKING:
 # argument name -> SQL type, in call order, per function
 SIGNATURES: dict[str, list[tuple[str, str]]] = {
     "get_tuple": [("t", "text"), ("ns", "text"), ("id", "text"), ("known", "bytea")],
+    "list_thread": [
+        ("t", "text"),
+        ("ns", "text"),
+        ("hi", "text"),
+        ("a_id", "text"),
+        ("a_ns", "text"),
+        ("filter", "jsonb"),
+        ("limit", "int"),
+        ("known", "bytea"),
+    ],
     "put": [
         ("t", "text"),
         ("tmd", "text"),
@@ -80,6 +90,10 @@ SIGNATURES: dict[str, list[tuple[str, str]]] = {
 _GET_TUPLE_COLUMNS = (
     "o_tag int, o_a text, o_b text, o_c text, o_d text, o_n int, o_k int, o_r bytea, o_h bytea"
 )
+_LIST_THREAD_COLUMNS = (
+    "o_tag int, o_ns text, o_a text, o_b text, o_c text, o_d text, o_e text, o_n int, o_k int, "
+    "o_r bytea, o_h bytea"
+)
 _PARAM = re.compile(r"%\((\w+)\)s")
 
 # The lease rule of core/lease.py `verdict`, on the thread row the function has
@@ -107,6 +121,7 @@ class Functions:
         schema = f"{quote(tables.schema)}." if tables.schema else ""
         self.names = {name: f"{schema}{quote(tables.prefix + name)}" for name in SIGNATURES}
         self.get_tuple = self.names["get_tuple"]
+        self.list_thread = self.names["list_thread"]
         # built once: put and put_writes call these on every step
         self._calls = {
             name: "SELECT {}({})".format(
@@ -134,6 +149,16 @@ class Functions:
             f"IF p_id IS NULL THEN RETURN QUERY {body(sql.get_tuple_sql(False))};\n"
             f"ELSE RETURN QUERY {body(sql.get_tuple_sql(True))};\nEND IF;\nEND\n$fn$"
         )
+        # three plans, each cached: the namespace given (with or without an upper
+        # bound on ids, which walks the primary key backwards) or not (sorted)
+        list_thread = (
+            f"CREATE OR REPLACE FUNCTION {self.names['list_thread']}({args('list_thread')}) "
+            f"RETURNS TABLE ({_LIST_THREAD_COLUMNS}) LANGUAGE plpgsql STABLE AS $fn$\n"
+            "#variable_conflict use_column\nBEGIN\n"
+            f"IF p_ns IS NULL THEN RETURN QUERY {body(sql.list_thread_sql('all'))};\n"
+            f"ELSIF p_hi IS NULL THEN RETURN QUERY {body(sql.list_thread_sql('ns'))};\n"
+            f"ELSE RETURN QUERY {body(sql.list_thread_sql('ns_hi'))};\nEND IF;\nEND\n$fn$"
+        )
         put = (
             f"CREATE OR REPLACE FUNCTION {self.names['put']}({args('put')}) "
             "RETURNS void LANGUAGE plpgsql AS $fn$\n#variable_conflict use_column\n"
@@ -159,7 +184,7 @@ class Functions:
             + f"IF p_special THEN {body(sql.insert_writes_sql(True))};\n"
             + f"ELSE {body(sql.insert_writes_sql(False))};\nEND IF;\nEND\n$fn$"
         )
-        return [get_tuple, put, put_writes]
+        return [get_tuple, list_thread, put, put_writes]
 
     def drop(self) -> list[str]:
         return [

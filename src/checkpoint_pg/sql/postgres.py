@@ -200,6 +200,22 @@ class PostgresSQL:
             "OFFSET 0) AS o"
         )
 
+        # The hashes in every refs of ``vals`` and ``w``, less those in ``known``,
+        # cut from all refs at once. generate_series sits inside ARRAY(...), so
+        # the generic plan takes unnest's small estimate, not generate_series'
+        # 1,000 rows per call (hash tables for 20,000 rows); no PL/pgSQL helper
+        # either (~10 us per call).
+        self._todo_objects = (
+            "hs AS (SELECT DISTINCT h FROM unnest(ARRAY(SELECT substring(x.a FROM g * 16 + 1 FOR 16) "
+            "FROM (SELECT string_agg(refs, ''::bytea) AS a FROM "
+            "(SELECT refs FROM vals UNION ALL SELECT refs FROM w) AS y) AS x, "
+            "generate_series(0, length(x.a) / 16 - 1) AS g)) AS h), "
+            "todo AS (SELECT hs.h FROM hs LEFT JOIN unnest(ARRAY("
+            "SELECT substring(%(known)s::bytea FROM g * 16 + 1 FOR 16) "
+            "FROM generate_series(0, length(%(known)s::bytea) / 16 - 1) AS g)) AS k(h) "
+            "ON k.h = hs.h WHERE k.h IS NULL) "
+        )
+
     # -- writes -----------------------------------------------------------------
 
     def insert_writes_sql(self, special: bool) -> str:
@@ -398,18 +414,7 @@ class PostgresSQL:
             "SELECT task_id, idx, channel, task_path, kind, refs "
             f"FROM {n.writes} WHERE thread_id = %(t)s AND checkpoint_ns = %(ns)s "
             "AND checkpoint_id = cp.checkpoint_id OFFSET 0) AS w), "
-            # Every hash cut from all refs at once. generate_series sits inside
-            # ARRAY(...), so the generic plan takes unnest's small estimate, not
-            # generate_series' 1,000 rows per call (hash tables for 20,000 rows);
-            # no PL/pgSQL helper either (~10 us per call).
-            "hs AS (SELECT DISTINCT h FROM unnest(ARRAY(SELECT substring(x.a FROM g * 16 + 1 FOR 16) "
-            "FROM (SELECT string_agg(refs, ''::bytea) AS a FROM "
-            "(SELECT refs FROM vals UNION ALL SELECT refs FROM w) AS y) AS x, "
-            "generate_series(0, length(x.a) / 16 - 1) AS g)) AS h), "
-            "todo AS (SELECT hs.h FROM hs LEFT JOIN unnest(ARRAY("
-            "SELECT substring(%(known)s::bytea FROM g * 16 + 1 FOR 16) "
-            "FROM generate_series(0, length(%(known)s::bytea) / 16 - 1) AS g)) AS k(h) "
-            "ON k.h = hs.h WHERE k.h IS NULL) "
+            f"{self._todo_objects}"
             "SELECT 0, checkpoint_id, parent_checkpoint_id, checkpoint, metadata::text, "
             "NULL::int, NULL::int, NULL::bytea, NULL::bytea FROM cp "
             "UNION ALL SELECT 1, channel, version, base_version, NULL, NULL, kind, refs, NULL FROM vals "
@@ -421,6 +426,92 @@ class PostgresSQL:
         # OFFSET 0 keeps each LATERAL a per-key index lookup (no pull-up into a
         # hash join over the whole thread when statistics are missing or stale).
         return sql
+
+    def list_thread_sql(self, shape: str) -> str:
+        """A page of one thread's checkpoints with everything they need, at once.
+
+        ``shape``: ``ns`` (one namespace, no bound), ``ns_hi`` (one namespace,
+        ids below ``%(hi)s``: ``before`` and the keyset of the previous page in
+        one bound) or ``all`` (every namespace; sorted, as a thread has few).
+        Rows are tagged like get_tuple's and lead with the namespace: 0 checkpoint
+        (id, parent, document, metadata), 1 channel value (channel, version,
+        base, root, kind, refs), 2 write (checkpoint id, task, channel, path,
+        idx, kind, refs), 3 object (type, data, hash). Values shared by the
+        page's checkpoints, and objects, come once; objects in ``known`` (sent by
+        an earlier page of the same listing) not at all.
+        """
+        n = self.n
+        md = "(%(filter)s::jsonb IS NULL OR metadata @> %(filter)s::jsonb)"
+        cols = "checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata"
+        if shape == "all":
+            cp = (
+                f"SELECT {cols} FROM {n.checkpoints} WHERE thread_id = %(t)s "
+                "AND (%(hi)s::text IS NULL OR checkpoint_id < %(hi)s) "
+                "AND (%(a_id)s::text IS NULL OR (checkpoint_id, checkpoint_ns) < (%(a_id)s, %(a_ns)s)) "
+                f"AND {md} ORDER BY checkpoint_id DESC, checkpoint_ns DESC LIMIT %(limit)s"
+            )
+        else:
+            bound = " AND checkpoint_id < %(hi)s" if shape == "ns_hi" else ""
+            cp = (
+                f"SELECT {cols} FROM {n.checkpoints} WHERE thread_id = %(t)s "
+                f"AND checkpoint_ns = %(ns)s{bound} AND {md} "
+                "ORDER BY checkpoint_id DESC LIMIT %(limit)s"
+            )
+        vcols = "channel, version, kind, base_version, root_version, refs"
+        return (
+            f"WITH cp AS ({cp}), "
+            "keys AS (SELECT DISTINCT cp.checkpoint_ns AS ns, q.ch, q.ver FROM cp, "
+            "json_each_text(cp.checkpoint::json -> 'channel_versions') AS q(ch, ver)), "
+            f"direct AS (SELECT k.ns, v.* FROM keys AS k, LATERAL (SELECT {vcols} "
+            f"FROM {n.values} WHERE thread_id = %(t)s AND checkpoint_ns = k.ns "
+            "AND channel = k.ch AND version = k.ver OFFSET 0) AS v), "
+            # the delta chains of the page overlap (versions of one list): UNION
+            # sends each stored version once
+            "vals AS (SELECT * FROM direct UNION SELECT d.ns, c.* FROM direct AS d, LATERAL ("
+            f"SELECT {vcols} FROM {n.values} WHERE thread_id = %(t)s AND checkpoint_ns = d.ns "
+            "AND channel = d.channel AND version >= d.root_version AND version < d.version "
+            f"OFFSET 0) AS c WHERE d.kind = {KIND.DELTA}), "
+            "w AS (SELECT cp.checkpoint_ns AS ns, cp.checkpoint_id AS cid, w.* FROM cp, LATERAL ("
+            f"SELECT task_id, idx, channel, task_path, kind, refs FROM {n.writes} "
+            "WHERE thread_id = %(t)s AND checkpoint_ns = cp.checkpoint_ns "
+            "AND checkpoint_id = cp.checkpoint_id OFFSET 0) AS w), "
+            f"{self._todo_objects}"
+            "SELECT 0, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, "
+            "metadata::text, NULL, NULL::int, NULL::int, NULL::bytea, NULL::bytea FROM cp "
+            "UNION ALL SELECT 1, ns, channel, version, base_version, root_version, NULL, NULL, "
+            "kind, refs, NULL FROM vals "
+            "UNION ALL SELECT 2, ns, cid, task_id, channel, task_path, NULL, idx, kind, refs, NULL "
+            "FROM w "
+            "UNION ALL SELECT 3, NULL, o.type, NULL, NULL, NULL, NULL, NULL, NULL, o.data, o.hash "
+            f"FROM todo, LATERAL (SELECT hash, type, data FROM {n.objects} WHERE thread_id = %(t)s "
+            "AND hash = todo.h OFFSET 0) AS o"
+        )
+
+    def list_thread_stmt(
+        self,
+        t: str,
+        ns: str | None,
+        before: str | None,
+        after: tuple[str, str] | None,
+        filter: dict[str, Any] | None,
+        limit: int,
+        known: Sequence[bytes],
+    ) -> Stmt:
+        """Call the list_thread function: one page of one thread in one round trip."""
+        hi, a_id, a_ns = before, None, None
+        if after is not None:
+            if ns is not None:
+                # within one namespace the keyset is an id bound like ``before``
+                hi = after[0] if hi is None or after[0] < hi else hi
+            else:
+                a_id, a_ns = after
+        return Stmt(
+            f"SELECT * FROM {self.fn.list_thread}(%(t)s, %(ns)s, %(hi)s, %(a_id)s, %(a_ns)s, "
+            "%(filter)s::jsonb, %(limit)s, %(known)s)",
+            {"t": t, "ns": ns, "hi": hi, "a_id": a_id, "a_ns": a_ns,
+             "filter": json.dumps(filter) if filter else None,
+             "limit": limit, "known": b"".join(known)},
+        )
 
     def get_tuple_stmt(self, t: str, ns: str, cid: str | None, known: Sequence[bytes] = ()) -> Stmt:
         """Call the get_tuple function (functions.py): its plan is cached by the server."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 from alembic import op
 
 from checkpoint_pg.migrations import current_tables
-from checkpoint_pg.migrations.frozen import FUNCTIONS_0003, render
+from checkpoint_pg.migrations.frozen import FUNCTIONS_0003, FUNCTIONS_0005, render
 
 revision = "0005"
 down_revision = "0004"
@@ -28,12 +28,9 @@ depends_on = None
 def upgrade() -> None:
     if op.get_context().dialect.name != "postgresql":
         return  # SQLite has no functions: its statements live in the code
-    from checkpoint_pg.sql.postgres import PostgresSQL
-
     t = current_tables()
-    sql = PostgresSQL(t)
-    for ddl in sql.fn.ddl(sql):
-        op.execute(ddl)
+    for ddl in FUNCTIONS_0005:  # as written (frozen.py), not the current code's
+        op.execute(render(ddl, t))
     op.execute(render("DROP FUNCTION IF EXISTS tplschema.tplprefix_split_refs(bytea)", t))
 
 
