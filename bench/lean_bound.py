@@ -1,0 +1,212 @@
+"""How fast could any Postgres saver be on short threads? A measured bound.
+
+Issue 6 asks for 1.5x the incumbent's steps/s on one connection. The floor
+(bench/floor.py) counts only the database: two durable commits and one read.
+This adds the client: a ``lean`` saver that does the least any saver must do
+for the short-thread step (put + put_writes + get_tuple) and nothing more:
+
+- put: serialize the whole checkpoint (values included) with the saver's
+  serializer and insert it as one row; no deduplication, no thread row, no
+  lease, no completeness check, no listing index;
+- put_writes: one multi-row INSERT of the serialized writes;
+- get_tuple: one SELECT of the newest row with its writes, deserialized.
+
+It runs the workload of bench.short_threads (sync-1 and async-1) on the same
+Postgres, alternating with langgraph-checkpoint-postgres and ours in the same
+run. The lean saver is a yardstick only: it cannot list, delete or migrate
+and stores every message again in every checkpoint.
+
+    python -m bench.lean_bound                 # 300 threads x 6 steps, 3 rounds
+    python -m bench.lean_bound --threads 1000 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+
+from bench import common
+from bench.common import ScratchDB, fmt_ratio, print_table
+from bench.short_threads import Lat, async_threads, sync_threads
+
+SAVERS = ("lg-pg", "lean", "ours-pg")
+
+_DDL = (
+    "CREATE TABLE lean_cp (t text, ns text, id text, parent text, cp bytea, md jsonb, "
+    "PRIMARY KEY (t, ns, id))",
+    "CREATE TABLE lean_w (t text, ns text, cid text, task text, idx int, ch text, ty text, "
+    "v bytea, PRIMARY KEY (t, ns, cid, task, idx))",
+)
+_PUT = "INSERT INTO lean_cp VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+_WRITE_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s)"
+_GET = (
+    "SELECT c.id, c.parent, c.cp, c.md, "
+    "(SELECT array_agg(ARRAY[w.task, w.ch, w.ty] ORDER BY w.task, w.idx) FROM lean_w w "
+    "WHERE w.t = c.t AND w.ns = c.ns AND w.cid = c.id), "
+    "(SELECT array_agg(w.v ORDER BY w.task, w.idx) FROM lean_w w "
+    "WHERE w.t = c.t AND w.ns = c.ns AND w.cid = c.id) "
+    "FROM lean_cp c WHERE c.t = %s AND c.ns = %s ORDER BY c.id DESC LIMIT 1"
+)
+
+
+class _Lean(BaseCheckpointSaver):
+    """The least a saver must do per call (see the module docstring)."""
+
+    def __init__(self, conn: Any) -> None:
+        super().__init__()
+        self.conn = conn
+
+    def _put_args(self, config: Any, checkpoint: Any, metadata: Any) -> tuple[tuple[Any, ...], Any]:
+        c = config["configurable"]
+        ns = c.get("checkpoint_ns", "")
+        _, data = self.serde.dumps_typed(checkpoint)
+        args = (c["thread_id"], ns, checkpoint["id"], c.get("checkpoint_id"), data, json.dumps(metadata))
+        out = {"configurable": {"thread_id": c["thread_id"], "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
+        return args, out
+
+    def _writes_args(self, config: Any, writes: Any, task_id: str) -> tuple[str, list[Any]]:
+        c = config["configurable"]
+        rows: list[Any] = []
+        for i, (ch, v) in enumerate(writes):
+            ty, data = self.serde.dumps_typed(v)
+            rows += [c["thread_id"], c["checkpoint_ns"], c["checkpoint_id"], task_id, i, ch, ty, data]
+        sql = "INSERT INTO lean_w VALUES " + ", ".join([_WRITE_ROW] * len(writes)) + " ON CONFLICT DO NOTHING"
+        return sql, rows
+
+    def _tuple(self, config: Any, row: Any) -> CheckpointTuple | None:
+        if row is None:
+            return None
+        cid, _, data, md, heads, blobs = row
+        checkpoint = self.serde.loads_typed(("msgpack", data))
+        writes = [(h[0], h[1], self.serde.loads_typed((h[2], v))) for h, v in zip(heads or [], blobs or [])]
+        return CheckpointTuple(config, checkpoint, md, None, writes)
+
+    def put(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        args, out = self._put_args(config, checkpoint, metadata)
+        self.conn.execute(_PUT, args)
+        return out
+
+    def put_writes(self, config: Any, writes: Any, task_id: str, task_path: str = "") -> None:
+        self.conn.execute(*self._writes_args(config, writes, task_id))
+
+    def get_tuple(self, config: Any) -> CheckpointTuple | None:
+        c = config["configurable"]
+        row = self.conn.execute(_GET, (c["thread_id"], c.get("checkpoint_ns", ""))).fetchone()
+        return self._tuple(config, row)
+
+    async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        args, out = self._put_args(config, checkpoint, metadata)
+        await self.conn.execute(_PUT, args)
+        return out
+
+    async def aput_writes(self, config: Any, writes: Any, task_id: str, task_path: str = "") -> None:
+        await self.conn.execute(*self._writes_args(config, writes, task_id))
+
+    async def aget_tuple(self, config: Any) -> CheckpointTuple | None:
+        c = config["configurable"]
+        cur = await self.conn.execute(_GET, (c["thread_id"], c.get("checkpoint_ns", "")))
+        return self._tuple(config, await cur.fetchone())
+
+
+def _run_sync(name: str, url: str, threads: int, steps: int) -> tuple[float, Lat]:
+    import psycopg
+
+    from bench.savers import open_sync
+
+    lat = Lat()
+    if name == "lean":
+        with psycopg.connect(url, autocommit=True) as conn:
+            for ddl in _DDL:
+                conn.execute(ddl)
+            saver: Any = _Lean(conn)
+            t0 = time.perf_counter()
+            sync_threads(saver, "t", range(threads), steps, lat)
+            return time.perf_counter() - t0, lat
+    with open_sync(name, url) as saver:
+        t0 = time.perf_counter()
+        sync_threads(saver, "t", range(threads), steps, lat)
+        return time.perf_counter() - t0, lat
+
+
+async def _run_async(name: str, url: str, threads: int, steps: int) -> tuple[float, Lat]:
+    import psycopg
+
+    from bench.savers import open_async
+
+    lat = Lat()
+    if name == "lean":
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            for ddl in _DDL:
+                await conn.execute(ddl)
+            saver: Any = _Lean(conn)
+            t0 = time.perf_counter()
+            await async_threads(saver, "t", range(threads), steps, lat)
+            return time.perf_counter() - t0, lat
+    async with open_async(name, url) as saver:
+        t0 = time.perf_counter()
+        await async_threads(saver, "t", range(threads), steps, lat)
+        return time.perf_counter() - t0, lat
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=300)
+    p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--rounds", type=int, default=3, help="alternations of the three savers per mode")
+    p.add_argument("--pg-url", default=common.DEFAULT_PG_URL)
+    p.add_argument("--out", default="lean_bound", help="results name (bench/results/<out>.json) or a path")
+    args = p.parse_args(argv)
+    t_start = time.perf_counter()
+    rates: dict[str, dict[str, list[float]]] = {}
+    for mode in ("sync-1", "async-1"):
+        for r in range(args.rounds):
+            for name in SAVERS:
+                with ScratchDB(args.pg_url, f"lean_{name.replace('-', '_')}") as db:
+                    if mode == "sync-1":
+                        wall, lat = _run_sync(name, db.url, args.threads, args.steps)
+                    else:
+                        wall, lat = asyncio.run(_run_async(name, db.url, args.threads, args.steps))
+                if lat.bad:
+                    raise SystemExit(f"{name} {mode}: {lat.bad} reads did not return the step just written")
+                rate = args.threads * args.steps / wall
+                rates.setdefault(mode, {}).setdefault(name, []).append(rate)
+                print(f"[{mode} round {r + 1}] {name:8s} {rate:7.1f} steps/s", flush=True)
+    rows, summary = [], {}
+    for mode, by_saver in rates.items():
+        med = {name: statistics.median(v) for name, v in by_saver.items()}
+        summary[mode] = {"steps_per_s": med, "runs": by_saver}
+        rows.append([
+            mode,
+            *(f"{med[n]:,.0f}" for n in SAVERS),
+            fmt_ratio(med["lean"] / med["lg-pg"]),
+            fmt_ratio(med["ours-pg"] / med["lg-pg"]),
+            fmt_ratio(min(v / i for v, i in zip(by_saver["lean"], by_saver["lg-pg"]))),
+            fmt_ratio(max(v / i for v, i in zip(by_saver["lean"], by_saver["lg-pg"]))),
+        ])
+    table = print_table(
+        ["mode", "lg-pg steps/s", "lean steps/s", "ours-pg steps/s", "lean / lg-pg", "ours / lg-pg",
+         "lean/lg-pg min", "max"],
+        rows,
+        title=f"lean bound: {args.threads} threads x {args.steps} steps, median of {args.rounds} "
+        "alternating rounds (min/max: the lean saver's ratio in single rounds)",
+    )
+    data = {
+        "benchmark": "lean_bound",
+        "meta": common.run_meta(args),
+        "modes": summary,
+        "wall_s": time.perf_counter() - t_start,
+        "table": table,
+    }
+    path = common.write_results(args.out, data)
+    print(f"\nwrote {common.shown(path)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
