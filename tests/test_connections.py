@@ -617,63 +617,107 @@ async def test_async_postgres_saver_round_trips_per_call(pg_url: str, round_trip
             assert tup.checkpoint["channel_values"]["messages"] == msgs
 
 
+def _fill_listing_thread(saver: Any) -> dict[str, RunnableConfig]:
+    """Thread "lt": 130 root checkpoints with a growing message list, 3 in a subgraph."""
+    configs: dict[str, RunnableConfig] = {}
+    for ns, n in (("", 130), ("child:1", 3)):
+        config: RunnableConfig = {"configurable": {"thread_id": "lt", "checkpoint_ns": ns}}
+        msgs: list[Any] = [HumanMessage("hello", id=f"h{ns}")]
+        versions = None
+        for i in range(n):
+            msgs = msgs + [AIMessage(f"reply {i}", id=f"a{ns}{i}")]
+            cp, versions = _checkpoint(saver, versions, msgs)
+            md = {"source": "loop", "step": i, "even": i % 2 == 0}
+            config = saver.put(config, cp, md, versions)
+            saver.put_writes(config, [("n", i), ("messages", [msgs[-1]])], f"task-{i}")
+        configs[ns] = {"configurable": {"thread_id": "lt", "checkpoint_ns": ns}}
+    return configs
+
+
+def _check_thread_listing(saver: Any, listed: Any) -> None:
+    """``listed(config, pages, **kw)`` lists and checks the cost of ``pages`` pages."""
+    configs = _fill_listing_thread(saver)
+    root = listed(configs[""], 2)
+    assert [t.metadata["step"] for t in root] == list(range(129, -1, -1))
+    for tup in root:
+        assert tup == saver.get_tuple(tup.config)
+        assert len(tup.checkpoint["channel_values"]["messages"]) == tup.metadata["step"] + 2
+    assert listed(configs[""], 2, before=root[10].config) == root[11:]
+    assert listed(configs[""], 1, limit=7) == root[:7]
+    evens = listed(configs[""], 1, filter={"even": True}, limit=5)
+    assert evens == [t for t in root if t.metadata["even"]][:5]
+    whole: RunnableConfig = {"configurable": {"thread_id": "lt"}}
+    everything = listed(whole, 2)
+    assert len(everything) == 133
+    keys = [(t.config["configurable"]["checkpoint_id"], t.config["configurable"]["checkpoint_ns"]) for t in everything]
+    assert keys == sorted(keys, reverse=True)
+    assert [t for t in everything if t.config["configurable"]["checkpoint_ns"] == ""] == root
+    cut = everything[40].config["configurable"]["checkpoint_id"]
+    older = [t for t in everything if t.config["configurable"]["checkpoint_id"] < cut]
+    assert listed(whole, 1, before=everything[40].config) == older
+    odd = listed(whole, 1, filter={"even": False}, limit=70)
+    assert odd == [t for t in everything if not t.metadata["even"]][:70]
+    child = listed(configs["child:1"], 1)
+    assert [t.metadata["step"] for t in child] == [2, 1, 0]
+    assert child == [t for t in everything if t.config["configurable"]["checkpoint_ns"] == "child:1"]
+
+
 def test_postgres_thread_listing_reads_a_page_in_one_round_trip(
     pg_url: str, round_trips: RoundTrips
 ) -> None:
     """list(config) of one thread reads each page (up to 100 checkpoints) with one
     call of the list_thread function, with or without a namespace, ``before``, a
     filter or a limit. Every listed tuple equals what get_tuple reads for it, on
-    both sides of the page cut (where list deltas continue and objects sent with
-    the first page are not sent again)."""
+    both sides of the page cut (where list deltas continue), and the objects a
+    listing already has are not sent again."""
+    import psycopg
+
     from checkpoint_pg import PostgresSaver
 
     with PostgresSaver.from_conn_string(pg_url, prefix=prefix()) as saver:
         saver.setup()
-        configs: dict[str, RunnableConfig] = {}
-        for ns, n in (("", 130), ("child:1", 3)):
-            config: RunnableConfig = {"configurable": {"thread_id": "lt", "checkpoint_ns": ns}}
-            msgs: list[Any] = [HumanMessage("hello", id=f"h{ns}")]
-            versions = None
-            for i in range(n):
-                msgs = msgs + [AIMessage(f"reply {i}", id=f"a{ns}{i}")]
-                cp, versions = _checkpoint(saver, versions, msgs)
-                md = {"source": "loop", "step": i, "even": i % 2 == 0}
-                config = saver.put(config, cp, md, versions)
-                saver.put_writes(config, [("n", i), ("messages", [msgs[-1]])], f"task-{i}")
-            configs[ns] = {"configurable": {"thread_id": "lt", "checkpoint_ns": ns}}
 
-        def listed(config: RunnableConfig, trips: int, **kw: Any) -> list[Any]:
+        def listed(config: RunnableConfig, pages: int, **kw: Any) -> list[Any]:
             with round_trips.measure() as m:
                 out = list(saver.list(config, **kw))
-            assert m.count == trips, (kw, m.statements)
+            assert m.count == pages, (kw, m.statements)
             return out
 
-        root = listed(configs[""], 2)
-        assert [t.metadata["step"] for t in root] == list(range(129, -1, -1))
-        for tup in root:
-            assert tup == saver.get_tuple(tup.config)
-            assert len(tup.checkpoint["channel_values"]["messages"]) == tup.metadata["step"] + 2
-        assert listed(configs[""], 2, before=root[10].config) == root[11:]
-        assert listed(configs[""], 1, limit=7) == root[:7]
-        evens = listed(configs[""], 1, filter={"even": True}, limit=5)
-        assert evens == [t for t in root if t.metadata["even"]][:5]
-        everything = listed({"configurable": {"thread_id": "lt"}}, 2)
-        assert len(everything) == 133
-        keys = [(t.config["configurable"]["checkpoint_id"], t.config["configurable"]["checkpoint_ns"]) for t in everything]
-        assert keys == sorted(keys, reverse=True)
-        assert [t for t in everything if t.config["configurable"]["checkpoint_ns"] == ""] == root
-        child = listed(configs["child:1"], 1)
-        assert [t.metadata["step"] for t in child] == [2, 1, 0]
-        assert child == [t for t in everything if t.config["configurable"]["checkpoint_ns"] == "child:1"]
-        # the objects a listing already has (``known``) are not sent again
-        call = f"SELECT o_h FROM {saver.ctx.sql.fn.list_thread}('lt', '', NULL, NULL, NULL, NULL, 200, %s) WHERE o_tag = 3"
-    import psycopg
-
+        _check_thread_listing(saver, listed)
+        call = (
+            f"SELECT o_h FROM {saver.ctx.sql.fn.list_thread}"
+            "('lt', '', NULL, NULL, NULL, NULL, 200, %s) WHERE o_tag = 3"
+        )
     with psycopg.connect(pg_url) as conn:
         hashes = [bytes(h) for (h,) in conn.execute(call, (b"",)).fetchall()]
         # hello, 130 replies (each in a write and in the list: one object), 130 ints, 130 notes
         assert len(hashes) == len(set(hashes)) == 1 + 3 * 130
         assert conn.execute(call, (b"".join(hashes[:100]),)).fetchall() == [(h,) for h in hashes[100:]]
+
+
+def test_sqlite_thread_listing_reads_a_page_in_two_statements(tmp_path: Path) -> None:
+    """On SQLite a page of one thread is one statement for the checkpoints, their
+    values and writes, and one for the list elements not read yet, in one read
+    transaction; the same listings as on Postgres return the same tuples as get_tuple."""
+    from checkpoint_pg import SqliteSaver
+
+    with SqliteSaver.from_conn_string(str(tmp_path / "list.sqlite")) as saver:
+        saver.setup()
+        seen: list[str] = []
+
+        def listed(config: RunnableConfig, pages: int, **kw: Any) -> list[Any]:
+            seen.clear()
+            saver.conn.set_trace_callback(seen.append)
+            try:
+                out = list(saver.list(config, **kw))
+            finally:
+                saver.conn.set_trace_callback(None)
+            reads = [q for q in seen if q not in ("BEGIN", "COMMIT")]
+            assert seen.count("BEGIN") == seen.count("COMMIT") == pages, seen
+            assert len(reads) <= 2 * pages, [q[:80] for q in reads]
+            return out
+
+        _check_thread_listing(saver, listed)
 
 
 def test_sqlite_get_tuple_reads_in_one_statement(tmp_path: Path) -> None:

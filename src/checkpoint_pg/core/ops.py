@@ -674,7 +674,7 @@ def list_page(
             raise ConfigError(f"filter must be a dict with str keys, got {filter!r}")
         filter = dict(filter)
     page = LIST_PAGE if limit is None else min(limit, LIST_PAGE)
-    if thread_id is not None and cid is None and ctx.sql.single_statement:
+    if thread_id is not None and cid is None:
         return (
             yield from _list_thread_page(ctx, memo, thread_id, ns, before_id, filter, page, after)
         )
@@ -720,8 +720,9 @@ def _list_thread_page(
     page: int,
     after: tuple[str, str, str] | None,
 ) -> Op:
-    """A page of one thread on Postgres: its checkpoints, values, writes and the
-    objects this listing has not had yet, from one call of the list_thread function."""
+    """A page of one thread: its checkpoints, values, writes and the objects this
+    listing has not had yet, from one statement (Postgres: the list_thread
+    function; SQLite: objects of lists come from a second one)."""
     known = [h for (owner, h) in memo.raw if owner == t]
     stmt = ctx.sql.list_thread_stmt(
         t,

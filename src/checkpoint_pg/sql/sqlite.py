@@ -387,6 +387,64 @@ class SqliteSQL:
         sql = self._get_tuple_by_id if cid is not None else self._get_tuple_latest
         return Stmt(sql, {"t": t, "ns": ns, "id": cid})
 
+    def list_thread_stmt(
+        self,
+        t: str,
+        ns: str | None,
+        before: str | None,
+        after: tuple[str, str] | None,
+        filter: dict[str, Any] | None,
+        limit: int,
+        known: Sequence[bytes] = (),
+    ) -> Stmt:
+        """A page of one thread's checkpoints with their values and writes, as tagged rows.
+
+        The rows of `PostgresSQL.list_thread_sql`, but of the objects (tag 3)
+        only those whose hash is a whole refs column, as in `get_tuple_stmt`;
+        the core reads the elements of longer lists after, in the same
+        transaction. ``known`` is not used: objects of whole refs are small.
+        """
+        (page,) = self.select_checkpoints(
+            thread_id=t,
+            ns=ns,
+            checkpoint_id=None,
+            before=before,
+            filter=filter,
+            limit=limit,
+            after=(after[0], after[1], t) if after is not None else None,
+        )
+        n = self.n
+        vcols = "v.channel, v.version, v.kind, v.base_version, v.root_version, v.refs"
+        sql = (
+            f"WITH cp AS ({page.sql}), "
+            "keys AS (SELECT DISTINCT cp.checkpoint_ns AS ns, q.key AS ch, q.value AS ver "
+            "FROM cp CROSS JOIN json_each(cp.checkpoint, '$.channel_versions') AS q "
+            "WHERE q.type = 'text'), "
+            # CROSS JOIN keeps this order: one primary-key lookup per key
+            f"direct AS (SELECT k.ns, {vcols} FROM keys AS k CROSS JOIN {n.values} v "
+            "ON v.thread_id = :t AND v.checkpoint_ns = k.ns AND v.channel = k.ch "
+            "AND v.version = k.ver), "
+            # the page's delta chains overlap: UNION keeps each stored version once
+            f"vals AS (SELECT * FROM direct UNION SELECT d.ns, {vcols} FROM direct AS d "
+            f"CROSS JOIN {n.values} v ON v.thread_id = :t AND v.checkpoint_ns = d.ns "
+            "AND v.channel = d.channel AND v.version >= d.root_version "
+            f"AND v.version < d.version WHERE d.kind = {KIND.DELTA}), "
+            "w AS (SELECT cp.checkpoint_ns AS ns, cp.checkpoint_id AS cid, w.task_id, w.channel, "
+            f"w.task_path, w.idx, w.kind, w.refs FROM cp CROSS JOIN {n.writes} w "
+            "ON w.thread_id = :t AND w.checkpoint_ns = cp.checkpoint_ns "
+            "AND w.checkpoint_id = cp.checkpoint_id) "
+            "SELECT 0, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata, "
+            "NULL, NULL, NULL, NULL, NULL FROM cp "
+            "UNION ALL SELECT 1, ns, channel, version, base_version, root_version, NULL, NULL, "
+            "kind, refs, NULL FROM vals "
+            "UNION ALL SELECT 2, ns, cid, task_id, channel, task_path, NULL, idx, kind, refs, NULL "
+            "FROM w "
+            "UNION ALL SELECT 3, NULL, type, NULL, NULL, NULL, NULL, NULL, NULL, data, hash "
+            f"FROM {n.objects} WHERE thread_id = :t AND hash IN (SELECT refs FROM vals "
+            "WHERE length(refs) = 16 UNION SELECT refs FROM w WHERE length(refs) = 16)"
+        )
+        return Stmt(sql, page.params)
+
     def _get_tuple_sql(self, with_id: bool) -> str:
         n = self.n
         cond = " AND checkpoint_id = :id" if with_id else ""
