@@ -634,8 +634,12 @@ def _fill_listing_thread(saver: Any) -> dict[str, RunnableConfig]:
     return configs
 
 
-def _check_thread_listing(saver: Any, listed: Any) -> None:
-    """``listed(config, pages, **kw)`` lists and checks the cost of ``pages`` pages."""
+def _check_thread_listing(saver: Any, listed: Any) -> list[Any]:
+    """``listed(config, pages, **kw)`` lists and checks the cost of ``pages`` pages.
+
+    The saver that wrote the thread holds its messages (ListCache) and lists
+    them without reading them again; the caller lists the returned root
+    history from a second saver, which reads everything."""
     configs = _fill_listing_thread(saver)
     root = listed(configs[""], 2)
     assert [t.metadata["step"] for t in root] == list(range(129, -1, -1))
@@ -660,6 +664,7 @@ def _check_thread_listing(saver: Any, listed: Any) -> None:
     child = listed(configs["child:1"], 1)
     assert [t.metadata["step"] for t in child] == [2, 1, 0]
     assert child == [t for t in everything if t.config["configurable"]["checkpoint_ns"] == "child:1"]
+    return root
 
 
 def test_postgres_thread_listing_reads_a_page_in_one_round_trip(
@@ -683,11 +688,16 @@ def test_postgres_thread_listing_reads_a_page_in_one_round_trip(
             assert m.count == pages, (kw, m.statements)
             return out
 
-        _check_thread_listing(saver, listed)
+        root = _check_thread_listing(saver, listed)
         call = (
             f"SELECT o_h FROM {saver.ctx.sql.fn.list_thread}"
             "('lt', '', NULL, NULL, NULL, NULL, 200, %s) WHERE o_tag = 3"
         )
+        with PostgresSaver.from_conn_string(pg_url, prefix=saver.tables.prefix) as cold:
+            with round_trips.measure() as m:
+                again = list(cold.list({"configurable": {"thread_id": "lt", "checkpoint_ns": ""}}))
+            assert again == root
+            assert m.count == 3, m.statements  # the revision check, then one per page
     with psycopg.connect(pg_url) as conn:
         hashes = [bytes(h) for (h,) in conn.execute(call, (b"",)).fetchall()]
         # hello, 130 replies (each in a write and in the list: one object), 130 ints, 130 notes
@@ -717,7 +727,9 @@ def test_sqlite_thread_listing_reads_a_page_in_two_statements(tmp_path: Path) ->
             assert len(reads) <= 2 * pages, [q[:80] for q in reads]
             return out
 
-        _check_thread_listing(saver, listed)
+        root = _check_thread_listing(saver, listed)
+    with SqliteSaver.from_conn_string(str(tmp_path / "list.sqlite")) as cold:
+        assert list(cold.list({"configurable": {"thread_id": "lt", "checkpoint_ns": ""}})) == root
 
 
 def test_sqlite_get_tuple_reads_in_one_statement(tmp_path: Path) -> None:

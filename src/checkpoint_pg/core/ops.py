@@ -723,7 +723,13 @@ def _list_thread_page(
     """A page of one thread: its checkpoints, values, writes and the objects this
     listing has not had yet, from one statement (Postgres: the list_thread
     function; SQLite: objects of lists come from a second one)."""
-    known = [h for (owner, h) in memo.raw if owner == t]
+    if after is None:
+        # the elements a run in this process holds, as get_tuple uses them
+        items, small = ctx.cache.known(t, ns)
+        memo.known.update(items)
+        for h, o in small.items():
+            memo.raw[(t, h)] = (o.type, o.data)
+    known = [*memo.known, *(h for (owner, h) in memo.raw if owner == t)]
     stmt = ctx.sql.list_thread_stmt(
         t,
         ns,

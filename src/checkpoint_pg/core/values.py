@@ -122,12 +122,15 @@ class ListCache:
             if not keys:
                 del self._threads[key[0]]
 
-    def known(self, thread_id: str, ns: str) -> tuple[dict[bytes, Any], dict[bytes, StoredObject]]:
-        """For (thread, ns): hash -> element object of every cached list state (and
-        remembered write), and hash -> stored object of the remembered small objects."""
+    def known(
+        self, thread_id: str, ns: str | None
+    ) -> tuple[dict[bytes, Any], dict[bytes, StoredObject]]:
+        """For (thread, ns), or every namespace of the thread when ``ns`` is None:
+        hash -> element object of every cached list state (and remembered write),
+        and hash -> stored object of the remembered small objects."""
         with self._lock:
             keys = self._threads.get(thread_id, ())
-            states = [(k[2], self._data[k]) for k in keys if k[1] == ns]
+            states = [(k[2], self._data[k]) for k in keys if ns is None or k[1] == ns]
         known: dict[bytes, Any] = {}
         raw: dict[bytes, StoredObject] = {}
         for channel, st in states:
