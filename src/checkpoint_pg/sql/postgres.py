@@ -13,13 +13,19 @@ from checkpoint_pg.core.lease import Lease, lease_params as _lease_params
 from checkpoint_pg.core.values import ValueRow
 from checkpoint_pg.schema import KIND, Tables
 from checkpoint_pg.sql import Stmt
-from checkpoint_pg.sql.common import CHECKPOINT_COLS, VALUE_COLS, WRITE_COLS, LeaseSQL, Names
+from checkpoint_pg.sql.common import VALUE_COLS, WRITE_COLS, LeaseSQL, Names, checkpoint_page
 from checkpoint_pg.sql.functions import Functions
 
 __all__ = ["PostgresSQL"]
 
 # Now, in seconds since the epoch, by the server's clock (leases).
 _EPOCH = "extract(epoch from now())::float8"
+
+
+def _containment(filter: dict[str, Any], p: dict[str, Any]) -> list[str]:
+    # one jsonb containment test: the filter's keys and values as a document
+    p["filter"] = json.dumps(filter)
+    return ["metadata @> %(filter)s::jsonb"]
 
 
 def _columns(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> dict[str, list[Any]]:
@@ -333,40 +339,25 @@ class PostgresSQL:
         after: tuple[str, str, str] | None = None,
     ) -> list[Stmt]:
         """A page of checkpoints, newest first (the last statement returns the rows)."""
-        where: list[str] = []
-        p: dict[str, Any] = {}
+        page = checkpoint_page(
+            self.n.checkpoints,
+            lambda name: f"%({name})s",
+            _containment,
+            thread_id=thread_id,
+            ns=ns,
+            checkpoint_id=checkpoint_id,
+            before=before,
+            filter=filter,
+            limit=limit,
+            after=after,
+        )
         if thread_id is not None:
-            where.append("thread_id = %(t)s")
-            p["t"] = thread_id
-        if ns is not None:
-            where.append("checkpoint_ns = %(ns)s")
-            p["ns"] = ns
-        if checkpoint_id is not None:
-            where.append("checkpoint_id = %(id)s")
-            p["id"] = checkpoint_id
-        if before is not None:
-            where.append("checkpoint_id < %(before)s")
-            p["before"] = before
-        if filter:
-            where.append("metadata @> %(filter)s::jsonb")
-            p["filter"] = json.dumps(filter)
-        if after is not None:
-            where.append("(checkpoint_id, checkpoint_ns, thread_id) < (%(a_id)s, %(a_ns)s, %(a_t)s)")
-            p.update(a_id=after[0], a_ns=after[1], a_t=after[2])
-        sql = f"SELECT {CHECKPOINT_COLS} FROM {self.n.checkpoints}"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY checkpoint_id DESC, checkpoint_ns DESC, thread_id DESC"
-        if limit is not None:
-            sql += " LIMIT %(limit)s"
-            p["limit"] = limit
-        if thread_id is not None:
-            return [Stmt(sql, p)]
+            return [page]
         # Across threads, walk the index in list order (recent_idx) and stop at the
         # limit. How selective a metadata filter is, the planner only guesses: from
         # some ANALYZE samples it chose to sort the whole table instead (38 ms for
         # 100,000 checkpoints against 3-5 ms). The read runs in a transaction.
-        return [Stmt("SET LOCAL enable_sort = off", {}), Stmt(sql, p)]
+        return [Stmt("SET LOCAL enable_sort = off", {}), page]
 
     def select_values(self, keys: Sequence[tuple[str, str, str, str]]) -> list[Stmt]:
         """Values by (thread, ns, channel, version); rows (thread, ns, *VALUE_COLS)."""

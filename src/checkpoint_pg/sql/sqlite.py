@@ -18,7 +18,7 @@ from checkpoint_pg.core.lease import Lease
 from checkpoint_pg.core.values import ValueRow
 from checkpoint_pg.schema import KIND, Tables
 from checkpoint_pg.sql import Stmt
-from checkpoint_pg.sql.common import CHECKPOINT_COLS, VALUE_COLS, WRITE_COLS, LeaseSQL, Names
+from checkpoint_pg.sql.common import VALUE_COLS, WRITE_COLS, LeaseSQL, Names, checkpoint_page
 
 __all__ = ["SqliteSQL"]
 
@@ -292,34 +292,24 @@ class SqliteSQL:
         after: tuple[str, str, str] | None = None,
     ) -> list[Stmt]:
         """A page of checkpoints, newest first (the last statement returns the rows)."""
-        where: list[str] = []
-        p: dict[str, Any] = {}
-        if thread_id is not None:
-            where.append("thread_id = :t")
-            p["t"] = thread_id
-        if ns is not None:
-            where.append("checkpoint_ns = :ns")
-            p["ns"] = ns
-        if checkpoint_id is not None:
-            where.append("checkpoint_id = :id")
-            p["id"] = checkpoint_id
-        if before is not None:
-            where.append("checkpoint_id < :before")
-            p["before"] = before
-        for i, (key, value) in enumerate((filter or {}).items()):
-            # Keys and values are bound; json_each compares the top-level entries.
-            where.append(self._filter_clause(i, key, value, p))
-        if after is not None:
-            where.append("(checkpoint_id, checkpoint_ns, thread_id) < (:a_id, :a_ns, :a_t)")
-            p.update(a_id=after[0], a_ns=after[1], a_t=after[2])
-        sql = f"SELECT {CHECKPOINT_COLS} FROM {self.n.checkpoints}"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY checkpoint_id DESC, checkpoint_ns DESC, thread_id DESC"
-        if limit is not None:
-            sql += " LIMIT :limit"
-            p["limit"] = limit
-        return [Stmt(sql, p)]
+        page = checkpoint_page(
+            self.n.checkpoints,
+            lambda name: f":{name}",
+            self._filter_clauses,
+            thread_id=thread_id,
+            ns=ns,
+            checkpoint_id=checkpoint_id,
+            before=before,
+            filter=filter,
+            limit=limit,
+            after=after,
+        )
+        return [page]
+
+    @classmethod
+    def _filter_clauses(cls, filter: dict[str, Any], p: dict[str, Any]) -> list[str]:
+        # Keys and values are bound; json_each compares the top-level entries.
+        return [cls._filter_clause(i, key, value, p) for i, (key, value) in enumerate(filter.items())]
 
     @staticmethod
     def _filter_clause(i: int, key: str, value: Any, p: dict[str, Any]) -> str:
