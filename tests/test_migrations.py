@@ -295,6 +295,26 @@ def test_comparison_detects_a_missing_index(db: Db) -> None:
     assert diffs[0][1].name == f"{prefix}checkpoints_run_id_idx"
 
 
+def test_run_id_index_skips_checkpoints_without_a_run_and_serves_delete_for_runs(db: Db) -> None:
+    """Revision 0007: the run id index holds only checkpoints with a run id, and the
+    lookup delete_for_runs makes (run_id in a list) still uses it."""
+    prefix = "rid_"
+    with db.saver(prefix=prefix) as saver:
+        stmt = saver.ctx.sql.select_threads_of_runs(["run-1", "run-2"])
+    name = f"{prefix}checkpoints_run_id_idx"
+    with db.connect() as conn:
+        if db.backend == "postgres":
+            ddl = conn.execute(sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"), {"n": name})
+            assert "WHERE (run_id IS NOT NULL)" in ddl.scalar_one()
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + stmt.sql, stmt.params))
+        else:
+            ddl = conn.execute(sa.text("SELECT sql FROM sqlite_master WHERE name = :n"), {"n": name})
+            assert "WHERE run_id IS NOT NULL" in ddl.scalar_one()
+            plan = "\n".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + stmt.sql, stmt.params))
+    assert name in plan, plan
+
+
 # -- version table, coexistence ---------------------------------------------------
 
 

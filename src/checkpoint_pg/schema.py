@@ -120,7 +120,15 @@ def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tab
             sa.CheckConstraint("complete", name=f"{p}checkpoints_complete"),
             nullable=False,
         ),
-        sa.Index(f"{p}checkpoints_run_id_idx", "run_id"),
+        # delete_for_runs looks checkpoints up by run id; most checkpoints have
+        # none (LangGraph records one only when the caller's config has it), and
+        # indexing their NULLs would cost every put an index entry for nothing
+        sa.Index(
+            f"{p}checkpoints_run_id_idx",
+            "run_id",
+            postgresql_where=sa.text("run_id IS NOT NULL"),
+            sqlite_where=sa.text("run_id IS NOT NULL"),
+        ),
         # list(None, filter=...) across threads, newest first: the query walks
         # this index from the newest checkpoint and stops at its limit, testing
         # the filter on each row. (A GIN index on metadata answered a filter
