@@ -82,8 +82,8 @@ FUNCTIONS_0005: list[str] = [
 ]
 
 
-# The head revision (0006) installs the functions of the current code
-# (sql/functions.py). This is the SHA-256 of their DDL for the default prefix: a
+# Revision 0006, the last to change them, installs the functions of the current
+# code (sql/functions.py). This is the SHA-256 of their DDL for the default prefix: a
 # test fails when the code changes, since a database already at the head would
 # keep the old ones. To change a function, freeze the head's DDL here (as
 # FUNCTIONS_0005 is) and write a revision that installs the new one.
