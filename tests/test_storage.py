@@ -627,6 +627,28 @@ def test_put_then_get_tuple_round_trips_edited_lists(saver: Any, make_saver: Any
     raw.assert_no_orphans(thread)
 
 
+def test_listing_reads_checkpoints_with_numeric_channel_versions(saver: Any, make_saver: Any) -> None:
+    """Versions another saver made (ints, floats) are not the strings a page
+    statement matches: list() reads such a thread in the general way, and every
+    listed tuple equals get_tuple's, on the saver that wrote it and a new one."""
+    thread = f"st-num-{uuid.uuid4().hex[:8]}"
+    config: RunnableConfig = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    msgs: list[Any] = []
+    for i in range(1, 6):
+        msgs = msgs + [AIMessage(f"m{i}", id=f"{thread}-m{i}")]
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"messages": msgs, "n": i}
+        cp["channel_versions"] = {"messages": i, "n": float(i)}
+        config = saver.put(config, cp, {"step": i}, {"messages": i, "n": float(i)})
+        saver.put_writes(config, [("n", i * 10)], f"task-{i}")
+    with make_saver() as fresh:
+        for reader in (saver, fresh):
+            listed = list(reader.list({"configurable": {"thread_id": thread}}))
+            assert [len(t.checkpoint["channel_values"]["messages"]) for t in listed] == [5, 4, 3, 2, 1]
+            assert [t.pending_writes[0][2] for t in listed] == [50, 40, 30, 20, 10]
+            assert all(t == reader.get_tuple(t.config) for t in listed)
+
+
 class EditState(TypedDict, total=False):
     messages: Annotated[list[AnyMessage], add_messages]
     items: list[Any]
