@@ -416,6 +416,25 @@ def test_filter_that_is_not_a_mapping_of_str(counted) -> None:
     unchanged()
 
 
+def test_filter_value_that_metadata_cannot_hold(counted) -> None:
+    """Metadata is plain JSON: a filter value that is not (a datetime, NaN, a NUL in a
+    string, a set) could match nothing, and says so before any query, for one thread and
+    across threads, and in the inspector's thread listing."""
+    import datetime  # noqa: PLC0415
+
+    from checkpoint_pg import ConfigError  # noqa: PLC0415
+    from checkpoint_pg.inspect import Inspector  # noqa: PLC0415
+
+    sim, unchanged = counted
+    for value in [datetime.datetime(2026, 1, 1), float("nan"), "a\x00b", {"x"}, {"k": object()}]:
+        for config in (None, sim.config()):
+            with pytest.raises(ConfigError, match="metadata holds JSON values only"):
+                list(sim.saver.list(config, filter={"when": value}))
+        with pytest.raises(ConfigError, match="metadata holds JSON values only"):
+            Inspector(sim.saver).threads(filter={"when": value})
+    unchanged()
+
+
 # --------------------------------------------------------------------------
 # Schema revisions
 # --------------------------------------------------------------------------

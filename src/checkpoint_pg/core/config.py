@@ -21,6 +21,7 @@ __all__ = [
     "checkpoint_config",
     "compact_json",
     "loads_json",
+    "check_filter",
 ]
 
 # json.dumps(obj, separators=(",", ":")) without building an encoder per call.
@@ -190,3 +191,19 @@ def metadata_json(config: RunnableConfig, metadata: CheckpointMetadata) -> tuple
     if not _plain_json(md):
         _check_json(md, "metadata")
     return md, _compact_json_text(md)
+
+
+def check_filter(filter: Any) -> dict[str, Any] | None:
+    """A ``list(filter=...)`` as a dict, or a ConfigError saying why it can match nothing."""
+    if filter is None:
+        return None
+    if not isinstance(filter, Mapping) or not all(isinstance(k, str) for k in filter):
+        raise ConfigError(f"filter must be a dict with str keys, got {filter!r}")
+    for key, value in filter.items():
+        if not _plain_json(value):
+            raise ConfigError(
+                f"filter value of {key!r} is {value!r} ({type(value).__name__}): metadata holds "
+                "JSON values only (str without NUL characters, int, finite float, bool, None, "
+                "and lists and dicts of them), so this filter could match nothing"
+            )
+    return dict(filter)

@@ -28,6 +28,7 @@ from langgraph.checkpoint.base import (
 from checkpoint_pg.core import lease as leases
 from checkpoint_pg.core.codec import EncodedValue, StoredObject, ValueCodec, split_refs
 from checkpoint_pg.core.config import (
+    check_filter,
     check_text,
     checkpoint_config,
     compact_json,
@@ -669,10 +670,7 @@ def list_page(
     before_id = None
     if before is not None:
         before_id = (before.get("configurable") or {}).get("checkpoint_id")
-    if filter is not None:
-        if not isinstance(filter, Mapping) or not all(isinstance(k, str) for k in filter):
-            raise ConfigError(f"filter must be a dict with str keys, got {filter!r}")
-        filter = dict(filter)
+    filter = check_filter(filter)
     page = LIST_PAGE if limit is None else min(limit, LIST_PAGE)
     if thread_id is not None and cid is None:
         return (

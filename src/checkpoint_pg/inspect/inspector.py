@@ -19,6 +19,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointTuple
 
 from checkpoint_pg.core import ops as core_ops
+from checkpoint_pg.core.config import check_filter
 from checkpoint_pg.core.ops import Batch, Memo, Op
 from checkpoint_pg.errors import ConfigError, NotFoundError
 from checkpoint_pg.inspect.model import (
@@ -63,12 +64,8 @@ def _jsonable_fields(obj: Any) -> dict[str, Any]:
 
 
 def thread_filter(filter: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """A thread metadata filter checked: a dict with str keys, or None."""
-    if filter is None:
-        return None
-    if not isinstance(filter, Mapping) or not all(isinstance(k, str) for k in filter):
-        raise ConfigError(f"filter must be a dict with str keys, got {filter!r}")
-    return dict(filter) or None
+    """A thread metadata filter checked (a dict with str keys and JSON values), or None."""
+    return check_filter(filter) or None
 
 
 def thread_ids_op(sql: InspectSQL, filter: dict[str, Any] | None, after: str | None) -> Op:
@@ -454,13 +451,10 @@ class Inspector:
             raise ConfigError(f"limit must be an int from 1 to {MAX_PAGE}, got {limit!r}")
         if not isinstance(offset, int) or offset < 0:
             raise ConfigError(f"offset must be an int >= 0, got {offset!r}")
-        if filter is not None and (
-            not isinstance(filter, Mapping) or not all(isinstance(k, str) for k in filter)
-        ):
-            raise ConfigError(f"filter must be a dict with str keys, got {filter!r}")
+        checked = thread_filter(filter)
         cur = _decode_cursor(cursor, self.sql.name) if cursor else None
         stmt = self.sql.list_threads(
-            filter=dict(filter) if filter else None, limit=limit, offset=offset, cursor=cur, sizes=sizes
+            filter=checked, limit=limit, offset=offset, cursor=cur, sizes=sizes
         )
         rows = self._read(self._one(stmt))
         items = [
