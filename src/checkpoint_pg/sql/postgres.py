@@ -428,8 +428,9 @@ class PostgresSQL:
         (id, parent, document, metadata), 1 channel value (channel, version,
         base, root, kind, refs), 2 write (checkpoint id, task, channel, path,
         idx, kind, refs), 3 object (type, data, hash). Values shared by the
-        page's checkpoints, and objects, come once; objects in ``known`` (sent by
-        an earlier page of the same listing) not at all.
+        page's checkpoints, and objects, come once; objects in ``known`` (decoded
+        already: held by this process, or sent by an earlier page of the same
+        listing) not at all.
         """
         n = self.n
         md = "(%(filter)s::jsonb IS NULL OR metadata @> %(filter)s::jsonb)"
