@@ -33,7 +33,6 @@ VALUE_COLS = "channel, version, kind, base_version, root_version, refs"
 WRITE_COLS = "checkpoint_id, task_id, idx, channel, task_path, kind, refs"
 
 
-
 def checkpoint_page(
     checkpoints: str,
     ph: Callable[[str], str],
