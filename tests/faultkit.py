@@ -7,6 +7,8 @@
 * `raw_connection` / `row_counts` look at the tables directly (to prove that
   a refused call wrote nothing at all).
 * `pg_terminate` kills server sessions from an admin connection.
+* `after_first_yield` forwards a generator (a core operation, a driver's
+  wait generator) unchanged, running a hook once it first yields.
 
 Nothing here imports checkpoint_pg at module level: conftest imports the
 package lazily, and so do we.
@@ -18,7 +20,7 @@ import contextlib
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -312,3 +314,19 @@ class SimThread:
 
 def dumps(value: Any) -> str:
     return json.dumps(plain(value), sort_keys=True, default=repr)
+
+
+def after_first_yield(gen: Generator[Any, Any, Any], hook: Callable[[], None]) -> Generator[Any, Any, Any]:
+    """``gen`` unchanged, with ``hook()`` called once it has yielded its first value
+    (and not at all if it returns without yielding)."""
+    try:
+        value = next(gen)
+    except StopIteration as stop:
+        return stop.value
+    hook()
+    while True:
+        sent = yield value
+        try:
+            value = gen.send(sent)
+        except StopIteration as stop:
+            return stop.value

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from faultkit import after_first_yield
 from graphs import build_tool_agent, weather_question
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
@@ -418,17 +419,10 @@ class RoundTrips:
             # Drives psycopg's generator unchanged; a generator that has to wait
             # for the socket at least once did an exchange with the server (one
             # that returns at once, like COMMIT on an idle connection, did not).
-            try:
-                state = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            rt.count += 1
-            while True:
-                ready = yield state
-                try:
-                    state = gen.send(ready)
-                except StopIteration as stop:
-                    return stop.value
+            def exchanged() -> None:
+                rt.count += 1
+
+            return after_first_yield(gen, exchanged)
 
         def wrap_wait(orig: Any) -> Any:
             def wait(self: Any, gen: Any, *args: Any, **kwargs: Any) -> Any:

@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import pytest
+from faultkit import after_first_yield
 from graphs import (
     FlakyError,
     build_delta_graph,
@@ -349,18 +350,13 @@ def test_write_stored_after_the_put_of_its_message_is_repointed(pg_url: str) -> 
 
         reached, go = threading.Event(), threading.Event()
 
-        def paused(inner: Any) -> Any:
-            batch = next(inner)  # serialized (without the id) and registered
+        def pause() -> None:  # serialized (without the id) and registered
             reached.set()
             assert go.wait(10)
-            while True:
-                result = yield batch
-                try:
-                    batch = inner.send(result)
-                except StopIteration as stop:
-                    return stop.value
 
-        op = paused(ops.put_writes(saver.ctx, config, [("messages", [tool_msg])], "tools-task", ""))
+        op = after_first_yield(
+            ops.put_writes(saver.ctx, config, [("messages", [tool_msg])], "tools-task", ""), pause
+        )
         writer = threading.Thread(target=saver._run, args=(op,), kwargs={"txn": False, "write": True})
         writer.start()
         assert reached.wait(10)
