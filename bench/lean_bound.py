@@ -13,13 +13,16 @@ for the short-thread step (put + put_writes + get_tuple) and nothing more:
 
 ``lean-cached`` is the same saver keeping what it put and wrote: reading its
 own last checkpoint, the blob is not sent and nothing is decoded.
+``lean-sqlite`` does the same on a SQLite file in WAL mode with
+``synchronous=NORMAL`` (our setting; the incumbent keeps FULL), measured with
+sync-1 against langgraph-checkpoint-sqlite and ours.
 
 It runs the workload of bench.short_threads (sync-1 and async-1) on the same
 Postgres, alternating with langgraph-checkpoint-postgres and ours in the same
 run. The lean saver is a yardstick only: it cannot list, delete or migrate
 and stores every message again in every checkpoint.
 
-    python -m bench.lean_bound                 # 300 threads x 6 steps, 3 rounds
+    python -m bench.lean_bound                 # 300 threads x 6 steps, 3 rounds, both backends
     python -m bench.lean_bound --threads 1000 --rounds 5
 """
 
@@ -28,7 +31,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
+import tempfile
 import time
 from typing import Any
 
@@ -38,7 +43,12 @@ from bench import common
 from bench.common import ScratchDB, fmt_ratio, print_table
 from bench.short_threads import Lat, async_threads, sync_threads
 
-SAVERS = ("lg-pg", "lean", "lean-cached", "ours-pg")
+# mode -> savers, the incumbent first (ratios are against it)
+MODES: dict[str, tuple[str, ...]] = {
+    "pg sync-1": ("lg-pg", "lean", "lean-cached", "ours-pg"),
+    "pg async-1": ("lg-pg", "lean", "lean-cached", "ours-pg"),
+    "sqlite sync-1": ("lg-sqlite", "lean-sqlite", "ours-sqlite"),
+}
 _MISSING = object()
 
 _DDL = (
@@ -140,17 +150,71 @@ class _Lean(BaseCheckpointSaver):
         return self._tuple(config, await cur.fetchone())
 
 
+class _LeanSqlite(_Lean):
+    """The lean saver on one sqlite3 connection (WAL, synchronous=NORMAL)."""
+
+    DDL = (
+        "CREATE TABLE lean_cp (t TEXT, ns TEXT, id TEXT, parent TEXT, cp BLOB, md TEXT, "
+        "PRIMARY KEY (t, ns, id)) WITHOUT ROWID",
+        "CREATE TABLE lean_w (t TEXT, ns TEXT, cid TEXT, task TEXT, idx INT, ch TEXT, ty TEXT, "
+        "v BLOB, PRIMARY KEY (t, ns, cid, task, idx)) WITHOUT ROWID",
+    )
+
+    def put(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        args, out = self._put_args(config, checkpoint, metadata)
+        self.conn.execute("INSERT OR IGNORE INTO lean_cp VALUES (?, ?, ?, ?, ?, ?)", args)
+        return out
+
+    def put_writes(self, config: Any, writes: Any, task_id: str, task_path: str = "") -> None:
+        sql, rows = self._writes_args(config, writes, task_id)
+        self.conn.execute(sql.replace("%s", "?").replace("INSERT INTO", "INSERT OR IGNORE INTO")
+                          .replace(" ON CONFLICT DO NOTHING", ""), rows)
+
+    def get_tuple(self, config: Any) -> CheckpointTuple | None:
+        c = config["configurable"]
+        t, ns = c["thread_id"], c.get("checkpoint_ns", "")
+        row = self.conn.execute(
+            "SELECT id, parent, cp, md FROM lean_cp WHERE t = ? AND ns = ? ORDER BY id DESC LIMIT 1",
+            (t, ns),
+        ).fetchone()
+        if row is None:
+            return None
+        ws = self.conn.execute(
+            "SELECT task, ch, ty, idx, v FROM lean_w WHERE t = ? AND ns = ? AND cid = ? "
+            "ORDER BY task, idx",
+            (t, ns, row[0]),
+        ).fetchall()
+        heads = [(w[0], w[1], w[2], str(w[3])) for w in ws]
+        return self._tuple(config, (row[0], row[1], row[2], json.loads(row[3]), heads, [w[4] for w in ws]))
+
+
 def _run_sync(name: str, url: str, threads: int, steps: int) -> tuple[float, Lat]:
+    """``url``: a Postgres URL, or a new SQLite file's path for the *-sqlite savers."""
+    import sqlite3
+
     import psycopg
 
     from bench.savers import open_sync
 
     lat = Lat()
+    if name == "lean-sqlite":
+        conn = sqlite3.connect(url, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            for ddl in _LeanSqlite.DDL:
+                conn.execute(ddl)
+            saver: Any = _LeanSqlite(conn)
+            t0 = time.perf_counter()
+            sync_threads(saver, "t", range(threads), steps, lat)
+            return time.perf_counter() - t0, lat
+        finally:
+            conn.close()
     if name.startswith("lean"):
         with psycopg.connect(url, autocommit=True) as conn:
             for ddl in _DDL:
                 conn.execute(ddl)
-            saver: Any = _Lean(conn, cached=name == "lean-cached")
+            saver = _Lean(conn, cached=name == "lean-cached")
             t0 = time.perf_counter()
             sync_threads(saver, "t", range(threads), steps, lat)
             return time.perf_counter() - t0, lat
@@ -184,41 +248,49 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=300)
     p.add_argument("--steps", type=int, default=6)
-    p.add_argument("--rounds", type=int, default=3, help="alternations of the three savers per mode")
+    p.add_argument("--rounds", type=int, default=3, help="alternations of the savers per mode")
     p.add_argument("--pg-url", default=common.DEFAULT_PG_URL)
     p.add_argument("--out", default="lean_bound", help="results name (bench/results/<out>.json) or a path")
     args = p.parse_args(argv)
     t_start = time.perf_counter()
     rates: dict[str, dict[str, list[float]]] = {}
-    for mode in ("sync-1", "async-1"):
+    for mode, savers in MODES.items():
         for r in range(args.rounds):
-            for name in SAVERS:
-                with ScratchDB(args.pg_url, f"lean_{name.replace('-', '_')}") as db:
-                    if mode == "sync-1":
-                        wall, lat = _run_sync(name, db.url, args.threads, args.steps)
-                    else:
-                        wall, lat = asyncio.run(_run_async(name, db.url, args.threads, args.steps))
+            for name in savers:
+                if name.endswith("-sqlite"):
+                    with tempfile.TemporaryDirectory(prefix="lean_bound_") as tmp:
+                        wall, lat = _run_sync(name, os.path.join(tmp, "db.sqlite"), args.threads, args.steps)
+                else:
+                    with ScratchDB(args.pg_url, f"lean_{name.replace('-', '_')}") as db:
+                        if mode.endswith("async-1"):
+                            wall, lat = asyncio.run(_run_async(name, db.url, args.threads, args.steps))
+                        else:
+                            wall, lat = _run_sync(name, db.url, args.threads, args.steps)
                 if lat.bad:
                     raise SystemExit(f"{name} {mode}: {lat.bad} reads did not return the step just written")
                 rate = args.threads * args.steps / wall
                 rates.setdefault(mode, {}).setdefault(name, []).append(rate)
-                print(f"[{mode} round {r + 1}] {name:8s} {rate:7.1f} steps/s", flush=True)
+                print(f"[{mode} round {r + 1}] {name:11s} {rate:7.1f} steps/s", flush=True)
     rows, summary = [], {}
     for mode, by_saver in rates.items():
+        incumbent, *others = MODES[mode]
         med = {name: statistics.median(v) for name, v in by_saver.items()}
         summary[mode] = {"steps_per_s": med, "runs": by_saver}
-        rel = {n: [v / i for v, i in zip(by_saver[n], by_saver["lg-pg"])] for n in SAVERS[1:]}
-        rows.append([
-            mode,
-            *(f"{med[n]:,.0f}" for n in SAVERS),
-            *(f"{fmt_ratio(med[n] / med['lg-pg'])} ({fmt_ratio(min(rel[n]))}-{fmt_ratio(max(rel[n]))})"
-              for n in SAVERS[1:]),
-        ])
+        for name in others:
+            rel = [v / i for v, i in zip(by_saver[name], by_saver[incumbent])]
+            rows.append([
+                mode,
+                name,
+                f"{med[name]:,.0f}",
+                f"{med[incumbent]:,.0f} ({incumbent})",
+                fmt_ratio(med[name] / med[incumbent]),
+                f"{fmt_ratio(min(rel))}-{fmt_ratio(max(rel))}",
+            ])
     table = print_table(
-        ["mode", *(f"{n} steps/s" for n in SAVERS), *(f"{n} / lg-pg (rounds)" for n in SAVERS[1:])],
+        ["mode", "saver", "steps/s", "incumbent steps/s", "/ incumbent", "single rounds"],
         rows,
         title=f"lean bound: {args.threads} threads x {args.steps} steps, median of {args.rounds} "
-        "alternating rounds (in parentheses: the lowest and highest ratio of a single round)",
+        "alternating rounds (single rounds: the lowest and highest ratio of one round)",
     )
     data = {
         "benchmark": "lean_bound",
