@@ -1,4 +1,4 @@
-"""How fast could any Postgres saver be on short threads? A measured bound.
+"""How fast could any saver be on short threads? A measured bound.
 
 Issue 6 asks for 1.5x the incumbent's steps/s on one connection. The floor
 (bench/floor.py) counts only the database: two durable commits and one read.
