@@ -119,6 +119,67 @@ def test_postgres_saver_on_a_psycopg_connection(pg_url: str, autocommit: bool) -
     assert pg_checkpoints(pg_url, pfx, config) == 5
 
 
+def test_postgres_saver_inside_the_callers_transaction(pg_url: str) -> None:
+    """On a connection that is not autocommit and already in the caller's transaction
+    (an explicit one, or the one psycopg opened with the caller's last statement),
+    every call joins it as a savepoint: reads work (they used to fail setting their
+    isolation level inside it), and the caller's rollback takes the saver's writes too."""
+    import psycopg
+
+    from checkpoint_pg import PostgresSaver
+
+    pfx = prefix()
+    with PostgresSaver.from_conn_string(pg_url, prefix=pfx) as admin:
+        admin.setup()
+    with psycopg.connect(pg_url) as conn:
+        saver = PostgresSaver(conn, prefix=pfx)
+        config: RunnableConfig = {"configurable": {"thread_id": "joined", "checkpoint_ns": ""}}
+        cp, versions = _checkpoint(saver, None, [HumanMessage("hi", id="h1")])
+
+        def every_call() -> None:
+            stored = saver.put(config, cp, {"source": "input", "step": -1}, versions)
+            saver.put_writes(stored, [("n", 1)], "task-1")
+            assert saver.get_tuple(config).checkpoint["id"] == cp["id"]
+            assert [t.checkpoint["id"] for t in saver.list(config)] == [cp["id"]]
+            assert [t.checkpoint["id"] for t in saver.list(None, filter={"step": -1})] == [cp["id"]]
+
+        with conn.transaction() as tx:
+            every_call()
+            raise psycopg.Rollback(tx)
+        assert saver.get_tuple(config) is None
+        conn.execute("SELECT 1")  # psycopg opens a transaction for the caller
+        every_call()
+        conn.rollback()
+        assert saver.get_tuple(config) is None
+        conn.execute("SELECT 1")
+        every_call()
+        conn.commit()
+    with PostgresSaver.from_conn_string(pg_url, prefix=pfx) as reader:
+        assert reader.get_tuple(config).pending_writes == [("task-1", "n", 1)]
+
+
+async def test_async_postgres_saver_inside_the_callers_transaction(pg_url: str) -> None:
+    """The same on an AsyncConnection that is not autocommit."""
+    import psycopg
+
+    from checkpoint_pg import AsyncPostgresSaver, PostgresSaver
+
+    pfx = prefix()
+    with PostgresSaver.from_conn_string(pg_url, prefix=pfx) as admin:
+        admin.setup()
+    async with await psycopg.AsyncConnection.connect(pg_url) as conn:
+        saver = AsyncPostgresSaver(conn, prefix=pfx)
+        config: RunnableConfig = {"configurable": {"thread_id": "ajoined", "checkpoint_ns": ""}}
+        cp, versions = _checkpoint(saver, None, [HumanMessage("hi", id="h1")])
+        async with conn.transaction() as tx:
+            stored = await saver.aput(config, cp, {"source": "input", "step": -1}, versions)
+            await saver.aput_writes(stored, [("n", 1)], "task-1")
+            assert (await saver.aget_tuple(config)).checkpoint["id"] == cp["id"]
+            assert [t.checkpoint["id"] async for t in saver.alist(config)] == [cp["id"]]
+            raise psycopg.Rollback(tx)
+        assert await saver.aget_tuple(config) is None
+
+
 @pytest.mark.parametrize("autocommit", [True, False], ids=["autocommit", "transactional"])
 def test_postgres_saver_on_a_connection_pool(pg_url: str, autocommit: bool) -> None:
     """A psycopg_pool ConnectionPool the caller owns (connections autocommit or not)."""

@@ -62,6 +62,10 @@ def mask(url: str) -> str:
 # A read of several statements (a list page, a delta history) sees one snapshot,
 # so a delete committing in between cannot leave it half a checkpoint.
 _SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
+# ... but only in a transaction of our own: inside the caller's (a connection that
+# is not autocommit, already in a transaction) a read joins it as a savepoint,
+# and the caller's isolation level holds.
+_IDLE = psycopg.pq.TransactionStatus.IDLE
 
 _CONN_KW = {"autocommit": True, "prepare_threshold": None}
 
@@ -193,8 +197,9 @@ class PostgresSaver(SyncSaver):
         try:
             with self._connection() as conn:
                 if txn or not conn.autocommit:
+                    ours = conn.info.transaction_status == _IDLE
                     with conn.transaction():
-                        if not write:
+                        if not write and ours:
                             conn.execute(_SNAPSHOT, prepare=False)
                         return drive(op, lambda b: _execute(conn, b))
                 return drive(op, lambda b: self._one_statement(conn, b))
@@ -331,8 +336,9 @@ class AsyncPostgresSaver(AsyncSaver):
         try:
             async with self._connection() as conn:
                 if txn or not conn.autocommit:
+                    ours = conn.info.transaction_status == _IDLE
                     async with conn.transaction():
-                        if not write:
+                        if not write and ours:
                             await conn.execute(_SNAPSHOT, prepare=False)
                         return await adrive(op, lambda b: _aexecute(conn, b))
                 return await adrive(op, lambda b: self._one_statement(conn, b))
