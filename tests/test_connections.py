@@ -880,6 +880,51 @@ def test_postgres_put_reads_do_not_grow_with_the_thread(pg_url: str) -> None:
     assert reads[150] <= reads[5] + 2, reads
 
 
+def test_postgres_thread_page_reads_do_not_grow_with_the_thread(pg_url: str) -> None:
+    """A page of 5 read from a thread of 20 checkpoints and from one of 300 reads about
+    as many checkpoint and write index entries: list_thread walks the primary key
+    from the newest checkpoint (or from ``before``) and stops at the page, whatever
+    plan the function has cached by then. (The values a page reads grow with the
+    lists it holds, not with the number of checkpoints.)"""
+    import psycopg
+
+    from checkpoint_pg import PostgresSaver
+
+    p = prefix()
+    with PostgresSaver.from_conn_string(pg_url, prefix=p) as admin:
+        admin.setup()
+    indexes = (f"{p}checkpoints_pkey", f"{p}writes_pkey")
+    counter = "SELECT sum(pg_stat_get_xact_tuples_returned(i::regclass)) FROM unnest(%s::text[]) AS i"
+    root: RunnableConfig = {"configurable": {"thread_id": "grow", "checkpoint_ns": ""}}
+    reads: dict[int, int] = {}
+    with psycopg.connect(pg_url) as conn:  # not autocommit: the test holds the transactions
+        saver = PostgresSaver(conn, prefix=p)
+        assert saver.get_tuple(root) is None  # the revision check, outside the measures
+        configs: list[RunnableConfig] = []
+        gen = _growing_thread(saver, 300)
+        step, config, cp, new_versions = next(gen)
+        while True:
+            with conn.transaction():
+                config = saver.put(config, cp, {"source": "loop", "step": step}, new_versions)
+            configs.append(config)
+            if step + 1 in (20, 300):
+                for _ in range(8):  # past the calls after which the server may cache a generic plan
+                    with conn.transaction():
+                        list(saver.list(root, limit=5))
+                with conn.transaction():
+                    before = conn.execute(counter, (list(indexes),)).fetchone()[0]
+                    newest = list(saver.list(root, limit=5))
+                    older = list(saver.list(root, before=configs[-10], limit=5))
+                    reads[step + 1] = conn.execute(counter, (list(indexes),)).fetchone()[0] - before
+                assert [t.metadata["step"] for t in newest] == list(range(step, step - 5, -1))
+                assert [t.metadata["step"] for t in older] == list(range(step - 10, step - 15, -1))
+            try:
+                step, config, cp, new_versions = gen.send(config)
+            except StopIteration:
+                break
+    assert reads[300] <= reads[20] + 2, reads
+
+
 def test_sqlite_put_work_does_not_grow_with_the_thread(tmp_path: Path) -> None:
     """SQLite: a put at step 150 runs about as many VM instructions as one at step 5
     (the completeness check once scanned every value of the thread)."""
