@@ -279,6 +279,53 @@ async def test_async_postgres_saver_on_an_async_pool(pg_url: str) -> None:
 # --------------------------------------------------------------------------
 
 
+def test_sqlite_saver_inside_the_callers_transaction(tmp_path: Path) -> None:
+    """On a sqlite3 connection in the caller's own transaction (BEGIN ... ), every call
+    joins it as a savepoint instead of failing to BEGIN: the caller's rollback takes the
+    saver's writes too, and a call that fails half-way (a put refused after inserting
+    its objects) undoes only itself."""
+    from checkpoint_pg import IntegrityError, SqliteSaver
+
+    path = str(tmp_path / "joined.sqlite")
+    with SqliteSaver.from_conn_string(path) as admin:
+        admin.setup()
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        saver = SqliteSaver(conn)
+        config: RunnableConfig = {"configurable": {"thread_id": "joined", "checkpoint_ns": ""}}
+        cp, versions = _checkpoint(saver, None, [HumanMessage("hi", id="h1")])
+
+        def every_call() -> RunnableConfig:
+            stored = saver.put(config, cp, {"source": "input", "step": -1}, versions)
+            saver.put_writes(stored, [("n", 1)], "task-1")
+            assert saver.get_tuple(config).checkpoint["id"] == cp["id"]
+            assert [t.checkpoint["id"] for t in saver.list(config)] == [cp["id"]]
+            assert [t.checkpoint["id"] for t in saver.list(None, filter={"step": -1})] == [cp["id"]]
+            return stored
+
+        conn.execute("BEGIN")
+        every_call()
+        conn.execute("ROLLBACK")
+        assert saver.get_tuple(config) is None
+        conn.execute("BEGIN")
+        stored = every_call()
+        objects = conn.execute("SELECT count(*) FROM cpg_objects").fetchone()[0]
+        ghost = empty_checkpoint()
+        ghost["channel_values"] = {"messages": [HumanMessage("new", id="h2")], "gone": "x"}
+        ghost["channel_versions"] = {"messages": saver.get_next_version(versions["messages"], None),
+                                     "gone": "0000000099.deadbeef"}
+        with pytest.raises(IntegrityError):  # carries over a version never stored
+            saver.put(stored, ghost, {"source": "loop", "step": 0},
+                      {"messages": ghost["channel_versions"]["messages"]})
+        assert conn.in_transaction
+        assert conn.execute("SELECT count(*) FROM cpg_objects").fetchone()[0] == objects
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    with SqliteSaver.from_conn_string(path) as reader:
+        assert reader.get_tuple(config).pending_writes == [("task-1", "n", 1)]
+
+
 def test_sqlite_saver_on_a_sqlite3_connection(tmp_path: Path) -> None:
     """A sqlite3.Connection the caller opened (shared across threads, as LangGraph needs)."""
     from checkpoint_pg import SqliteSaver

@@ -111,6 +111,8 @@ class _Runner:
             try:
                 if not (txn or write):
                     return drive(op, lambda b: _execute(conn, b))
+                if conn.in_transaction:
+                    return self._in_callers_transaction(op)
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
                     result = drive(op, lambda b: _execute(conn, b))
@@ -127,6 +129,20 @@ class _Runner:
                 if ours is None:
                     raise
                 raise ours from exc
+
+    def _in_callers_transaction(self, op: Op) -> Any:
+        # The caller's connection is in its own transaction: join it as a
+        # savepoint (a BEGIN would fail), so its rollback undoes this call too.
+        conn = self.conn
+        conn.execute("SAVEPOINT cpg_call")
+        try:
+            result = drive(op, lambda b: _execute(conn, b))
+        except BaseException:
+            conn.execute("ROLLBACK TO cpg_call")
+            conn.execute("RELEASE cpg_call")
+            raise
+        conn.execute("RELEASE cpg_call")
+        return result
 
     def setup(self, tables: Any) -> None:
         with self.lock:
