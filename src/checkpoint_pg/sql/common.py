@@ -33,52 +33,68 @@ VALUE_COLS = "channel, version, kind, base_version, root_version, refs"
 WRITE_COLS = "checkpoint_id, task_id, idx, channel, task_path, kind, refs"
 
 
-def checkpoint_page(
-    checkpoints: str,
-    ph: Callable[[str], str],
-    filter_clauses: Callable[[dict[str, Any], dict[str, Any]], list[str]],
-    *,
-    thread_id: str | None,
-    ns: str | None,
-    checkpoint_id: str | None,
-    before: str | None,
-    filter: dict[str, Any] | None,
-    limit: int | None,
-    after: tuple[str, str, str] | None,
-) -> Stmt:
-    """A page of checkpoint rows, newest first, for either backend.
+class CheckpointPages:
+    """``select_checkpoints`` for both backends' SQL classes.
 
-    ``ph`` turns a parameter name into the backend's placeholder and
-    ``filter_clauses(filter, params)`` returns the conditions of a metadata
-    filter (binding what it needs into ``params``). ``after`` is the keyset of
-    the previous page's last row: (checkpoint id, namespace, thread).
+    A backend gives its placeholder (`_ph`), the conditions of a metadata
+    filter (`_filter_clauses`, binding what they need into the parameters) and
+    any statement that must run before the page (`_page_prelude`).
     """
-    where: list[str] = []
-    p: dict[str, Any] = {}
-    for col, name, value, op in (
-        ("thread_id", "t", thread_id, "="),
-        ("checkpoint_ns", "ns", ns, "="),
-        ("checkpoint_id", "id", checkpoint_id, "="),
-        ("checkpoint_id", "before", before, "<"),
-    ):
-        if value is not None:
-            where.append(f"{col} {op} {ph(name)}")
-            p[name] = value
-    if filter:
-        where.extend(filter_clauses(filter, p))
-    if after is not None:
-        where.append(
-            f"(checkpoint_id, checkpoint_ns, thread_id) < ({ph('a_id')}, {ph('a_ns')}, {ph('a_t')})"
-        )
-        p.update(a_id=after[0], a_ns=after[1], a_t=after[2])
-    sql = f"SELECT {CHECKPOINT_COLS} FROM {checkpoints}"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY checkpoint_id DESC, checkpoint_ns DESC, thread_id DESC"
-    if limit is not None:
-        sql += f" LIMIT {ph('limit')}"
-        p["limit"] = limit
-    return Stmt(sql, p)
+
+    n: Names
+
+    def _ph(self, name: str) -> str:
+        raise NotImplementedError
+
+    def _filter_clauses(self, filter: dict[str, Any], p: dict[str, Any]) -> list[str]:
+        raise NotImplementedError
+
+    def _page_prelude(self, thread_id: str | None) -> list[Stmt]:
+        return []
+
+    def select_checkpoints(
+        self,
+        *,
+        thread_id: str | None,
+        ns: str | None,
+        checkpoint_id: str | None,
+        before: str | None,
+        filter: dict[str, Any] | None,
+        limit: int | None,
+        after: tuple[str, str, str] | None = None,
+    ) -> list[Stmt]:
+        """A page of checkpoints, newest first (the last statement returns the rows).
+
+        ``after`` is the keyset of the previous page's last row: (checkpoint id,
+        namespace, thread).
+        """
+        ph = self._ph
+        where: list[str] = []
+        p: dict[str, Any] = {}
+        for col, name, value, op in (
+            ("thread_id", "t", thread_id, "="),
+            ("checkpoint_ns", "ns", ns, "="),
+            ("checkpoint_id", "id", checkpoint_id, "="),
+            ("checkpoint_id", "before", before, "<"),
+        ):
+            if value is not None:
+                where.append(f"{col} {op} {ph(name)}")
+                p[name] = value
+        if filter:
+            where.extend(self._filter_clauses(filter, p))
+        if after is not None:
+            where.append(
+                f"(checkpoint_id, checkpoint_ns, thread_id) < ({ph('a_id')}, {ph('a_ns')}, {ph('a_t')})"
+            )
+            p.update(a_id=after[0], a_ns=after[1], a_t=after[2])
+        sql = f"SELECT {CHECKPOINT_COLS} FROM {self.n.checkpoints}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY checkpoint_id DESC, checkpoint_ns DESC, thread_id DESC"
+        if limit is not None:
+            sql += f" LIMIT {ph('limit')}"
+            p["limit"] = limit
+        return [*self._page_prelude(thread_id), Stmt(sql, p)]
 
 class LeaseSQL:
     """The statements of thread leases (core/lease.py), for one backend.

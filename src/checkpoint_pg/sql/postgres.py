@@ -13,19 +13,13 @@ from checkpoint_pg.core.lease import Lease, lease_params as _lease_params
 from checkpoint_pg.core.values import ValueRow
 from checkpoint_pg.schema import KIND, Tables
 from checkpoint_pg.sql import Stmt
-from checkpoint_pg.sql.common import VALUE_COLS, WRITE_COLS, LeaseSQL, Names, checkpoint_page
+from checkpoint_pg.sql.common import VALUE_COLS, WRITE_COLS, CheckpointPages, LeaseSQL, Names
 from checkpoint_pg.sql.functions import Functions
 
 __all__ = ["PostgresSQL"]
 
 # Now, in seconds since the epoch, by the server's clock (leases).
 _EPOCH = "extract(epoch from now())::float8"
-
-
-def _containment(filter: dict[str, Any], p: dict[str, Any]) -> list[str]:
-    # one jsonb containment test: the filter's keys and values as a document
-    p["filter"] = json.dumps(filter)
-    return ["metadata @> %(filter)s::jsonb"]
 
 
 def _columns(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> dict[str, list[Any]]:
@@ -92,7 +86,7 @@ def _write_params(rows: Sequence[tuple[int, str, int, bytes, Any]]) -> dict[str,
     }
 
 
-class PostgresSQL:
+class PostgresSQL(CheckpointPages):
     """Statements for one prefix/schema on Postgres."""
 
     name = "postgresql"
@@ -327,37 +321,22 @@ class PostgresSQL:
 
     # -- reads ------------------------------------------------------------------
 
-    def select_checkpoints(
-        self,
-        *,
-        thread_id: str | None,
-        ns: str | None,
-        checkpoint_id: str | None,
-        before: str | None,
-        filter: dict[str, Any] | None,
-        limit: int | None,
-        after: tuple[str, str, str] | None = None,
-    ) -> list[Stmt]:
-        """A page of checkpoints, newest first (the last statement returns the rows)."""
-        page = checkpoint_page(
-            self.n.checkpoints,
-            lambda name: f"%({name})s",
-            _containment,
-            thread_id=thread_id,
-            ns=ns,
-            checkpoint_id=checkpoint_id,
-            before=before,
-            filter=filter,
-            limit=limit,
-            after=after,
-        )
+    def _ph(self, name: str) -> str:
+        return f"%({name})s"
+
+    def _filter_clauses(self, filter: dict[str, Any], p: dict[str, Any]) -> list[str]:
+        # one jsonb containment test: the filter's keys and values as a document
+        p["filter"] = json.dumps(filter)
+        return ["metadata @> %(filter)s::jsonb"]
+
+    def _page_prelude(self, thread_id: str | None) -> list[Stmt]:
         if thread_id is not None:
-            return [page]
+            return []
         # Across threads, walk the index in list order (recent_idx) and stop at the
         # limit. How selective a metadata filter is, the planner only guesses: from
         # some ANALYZE samples it chose to sort the whole table instead (38 ms for
         # 100,000 checkpoints against 3-5 ms). The read runs in a transaction.
-        return [Stmt("SET LOCAL enable_sort = off", {}), page]
+        return [Stmt("SET LOCAL enable_sort = off", {})]
 
     def select_values(self, keys: Sequence[tuple[str, str, str, str]]) -> list[Stmt]:
         """Values by (thread, ns, channel, version); rows (thread, ns, *VALUE_COLS)."""

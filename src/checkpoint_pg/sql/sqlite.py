@@ -18,7 +18,7 @@ from checkpoint_pg.core.lease import Lease
 from checkpoint_pg.core.values import ValueRow
 from checkpoint_pg.schema import KIND, Tables
 from checkpoint_pg.sql import Stmt
-from checkpoint_pg.sql.common import VALUE_COLS, WRITE_COLS, LeaseSQL, Names, checkpoint_page
+from checkpoint_pg.sql.common import VALUE_COLS, WRITE_COLS, CheckpointPages, LeaseSQL, Names
 
 __all__ = ["SqliteSQL"]
 
@@ -49,7 +49,7 @@ def _in_list(prefix: str, items: Sequence[Any]) -> tuple[str, dict[str, Any]]:
     return "(" + ", ".join(":" + n for n in names) + ")", dict(zip(names, items))
 
 
-class SqliteSQL:
+class SqliteSQL(CheckpointPages):
     """Statements for one prefix on SQLite."""
 
     name = "sqlite"
@@ -280,36 +280,12 @@ class SqliteSQL:
 
     # -- reads ------------------------------------------------------------------
 
-    def select_checkpoints(
-        self,
-        *,
-        thread_id: str | None,
-        ns: str | None,
-        checkpoint_id: str | None,
-        before: str | None,
-        filter: dict[str, Any] | None,
-        limit: int | None,
-        after: tuple[str, str, str] | None = None,
-    ) -> list[Stmt]:
-        """A page of checkpoints, newest first (the last statement returns the rows)."""
-        page = checkpoint_page(
-            self.n.checkpoints,
-            lambda name: f":{name}",
-            self._filter_clauses,
-            thread_id=thread_id,
-            ns=ns,
-            checkpoint_id=checkpoint_id,
-            before=before,
-            filter=filter,
-            limit=limit,
-            after=after,
-        )
-        return [page]
+    def _ph(self, name: str) -> str:
+        return f":{name}"
 
-    @classmethod
-    def _filter_clauses(cls, filter: dict[str, Any], p: dict[str, Any]) -> list[str]:
+    def _filter_clauses(self, filter: dict[str, Any], p: dict[str, Any]) -> list[str]:
         # Keys and values are bound; json_each compares the top-level entries.
-        return [cls._filter_clause(i, key, value, p) for i, (key, value) in enumerate(filter.items())]
+        return [self._filter_clause(i, key, value, p) for i, (key, value) in enumerate(filter.items())]
 
     @staticmethod
     def _filter_clause(i: int, key: str, value: Any, p: dict[str, Any]) -> str:
