@@ -315,6 +315,51 @@ def test_run_id_index_skips_checkpoints_without_a_run_and_serves_delete_for_runs
     assert name in plan, plan
 
 
+def test_downgrade_below_0008_rewrites_dictionary_compressed_objects(db: Db) -> None:
+    """Revision 0008: on downgrade, objects compressed against dictionary zd1 are
+    rewritten as releases before it store them (plain zlib, or uncompressed) under the
+    same hashes; they decode to the values put, and read back equal after upgrading."""
+    import zlib
+
+    from checkpoint_pg import migrate
+    from checkpoint_pg.schema import build_tables
+    from langchain_core.messages import AIMessage
+    from langgraph.checkpoint.base import empty_checkpoint
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    tables = build_tables()
+    msgs = [AIMessage(f"reply {i}: " + "light rain over Oslo, " * (i + 2), id=f"a{i}") for i in range(6)]
+    with db.saver() as saver:
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"messages": msgs}
+        cp["channel_versions"] = {"messages": saver.get_next_version(None, None)}
+        cfg = saver.put(new_thread(), cp, {"source": "loop", "step": 0}, cp["channel_versions"])
+
+    def objects() -> dict[bytes, tuple[str, bytes]]:
+        with db.connect() as conn:
+            rows = conn.execute(sa.text("SELECT hash, type, data FROM cpg_objects")).all()
+        return {bytes(h): (typ, bytes(d)) for h, typ, d in rows}
+
+    before = objects()
+    assert len(before) == len(msgs) and all(t.startswith("zd1:") for t, _ in before.values())
+    with db.connect() as conn:
+        migrate.downgrade(conn, tables, "0007")
+    after = objects()
+    assert after.keys() == before.keys()
+    serde = JsonPlusSerializer()
+    decoded = []
+    for typ, data in after.values():
+        assert not typ.startswith("zd"), typ
+        if typ.startswith("z:"):
+            typ, data = typ[2:], zlib.decompress(data)
+        decoded.append(serde.loads_typed((typ, data)))
+    assert sorted(decoded, key=lambda m: m.id) == msgs
+    with db.connect() as conn:
+        migrate.upgrade(conn, tables)
+    with db.saver(setup=False) as saver:
+        assert saver.get_tuple(cfg).checkpoint["channel_values"]["messages"] == msgs
+
+
 # -- version table, coexistence ---------------------------------------------------
 
 
