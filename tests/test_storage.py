@@ -23,6 +23,7 @@ decode every stored object with the saver's codec
 from __future__ import annotations
 
 import hashlib
+import operator
 import json
 import secrets
 import sqlite3
@@ -724,6 +725,41 @@ def _tuples(saver: Any, config: RunnableConfig) -> list[tuple[Any, ...]]:
         pending = sorted(((c, repr(v)) for _, c, v in tup.pending_writes or []))
         out.append((tup.checkpoint["channel_values"], tup.metadata.get("step"), pending))
     return out
+
+
+def test_an_element_is_never_read_back_as_another_channels_object(saver: Any) -> None:
+    """A list [1, 2] in one channel and a tuple (1, 2) in another serialize alike,
+    so they share a stored object. Reading history in the process that holds both
+    must return each channel's element with its own type, as InMemorySaver does,
+    not the live object of the other channel."""
+
+    class S(TypedDict, total=False):
+        rows: Annotated[list, operator.add]
+        pairs: Annotated[list, operator.add]
+
+    def build(cp: Any) -> Any:
+        b = StateGraph(S)
+        b.add_node("r", lambda s: {"rows": [[1, 2]]})
+        b.add_node("p", lambda s: {"pairs": [(1, 2)]})
+        b.add_node("r2", lambda s: {"rows": [[3]]})
+        b.add_edge(START, "r")
+        b.add_edge("r", "p")
+        b.add_edge("p", "r2")
+        b.add_edge("r2", END)
+        return b.compile(checkpointer=cp)
+
+    def history(cp: Any) -> list[Any]:
+        g = build(cp)
+        cfg = {"configurable": {"thread_id": f"alias-{uuid.uuid4().hex[:8]}"}}
+        g.invoke({"rows": [], "pairs": []}, cfg)
+        return [h.values.get("rows") for h in g.get_state_history(cfg)]
+
+    def shapes(rows_per_step: list[Any]) -> list[Any]:
+        return [[(type(x), x) for x in rows or []] for rows in rows_per_step]
+
+    expected = history(InMemorySaver())
+    assert expected[1] == [[1, 2]]
+    assert shapes(history(saver)) == shapes(expected)
 
 
 def test_graph_edits_and_fork_round_trip_like_in_memory(saver: Any, make_saver: Any, raw: Raw) -> None:

@@ -46,6 +46,7 @@ from checkpoint_pg.core.values import (
     resolve_hashes,
     unique_objects,
 )
+from checkpoint_pg.core.values import _BaseMessage  # one import guard, in values.py
 from checkpoint_pg.errors import (
     ConfigError,
     IntegrityError,
@@ -397,10 +398,6 @@ def break_lease(ctx: Ctx, thread_id: str) -> Op:
     return bool(rows) and rows[0][0] is not None and (rows[0][1] or 0) > 0
 
 
-try:
-    from langchain_core.messages import BaseMessage as _BaseMessage
-except ImportError:  # pragma: no cover - langchain_core comes with langgraph
-    _BaseMessage = None
 
 
 # -- reading ------------------------------------------------------------------------

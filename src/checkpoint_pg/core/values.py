@@ -74,6 +74,21 @@ _MAX_WRITES = 1_000
 # write is mostly small, and the cache's bound counts entries, not bytes.
 _SMALL_OBJECT = 1024
 
+try:
+    from langchain_core.messages import BaseMessage as _BaseMessage
+except ImportError:  # pragma: no cover - langchain_core comes with langgraph
+    _BaseMessage = None  # type: ignore[assignment,misc]
+
+# Elements that decode to an object of their own type: any element with the same
+# hash (in another channel, another checkpoint) is equal to it and of its type, so
+# the live object may stand in for decoding it. Not so for containers: a tuple and
+# a list, or a dict and an OrderedDict, serialize to the same bytes.
+_EXACT_TYPES = frozenset({str, int, float, bool, type(None), bytes})
+
+
+def _stands_in(item: Any) -> bool:
+    return type(item) in _EXACT_TYPES or (_BaseMessage is not None and isinstance(item, _BaseMessage))
+
 
 class ListCache:
     """The last known list state per (thread, ns, channel): LRU, bounded, thread-safe.
@@ -126,16 +141,19 @@ class ListCache:
         self, thread_id: str, ns: str | None
     ) -> tuple[dict[bytes, Any], dict[bytes, StoredObject]]:
         """For (thread, ns), or every namespace of the thread when ``ns`` is None:
-        hash -> element object of every cached list state (and remembered write),
-        and hash -> stored object of the remembered small objects."""
+        hash -> element object of every cached list state (and remembered write)
+        that may stand in for any element with its hash (messages and scalars, not
+        containers), and hash -> stored object of the remembered small objects."""
         with self._lock:
             keys = self._threads.get(thread_id, ())
             states = [(k[2], self._data[k]) for k in keys if ns is None or k[1] == ns]
         known: dict[bytes, Any] = {}
         raw: dict[bytes, StoredObject] = {}
         for channel, st in states:
-            into = raw if channel == _WRITE_OBJECTS or channel.startswith(_SCALAR) else known
-            into.update(zip(st.hashes, st.items))
+            if channel == _WRITE_OBJECTS or channel.startswith(_SCALAR):
+                raw.update(zip(st.hashes, st.items))
+            else:
+                known.update((h, v) for h, v in zip(st.hashes, st.items) if _stands_in(v))
         return known, raw
 
     def remember_scalars(
