@@ -73,3 +73,62 @@ def test_graph_runs_forks_and_update_state_work_in_single_writer_mode(make_saver
         g.invoke(None, old)  # replay from an old checkpoint: a fork
         forked = g.update_state(old, {"log": ["edit"]})
         assert g.get_state(forked).values["log"][-1] == "edit"
+
+
+def _interrupting_graph(saver: Any) -> Any:
+    from langgraph.types import interrupt
+
+    def ask(s: S) -> dict[str, Any]:
+        if s["log"][-1] == "ask":
+            return {"log": [interrupt("which?")]}
+        return {"log": ["a"]}
+
+    b = StateGraph(S)
+    b.add_node("a", ask)
+    b.add_edge(START, "a")
+    b.add_edge("a", END)
+    return b.compile(checkpointer=saver)
+
+
+def _time_travel(saver: Any) -> list[list[str]]:
+    """New input from an older checkpoint, and resuming an older interrupt: both
+    start from a checkpoint the caller names, with newer ones in the thread."""
+    from langgraph.types import Command
+
+    g = _interrupting_graph(saver)
+    cfg = {"configurable": {"thread_id": "tt"}}
+    g.invoke({"log": ["1"]}, cfg)
+    g.invoke({"log": ["2"]}, cfg)
+    after_first = list(g.get_state_history(cfg))[2].config
+    out = [g.invoke({"log": ["fork"]}, after_first)["log"]]
+    g.invoke({"log": ["ask"]}, cfg)
+    paused = g.get_state(cfg).config
+    out.append(g.invoke(Command(resume="x"), cfg)["log"])
+    out.append(g.invoke(Command(resume="y"), paused)["log"])  # the older interrupt, again
+    out.append(g.get_state(cfg).values["log"])
+    return out
+
+
+def test_runs_from_a_named_older_checkpoint_work_in_single_writer_mode(make_saver) -> None:
+    """A run that names an older checkpoint to start from (new input there, or
+    resuming an interrupt that was resumed already) branches on purpose: it is
+    not refused, and the thread ends as with InMemorySaver."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    with make_saver(single_writer=True) as saver:
+        assert _time_travel(saver) == _time_travel(InMemorySaver())
+
+
+def test_naming_the_start_lets_only_the_first_put_through(make_saver) -> None:
+    """Reading a checkpoint by id lets one put from it through though newer ones
+    exist; a second put from it (another run, racing) is still refused."""
+    from checkpoint_pg import ThreadBusyError
+
+    with make_saver(single_writer=True) as saver:
+        root = _step(saver, {"configurable": {"thread_id": "nm", "checkpoint_ns": ""}}, -1, "input")
+        _step(saver, root, 0)
+        assert saver.get_tuple(root) is not None  # a run names root as its start
+        branch = _step(saver, root, 0)
+        _step(saver, branch, 1)  # its next step continues its own branch
+        with pytest.raises(ThreadBusyError):
+            _step(saver, root, 0)

@@ -93,6 +93,35 @@ class Ctx:
     lease_key: int = 0
     # thread id -> the lease a `lease()` block of this saver holds (core/lease.py)
     leases: dict[str, leases.Lease] = field(default_factory=dict)
+    # single_writer: the checkpoints runs named to start from (see StartPoints)
+    named: StartPoints = field(default_factory=lambda: StartPoints())
+
+
+class StartPoints:
+    """Checkpoints read by id (time travel, a fork, resuming an older interrupt).
+
+    Single-writer mode refuses a step whose parent is no longer the thread's
+    newest checkpoint: the sign of another run writing the thread meanwhile.
+    A run that named the checkpoint it starts from branches on purpose, and
+    LangGraph reads that checkpoint by id before the run's first put. That put
+    is let through once; the run's later steps are guarded as any other's.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self._keys: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def add(self, key: tuple[str, str, str]) -> None:
+        with self._lock:
+            self._keys[key] = None
+            self._keys.move_to_end(key)
+            while len(self._keys) > self._size:
+                self._keys.popitem(last=False)
+
+    def take(self, key: tuple[str, str, str]) -> bool:
+        with self._lock:
+            return self._keys.pop(key, 0) is None
 
 
 def _busy(thread_id: str) -> ThreadBusyError:
@@ -239,8 +268,13 @@ def put(
     md, md_json = metadata_json(config, metadata)
     run_id = md.get("run_id")
     # Single-writer mode guards the steps of a run; forks and update_state
-    # start from an older checkpoint on purpose.
-    guard = ctx.single_writer and md.get("source") in ("loop", "input")
+    # (sources "fork", "update"), and the first put of a run that named its
+    # starting checkpoint, branch from an older checkpoint on purpose.
+    guard = (
+        ctx.single_writer
+        and md.get("source") in ("loop", "input")
+        and not (parent is not None and ctx.named.take((t, ns, parent)))
+    )
     lease = leases.held(ctx.lease_key, t, ctx.leases)
     stmts = ctx.sql.put_checkpoint(
         t,
@@ -607,6 +641,8 @@ def get_tuple(ctx: Ctx, config: RunnableConfig) -> Op:
     if head is None:
         return None
     found, parent, raw_doc, raw_md = head
+    if cid is not None and ctx.single_writer:
+        ctx.named.add((t, ns, found))
     doc = _parse_doc(raw_doc)
     _fetch_objects(ctx, memo, t, objects)
     if not ctx.sql.single_statement:
