@@ -295,6 +295,35 @@ def test_prune_keep_last_and_older_than(capsys: pytest.CaptureFixture[str], db: 
     assert _thread_ids(capsys, db) == ["demo"]
 
 
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_prune_older_than_keeps_a_thread_written_while_the_prompt_waits(
+    capsys: pytest.CaptureFixture[str], db: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prune --older-than lists stale threads, then asks. A thread a run writes while
+    the operator reads the question is kept: the age is checked again as each
+    thread is deleted, under its lock. The other stale thread is deleted."""
+    import time
+
+    url, prefix = db[1], db[3]
+    time.sleep(1.2)  # both threads are now older than 1s
+
+    def operator(question: str) -> str:
+        assert "Delete 2 threads" in question
+        with _saver_cls(url).from_conn_string(url, prefix=prefix) as saver:
+            build_chain(saver).invoke({"log": []}, {"configurable": {"thread_id": "chain"}})
+        return "y"
+
+    monkeypatch.setattr("builtins.input", operator)
+    monkeypatch.setattr(sys, "stdin", _Terminal())
+    code, out, _ = cli(capsys, "prune", "--older-than", "1s", *db)
+    assert code == 0 and "kept 1 of them, written since the plan" in out, out
+    assert _thread_ids(capsys, db) == ["chain"]
+
+
 # -- migrate -------------------------------------------------------------------------------
 
 

@@ -37,6 +37,7 @@ import pytest
 from faultkit import after_first_yield
 from graphs import (
     FlakyError,
+    build_chain,
     build_delta_graph,
     build_flaky_pair,
     build_tool_agent,
@@ -1088,6 +1089,31 @@ def test_prune_delete_removes_the_thread(saver: Any, raw: Raw) -> None:
     assert raw.counts(thread_of(config)) == dict.fromkeys(
         ("threads", "checkpoints", "values", "writes", "objects"), 0
     )
+
+
+def test_prune_updated_before_leaves_threads_written_since(saver: Any, raw: Raw) -> None:
+    """prune(..., updated_before=T) prunes only threads not written since T, with
+    either strategy; T must be an aware datetime."""
+    import datetime as dt
+
+    from checkpoint_pg import ConfigError
+
+    graph = build_chain(saver)
+    stale, fresh = new_config("prune-stale"), new_config("prune-fresh")
+    graph.invoke({"log": []}, stale)
+    graph.invoke({"log": []}, fresh)
+    cutoff = dt.datetime.now(dt.timezone.utc)
+    graph.invoke({"log": []}, fresh)  # written after the cutoff
+    ids = [thread_of(stale), thread_of(fresh)]
+    n_fresh = raw.counts(thread_of(fresh))["checkpoints"]
+    saver.prune(ids, strategy="keep_latest", updated_before=cutoff)
+    assert raw.counts(thread_of(stale))["checkpoints"] == 1
+    assert raw.counts(thread_of(fresh))["checkpoints"] == n_fresh
+    saver.prune(ids, strategy="delete", updated_before=cutoff)
+    assert raw.counts(thread_of(stale))["checkpoints"] == 0
+    assert raw.counts(thread_of(fresh))["checkpoints"] == n_fresh
+    with pytest.raises(ConfigError, match="timezone-aware"):
+        saver.prune(ids, strategy="delete", updated_before=dt.datetime.now())
 
 
 def test_copy_thread_copies_objects_and_is_independent(saver: Any, raw: Raw) -> None:

@@ -47,10 +47,16 @@ def _is_pg(url: str) -> bool:
     return url.startswith(PG_SCHEMES)
 
 
-def _sqlite_path(url: str) -> str:
+def _sqlite_path(url: str, *, must_exist: bool = False) -> str:
     from checkpoint_pg.sqlite import path_of
 
-    return path_of(url)
+    path = path_of(url)
+    if must_exist and path != ":memory:" and not Path(path).is_file():
+        hint = " (run `checkpoint-pg demo` to create it)" if url == DEFAULT_URL else ""
+        raise NotFoundError(
+            f"no SQLite database at {path!r}{hint}: pass --url PATH or postgresql://..., or set ${ENV_URL}"
+        )
+    return path
 
 
 def _saver_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -61,12 +67,15 @@ def _saver_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def open_saver(args: argparse.Namespace, *, write: bool) -> Iterator[Any]:
-    """A sync saver on the database of ``args``; read-only unless ``write``."""
+def open_saver(args: argparse.Namespace, *, write: bool, create: bool = True) -> Iterator[Any]:
+    """A sync saver on the database of ``args``; read-only unless ``write``.
+
+    A missing SQLite file is created only for ``write`` and ``create``.
+    """
     url = _url(args)
     opts = _saver_options(args)
     if _is_pg(url):
-        from checkpoint_pg.postgres import PostgresSaver, conninfo_of
+        from checkpoint_pg.postgres import PostgresSaver, conninfo_of, read_only_options
 
         if write:
             with PostgresSaver.from_conn_string(url, **opts) as saver:
@@ -77,7 +86,7 @@ def open_saver(args: argparse.Namespace, *, write: bool) -> Iterator[Any]:
         conninfo = conninfo_of(url)
         kw: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
         try:
-            conn = psycopg.connect(conninfo, options="-c default_transaction_read_only=on", **kw)
+            conn = psycopg.connect(conninfo, options=read_only_options(conninfo), **kw)
         except psycopg.OperationalError as exc:
             if "options" not in str(exc):  # e.g. PgBouncer refuses the startup parameter
                 raise
@@ -89,16 +98,11 @@ def open_saver(args: argparse.Namespace, *, write: bool) -> Iterator[Any]:
         raise UsageError("--schema is for Postgres; SQLite has no schemas (use --prefix)")
     from checkpoint_pg.sqlite import SqliteSaver, connect_sqlite
 
-    path = _sqlite_path(url)
+    path = _sqlite_path(url, must_exist=not (write and create))
     if write:
         with SqliteSaver.from_conn_string(path, **opts) as saver:
             yield saver
         return
-    if path != ":memory:" and not Path(path).is_file():
-        hint = " (run `checkpoint-pg demo` to create it)" if url == DEFAULT_URL else ""
-        raise NotFoundError(
-            f"no SQLite database at {path!r}{hint}: pass --url PATH or postgresql://..., or set ${ENV_URL}"
-        )
     conn = connect_sqlite(path, read_only=True)
     try:
         yield SqliteSaver(conn, **opts)
@@ -644,6 +648,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     messages: list[str] = []
     with _inspector(args) as ins:
         stale: list[str] = []
+        cutoff = None
         if args.older_than is not None:
             cutoff = dt.datetime.now(dt.timezone.utc) - parse_duration(args.older_than)
             stale = ins.thread_ids_updated_before(cutoff)
@@ -672,9 +677,17 @@ def cmd_prune(args: argparse.Namespace) -> int:
         return 1
     with open_saver(args, write=True) as saver:
         for i in range(0, len(stale), 100):
-            saver.prune(stale[i : i + 100], strategy="delete")
+            # a thread written since the plan was drawn up is kept: checked again
+            # under the thread's lock as it is deleted
+            saver.prune(stale[i : i + 100], strategy="delete", updated_before=cutoff)
         if plans:
             keep_last(saver, [p.thread_id for p in plans], args.keep_last)
+    if stale:
+        with _inspector(args) as ins:
+            kept = [t for t in stale if ins.checkpoint_keys(t)]
+        if kept:
+            result["kept_threads"] = kept
+            summary += f"; kept {len(kept)} of them, written since the plan"
     return _report(args, result, f"done: {summary}")
 
 
@@ -690,25 +703,22 @@ def _report(args: argparse.Namespace, data: dict[str, Any], text: str) -> int:
 
 
 @contextlib.contextmanager
-def _sa_connection(args: argparse.Namespace, *, write: bool) -> Iterator[Any]:
+def _sa_connection(args: argparse.Namespace, *, write: bool, create: bool = True) -> Iterator[Any]:
     import sqlalchemy as sa
     from sqlalchemy.pool import StaticPool
 
     url = _url(args)
     if _is_pg(url):
-        from checkpoint_pg.postgres import conninfo_of
+        from checkpoint_pg.postgres import conninfo_of, read_only_options
 
-        conninfo = conninfo_of(url).replace("postgresql://", "postgresql+psycopg://", 1)
         kw: dict[str, Any] = (
-            {} if write else {"connect_args": {"options": "-c default_transaction_read_only=on"}}
+            {} if write else {"connect_args": {"options": read_only_options(conninfo_of(url))}}
         )
-        engine = sa.create_engine(conninfo, poolclass=sa.pool.NullPool, **kw)
+        engine = sa.create_engine(conninfo_of(url, sqlalchemy=True), poolclass=sa.pool.NullPool, **kw)
     else:
         from checkpoint_pg.sqlite import connect_sqlite
 
-        path = _sqlite_path(url)
-        if not write and path != ":memory:" and not Path(path).is_file():
-            raise NotFoundError(f"no SQLite database at {path!r}: pass --url or set ${ENV_URL}")
+        path = _sqlite_path(url, must_exist=not (write and create))
         raw = connect_sqlite(path, read_only=not write)
         engine = sa.create_engine("sqlite://", creator=lambda: raw, poolclass=StaticPool)
     try:
@@ -805,13 +815,19 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(open_incumbent(args.source))
-        saver = stack.enter_context(open_saver(args, write=not args.dry_run))
-        if not args.dry_run and args.setup:
-            saver.setup()
-        ins = Inspector(saver)
+        source.threads(args.thread or None)  # a wrong --thread fails before the target is created
+        saver = None
+        if not args.dry_run:
+            saver = stack.enter_context(open_saver(args, write=True, create=args.setup))
+            if args.setup:
+                saver.setup()
+        elif _has_tables(args):
+            saver = stack.enter_context(open_saver(args, write=False))
+        ins = Inspector(saver) if saver is not None else None
 
         def existing(t: str) -> set[tuple[str, str]]:
-            return set(ins.checkpoint_keys(t))
+            # a dry run on a target not created yet: it holds nothing
+            return set(ins.checkpoint_keys(t)) if ins is not None else set()
 
         progress_cb, finish = _progress(args)
         try:
@@ -832,6 +848,17 @@ def cmd_import(args: argparse.Namespace) -> int:
         f"{verb} {report.imported} checkpoints ({report.writes} writes) of {report.threads} threads; "
         f"{report.skipped} already present",
     )
+
+
+def _has_tables(args: argparse.Namespace) -> bool:
+    """Whether the database of ``args`` exists and has our tables (never creates either)."""
+    from checkpoint_pg import migrate
+
+    url = _url(args)
+    if not _is_pg(url) and not Path(_sqlite_path(url)).is_file():
+        return False
+    with _sa_connection(args, write=False) as conn:
+        return migrate.current(conn, build_tables(args.prefix, args.schema or None)) is not None
 
 
 def _progress(args: argparse.Namespace) -> tuple[Callable[[int, int, str], None] | None, Callable[[], None]]:

@@ -8,6 +8,7 @@ connection, inside one transaction. So put, list, prune... are written once.
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 from collections import OrderedDict, defaultdict
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -895,18 +896,37 @@ def delete_for_runs(ctx: Ctx, run_ids: Sequence[str]) -> Op:
     return None
 
 
-def prune(ctx: Ctx, thread_ids: Sequence[str], strategy: str, keep_last: int = 1) -> Op:
+def prune(
+    ctx: Ctx,
+    thread_ids: Sequence[str],
+    strategy: str,
+    keep_last: int = 1,
+    updated_before: datetime | None = None,
+) -> Op:
     """``keep_latest``: keep the ``keep_last`` newest checkpoints per namespace
-    (and what they need to be read); ``delete``: delete the threads."""
+    (and what they need to be read); ``delete``: delete the threads. With
+    ``updated_before``, a thread written since then is left alone: checked under
+    the thread's lock, so a run writing it while the list was drawn up keeps it."""
     from checkpoint_pg.core.config import normalize_thread_id
 
     if strategy not in ("keep_latest", "delete"):
         raise ConfigError(f"unknown prune strategy {strategy!r}: use 'keep_latest' or 'delete'")
     if not isinstance(keep_last, int) or isinstance(keep_last, bool) or keep_last < 1:
         raise ConfigError(f"keep_last must be an int >= 1, got {keep_last!r}")
+    if updated_before is not None and (
+        not isinstance(updated_before, datetime) or updated_before.tzinfo is None
+    ):
+        raise ConfigError(
+            f"updated_before must be a timezone-aware datetime, got {updated_before!r}; "
+            "e.g. datetime.now(timezone.utc) - timedelta(days=30)"
+        )
     for raw in thread_ids:
         t = normalize_thread_id(raw)
         ctx.cache.forget_thread(t)
+        if updated_before is not None:
+            _, stale = yield Batch([ctx.sql.lock_thread(t), ctx.sql.thread_is_stale(t, updated_before)])
+            if not stale:
+                continue
         if strategy == "delete":
             yield Batch([ctx.sql.lock_thread(t), *ctx.sql.delete_thread(t)], fetch=False)
         else:

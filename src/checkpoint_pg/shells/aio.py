@@ -7,6 +7,7 @@ thread; called on that loop itself they would deadlock, so they raise.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -242,10 +243,21 @@ class AsyncSaver(SaverBase):
         )
 
     async def aprune(
-        self, thread_ids: Sequence[str], *, strategy: str = "keep_latest", keep_last: int = 1
+        self,
+        thread_ids: Sequence[str],
+        *,
+        strategy: str = "keep_latest",
+        keep_last: int = 1,
+        updated_before: datetime | None = None,
     ) -> None:
-        """Prune threads: keep the ``keep_last`` newest checkpoints per namespace, or delete."""
-        await self._ado(partial(ops.prune, self.ctx, thread_ids, strategy, keep_last), write=True)
+        """Prune threads: keep the ``keep_last`` newest checkpoints per namespace, or delete.
+
+        With ``updated_before`` (an aware datetime), threads written since then are
+        left alone, checked under each thread's lock as it is pruned."""
+        await self._ado(
+            partial(ops.prune, self.ctx, thread_ids, strategy, keep_last, updated_before),
+            write=True,
+        )
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
@@ -298,9 +310,19 @@ class AsyncSaver(SaverBase):
         self._sync("copy_thread", lambda: self.acopy_thread(source_thread_id, target_thread_id))
 
     def prune(
-        self, thread_ids: Sequence[str], *, strategy: str = "keep_latest", keep_last: int = 1
+        self,
+        thread_ids: Sequence[str],
+        *,
+        strategy: str = "keep_latest",
+        keep_last: int = 1,
+        updated_before: datetime | None = None,
     ) -> None:
-        self._sync("prune", lambda: self.aprune(thread_ids, strategy=strategy, keep_last=keep_last))
+        self._sync(
+            "prune",
+            lambda: self.aprune(
+                thread_ids, strategy=strategy, keep_last=keep_last, updated_before=updated_before
+            ),
+        )
 
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]

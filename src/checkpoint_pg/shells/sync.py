@@ -7,6 +7,7 @@ serves ``ainvoke`` / ``astream``.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
@@ -148,10 +149,21 @@ class SyncSaver(SaverBase):
         self._do(partial(ops.copy_thread, self.ctx, source_thread_id, target_thread_id), write=True)
 
     def prune(
-        self, thread_ids: Sequence[str], *, strategy: str = "keep_latest", keep_last: int = 1
+        self,
+        thread_ids: Sequence[str],
+        *,
+        strategy: str = "keep_latest",
+        keep_last: int = 1,
+        updated_before: datetime | None = None,
     ) -> None:
-        """Prune threads: keep the ``keep_last`` newest checkpoints per namespace, or delete."""
-        self._do(partial(ops.prune, self.ctx, thread_ids, strategy, keep_last), write=True)
+        """Prune threads: keep the ``keep_last`` newest checkpoints per namespace, or delete.
+
+        With ``updated_before`` (an aware datetime), threads written since then are
+        left alone, checked under each thread's lock as it is pruned."""
+        self._do(
+            partial(ops.prune, self.ctx, thread_ids, strategy, keep_last, updated_before),
+            write=True,
+        )
 
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
@@ -270,9 +282,22 @@ class SyncSaver(SaverBase):
         await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
 
     async def aprune(
-        self, thread_ids: Sequence[str], *, strategy: str = "keep_latest", keep_last: int = 1
+        self,
+        thread_ids: Sequence[str],
+        *,
+        strategy: str = "keep_latest",
+        keep_last: int = 1,
+        updated_before: datetime | None = None,
     ) -> None:
-        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy, keep_last=keep_last)
+        await asyncio.to_thread(
+            partial(
+                self.prune,
+                thread_ids,
+                strategy=strategy,
+                keep_last=keep_last,
+                updated_before=updated_before,
+            )
+        )
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]

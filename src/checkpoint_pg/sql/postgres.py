@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.dialects import postgresql
@@ -525,6 +526,13 @@ class PostgresSQL(CheckpointPages):
         # Serializes delete/prune with concurrent puts on the same thread (puts
         # upsert this row first, so they wait for the row lock, and vice versa).
         return Stmt(f"SELECT 1 FROM {self.n.threads} WHERE thread_id = %(t)s FOR UPDATE", {"t": t})
+
+    def thread_is_stale(self, t: str, cutoff: datetime) -> Stmt:
+        """A row when the thread's last write is older than ``cutoff`` (aware)."""
+        return Stmt(
+            f"SELECT 1 FROM {self.n.threads} WHERE thread_id = %(t)s AND updated_at < %(cut)s",
+            {"t": t, "cut": cutoff},
+        )
 
     def delete_thread(self, t: str) -> list[Stmt]:
         # One statement, one snapshot: a first put committing meanwhile (with no

@@ -479,6 +479,13 @@ class SqliteSQL(CheckpointPages):
         # BEGIN IMMEDIATE already holds the database's write lock.
         return Stmt("SELECT 1", {})
 
+    def thread_is_stale(self, t: str, cutoff: datetime) -> Stmt:
+        """A row when the thread's last write is older than ``cutoff`` (aware)."""
+        return Stmt(
+            f"SELECT 1 FROM {self.n.threads} WHERE thread_id = :t AND updated_at < :cut",
+            {"t": t, "cut": cutoff.astimezone(timezone.utc).isoformat(sep=" ")},
+        )
+
     def delete_thread(self, t: str) -> list[Stmt]:
         n = self.n
         return [
