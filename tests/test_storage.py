@@ -1207,3 +1207,53 @@ def test_get_tuple_serves_stored_small_objects_fresh_and_current(saver, make_sav
     tup = saver.get_tuple(c)
     assert tup.checkpoint["channel_values"] == base["channel_values"]
     assert [(ch, v) for _, ch, v in tup.pending_writes] == [("d", {"k": []})]
+
+
+FILTER_METADATA = [
+    {"user": "u1", "tags": ["a", "b"], "cfg": {"x": 1, "y": 2}, "n": 1},
+    {"user": None, "tags": ["a"], "cfg": {"y": 2, "x": 1}, "n": 1.0},
+    {},
+    {"user": "u2", "cfg": {"x": 1, "z": None}, "tags": []},
+]
+FILTERS = [
+    {"user": None},
+    {"user": "u1"},
+    {"missing": None},
+    {"tags": ["a"]},
+    {"tags": ["a", "b"]},
+    {"tags": ["b", "a"]},
+    {"tags": []},
+    {"cfg": {"x": 1, "y": 2}},
+    {"cfg": {"x": 1}},
+    {"cfg": {"x": 1, "z": None}},
+    {"n": 1},
+    {"user": None, "tags": ["a"]},
+    {"user": "u1", "n": 1.0},
+]
+
+
+@pytest.mark.parametrize("flt", FILTERS, ids=lambda f: json.dumps(f))
+def test_metadata_filter_matches_as_in_memory(saver: Any, flt: dict[str, Any]) -> None:
+    """list(filter=...) keeps a checkpoint when metadata.get(key) == value for every
+    key, as InMemorySaver does: None matches a missing key too, lists and dicts
+    compare whole (not as containment), dict key order and 1 vs 1.0 do not matter.
+    For one thread (Postgres: the list_thread function), across threads, and in
+    the thread listing (saver.threads, the inspector)."""
+    thread = f"flt-{uuid.uuid4().hex[:8]}"
+    ref = InMemorySaver()
+    for cp_saver in (saver, ref):
+        cfg: RunnableConfig = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+        for i, md in enumerate(FILTER_METADATA):
+            cp = empty_checkpoint()
+            cp["id"] = f"1f0{i:05d}-0000-6000-8000-000000000000"
+            cfg = cp_saver.put(cfg, cp, {**md, "i": i}, {})
+
+    def found(s: Any, config: RunnableConfig | None) -> list[int]:
+        return [t.metadata["i"] for t in s.list(config, filter=flt) if t.metadata.get("i") is not None]
+
+    one = {"configurable": {"thread_id": thread}}
+    expected = found(ref, one)
+    assert found(saver, one) == expected
+    assert found(saver, None) == found(ref, None)
+    # threads(filter=...) tests the thread's latest metadata (i == 3) the same way
+    assert (thread in set(saver.threads(filter=flt))) == (3 in expected)

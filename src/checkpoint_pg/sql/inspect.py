@@ -19,6 +19,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from checkpoint_pg.schema import Tables
 from checkpoint_pg.sql import Stmt
 from checkpoint_pg.sql.common import Names
+from checkpoint_pg.sql.postgres import metadata_matches as postgres_matches
+from checkpoint_pg.sql.sqlite import metadata_matches as sqlite_matches
 
 __all__ = ["InspectSQL", "PostgresInspectSQL", "SqliteInspectSQL", "IncumbentSQL", "inspect_sql_for"]
 
@@ -204,7 +206,7 @@ class PostgresInspectSQL(InspectSQL):
 
     def _metadata_filter(self, column: str, filter: dict[str, Any], p: dict[str, Any]) -> list[str]:
         p["mdf"] = json.dumps(filter)
-        return [f"{column} @> %(mdf)s::jsonb"]
+        return [postgres_matches(column, "%(mdf)s")]
 
     def _octets(self, expr: str, text: bool = False) -> str:
         # octet_length reads the size from a TOAST pointer without fetching the value
@@ -228,25 +230,7 @@ class SqliteInspectSQL(InspectSQL):
         return []  # the CLI opens the file read-only; a deferred BEGIN is one snapshot
 
     def _metadata_filter(self, column: str, filter: dict[str, Any], p: dict[str, Any]) -> list[str]:
-        out = []
-        for i, (key, value) in enumerate(filter.items()):
-            k, v = f"mk{i}", f"mv{i}"
-            p[k] = key
-            head = f"EXISTS (SELECT 1 FROM json_each({column}) AS j WHERE j.key = :{k} AND "
-            if value is None:
-                out.append(head + "j.type = 'null')")
-            elif isinstance(value, bool):
-                out.append(head + f"j.type = '{'true' if value else 'false'}')")
-            elif isinstance(value, (int, float)):
-                p[v] = value
-                out.append(head + f"j.type IN ('integer', 'real') AND j.value = :{v})")
-            elif isinstance(value, str):
-                p[v] = value
-                out.append(head + f"j.type = 'text' AND j.value = :{v})")
-            else:
-                p[v] = json.dumps(value, separators=(",", ":"))
-                out.append(head + f"j.type IN ('object', 'array') AND json(j.value) = json(:{v}))")
-        return out
+        return sqlite_matches(column, filter, p, "m")
 
     def _octets(self, expr: str, text: bool = False) -> str:
         # length() of a BLOB column is its size, read without loading overflow pages;

@@ -23,6 +23,20 @@ __all__ = ["PostgresSQL"]
 _EPOCH = "extract(epoch from now())::float8"
 
 
+def metadata_matches(column: str, param: str) -> str:
+    """SQL true when the jsonb ``column`` matches the filter document ``param``
+    (NULL: no filter) as InMemorySaver matches: ``column.get(k) == v`` for every
+    key, so None also matches a missing key and lists and dicts compare whole.
+    Containment of the filter (its nulls stripped) comes first: a necessary
+    condition, and the cheap one."""
+    f = f"{param}::jsonb"
+    return (
+        f"({f} IS NULL OR ({column} @> jsonb_strip_nulls({f}) AND NOT EXISTS ("
+        f"SELECT 1 FROM jsonb_each({f}) AS f "
+        f"WHERE coalesce({column} -> f.key, 'null'::jsonb) IS DISTINCT FROM f.value)))"
+    )
+
+
 def _columns(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> dict[str, list[Any]]:
     """Rows of keys as one array parameter per column (for unnest)."""
     return {name: [r[i] for r in rows] for i, name in enumerate(names)}
@@ -326,9 +340,8 @@ class PostgresSQL(CheckpointPages):
         return f"%({name})s"
 
     def _filter_clauses(self, filter: dict[str, Any], p: dict[str, Any]) -> list[str]:
-        # one jsonb containment test: the filter's keys and values as a document
         p["filter"] = json.dumps(filter)
-        return ["metadata @> %(filter)s::jsonb"]
+        return [metadata_matches("metadata", "%(filter)s")]
 
     def _page_prelude(self, thread_id: str | None) -> list[Stmt]:
         if thread_id is not None:
@@ -413,7 +426,7 @@ class PostgresSQL(CheckpointPages):
         listing) not at all.
         """
         n = self.n
-        md = "(%(filter)s::jsonb IS NULL OR metadata @> %(filter)s::jsonb)"
+        md = metadata_matches("metadata", "%(filter)s")
         cols = "checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata"
         if shape == "all":
             cp = (

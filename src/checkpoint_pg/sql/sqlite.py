@@ -32,6 +32,46 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(sep=" ")
 
 
+def metadata_matches(column: str, filter: dict[str, Any], p: dict[str, Any], tag: str) -> list[str]:
+    """WHERE clauses true when the JSON text ``column`` matches ``filter`` as
+    InMemorySaver matches: ``column.get(k) == v`` for every key, so None also
+    matches a missing key, and lists and dicts compare whole, whatever the order
+    of their keys, 1 equal to 1.0. Keys and values are bound into ``p``
+    (parameter names start with ``tag``); json_each reads the top-level entries."""
+    out = []
+    for i, (key, value) in enumerate(filter.items()):
+        k, v = f"{tag}k{i}", f"{tag}v{i}"
+        p[k] = key
+        entry = f"SELECT 1 FROM json_each({column}) AS j WHERE j.key = :{k} AND "
+        if value is None:
+            out.append(f"NOT EXISTS ({entry}j.type <> 'null')")
+        elif isinstance(value, bool):
+            out.append(f"EXISTS ({entry}j.type = '{'true' if value else 'false'}')")
+        elif isinstance(value, (int, float)):
+            p[v] = value
+            out.append(f"EXISTS ({entry}j.type IN ('integer', 'real') AND j.value = :{v})")
+        elif isinstance(value, str):
+            p[v] = value
+            out.append(f"EXISTS ({entry}j.type = 'text' AND j.value = :{v})")
+        else:  # the same nodes at the same paths, both ways
+            p[v] = json.dumps(value, separators=(",", ":"))
+            a, b = "json_tree(j.value)", f"json_tree(:{v})"
+            kind = "object" if isinstance(value, dict) else "array"
+            out.append(
+                f"EXISTS ({entry}j.type = '{kind}' AND NOT EXISTS ({_nodes(a)} EXCEPT {_nodes(b)}) "
+                f"AND NOT EXISTS ({_nodes(b)} EXCEPT {_nodes(a)}))"
+            )
+    return out
+
+
+def _nodes(tree: str) -> str:
+    """(path, kind, value) of every node of a json_tree, numbers as one kind."""
+    return (
+        "SELECT fullkey, CASE WHEN type IN ('integer', 'real') THEN 'number' ELSE type END, "
+        f"CASE WHEN type IN ('object', 'array') THEN NULL ELSE atom END FROM {tree}"
+    )
+
+
 def _by_group(rows: Sequence[Sequence[Any]], width: int) -> dict[tuple[Any, ...], list[Any]]:
     """Rows grouped by their first ``width`` columns, each keeping the rest."""
     out: dict[tuple[Any, ...], list[Any]] = {}
@@ -284,26 +324,7 @@ class SqliteSQL(CheckpointPages):
         return f":{name}"
 
     def _filter_clauses(self, filter: dict[str, Any], p: dict[str, Any]) -> list[str]:
-        # Keys and values are bound; json_each compares the top-level entries.
-        return [self._filter_clause(i, key, value, p) for i, (key, value) in enumerate(filter.items())]
-
-    @staticmethod
-    def _filter_clause(i: int, key: str, value: Any, p: dict[str, Any]) -> str:
-        k, v = f"fk{i}", f"fv{i}"
-        p[k] = key
-        head = f"EXISTS (SELECT 1 FROM json_each(metadata) AS j WHERE j.key = :{k} AND "
-        if value is None:
-            return head + "j.type = 'null')"
-        if isinstance(value, bool):
-            return head + f"j.type = '{'true' if value else 'false'}')"
-        if isinstance(value, (int, float)):
-            p[v] = value
-            return head + f"j.type IN ('integer', 'real') AND j.value = :{v})"
-        if isinstance(value, str):
-            p[v] = value
-            return head + f"j.type = 'text' AND j.value = :{v})"
-        p[v] = json.dumps(value, separators=(",", ":"))
-        return head + f"j.type IN ('object', 'array') AND json(j.value) = json(:{v}))"
+        return metadata_matches("metadata", filter, p, "f")
 
     def select_values(self, keys: Sequence[tuple[str, str, str, str]]) -> list[Stmt]:
         """Values by (thread, ns, channel, version); rows (thread, ns, *VALUE_COLS)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 from alembic import op
 
 from checkpoint_pg.migrations import current_tables
-from checkpoint_pg.migrations.frozen import FUNCTIONS_0005, render
+from checkpoint_pg.migrations.frozen import FUNCTIONS_0005, FUNCTIONS_0006, render
 
 revision = "0006"
 down_revision = "0005"
@@ -32,11 +32,9 @@ _DROP_LIST_THREAD = (
 def upgrade() -> None:
     if op.get_context().dialect.name != "postgresql":
         return  # SQLite has no functions: its statements live in the code
-    from checkpoint_pg.sql.postgres import PostgresSQL
-
-    sql = PostgresSQL(current_tables())
-    for ddl in sql.fn.ddl(sql):
-        op.execute(ddl)
+    t = current_tables()
+    for ddl in FUNCTIONS_0006:  # as written (frozen.py), not the current code's
+        op.execute(render(ddl, t))
 
 
 def downgrade() -> None:
