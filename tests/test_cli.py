@@ -8,13 +8,17 @@ a subprocess against real Postgres.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
+import re
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -72,6 +76,21 @@ def populate(url: str, prefix: str) -> None:
         saver.setup()
         run_demo(saver, thread_id="demo", out=lambda _: None)
         build_chain(saver).invoke({"log": []}, {"configurable": {"thread_id": "chain"}})
+
+
+def execute_sql(url: str, sql: str) -> None:
+    """Run one statement on the database of ``url`` behind the saver's back (to damage it on purpose)."""
+    if url.startswith("postgresql"):
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql)
+    else:
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(url)) as conn:
+            conn.execute(sql)
+            conn.commit()
 
 
 @pytest.fixture
@@ -212,6 +231,113 @@ def test_diff_stats_replay(capsys: pytest.CaptureFixture[str], db: list[str], sa
     assert "run 2" in out and "tool[lookup_order]" in out
     code, _, err = cli(capsys, "replay", "demo", "--run-id", "nope", *db)
     assert code == 1 and "nope" in err
+
+
+def test_diff_a_thread_id_containing_at(capsys: pytest.CaptureFixture[str], db: list[str]) -> None:
+    """diff reads alice@example.com as a thread id, alice@example.com@-N and @latest as refs into it."""
+    assert cli(capsys, "copy", "demo", "alice@example.com", "--yes", *db)[0] == 0
+    code, out, err = cli(capsys, "diff", "alice@example.com@-3", "alice@example.com", "--json", *db)
+    assert code == 0, err
+    (msgs,) = [c for c in json.loads(out)["channels"] if c["channel"] == "messages"]
+    assert [m["type"] for m in msgs["added"]] == ["tool", "tool", "ai"]
+    code, out, err = cli(capsys, "diff", "alice@example.com@latest", "demo", *db)
+    assert code == 0 and "no differences" in out, err
+    code, _, err = cli(capsys, "diff", "alice@example.com@-99", "demo", *db)
+    assert code == 1 and "goes back too far" in err
+    assert "alice@example.com@latest" in cli(capsys, "diff", "--help")[1]
+
+
+def test_json_output_is_valid_json_with_nan_and_infinity(
+    capsys: pytest.CaptureFixture[str], db: list[str]
+) -> None:
+    """--json prints float NaN and infinities as the strings "NaN", "Infinity", "-Infinity" (JSON has
+    no such numbers), and --help says so."""
+    from langgraph.graph import END, START, StateGraph
+    from typing_extensions import TypedDict
+
+    class Floats(TypedDict, total=False):
+        x: float
+        y: float
+        z: float
+
+    builder = StateGraph(Floats)
+    builder.add_node("n", lambda _: {"x": float("nan"), "y": float("inf"), "z": float("-inf")})
+    builder.add_edge(START, "n")
+    builder.add_edge("n", END)
+    with _saver_cls(db[1]).from_conn_string(db[1], prefix=db[3]) as saver:
+        builder.compile(checkpointer=saver).invoke({}, {"configurable": {"thread_id": "floats"}})
+
+    def strict(text: str) -> Any:
+        def refuse(token: str) -> Any:
+            raise AssertionError(f"{token} is not JSON")
+
+        return json.loads(text, parse_constant=refuse)
+
+    code, out, err = cli(capsys, "show", "floats", "--json", *db)
+    assert code == 0, err
+    assert strict(out)["values"] == {"x": "NaN", "y": "Infinity", "z": "-Infinity"}
+    for argv in (["history", "floats"], ["replay", "floats"], ["diff", "floats@-1", "floats"]):
+        code, out, err = cli(capsys, *argv, "--json", *db)
+        assert code == 0, (argv, err)
+        strict(out)
+    assert '"NaN"' in cli(capsys, "show", "--help")[1]
+
+
+def test_threads_names_the_thread_whose_metadata_is_malformed(
+    capsys: pytest.CaptureFixture[str], db: list[str], backend: str
+) -> None:
+    """Thread metadata that is not a JSON object (edited by hand) gives one line naming the thread, exit 1."""
+    bad = "'[1, 2]'" if backend == "postgres" else "'{bad'"  # JSONB holds only valid JSON
+    execute_sql(db[1], f"UPDATE {db[3]}threads SET metadata = {bad} WHERE thread_id = 'chain'")
+    for argv in (["threads"], ["threads", "--json"]):
+        code, _, err = cli(capsys, *argv, *db)
+        assert code == 1, err
+        assert err.startswith("checkpoint-pg: error: thread 'chain'") and err.count("\n") == 1, err
+        assert "not a JSON object" in err
+
+
+def test_stats_top_must_not_be_negative(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """stats --top -1 is a usage error (exit 2) naming the option, before any database is opened."""
+    code, _, err = cli(capsys, "stats", "--top", "-1", "--url", str(tmp_path / "x.db"))
+    assert code == 2 and "--top" in err and "-1" in err and err.count("\n") == 1
+
+
+def test_read_commands_keep_the_urls_options_and_pgoptions(
+    capsys: pytest.CaptureFixture[str], pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read-only sessions add their option to the user's: a search_path set by the URL's options= or
+    by $PGOPTIONS still applies to threads, show, migrate current and import-langgraph --from."""
+    import argparse
+
+    import psycopg
+    from langgraph.checkpoint.postgres import PostgresSaver as Incumbent
+
+    from checkpoint_pg.cli import open_saver
+
+    schema = f"app_{secrets.token_hex(4)}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        url = f"{pg_url}{'&' if '?' in pg_url else '?'}options=-csearch_path%3D{schema}"
+        populate(url, "cpg_")  # our tables, found through the search_path
+        with Incumbent.from_conn_string(url) as incumbent:  # and the incumbent's
+            incumbent.setup()
+            build_chain(incumbent).invoke({"log": []}, {"configurable": {"thread_id": "old"}})
+        for argv in (["threads", "--json"], ["show", "demo", "--json"], ["migrate", "current"]):
+            code, _, err = cli(capsys, *argv, "--url", url)
+            assert code == 0, (argv, err)
+        code, out, err = cli(capsys, "import-langgraph", "--from", url, "--dry-run", "--json", "--url", url)
+        assert code == 0 and json.loads(out)["thread_ids"] == ["old"], err
+        with open_saver(argparse.Namespace(url=url, prefix="cpg_", schema=None), write=False) as saver:
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):  # and still read-only
+                saver.delete_thread("demo")
+        monkeypatch.setenv("PGOPTIONS", f"-csearch_path={schema}")
+        code, out, err = cli(capsys, "threads", "--json", "--url", pg_url)
+        assert code == 0, err
+        assert [t["thread_id"] for t in json.loads(out)["threads"]] == ["chain", "demo"]
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def test_unknown_thread_is_one_line_exit_1(capsys: pytest.CaptureFixture[str], db: list[str]) -> None:
@@ -360,6 +486,96 @@ def test_migrate_current_upgrade_history_sql_downgrade(
     assert cli(capsys, "migrate", "current", *url)[0] == 1
 
 
+def test_migrate_takes_postgres_scheme_urls(capsys: pytest.CaptureFixture[str], pg_url: str) -> None:
+    """Every migrate action accepts postgres://, as the other commands do."""
+    url = ["--url", "postgres://" + pg_url.split("://", 1)[1], "--prefix", f"p{secrets.token_hex(4)}_"]
+    for argv, status in (
+        (["current"], 1),
+        (["upgrade"], 0),
+        (["current"], 0),
+        (["downgrade", "base", "--yes"], 0),
+    ):
+        code, _, err = cli(capsys, "migrate", *argv, *url)
+        assert code == status and "NoSuchModuleError" not in err, (argv, err)
+
+
+def test_migrate_current_on_a_newer_release_says_to_upgrade_the_package(
+    capsys: pytest.CaptureFixture[str], db: list[str]
+) -> None:
+    """A database at a revision this release does not know: migrate current exits 1 saying it was
+    migrated by a newer release and to upgrade the package (migrate upgrade would refuse)."""
+    execute_sql(db[1], f"UPDATE {db[3]}alembic_version SET version_num = '9999_newer'")
+    code, out, _ = cli(capsys, "migrate", "current", *db)
+    assert code == 1 and "9999_newer" in out
+    assert "newer release" in out and "upgrade the checkpoint-pg package" in out
+    assert "migrate upgrade" not in out
+    code, _, err = cli(capsys, "migrate", "upgrade", *db)
+    assert code == 1 and "upgrade the checkpoint-pg package" in err
+
+
+def test_migrate_upgrade_to_a_revision_already_passed(capsys: pytest.CaptureFixture[str], db: list[str]) -> None:
+    """migrate upgrade REV (or head) on a database at or past REV says so and changes nothing."""
+    from checkpoint_pg import migrate
+
+    head = migrate.head()
+    old = migrate.history()[0][0]
+    code, out, _ = cli(capsys, "migrate", "upgrade", old, *db)
+    assert code == 0 and out == f"already at {head}, at or past {old}: nothing to do\n"
+    code, out, _ = cli(capsys, "migrate", "upgrade", *db)
+    assert code == 0 and "already at" in out and "upgraded" not in out
+    assert cli(capsys, "migrate", "current", *db)[0] == 0
+
+
+# -- import-langgraph ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def incumbent_file(tmp_path: Path) -> str:
+    """A langgraph-checkpoint-sqlite file holding one thread, "old"."""
+    from langgraph.checkpoint.sqlite import SqliteSaver as Incumbent
+
+    path = str(tmp_path / "incumbent.db")
+    with Incumbent.from_conn_string(path) as saver:
+        build_chain(saver).invoke({"log": []}, {"configurable": {"thread_id": "old"}})
+    return path
+
+
+def test_import_dry_run_and_failures_create_nothing(
+    capsys: pytest.CaptureFixture[str],
+    backend: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    incumbent_file: str,
+) -> None:
+    """import-langgraph --dry-run counts into a target not created yet (no file, no tables) without
+    creating it; an unknown --thread, and migrate downgrade of a missing file, fail creating nothing."""
+    if backend == "sqlite":
+        target = ["--url", str(tmp_path / "new.db"), "--prefix", "cpg_"]
+    else:
+        target = ["--url", request.getfixturevalue("pg_url"), "--prefix", f"i{secrets.token_hex(4)}_"]
+
+    def nothing_created() -> bool:
+        if backend == "sqlite":
+            return not list(tmp_path.glob("new.db*"))
+        code, out, _ = cli(capsys, "migrate", "current", *target)
+        return code == 1 and "no checkpoint_pg tables" in out
+
+    imp = ["import-langgraph", "--from", incumbent_file, "--no-progress", *target]
+    code, out, err = cli(capsys, *imp, "--dry-run")
+    assert code == 0, err
+    (n,) = re.findall(r"would import (\d+) checkpoints", out)
+    assert int(n) > 0 and nothing_created()
+    code, _, err = cli(capsys, *imp, "--thread", "nosuch")
+    assert code == 1 and "nosuch" in err and nothing_created()
+    if backend == "sqlite":
+        code, _, err = cli(capsys, "import-langgraph", "--no-setup", *imp[1:])
+        assert code == 1 and "no SQLite database" in err and nothing_created()
+        code, _, err = cli(capsys, "migrate", "downgrade", "base", "--yes", *target)
+        assert code == 1 and "no SQLite database" in err and nothing_created()
+    code, out, err = cli(capsys, *imp)
+    assert code == 0 and f"imported {n} checkpoints" in out, err
+
+
 # -- read-only databases ---------------------------------------------------------------------
 
 READ_COMMANDS = [
@@ -417,6 +633,55 @@ def test_read_commands_on_a_read_only_sqlite_file(capsys: pytest.CaptureFixture[
     finally:
         folder.chmod(0o755)
         path.chmod(0o644)
+
+
+@contextlib.contextmanager
+def _without_root() -> Iterator[None]:
+    """Run the block with nobody's effective uid when root, who ignores file modes, so that a 0555
+    directory is read-only to it as to any user. Modules it needs must be imported beforehand."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
+def test_read_commands_on_a_wal_file_in_a_read_only_directory(capsys: pytest.CaptureFixture[str]) -> None:
+    """A WAL database copied without its -wal/-shm into a directory the reader cannot write (as on a
+    read-only filesystem) is read through SQLite's immutable mode, and the connection stays read-only."""
+    import argparse
+
+    from checkpoint_pg.cli import open_saver
+
+    folder = Path(tempfile.mkdtemp(prefix="cpg_ro_"))  # pytest's tmp root is 0700: nobody could not reach it
+    path = folder / "app.db"
+    argvs = (["threads", "--json"], ["show", "demo", "--json"], ["migrate", "current"])
+    args = argparse.Namespace(url=str(path), prefix="cpg_", schema=None)
+    try:
+        populate(str(path), "cpg_")
+        for argv in argvs:  # once as ourselves: imports everything the commands need
+            assert cli(capsys, *argv, "--url", str(path))[0] == 0
+        with open_saver(args, write=False) as saver, pytest.raises(Exception, match="readonly"):
+            saver.delete_thread("demo")
+        for extra in folder.glob("app.db-*"):  # the index files a reader made: a copy has none
+            assert extra.name == "app.db-shm" or extra.stat().st_size == 0
+            extra.unlink()
+        before = _digest(path)
+        path.chmod(0o444)
+        folder.chmod(0o555)
+        with _without_root():
+            for argv in argvs:
+                code, _, err = cli(capsys, *argv, "--url", str(path))
+                assert code == 0, (argv, err)
+            with open_saver(args, write=False) as saver, pytest.raises(Exception, match="readonly"):
+                saver.delete_thread("demo")
+        assert sorted(p.name for p in folder.iterdir()) == ["app.db"] and _digest(path) == before
+    finally:
+        folder.chmod(0o755)
+        shutil.rmtree(folder)
 
 
 @pytest.fixture

@@ -181,6 +181,42 @@ def test_offline_sql_creates_every_table(dialect: str) -> None:
         assert "JSONB" not in sql
 
 
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_offline_sql_applied_with_psql_gives_a_working_database(db: Db, tmp_path: Path) -> None:
+    """The offline SQL (``checkpoint-pg migrate sql --schema S``), applied by psql with
+    ON_ERROR_STOP to an empty database, creates schema S and a store a saver works on.
+
+    It used to double every '%' (psycopg's paramstyle) so that psql refused the
+    RAISE statements, and to leave out the CREATE SCHEMA the online upgrade runs.
+    """
+    import shutil
+    import subprocess
+
+    from fixtures.faults import find_pg_bindir
+
+    from checkpoint_pg import migrate
+    from checkpoint_pg.schema import build_tables
+
+    psql = shutil.which("psql") or (find_pg_bindir() or "") + "/psql"
+    if not Path(psql).is_file():
+        pytest.fail("psql not found: install the PostgreSQL client", pytrace=False)
+    sql = migrate.offline_sql(build_tables(schema="offline_app"), "postgresql")
+    assert "%%" not in sql
+    script = tmp_path / "upgrade.sql"
+    script.write_text(sql)
+    res = subprocess.run(
+        [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(script), db.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    with db.saver(schema="offline_app", setup=False) as saver:
+        config = write_thread(saver)
+        assert saver.get_tuple(config) is not None
+    assert count_rows(db, "cpg_checkpoints", schema="offline_app") > 0
+
+
 # -- upgrade and downgrade --------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sqlite3
 import sys
@@ -130,7 +131,19 @@ def _console() -> Any:
 def _print_json(data: Any) -> None:
     from checkpoint_pg.inspect.render import to_jsonable
 
-    sys.stdout.write(json.dumps(to_jsonable(data), indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(_finite(to_jsonable(data)), indent=2, ensure_ascii=False, allow_nan=False)
+    sys.stdout.write(text + "\n")
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: print them as the strings JavaScript names them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _human_bytes(n: int | None) -> str:
@@ -217,13 +230,20 @@ def _parse_filter(items: Sequence[str] | None) -> dict[str, Any] | None:
 
 def cmd_threads(args: argparse.Namespace) -> int:
     with _inspector(args) as ins:
-        page = ins.threads(
-            _parse_filter(args.filter),
-            limit=args.limit,
-            offset=args.offset,
-            cursor=args.cursor,
-            sizes=not args.no_sizes,
-        )
+        try:
+            page = ins.threads(
+                _parse_filter(args.filter),
+                limit=args.limit,
+                offset=args.offset,
+                cursor=args.cursor,
+                sizes=not args.no_sizes,
+            )
+        except (ValueError, TypeError) as exc:
+            if isinstance(exc, CheckpointPgError):
+                raise
+            raise _bad_metadata(args, exc) from None
+        if any(not isinstance(t.metadata, dict) for t in page):  # a JSON string or number parses
+            raise _bad_metadata(args, TypeError("not a JSON object"))
     if args.json:
         _print_json(page.to_dict())
         return 0
@@ -255,6 +275,27 @@ def cmd_threads(args: argparse.Namespace) -> int:
     if page.next_cursor:
         con.print(_text(f"more: checkpoint-pg threads --cursor {page.next_cursor}"))
     return 0
+
+
+def _bad_metadata(args: argparse.Namespace, exc: Exception) -> CheckpointPgError:
+    """The error naming the thread whose stored metadata is not a JSON object (the
+    inspector's parse error does not say which)."""
+    import sqlalchemy as sa
+
+    t = build_tables(args.prefix, args.schema or None).threads
+    with _sa_connection(args, write=False) as conn:
+        for thread_id, raw in conn.execute(sa.select(t.c.thread_id, sa.cast(t.c.metadata, sa.Text))):
+            try:
+                ok = raw is None or isinstance(json.loads(raw), dict)
+            except ValueError:
+                ok = False
+            if not ok:
+                return CheckpointPgError(
+                    f"thread {thread_id!r} has metadata that is not a JSON object in {t.fullname} "
+                    f"({_one_line(exc)}: {raw[:60]!r}): it was not written by checkpoint_pg; set it to "
+                    "valid JSON or NULL, or delete the thread"
+                )
+    return CheckpointPgError(f"a row of {t.fullname} could not be read ({_one_line(exc)})")
 
 
 def _display_url(args: argparse.Namespace) -> str:
@@ -382,21 +423,28 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_ref(ref: str) -> tuple[str, str | None]:
-    """``THREAD``, ``THREAD@CHECKPOINT_ID`` or ``THREAD@-N`` (N steps before the latest)."""
-    if "@" in ref:
-        thread, cp = ref.rsplit("@", 1)
-        if not thread or not cp:
-            raise UsageError(f"invalid checkpoint reference {ref!r}: use THREAD, THREAD@ID or THREAD@-N")
-        return thread, cp
-    return ref, None
+def _resolve_ref(ins: Any, ref: str, ns: str) -> Any:
+    """The config of ``THREAD``, ``THREAD@CHECKPOINT_ID``, ``THREAD@-N`` or ``THREAD@latest``.
+
+    Thread ids may contain '@' (e-mail addresses): when the text after the last
+    '@' is no checkpoint of the thread before it, the whole ref is the thread id.
+    """
+    thread, _, cp = ref.rpartition("@")
+    if not thread or not cp:
+        return ins.resolve(ref, None, ns)
+    try:
+        return ins.resolve(thread, cp, ns)
+    except NotFoundError as split_error:
+        try:
+            return ins.resolve(ref, None, ns)
+        except NotFoundError:
+            raise split_error from None
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
     with _inspector(args) as ins:
-        ta, ca = _parse_ref(args.a)
-        tb, cb = _parse_ref(args.b)
-        d = ins.diff(ins.resolve(ta, ca, args.ns), ins.resolve(tb, cb, args.ns), internal=args.internal)
+        a, b = _resolve_ref(ins, args.a, args.ns), _resolve_ref(ins, args.b, args.ns)
+        d = ins.diff(a, b, internal=args.internal)
     if args.json:
         _print_json(d.to_dict())
         return 0
@@ -435,6 +483,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    if args.top < 0:
+        raise UsageError(f"--top must be 0 (all threads) or more, got {args.top}")
     with _inspector(args) as ins:
         st = ins.stats(args.thread or None)
     if args.json:
@@ -763,15 +813,17 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         if args.json:
             _print_json({"current": cur, "head": head, "at_head": at_head})
         else:
-            state = (
-                "at head"
-                if at_head
-                else (
-                    "no checkpoint_pg tables: run `checkpoint-pg migrate upgrade`"
-                    if cur is None
-                    else "behind head: run `checkpoint-pg migrate upgrade`"
+            if at_head:
+                state = "at head"
+            elif cur is None:
+                state = "no checkpoint_pg tables: run `checkpoint-pg migrate upgrade`"
+            elif not migrate.known(cur):
+                state = (
+                    f"migrated by a newer release: upgrade the checkpoint-pg package, this one "
+                    f"cannot migrate from {cur}"
                 )
-            )
+            else:
+                state = "behind head: run `checkpoint-pg migrate upgrade`"
             print(f"current: {cur or '<none>'}  head: {head}  ({state})")
         return 0 if at_head else 1
     if action == "upgrade":
@@ -786,7 +838,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             before = migrate.current(conn, tables)
             migrate.upgrade(conn, tables, target)
             after = migrate.current(conn, tables)
-        return _report(args, {"from": before, "to": after}, f"upgraded {before or '<none>'} -> {after}")
+        text = (
+            f"already at {after}, at or past {target}: nothing to do"
+            if after == before
+            else f"upgraded {before or '<none>'} -> {after}"
+        )
+        return _report(args, {"from": before, "to": after}, text)
     if action == "downgrade":
         what = f"downgrade {_display_url(args)} to {args.revision}" + (
             " (drops every checkpoint_pg table and all their data)" if args.revision == "base" else ""
@@ -796,7 +853,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         if not _confirm(args, what[0].upper() + what[1:] + "?"):
             print("cancelled", file=sys.stderr)
             return 1
-        with _sa_connection(args, write=True) as conn:
+        with _sa_connection(args, write=True, create=False) as conn:
             before = migrate.current(conn, tables)
             migrate.downgrade(conn, tables, args.revision)
             after = migrate.current(conn, tables)
@@ -935,7 +992,8 @@ def _common() -> argparse.ArgumentParser:
         "--json",
         action="store_true",
         default=argparse.SUPPRESS,
-        help="print JSON for scripts instead of tables",
+        help='print JSON for scripts instead of tables (NaN and infinite floats as the strings "NaN", '
+        '"Infinity", "-Infinity")',
     )
     return p
 
@@ -1007,7 +1065,10 @@ def build_parser() -> argparse.ArgumentParser:
         "compare two checkpoints channel by channel",
         cmd_diff,
         "Compare two checkpoints channel by channel; lists show added/removed elements (messages by id). "
-        "A and B are THREAD (latest), THREAD@CHECKPOINT_ID or THREAD@-N.",
+        "A and B are THREAD (its latest checkpoint), THREAD@CHECKPOINT_ID, THREAD@-N (N steps before "
+        "the latest) or THREAD@latest. A thread id may contain '@' (alice@example.com): the text after "
+        "the last '@' is read as a checkpoint only if the thread before it has that checkpoint, else "
+        "the whole of A is the thread id; alice@example.com@latest is never ambiguous.",
     )
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")

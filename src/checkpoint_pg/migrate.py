@@ -20,7 +20,18 @@ from alembic.script import ScriptDirectory
 from checkpoint_pg.errors import SchemaVersionError
 from checkpoint_pg.schema import Tables
 
-__all__ = ["head", "upgrade", "downgrade", "current", "history", "offline_sql", "check", "ADVISORY_LOCK_KEY"]
+__all__ = [
+    "head",
+    "upgrade",
+    "downgrade",
+    "current",
+    "history",
+    "known",
+    "offline_sql",
+    "check",
+    "create_schema_ddl",
+    "ADVISORY_LOCK_KEY",
+]
 
 SCRIPT_LOCATION = "checkpoint_pg:migrations"
 # pg_advisory_xact_lock key: serializes setup() across processes.
@@ -60,6 +71,11 @@ def history() -> list[tuple[str, str | None, str]]:
     """(revision, down_revision, message) from base to head."""
     revs = list(_script().walk_revisions())
     return [(r.revision, r.down_revision, r.doc) for r in reversed(revs)]  # type: ignore[misc]
+
+
+def known(revision: str) -> bool:
+    """Whether this release has ``revision`` (an unknown one was written by a newer release)."""
+    return revision in {r for r, _, _ in history()}
 
 
 @contextmanager
@@ -104,7 +120,12 @@ def _ensure_schema(connection: sa.Connection, tables: Tables) -> None:
             sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": tables.schema}
         ).first()
         if exists is None:  # asking only when needed: a DML-only role may run setup() at head
-            connection.execute(sa.text(f'CREATE SCHEMA "{tables.schema}"'))
+            connection.execute(sa.text(create_schema_ddl(tables.schema)))
+
+
+def create_schema_ddl(schema: str) -> str:
+    """The statement creating a Postgres schema (online upgrade and offline SQL alike)."""
+    return f'CREATE SCHEMA IF NOT EXISTS "{schema}"'
 
 
 def upgrade(connection: sa.Connection, tables: Tables, revision: str = "head") -> None:
@@ -116,7 +137,7 @@ def upgrade(connection: sa.Connection, tables: Tables, revision: str = "head") -
 
 
 def _refuse_unknown(revision: str | None) -> None:
-    if revision is not None and revision not in {r for r, _, _ in history()}:
+    if revision is not None and not known(revision):
         raise SchemaVersionError(
             f"the database schema is at revision {revision}, which this checkpoint_pg "
             f"(needing {head()}) does not know: it was migrated by a newer release; "
@@ -162,7 +183,7 @@ def check(revision: str | None, url_hint: str) -> None:
             "the database has no checkpoint_pg tables yet: call saver.setup() once, "
             f"or run `{cmd}`"
         )
-    elif revision in {r for r, _, _ in history()}:
+    elif known(revision):
         msg = (
             f"the database schema is at revision {revision}, this checkpoint_pg needs "
             f"{expected}: call saver.setup() or run `{cmd}`"

@@ -7,6 +7,7 @@ PgBouncer in transaction mode; a put is pipelined into one round trip.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -40,15 +41,25 @@ __all__ = ["PostgresSaver", "AsyncPostgresSaver"]
 _SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 
 
-def conninfo_of(url: str) -> str:
-    """A libpq conninfo for a URL, refusing schemes we do not serve."""
+def conninfo_of(url: str, *, sqlalchemy: bool = False) -> str:
+    """A libpq conninfo for a URL (with ``sqlalchemy``, a postgresql+psycopg:// URL),
+    refusing schemes we do not serve."""
     if not isinstance(url, str) or not url.startswith(_SCHEMES):
         scheme = url.split("://", 1)[0] if isinstance(url, str) and "://" in url else url
         raise ConfigError(
             f"unsupported database URL scheme {scheme!r}: use postgresql://user@host/db "
             "for Postgres, or a file path / sqlite:///path for SQLite"
         )
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+    rest = url.split("://", 1)[1]
+    return f"postgresql+psycopg://{rest}" if sqlalchemy else f"postgresql://{rest}"
+
+
+def read_only_options(conninfo: str) -> str:
+    """libpq ``options`` for a read-only session: the user's own (the URL's
+    ``options=``, else $PGOPTIONS, which an explicit ``options`` would replace)
+    followed by ``default_transaction_read_only``."""
+    own = psycopg.conninfo.conninfo_to_dict(conninfo).get("options") or os.environ.get("PGOPTIONS", "")
+    return f"{own} -c default_transaction_read_only=on".strip()
 
 
 def mask(url: str) -> str:

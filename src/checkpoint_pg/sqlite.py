@@ -53,8 +53,7 @@ def path_of(url: str) -> str:
 def connect_sqlite(path: str, *, read_only: bool = False) -> sqlite3.Connection:
     """Open a connection the savers can share across threads, in WAL mode."""
     if read_only:
-        uri = f"{Path(path).resolve().as_uri()}?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        conn = _connect_read_only(path)
     else:
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -64,6 +63,29 @@ def connect_sqlite(path: str, *, read_only: bool = False) -> sqlite3.Connection:
     # may drop the last transactions (see README, "Guarantees").
     conn.execute("PRAGMA synchronous = NORMAL")
     return conn
+
+
+def _connect_read_only(path: str) -> sqlite3.Connection:
+    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.OperationalError as exc:
+        # A WAL file needs its -shm index beside it, which a reader cannot create in
+        # a read-only directory or filesystem (a copied backup): "unable to open"
+        # there, "readonly directory" where only the mode forbids it. Without a
+        # -wal to replay no writer is at work: read the file as it is (still
+        # mode=ro: immutable only skips the locking and the index).
+        conn.close()
+        wal = Path(f"{path}-wal")
+        if not any(s in str(exc) for s in _NO_SHM) or (wal.exists() and wal.stat().st_size > 0):
+            raise
+        conn = sqlite3.connect(f"{uri}&immutable=1", uri=True, check_same_thread=False, isolation_level=None)
+    return conn
+
+
+# what opening a WAL file without its -shm says (SQLITE_CANTOPEN, SQLITE_READONLY_DIRECTORY)
+_NO_SHM = ("unable to open database file", "attempt to write a readonly database")
 
 
 def _use_wal(conn: sqlite3.Connection) -> None:

@@ -54,9 +54,19 @@ class _Source:
         self.sql = IncumbentSQL(backend)
         self._query = query
         self.has_path = has_path
+        self._threads: list[tuple[str, int]] | None = None
 
-    def threads(self) -> list[tuple[str, int]]:
-        return [(r[0], int(r[1])) for r in self._query(self.sql.threads())]
+    def threads(self, only: Sequence[str] | None = None) -> list[tuple[str, int]]:
+        """(thread id, checkpoints) of every thread, or of ``only`` (NotFoundError naming any missing)."""
+        if self._threads is None:  # read once: the CLI checks --thread before opening the target
+            self._threads = [(r[0], int(r[1])) for r in self._query(self.sql.threads())]
+        if only is None:
+            return self._threads
+        wanted = set(only)
+        missing = wanted - {t for t, _ in self._threads}
+        if missing:
+            raise NotFoundError(f"the source has no thread(s) {sorted(missing)!r}")
+        return [(t, n) for t, n in self._threads if t in wanted]
 
     def write_paths(self, thread_id: str) -> dict[tuple[str, str, str], str]:
         rows = self._query(self.sql.write_keys(thread_id, self.has_path))
@@ -74,13 +84,15 @@ def open_incumbent(url: str) -> Iterator[_Source]:
         from langgraph.checkpoint.postgres import PostgresSaver as IncumbentPostgres
         from psycopg.rows import dict_row, tuple_row
 
-        conninfo = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        from checkpoint_pg.postgres import conninfo_of, read_only_options
+
+        conninfo = conninfo_of(url)
         with psycopg.connect(
             conninfo,
             autocommit=True,
             prepare_threshold=0,
             row_factory=dict_row,
-            options="-c default_transaction_read_only=on",
+            options=read_only_options(conninfo),
         ) as conn:
 
             def query(stmt: Any) -> list[tuple[Any, ...]]:
@@ -156,13 +168,7 @@ def import_langgraph(
     tables already hold. ``progress(done, total, thread_id)`` is called after
     each checkpoint.
     """
-    threads = source.threads()
-    if thread_ids is not None:
-        wanted = set(thread_ids)
-        missing = wanted - {t for t, _ in threads}
-        if missing:
-            raise NotFoundError(f"the source has no thread(s) {sorted(missing)!r}")
-        threads = [(t, n) for t, n in threads if t in wanted]
+    threads = source.threads(thread_ids)
     report = ImportReport(threads=len(threads), checkpoints=sum(n for _, n in threads))
     done = 0
     for t, _ in threads:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from checkpoint_pg.migrate import create_schema_ddl
 from checkpoint_pg.schema import build_tables
 
 config = context.config
@@ -27,8 +28,19 @@ def _configure(**kw: object) -> None:
 
 
 if context.is_offline_mode():
-    _configure(dialect_name=config.attributes.get("dialect", "postgresql"), literal_binds=True)
+    dialect = config.attributes.get("dialect", "postgresql")
+    _configure(
+        dialect_name=dialect,
+        literal_binds=True,
+        # "named", not psycopg's pyformat: the script goes to psql, which must see
+        # the '%' of RAISE EXCEPTION as written, not doubled.
+        dialect_opts={"paramstyle": "named"},
+    )
     with context.begin_transaction():
+        # The online upgrade creates the schema (migrate._ensure_schema); a script
+        # starting from an empty database must too.
+        if tables.schema and dialect == "postgresql" and context.get_starting_revision_argument() is None:
+            context.execute(create_schema_ddl(tables.schema))
         context.run_migrations()
 else:
     connection = config.attributes["connection"]
