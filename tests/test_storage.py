@@ -814,6 +814,47 @@ class CountingSerde(JsonPlusSerializer):
         return super().dumps_typed(obj)
 
 
+@pytest.mark.parametrize("retry", ["same process", "cache cleared"])
+def test_a_put_made_twice_keeps_later_lists_readable(
+    saver: Any, make_saver: Any, raw: Raw, retry: str
+) -> None:
+    """A checkpoint put twice (a caller's retry, or the saver's own once the
+    connection died after the server committed: it clears its cache first),
+    then the thread goes on. Every later checkpoint reads back as put, through
+    get_tuple and list, also by a saver with a cold cache; after a plain retry
+    every delta still names the root its chain really has."""
+    thread = f"st-twice-{uuid.uuid4().hex[:8]}"
+    msgs = [HumanMessage(f"message {i}", id=f"m{i}") for i in range(7)]
+    config: RunnableConfig = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    version = None
+    expected = []
+    for n in range(1, 8):
+        cp = empty_checkpoint()
+        version = saver.get_next_version(version, None)
+        cp["channel_values"] = {"messages": msgs[:n]}
+        cp["channel_versions"] = {"messages": version}
+        args = (cp, {"source": "loop", "step": n}, {"messages": version})
+        parent = config
+        config = saver.put(parent, *args)
+        if n == 2:
+            if retry == "cache cleared":
+                saver.ctx.cache.clear()  # what the saver's retry does before the put again
+            assert saver.put(parent, *args) == config  # the same checkpoint once more
+        expected.append((config, msgs[:n]))
+    if retry == "same process":
+        roots = raw.q(f"SELECT DISTINCT root_version FROM {raw.n.values} WHERE thread_id = __T__", t=thread)
+        assert len(roots) == 1, roots
+    with make_saver() as cold:
+        for s in (saver, cold):
+            for cfg, value in expected:
+                assert s.get_tuple(cfg).checkpoint["channel_values"]["messages"] == value
+            whole = {"configurable": {"thread_id": thread}}
+            listed = [t.checkpoint["channel_values"]["messages"] for t in s.list(whole)]
+            assert listed == [value for _, value in reversed(expected)]
+            newest = next(iter(s.list(None, limit=1)))  # across threads: this one's is newest
+            assert newest.checkpoint["channel_values"]["messages"] == msgs
+
+
 def test_appending_to_a_list_serializes_only_the_new_element(
     make_saver: Any, saver_target: Any
 ) -> None:

@@ -571,13 +571,22 @@ def _load_rows(
 def _complete_rows(
     ctx: Ctx, memo: Memo, loaded: dict[tuple[str, str], _Loaded]
 ) -> Generator[Batch, list[Any], None]:
-    """Read the delta chains not read yet, then the objects not known yet."""
-    ranges = [
+    """Read the delta chains not read yet, then the objects not known yet.
+
+    A chain is read by version range from its root, as each delta row names it.
+    A row may name a later root than its chain has (one written while a retried
+    put left this process's cache claiming a full list its first attempt had
+    stored as a delta): the walk then goes on from the base it is missing,
+    until every chain is whole or a base is gone (then `resolve_hashes` says so).
+    """
+    while ranges := [
         (t, ns, *r) for (t, ns), ld in loaded.items() for r in _missing_chain_ranges(ld)
-    ]
-    if ranges:
+    ]:
+        before = sum(len(rows) for ld in loaded.values() for rows in ld.values.values())
         for rows in (yield Batch(ctx.sql.select_value_ranges(ranges))):
             _add_values(loaded, rows)
+        if sum(len(rows) for ld in loaded.values() for rows in ld.values.values()) == before:
+            break  # a base is missing from storage
     need: set[tuple[str, bytes]] = set()
     known, raw = memo.known, memo.raw
     for (t, _), ld in loaded.items():
@@ -608,7 +617,7 @@ def _missing_chain_ranges(ld: _Loaded) -> list[tuple[str, str, str]]:
         lo = hi = None
         for ver, (kind, base, _) in rows.items():
             if kind == KIND.DELTA and base not in rows:
-                root = ld.roots.get((ch, ver)) or base
+                root = min(ld.roots.get((ch, ver)) or base, base)
                 lo = root if lo is None or root < lo else lo
                 hi = ver if hi is None or ver > hi else hi
         if lo is not None and hi is not None:
@@ -653,6 +662,9 @@ def get_tuple(ctx: Ctx, config: RunnableConfig) -> Op:
             # the statement matches versions stored as JSON strings only
             loaded = yield from _load_rows(ctx, memo, [(t, ns, found, parent, doc)])
             ld = loaded[(t, ns)]
+    elif _missing_chain_ranges(ld):
+        # a chain whose rows name a later root than it has (see _complete_rows)
+        yield from _complete_rows(ctx, memo, {(t, ns): ld})
     return _build(ctx, memo, t, ns, found, parent, doc, _loads_md(raw_md), ld, True)
 
 

@@ -259,6 +259,10 @@ def plan_channel_value(
         enc = codec.encode(value)
         return ValueRow(channel, ver, enc.kind, None, None, enc.refs), list(enc.objects), None
     prev = cache.get(key) if is_sortable_version(version) else None
+    # The version put again (a retry, a checkpoint put twice): its row is stored,
+    # as the cache describes it, unless the first put failed. A full row is sent
+    # (ignored if the row is there), and the cache keeps describing the stored one.
+    again = prev is not None and prev.version == ver
     if prev is not None and prev.version >= ver:
         # A fork from an older checkpoint: a delta must grow from a version that
         # sorts before it, since a chain is read by version range.
@@ -283,7 +287,7 @@ def plan_channel_value(
             # elements we do not send again are stored with the version they came from
             anchor = prev.version
             objs = [o for o in objs if o.hash not in known]
-    if is_sortable_version(version):
+    if is_sortable_version(version) and not again:
         cache.set(key, ListState(ver, hashes, items, ver, 0))
     return row, objs, anchor
 
