@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from graphs import (
+    ChainState,
     FlakyError,
     build_chain,
     build_delta_graph,
@@ -25,7 +26,7 @@ from graphs import (
     weather_question,
 )
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
-from langgraph.types import Command
+from langgraph.types import Command, interrupt
 
 
 def _thread(prefix: str = "t") -> dict[str, Any]:
@@ -345,6 +346,202 @@ def test_stats_per_thread_and_total(saver: Any, inspector: Any) -> None:
     assert st.total.checkpoints == sum(s.checkpoints for s in st.threads)
     assert st.total.bytes == sum(s.bytes for s in st.threads)
     assert inspector.stats().total.checkpoints >= st.total.checkpoints
+
+
+# -- update_state, next, short ids, functional API ----------------------------------------------
+
+
+def _tid(cfg: dict[str, Any]) -> str:
+    return str(cfg["configurable"]["thread_id"])
+
+
+def _at(cfg: dict[str, Any], checkpoint_id: str, ns: str = "") -> dict[str, Any]:
+    return {"configurable": {"thread_id": _tid(cfg), "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}}
+
+
+def _hil_agent(saver: Any) -> Any:
+    """agent -> tools -> agent, stopping before ``tools`` (interrupt_before) for a human to edit."""
+    from langchain_core.tools import tool
+    from langgraph.graph import END, START, MessagesState, StateGraph
+    from langgraph.prebuilt import ToolNode
+
+    @tool
+    def search(q: str) -> str:
+        """Search."""
+        return f"results for {q}"
+
+    def agent(state: MessagesState) -> dict[str, Any]:
+        if isinstance(state["messages"][-1], ToolMessage):
+            return {"messages": [AIMessage("done", id="ai-final")]}
+        call = {"name": "search", "args": {"q": "cats"}, "id": "c1"}
+        return {"messages": [AIMessage("", id="ai-1", tool_calls=[call])]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("agent", agent)
+    builder.add_node("tools", ToolNode([search]))
+    builder.add_edge(START, "agent")
+    builder.add_conditional_edges("agent", lambda s: "tools" if s["messages"][-1].tool_calls else END)
+    builder.add_edge("tools", "agent")
+    return builder.compile(checkpointer=saver, interrupt_before=["tools"])
+
+
+def _abc(saver: Any, **compile_kw: Any) -> Any:
+    """a -> b -> c; with ``join=True``, a -> (b, c) -> d where d waits for both (a join)."""
+    from langgraph.graph import END, START, StateGraph
+
+    join = compile_kw.pop("join", False)
+
+    def make(name: str) -> Any:
+        return lambda state: {"log": [name]}
+
+    builder = StateGraph(ChainState)
+    for name in "abcd" if join else "abc":
+        builder.add_node(name, make(name))
+    builder.add_edge(START, "a")
+    builder.add_edge("a", "b")
+    if join:
+        builder.add_edge("a", "c")
+        builder.add_edge(["b", "c"], "d")
+        builder.add_edge("d", END)
+    else:
+        builder.add_edge("b", "c")
+        builder.add_edge("c", END)
+    return builder.compile(checkpointer=saver, **compile_kw)
+
+
+def test_update_state_shows_on_the_update_checkpoint_and_streams_nothing(saver: Any, inspector: Any) -> None:
+    """The edit of interrupt_before + update_state + continue: on the update checkpoint, under its node;
+    replay equals the live stream (the stop's empty interrupt chunk, no chunk for the edit)."""
+    graph = _hil_agent(saver)
+    cfg = _thread("hil")
+    t = _tid(cfg)
+    live = _stream_runs(graph, cfg, [{"messages": [HumanMessage("find cats", id="h1")]}])
+    call = {"name": "search", "args": {"q": "dogs"}, "id": "c1"}
+    graph.update_state(cfg, {"messages": [AIMessage("", id="ai-1", tool_calls=[call])]})  # as agent
+    live += _stream_runs(graph, cfg, [None])
+    assert live[0][-1] == {"__interrupt__": ()}
+
+    assert [r.chunks for r in inspector.runs(t)] == live
+    entries = inspector.history(t)
+    assert [e.source for e in entries] == ["input", "loop", "loop", "update", "loop", "loop"]
+    paused, update = entries[2], entries[3]
+    assert paused.pending == {} and paused.next == ["tools"]
+    assert inspector.show(t, paused.checkpoint_id).pending_writes == []
+    assert list(update.updates) == ["agent"]
+    (edited,) = update.updates["agent"]["messages"]
+    assert edited.id == "ai-1" and edited.tool_calls[0]["args"] == {"q": "dogs"}
+    names = [n for e in entries for n in (*e.updates, *e.pending)]
+    assert names == ["__start__", "agent", "agent", "tools", "agent"]
+    for e in entries:
+        want = graph.get_state(_at(cfg, e.checkpoint_id)).next
+        assert inspector.show(t, e.checkpoint_id).next == list(want)
+
+
+def test_update_state_names_the_node_it_was_applied_as(saver: Any, inspector: Any) -> None:
+    """as_node when storage tells it (a node about to run, a node new to the thread, LangGraph's own
+    choice when omitted), "(update)" when it cannot; an as_node="__input__" edit is input."""
+    graph = _abc(saver, interrupt_before=["b"])
+    for as_node, shown in [("b", "b"), ("c", "c"), (None, "a")]:
+        cfg = _thread("as")
+        live = _stream_runs(graph, cfg, [{"log": []}])
+        graph.update_state(cfg, {"log": ["x"]}, as_node=as_node)
+        if as_node != "c":  # as c: nothing left to run
+            live += _stream_runs(graph, cfg, [None])
+        (update,) = [e for e in inspector.history(_tid(cfg)) if e.source == "update"]
+        assert update.updates == {shown: {"log": ["x"]}}, as_node
+        assert [r.chunks for r in inspector.runs(_tid(cfg))] == live, as_node
+
+    cfg = _thread("as-input")
+    live = _stream_runs(graph, cfg, [{"log": []}])
+    graph.update_state(cfg, {"log": ["x"]}, as_node="__input__")
+    live += _stream_runs(graph, cfg, [None])
+    entries = inspector.history(_tid(cfg))
+    (edit,) = [e for e in entries if e.source == "input" and e.step != -1]
+    assert edit.input == {"__start__": {"log": ["x"]}} and edit.updates == {}
+    assert [r.chunks for r in inspector.runs(_tid(cfg))] == live
+
+    chain = build_chain(saver)
+    for as_node, shown in [(None, "c"), ("a", "(update)")]:  # a ran long ago: nothing stored says so
+        cfg = _thread("done")
+        chain.invoke({"log": []}, cfg)
+        chain.update_state(cfg, {"log": ["x"]}, as_node=as_node)
+        entries = inspector.history(_tid(cfg))
+        assert entries[-1].source == "update" and entries[-1].updates == {shown: {"log": ["x"]}}
+        assert entries[-2].pending == {}
+        assert [c for r in inspector.runs(_tid(cfg)) for c in r.chunks] == [
+            {n: {"log": [n]}} for n in "abc"
+        ]
+
+
+def test_next_is_what_langgraph_would_run(saver: Any, inspector: Any) -> None:
+    """show().next equals graph.get_state(config).next at every checkpoint of every namespace:
+    joins, Sends, subgraphs, interrupts, input checkpoints."""
+    join = _abc(saver, join=True, interrupt_before=["d"])
+    cfg = _thread("join")
+    join.invoke({"log": []}, cfg)
+    assert inspector.history(_tid(cfg))[-1].next == ["d"]
+    assert inspector.show(_tid(cfg), "-3").next == ["__start__"]
+
+    runs = [
+        (join, cfg, []),
+        (build_map_reduce(saver, interrupt_before_work=True), _thread("send"), [{"items": ["a", "b"]}, None]),
+        (build_subgraph_graph(saver), _thread("sub"), [{"topic": "AI"}, Command(resume="hint")]),
+        (build_flaky_pair(saver, Counter(), [False]), _thread("pair"), [{"log": []}]),
+    ]
+    for graph, config, inputs in runs:
+        for inp in inputs:
+            graph.invoke(inp, config)
+        keys = inspector.checkpoint_keys(_tid(config))
+        assert len({ns for ns, _ in keys}) == (2 if graph is runs[2][0] else 1)
+        for ns, cid in keys:
+            want = graph.get_state(_at(config, cid, ns)).next
+            assert sorted(inspector.show(_tid(config), cid, checkpoint_ns=ns).next) == sorted(want), (ns, cid)
+
+
+def test_resolve_takes_the_short_ids_history_prints(saver: Any, inspector: Any) -> None:
+    """resolve() (so show and diff) takes any unique prefix or suffix of an id, such as history's."""
+    from checkpoint_pg.cli import _short
+    from checkpoint_pg.errors import ConfigError, NotFoundError
+
+    graph = build_chain(saver)
+    cfg = _thread("short")
+    graph.invoke({"log": []}, cfg)
+    t = _tid(cfg)
+    ids = [e.checkpoint_id for e in inspector.history(t)]
+    for cid in ids:
+        assert inspector.resolve(t, _short(cid))["configurable"]["checkpoint_id"] == cid
+        assert inspector.resolve(t, cid[:-4])["configurable"]["checkpoint_id"] == cid
+        assert inspector.show(t, _short(cid)).checkpoint_id == cid
+    common = ids[0][:4]
+    assert all(i.startswith(common) for i in ids)
+    with pytest.raises(ConfigError, match=f"'{common}' matches {len(ids)} checkpoints.*{ids[0]}"):
+        inspector.resolve(t, common)
+    with pytest.raises(NotFoundError, match="no checkpoint 'zzz'"):
+        inspector.resolve(t, "zzz")
+
+
+def test_replay_of_functional_api_tasks(saver: Any, inspector: Any) -> None:
+    """@task calls replay under their function's name before the entrypoint's interrupt, and
+    not again (as cached) on resume, as the live stream."""
+    from langgraph.func import entrypoint, task
+
+    @task
+    def double(x: int) -> int:
+        return x * 2
+
+    @entrypoint(checkpointer=saver)
+    def wf(n: int) -> dict[str, Any]:
+        vals = [f.result() for f in [double(i) for i in range(n)]]
+        return {"vals": vals, "ok": interrupt({"vals": vals})}
+
+    cfg = _thread("func")
+    live = _stream_runs(wf, cfg, [3, Command(resume=True)])
+    runs = [r.chunks for r in inspector.runs(_tid(cfg))]
+    assert runs[0] == [{"double": 0}, {"double": 2}, {"double": 4}, live[0][-1]]
+    assert sorted(map(repr, live[0][:-1])) == sorted(map(repr, runs[0][:-1]))  # live: as they finish
+    assert runs[1:] == live[1:] == [[{"wf": {"vals": [0, 2, 4], "ok": True}}]]
+    for _, cid in inspector.checkpoint_keys(_tid(cfg)):
+        assert inspector.show(_tid(cfg), cid).next == list(wf.get_state(_at(cfg, cid)).next)
 
 
 # -- keep-last pruning -------------------------------------------------------------------------

@@ -23,7 +23,9 @@ from checkpoint_pg.core.config import check_filter
 from checkpoint_pg.core.ops import Batch, Memo, Op
 from checkpoint_pg.errors import ConfigError, NotFoundError
 from checkpoint_pg.inspect.model import (
+    EDIT,
     ERROR,
+    INPUT,
     INTERRUPT,
     NULL_TASK_ID,
     RESUME,
@@ -32,9 +34,10 @@ from checkpoint_pg.inspect.model import (
     Run,
     TaskRecord,
     ThreadRecord,
+    annotate,
+    edit_task_id,
     group_updates,
     output_keys,
-    pending_nodes,
     split_runs,
     task_name,
 )
@@ -123,10 +126,14 @@ class HistoryEntry:
 
     ``updates`` are keyed by node name, valued as ``stream_mode="updates"`` shows
     them (the writes stored on the parent checkpoint by the tasks that made this
-    one). ``interrupts``, ``errors`` and ``resumes`` are those of the tasks that
-    ran *from* this checkpoint; ``pending`` holds writes already made from this
-    checkpoint while its successor does not exist yet (a step cut short by an
-    interrupt or an error). Each stored write appears in exactly one entry.
+    one; on an ``update`` checkpoint, the ``update_state`` edit, under the node it
+    was applied as, or "(update)" when storage cannot tell). ``interrupts``,
+    ``errors`` and ``resumes`` are those of the tasks that ran *from* this
+    checkpoint; ``pending`` holds writes already made from this checkpoint while
+    its successor does not exist yet (a step cut short by an interrupt or an
+    error), and ``next`` the nodes it would run (as LangGraph's
+    ``get_state(config).next``; `Inspector.show` gives it for any checkpoint).
+    Each stored write appears in exactly one entry.
     """
 
     checkpoint_ns: str
@@ -333,6 +340,11 @@ def _list_key_content(msg: Any) -> str:
     return json.dumps(to_jsonable(msg), sort_keys=True, default=repr)
 
 
+def _pending_tasks(cp: CheckpointRecord) -> list[TaskRecord]:
+    """The tasks whose writes wait on ``cp``: update_state's edits are applied in its child."""
+    return cp.ran if cp.edit_child else cp.tasks
+
+
 def _internal_channel(ch: str) -> bool:
     return ch.startswith(("branch:", "join:")) or ch in (TASKS, "__start__")
 
@@ -377,7 +389,7 @@ def _fill_message_ids(cps: Sequence[CheckpointRecord]) -> None:
         parent = by_id[key]
         before, after = parent.channel_values or {}, child.channel_values or {}
         pools: dict[str, list[Any]] = {}
-        for task in parent.tasks:
+        for task in parent.ran:
             for i, (ch, value) in enumerate(task.writes):
                 if not (is_message(value) or isinstance(value, list)) or not isinstance(after.get(ch), list):
                     continue
@@ -557,6 +569,7 @@ class Inspector:
             )
             self._attach_tasks(rec, tup, keys)
             records.append(rec)
+        annotate(records)
         _fill_message_ids(records)
         return ThreadRecord(thread_id, records)
 
@@ -570,30 +583,41 @@ class Inspector:
         for task_id, channel, value in (tup.pending_writes or []) if tup else []:
             by_task[task_id].append((channel, value))
         sends = (rec.channel_values or {}).get(TASKS)
+        # update_state(as_node="__input__") stores its writes under this id, with no path
+        input_edit = edit_task_id(rec.checkpoint_id, INPUT)
         for task_id, values in by_task.items():
             rows = sorted(keys.get((rec.ns, rec.checkpoint_id, task_id), []))
             if [r[1] for r in rows] == [c for c, _ in values]:
-                pairs = [(r[0], c, v) for r, (c, v) in zip(rows, values)]
+                pairs = [(r[0], c, v, r[2]) for r, (c, v) in zip(rows, values)]
             else:  # rows and values read apart: match channel by channel
-                queues: dict[str, deque[int]] = defaultdict(deque)
-                for idx, ch, _ in rows:
-                    queues[ch].append(idx)
-                pairs = [(queues[c].popleft() if queues[c] else 0, c, v) for c, v in values]
-            path = rows[0][2] if rows else ""
+                queues: dict[str, deque[tuple[int, str]]] = defaultdict(deque)
+                for idx, ch, path in rows:
+                    queues[ch].append((idx, path))
+                pairs = []
+                for c, v in values:
+                    idx, path = queues[c].popleft() if queues[c] else (0, rows[0][2] if rows else "")
+                    pairs.append((idx, c, v, path))
             if task_id == NULL_TASK_ID:
-                rec.null_writes.extend((c, v) for _, c, v in pairs)
+                rec.null_writes.extend((c, v) for _, c, v, _ in pairs)
                 continue
-            task = TaskRecord(task_id, path, task_name(path, sends))
-            for idx, ch, v in pairs:
-                if ch == INTERRUPT:
-                    task.interrupts.append(v)
-                elif ch == ERROR:
-                    task.error = v
-                elif ch == RESUME:
-                    task.resumes.extend(v if isinstance(v, list) else [v])
-                elif idx >= 0:
-                    task.writes.append((ch, v))
-            rec.tasks.append(task)
+            # update_state(as_node=N) reuses the id of N's pending task, which may
+            # have written (an interrupt) under that id: one record per path
+            by_path: dict[str, list[tuple[int, str, Any]]] = defaultdict(list)
+            for idx, ch, v, path in pairs:
+                by_path[path].append((idx, ch, v))
+            for path, writes in by_path.items():
+                task = TaskRecord(task_id, path, task_name(path, sends))
+                task.edit = task.name == EDIT or (path == "" and task_id == input_edit)
+                for idx, ch, v in writes:
+                    if ch == INTERRUPT:
+                        task.interrupts.append(v)
+                    elif ch == ERROR:
+                        task.error = v
+                    elif ch == RESUME:
+                        task.resumes.extend(v if isinstance(v, list) else [v])
+                    elif idx >= 0:
+                        task.writes.append((ch, v))
+                rec.tasks.append(task)
         rec.tasks.sort(key=lambda t: (t.path, t.task_id))
 
     # -- history ---------------------------------------------------------------------
@@ -635,9 +659,13 @@ class Inspector:
                     metadata=c.metadata,
                 )
                 if parent is not None and c.source == "loop":
-                    entry.updates = group_updates(parent.tasks, keys)
+                    entry.updates = group_updates(parent.ran, keys)
                     entry.input = {ch: v for ch, v in parent.null_writes if ch != RESUME}
-                for t in c.tasks:
+                elif parent is not None and parent.edit_child == c.checkpoint_id:
+                    # update_state stored its writes on the checkpoint it updated
+                    entry.updates = group_updates([t for t in parent.edits if t.path], keys)
+                    entry.input = {ch: v for t in parent.edits if not t.path for ch, v in t.writes}
+                for t in c.ran:
                     if t.interrupts:
                         vals = []
                         for v in t.interrupts:
@@ -652,10 +680,10 @@ class Inspector:
                         if ch == RESUME:
                             entry.resumes["(command)"] = v
                 if c.checkpoint_id not in has_child:
-                    entry.pending = group_updates(c.tasks, keys)
+                    entry.pending = group_updates(_pending_tasks(c), keys)
                     if c.null_writes:
                         entry.input = {**entry.input, **{ch: v for ch, v in c.null_writes if ch != RESUME}}
-                    entry.next = pending_nodes(c.doc, c.channel_values)
+                    entry.next = list(c.next)
                 out.append(entry)
         out.sort(key=lambda e: (e.checkpoint_id, e.checkpoint_ns))
         return out
@@ -681,9 +709,12 @@ class Inspector:
         whose checkpoints carry that metadata ``run_id`` (set when the caller
         passes ``config["metadata"]["run_id"]``, as LangGraph Platform does).
 
-        What storage cannot tell: parallel tasks of one step are yielded in task
-        order, not in the order they finished; a node that called ``interrupt()``
-        several times keeps only its latest interrupt (see `Run.complete`).
+        What storage cannot tell: parallel tasks of one step (``Send``s,
+        functional-API ``@task`` calls) are yielded in task order, not in the
+        order they finished; a node that called ``interrupt()`` several times
+        keeps only its latest interrupt (see `Run.complete`); a ``@task`` called
+        from another ``@task`` is named ``<caller>/call[<i>]``, not after its
+        function.
         """
         runs = self.runs(thread_id, checkpoint_ns)
         if run_id is not None:
@@ -702,7 +733,11 @@ class Inspector:
     def resolve(
         self, thread_id: str, checkpoint: str | None = None, checkpoint_ns: str = ""
     ) -> RunnableConfig:
-        """The config of a checkpoint: its id, ``"-N"`` (N steps before the latest), or None (latest)."""
+        """The config of a checkpoint: its id, ``"-N"`` (N steps before the latest), or None (latest).
+
+        Any unique prefix or suffix of an id works too, such as the 12 characters
+        ``checkpoint-pg history`` prints.
+        """
         thread_id = _check_thread_id(thread_id)
         rows = self._read(self._one(self.sql.thread_checkpoint_keys(thread_id)))
         ids = sorted((cid for ns, cid in rows if ns == checkpoint_ns), reverse=True)
@@ -724,10 +759,20 @@ class Inspector:
         elif checkpoint in ids:
             cid = checkpoint
         else:
-            raise NotFoundError(
-                f"thread {thread_id!r} has no checkpoint {checkpoint!r} in namespace "
-                f"{checkpoint_ns!r}: see its ids with `checkpoint-pg history {thread_id}`"
-            )
+            found = [i for i in ids if i.startswith(checkpoint) or i.endswith(checkpoint)]
+            if len(found) > 1:
+                shown = ", ".join(found[:10]) + (f" and {len(found) - 10} more" if len(found) > 10 else "")
+                raise ConfigError(
+                    f"{checkpoint!r} matches {len(found)} checkpoints of thread {thread_id!r} in "
+                    f"namespace {checkpoint_ns!r} ({shown}): give more of the id"
+                )
+            if not found:
+                raise NotFoundError(
+                    f"thread {thread_id!r} has no checkpoint {checkpoint!r} (nor one whose id starts "
+                    f"or ends with it) in namespace {checkpoint_ns!r}: see its ids with "
+                    f"`checkpoint-pg history {thread_id}`"
+                )
+            cid = found[0]
         return {
             "configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns, "checkpoint_id": cid}
         }
@@ -745,7 +790,11 @@ class Inspector:
         return tup
 
     def show(self, thread_id: str, checkpoint: str | None = None, checkpoint_ns: str = "") -> CheckpointView:
-        """A checkpoint's values, next nodes, interrupts and pending writes (by node name)."""
+        """A checkpoint's values, next nodes, interrupts and pending writes (by node name).
+
+        ``next`` is LangGraph's ``get_state(config).next`` for this checkpoint's
+        config: tasks that already wrote are in it and in ``pending_writes``.
+        """
         config = self.resolve(thread_id, checkpoint, checkpoint_ns)
         cid = config["configurable"]["checkpoint_id"]
         thread = self.load(thread_id, checkpoint_ns)
@@ -753,7 +802,7 @@ class Inspector:
         rec = next(c for c in thread.checkpoints if c.checkpoint_id == cid)
         entry = entries[cid]
         values = {k: v for k, v in (rec.channel_values or {}).items() if not _internal_channel(k)}
-        pending = [(t.name, ch, v) for t in rec.tasks for ch, v in t.writes] + [
+        pending = [(t.name, ch, v) for t in _pending_tasks(rec) for ch, v in t.writes] + [
             ("(input)", ch, v) for ch, v in rec.null_writes
         ]
         return CheckpointView(
@@ -767,7 +816,7 @@ class Inspector:
             created_at=rec.doc.get("ts"),
             metadata=rec.metadata,
             values=values,
-            next=pending_nodes(rec.doc, rec.channel_values),
+            next=list(rec.next),
             interrupts=entry.interrupts,
             pending_writes=pending,
         )
