@@ -650,3 +650,14 @@ def test_missing_driver_names_the_extra(hidden: str) -> None:
         assert "NO ERROR" not in line, line
         assert "checkpoint-pg[postgres]" in line, line
         assert "pip install" in line, line
+
+
+def test_one_id_as_a_str_is_refused_not_read_as_its_characters(saver) -> None:
+    """prune("ab") would prune threads "a" and "b"; delete_for_runs("run") runs
+    "r", "u" and "n". A str where a list of ids belongs is a ConfigError."""
+    from checkpoint_pg import ConfigError  # noqa: PLC0415
+
+    with pytest.raises(ConfigError, match=r"thread_ids must be a list of ids, got 'ab'; pass \['ab'\]"):
+        saver.prune("ab", strategy="delete")
+    with pytest.raises(ConfigError, match="run_ids must be a list of ids"):
+        saver.delete_for_runs("run")

@@ -1157,6 +1157,27 @@ def test_prune_updated_before_leaves_threads_written_since(saver: Any, raw: Raw)
         saver.prune(ids, strategy="delete", updated_before=dt.datetime.now())
 
 
+def test_copy_thread_again_is_a_no_op_until_the_source_changes(saver: Any) -> None:
+    """copy_thread is idempotent (the saver retries an operation whose commit it
+    did not see): copying onto a thread that holds exactly the source's
+    checkpoints does nothing; once they differ, the target is refused."""
+    from checkpoint_pg import ConfigError
+
+    graph = build_chain(saver)
+    src = new_config("copy-src")
+    graph.invoke({"log": []}, src)
+    dst = f"copy-dst-{uuid.uuid4().hex[:8]}"
+    saver.copy_thread(thread_of(src), dst)
+    saver.copy_thread(thread_of(src), dst)
+    dst_cfg: RunnableConfig = {"configurable": {"thread_id": dst}}
+    assert [t.checkpoint["id"] for t in saver.list(dst_cfg)] == [
+        t.checkpoint["id"] for t in saver.list(src)
+    ]
+    graph.invoke({"log": []}, src)
+    with pytest.raises(ConfigError, match="already has checkpoints"):
+        saver.copy_thread(thread_of(src), dst)
+
+
 def test_copy_thread_copies_objects_and_is_independent(saver: Any, raw: Raw) -> None:
     """copy_thread: the copy reads back equal (state and history); continuing it leaves the source alone."""
     graph = build_tool_agent(saver)

@@ -7,11 +7,12 @@ connection, inside one transaction. So put, list, prune... are written once.
 
 from __future__ import annotations
 
+import json
 import threading
-from datetime import datetime
 from collections import OrderedDict, defaultdict
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from langchain_core.runnables import RunnableConfig
@@ -885,6 +886,13 @@ def copy_thread(ctx: Ctx, source: str, target: str) -> Op:
         [ctx.sql.lock_thread(d), ctx.sql.thread_exists(d), ctx.sql.lease.check(d)]
     )
     if exists:
+        # Done already (the saver's retry of a copy whose commit it did not
+        # see, or the caller's): the target holds exactly the source's checkpoints.
+        src, dst = yield Batch(
+            [ctx.sql.select_thread_checkpoints(s), ctx.sql.select_thread_checkpoints(d)]
+        )
+        if _checkpoint_set(src) == _checkpoint_set(dst):
+            return None
         raise ConfigError(
             f"target thread {d!r} already has checkpoints; delete it first "
             "(delete_thread) or copy to a new thread id"
@@ -894,8 +902,23 @@ def copy_thread(ctx: Ctx, source: str, target: str) -> Op:
     yield Batch([ctx.sql.lock_thread(s), *ctx.sql.copy_thread(s, d)], fetch=False)
 
 
+def _checkpoint_set(rows: Iterable[Sequence[Any]]) -> set[tuple[Any, ...]]:
+    """(ns, id, parent, document, metadata) of select_thread_checkpoints' rows, comparable."""
+    return {
+        (ns, cid, parent, json.dumps(_parse_doc(doc), sort_keys=True), json.dumps(_loads_md(md), sort_keys=True))
+        for ns, cid, parent, doc, md in rows
+    }
+
+
+def _ids(value: Any, what: str) -> list[str]:
+    """A sequence of ids as a list; one str is refused, not read as its characters."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ConfigError(f"{what} must be a list of ids, got {value!r}; pass [{value!r}] for one")
+    return [str(v) for v in value]
+
+
 def delete_for_runs(ctx: Ctx, run_ids: Sequence[str]) -> Op:
-    run_ids = [str(r) for r in run_ids]
+    run_ids = _ids(run_ids, "run_ids")
     if not run_ids:
         return None
     (threads,) = yield Batch([ctx.sql.select_threads_of_runs(run_ids)])
@@ -925,6 +948,7 @@ def prune(
         raise ConfigError(f"unknown prune strategy {strategy!r}: use 'keep_latest' or 'delete'")
     if not isinstance(keep_last, int) or isinstance(keep_last, bool) or keep_last < 1:
         raise ConfigError(f"keep_last must be an int >= 1, got {keep_last!r}")
+    thread_ids = _ids(thread_ids, "thread_ids")
     if updated_before is not None and (
         not isinstance(updated_before, datetime) or updated_before.tzinfo is None
     ):
