@@ -910,15 +910,15 @@ def _checkpoint_set(rows: Iterable[Sequence[Any]]) -> set[tuple[Any, ...]]:
     }
 
 
-def _ids(value: Any, what: str) -> list[str]:
+def _ids(value: Any, what: str) -> list[Any]:
     """A sequence of ids as a list; one str is refused, not read as its characters."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise ConfigError(f"{what} must be a list of ids, got {value!r}; pass [{value!r}] for one")
-    return [str(v) for v in value]
+    return list(value)
 
 
 def delete_for_runs(ctx: Ctx, run_ids: Sequence[str]) -> Op:
-    run_ids = _ids(run_ids, "run_ids")
+    run_ids = [str(r) for r in _ids(run_ids, "run_ids")]
     if not run_ids:
         return None
     (threads,) = yield Batch([ctx.sql.select_threads_of_runs(run_ids)])
