@@ -15,15 +15,18 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
+from langgraph.graph.message import add_messages
+from typing_extensions import TypedDict
 
 from graphs import build_chain
 
@@ -802,3 +805,228 @@ def test_unlock_breaks_a_live_lease(capsys: pytest.CaptureFixture[str], db: list
             assert code == 0 and json.loads(out) == {"thread_id": "chain", "broken": True}
             with pytest.raises(ThreadBusyError, match="is gone"):
                 chain.invoke({"log": []}, config)
+
+
+# -- reviewer's UX findings --------------------------------------------------------------------
+
+
+class Chat(TypedDict, total=False):
+    messages: Annotated[list[Any], add_messages]
+    note: str
+
+
+def _chat_graph(saver: Any, reply: Any) -> Any:
+    """START -> reply -> END over `Chat` (messages by add_messages, a plain str note)."""
+    from langgraph.graph import END, START, StateGraph
+
+    builder = StateGraph(Chat)
+    builder.add_node("reply", reply)
+    builder.add_edge(START, "reply")
+    builder.add_edge("reply", END)
+    return builder.compile(checkpointer=saver)
+
+
+def test_json_messages_keep_every_non_empty_field(capsys: pytest.CaptureFixture[str], db: list[str]) -> None:
+    """--json of show/history/replay/diff keeps every non-empty message field (status, artifact,
+    response_metadata, usage_metadata, additional_kwargs, tool_call_id, name), not just role and content."""
+    from langchain_core.messages import AIMessage, ToolMessage
+
+    def reply(_: Chat) -> Chat:
+        return {
+            "messages": [
+                AIMessage(
+                    "checking",
+                    id="ai-1",
+                    name="bot",
+                    tool_calls=[{"name": "lookup", "args": {"q": 1}, "id": "call-1"}],
+                    additional_kwargs={"refusal": "no"},
+                    response_metadata={"model_name": "m-1", "finish_reason": "tool_calls"},
+                    usage_metadata={"input_tokens": 3, "output_tokens": 4, "total_tokens": 7},
+                ),
+                ToolMessage("boom", id="tool-1", tool_call_id="call-1", name="lookup", status="error",
+                            artifact={"rows": [1, 2]}),
+            ]
+        }
+
+    with _saver_cls(db[1]).from_conn_string(db[1], prefix=db[3]) as saver:
+        _chat_graph(saver, reply).invoke({"note": "x"}, {"configurable": {"thread_id": "rich"}})
+
+    def check(msgs: list[dict[str, Any]]) -> None:
+        ai, tool = msgs
+        assert ai["name"] == "bot" and ai["additional_kwargs"] == {"refusal": "no"}
+        assert ai["response_metadata"] == {"model_name": "m-1", "finish_reason": "tool_calls"}
+        assert ai["usage_metadata"] == {"input_tokens": 3, "output_tokens": 4, "total_tokens": 7}
+        assert ai["tool_calls"][0]["args"] == {"q": 1} and "status" not in ai
+        assert tool["status"] == "error" and tool["artifact"] == {"rows": [1, 2]}
+        assert tool["tool_call_id"] == "call-1" and tool["name"] == "lookup"
+        assert "additional_kwargs" not in tool  # empty fields stay out
+
+    code, out, err = cli(capsys, "show", "rich", "--json", *db)
+    assert code == 0, err
+    check(json.loads(out)["values"]["messages"])
+    code, out, _ = cli(capsys, "history", "rich", "--json", *db)
+    check(json.loads(out)[-1]["updates"]["reply"]["messages"])
+    code, out, _ = cli(capsys, "replay", "rich", "--json", *db)
+    check(json.loads(out)[-1]["reply"]["messages"])
+    code, out, _ = cli(capsys, "diff", "rich@-1", "rich", "--json", *db)
+    (msgs,) = [c for c in json.loads(out)["channels"] if c["channel"] == "messages"]
+    check(msgs["added"])
+    code, out, _ = cli(capsys, "show", "rich", *db)
+    assert "usage_metadata" not in out and "tool[lookup]: boom" in out  # tables stay compact
+
+
+def test_diff_shows_where_long_values_differ(
+    capsys: pytest.CaptureFixture[str], db: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message changed under one id (~) and a changed str (-/+) that differ only past the
+    terminal width: diff cuts both sides around the first difference, so the change shows."""
+    from langchain_core.messages import AIMessage
+
+    monkeypatch.setenv("COLUMNS", "80")
+    long = "lorem ipsum " * 20
+    with _saver_cls(db[1]).from_conn_string(db[1], prefix=db[3]) as saver:
+        graph = _chat_graph(saver, lambda s: {"note": s["note"]})
+        for end in ("ALPHA", "OMEGA"):
+            text = f"{long}ends {end} here"
+            graph.invoke(
+                {"messages": [AIMessage(text, id="m1")], "note": text},
+                {"configurable": {"thread_id": "long"}},
+            )
+    code, out, err = cli(capsys, "diff", "long@-2", "long", *db)
+    assert code == 0, err
+    lines = out.splitlines()
+    (i,) = [i for i, line in enumerate(lines) if "~ " in line]
+    assert "ALPHA" in lines[i] and "-> " in lines[i + 1] and "OMEGA" in lines[i + 1], out
+    assert sum("ALPHA" in line for line in lines) == 2 and sum("OMEGA" in line for line in lines) == 2  # note
+    assert max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_ns_takes_a_unique_prefix_and_history_prints_one(
+    capsys: pytest.CaptureFixture[str], db: list[str]
+) -> None:
+    """--ns takes a unique prefix of a subgraph namespace (history, show, replay, diff); an ambiguous or
+    unknown one is an error listing the candidates; history prints a prefix --ns accepts."""
+    from graphs import build_subgraph_graph
+    from langgraph.types import Command
+
+    with _saver_cls(db[1]).from_conn_string(db[1], prefix=db[3]) as saver:
+        graph = build_subgraph_graph(saver)
+        config = {"configurable": {"thread_id": "sub"}}
+        graph.invoke({"topic": "Tea"}, config)
+        graph.invoke(Command(resume="hint"), config)
+        graph.invoke({"topic": "Two"}, config)  # a second child namespace
+    code, out, _ = cli(capsys, "history", "sub", "--json", *db)
+    namespaces = sorted({e["checkpoint_ns"] for e in json.loads(out)} - {""})
+    assert len(namespaces) == 2 and all(ns.startswith("child:") for ns in namespaces)
+
+    code, _, err = cli(capsys, "history", "sub", "--ns", "child", *db)
+    assert code == 2 and all(ns in err for ns in namespaces) and err.count("\n") == 1, err
+    code, _, err = cli(capsys, "history", "sub", "--ns", "nope", *db)
+    assert code == 1 and "nope" in err and all(ns in err for ns in namespaces), err
+
+    code, out, _ = cli(capsys, "history", "sub", *db)
+    assert code == 0
+    for ns in namespaces:
+        (shown,) = {m for m in re.findall(r"child:\w+", out) if ns.startswith(m)}
+        assert shown != "child:" and not any(o.startswith(shown) for o in namespaces if o != ns)
+        code, out_ns, err = cli(capsys, "history", "sub", "--ns", shown, "--json", *db)
+        assert code == 0 and {e["checkpoint_ns"] for e in json.loads(out_ns)} == {ns}, err
+        for argv in (["show", "sub"], ["replay", "sub"], ["diff", "sub@-1", "sub"]):
+            code, _, err = cli(capsys, *argv, "--ns", shown, *db)
+            assert code == 0, (argv, err)
+        code, out_show, _ = cli(capsys, "show", "sub", "--ns", shown, "--json", *db)
+        assert json.loads(out_show)["checkpoint_ns"] == ns
+
+
+def test_migrate_sql_refuses_a_backward_range(capsys: pytest.CaptureFixture[str]) -> None:
+    """migrate sql --from A --to B with A not below B is a usage error naming both (it printed nothing)."""
+    for start, end in (("0005", "0003"), ("0003", "0003"), ("head", "0003")):
+        code, out, err = cli(capsys, "migrate", "sql", "--dialect", "sqlite", "--from", start, "--to", end)
+        assert code == 2 and out == "" and start in err and end in err and err.count("\n") == 1, err
+    code, out, _ = cli(capsys, "migrate", "sql", "--dialect", "sqlite", "--from", "0003", "--to", "0004")
+    assert code == 0 and "0004" in out
+
+
+def test_migrate_upgrade_dry_run_says_what_from_the_current_revision(
+    capsys: pytest.CaptureFixture[str], db: list[str], tmp_path: Path
+) -> None:
+    """migrate upgrade --dry-run reads the database's revision: "would upgrade OLD -> HEAD", or
+    "already at head", or from <none> on a database without our tables; it changes nothing."""
+    from checkpoint_pg import migrate
+
+    head = migrate.head()
+    code, out, _ = cli(capsys, "migrate", "upgrade", "--dry-run", *db)
+    assert code == 0 and f"already at {head}" in out and "would upgrade" not in out
+    assert cli(capsys, "migrate", "downgrade", "0007", "--yes", *db)[0] == 0
+    code, out, _ = cli(capsys, "migrate", "upgrade", "--dry-run", *db)
+    assert code == 0 and "would upgrade" in out and f"0007 -> {head}" in out
+    code, out, _ = cli(capsys, "migrate", "upgrade", "0008", "--dry-run", "--json", *db)
+    assert code == 0 and json.loads(out) == {"dry_run": True, "from": "0007", "to": "0008"}
+    code, out, _ = cli(capsys, "migrate", "upgrade", "0005", "--dry-run", *db)
+    assert code == 0 and "already at 0007, at or past 0005" in out
+    assert cli(capsys, "migrate", "current", *db)[0] == 1  # still 0007
+    code, _, err = cli(capsys, "threads", *db)
+    assert code == 1 and f"at revision 0007, this checkpoint_pg needs {head}: run `checkpoint-pg migrate" in err
+    assert "saver.setup" not in err and "<your" not in err
+    code, out, _ = cli(capsys, "migrate", "upgrade", "--dry-run", "--url", str(tmp_path / "none.db"))
+    assert code == 0 and f"<none> -> {head}" in out and not (tmp_path / "none.db").exists()
+
+
+def test_delete_and_prune_warn_about_a_live_lease(capsys: pytest.CaptureFixture[str], db: list[str]) -> None:
+    """delete and prune of a thread a running run holds (saver.lease) warn on stderr that the run will
+    fail, and still ask for confirmation (--yes proceeds)."""
+    url, prefix = db[1], db[3]
+    with _saver_cls(url).from_conn_string(url, prefix=prefix) as saver:
+        with saver.lease({"configurable": {"thread_id": "chain"}}, ttl=3600):
+            for argv in (["delete", "chain", "--dry-run"], ["prune", "--older-than", "0s", "--dry-run"]):
+                code, _, err = cli(capsys, *argv, *db)
+                assert code == 0 and "thread 'chain' is leased by a running run" in err, (argv, err)
+                assert "fail" in err and "'demo'" not in err
+            code, _, err = cli(capsys, "prune", "--keep-last", "1", "--dry-run", *db)
+            assert code == 0 and err == ""  # trimming leaves the run going (checked below)
+            assert cli(capsys, "prune", "--keep-last", "1", "--yes", *db)[0] == 0
+            build_chain(saver).invoke({"log": []}, {"configurable": {"thread_id": "chain"}})
+            code, _, err = cli(capsys, "delete", "chain", *db)  # asks, no terminal
+            assert code == 2 and "leased by a running run" in err and "--yes" in err
+            code, _, err = cli(capsys, "delete", "demo", "--dry-run", *db)
+            assert code == 0 and "leased" not in err
+            code, out, err = cli(capsys, "delete", "chain", "--yes", *db)
+            assert code == 0 and "leased by a running run" in err and "deleted thread 'chain'" in out
+
+
+def test_errors_name_the_cli_command_to_run(
+    capsys: pytest.CaptureFixture[str], backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A database without our tables: the error names `checkpoint-pg migrate upgrade` with the URL
+    (password masked) and the --prefix/--schema given, not saver.setup() nor a placeholder URL."""
+    if backend == "sqlite":
+        path = tmp_path / "empty dir" / "e.db"
+        path.parent.mkdir()
+        path.touch()
+        url, shown, extra = str(path), str(path), []
+    else:
+        import sqlalchemy as sa
+
+        pg = sa.engine.make_url(request.getfixturevalue("pg_url"))
+        url = pg.set(password="s3cret").render_as_string(hide_password=False)  # trust: ignored
+        shown, extra = sa.engine.make_url(url).render_as_string(hide_password=True), ["--schema", "nosuch"]
+    prefix = f"e{secrets.token_hex(4)}_"
+    for argv in (["threads"], ["history", "x"], ["stats", "--json"], ["delete", "x", "--yes"]):
+        code, _, err = cli(capsys, *argv, "--url", url, "--prefix", prefix, *extra)
+        assert code == 1 and err.count("\n") == 1, (argv, err)
+        options = f"--url {shlex.quote(shown)} --prefix {prefix}{' --schema nosuch' if extra else ''}"
+        assert f"`checkpoint-pg migrate upgrade {options}`" in err, (argv, err)
+        assert "saver.setup" not in err and "<your" not in err and "s3cret" not in err
+
+
+def test_threads_size_is_the_stats_bytes(capsys: pytest.CaptureFixture[str], db: list[str]) -> None:
+    """threads and stats report one size per thread (one computation), in JSON and in the tables."""
+    code, out, _ = cli(capsys, "threads", "--json", *db)
+    sizes = {t["thread_id"]: t["bytes"] for t in json.loads(out)["threads"]}
+    code, out, _ = cli(capsys, "stats", "--json", *db)
+    assert sizes == {t["thread_id"]: t["bytes"] for t in json.loads(out)["threads"]}
+    threads_table, stats_table = cli(capsys, "threads", *db)[1], cli(capsys, "stats", *db)[1]
+    for line in threads_table.splitlines():
+        if line.strip().startswith("demo"):
+            size = re.findall(r"\d+\.\d (?:KiB|MiB)|\d+ B", line)[0]
+            assert size in [ln for ln in stats_table.splitlines() if ln.strip().startswith("demo")][0]

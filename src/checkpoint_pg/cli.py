@@ -17,6 +17,8 @@ import contextlib
 import json
 import math
 import os
+import re
+import shlex
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -298,6 +300,30 @@ def _bad_metadata(args: argparse.Namespace, exc: Exception) -> CheckpointPgError
     return CheckpointPgError(f"a row of {t.fullname} could not be read ({_one_line(exc)})")
 
 
+def _db_options(args: argparse.Namespace) -> str:
+    """``--url URL [--prefix P] [--schema S]`` naming this database, password masked, for commands
+    the messages tell the user to run."""
+    opts = f"--url {shlex.quote(_display_url(args))}"
+    if args.prefix != DEFAULT_PREFIX:
+        opts += f" --prefix {shlex.quote(args.prefix)}"
+    if args.schema:
+        opts += f" --schema {shlex.quote(args.schema)}"
+    return opts
+
+
+# The savers' advice to Python users (call setup(), a URL they cannot know from a
+# connection object); from the command line the fix is our own command.
+_SETUP_ADVICE = re.compile(
+    r"call saver\.setup\(\)(?: once)?,? or run `checkpoint-pg migrate upgrade --url [^`]*`"
+)
+
+
+def _cli_message(args: argparse.Namespace, exc: BaseException) -> str:
+    """An error as one line, its fix said as the command to run on this database."""
+    fix = f"run `checkpoint-pg migrate upgrade {_db_options(args)}`"
+    return _SETUP_ADVICE.sub(lambda _: fix, _one_line(exc))
+
+
 def _display_url(args: argparse.Namespace) -> str:
     url = _url(args)
     if _is_pg(url):
@@ -309,7 +335,8 @@ def _display_url(args: argparse.Namespace) -> str:
 
 def cmd_history(args: argparse.Namespace) -> int:
     with _inspector(args) as ins:
-        entries = ins.history(args.thread, checkpoint_ns=args.ns, limit=args.limit)
+        entries = ins.history(args.thread, checkpoint_ns=_ns(ins, args.thread, args.ns), limit=args.limit)
+        labels = _ns_labels(ins.namespaces(args.thread)) if any(e.checkpoint_ns for e in entries) else {}
     if args.json:
         _print_json([e.to_dict() for e in entries])
         return 0
@@ -318,6 +345,8 @@ def cmd_history(args: argparse.Namespace) -> int:
     con = _console()
     width = max(con.width - 40, 30)
     table = Table(title=f"history of thread {args.thread!r}, oldest first", title_justify="left")
+    if labels:  # subgraphs: the prefix --ns takes
+        table.add_column("namespace", no_wrap=True)
     table.add_column("step", justify="right", no_wrap=True)
     table.add_column("checkpoint", no_wrap=True)
     table.add_column("source", no_wrap=True)
@@ -325,8 +354,6 @@ def cmd_history(args: argparse.Namespace) -> int:
     table.add_column("wrote")
     for e in entries:
         label = str(e.step) if e.step is not None else "?"
-        if e.checkpoint_ns:
-            label = f"{e.checkpoint_ns.split(':')[0]}:{label}"
         rows: list[tuple[str, list[str]]] = []
         for node, update in e.updates.items():
             rows.append((node, _update_lines(update, width)))
@@ -364,6 +391,7 @@ def cmd_history(args: argparse.Namespace) -> int:
             rows.append(("", [""]))
         for i, (node, lines) in enumerate(rows):
             table.add_row(
+                *([labels.get(e.checkpoint_ns, "") if i == 0 else ""] if labels else []),
                 label if i == 0 else "",
                 _short(e.checkpoint_id) if i == 0 else "",
                 (e.source or "") if i == 0 else "",
@@ -377,7 +405,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     with _inspector(args) as ins:
-        view = ins.show(args.thread, args.checkpoint, checkpoint_ns=args.ns)
+        view = ins.show(args.thread, args.checkpoint, checkpoint_ns=_ns(ins, args.thread, args.ns))
     if args.json:
         _print_json(view.to_dict())
         return 0
@@ -431,17 +459,36 @@ def _resolve_ref(ins: Any, ref: str, ns: str) -> Any:
     """
     thread, _, cp = ref.rpartition("@")
     if not thread or not cp:
-        return ins.resolve(ref, None, ns)
+        return ins.resolve(ref, None, _ns(ins, ref, ns))
     try:
-        return ins.resolve(thread, cp, ns)
+        return ins.resolve(thread, cp, _ns(ins, thread, ns))
     except NotFoundError as split_error:
         try:
-            return ins.resolve(ref, None, ns)
+            return ins.resolve(ref, None, _ns(ins, ref, ns))
         except NotFoundError:
             raise split_error from None
 
 
+def _ns(ins: Any, thread: str, ns: str | None) -> str | None:
+    """--ns as given, or the thread's only namespace it is a prefix of."""
+    return ins.resolve_ns(thread, ns) if ns else ns
+
+
+def _ns_labels(namespaces: Sequence[str]) -> dict[str, str]:
+    """The shortest prefix of each namespace that no other starts with (at least name:xxxxxx),
+    so what history prints is what --ns takes."""
+    labels = {}
+    for ns in namespaces:
+        n = ns.find(":") + 7 if ":" in ns else len(ns)
+        while n < len(ns) and any(o != ns and o.startswith(ns[:n]) for o in namespaces):
+            n += 1
+        labels[ns] = ns[:n]
+    return labels
+
+
 def cmd_diff(args: argparse.Namespace) -> int:
+    from checkpoint_pg.inspect.render import cut_pair
+
     with _inspector(args) as ins:
         a, b = _resolve_ref(ins, args.a, args.ns), _resolve_ref(ins, args.b, args.ns)
         d = ins.diff(a, b, internal=args.internal)
@@ -468,9 +515,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
             lines += [f"+ {line}" for v in c.added or [] for line in _value_lines(v, width)]
             lines += [f"- {line}" for v in c.removed or [] for line in _value_lines(v, width)]
             for old, new in c.changed or []:
-                lines += [f"~ {_value_lines(old, width)[0]}", f"  -> {_value_lines(new, width)[0]}"]
+                was, now = cut_pair(old, new, width)
+                lines += [f"~ {was}", f"  -> {now}"]
         elif c.status == "changed":
-            lines = [f"- {_value_lines(c.before, width)[0]}", f"+ {_value_lines(c.after, width)[0]}"]
+            was, now = cut_pair(c.before, c.after, width)
+            lines = [f"- {was}", f"+ {now}"]
         elif c.status == "added":
             lines = [f"+ {_value_lines(c.after, width)[0]}"]
         elif c.status == "removed":
@@ -520,7 +569,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     with _inspector(args) as ins:
-        runs = ins.runs(args.thread, checkpoint_ns=args.ns)
+        runs = ins.runs(args.thread, checkpoint_ns=_ns(ins, args.thread, args.ns))
     if args.run_id is not None:
         runs = [r for r in runs if r.run_id == args.run_id]
         if not runs:
@@ -589,10 +638,24 @@ def _confirm(args: argparse.Namespace, question: str) -> bool:
     return answer in ("y", "yes")
 
 
+def _warn_leased(ins: Any, thread_ids: Sequence[str]) -> None:
+    """Say on stderr which of the threads about to be deleted a running run holds (saver.lease)."""
+    for t in thread_ids:
+        lease = ins.lease(t)
+        if lease is not None:
+            print(
+                f"checkpoint-pg: warning: thread {t!r} is leased by a running run ({lease.seconds_left:.0f} "
+                "more seconds): deleting it makes that run fail at its next write",
+                file=sys.stderr,
+            )
+
+
 def cmd_delete(args: argparse.Namespace) -> int:
     with _inspector(args) as ins:
         keys = ins.checkpoint_keys(args.thread)
         st = ins.stats([args.thread]).total
+        if keys:
+            _warn_leased(ins, [args.thread])
     if not keys:
         raise NotFoundError(f"thread {args.thread!r} has no checkpoints: nothing to delete")
     what = f"delete thread {args.thread!r}: {len(keys)} checkpoints, {st.writes} writes, {_human_bytes(st.bytes)}"
@@ -705,6 +768,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
             if args.thread:
                 stale = [t for t in stale if t in set(args.thread)]
             result["delete_threads"] = stale
+            _warn_leased(ins, stale)
             messages.append(f"delete {len(stale)} threads not updated since {_when(cutoff)}")
         plans = []
         if args.keep_last is not None:
@@ -798,6 +862,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
                 )
         return 0
     if action == "sql":
+        start, end = _revision_index(args.start), _revision_index(args.end)
+        if start is not None and end is not None and start >= end:
+            raise UsageError(
+                f"--from {args.start} is not below --to {args.end}: the upgrade between them is empty "
+                "(migrate sql prints upgrades only; see the order with `checkpoint-pg migrate history`)"
+            )
         dialect = args.dialect or ("postgresql" if _is_pg(_url(args)) else "sqlite")
         sql = migrate.offline_sql(tables, dialect, start=args.start, end=args.end)
         if args.json:
@@ -829,11 +899,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if action == "upgrade":
         target = args.revision or "head"
         if args.dry_run:
-            return _report(
-                args,
-                {"dry_run": True, "upgrade_to": target},
-                f"would upgrade {_display_url(args)} to {target}; see the SQL with `checkpoint-pg migrate sql`",
-            )
+            return _upgrade_plan(args, _current(args), target)
         with _sa_connection(args, write=True) as conn:
             before = migrate.current(conn, tables)
             migrate.upgrade(conn, tables, target)
@@ -861,6 +927,47 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             args, {"from": before, "to": after}, f"downgraded {before or '<none>'} -> {after or '<base>'}"
         )
     raise UsageError(f"unknown migrate action {action!r}")  # pragma: no cover - argparse checks
+
+
+def _revision_index(revision: str | None) -> int | None:
+    """Where a revision stands from base (-1) to head; None when it names none of ours (or
+    several: alembic then says what is wrong)."""
+    from checkpoint_pg import migrate
+
+    order = [r for r, _, _ in migrate.history()]
+    if revision in (None, "base"):
+        return -1
+    if revision == "head":
+        return len(order) - 1
+    found = [i for i, r in enumerate(order) if r.startswith(revision)]
+    return found[0] if len(found) == 1 else None
+
+
+def _upgrade_plan(args: argparse.Namespace, before: str | None, target: str) -> int:
+    """What ``migrate upgrade --dry-run`` reports: the step from the database's revision."""
+    from checkpoint_pg import migrate
+
+    if before is not None and not migrate.known(before):
+        raise CheckpointPgError(
+            f"the database is at revision {before}, which this release does not know: it was migrated "
+            "by a newer release; upgrade the checkpoint-pg package instead of migrating"
+        )
+    to = _revision_index(target)
+    if to is None:
+        raise UsageError(f"unknown revision {target!r}: see them with `checkpoint-pg migrate history`")
+    order = [r for r, _, _ in migrate.history()]
+    if before is not None and order.index(before) >= to:
+        where = f"{before} (head)" if target == "head" else f"{before}, at or past {target}"
+        return _report(
+            args, {"dry_run": True, "from": before, "to": before}, f"already at {where}: nothing to do"
+        )
+    end = order[to]
+    sql = f"checkpoint-pg migrate sql{f' --from {before}' if before else ''} --to {end} {_db_options(args)}"
+    return _report(
+        args,
+        {"dry_run": True, "from": before, "to": end},
+        f"would upgrade {_display_url(args)} {before or '<none>'} -> {end}; see the SQL with `{sql}`",
+    )
 
 
 # -- import and demo --------------------------------------------------------------------------
@@ -909,13 +1016,19 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def _has_tables(args: argparse.Namespace) -> bool:
     """Whether the database of ``args`` exists and has our tables (never creates either)."""
+    return _current(args) is not None
+
+
+def _current(args: argparse.Namespace) -> str | None:
+    """The revision of the database of ``args``; None without our tables or without the
+    SQLite file (never creates either)."""
     from checkpoint_pg import migrate
 
     url = _url(args)
     if not _is_pg(url) and not Path(_sqlite_path(url)).is_file():
-        return False
+        return None
     with _sa_connection(args, write=False) as conn:
-        return migrate.current(conn, build_tables(args.prefix, args.schema or None)) is not None
+        return migrate.current(conn, build_tables(args.prefix, args.schema or None))
 
 
 def _progress(args: argparse.Namespace) -> tuple[Callable[[int, int, str], None] | None, Callable[[], None]]:
@@ -1003,6 +1116,12 @@ def _destructive(p: argparse.ArgumentParser) -> None:
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
 
 
+def _ns_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ns", default="", help="checkpoint namespace, or a unique prefix of it (default: the root graph)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``checkpoint-pg`` (exposed for documentation and tests)."""
     common = _common()
@@ -1047,7 +1166,11 @@ def build_parser() -> argparse.ArgumentParser:
         "subgraph namespaces included.",
     )
     p.add_argument("thread", metavar="THREAD")
-    p.add_argument("--ns", default=None, help="only this checkpoint namespace ('' for the root graph)")
+    p.add_argument(
+        "--ns",
+        default=None,
+        help="only this checkpoint namespace ('' for the root graph), or a unique prefix of it (child:1f0a)",
+    )
     p.add_argument("--limit", type=int, default=None, help="only the newest N entries")
 
     p = add("show", "one checkpoint: values, next nodes, pending writes", cmd_show)
@@ -1058,7 +1181,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         help="checkpoint id, or -N for N steps before the latest (default: latest)",
     )
-    p.add_argument("--ns", default="", help="checkpoint namespace (default: the root graph)")
+    _ns_option(p)
 
     p = add(
         "diff",
@@ -1072,7 +1195,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
-    p.add_argument("--ns", default="", help="checkpoint namespace (default: the root graph)")
+    _ns_option(p)
     p.add_argument("--all", action="store_true", help="also list unchanged channels")
     p.add_argument(
         "--internal", action="store_true", help="include LangGraph's control channels (branch:...)"
@@ -1096,7 +1219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("thread", metavar="THREAD")
     p.add_argument("--run-id", default=None, help="only the run with this metadata run_id")
     p.add_argument("--runs", action="store_true", help="group the chunks by run")
-    p.add_argument("--ns", default="", help="checkpoint namespace (default: the root graph)")
+    _ns_option(p)
 
     p = add(
         "prune",
@@ -1188,7 +1311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("checkpoint-pg: interrupted", file=sys.stderr)
         return 130
     except CheckpointPgError as exc:
-        print(f"checkpoint-pg: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"checkpoint-pg: error: {_cli_message(args, exc)}", file=sys.stderr)
         return _exit_code(exc)
     except sqlite3.Error as exc:
         print(f"checkpoint-pg: error: SQLite: {_one_line(exc)} ({_display_url(args)})", file=sys.stderr)

@@ -309,6 +309,12 @@ def _check_thread_id(thread_id: Any) -> str:
     return thread_id
 
 
+def _listed(items: Sequence[str], most: int = 10) -> str:
+    """``'a', 'b' and 3 more``: a list in an error message, kept short."""
+    shown = ", ".join(repr(i) for i in items[:most])
+    return shown + (f" and {len(items) - most} more" if len(items) > most else "")
+
+
 def _list_key(value: Any) -> Any:
     if is_message(value) and getattr(value, "id", None):
         return ("message", value.id)
@@ -761,10 +767,9 @@ class Inspector:
         else:
             found = [i for i in ids if i.startswith(checkpoint) or i.endswith(checkpoint)]
             if len(found) > 1:
-                shown = ", ".join(found[:10]) + (f" and {len(found) - 10} more" if len(found) > 10 else "")
                 raise ConfigError(
                     f"{checkpoint!r} matches {len(found)} checkpoints of thread {thread_id!r} in "
-                    f"namespace {checkpoint_ns!r} ({shown}): give more of the id"
+                    f"namespace {checkpoint_ns!r} ({_listed(found)}): give more of the id"
                 )
             if not found:
                 raise NotFoundError(
@@ -776,6 +781,29 @@ class Inspector:
         return {
             "configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns, "checkpoint_id": cid}
         }
+
+    def namespaces(self, thread_id: str) -> list[str]:
+        """The checkpoint namespaces of a thread, sorted ("" is the root graph)."""
+        return sorted({ns for ns, _ in self.checkpoint_keys(_check_thread_id(thread_id))})
+
+    def resolve_ns(self, thread_id: str, checkpoint_ns: str) -> str:
+        """The thread's namespace that is ``checkpoint_ns``, or the only one starting with it
+        (``child`` or ``child:1f0a`` for ``child:1f0a...``; history prints such prefixes)."""
+        namespaces = self.namespaces(thread_id)
+        if checkpoint_ns in namespaces or not namespaces:
+            return checkpoint_ns  # no checkpoints at all: the read says so
+        found = [ns for ns in namespaces if ns.startswith(checkpoint_ns)]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise ConfigError(
+                f"namespace {checkpoint_ns!r} matches {len(found)} namespaces of thread {thread_id!r} "
+                f"({_listed(found)}): give more of it"
+            )
+        raise NotFoundError(
+            f"thread {thread_id!r} has no namespace {checkpoint_ns!r} (nor one starting with it): "
+            f"its namespaces are {_listed(namespaces)}"
+        )
 
     def get(self, config: RunnableConfig) -> CheckpointTuple:
         """The stored checkpoint of ``config`` (latest of its thread without checkpoint_id)."""

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["to_jsonable", "message_line", "value_line", "is_message"]
+__all__ = ["to_jsonable", "message_line", "value_line", "cut_pair", "is_message"]
 
 
 def is_message(value: Any) -> bool:
@@ -22,16 +22,14 @@ def is_message(value: Any) -> bool:
 
 
 def _message_json(msg: Any) -> dict[str, Any]:
+    """Every field of a message that holds something: scripts must not lose a ToolMessage's
+    ``status`` or ``artifact``, an AIMessage's ``usage_metadata``..."""
     out: dict[str, Any] = {"type": msg.type, "content": to_jsonable(msg.content), "id": msg.id}
-    if getattr(msg, "name", None):
-        out["name"] = msg.name
-    calls = getattr(msg, "tool_calls", None)
-    if calls:
-        out["tool_calls"] = [
-            {"name": c.get("name"), "args": to_jsonable(c.get("args")), "id": c.get("id")} for c in calls
-        ]
-    if getattr(msg, "tool_call_id", None):
-        out["tool_call_id"] = msg.tool_call_id
+    for name in type(msg).model_fields:
+        value = getattr(msg, name, None)
+        empty = value is None or value is False or (isinstance(value, (str, Mapping, list)) and not value)
+        if name not in out and not empty:  # False: the default of `example`
+            out[name] = to_jsonable(value)
     return out
 
 
@@ -85,6 +83,21 @@ def cut(text: str, width: int) -> str:
     text = " ".join(str(text).split())
     width = max(width, 8)
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def cut_pair(before: Any, after: Any, width: int) -> tuple[str, str]:
+    """Two values as lines of at most ``width``, both cut around their first difference.
+
+    Cutting each at the end would often show two equal lines for values that
+    differ only further on.
+    """
+    a, b = (value_line(v, 1 << 30) for v in (before, after))
+    width = max(width, 8)
+    same = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    if same < width - 1 - width // 4:  # the difference shows within the usual cut
+        return cut(a, width), cut(b, width)
+    start = same - width // 3
+    return cut("…" + a[start:], width), cut("…" + b[start:], width)
 
 
 def _content_text(content: Any) -> str:

@@ -81,11 +81,10 @@ class InspectSQL:
             where.append(self._in_text("t.thread_id", "ids", thread_ids, p))
         if sizes:
             count = f"(SELECT count(*) FROM {n.checkpoints} c WHERE c.thread_id = t.thread_id)"
-            size = (
-                f"(SELECT coalesce(sum({self._octets('o.data')}), 0) FROM {n.objects} o "
-                "WHERE o.thread_id = t.thread_id) + "
-                f"(SELECT coalesce(sum({self._octets('c.checkpoint', text=True)}), 0) FROM {n.checkpoints} c "
-                "WHERE c.thread_id = t.thread_id)"
+            size = " + ".join(
+                f"(SELECT coalesce(sum({self._octets('x.' + column, text)}), 0) FROM {table} x "
+                "WHERE x.thread_id = t.thread_id)"
+                for table, column, text, _ in self._sized()
             )
         else:
             count = size = "NULL"
@@ -166,14 +165,8 @@ class InspectSQL:
         checkpoints (doc bytes), writes (ref bytes, references), channel values
         (ref bytes, references), objects (data bytes).
         """
-        n = self.n
         out = []
-        for table, size, refs, text in (
-            (n.checkpoints, "checkpoint", None, True),
-            (n.writes, "refs", "refs", False),
-            (n.values, "refs", "refs", False),
-            (n.objects, "data", None, False),
-        ):
+        for table, size, text, refs in self._sized():
             p: dict[str, Any] = {}
             ref_col = f", coalesce(sum({self._octets(refs)}), 0) / 16" if refs else ", 0"
             sql = (
@@ -186,6 +179,17 @@ class InspectSQL:
         return out
 
     # -- helpers ---------------------------------------------------------------------
+
+    def _sized(self) -> list[tuple[str, str, bool, str | None]]:
+        """(table, size column, is text, references column) of what a thread's bytes count:
+        one list for `list_threads` and `stats`, so both report the same size."""
+        n = self.n
+        return [
+            (n.checkpoints, "checkpoint", True, None),
+            (n.writes, "refs", False, "refs"),
+            (n.values, "refs", False, "refs"),
+            (n.objects, "data", False, None),
+        ]
 
     def _in_text(self, column: str, name: str, items: Sequence[str], p: dict[str, Any]) -> str:
         raise NotImplementedError
