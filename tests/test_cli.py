@@ -131,6 +131,37 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     assert code == 2 and err.count("\n") == 1 and "limit must be an int from 1 to 1000, got 0" in err
 
 
+def test_database_options_count_wherever_they_stand(
+    capsys: pytest.CaptureFixture[str], db: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--url/--prefix/--json before the command, between migrate and its action, or after it all
+    name the same database: none is overwritten by a later level's default (that once sent
+    `migrate --url B downgrade base` to $CHECKPOINT_PG_URL)."""
+    other = tmp_path / "other.db"
+    populate(str(other), "cpg_")
+    monkeypatch.setenv("CHECKPOINT_PG_URL", str(other))
+    url, prefix = db[1], db[3]
+    for argv in (
+        ["--url", url, "--prefix", prefix, "--json", "threads"],
+        ["threads", "--url", url, "--prefix", prefix, "--json"],
+    ):
+        code, out, _ = cli(capsys, *argv)
+        assert code == 0 and {t["thread_id"] for t in json.loads(out)["threads"]} == {"demo", "chain"}
+    for argv in (
+        ["migrate", "--url", url, "--prefix", prefix, "current"],
+        ["--url", url, "--prefix", prefix, "migrate", "current"],
+        ["migrate", "current", "--url", url, "--prefix", prefix],
+    ):
+        code, out, err = cli(capsys, *argv)
+        assert code == 0, (argv, err)
+    before = _digest(other)
+    code, _, err = cli(capsys, "migrate", "--url", url, "--prefix", prefix, "downgrade", "base", "--yes")
+    assert code == 0, err
+    assert _digest(other) == before  # $CHECKPOINT_PG_URL's database untouched
+    code, _, err = cli(capsys, "threads", "--url", url, "--prefix", prefix)
+    assert code == 1 and "migrate upgrade" in err  # the named database lost its tables
+
+
 def test_default_database_is_the_demo_file(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1122,6 +1122,9 @@ def _ns_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+_COMMON_DEFAULTS = {"url": None, "prefix": DEFAULT_PREFIX, "schema": None, "json": False}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``checkpoint-pg`` (exposed for documentation and tests)."""
     common = _common()
@@ -1131,7 +1134,10 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         epilog="Read commands (threads, history, show, diff, stats, replay, migrate current) never write.",
     )
-    parser.set_defaults(url=None, prefix=DEFAULT_PREFIX, schema=None, json=False)
+    # No parser.set_defaults for the database options: it would change the default
+    # of the argument objects every subcommand shares (parents=[common]), and a
+    # subcommand would then overwrite `checkpoint-pg --url B CMD`'s B with it.
+    # main() fills in what no level of the command line gave.
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(
@@ -1305,6 +1311,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``checkpoint-pg``; returns the exit status (errors are printed as one line)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    for name, default in _COMMON_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
