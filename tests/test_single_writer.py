@@ -132,3 +132,20 @@ def test_naming_the_start_lets_only_the_first_put_through(make_saver) -> None:
         _step(saver, branch, 1)  # its next step continues its own branch
         with pytest.raises(ThreadBusyError):
             _step(saver, root, 0)
+
+
+def test_a_named_start_survives_the_savers_retry(fresh_pg_url: str) -> None:
+    """The put let through from a named start is let through again when the saver
+    runs it once more after finding its pooled connection dead."""
+    from faultkit import pg_terminate
+
+    from checkpoint_pg import PostgresSaver
+
+    with PostgresSaver.from_conn_string(fresh_pg_url, pool_size=1, single_writer=True) as saver:
+        saver.setup()
+        root = _step(saver, {"configurable": {"thread_id": "retry", "checkpoint_ns": ""}}, -1, "input")
+        _step(saver, root, 0)
+        assert saver.get_tuple(root) is not None  # a run names root as its start
+        assert pg_terminate(fresh_pg_url) == 1  # the pool's one connection dies
+        branch = _step(saver, root, 0)  # the first attempt fails, the retry is let through
+        assert saver.get_tuple(branch) is not None

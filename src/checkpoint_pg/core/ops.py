@@ -121,9 +121,15 @@ class StartPoints:
             while len(self._keys) > self._size:
                 self._keys.popitem(last=False)
 
-    def take(self, key: tuple[str, str, str]) -> bool:
+    def __contains__(self, key: tuple[str, str, str]) -> bool:
         with self._lock:
-            return self._keys.pop(key, 0) is None
+            return key in self._keys
+
+    def discard(self, key: tuple[str, str, str]) -> None:
+        """Used up: by the put it let through, once that put is stored (a put the
+        saver runs again after a lost connection is let through again)."""
+        with self._lock:
+            self._keys.pop(key, None)
 
 
 def _busy(thread_id: str) -> ThreadBusyError:
@@ -272,11 +278,9 @@ def put(
     # Single-writer mode guards the steps of a run; forks and update_state
     # (sources "fork", "update"), and the first put of a run that named its
     # starting checkpoint, branch from an older checkpoint on purpose.
-    guard = (
-        ctx.single_writer
-        and md.get("source") in ("loop", "input")
-        and not (parent is not None and ctx.named.take((t, ns, parent)))
-    )
+    start = (t, ns, parent) if ctx.single_writer and parent is not None else None
+    named = start is not None and start in ctx.named
+    guard = ctx.single_writer and md.get("source") in ("loop", "input") and not named
     lease = leases.held(ctx.lease_key, t, ctx.leases)
     stmts = ctx.sql.put_checkpoint(
         t,
@@ -301,6 +305,8 @@ def put(
         if newer and newer[0]:
             raise _busy(t)
     yield Batch(stmts, fetch=False)
+    if named:
+        ctx.named.discard(start)  # type: ignore[arg-type]
     ctx.cache.remember_scalars(t, ns, scalars)
     # after the list's objects are stored: a write still pending repoints itself
     fixups = [f for item, h in listed if (f := ctx.written.claim(item, h)) is not None]
