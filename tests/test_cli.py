@@ -279,6 +279,13 @@ def test_diff_a_thread_id_containing_at(capsys: pytest.CaptureFixture[str], db: 
     code, _, err = cli(capsys, "diff", "alice@example.com@-99", "demo", *db)
     assert code == 1 and "goes back too far" in err
     assert "alice@example.com@latest" in cli(capsys, "diff", "--help")[1]
+    # "chain@1" is a thread of its own: "1" is no (6-character) part of an id of thread "chain",
+    # whose ids may start or end with 1; nor is an ambiguous part read as one
+    assert cli(capsys, "copy", "demo", "chain@1", "--yes", *db)[0] == 0
+    code, out, err = cli(capsys, "diff", "chain@1", "demo", *db)
+    assert code == 0 and "no differences" in out, err
+    code, _, err = cli(capsys, "show", "chain", "1", *db)
+    assert code == 1 and "at least 6 characters" in err
 
 
 def test_json_output_is_valid_json_with_nan_and_infinity(

@@ -516,12 +516,14 @@ def test_resolve_takes_the_short_ids_history_prints(saver: Any, inspector: Any) 
         assert inspector.resolve(t, _short(cid))["configurable"]["checkpoint_id"] == cid
         assert inspector.resolve(t, cid[:-4])["configurable"]["checkpoint_id"] == cid
         assert inspector.show(t, _short(cid)).checkpoint_id == cid
-    common = ids[0][:4]
+    common = ids[0][:6]  # the ids of one quick run share their time prefix
     assert all(i.startswith(common) for i in ids)
     with pytest.raises(ConfigError, match=f"'{common}' matches {len(ids)} checkpoints.*{ids[0]}"):
         inspector.resolve(t, common)
-    with pytest.raises(NotFoundError, match="no checkpoint 'zzz'"):
-        inspector.resolve(t, "zzz")
+    with pytest.raises(NotFoundError, match="no checkpoint 'zzzzzz'"):
+        inspector.resolve(t, "zzzzzz")
+    with pytest.raises(NotFoundError, match="at least 6 characters"):
+        inspector.resolve(t, ids[0][-5:])  # too short to match by more than chance
 
 
 def test_replay_of_functional_api_tasks(saver: Any, inspector: Any) -> None:

@@ -462,7 +462,7 @@ def _resolve_ref(ins: Any, ref: str, ns: str) -> Any:
         return ins.resolve(ref, None, _ns(ins, ref, ns))
     try:
         return ins.resolve(thread, cp, _ns(ins, thread, ns))
-    except NotFoundError as split_error:
+    except (NotFoundError, ConfigError) as split_error:  # no such, or an ambiguous, checkpoint
         try:
             return ins.resolve(ref, None, _ns(ins, ref, ns))
         except NotFoundError:

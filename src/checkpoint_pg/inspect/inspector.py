@@ -56,6 +56,9 @@ __all__ = [
     "Stats",
 ]
 
+# characters of an id that `Inspector.resolve` matches as a prefix or suffix
+_MIN_ID_PART = 6
+
 MAX_PAGE = 1000
 
 
@@ -741,8 +744,9 @@ class Inspector:
     ) -> RunnableConfig:
         """The config of a checkpoint: its id, ``"-N"`` (N steps before the latest), or None (latest).
 
-        Any unique prefix or suffix of an id works too, such as the 12 characters
-        ``checkpoint-pg history`` prints.
+        Any unique prefix or suffix of an id of at least 6 characters works too,
+        such as the 12 characters ``checkpoint-pg history`` prints (shorter ones
+        would match by chance: one id in 16 ends with a given hex digit).
         """
         thread_id = _check_thread_id(thread_id)
         rows = self._read(self._one(self.sql.thread_checkpoint_keys(thread_id)))
@@ -764,6 +768,12 @@ class Inspector:
             cid = ids[back]
         elif checkpoint in ids:
             cid = checkpoint
+        elif len(checkpoint) < _MIN_ID_PART:
+            raise NotFoundError(
+                f"thread {thread_id!r} has no checkpoint {checkpoint!r} in namespace "
+                f"{checkpoint_ns!r}; a part of an id must be at least {_MIN_ID_PART} characters: "
+                f"see its ids with `checkpoint-pg history {thread_id}`"
+            )
         else:
             found = [i for i in ids if i.startswith(checkpoint) or i.endswith(checkpoint)]
             if len(found) > 1:
