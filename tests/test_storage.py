@@ -763,6 +763,30 @@ def test_an_element_is_never_read_back_as_another_channels_object(saver: Any) ->
     assert shapes(history(saver)) == shapes(expected)
 
 
+def test_a_read_in_the_writing_process_returns_what_a_fresh_one_does(
+    saver: Any, make_saver: Any
+) -> None:
+    """A list of tuples and dicts read back by the process that put it comes back as
+    a fresh process reads it (lists, dicts; not the live objects, nor a dict changed
+    in place after the put). A list of messages still comes back as the very
+    objects put (they decode to their own type)."""
+    from collections import OrderedDict
+
+    thread = f"st-types-{uuid.uuid4().hex[:8]}"
+    mutable = {"n": 1}
+    p = Putter(saver, thread)
+    cfg = p.put(rows=[("user", "hi"), OrderedDict(k=1), mutable])
+    mutable["n"] = 2  # forbidden by LangGraph, but must not leak into what is read
+    msgs = [HumanMessage("hi", id="h1"), AIMessage("hello", id="a1")]
+    cfg = p.put(messages=msgs)
+    with make_saver() as cold:
+        fresh = cold.get_tuple(cfg).checkpoint["channel_values"]
+    got = saver.get_tuple(cfg).checkpoint["channel_values"]
+    assert [(type(v), v) for v in got["rows"]] == [(type(v), v) for v in fresh["rows"]]
+    assert fresh["rows"] == [["user", "hi"], {"k": 1}, {"n": 1}]
+    assert all(a is b for a, b in zip(got["messages"], msgs))
+
+
 def test_graph_edits_and_fork_round_trip_like_in_memory(saver: Any, make_saver: Any, raw: Raw) -> None:
     """RemoveMessage, replace-by-id, shrinking and mixed-type lists, and a fork by update_state.
 
@@ -1319,3 +1343,17 @@ def test_metadata_filter_matches_as_in_memory(saver: Any, flt: dict[str, Any]) -
     assert found(saver, None) == found(ref, None)
     # threads(filter=...) tests the thread's latest metadata (i == 3) the same way
     assert (thread in set(saver.threads(filter=flt))) == (3 in expected)
+
+
+def test_thread_filter_on_a_thread_without_root_metadata(saver: Any) -> None:
+    """A thread with subgraph checkpoints only has no root metadata: threads(filter=...)
+    treats it as having no keys, on both backends ({"k": None} matches, {"k": 1} not)."""
+    thread = f"subonly-{uuid.uuid4().hex[:8]}"
+    saver.put(
+        {"configurable": {"thread_id": thread, "checkpoint_ns": "child:1"}},
+        empty_checkpoint(),
+        {"source": "loop", "step": 0, "parents": {}},
+        {},
+    )
+    assert thread in set(saver.threads({"k": None}))
+    assert thread not in set(saver.threads({"k": 1}))

@@ -46,6 +46,7 @@ from checkpoint_pg.core.values import (
     is_sortable_version,
     plan_channel_value,
     resolve_hashes,
+    stands_in,
     unique_objects,
 )
 from checkpoint_pg.core.values import _BaseMessage  # one import guard, in values.py
@@ -516,7 +517,7 @@ def _build(
         hashes = resolve_hashes(rows, sver, lists, f"thread {t!r} channel {ch!r}")
         if remember and is_sortable_version(ver):
             st = ctx.cache.get((t, ns, ch))
-            if st is not None and st.version == sver and st.hashes == hashes:
+            if st is not None and st.version == sver and st.hashes == hashes and st.exact:
                 # the very list a put (or read) of this version left: the next put
                 # recognizes its elements by identity
                 channel_values[ch] = list(st.items)
@@ -528,7 +529,8 @@ def _build(
                 root = rows[root][1]  # type: ignore[assignment]
                 depth += 1
             items = tuple(channel_values[ch])
-            ctx.cache.set((t, ns, ch), ListState(sver, hashes, items, root, depth))
+            exact = all(stands_in(v) for v in items)
+            ctx.cache.set((t, ns, ch), ListState(sver, hashes, items, root, depth, exact))
     pending: list[tuple[tuple[str, str, int], PendingWrite]] = []
     for task_id, idx, channel, path, kind, refs in loaded.writes.get(cid, ()):
         value = _decode(ctx, memo, t, kind, split_refs(refs))

@@ -23,6 +23,7 @@ __all__ = [
     "chain_limit",
     "resolve_hashes",
     "unique_objects",
+    "stands_in",
 ]
 
 
@@ -52,6 +53,9 @@ class ListState:
     items: tuple[Any, ...]
     root_version: str
     chain_len: int
+    # every item decodes to an object of its own type (messages, scalars): a read
+    # may return ``items`` as they are (see `stands_in`)
+    exact: bool = False
 
 
 def chain_limit(length: int) -> int:
@@ -86,7 +90,8 @@ except ImportError:  # pragma: no cover - langchain_core comes with langgraph
 _EXACT_TYPES = frozenset({str, int, float, bool, type(None), bytes})
 
 
-def _stands_in(item: Any) -> bool:
+def stands_in(item: Any) -> bool:
+    """Whether a live ``item`` may be returned for any stored element with its hash."""
     return type(item) in _EXACT_TYPES or (_BaseMessage is not None and isinstance(item, _BaseMessage))
 
 
@@ -153,7 +158,7 @@ class ListCache:
             if channel == _WRITE_OBJECTS or channel.startswith(_SCALAR):
                 raw.update(zip(st.hashes, st.items))
             else:
-                known.update((h, v) for h, v in zip(st.hashes, st.items) if _stands_in(v))
+                known.update((h, v) for h, v in zip(st.hashes, st.items) if stands_in(v))
         return known, raw
 
     def remember_scalars(
@@ -276,7 +281,8 @@ def plan_channel_value(
     items = tuple(value)
     if prev is not None and shared and prev.chain_len < chain_limit(len(hashes)):
         row = ValueRow(channel, ver, KIND.DELTA, prev.version, prev.root_version, b"".join(hashes[shared:]))
-        cache.set(key, ListState(ver, hashes, items, prev.root_version, prev.chain_len + 1))
+        exact = prev.exact and all(stands_in(v) for v in value[shared:])
+        cache.set(key, ListState(ver, hashes, items, prev.root_version, prev.chain_len + 1, exact))
         return row, unique_objects(new_objs), prev.version
     row = ValueRow(channel, ver, KIND.LIST, None, ver, b"".join(hashes))
     anchor = None
@@ -288,7 +294,7 @@ def plan_channel_value(
             anchor = prev.version
             objs = [o for o in objs if o.hash not in known]
     if is_sortable_version(version) and not again:
-        cache.set(key, ListState(ver, hashes, items, ver, 0))
+        cache.set(key, ListState(ver, hashes, items, ver, 0, all(stands_in(v) for v in items)))
     return row, objs, anchor
 
 

@@ -210,7 +210,9 @@ class PostgresInspectSQL(InspectSQL):
 
     def _metadata_filter(self, column: str, filter: dict[str, Any], p: dict[str, Any]) -> list[str]:
         p["mdf"] = json.dumps(filter)
-        return [postgres_matches(column, "%(mdf)s")]
+        # a thread with subgraph checkpoints only has no metadata: none of its keys
+        # are there, as on SQLite (NULL would match no filter at all)
+        return [postgres_matches(f"coalesce({column}, '{{}}'::jsonb)", "%(mdf)s")]
 
     def _octets(self, expr: str, text: bool = False) -> str:
         # octet_length reads the size from a TOAST pointer without fetching the value

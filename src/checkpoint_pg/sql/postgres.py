@@ -26,7 +26,8 @@ _EPOCH = "extract(epoch from now())::float8"
 def metadata_matches(column: str, param: str) -> str:
     """SQL true when the jsonb ``column`` matches the filter document ``param``
     (NULL: no filter) as InMemorySaver matches: ``column.get(k) == v`` for every
-    key, so None also matches a missing key and lists and dicts compare whole.
+    key, so None also matches a missing key and lists and dicts compare whole
+    (true and 1 differ, as in JSON).
     Containment of the filter (its nulls stripped) comes first: a necessary
     condition, and the cheap one."""
     f = f"{param}::jsonb"

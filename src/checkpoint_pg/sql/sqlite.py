@@ -36,7 +36,7 @@ def metadata_matches(column: str, filter: dict[str, Any], p: dict[str, Any], tag
     """WHERE clauses true when the JSON text ``column`` matches ``filter`` as
     InMemorySaver matches: ``column.get(k) == v`` for every key, so None also
     matches a missing key, and lists and dicts compare whole, whatever the order
-    of their keys, 1 equal to 1.0. Keys and values are bound into ``p``
+    of their keys, 1 equal to 1.0 (but not to True, as in JSON). Keys and values are bound into ``p``
     (parameter names start with ``tag``); json_each reads the top-level entries."""
     out = []
     for i, (key, value) in enumerate(filter.items()):
