@@ -1197,6 +1197,10 @@ def test_copy_thread_again_is_a_no_op_until_the_source_changes(saver: Any) -> No
     assert [t.checkpoint["id"] for t in saver.list(dst_cfg)] == [
         t.checkpoint["id"] for t in saver.list(src)
     ]
+    latest = saver.get_tuple(src).config
+    saver.put_writes(latest, [("log", ["late"])], "task-late")  # the source gains a write only
+    with pytest.raises(ConfigError, match="already has checkpoints"):
+        saver.copy_thread(thread_of(src), dst)
     graph.invoke({"log": []}, src)
     with pytest.raises(ConfigError, match="already has checkpoints"):
         saver.copy_thread(thread_of(src), dst)

@@ -895,11 +895,20 @@ def copy_thread(ctx: Ctx, source: str, target: str) -> Op:
     )
     if exists:
         # Done already (the saver's retry of a copy whose commit it did not
-        # see, or the caller's): the target holds exactly the source's checkpoints.
-        src, dst = yield Batch(
-            [ctx.sql.select_thread_checkpoints(s), ctx.sql.select_thread_checkpoints(d)]
+        # see, or the caller's): the target holds exactly the source's
+        # checkpoints and pending writes.
+        src, dst, src_writes, dst_writes = yield Batch(
+            [
+                ctx.sql.select_thread_checkpoints(s),
+                ctx.sql.select_thread_checkpoints(d),
+                ctx.sql.select_thread_writes(s),
+                ctx.sql.select_thread_writes(d),
+            ]
         )
-        if _checkpoint_set(src) == _checkpoint_set(dst):
+        same_writes = {(*w[:5], bytes(w[5])) for w in src_writes} == {
+            (*w[:5], bytes(w[5])) for w in dst_writes
+        }
+        if same_writes and _checkpoint_set(src) == _checkpoint_set(dst):
             return None
         raise ConfigError(
             f"target thread {d!r} already has checkpoints; delete it first "

@@ -52,6 +52,14 @@ class CheckpointPages:
     def _page_prelude(self, thread_id: str | None) -> list[Stmt]:
         return []
 
+    def select_thread_writes(self, t: str) -> Stmt:
+        """Every pending write of a thread: (ns, checkpoint id, task, idx, channel, refs)."""
+        return Stmt(
+            "SELECT checkpoint_ns, checkpoint_id, task_id, idx, channel, refs "
+            f"FROM {self.n.writes} WHERE thread_id = {self._ph('t')}",
+            {"t": t},
+        )
+
     def select_checkpoints(
         self,
         *,
