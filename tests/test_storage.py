@@ -1181,6 +1181,25 @@ def test_prune_updated_before_leaves_threads_written_since(saver: Any, raw: Raw)
         saver.prune(ids, strategy="delete", updated_before=dt.datetime.now())
 
 
+def test_a_pending_write_keeps_a_paused_thread_from_prune(saver: Any, raw: Raw) -> None:
+    """A thread paused long ago gets a write (the resume value, before the node's put):
+    prune(updated_before=) run meanwhile keeps it, and the run can finish."""
+    import datetime as dt
+    import time
+
+    graph = build_chain(saver)
+    config = new_config("prune-resume")
+    graph.invoke({"log": []}, config)
+    time.sleep(1.1)  # the thread's last write is now over a second old
+    cutoff = dt.datetime.now(dt.timezone.utc)
+    latest = saver.get_tuple(config).config
+    saver.put_writes(latest, [("log", ["resumed"])], "task-resume")
+    saver.prune([thread_of(config)], strategy="delete", updated_before=cutoff)
+    assert raw.counts(thread_of(config))["checkpoints"] > 0
+    saver.prune([thread_of(config)], strategy="delete", updated_before=dt.datetime.now(dt.timezone.utc))
+    assert raw.counts(thread_of(config))["checkpoints"] == 0
+
+
 def test_copy_thread_again_is_a_no_op_until_the_source_changes(saver: Any) -> None:
     """copy_thread is idempotent (the saver retries an operation whose commit it
     did not see): copying onto a thread that holds exactly the source's

@@ -14,3 +14,25 @@ def current_tables() -> Tables:
     from alembic import context
 
     return context.config.attributes.get("tables") or build_tables()
+
+
+def install_functions(frozen: list[str] | None = None) -> None:
+    """Install the Postgres functions: ``frozen`` DDL (frozen.py) as an older
+    revision wrote it, or the current code's (sql/functions.py) for the head.
+    Nothing on SQLite, which has no functions."""
+    from alembic import op
+
+    if op.get_context().dialect.name != "postgresql":
+        return
+    tables = current_tables()
+    if frozen is not None:
+        from checkpoint_pg.migrations.frozen import render
+
+        for ddl in frozen:
+            op.execute(render(ddl, tables))
+        return
+    from checkpoint_pg.sql.postgres import PostgresSQL
+
+    sql = PostgresSQL(tables)
+    for ddl in sql.fn.ddl(sql):
+        op.execute(ddl)

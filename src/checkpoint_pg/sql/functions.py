@@ -181,6 +181,7 @@ class Functions:
             + "BEGIN\n"
             + _into(body(sql.lock_thread_shared_sql()), "v_owner, v_left")
             + _LEASE_CHECK
+            + f"{body(sql.touch_thread_sql())};\n"
             + f"IF p_special THEN {body(sql.insert_writes_sql(True))};\n"
             + f"ELSE {body(sql.insert_writes_sql(False))};\nEND IF;\nEND\n$fn$"
         )

@@ -262,6 +262,15 @@ class PostgresSQL(CheckpointPages):
             "AND checkpoint_id <> %(id)s"
         )
 
+    def touch_thread_sql(self) -> str:
+        # put_writes: a write is activity too (a resume after a long pause writes
+        # before the node's put), which prune(updated_before=) must see. Only
+        # when the row is over a second old: a run's steps touch it by their puts.
+        return (
+            f"UPDATE {self.n.threads} SET updated_at = now() "
+            "WHERE thread_id = %(t)s AND updated_at < now() - interval '1 second'"
+        )
+
     def lock_thread_shared_sql(self) -> str:
         # put_writes: waits for a delete/prune of the thread in progress, and
         # reads the thread's lease for the function to check

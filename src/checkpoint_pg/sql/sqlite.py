@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy.dialects import sqlite
@@ -289,7 +289,19 @@ class SqliteSQL(CheckpointPages):
     ) -> list[Stmt]:
         # the caller's lease was checked first (ops.put_writes), in this transaction
         base = {"t": t, "ns": ns, "cid": cid, "task": task_id, "path": task_path}
-        out: list[Stmt] = []
+        now = datetime.now(timezone.utc)
+        # a write is activity too, which prune(updated_before=) must see (as on Postgres)
+        out: list[Stmt] = [
+            Stmt(
+                f"UPDATE {self.n.threads} SET updated_at = :now WHERE thread_id = :t "
+                "AND updated_at < :second_ago",
+                {
+                    "t": t,
+                    "now": now.isoformat(sep=" "),
+                    "second_ago": (now - timedelta(seconds=1)).isoformat(sep=" "),
+                },
+            )
+        ]
         regular = [r for r in rows if r[0] >= 0]
         special = [r for r in rows if r[0] < 0]
         if regular:

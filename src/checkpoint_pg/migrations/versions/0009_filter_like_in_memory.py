@@ -14,10 +14,8 @@ Create Date: 2026-11-25
 
 from __future__ import annotations
 
-from alembic import op
-
-from checkpoint_pg.migrations import current_tables
-from checkpoint_pg.migrations.frozen import FUNCTIONS_0006, render
+from checkpoint_pg.migrations import install_functions
+from checkpoint_pg.migrations.frozen import FUNCTIONS_0006, FUNCTIONS_0009
 
 revision = "0009"
 down_revision = "0008"
@@ -26,18 +24,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    if op.get_context().dialect.name != "postgresql":
-        return  # SQLite has no functions: its statements live in the code
-    from checkpoint_pg.sql.postgres import PostgresSQL
-
-    sql = PostgresSQL(current_tables())
-    for ddl in sql.fn.ddl(sql):
-        op.execute(ddl)
+    install_functions(FUNCTIONS_0009)  # as written, not the current code's
 
 
 def downgrade() -> None:
-    if op.get_context().dialect.name != "postgresql":
-        return
-    t = current_tables()
-    for ddl in FUNCTIONS_0006:
-        op.execute(render(ddl, t))
+    install_functions(FUNCTIONS_0006)
