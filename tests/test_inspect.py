@@ -550,6 +550,26 @@ def test_replay_of_functional_api_tasks(saver: Any, inspector: Any) -> None:
         assert inspector.show(_tid(cfg), cid).next == list(wf.get_state(_at(cfg, cid)).next)
 
 
+def test_replay_streams_a_task_calls_interrupt_once(saver: Any, inspector: Any) -> None:
+    """An interrupt raised in a @task call is stored for the call and for its caller (one
+    Interrupt, by id); replay streams it once, as the live stream does."""
+    from langgraph.func import entrypoint, task
+
+    @task
+    def ask(x: int) -> Any:
+        return interrupt(f"ok {x}?")
+
+    @entrypoint(checkpointer=saver)
+    def wf(n: int) -> list[Any]:
+        return [n, ask(n).result()]
+
+    cfg = _thread("func-int")
+    live = _stream_runs(wf, cfg, [3, Command(resume="yes")])
+    runs = [r.chunks for r in inspector.runs(_tid(cfg))]
+    assert [len(c) for c in live] == [1, 2]
+    assert runs == live
+
+
 # -- keep-last pruning -------------------------------------------------------------------------
 
 

@@ -601,13 +601,21 @@ def split_runs(checkpoints: Sequence[CheckpointRecord], keys: str | Sequence[str
                     current.chunks.append(
                         {t.name: task_update(t.writes, keys), "__metadata__": {"cached": True}}
                     )
+            # a @task call's interrupt is its caller's too (the same Interrupt, by
+            # id): LangGraph streams it once
+            streamed: set[str] = set()
             for t, what in timeline.get(r, []):
                 if t.hidden:
                     continue
                 if what == "done":
                     current.chunks.append({t.name: task_update(t.writes, keys)})
                 elif what == "interrupt":
-                    current.chunks.append(_interrupt_chunk(t))
+                    chunk = _interrupt_chunk(t)
+                    ids = {getattr(i, "id", None) for i in chunk[INTERRUPT]}
+                    if ids and None not in ids and ids <= streamed:
+                        continue
+                    streamed.update(i for i in ids if i is not None)
+                    current.chunks.append(chunk)
                 else:
                     current.complete = False
     return runs
