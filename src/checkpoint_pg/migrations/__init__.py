@@ -17,9 +17,9 @@ def current_tables() -> Tables:
 
 
 def install_functions(frozen: list[str] | None = None) -> None:
-    """Install the Postgres functions: ``frozen`` DDL (frozen.py) as an older
-    revision wrote it, or the current code's (sql/functions.py) for the head.
-    Nothing on SQLite, which has no functions."""
+    """Install the Postgres functions: ``frozen`` DDL (frozen.py, or any statement
+    written with its placeholders) as an older revision wrote it, or the current
+    code's (sql/functions.py) for the head. Nothing on SQLite, which has no functions."""
     from alembic import op
 
     if op.get_context().dialect.name != "postgresql":

@@ -14,10 +14,8 @@ Create Date: 2026-11-25
 
 from __future__ import annotations
 
-from alembic import op
-
-from checkpoint_pg.migrations import current_tables
-from checkpoint_pg.migrations.frozen import FUNCTIONS_0003, FUNCTIONS_0005, render
+from checkpoint_pg.migrations import install_functions
+from checkpoint_pg.migrations.frozen import FUNCTIONS_0003, FUNCTIONS_0005
 
 revision = "0005"
 down_revision = "0004"
@@ -26,16 +24,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    if op.get_context().dialect.name != "postgresql":
-        return  # SQLite has no functions: its statements live in the code
-    t = current_tables()
-    for ddl in FUNCTIONS_0005:  # as written (frozen.py), not the current code's
-        op.execute(render(ddl, t))
-    op.execute(render("DROP FUNCTION IF EXISTS tplschema.tplprefix_split_refs(bytea)", t))
+    # as written (frozen.py), not the current code's; split_refs is no longer used
+    install_functions(
+        [*FUNCTIONS_0005, "DROP FUNCTION IF EXISTS tplschema.tplprefix_split_refs(bytea)"]
+    )
 
 
 def downgrade() -> None:
-    if op.get_context().dialect.name != "postgresql":
-        return
-    for ddl in FUNCTIONS_0003:  # CREATE OR REPLACE, split_refs first
-        op.execute(render(ddl, current_tables()))
+    install_functions(FUNCTIONS_0003)  # CREATE OR REPLACE, split_refs first

@@ -13,10 +13,8 @@ Create Date: 2026-11-25
 
 from __future__ import annotations
 
-from alembic import op
-
-from checkpoint_pg.migrations import current_tables
-from checkpoint_pg.migrations.frozen import FUNCTIONS_0005, FUNCTIONS_0006, render
+from checkpoint_pg.migrations import install_functions
+from checkpoint_pg.migrations.frozen import FUNCTIONS_0005, FUNCTIONS_0006
 
 revision = "0006"
 down_revision = "0005"
@@ -30,17 +28,8 @@ _DROP_LIST_THREAD = (
 
 
 def upgrade() -> None:
-    if op.get_context().dialect.name != "postgresql":
-        return  # SQLite has no functions: its statements live in the code
-    t = current_tables()
-    for ddl in FUNCTIONS_0006:  # as written (frozen.py), not the current code's
-        op.execute(render(ddl, t))
+    install_functions(FUNCTIONS_0006)  # as written (frozen.py), not the current code's
 
 
 def downgrade() -> None:
-    if op.get_context().dialect.name != "postgresql":
-        return
-    t = current_tables()
-    op.execute(render(_DROP_LIST_THREAD, t))
-    for ddl in FUNCTIONS_0005:
-        op.execute(render(ddl, t))
+    install_functions([_DROP_LIST_THREAD, *FUNCTIONS_0005])
