@@ -149,3 +149,37 @@ def test_a_named_start_survives_the_savers_retry(fresh_pg_url: str) -> None:
         assert pg_terminate(fresh_pg_url) == 1  # the pool's one connection dies
         branch = _step(saver, root, 0)  # the first attempt fails, the retry is let through
         assert saver.get_tuple(branch) is not None
+
+
+def test_of_puts_racing_from_a_named_start_one_goes_through(make_saver, backend: str) -> None:
+    """Eight puts from one named start at once (eight racing runs, released together,
+    each on its own pooled connection on Postgres): exactly one is stored, the
+    others are refused. Five rounds."""
+    import threading
+
+    from checkpoint_pg import ThreadBusyError
+
+    options = {"pool_size": 8} if backend == "postgres" else {}
+    with make_saver(single_writer=True, **options) as saver:
+        for r in range(5):
+            cfg = {"configurable": {"thread_id": f"race-{r}", "checkpoint_ns": ""}}
+            root = _step(saver, cfg, -1, "input")
+            _step(saver, root, 0)
+            assert saver.get_tuple(root) is not None  # named as a start
+            gate = threading.Barrier(8)
+            outcomes: list[str] = []
+
+            def attempt() -> None:
+                gate.wait()
+                try:
+                    _step(saver, root, 0)
+                    outcomes.append("stored")
+                except ThreadBusyError:
+                    outcomes.append("refused")
+
+            workers = [threading.Thread(target=attempt) for _ in range(8)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join(60)
+            assert sorted(outcomes) == ["refused"] * 7 + ["stored"], r

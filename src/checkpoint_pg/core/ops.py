@@ -112,6 +112,8 @@ class StartPoints:
 
     def __init__(self, size: int = 1024) -> None:
         self._keys: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        # start -> the checkpoint whose put took it
+        self._taken: OrderedDict[tuple[str, str, str], str] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
@@ -122,15 +124,19 @@ class StartPoints:
             while len(self._keys) > self._size:
                 self._keys.popitem(last=False)
 
-    def __contains__(self, key: tuple[str, str, str]) -> bool:
+    def take(self, key: tuple[str, str, str], checkpoint_id: str) -> bool:
+        """Whether the put of ``checkpoint_id`` from ``key`` is let through: the first
+        put from a named start is, and so is that same put again (the saver's retry
+        after a lost connection, which may come before the first attempt's failure
+        is known); any other put from it is not. Atomic: of puts racing from one
+        start, one wins."""
         with self._lock:
-            return key in self._keys
-
-    def discard(self, key: tuple[str, str, str]) -> None:
-        """Used up: by the put it let through, once that put is stored (a put the
-        saver runs again after a lost connection is let through again)."""
-        with self._lock:
-            self._keys.pop(key, None)
+            if self._keys.pop(key, 0) is None:
+                self._taken[key] = checkpoint_id
+                while len(self._taken) > self._size:
+                    self._taken.popitem(last=False)
+                return True
+            return self._taken.get(key) == checkpoint_id
 
 
 def _busy(thread_id: str) -> ThreadBusyError:
@@ -279,9 +285,11 @@ def put(
     # Single-writer mode guards the steps of a run; forks and update_state
     # (sources "fork", "update"), and the first put of a run that named its
     # starting checkpoint, branch from an older checkpoint on purpose.
-    start = (t, ns, parent) if ctx.single_writer and parent is not None else None
-    named = start is not None and start in ctx.named
-    guard = ctx.single_writer and md.get("source") in ("loop", "input") and not named
+    guard = (
+        ctx.single_writer
+        and md.get("source") in ("loop", "input")
+        and not (parent is not None and ctx.named.take((t, ns, parent), cid))
+    )
     lease = leases.held(ctx.lease_key, t, ctx.leases)
     stmts = ctx.sql.put_checkpoint(
         t,
@@ -306,8 +314,6 @@ def put(
         if newer and newer[0]:
             raise _busy(t)
     yield Batch(stmts, fetch=False)
-    if named:
-        ctx.named.discard(start)  # type: ignore[arg-type]
     ctx.cache.remember_scalars(t, ns, scalars)
     # after the list's objects are stored: a write still pending repoints itself
     fixups = [f for item, h in listed if (f := ctx.written.claim(item, h)) is not None]
