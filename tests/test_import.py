@@ -181,3 +181,58 @@ def test_import_errors_name_the_source(
     sqlite3.connect(other).execute("CREATE TABLE x (a)").connection.close()
     code, _, err = _import(capsys, str(other), saver_target)
     assert code == 1 and "no langgraph-checkpoint-sqlite tables" in err
+
+
+def test_import_from_a_wal_file_in_a_read_only_directory(capsys: pytest.CaptureFixture[str]) -> None:
+    """The incumbent's WAL file copied without its -wal/-shm into a directory the importer cannot
+    write (a backup on a read-only filesystem) imports all the same, and stays unchanged."""
+    import hashlib
+    import os
+    import shutil
+    import tempfile
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from checkpoint_pg import SqliteSaver as Ours
+
+    source_dir = Path(tempfile.mkdtemp(prefix="cpg_ro_src_"))  # pytest's tmp root is 0700
+    target_dir = Path(tempfile.mkdtemp(prefix="cpg_ro_dst_"))
+    source, target = source_dir / "incumbent.db", target_dir / "ours.db"
+    try:
+        with SqliteSaver.from_conn_string(str(source)) as incumbent:
+            incumbent.setup()
+            write_threads(incumbent)
+            expected = {t.config["configurable"]["checkpoint_id"] for t in incumbent.list(None)}
+        for extra in source_dir.glob("incumbent.db-*"):
+            extra.unlink()  # a copy has none
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()
+        from checkpoint_pg.cli import main
+
+        # once as ourselves, into a throwaway target: imports every module the command needs
+        # (nobody cannot read this Python's installation)
+        assert main(["import-langgraph", "--from", str(source), "--url", str(target_dir / "warm.db")]) == 0
+        for extra in source_dir.glob("incumbent.db-*"):
+            extra.unlink()
+        assert hashlib.sha256(source.read_bytes()).hexdigest() == digest
+        source.chmod(0o444)
+        source_dir.chmod(0o555)
+        target_dir.chmod(0o777)
+        capsys.readouterr()
+        euid = os.geteuid()
+        if euid == 0:
+            os.seteuid(65534)  # root ignores file modes: read as nobody
+        try:
+            code = main(["import-langgraph", "--from", str(source), "--url", str(target)])
+        finally:
+            if euid == 0:
+                os.seteuid(0)
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        with Ours.from_conn_string(str(target)) as ours:
+            assert {t.config["configurable"]["checkpoint_id"] for t in ours.list(None)} == expected
+        assert sorted(p.name for p in source_dir.iterdir()) == ["incumbent.db"]  # no -wal, -shm
+        assert hashlib.sha256(source.read_bytes()).hexdigest() == digest
+    finally:
+        source_dir.chmod(0o755)
+        shutil.rmtree(source_dir)
+        shutil.rmtree(target_dir)

@@ -11,7 +11,6 @@ what is there (idempotent) and an interrupted one resumes where it stopped.
 
 from __future__ import annotations
 
-import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -111,6 +110,8 @@ def open_incumbent(url: str) -> Iterator[_Source]:
         return
     from langgraph.checkpoint.sqlite import SqliteSaver as IncumbentSqlite
 
+    from checkpoint_pg.sqlite import connect_sqlite
+
     path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else url
     if "://" in path:
         raise ConfigError(
@@ -119,7 +120,8 @@ def open_incumbent(url: str) -> Iterator[_Source]:
         )
     if not Path(path).is_file():
         raise NotFoundError(f"no SQLite file at {path!r}: pass the file langgraph-checkpoint-sqlite wrote")
-    conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    # read-only, also from a directory it cannot write (a copied backup): as our read commands
+    conn = connect_sqlite(path, read_only=True)
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not {"checkpoints", "writes"} <= tables:
