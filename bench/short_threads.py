@@ -5,7 +5,10 @@ Part 1 — per-call latency/throughput: T threads x S supersteps; each step is
 sync-1 (one connection), sync-8 (8 threads; Postgres through a
 psycopg_pool.ConnectionPool(max_size=8), SQLite: 8 threads on one saver),
 async-1, async-8 (8 asyncio tasks through AsyncConnectionPool; Postgres only).
-Each (mode, saver) gets its own scratch database / SQLite file.
+Each (mode, saver) gets its own scratch database / SQLite file. With
+``--rounds R`` (``--full``: 3) every (mode, saver) runs R times, the savers'
+order alternating between rounds; the table gives medians and the range of
+the per-round ratios, since one run's ratio drifts with the machine.
 
 Part 2 — listing: populate N threads x K checkpoints with the saver's own
 ``put`` (not timed as a benchmark, just reported), then time a metadata-filter
@@ -183,6 +186,46 @@ def run_mode(args: argparse.Namespace, saver_name: str, mode: str, target: str |
 
         wall = asyncio.run(go())
     return _summarize(lats, wall, n, s)
+
+
+def _one_mode_run(args: argparse.Namespace, s: str, mode: str, rnd: int) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    label = f" round {rnd + 1}/{args.rounds}" if args.rounds > 1 else ""
+    print(f"[{time.strftime('%H:%M:%S')}] {mode} {s}{label} ({args.threads} threads x {args.steps} steps) ...",
+          flush=True)
+    try:
+        with scratch_target(args, s, mode.replace("-", "")) as target:
+            r = run_mode(args, s, mode, target)
+            r["bytes"] = measure_size(s, target)
+    except Exception as e:  # noqa: BLE001
+        r = {"error": f"{type(e).__name__}: {e}"}
+        print(f"    ERROR {r['error']}", flush=True)
+    r.update(saver=s, mode=mode, driver_wall_s=time.perf_counter() - t0)
+    if "error" not in r:
+        print(f"    {r['steps_per_s']:.0f} steps/s, put p50 {r['put']['p50_ms']:.2f} ms, "
+              f"{r['driver_wall_s']:.1f}s", flush=True)
+    return r
+
+
+def merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result per (mode, saver): the median over rounds of throughput and of
+    each percentile; every round's steps/s is kept in ``round_steps_per_s``."""
+    if len(rounds) == 1 or any("error" in r for r in rounds):
+        out = dict(next((r for r in rounds if "error" in r), rounds[0]))
+        if "error" not in out:
+            out["round_steps_per_s"] = [out["steps_per_s"]]
+        return out
+    med = common.median
+    out = dict(rounds[0])
+    for key in ("steps_per_s", "calls_per_s", "wall_s"):
+        out[key] = med([r[key] for r in rounds])
+    for c in CALLS:
+        out[c] = {k: med([r[c][k] for r in rounds]) for k in rounds[0][c] if k != "n"}
+        out[c]["n"] = sum(r[c]["n"] for r in rounds)
+    out["bad_reads"] = sum(r["bad_reads"] for r in rounds)
+    out["driver_wall_s"] = sum(r["driver_wall_s"] for r in rounds)
+    out["round_steps_per_s"] = [r["steps_per_s"] for r in rounds]
+    return out
 
 
 @contextlib.contextmanager
@@ -403,6 +446,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="checkpoints to populate (default 20000; --full 100000; --quick 5000)")
     p.add_argument("--list-repeats", type=int, default=5)
     p.add_argument("--populate-workers", type=int, default=4, help="Postgres populate threads (1 = single connection)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="part 1: run each (mode, saver) this many times, alternating the savers' order; "
+                        "report medians and the range of per-round ratios (default 1; --full 3)")
     p.add_argument("--no-listing", action="store_true", help="skip part 2")
     p.add_argument("--no-calls", action="store_true", help="skip part 1")
     p.add_argument("--quick", action="store_true", help="smoke run with small sizes")
@@ -416,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     size = "quick" if args.quick else "full" if args.full else "default"
     if args.threads is None:
         args.threads = {"quick": 100, "default": 500, "full": 2000}[size]
+    if args.rounds is None:
+        args.rounds = 3 if size == "full" else 1
     if args.list_threads is None:
         args.list_threads = {"quick": 500, "default": 2000, "full": 10000}[size]
     if args.list_checkpoints is None:
@@ -445,23 +493,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_calls:
         floors = data["floor"] = measure_floors(args, savers)
         for mode in modes:
-            for s in savers:
-                if not mode_applies(mode, s):
-                    continue
-                t0 = time.perf_counter()
-                print(f"[{time.strftime('%H:%M:%S')}] {mode} {s} ({args.threads} threads x {args.steps} steps) ...", flush=True)
-                try:
-                    with scratch_target(args, s, mode.replace("-", "")) as target:
-                        r = run_mode(args, s, mode, target)
-                        r["bytes"] = measure_size(s, target)
-                except Exception as e:  # noqa: BLE001
-                    r = {"error": f"{type(e).__name__}: {e}"}
-                    print(f"    ERROR {r['error']}", flush=True)
-                r.update(saver=s, mode=mode, driver_wall_s=time.perf_counter() - t0)
-                if "error" not in r:
-                    print(f"    {r['steps_per_s']:.0f} steps/s, put p50 {r['put']['p50_ms']:.2f} ms, "
-                          f"{r['driver_wall_s']:.1f}s", flush=True)
-                calls.append(r)
+            applicable = [s for s in savers if mode_applies(mode, s)]
+            per_round: dict[str, list[dict[str, Any]]] = {s: [] for s in applicable}
+            for rnd in range(args.rounds):
+                # alternate the order, so neither saver always runs on a warmer machine
+                for s in applicable if rnd % 2 == 0 else applicable[::-1]:
+                    per_round[s].append(_one_mode_run(args, s, mode, rnd))
+            for s in applicable:
+                calls.append(merge_rounds(per_round[s]))
                 data["calls"] = calls
                 common.write_results(args.out, data)
 
@@ -558,8 +597,10 @@ def compute_ratios(calls: list[dict[str, Any]], lists: list[dict[str, Any]]) -> 
             a, b = cb.get((ours, mode)), cb.get((inc, mode))
             if not a or not b:
                 continue
+            per_round = [ratio(x, y) for x, y in zip(a.get("round_steps_per_s", []), b.get("round_steps_per_s", []))]
             out.append({"kind": "calls", "pair": pair, "mode": mode, "metric": "steps/s",
-                        "value": ratio(a["steps_per_s"], b["steps_per_s"])})
+                        "value": ratio(a["steps_per_s"], b["steps_per_s"]),
+                        "rounds": [x for x in per_round if x is not None]})
             for c in CALLS:
                 for q in ("p50", "p99"):
                     out.append({"kind": "calls", "pair": pair, "mode": mode, "metric": f"{c} {q}",
@@ -589,12 +630,15 @@ def print_ratio_tables(ratios: list[dict[str, Any]]) -> list[str]:
         if x["kind"] == "calls" and (x["pair"], x["mode"]) not in seen:
             seen.append((x["pair"], x["mode"]))
     for pair, mode in seen:
-        vals = {x["metric"]: x["value"] for x in ratios
-                if x["kind"] == "calls" and x["pair"] == pair and x["mode"] == mode}
-        rows.append([pair, mode] + [fmt_ratio(vals.get(c)) for c in cols])
+        mine = [x for x in ratios if x["kind"] == "calls" and x["pair"] == pair and x["mode"] == mode]
+        vals = {x["metric"]: x["value"] for x in mine}
+        rounds = next((x.get("rounds") or [] for x in mine if x["metric"] == "steps/s"), [])
+        spread = f"{fmt_ratio(min(rounds))}-{fmt_ratio(max(rounds))}" if len(rounds) > 1 else "-"
+        rows.append([pair, mode] + [fmt_ratio(vals.get(c)) for c in cols[:1]] + [spread]
+                    + [fmt_ratio(vals.get(c)) for c in cols[1:]])
     if rows:
         print()
-        tables.append(print_table(["ours/incumbent", "mode"] + cols, rows,
+        tables.append(print_table(["ours/incumbent", "mode", cols[0], "steps/s rounds"] + cols[1:], rows,
                                   title="call ratios ours/incumbent: steps/s > 1 = ours faster; latency < 1 = ours faster"))
     lcols = list(LIST_QUERIES) + ["list threads", "bytes"]
     rows = []
