@@ -134,16 +134,25 @@ class _Runner:
         self.url_hint = url_hint
 
     def run(self, op: Op, txn: bool, write: bool) -> Any:
+        # An operation first builds its statements from the values alone
+        # (serializing, hashing, compressing). That part runs before the lock:
+        # threads sharing this connection then overlap it with another's SQL,
+        # which sqlite3 runs without the GIL. (The core's caches are thread-safe:
+        # a Postgres pool runs operations concurrently too.)
+        try:
+            first = next(op)
+        except StopIteration as stop:
+            return stop.value
         with self.lock:
             conn = self.conn
             try:
                 if not (txn or write):
-                    return drive(op, lambda b: _execute(conn, b))
+                    return drive(op, lambda b: _execute(conn, b), first)
                 if conn.in_transaction:
-                    return self._in_callers_transaction(op)
+                    return self._in_callers_transaction(op, first)
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
-                    result = drive(op, lambda b: _execute(conn, b))
+                    result = drive(op, lambda b: _execute(conn, b), first)
                     conn.execute("COMMIT")
                 except BaseException:
                     # also when COMMIT itself failed: never leave the connection
@@ -158,13 +167,13 @@ class _Runner:
                     raise
                 raise ours from exc
 
-    def _in_callers_transaction(self, op: Op) -> Any:
+    def _in_callers_transaction(self, op: Op, first: Batch) -> Any:
         # The caller's connection is in its own transaction: join it as a
         # savepoint (a BEGIN would fail), so its rollback undoes this call too.
         conn = self.conn
         conn.execute("SAVEPOINT cpg_call")
         try:
-            result = drive(op, lambda b: _execute(conn, b))
+            result = drive(op, lambda b: _execute(conn, b), first)
         except BaseException:
             conn.execute("ROLLBACK TO cpg_call")
             conn.execute("RELEASE cpg_call")

@@ -31,10 +31,13 @@ from checkpoint_pg.shells.errors import ConnectionLost
 T = TypeVar("T")
 
 
-def drive(op: Op, execute: Callable[[Batch], list[Any]]) -> Any:
-    """Run an operation: send each batch to ``execute``, feed the rows back."""
+def drive(op: Op, execute: Callable[[Batch], list[Any]], first: Batch | None = None) -> Any:
+    """Run an operation: send each batch to ``execute``, feed the rows back.
+
+    ``first``: the batch the caller already took from ``op`` with `next`.
+    """
     try:
-        batch = next(op)
+        batch = next(op) if first is None else first
         while True:
             batch = op.send(execute(batch))
     except StopIteration as stop:
