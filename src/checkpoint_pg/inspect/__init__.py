@@ -12,19 +12,19 @@ The Python API behind the ``checkpoint-pg`` command; every call here only reads.
 
 from __future__ import annotations
 
-from checkpoint_pg.inspect.inspector import (
+from checkpoint_pg.inspect.inspector import Inspector
+from checkpoint_pg.inspect.model import Run
+from checkpoint_pg.inspect.views import (
     ChannelDiff,
     CheckpointView,
     Diff,
     HistoryEntry,
-    Inspector,
     LeaseInfo,
     Stats,
     ThreadInfo,
     ThreadPage,
     ThreadStats,
 )
-from checkpoint_pg.inspect.model import Run
 
 __all__ = [
     "Inspector",

@@ -1,5 +1,9 @@
 """`Inspector`: read what a saver stored, thread by thread, without writing anything.
 
+What it returns is declared in `checkpoint_pg.inspect.views`; how list values
+are compared, in `checkpoint_pg.inspect.diffing`; what a thread's steps mean
+(tasks, updates, runs), in `checkpoint_pg.inspect.model`.
+
 Every read runs as one operation in one transaction (on Postgres a
 ``REPEATABLE READ, READ ONLY`` one), so a listing is a consistent snapshot
 even while graphs are running, and nothing can be written by mistake.
@@ -12,7 +16,6 @@ import datetime as dt
 import json
 from collections import defaultdict, deque
 from collections.abc import Generator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -41,20 +44,21 @@ from checkpoint_pg.inspect.model import (
     split_runs,
     task_name,
 )
-from checkpoint_pg.inspect.render import is_message, to_jsonable
+from checkpoint_pg.inspect.diffing import content_key, fill_message_ids, list_diff
+from checkpoint_pg.inspect.views import (
+    ChannelDiff,
+    CheckpointView,
+    Diff,
+    HistoryEntry,
+    LeaseInfo,
+    Stats,
+    ThreadInfo,
+    ThreadPage,
+    ThreadStats,
+)
 from checkpoint_pg.sql.inspect import InspectSQL, inspect_sql_for
 
-__all__ = [
-    "Inspector",
-    "ThreadInfo",
-    "ThreadPage",
-    "HistoryEntry",
-    "CheckpointView",
-    "ChannelDiff",
-    "Diff",
-    "ThreadStats",
-    "Stats",
-]
+__all__ = ["Inspector"]
 
 # characters of an id that `Inspector.resolve` matches as a prefix or suffix
 _MIN_ID_PART = 6
@@ -62,11 +66,7 @@ _MIN_ID_PART = 6
 MAX_PAGE = 1000
 
 
-# -- results -------------------------------------------------------------------------
-
-
-def _jsonable_fields(obj: Any) -> dict[str, Any]:
-    return {k: to_jsonable(v) for k, v in obj.__dict__.items()}
+# -- helpers ---------------------------------------------------------------------------
 
 
 def thread_filter(filter: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -78,202 +78,6 @@ def thread_ids_op(sql: InspectSQL, filter: dict[str, Any] | None, after: str | N
     """One page (MAX_PAGE) of thread ids after ``after``, in id order."""
     (rows,) = yield Batch([sql.thread_ids_page(filter, after, MAX_PAGE)])
     return [r[0] for r in rows]
-
-
-@dataclass
-class LeaseInfo:
-    """A live lease on a thread: a run holds it (`saver.lease`) for ``seconds_left`` more."""
-
-    thread_id: str
-    seconds_left: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return _jsonable_fields(self)
-
-
-@dataclass
-class ThreadInfo:
-    """One row of `Inspector.threads`: a thread and how much it stores."""
-
-    thread_id: str
-    created_at: dt.datetime | None
-    updated_at: dt.datetime | None
-    metadata: dict[str, Any]
-    checkpoints: int | None
-    bytes: int | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return _jsonable_fields(self)
-
-
-@dataclass
-class ThreadPage:
-    """A page of threads, newest first; pass ``next_cursor`` back for the next page."""
-
-    threads: list[ThreadInfo]
-    next_cursor: str | None
-
-    def __iter__(self) -> Iterator[ThreadInfo]:
-        return iter(self.threads)
-
-    def __len__(self) -> int:
-        return len(self.threads)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"threads": [t.to_dict() for t in self.threads], "next_cursor": self.next_cursor}
-
-
-@dataclass
-class HistoryEntry:
-    """One superstep: the checkpoint it produced and what each node wrote to produce it.
-
-    ``updates`` are keyed by node name, valued as ``stream_mode="updates"`` shows
-    them (the writes stored on the parent checkpoint by the tasks that made this
-    one; on an ``update`` checkpoint, the ``update_state`` edit, under the node it
-    was applied as, or "(update)" when storage cannot tell). ``interrupts``,
-    ``errors`` and ``resumes`` are those of the tasks that ran *from* this
-    checkpoint; ``pending`` holds writes already made from this checkpoint while
-    its successor does not exist yet (a step cut short by an interrupt or an
-    error), and ``next`` the nodes it would run (as LangGraph's
-    ``get_state(config).next``; `Inspector.show` gives it for any checkpoint).
-    Each stored write appears in exactly one entry.
-    """
-
-    checkpoint_ns: str
-    checkpoint_id: str
-    parent_checkpoint_id: str | None
-    step: int | None
-    source: str | None
-    run_id: str | None
-    created_at: str | None
-    metadata: dict[str, Any]
-    updates: dict[str, Any] = field(default_factory=dict)
-    input: dict[str, Any] = field(default_factory=dict)
-    interrupts: dict[str, list[Any]] = field(default_factory=dict)
-    errors: dict[str, Any] = field(default_factory=dict)
-    resumes: dict[str, Any] = field(default_factory=dict)
-    pending: dict[str, Any] = field(default_factory=dict)
-    next: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return _jsonable_fields(self)
-
-
-@dataclass
-class CheckpointView:
-    """One checkpoint as a person reads it: its state values, what runs next, and what waits."""
-
-    thread_id: str
-    checkpoint_ns: str
-    checkpoint_id: str
-    parent_checkpoint_id: str | None
-    step: int | None
-    source: str | None
-    run_id: str | None
-    created_at: str | None
-    metadata: dict[str, Any]
-    values: dict[str, Any]
-    next: list[str]
-    interrupts: dict[str, list[Any]]
-    pending_writes: list[tuple[str, str, Any]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return _jsonable_fields(self)
-
-
-@dataclass
-class ChannelDiff:
-    """How one channel differs between two checkpoints.
-
-    ``status``: "added", "removed", "changed" or "same". For lists, ``added`` and
-    ``removed`` hold the elements that appear on one side only (messages matched
-    by id, so ``changed`` lists the messages whose content differs under one id).
-    """
-
-    channel: str
-    status: str
-    before: Any = None
-    after: Any = None
-    added: list[Any] | None = None
-    removed: list[Any] | None = None
-    changed: list[tuple[Any, Any]] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return _jsonable_fields(self)
-
-
-@dataclass
-class Diff:
-    """`Inspector.diff` result: every channel present on either side."""
-
-    a: RunnableConfig
-    b: RunnableConfig
-    channels: list[ChannelDiff]
-
-    @property
-    def changed(self) -> list[ChannelDiff]:
-        return [c for c in self.channels if c.status != "same"]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "a": self.a["configurable"],
-            "b": self.b["configurable"],
-            "channels": [c.to_dict() for c in self.channels],
-        }
-
-
-@dataclass
-class ThreadStats:
-    """Rows and bytes one thread (or all, for the total) stores.
-
-    ``references`` counts the object references held by channel values and
-    writes; with ``objects`` stored once each, ``references / objects`` is the
-    deduplication factor.
-    """
-
-    thread_id: str | None
-    checkpoints: int = 0
-    writes: int = 0
-    channel_values: int = 0
-    objects: int = 0
-    references: int = 0
-    checkpoint_bytes: int = 0
-    ref_bytes: int = 0
-    object_bytes: int = 0
-
-    @property
-    def bytes(self) -> int:
-        return self.checkpoint_bytes + self.ref_bytes + self.object_bytes
-
-    def add(self, other: ThreadStats) -> None:
-        for k in (
-            "checkpoints",
-            "writes",
-            "channel_values",
-            "objects",
-            "references",
-            "checkpoint_bytes",
-            "ref_bytes",
-            "object_bytes",
-        ):
-            setattr(self, k, getattr(self, k) + getattr(other, k))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "bytes": self.bytes}
-
-
-@dataclass
-class Stats:
-    """`Inspector.stats` result: per thread (largest first) and the total."""
-
-    threads: list[ThreadStats]
-    total: ThreadStats
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"threads": [t.to_dict() for t in self.threads], "total": self.total.to_dict()}
-
-
-# -- helpers ---------------------------------------------------------------------------
 
 
 def _json(raw: Any) -> dict[str, Any]:
@@ -318,37 +122,6 @@ def _listed(items: Sequence[str], most: int = 10) -> str:
     return shown + (f" and {len(items) - most} more" if len(items) > most else "")
 
 
-def _list_key(value: Any) -> Any:
-    if is_message(value) and getattr(value, "id", None):
-        return ("message", value.id)
-    try:
-        return ("value", json.dumps(to_jsonable(value), sort_keys=True, default=repr))
-    except (TypeError, ValueError):
-        return ("repr", repr(value))
-
-
-def _list_diff(before: list[Any], after: list[Any]) -> tuple[list[Any], list[Any], list[tuple[Any, Any]]]:
-    """Elements only in ``after``, only in ``before``, and messages changed under one id."""
-    remaining: dict[Any, deque[Any]] = defaultdict(deque)
-    for v in before:
-        remaining[_list_key(v)].append(v)
-    added, changed = [], []
-    for v in after:
-        k = _list_key(v)
-        if remaining.get(k):
-            old = remaining[k].popleft()
-            if k[0] == "message" and _list_key_content(old) != _list_key_content(v):
-                changed.append((old, v))
-        else:
-            added.append(v)
-    removed = [v for q in remaining.values() for v in q]
-    return added, removed, changed
-
-
-def _list_key_content(msg: Any) -> str:
-    return json.dumps(to_jsonable(msg), sort_keys=True, default=repr)
-
-
 def _pending_tasks(cp: CheckpointRecord) -> list[TaskRecord]:
     """The tasks whose writes wait on ``cp``: update_state's edits are applied in its child."""
     return cp.ran if cp.edit_child else cp.tasks
@@ -356,57 +129,6 @@ def _pending_tasks(cp: CheckpointRecord) -> list[TaskRecord]:
 
 def _internal_channel(ch: str) -> bool:
     return ch.startswith(("branch:", "join:")) or ch in (TASKS, "__start__")
-
-
-def _same_message(a: Any, b: Any) -> bool:
-    return (
-        type(a) is type(b)
-        and a.content == b.content
-        and getattr(a, "tool_call_id", None) == getattr(b, "tool_call_id", None)
-        and getattr(a, "name", None) == getattr(b, "name", None)
-    )
-
-
-def _with_ids(value: Any, pool: list[Any]) -> Any:
-    if is_message(value) and not value.id:
-        for i, cand in enumerate(pool):
-            if _same_message(value, cand):
-                del pool[i]
-                return value.model_copy(update={"id": cand.id})
-        return value
-    if isinstance(value, list) and any(is_message(v) and not v.id for v in value):
-        return [_with_ids(v, pool) for v in value]
-    return value
-
-
-def _fill_message_ids(cps: Sequence[CheckpointRecord]) -> None:
-    """Give written messages the ids the reducer gave them when the step was applied.
-
-    ``add_messages`` assigns missing ids to the written message objects in
-    place, while LangGraph may serialize the write before or after that
-    (``durability="async"`` saves writes in the background), so a stored write
-    can lack the id the live stream shows. The id is in the next checkpoint:
-    the message it appended, equal in everything else.
-    """
-    by_id = {(c.ns, c.checkpoint_id): c for c in cps}
-    done: set[tuple[str, str]] = set()
-    for child in cps:
-        key = (child.ns, child.parent_id or "")
-        if child.source != "loop" or key in done or key not in by_id:
-            continue
-        done.add(key)
-        parent = by_id[key]
-        before, after = parent.channel_values or {}, child.channel_values or {}
-        pools: dict[str, list[Any]] = {}
-        for task in parent.ran:
-            for i, (ch, value) in enumerate(task.writes):
-                if not (is_message(value) or isinstance(value, list)) or not isinstance(after.get(ch), list):
-                    continue
-                if ch not in pools:
-                    old = before.get(ch) if isinstance(before.get(ch), list) else []
-                    seen = {getattr(m, "id", None) for m in old}
-                    pools[ch] = [m for m in after[ch] if is_message(m) and m.id and m.id not in seen]
-                task.writes[i] = (ch, _with_ids(value, pools[ch]))
 
 
 # -- the inspector ---------------------------------------------------------------------
@@ -579,7 +301,7 @@ class Inspector:
             self._attach_tasks(rec, tup, keys)
             records.append(rec)
         annotate(records)
-        _fill_message_ids(records)
+        fill_message_ids(records)
         return ThreadRecord(thread_id, records)
 
     @staticmethod
@@ -884,9 +606,9 @@ class Inspector:
                 continue
             x, y = va[ch], vb[ch]
             if isinstance(x, list) and isinstance(y, list):
-                added, removed, changed = _list_diff(x, y)
+                added, removed, changed = list_diff(x, y)
                 same = (
-                    not added and not removed and not changed and _list_key_content(x) == _list_key_content(y)
+                    not added and not removed and not changed and content_key(x) == content_key(y)
                 )
                 out.append(
                     ChannelDiff(
