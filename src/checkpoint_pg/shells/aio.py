@@ -31,9 +31,9 @@ from langgraph.checkpoint.base import (
 
 from checkpoint_pg.core import lease as leases
 from checkpoint_pg.core import ops
-from checkpoint_pg.core.ops import Batch, Memo, Op
+from checkpoint_pg.core.ops import Batch, Op
 from checkpoint_pg.errors import AsyncMisuseError
-from checkpoint_pg.shells.base import SaverBase, arelease_quietly, release_quietly
+from checkpoint_pg.shells.base import Call, SaverBase, arelease_quietly, release_quietly
 from checkpoint_pg.shells.errors import ConnectionLost
 
 
@@ -58,8 +58,9 @@ class AsyncSaver(SaverBase):
     async def _arun(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
         raise NotImplementedError  # provided by the backend (postgres.py / sqlite.py)
 
-    async def _ado(self, make: Callable[[], Op], *, txn: bool = True, write: bool = False) -> Any:
-        """Run the operation ``make()`` builds; once more if its pooled connection died."""
+    async def _ado(self, call: Call) -> Any:
+        """Run the operation ``call`` builds; once more if its pooled connection died."""
+        make, txn, write = call
         if not self._schema_ok:
             self._check_revision(await self._arun(self._schema_op(), txn=False))
         try:
@@ -101,7 +102,7 @@ class AsyncSaver(SaverBase):
 
         sql, f, after = inspect_sql_for(self), inspector.thread_filter(filter), None
         while True:
-            ids = await self._ado(partial(inspector.thread_ids_op, sql, f, after))
+            ids = await self._ado(Call(partial(inspector.thread_ids_op, sql, f, after)))
             for thread_id in ids:
                 yield thread_id
             if len(ids) < inspector.MAX_PAGE:
@@ -125,38 +126,34 @@ class AsyncSaver(SaverBase):
         """Hold a thread against every other writer while the block runs (see
         `checkpoint_pg.PostgresSaver.lease`; the same for ``async with``)."""
         lease = self._new_lease(thread, ttl)
-        await self._ado(partial(ops.take_lease, self.ctx, lease), write=True)
+        await self._ado(self._write_call(ops.take_lease, lease))
         try:
             with leases.holding(self.ctx.lease_key, lease, self.ctx.leases):
                 yield lease
         finally:
-            await arelease_quietly(
-                lambda: self._ado(partial(ops.release_lease, self.ctx, lease), write=True), lease
-            )
+            await arelease_quietly(lambda: self._ado(self._write_call(ops.release_lease, lease)), lease)
 
     async def arenew_lease(self, lease: leases.Lease) -> None:
         """Extend a held lease by its ttl from now (for steps longer than the ttl)."""
-        await self._ado(partial(ops.renew_lease, self.ctx, lease), write=True)
+        await self._ado(self._write_call(ops.renew_lease, lease))
 
     async def abreak_lease(self, thread_id: str) -> bool:
         """Clear a thread's lease (a crashed run's, say); True if it was live.
 
         The run that held it is refused at its next write."""
-        return await self._ado(partial(ops.break_lease, self.ctx, thread_id), write=True)
+        return await self._ado(self._write_call(ops.break_lease, thread_id))
 
     @contextmanager
     def lease(self, thread: Any, *, ttl: float = leases.DEFAULT_TTL) -> Iterator[leases.Lease]:
         """`alease` for a ``with`` block in another thread than the saver's loop."""
         lease = self._new_lease(thread, ttl)
-        self._sync("lease", lambda: self._ado(partial(ops.take_lease, self.ctx, lease), write=True))
+        self._sync("lease", lambda: self._ado(self._write_call(ops.take_lease, lease)))
         try:
             with leases.holding(self.ctx.lease_key, lease, self.ctx.leases):
                 yield lease
         finally:
             release_quietly(
-                lambda: self._sync(
-                    "lease", lambda: self._ado(partial(ops.release_lease, self.ctx, lease), write=True)
-                ),
+                lambda: self._sync("lease", lambda: self._ado(self._write_call(ops.release_lease, lease))),
                 lease,
             )
 
@@ -169,9 +166,7 @@ class AsyncSaver(SaverBase):
     # -- BaseCheckpointSaver, async -----------------------------------------------------
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await self._ado(
-            partial(ops.get_tuple, self.ctx, config), txn=not self.ctx.sql.single_statement
-        )
+        return await self._ado(self._get_tuple_call(config))
 
     async def alist(
         self,
@@ -181,29 +176,13 @@ class AsyncSaver(SaverBase):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        memo = Memo()
-        after = None
-        remaining = limit
-        while remaining is None or remaining > 0:
-            items, after = await self._ado(
-                partial(
-                    ops.list_page,
-                    self.ctx,
-                    memo,
-                    config,
-                    filter=filter,
-                    before=before,
-                    limit=remaining,
-                    after=after,
-                ),
-                txn=not ops.list_in_one_statement(self.ctx, config),
-            )
-            for item in items:
+        pager = self._list_pager(config, filter, before, limit)
+        call = next(pager)
+        while call is not None:
+            page = await self._ado(call)
+            for item in page[0]:
                 yield item
-            if remaining is not None:
-                remaining -= len(items)
-            if after is None:
-                return
+            call = pager.send(page)
 
     async def aput(
         self,
@@ -212,11 +191,7 @@ class AsyncSaver(SaverBase):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return await self._ado(
-            partial(ops.put, self.ctx, config, checkpoint, metadata, new_versions),
-            write=True,
-            txn=not self.ctx.sql.single_statement,
-        )
+        return await self._ado(self._put_call(config, checkpoint, metadata, new_versions))
 
     async def aput_writes(
         self,
@@ -225,22 +200,16 @@ class AsyncSaver(SaverBase):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        await self._ado(
-            partial(ops.put_writes, self.ctx, config, writes, task_id, task_path),
-            write=True,
-            txn=not self.ctx.sql.single_statement,
-        )
+        await self._ado(self._put_writes_call(config, writes, task_id, task_path))
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await self._ado(partial(ops.delete_thread, self.ctx, thread_id), write=True)
+        await self._ado(self._write_call(ops.delete_thread, thread_id))
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await self._ado(partial(ops.delete_for_runs, self.ctx, run_ids), write=True)
+        await self._ado(self._write_call(ops.delete_for_runs, run_ids))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await self._ado(
-            partial(ops.copy_thread, self.ctx, source_thread_id, target_thread_id), write=True
-        )
+        await self._ado(self._write_call(ops.copy_thread, source_thread_id, target_thread_id))
 
     async def aprune(
         self,
@@ -254,15 +223,12 @@ class AsyncSaver(SaverBase):
 
         With ``updated_before`` (an aware datetime), threads written since then are
         left alone, checked under each thread's lock as it is pruned."""
-        await self._ado(
-            partial(ops.prune, self.ctx, thread_ids, strategy, keep_last, updated_before),
-            write=True,
-        )
+        await self._ado(self._prune_call(thread_ids, strategy, keep_last, updated_before))
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
-        return await self._ado(partial(ops.get_delta_channel_history, self.ctx, config, channels))
+        return await self._ado(self._read_call(ops.get_delta_channel_history, config, channels))
 
     # -- sync twins: only from other threads -------------------------------------------
 

@@ -5,20 +5,43 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from datetime import datetime
+from functools import partial
+from typing import Any, NamedTuple
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from checkpoint_pg import migrate
 from checkpoint_pg.core import lease as leases
+from checkpoint_pg.core import ops
 from checkpoint_pg.core.config import normalize_thread_id, target_of
 from checkpoint_pg.core.codec import ValueCodec
-from checkpoint_pg.core.ops import Batch, Ctx, Op
+from checkpoint_pg.core.ops import Batch, Ctx, Memo, Op
 from checkpoint_pg.core.values import ListCache
 from checkpoint_pg.schema import DEFAULT_PREFIX, Tables, build_tables
 from checkpoint_pg.sql import Stmt
+
+
+class Call(NamedTuple):
+    """An operation for a shell to run: how to build it, and its transaction."""
+
+    make: Callable[[], Op]
+    txn: bool = True
+    write: bool = False
+
+
+# What a listing's pager yields and is sent back: the next page's call, then
+# the page's (items, cursor of the next page or None).
+Pager = Generator["Call | None", "tuple[list[CheckpointTuple], Any]", None]
 
 
 class SaverBase(BaseCheckpointSaver[str]):
@@ -92,6 +115,75 @@ class SaverBase(BaseCheckpointSaver[str]):
         else:
             current_v = int(str(current).split(".")[0])
         return f"{current_v + 1:010d}.{random.getrandbits(32):08x}"
+
+    # -- what each method runs: one place for both shells ---------------------------
+
+    def _get_tuple_call(self, config: RunnableConfig) -> Call:
+        # one statement on Postgres: atomic without BEGIN/COMMIT
+        return Call(partial(ops.get_tuple, self.ctx, config), txn=not self.ctx.sql.single_statement)
+
+    def _list_pager(
+        self,
+        config: RunnableConfig | None,
+        filter: dict[str, Any] | None,
+        before: RunnableConfig | None,
+        limit: int | None,
+    ) -> Pager:
+        """The calls of a listing, page by page; yields None after the last page."""
+        memo, after, remaining = Memo(), None, limit
+        txn = not ops.list_in_one_statement(self.ctx, config)
+        while remaining is None or remaining > 0:
+            make = partial(
+                ops.list_page,
+                self.ctx,
+                memo,
+                config,
+                filter=filter,
+                before=before,
+                limit=remaining,
+                after=after,
+            )
+            items, after = yield Call(make, txn=txn)
+            if remaining is not None:
+                remaining -= len(items)
+            if after is None:
+                break
+        yield None
+
+    def _put_call(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> Call:
+        make = partial(ops.put, self.ctx, config, checkpoint, metadata, new_versions)
+        return Call(make, txn=not self.ctx.sql.single_statement, write=True)
+
+    def _put_writes_call(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str
+    ) -> Call:
+        make = partial(ops.put_writes, self.ctx, config, writes, task_id, task_path)
+        return Call(make, txn=not self.ctx.sql.single_statement, write=True)
+
+    def _prune_call(
+        self,
+        thread_ids: Sequence[str],
+        strategy: str,
+        keep_last: int,
+        updated_before: datetime | None,
+    ) -> Call:
+        make = partial(ops.prune, self.ctx, thread_ids, strategy, keep_last, updated_before)
+        return Call(make, write=True)
+
+    def _write_call(self, op: Callable[..., Op], *args: Any) -> Call:
+        """A writing operation of the core, ``op(ctx, *args)``, in a transaction."""
+        return Call(partial(op, self.ctx, *args), write=True)
+
+    def _read_call(self, op: Callable[..., Op], *args: Any) -> Call:
+        return Call(partial(op, self.ctx, *args))
+
+    # -- the schema -------------------------------------------------------------------
 
     def _schema_op(self) -> Op:
         (rows,) = yield Batch(

@@ -24,8 +24,8 @@ from langgraph.checkpoint.base import (
 
 from checkpoint_pg.core import lease as leases
 from checkpoint_pg.core import ops
-from checkpoint_pg.core.ops import Batch, Memo, Op
-from checkpoint_pg.shells.base import SaverBase, arelease_quietly, release_quietly
+from checkpoint_pg.core.ops import Batch, Op
+from checkpoint_pg.shells.base import Call, SaverBase, arelease_quietly, release_quietly
 from checkpoint_pg.shells.errors import ConnectionLost
 
 T = TypeVar("T")
@@ -57,8 +57,9 @@ class SyncSaver(SaverBase):
         if not self._schema_ok:
             self._check_revision(self._run(self._schema_op(), txn=False))
 
-    def _do(self, make: Callable[[], Op], *, txn: bool = True, write: bool = False) -> Any:
-        """Run the operation ``make()`` builds; once more if its pooled connection died."""
+    def _do(self, call: Call) -> Any:
+        """Run the operation ``call`` builds; once more if its pooled connection died."""
+        make, txn, write = call
         self._ensure_schema()
         try:
             try:
@@ -81,9 +82,7 @@ class SyncSaver(SaverBase):
     # -- BaseCheckpointSaver ---------------------------------------------------------
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return self._do(
-            partial(ops.get_tuple, self.ctx, config), txn=not self.ctx.sql.single_statement
-        )
+        return self._do(self._get_tuple_call(config))
 
     def list(
         self,
@@ -93,28 +92,12 @@ class SyncSaver(SaverBase):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        memo = Memo()
-        after = None
-        remaining = limit
-        while remaining is None or remaining > 0:
-            items, after = self._do(
-                partial(
-                    ops.list_page,
-                    self.ctx,
-                    memo,
-                    config,
-                    filter=filter,
-                    before=before,
-                    limit=remaining,
-                    after=after,
-                ),
-                txn=not ops.list_in_one_statement(self.ctx, config),
-            )
-            yield from items
-            if remaining is not None:
-                remaining -= len(items)
-            if after is None:
-                return
+        pager = self._list_pager(config, filter, before, limit)
+        call = next(pager)
+        while call is not None:
+            page = self._do(call)
+            yield from page[0]
+            call = pager.send(page)
 
     def put(
         self,
@@ -123,11 +106,7 @@ class SyncSaver(SaverBase):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return self._do(
-            partial(ops.put, self.ctx, config, checkpoint, metadata, new_versions),
-            write=True,
-            txn=not self.ctx.sql.single_statement,
-        )
+        return self._do(self._put_call(config, checkpoint, metadata, new_versions))
 
     def put_writes(
         self,
@@ -136,20 +115,16 @@ class SyncSaver(SaverBase):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        self._do(
-            partial(ops.put_writes, self.ctx, config, writes, task_id, task_path),
-            write=True,
-            txn=not self.ctx.sql.single_statement,
-        )
+        self._do(self._put_writes_call(config, writes, task_id, task_path))
 
     def delete_thread(self, thread_id: str) -> None:
-        self._do(partial(ops.delete_thread, self.ctx, thread_id), write=True)
+        self._do(self._write_call(ops.delete_thread, thread_id))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        self._do(partial(ops.delete_for_runs, self.ctx, run_ids), write=True)
+        self._do(self._write_call(ops.delete_for_runs, run_ids))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        self._do(partial(ops.copy_thread, self.ctx, source_thread_id, target_thread_id), write=True)
+        self._do(self._write_call(ops.copy_thread, source_thread_id, target_thread_id))
 
     def prune(
         self,
@@ -163,15 +138,12 @@ class SyncSaver(SaverBase):
 
         With ``updated_before`` (an aware datetime), threads written since then are
         left alone, checked under each thread's lock as it is pruned."""
-        self._do(
-            partial(ops.prune, self.ctx, thread_ids, strategy, keep_last, updated_before),
-            write=True,
-        )
+        self._do(self._prune_call(thread_ids, strategy, keep_last, updated_before))
 
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
-        return self._do(partial(ops.get_delta_channel_history, self.ctx, config, channels))
+        return self._do(self._read_call(ops.get_delta_channel_history, config, channels))
 
     def threads(self, filter: Mapping[str, Any] | None = None) -> Iterator[str]:
         """Every thread id, in id order, read page by page from the threads table
@@ -200,22 +172,22 @@ class SyncSaver(SaverBase):
         lease lapses ``ttl`` seconds after its last put.
         """
         lease = self._new_lease(thread, ttl)
-        self._do(partial(ops.take_lease, self.ctx, lease), write=True)
+        self._do(self._write_call(ops.take_lease, lease))
         try:
             with leases.holding(self.ctx.lease_key, lease, self.ctx.leases):
                 yield lease
         finally:
-            release_quietly(lambda: self._do(partial(ops.release_lease, self.ctx, lease), write=True), lease)
+            release_quietly(lambda: self._do(self._write_call(ops.release_lease, lease)), lease)
 
     def renew_lease(self, lease: leases.Lease) -> None:
         """Extend a held lease by its ttl from now (for steps longer than the ttl)."""
-        self._do(partial(ops.renew_lease, self.ctx, lease), write=True)
+        self._do(self._write_call(ops.renew_lease, lease))
 
     def break_lease(self, thread_id: str) -> bool:
         """Clear a thread's lease (a crashed run's, say); True if it was live.
 
         The run that held it is refused at its next write."""
-        return self._do(partial(ops.break_lease, self.ctx, thread_id), write=True)
+        return self._do(self._write_call(ops.break_lease, thread_id))
 
     @asynccontextmanager
     async def alease(
@@ -223,13 +195,13 @@ class SyncSaver(SaverBase):
     ) -> AsyncIterator[leases.Lease]:
         """`lease` for ``async with`` (the database calls run in a worker thread)."""
         lease = self._new_lease(thread, ttl)
-        await asyncio.to_thread(self._do, partial(ops.take_lease, self.ctx, lease), write=True)
+        await asyncio.to_thread(self._do, self._write_call(ops.take_lease, lease))
         try:
             with leases.holding(self.ctx.lease_key, lease, self.ctx.leases):
                 yield lease
         finally:
             await arelease_quietly(
-                lambda: asyncio.to_thread(self._do, partial(ops.release_lease, self.ctx, lease), write=True),
+                lambda: asyncio.to_thread(self._do, self._write_call(ops.release_lease, lease)),
                 lease,
             )
 
