@@ -392,7 +392,9 @@ def _advisory_locks(pg_url: str) -> list[tuple]:
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
         return conn.execute(
-            "SELECT pid, granted FROM pg_locks WHERE locktype = 'advisory' AND objid = %s",
+            # this run's database only: another test run on the server may be migrating
+            "SELECT pid, granted FROM pg_locks WHERE locktype = 'advisory' AND objid = %s "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             [ADVISORY_LOCK_KEY & 0xFFFFFFFF],
         ).fetchall()
 
