@@ -1056,6 +1056,72 @@ def test_delete_thread_removes_every_row_and_nothing_else(saver: Any, raw: Raw) 
     raw.assert_no_orphans(thread_of(b))
 
 
+def test_a_thread_another_process_deleted_starts_again_here(make_saver: Any, backend: str) -> None:
+    """Another process deletes a thread whose lists this process has cached; the same
+    conversation started again here is stored, as InMemorySaver and a fresh process do.
+
+    The puts are planned as deltas of cached list versions that are gone: the
+    database refuses them and the saver plans them again from what is stored.
+    """
+
+    class State(TypedDict):
+        messages: Annotated[list[AnyMessage], add_messages]
+
+    def reply(state: State) -> dict[str, Any]:
+        n = len(state["messages"])
+        return {"messages": [AIMessage(f"reply to {state['messages'][-1].content}", id=f"ai-{n}")]}
+
+    builder = StateGraph(State)
+    builder.add_node("reply", reply)
+    builder.add_edge(START, "reply")
+    builder.add_edge("reply", END)
+    config = new_config("deleted-elsewhere")
+    ask = {"messages": [HumanMessage("hi", id="h-1")]}
+    with make_saver() as here, make_saver() as elsewhere:
+        graph = builder.compile(checkpointer=here)
+        first = graph.invoke(ask, config)["messages"]
+        graph.invoke({"messages": [HumanMessage("more", id="h-2")]}, config)
+        elsewhere.delete_thread(thread_of(config))
+        assert graph.invoke(ask, config)["messages"] == first
+        # a put straight after the delete, extending a list cached here
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"messages": [*first, HumanMessage("again", id="h-3")]}
+        cp["channel_versions"] = {"messages": here.get_next_version(None)}
+        other = new_config("deleted-elsewhere-2")
+        stored = here.put(other, {**cp, "channel_values": {"messages": first}}, {"source": "input", "step": -1}, cp["channel_versions"])
+        elsewhere.delete_thread(thread_of(other))
+        cp["channel_versions"] = {"messages": here.get_next_version(cp["channel_versions"]["messages"])}
+        cp["id"] = str(uuid.uuid4())
+        here.put(other, cp, {"source": "input", "step": -1}, cp["channel_versions"])
+        assert stored["configurable"]["thread_id"] == thread_of(other)
+    with make_saver() as fresh:
+        assert builder.compile(checkpointer=fresh).get_state(config).values["messages"] == first
+        got = fresh.get_tuple(other)
+        assert got is not None and got.checkpoint["channel_values"]["messages"][-1].id == "h-3"
+        assert len(list(fresh.list(other))) == 1
+
+
+async def test_async_put_after_another_process_deleted_the_thread(make_async_saver: Any) -> None:
+    """The async savers plan a put again too when a cached list version was deleted elsewhere."""
+    config = new_config("adeleted-elsewhere")
+    first = [HumanMessage("hi", id="h-1"), AIMessage("hello", id="ai-1")]
+    async with make_async_saver() as here, make_async_saver() as elsewhere:
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"messages": first}
+        cp["channel_versions"] = {"messages": here.get_next_version(None)}
+        await here.aput(config, cp, {"source": "input", "step": -1}, cp["channel_versions"])
+        await elsewhere.adelete_thread(thread_of(config))
+        assert await here.aget_tuple(config) is None
+        cp = {**cp, "id": str(uuid.uuid4())}
+        cp["channel_values"] = {"messages": [*first, HumanMessage("again", id="h-2")]}
+        cp["channel_versions"] = {"messages": here.get_next_version(cp["channel_versions"]["messages"])}
+        await here.aput(config, cp, {"source": "input", "step": -1}, cp["channel_versions"])
+    async with make_async_saver() as fresh:
+        got = await fresh.aget_tuple(config)
+        assert got is not None
+        assert [m.id for m in got.checkpoint["channel_values"]["messages"]] == ["h-1", "ai-1", "h-2"]
+
+
 def test_delete_for_runs_leaves_no_orphans_and_keeps_the_rest_readable(saver: Any, raw: Raw) -> None:
     """Deleting one run's checkpoints removes their writes, unreferenced values and objects only."""
     graph = build_tool_agent(saver)

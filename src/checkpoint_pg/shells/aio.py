@@ -34,7 +34,7 @@ from checkpoint_pg.core import ops
 from checkpoint_pg.core.ops import Batch, Op
 from checkpoint_pg.errors import AsyncMisuseError
 from checkpoint_pg.shells.base import Call, SaverBase, arelease_quietly, release_quietly
-from checkpoint_pg.shells.errors import ConnectionLost
+from checkpoint_pg.shells.errors import BaseGone, ConnectionLost
 
 
 async def adrive(op: Op, execute: Callable[[Batch], Awaitable[list[Any]]]) -> Any:
@@ -59,7 +59,8 @@ class AsyncSaver(SaverBase):
         raise NotImplementedError  # provided by the backend (postgres.py / sqlite.py)
 
     async def _ado(self, call: Call) -> Any:
-        """Run the operation ``call`` builds; once more if its pooled connection died."""
+        """Run the operation ``call`` builds; once more if its pooled connection died,
+        or if a write was planned on cached list versions that are no longer stored."""
         make, txn, write = call
         if not self._schema_ok:
             self._check_revision(await self._arun(self._schema_op(), txn=False))
@@ -74,6 +75,14 @@ class AsyncSaver(SaverBase):
                 except ConnectionLost as again:
                     # twice in a row: the server is gone, say so with the driver's error
                     raise again.__cause__ from None  # type: ignore[misc]
+            except BaseGone:
+                if not write:
+                    raise
+                # Planned on list states cached here that another process has
+                # deleted since (delete_thread, prune): plan it again from what is
+                # stored. A put whose own parent is gone is refused again.
+                self.ctx.cache.clear()
+                return await self._arun(make(), txn=txn, write=write)
         except BaseException:
             if write:
                 # A failed write may have left list states in the cache that were

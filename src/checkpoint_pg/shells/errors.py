@@ -19,6 +19,16 @@ class ConnectionLost(Exception):
     """
 
 
+class BaseGone(IntegrityError):
+    """A put was refused because channel values it builds on are not stored.
+
+    Either its thread was deleted or pruned while the run was writing (then
+    nothing can save it), or it was planned on list states this process cached
+    and another process has since deleted: the shells plan it again once from
+    what is stored (`SyncSaver._do`).
+    """
+
+
 def translate(exc: BaseException, url_hint: str) -> CheckpointPgError | None:
     """Our error for a driver error, or None to let it through unchanged."""
     text = str(exc)
@@ -34,7 +44,7 @@ def translate(exc: BaseException, url_hint: str) -> CheckpointPgError | None:
         thread = text.split("thread ", 1)[1].split(" is being run", 1)[0]
         return _busy(thread)
     if "checkpoints_complete" in text or "CHECK constraint failed: complete" in text:
-        return IntegrityError(
+        return BaseGone(
             "the checkpoint builds on channel values that are no longer stored: its thread "
             "was deleted or pruned while the run was writing; nothing was saved. Load the "
             "thread's current state and run again"

@@ -26,7 +26,7 @@ from checkpoint_pg.core import lease as leases
 from checkpoint_pg.core import ops
 from checkpoint_pg.core.ops import Batch, Op
 from checkpoint_pg.shells.base import Call, SaverBase, arelease_quietly, release_quietly
-from checkpoint_pg.shells.errors import ConnectionLost
+from checkpoint_pg.shells.errors import BaseGone, ConnectionLost
 
 T = TypeVar("T")
 
@@ -58,7 +58,8 @@ class SyncSaver(SaverBase):
             self._check_revision(self._run(self._schema_op(), txn=False))
 
     def _do(self, call: Call) -> Any:
-        """Run the operation ``call`` builds; once more if its pooled connection died."""
+        """Run the operation ``call`` builds; once more if its pooled connection died,
+        or if a write was planned on cached list versions that are no longer stored."""
         make, txn, write = call
         self._ensure_schema()
         try:
@@ -72,6 +73,14 @@ class SyncSaver(SaverBase):
                 except ConnectionLost as again:
                     # twice in a row: the server is gone, say so with the driver's error
                     raise again.__cause__ from None  # type: ignore[misc]
+            except BaseGone:
+                if not write:
+                    raise
+                # Planned on list states cached here that another process has
+                # deleted since (delete_thread, prune): plan it again from what is
+                # stored. A put whose own parent is gone is refused again.
+                self.ctx.cache.clear()
+                return self._run(make(), txn=txn, write=write)
         except BaseException:
             if write:
                 # A failed write may have left list states in the cache that were
