@@ -1,0 +1,93 @@
+"""The ``checkpoint-pg`` command: inspect threads, prune, migrate and import, on Postgres or SQLite.
+
+A thin layer over `checkpoint_pg.inspect`. The database comes from ``--url``
+or ``$CHECKPOINT_PG_URL`` (default: the demo's ``./checkpoint_pg_demo.db``).
+Read commands never write: SQLite files are opened read-only and Postgres
+sessions are read-only. Destructive commands ask first (``--yes`` skips the
+question, ``--dry-run`` only says what would happen).
+
+Exit status: 0 success, 1 an error (or ``migrate current`` not at head), 2 a
+usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+from collections.abc import Callable, Sequence
+
+from checkpoint_pg.cli import demo, importing, maintain, migrate, read
+from checkpoint_pg.cli.shared import (  # noqa: F401 - also the names importable from here before the split
+    _COMMON_DEFAULTS,
+    DEFAULT_URL,
+    ENV_URL,
+    PG_SCHEMES,
+    UsageError,
+    _cli_message,
+    _common,
+    _display_url,
+    _one_line,
+    _short,
+    open_saver,
+)
+from checkpoint_pg.errors import CheckpointPgError, ConfigError
+
+__all__ = ["main", "build_parser", "DEFAULT_URL", "ENV_URL"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``checkpoint-pg`` (exposed for documentation and tests)."""
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="checkpoint-pg",
+        description="Inspect, prune, migrate and import checkpoint_pg databases (Postgres or SQLite).",
+        parents=[common],
+        epilog="Read commands (threads, history, show, diff, stats, replay, migrate current) never write.",
+    )
+    # No parser.set_defaults for the database options: it would change the default
+    # of the argument objects every subcommand shares (parents=[common]), and a
+    # subcommand would then overwrite `checkpoint-pg --url B CMD`'s B with it.
+    # main() fills in what no level of the command line gave.
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(
+        name: str, help: str, func: Callable[[argparse.Namespace], int], description: str | None = None
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=description or help, parents=[common])
+        p.set_defaults(func=func)
+        return p
+
+    for commands in (read, maintain, migrate, importing, demo):  # in the order --help lists them
+        commands.add_parsers(add, common)
+    return parser
+
+
+def _exit_code(exc: BaseException) -> int:
+    return 2 if isinstance(exc, (UsageError, ConfigError)) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``checkpoint-pg``; returns the exit status (errors are printed as one line)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name, default in _COMMON_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("checkpoint-pg: interrupted", file=sys.stderr)
+        return 130
+    except CheckpointPgError as exc:
+        print(f"checkpoint-pg: error: {_cli_message(args, exc)}", file=sys.stderr)
+        return _exit_code(exc)
+    except sqlite3.Error as exc:
+        print(f"checkpoint-pg: error: SQLite: {_one_line(exc)} ({_display_url(args)})", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - driver errors: one line, not a traceback
+        mod = type(exc).__module__.split(".")[0]
+        if mod in ("psycopg", "psycopg_pool", "sqlalchemy", "alembic"):
+            print(f"checkpoint-pg: error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+            return 1
+        raise

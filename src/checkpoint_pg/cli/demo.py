@@ -1,0 +1,55 @@
+"""``checkpoint-pg demo``: run the demo agent of `checkpoint_pg.demo` on a thread."""
+
+from __future__ import annotations
+
+import argparse
+
+from checkpoint_pg.cli.shared import (
+    DEFAULT_URL,
+    AddCommand,
+    UsageError,
+    _display_url,
+    _print_json,
+    _url,
+    open_saver,
+)
+from checkpoint_pg.errors import CheckpointPgError
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        from checkpoint_pg.demo import run_demo
+    except ImportError as exc:  # pragma: no cover - demo.py ships with the package
+        raise CheckpointPgError(f"the demo is not available in this installation: {exc}") from None
+    from checkpoint_pg.inspect import Inspector
+
+    with open_saver(args, write=True) as saver:
+        saver.setup()
+        if Inspector(saver).checkpoint_keys(args.thread):
+            if not args.replace:
+                raise UsageError(
+                    f"thread {args.thread!r} already exists in {_display_url(args)}: pass --thread NAME "
+                    "for a new one, or --replace to run it again from scratch"
+                )
+            saver.delete_thread(args.thread)
+        lines: list[str] = []
+        final = run_demo(
+            saver, thread_id=args.thread, approve=not args.reject, out=lines.append if args.json else print
+        )
+    if args.json:
+        _print_json({"thread_id": args.thread, "output": lines, "final": final})
+    else:
+        url = "" if _url(args) == DEFAULT_URL else f" --url {_display_url(args)}"
+        print(f"\nnow try: checkpoint-pg history {args.thread}{url}")
+    return 0
+
+
+# -- command line --------------------------------------------------------------------
+
+
+def add_parsers(add: AddCommand, common: argparse.ArgumentParser) -> None:
+    """Add demo."""
+    p = add("demo", "run the demo agent (with an approval interrupt) on a thread", cmd_demo)
+    p.add_argument("--thread", default="demo", help="thread id (default: demo)")
+    p.add_argument("--reject", action="store_true", help="reject the refund instead of approving it")
+    p.add_argument("--replace", action="store_true", help="delete the thread first if it exists")

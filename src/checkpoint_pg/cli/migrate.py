@@ -1,0 +1,181 @@
+"""``checkpoint-pg migrate``: upgrade, downgrade, current, history and sql, over
+`checkpoint_pg.migrate` (alembic run programmatically).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from checkpoint_pg.cli.shared import (
+    AddCommand,
+    UsageError,
+    _confirm,
+    _current,
+    _db_options,
+    _destructive,
+    _display_url,
+    _is_pg,
+    _print_json,
+    _report,
+    _sa_connection,
+    _url,
+)
+from checkpoint_pg.errors import CheckpointPgError
+from checkpoint_pg.schema import build_tables
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from checkpoint_pg import migrate
+
+    tables = build_tables(args.prefix, args.schema or None)
+    action = args.action
+    if action == "history":
+        head = migrate.head()
+        revs = [
+            {"revision": r, "down_revision": d, "message": (m or "").strip(), "head": r == head}
+            for r, d, m in migrate.history()
+        ]
+        if args.json:
+            _print_json(revs)
+        else:
+            for r in revs:
+                print(
+                    f"{r['down_revision'] or '<base>'} -> {r['revision']}{' (head)' if r['head'] else ''}, {r['message']}"
+                )
+        return 0
+    if action == "sql":
+        start, end = _revision_index(args.start), _revision_index(args.end)
+        if start is not None and end is not None and start >= end:
+            raise UsageError(
+                f"--from {args.start} is not below --to {args.end}: the upgrade between them is empty "
+                "(migrate sql prints upgrades only; see the order with `checkpoint-pg migrate history`)"
+            )
+        dialect = args.dialect or ("postgresql" if _is_pg(_url(args)) else "sqlite")
+        sql = migrate.offline_sql(tables, dialect, start=args.start, end=args.end)
+        if args.json:
+            _print_json({"dialect": dialect, "sql": sql})
+        else:
+            sys.stdout.write(sql)
+        return 0
+    if action == "current":
+        with _sa_connection(args, write=False) as conn:
+            cur = migrate.current(conn, tables)
+        head = migrate.head()
+        at_head = cur == head
+        if args.json:
+            _print_json({"current": cur, "head": head, "at_head": at_head})
+        else:
+            if at_head:
+                state = "at head"
+            elif cur is None:
+                state = "no checkpoint_pg tables: run `checkpoint-pg migrate upgrade`"
+            elif not migrate.known(cur):
+                state = (
+                    f"migrated by a newer release: upgrade the checkpoint-pg package, this one "
+                    f"cannot migrate from {cur}"
+                )
+            else:
+                state = "behind head: run `checkpoint-pg migrate upgrade`"
+            print(f"current: {cur or '<none>'}  head: {head}  ({state})")
+        return 0 if at_head else 1
+    if action == "upgrade":
+        target = args.revision or "head"
+        if args.dry_run:
+            return _upgrade_plan(args, _current(args), target)
+        with _sa_connection(args, write=True) as conn:
+            before = migrate.current(conn, tables)
+            migrate.upgrade(conn, tables, target)
+            after = migrate.current(conn, tables)
+        text = (
+            f"already at {after}, at or past {target}: nothing to do"
+            if after == before
+            else f"upgraded {before or '<none>'} -> {after}"
+        )
+        return _report(args, {"from": before, "to": after}, text)
+    if action == "downgrade":
+        what = f"downgrade {_display_url(args)} to {args.revision}" + (
+            " (drops every checkpoint_pg table and all their data)" if args.revision == "base" else ""
+        )
+        if args.dry_run:
+            return _report(args, {"dry_run": True, "downgrade_to": args.revision}, f"would {what}")
+        if not _confirm(args, what[0].upper() + what[1:] + "?"):
+            print("cancelled", file=sys.stderr)
+            return 1
+        with _sa_connection(args, write=True, create=False) as conn:
+            before = migrate.current(conn, tables)
+            migrate.downgrade(conn, tables, args.revision)
+            after = migrate.current(conn, tables)
+        return _report(
+            args, {"from": before, "to": after}, f"downgraded {before or '<none>'} -> {after or '<base>'}"
+        )
+    raise UsageError(f"unknown migrate action {action!r}")  # pragma: no cover - argparse checks
+
+
+def _revision_index(revision: str | None) -> int | None:
+    """Where a revision stands from base (-1) to head; None when it names none of ours (or
+    several: alembic then says what is wrong)."""
+    from checkpoint_pg import migrate
+
+    order = [r for r, _, _ in migrate.history()]
+    if revision in (None, "base"):
+        return -1
+    if revision == "head":
+        return len(order) - 1
+    found = [i for i, r in enumerate(order) if r.startswith(revision)]
+    return found[0] if len(found) == 1 else None
+
+
+def _upgrade_plan(args: argparse.Namespace, before: str | None, target: str) -> int:
+    """What ``migrate upgrade --dry-run`` reports: the step from the database's revision."""
+    from checkpoint_pg import migrate
+
+    if before is not None and not migrate.known(before):
+        raise CheckpointPgError(
+            f"the database is at revision {before}, which this release does not know: it was migrated "
+            "by a newer release; upgrade the checkpoint-pg package instead of migrating"
+        )
+    to = _revision_index(target)
+    if to is None:
+        raise UsageError(f"unknown revision {target!r}: see them with `checkpoint-pg migrate history`")
+    order = [r for r, _, _ in migrate.history()]
+    if before is not None and order.index(before) >= to:
+        where = f"{before} (head)" if target == "head" else f"{before}, at or past {target}"
+        return _report(
+            args, {"dry_run": True, "from": before, "to": before}, f"already at {where}: nothing to do"
+        )
+    end = order[to]
+    sql = f"checkpoint-pg migrate sql{f' --from {before}' if before else ''} --to {end} {_db_options(args)}"
+    return _report(
+        args,
+        {"dry_run": True, "from": before, "to": end},
+        f"would upgrade {_display_url(args)} {before or '<none>'} -> {end}; see the SQL with `{sql}`",
+    )
+
+
+# -- command line --------------------------------------------------------------------
+
+
+def add_parsers(add: AddCommand, common: argparse.ArgumentParser) -> None:
+    """Add migrate and its actions (upgrade, downgrade, current, history, sql)."""
+    p = add(
+        "migrate",
+        "schema migrations (alembic)",
+        cmd_migrate,
+        "upgrade [REV] | downgrade REV | current (exit 1 unless at head) | history | sql (offline SQL for review)",
+    )
+    msub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    m = msub.add_parser("upgrade", help="upgrade to head (or REV)", parents=[common])
+    m.add_argument("revision", nargs="?", metavar="REV")
+    m.add_argument("--dry-run", action="store_true", help="only say what would be done")
+    m = msub.add_parser("downgrade", help="downgrade to REV ('base' drops every table)", parents=[common])
+    m.add_argument("revision", metavar="REV")
+    _destructive(m)
+    msub.add_parser("current", help="the database's revision; exit 1 unless at head", parents=[common])
+    msub.add_parser("history", help="the revisions this package knows", parents=[common])
+    m = msub.add_parser(
+        "sql", help="print the upgrade SQL for a DBA to review (no database needed)", parents=[common]
+    )
+    m.add_argument("--dialect", choices=["postgresql", "sqlite"], help="default: from --url")
+    m.add_argument("--from", dest="start", metavar="REV", help="start revision (default: empty database)")
+    m.add_argument("--to", dest="end", default="head", metavar="REV", help="end revision (default: head)")

@@ -1,0 +1,342 @@
+"""What every ``checkpoint-pg`` command shares: opening the database (savers, inspectors,
+SQLAlchemy connections), output (the rich console, JSON, sizes, times, values as lines), asking
+before a change, error messages, and the options every command takes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import re
+import shlex
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from checkpoint_pg.errors import ConfigError, NotFoundError
+from checkpoint_pg.schema import DEFAULT_PREFIX, build_tables
+
+ENV_URL = "CHECKPOINT_PG_URL"
+DEFAULT_URL = "./checkpoint_pg_demo.db"
+PG_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+
+
+class UsageError(ConfigError):
+    """A command line that cannot be carried out as written (exit status 2)."""
+
+
+# -- connecting ----------------------------------------------------------------------
+
+
+def _url(args: argparse.Namespace) -> str:
+    return args.url or os.environ.get(ENV_URL) or DEFAULT_URL
+
+
+def _is_pg(url: str) -> bool:
+    return url.startswith(PG_SCHEMES)
+
+
+def _sqlite_path(url: str, *, must_exist: bool = False) -> str:
+    from checkpoint_pg.sqlite import path_of
+
+    path = path_of(url)
+    if must_exist and path != ":memory:" and not Path(path).is_file():
+        hint = " (run `checkpoint-pg demo` to create it)" if url == DEFAULT_URL else ""
+        raise NotFoundError(
+            f"no SQLite database at {path!r}{hint}: pass --url PATH or postgresql://..., or set ${ENV_URL}"
+        )
+    return path
+
+
+def _saver_options(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = {"prefix": args.prefix}
+    if args.schema:
+        opts["schema"] = args.schema
+    return opts
+
+
+@contextlib.contextmanager
+def open_saver(args: argparse.Namespace, *, write: bool, create: bool = True) -> Iterator[Any]:
+    """A sync saver on the database of ``args``; read-only unless ``write``.
+
+    A missing SQLite file is created only for ``write`` and ``create``.
+    """
+    url = _url(args)
+    opts = _saver_options(args)
+    if _is_pg(url):
+        from checkpoint_pg.postgres import PostgresSaver, conninfo_of, read_only_options
+
+        if write:
+            with PostgresSaver.from_conn_string(url, **opts) as saver:
+                yield saver
+            return
+        import psycopg
+
+        conninfo = conninfo_of(url)
+        kw: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
+        try:
+            conn = psycopg.connect(conninfo, options=read_only_options(conninfo), **kw)
+        except psycopg.OperationalError as exc:
+            if "options" not in str(exc):  # e.g. PgBouncer refuses the startup parameter
+                raise
+            conn = psycopg.connect(conninfo, **kw)  # reads still run in READ ONLY transactions
+        with conn:
+            yield PostgresSaver(conn, **opts)
+        return
+    if opts.get("schema"):
+        raise UsageError("--schema is for Postgres; SQLite has no schemas (use --prefix)")
+    from checkpoint_pg.sqlite import SqliteSaver, connect_sqlite
+
+    path = _sqlite_path(url, must_exist=not (write and create))
+    if write:
+        with SqliteSaver.from_conn_string(path, **opts) as saver:
+            yield saver
+        return
+    conn = connect_sqlite(path, read_only=True)
+    try:
+        yield SqliteSaver(conn, **opts)
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def _inspector(args: argparse.Namespace) -> Iterator[Any]:
+    from checkpoint_pg.inspect import Inspector
+
+    with open_saver(args, write=False) as saver:
+        yield Inspector(saver)
+
+
+@contextlib.contextmanager
+def _sa_connection(args: argparse.Namespace, *, write: bool, create: bool = True) -> Iterator[Any]:
+    import sqlalchemy as sa
+    from sqlalchemy.pool import StaticPool
+
+    url = _url(args)
+    if _is_pg(url):
+        from checkpoint_pg.postgres import conninfo_of, read_only_options
+
+        kw: dict[str, Any] = (
+            {} if write else {"connect_args": {"options": read_only_options(conninfo_of(url))}}
+        )
+        engine = sa.create_engine(conninfo_of(url, sqlalchemy=True), poolclass=sa.pool.NullPool, **kw)
+    else:
+        from checkpoint_pg.sqlite import connect_sqlite
+
+        path = _sqlite_path(url, must_exist=not (write and create))
+        raw = connect_sqlite(path, read_only=not write)
+        engine = sa.create_engine("sqlite://", creator=lambda: raw, poolclass=StaticPool)
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
+def _current(args: argparse.Namespace) -> str | None:
+    """The revision of the database of ``args``; None without our tables or without the
+    SQLite file (never creates either)."""
+    from checkpoint_pg import migrate
+
+    url = _url(args)
+    if not _is_pg(url) and not Path(_sqlite_path(url)).is_file():
+        return None
+    with _sa_connection(args, write=False) as conn:
+        return migrate.current(conn, build_tables(args.prefix, args.schema or None))
+
+
+# -- output --------------------------------------------------------------------------
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _print_json(data: Any) -> None:
+    from checkpoint_pg.inspect.render import to_jsonable
+
+    text = json.dumps(_finite(to_jsonable(data)), indent=2, ensure_ascii=False, allow_nan=False)
+    sys.stdout.write(text + "\n")
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: print them as the strings JavaScript names them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _human_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def _when(value: Any) -> str:
+    if value is None:
+        return "-"
+    text = value.isoformat(sep=" ", timespec="seconds") if hasattr(value, "isoformat") else str(value)
+    return text.replace("+00:00", "Z")
+
+
+def _minute(value: Any) -> str:
+    if value is None or not hasattr(value, "astimezone"):
+        return _when(value)
+    import datetime as dt
+
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def _short(cid: str | None) -> str:
+    return "-" if not cid else cid[-12:]
+
+
+def _value_lines(value: Any, width: int) -> list[str]:
+    """A value as lines: one per message for message lists, else one line."""
+    from checkpoint_pg.inspect.render import is_message, message_line, value_line
+
+    if isinstance(value, list) and value and all(is_message(v) for v in value):
+        return [message_line(v, width) for v in value]
+    return [value_line(value, width)]
+
+
+def _update_lines(update: Any, width: int) -> list[str]:
+    """What one node wrote: ``channel: value`` lines, messages one per line."""
+    if isinstance(update, dict):
+        lines = []
+        for ch, v in update.items():
+            vl = _value_lines(v, max(width - len(ch) - 2, 20))
+            if len(vl) == 1:
+                lines.append(f"{ch}: {vl[0]}")
+            else:
+                lines.append(f"{ch}:")
+                lines.extend(f"  {line}" for line in vl)
+        return lines or ["(nothing)"]
+    if isinstance(update, list):
+        return [line for u in update for line in _update_lines(u, width)]
+    if update is None:
+        return ["(nothing)"]
+    return _value_lines(update, width)
+
+
+def _text(s: str) -> Any:
+    from rich.text import Text
+
+    return Text(s)
+
+
+def _report(args: argparse.Namespace, data: dict[str, Any], text: str) -> int:
+    if args.json:
+        _print_json(data)
+    else:
+        print(text)
+    return 0
+
+
+# -- asking --------------------------------------------------------------------------
+
+
+def _confirm(args: argparse.Namespace, question: str) -> bool:
+    if args.yes:
+        return True
+    if not sys.stdin or not sys.stdin.isatty():
+        raise UsageError(f"{question}: stdin is not a terminal to confirm; pass --yes to proceed")
+    answer = input(f"{question} [y/N] ").strip().lower()
+    return answer in ("y", "yes")
+
+
+# -- error messages ------------------------------------------------------------------
+
+
+def _db_options(args: argparse.Namespace) -> str:
+    """``--url URL [--prefix P] [--schema S]`` naming this database, password masked, for commands
+    the messages tell the user to run."""
+    opts = f"--url {shlex.quote(_display_url(args))}"
+    if args.prefix != DEFAULT_PREFIX:
+        opts += f" --prefix {shlex.quote(args.prefix)}"
+    if args.schema:
+        opts += f" --schema {shlex.quote(args.schema)}"
+    return opts
+
+
+# The savers' advice to Python users (call setup(), a URL they cannot know from a
+# connection object); from the command line the fix is our own command.
+_SETUP_ADVICE = re.compile(
+    r"call saver\.setup\(\)(?: once)?,? or run `checkpoint-pg migrate upgrade --url [^`]*`"
+)
+
+
+def _cli_message(args: argparse.Namespace, exc: BaseException) -> str:
+    """An error as one line, its fix said as the command to run on this database."""
+    fix = f"run `checkpoint-pg migrate upgrade {_db_options(args)}`"
+    return _SETUP_ADVICE.sub(lambda _: fix, _one_line(exc))
+
+
+def _display_url(args: argparse.Namespace) -> str:
+    url = _url(args)
+    if _is_pg(url):
+        from checkpoint_pg.postgres import mask
+
+        return mask(url)
+    return url
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# -- options -------------------------------------------------------------------------
+
+
+def _common() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("database")
+    g.add_argument(
+        "--url",
+        default=argparse.SUPPRESS,
+        help=f"postgresql://... or a SQLite file (default: ${ENV_URL}, else {DEFAULT_URL})",
+    )
+    g.add_argument("--prefix", default=argparse.SUPPRESS, help=f"table prefix (default {DEFAULT_PREFIX})")
+    g.add_argument("--schema", default=argparse.SUPPRESS, help="Postgres schema of the tables")
+    g.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help='print JSON for scripts instead of tables (NaN and infinite floats as the strings "NaN", '
+        '"Infinity", "-Infinity")',
+    )
+    return p
+
+
+def _destructive(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dry-run", action="store_true", help="only say what would be done; change nothing")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+
+
+def _ns_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ns", default="", help="checkpoint namespace, or a unique prefix of it (default: the root graph)"
+    )
+
+
+_COMMON_DEFAULTS = {"url": None, "prefix": DEFAULT_PREFIX, "schema": None, "json": False}
+
+
+# What build_parser passes each command module's add_parsers: add(name, help, func,
+# description=None) adds the subcommand `name`, which runs `func` and takes the database options.
+AddCommand = Callable[..., argparse.ArgumentParser]
