@@ -177,21 +177,16 @@ def check(revision: str | None, url_hint: str) -> None:
     expected = head()
     if revision == expected:
         return
-    cmd = f"checkpoint-pg migrate upgrade --url {url_hint}"
     if revision is None:
-        msg = (
-            "the database has no checkpoint_pg tables yet: call saver.setup() once, "
-            f"or run `{cmd}`"
-        )
+        msg, fix = "the database has no checkpoint_pg tables yet", url_hint
     elif known(revision):
-        msg = (
-            f"the database schema is at revision {revision}, this checkpoint_pg needs "
-            f"{expected}: call saver.setup() or run `{cmd}`"
-        )
+        msg = f"the database schema is at revision {revision}, this checkpoint_pg needs {expected}"
+        fix = url_hint
     else:
         msg = (
             f"the database schema is at revision {revision}, which this checkpoint_pg "
             f"(needing {expected}) does not know: it was migrated by a newer release; "
             "upgrade the checkpoint-pg package"
         )
-    raise SchemaVersionError(msg, current=revision, expected=expected)
+        fix = None
+    raise SchemaVersionError(msg, current=revision, expected=expected, upgrade_url=fix)

@@ -10,14 +10,13 @@ import contextlib
 import json
 import math
 import os
-import re
 import shlex
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from checkpoint_pg.errors import ConfigError, NotFoundError
+from checkpoint_pg.errors import ConfigError, NotFoundError, SchemaVersionError
 from checkpoint_pg.schema import DEFAULT_PREFIX, build_tables
 
 ENV_URL = "CHECKPOINT_PG_URL"
@@ -276,15 +275,11 @@ def _db_options(args: argparse.Namespace) -> str:
 
 # The savers' advice to Python users (call setup(), a URL they cannot know from a
 # connection object); from the command line the fix is our own command.
-_SETUP_ADVICE = re.compile(
-    r"call saver\.setup\(\)(?: once)?,? or run `checkpoint-pg migrate upgrade --url [^`]*`"
-)
-
-
 def _cli_message(args: argparse.Namespace, exc: BaseException) -> str:
-    """An error as one line, its fix said as the command to run on this database."""
-    fix = f"run `checkpoint-pg migrate upgrade {_db_options(args)}`"
-    return _SETUP_ADVICE.sub(lambda _: fix, _one_line(exc))
+    """An error as one line; a schema that migrating fixes, with the command for this database."""
+    if isinstance(exc, SchemaVersionError) and exc.upgrade_url is not None:
+        return f"{exc.problem}: run `checkpoint-pg migrate upgrade {_db_options(args)}`"
+    return _one_line(exc)
 
 
 def _display_url(args: argparse.Namespace) -> str:

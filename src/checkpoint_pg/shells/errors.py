@@ -53,9 +53,9 @@ def translate(exc: BaseException, url_hint: str) -> CheckpointPgError | None:
         "does not exist" in text and any(w in text for w in ("relation", "function", "column"))
     ):
         return SchemaVersionError(
-            f"checkpoint_pg tables are missing ({text.splitlines()[0]}): call saver.setup() "
-            f"or run `checkpoint-pg migrate upgrade --url {url_hint}`",
+            f"checkpoint_pg tables are missing ({text.splitlines()[0]})",
             current=None,
             expected="head",
+            upgrade_url=url_hint,
         )
     return None
