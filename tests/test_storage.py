@@ -326,6 +326,36 @@ def test_seed_graph_stores_each_tool_message_once(saver: Any, raw: Raw, mode: st
         assert sum(1 for v in objs.values() if isinstance(v, BaseMessage) and v.id == m.id) == 1, m
 
 
+def _race_tool_write(
+    saver: Any, config: RunnableConfig, write: Any, reached: Any, go: Any
+) -> tuple[RunnableConfig, ToolMessage]:
+    """A question's checkpoint, then ``write(config, tool_msg)`` on another thread
+    until it sets ``reached``; meanwhile add_messages gives the message its id and
+    the put of the list holding it is stored; then ``go``: the write goes on."""
+    import threading
+
+    question = HumanMessage("weather?", id="q")
+    cp = empty_checkpoint()
+    v1 = saver.get_next_version(None, None)
+    cp["channel_values"] = {"messages": [question]}
+    cp["channel_versions"] = {"messages": v1}
+    config = saver.put(config, cp, {"source": "loop", "step": 0}, {"messages": v1})
+    tool_msg = ToolMessage("sunny", tool_call_id="call-1")  # no id yet
+    writer = threading.Thread(target=write, args=(config, tool_msg))
+    writer.start()
+    assert reached.wait(10)
+    tool_msg.id = "tool-msg-1"  # what add_messages does, in place
+    cp2 = empty_checkpoint()
+    v2 = saver.get_next_version(v1, None)
+    cp2["channel_values"] = {"messages": [question, tool_msg]}
+    cp2["channel_versions"] = {"messages": v2}
+    saver.put(config, cp2, {"source": "loop", "step": 1}, {"messages": v2})
+    go.set()
+    writer.join(10)
+    assert not writer.is_alive()
+    return config, tool_msg
+
+
 def test_write_stored_after_the_put_of_its_message_is_repointed(pg_url: str) -> None:
     """The race behind "two entries per ToolMessage" on a pool: put_writes serializes a
     ToolMessage before add_messages gives it its id, the put storing the list (with
@@ -340,45 +370,105 @@ def test_write_stored_after_the_put_of_its_message_is_repointed(pg_url: str) -> 
     prefix = f"r{secrets.token_hex(4)}_"
     with PostgresSaver.from_conn_string(pg_url, pool_size=2, prefix=prefix) as saver:
         saver.setup()
-        t = f"race-{uuid.uuid4().hex[:8]}"
-        config: RunnableConfig = {"configurable": {"thread_id": t, "checkpoint_ns": ""}}
-        question = HumanMessage("weather?", id="q")
-        cp = empty_checkpoint()
-        v1 = saver.get_next_version(None, None)
-        cp["channel_values"] = {"messages": [question]}
-        cp["channel_versions"] = {"messages": v1}
-        config = saver.put(config, cp, {"source": "loop", "step": 0}, {"messages": v1})
-        tool_msg = ToolMessage("sunny", tool_call_id="call-1")  # no id yet
-
         reached, go = threading.Event(), threading.Event()
 
         def pause() -> None:  # serialized (without the id) and registered
             reached.set()
             assert go.wait(10)
 
-        op = after_first_yield(
-            ops.put_writes(saver.ctx, config, [("messages", [tool_msg])], "tools-task", ""), pause
-        )
-        writer = threading.Thread(target=saver._run, args=(op,), kwargs={"txn": False, "write": True})
-        writer.start()
-        assert reached.wait(10)
-        tool_msg.id = "tool-msg-1"  # what add_messages does, in place
-        cp2 = empty_checkpoint()
-        v2 = saver.get_next_version(v1, None)
-        cp2["channel_values"] = {"messages": [question, tool_msg]}
-        cp2["channel_versions"] = {"messages": v2}
-        saver.put(config, cp2, {"source": "loop", "step": 1}, {"messages": v2})
-        go.set()
-        writer.join(10)
-        assert not writer.is_alive()
+        def write(config: RunnableConfig, tool_msg: ToolMessage) -> None:
+            op = ops.put_writes(saver.ctx, config, [("messages", [tool_msg])], "tools-task", "")
+            saver._run(after_first_yield(op, pause), txn=False, write=True)
+
+        config, tool_msg = _race_tool_write(saver, new_config("race"), write, reached, go)
 
         class _Target:
             backend, conn_string = "postgres", pg_url
 
         with raw_for(_Target(), saver) as raw:
-            assert_tool_messages_stored_once(raw, t, expected=1)
+            assert_tool_messages_stored_once(raw, thread_of(config), expected=1)
         (write,) = saver.get_tuple(config).pending_writes
         assert write[2] == [tool_msg] and write[2][0].id == "tool-msg-1"
+
+
+def test_put_between_serializing_a_write_and_storing_it_keeps_one_copy(
+    make_saver: Any, saver_target: Any
+) -> None:
+    """The same race one step earlier: the put storing the message (with the id
+    add_messages gave it) runs while put_writes is still serializing it without
+    the id. The write must still end up on the list's object. Driven by a
+    serializer that pauses once the message's bytes are made."""
+    import threading
+
+    reached, go = threading.Event(), threading.Event()
+
+    class PauseAfterSerializing(JsonPlusSerializer):
+        def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+            out = super().dumps_typed(obj)
+            if isinstance(obj, ToolMessage) and obj.id is None:
+                reached.set()
+                assert go.wait(10)
+            return out
+
+    with make_saver(serde=PauseAfterSerializing()) as saver:
+        config, tool_msg = _race_tool_write(
+            saver,
+            new_config("race-serializing"),
+            lambda config, msg: saver.put_writes(config, [("messages", [msg])], "tools-task"),
+            reached,
+            go,
+        )
+        with raw_for(saver_target, saver) as raw:
+            assert_tool_messages_stored_once(raw, thread_of(config), expected=1)
+        (write,) = saver.get_tuple(config).pending_writes
+        assert write[2] == [tool_msg] and write[2][0].id == "tool-msg-1"
+
+
+def test_a_put_never_builds_on_a_list_another_put_has_not_stored(make_saver: Any) -> None:
+    """Two runs of one thread in one process (a pool, threads sharing a saver): put X
+    has planned its list and not stored it yet when put Y, a sibling, plans the same
+    channel. Y must not build on X's version: it is not stored, and may never be
+    (Y was refused with IntegrityError and planned again, or failed)."""
+    import threading
+
+    planned, go = threading.Event(), threading.Event()
+    y_serialized = Counter[str]()
+
+    class Gate(JsonPlusSerializer):
+        def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+            if isinstance(obj, dict) and obj.get("gate") == "X":
+                planned.set()  # X's list ("log", planned first) is planned
+                assert go.wait(10)
+            elif isinstance(obj, dict) and obj.get("gate") == "Y":
+                y_serialized["Y"] += 1
+            return super().dumps_typed(obj)
+
+    with make_saver(serde=Gate()) as saver:
+        config = new_config("siblings")
+        v1 = saver.get_next_version(None, None)
+        first = empty_checkpoint()
+        first["channel_values"] = {"log": ["a"]}
+        first["channel_versions"] = {"log": v1}
+        parent = saver.put(config, first, {"source": "input", "step": 0}, {"log": v1})
+        stored: dict[str, Any] = {}
+
+        def put(name: str) -> None:
+            cp = empty_checkpoint()
+            v = saver.get_next_version(v1, None)
+            cp["channel_values"] = {"log": ["a", name], "gate": {"gate": name}}
+            cp["channel_versions"] = {"log": v, "gate": v}
+            stored[name] = saver.put(parent, cp, {"source": "loop", "step": 1}, {"log": v, "gate": v})
+
+        x = threading.Thread(target=put, args=("X",))
+        x.start()
+        assert planned.wait(10)
+        put("Y")
+        go.set()
+        x.join(10)
+        assert set(stored) == {"X", "Y"} and y_serialized["Y"] == 1  # planned once
+    with make_saver() as fresh:
+        for name in ("X", "Y"):
+            assert fresh.get_tuple(stored[name]).checkpoint["channel_values"]["log"] == ["a", name]
 
 
 @pytest.mark.parametrize("mode", ["messages", "updates"])

@@ -169,12 +169,26 @@ class WrittenMessages:
         self._size = size
         self._lock = threading.Lock()
 
-    def add(self, obj: Any, h: bytes, key: tuple[str, str, str, str, int], pos: int) -> None:
-        """put_writes serialized ``obj`` as ``h`` and is about to store it."""
+    def reserve(self, obj: Any, key: tuple[str, str, str, str, int], pos: int) -> None:
+        """put_writes is about to serialize ``obj`` and store it under ``key``.
+
+        Registered first: a put that stores the message between its serializing
+        and its registering would otherwise find nothing to claim.
+        """
         with self._lock:
-            self._data[id(obj)] = [obj, h, key, pos, self.PENDING, None]
+            self._data[id(obj)] = [obj, None, key, pos, self.PENDING, None]
             while len(self._data) > self._size:
                 self._data.popitem(last=False)
+
+    def serialized(self, obj: Any, h: bytes) -> None:
+        """put_writes serialized ``obj`` as ``h``."""
+        with self._lock:
+            entry = self._data.get(id(obj))
+            if entry is None or entry[0] is not obj:
+                return
+            entry[1] = h
+            if entry[4] == self.CLAIMED and entry[5] == h:
+                del self._data[id(obj)]  # a put stored it as it was written
 
     def stored(self, obj: Any) -> tuple[Any, ...] | None:
         """put_writes stored ``obj``'s write: the repoint to do now, if a put asked for one."""
@@ -194,7 +208,7 @@ class WrittenMessages:
             entry = self._data.get(id(obj))
             if entry is None or entry[0] is not obj:
                 return None
-            if entry[1] == h:
+            if entry[1] == h:  # (None while put_writes is serializing it)
                 del self._data[id(obj)]
                 return None
             entry[5] = h
@@ -249,6 +263,7 @@ def put(
     rows: list[ValueRow] = []
     objs = []
     scalars: list[tuple[ValueRow, list[StoredObject]]] = []
+    states: list[tuple[tuple[str, str, str], ListState]] = []
     required: dict[tuple[str, str], None] = {}
     for ch in versions:
         check_text(ch, "channel name")
@@ -258,9 +273,11 @@ def put(
             # An empty channel has a version but no row: reading finds nothing
             # and leaves it out, as LangGraph expects of an empty channel.
             continue
-        row, row_objs, needs = plan_channel_value(
+        row, row_objs, needs, state = plan_channel_value(
             (t, ns, ch), ver, values[ch], ctx.codec, ctx.cache
         )
+        if state is not None:
+            states.append(((t, ns, ch), state))
         rows.append(row)
         objs.extend(row_objs)
         if row.kind == KIND.SCALAR:
@@ -314,6 +331,8 @@ def put(
         if newer and newer[0]:
             raise _busy(t)
     yield Batch(stmts, fetch=False)
+    for key, state in states:
+        ctx.cache.set(key, state)
     ctx.cache.remember_scalars(t, ns, scalars)
     # after the list's objects are stored: a write still pending repoints itself
     fixups = [f for item, h in listed if (f := ctx.written.claim(item, h)) is not None]
@@ -365,18 +384,27 @@ def put_writes(
     w_items: list[Any] = []
     registered: list[Any] = []
     for idx, (channel, value) in enumerate(writes):
-        enc: EncodedValue = ctx.codec.encode(value)
         key = WRITES_IDX_MAP.get(channel, idx)
+        messages: list[tuple[int, Any, bool]] = []
         if _BaseMessage is not None:
             items = value if type(value) is list else [value]
             wkey = (target.thread_id, target.ns, target.checkpoint_id, task_id, key)
-            for pos, (item, h) in enumerate(zip(items, enc.hashes)):
+            for pos, item in enumerate(items):
                 if isinstance(item, _BaseMessage):
-                    ctx.written.add(item, h, wkey, pos)
-                    registered.append(item)
-                    if item.id is not None:
-                        w_hashes.append(h)
-                        w_items.append(item)
+                    # registered before it is serialized: a put storing it in between
+                    # (its id given meanwhile) finds it (see WrittenMessages)
+                    ctx.written.reserve(item, wkey, pos)
+                    messages.append((pos, item, item.id is not None))
+        enc: EncodedValue = ctx.codec.encode(value)
+        for pos, item, had_id in messages:
+            if pos >= len(enc.hashes):
+                continue
+            h = enc.hashes[pos]
+            ctx.written.serialized(item, h)
+            registered.append(item)
+            if had_id:  # an id given later came after the hash
+                w_hashes.append(h)
+                w_items.append(item)
         by_idx[key] = (key, channel, enc.kind, enc.refs, unique_objects(enc.objects))
     rows = list(by_idx.values())
     lease = leases.held(ctx.lease_key, target.thread_id, ctx.leases)

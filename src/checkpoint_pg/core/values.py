@@ -249,20 +249,23 @@ def plan_channel_value(
     value: Any,
     codec: ValueCodec,
     cache: ListCache,
-) -> tuple[ValueRow, list[StoredObject], str | None]:
+) -> tuple[ValueRow, list[StoredObject], str | None, ListState | None]:
     """Plan the row for one new channel version (``value`` is MISSING for an empty channel).
 
-    Returns the row, the objects to insert with it, and the version of the same
+    Returns the row, the objects to insert with it, the version of the same
     channel that must still be stored for the row to be readable (a delta's
-    base, or the version whose elements a full list reuses), or None.
+    base, or the version whose elements a full list reuses) or None, and the
+    list state to cache once the row is stored, or None. Only then: another put
+    planned meanwhile (two runs of one thread, a pool) must not build on a
+    version that is not stored yet, and may never be.
     """
     channel = key[2]
     ver = str(version)
     if value is MISSING:
-        return ValueRow(channel, ver, KIND.EMPTY, None, None, b""), [], None
+        return ValueRow(channel, ver, KIND.EMPTY, None, None, b""), [], None, None
     if type(value) is not list:
         enc = codec.encode(value)
-        return ValueRow(channel, ver, enc.kind, None, None, enc.refs), list(enc.objects), None
+        return ValueRow(channel, ver, enc.kind, None, None, enc.refs), list(enc.objects), None, None
     prev = cache.get(key) if is_sortable_version(version) else None
     # The version put again (a retry, a checkpoint put twice): its row is stored,
     # as the cache describes it, unless the first put failed. A full row is sent
@@ -282,8 +285,8 @@ def plan_channel_value(
     if prev is not None and shared and prev.chain_len < chain_limit(len(hashes)):
         row = ValueRow(channel, ver, KIND.DELTA, prev.version, prev.root_version, b"".join(hashes[shared:]))
         exact = prev.exact and all(stands_in(v) for v in value[shared:])
-        cache.set(key, ListState(ver, hashes, items, prev.root_version, prev.chain_len + 1, exact))
-        return row, unique_objects(new_objs), prev.version
+        state = ListState(ver, hashes, items, prev.root_version, prev.chain_len + 1, exact)
+        return row, unique_objects(new_objs), prev.version, state
     row = ValueRow(channel, ver, KIND.LIST, None, ver, b"".join(hashes))
     anchor = None
     objs = unique_objects(new_objs)
@@ -293,9 +296,10 @@ def plan_channel_value(
             # elements we do not send again are stored with the version they came from
             anchor = prev.version
             objs = [o for o in objs if o.hash not in known]
+    state = None
     if is_sortable_version(version) and not again:
-        cache.set(key, ListState(ver, hashes, items, ver, 0, all(stands_in(v) for v in items)))
-    return row, objs, anchor
+        state = ListState(ver, hashes, items, ver, 0, all(stands_in(v) for v in items))
+    return row, objs, anchor, state
 
 
 def resolve_hashes(
