@@ -23,7 +23,7 @@ from checkpoint_pg.errors import ConfigError, MissingDriverError
 from checkpoint_pg.schema import DEFAULT_PREFIX
 from checkpoint_pg.shells.aio import AsyncSaver, adrive
 from checkpoint_pg.shells.errors import ConnectionLost, translate
-from checkpoint_pg.shells.sync import SyncSaver, drive
+from checkpoint_pg.shells.sync import SyncSaver, drive, start
 from checkpoint_pg.sql.postgres import PostgresSQL
 
 try:
@@ -205,6 +205,9 @@ class PostgresSaver(SyncSaver):
                 yield self._conn  # type: ignore[misc]
 
     def _run(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
+        first, result = start(op)  # before taking a connection (see `start`)
+        if first is None:
+            return result
         try:
             with self._connection() as conn:
                 if txn or not conn.autocommit:
@@ -212,8 +215,8 @@ class PostgresSaver(SyncSaver):
                     with conn.transaction():
                         if not write and ours:
                             conn.execute(_SNAPSHOT, prepare=False)
-                        return drive(op, lambda b: _execute(conn, b))
-                return drive(op, lambda b: self._one_statement(conn, b))
+                        return drive(op, lambda b: _execute(conn, b), first)
+                return drive(op, lambda b: self._one_statement(conn, b), first)
         except psycopg.errors.DeadlockDetected as exc:
             # a put and a put_writes of one thread inserting shared objects
             raise ConnectionLost(str(exc)) from exc
@@ -344,6 +347,9 @@ class AsyncPostgresSaver(AsyncSaver):
                 yield self._conn  # type: ignore[misc]
 
     async def _arun(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
+        first, result = start(op)  # before taking a connection (see `start`)
+        if first is None:
+            return result
         try:
             async with self._connection() as conn:
                 if txn or not conn.autocommit:
@@ -351,8 +357,8 @@ class AsyncPostgresSaver(AsyncSaver):
                     async with conn.transaction():
                         if not write and ours:
                             await conn.execute(_SNAPSHOT, prepare=False)
-                        return await adrive(op, lambda b: _aexecute(conn, b))
-                return await adrive(op, lambda b: self._one_statement(conn, b))
+                        return await adrive(op, lambda b: _aexecute(conn, b), first)
+                return await adrive(op, lambda b: self._one_statement(conn, b), first)
         except psycopg.errors.DeadlockDetected as exc:
             # a put and a put_writes of one thread inserting shared objects
             raise ConnectionLost(str(exc)) from exc

@@ -28,7 +28,7 @@ from checkpoint_pg.errors import ConfigError
 from checkpoint_pg.schema import DEFAULT_PREFIX
 from checkpoint_pg.shells.aio import AsyncSaver
 from checkpoint_pg.shells.errors import translate
-from checkpoint_pg.shells.sync import SyncSaver, drive
+from checkpoint_pg.shells.sync import SyncSaver, drive, start
 from checkpoint_pg.sql.sqlite import SqliteSQL
 
 __all__ = ["SqliteSaver", "AsyncSqliteSaver", "connect_sqlite", "path_of"]
@@ -134,15 +134,10 @@ class _Runner:
         self.url_hint = url_hint
 
     def run(self, op: Op, txn: bool, write: bool) -> Any:
-        # An operation first builds its statements from the values alone
-        # (serializing, hashing, compressing). That part runs before the lock:
-        # threads sharing this connection then overlap it with another's SQL,
-        # which sqlite3 runs without the GIL. (The core's caches are thread-safe:
-        # a Postgres pool runs operations concurrently too.)
-        try:
-            first = next(op)
-        except StopIteration as stop:
-            return stop.value
+        # before the lock (see `start`): sqlite3 runs another thread's SQL without the GIL
+        first, result = start(op)
+        if first is None:
+            return result
         with self.lock:
             conn = self.conn
             try:

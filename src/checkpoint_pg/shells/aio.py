@@ -37,10 +37,12 @@ from checkpoint_pg.shells.base import Call, SaverBase, arelease_quietly, release
 from checkpoint_pg.shells.errors import BaseGone, ConnectionLost
 
 
-async def adrive(op: Op, execute: Callable[[Batch], Awaitable[list[Any]]]) -> Any:
-    """Run an operation: await each batch, feed the rows back."""
+async def adrive(
+    op: Op, execute: Callable[[Batch], Awaitable[list[Any]]], first: Batch | None = None
+) -> Any:
+    """Run an operation: await each batch, feed the rows back (``first``: see `drive`)."""
     try:
-        batch = next(op)
+        batch = next(op) if first is None else first
         while True:
             batch = op.send(await execute(batch))
     except StopIteration as stop:

@@ -31,6 +31,21 @@ from checkpoint_pg.shells.errors import BaseGone, ConnectionLost
 T = TypeVar("T")
 
 
+def start(op: Op) -> tuple[Batch | None, Any]:
+    """Run ``op`` up to its first batch, or to its end: ``(batch, None)`` or ``(None, result)``.
+
+    That first part builds statements from the values alone (serializing,
+    hashing, compressing, planning list deltas) and needs no connection: the
+    savers run it before taking one, so that threads or tasks sharing a
+    connection overlap it with another's SQL. (The core's caches are
+    thread-safe: a pool runs operations concurrently anyway.)
+    """
+    try:
+        return next(op), None
+    except StopIteration as stop:
+        return None, stop.value
+
+
 def drive(op: Op, execute: Callable[[Batch], list[Any]], first: Batch | None = None) -> Any:
     """Run an operation: send each batch to ``execute``, feed the rows back.
 
