@@ -1494,6 +1494,8 @@ FILTERS = [
     {"n": 1},
     {"user": None, "tags": ["a"]},
     {"user": "u1", "n": 1.0},
+    {"n": 2**64},  # beyond 64 bits: InMemorySaver cannot store it, but a filter may ask
+    {"n": -(2**70)},
 ]
 
 

@@ -48,7 +48,9 @@ def metadata_matches(column: str, filter: dict[str, Any], p: dict[str, Any], tag
         elif isinstance(value, bool):
             out.append(f"EXISTS ({entry}j.type = '{'true' if value else 'false'}')")
         elif isinstance(value, (int, float)):
-            p[v] = value
+            # SQLite's JSON reads an integer beyond 64 bits as a real, and sqlite3
+            # cannot bind one: compare it as the real it is read as
+            p[v] = value if isinstance(value, float) or -(2**63) <= value < 2**63 else float(value)
             out.append(f"EXISTS ({entry}j.type IN ('integer', 'real') AND j.value = :{v})")
         elif isinstance(value, str):
             p[v] = value
