@@ -359,10 +359,9 @@ def test_sqlite_saver_from_a_path_or_url(tmp_path: Path, form: str) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         conn.close()
-    # the saver's own connection: durable per process crash, a page cache sized for many threads
+    # the saver's own connection: durable per process crash
     with SqliteSaver.from_conn_string(target) as saver:
         assert saver.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
-        assert saver.conn.execute("PRAGMA cache_size").fetchone()[0] == -32 * 1024
     # the same file opened again through the other spelling reads the same thread
     other = f"sqlite:///{path}" if form == "path" else path
     with SqliteSaver.from_conn_string(other) as saver:

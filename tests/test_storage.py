@@ -391,6 +391,8 @@ def test_write_stored_after_the_put_of_its_message_is_repointed(pg_url: str) -> 
         assert write[2] == [tool_msg] and write[2][0].id == "tool-msg-1"
 
 
+# Postgres: calls plan outside the connection; SQLite plans under its lock
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 def test_put_between_serializing_a_write_and_storing_it_keeps_one_copy(
     make_saver: Any, saver_target: Any
 ) -> None:
@@ -424,6 +426,8 @@ def test_put_between_serializing_a_write_and_storing_it_keeps_one_copy(
         assert write[2] == [tool_msg] and write[2][0].id == "tool-msg-1"
 
 
+# Postgres: calls plan outside the connection; SQLite plans under its lock
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 def test_a_put_never_builds_on_a_list_another_put_has_not_stored(make_saver: Any) -> None:
     """Two runs of one thread in one process (a pool, threads sharing a saver): put X
     has planned its list and not stored it yet when put Y, a sibling, plans the same
