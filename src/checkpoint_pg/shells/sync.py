@@ -36,9 +36,10 @@ def start(op: Op) -> tuple[Batch | None, Any]:
 
     That first part builds statements from the values alone (serializing,
     hashing, compressing, planning list deltas) and needs no connection: the
-    savers run it before taking one, so that threads or tasks sharing a
-    connection overlap it with another's SQL. (The core's caches are
-    thread-safe: a pool runs operations concurrently anyway.)
+    Postgres savers run it before taking one, so a call holds a pooled
+    connection only for its SQL (the core's caches are thread-safe). SQLite
+    runs it under its connection's lock (see `checkpoint_pg.sqlite`), and
+    skips BEGIN/COMMIT for an operation with nothing to send.
     """
     try:
         return next(op), None
