@@ -395,10 +395,8 @@ def put_writes(
                     # (its id given meanwhile) finds it (see WrittenMessages)
                     ctx.written.reserve(item, wkey, pos)
                     messages.append((pos, item, item.id is not None))
-        enc: EncodedValue = ctx.codec.encode(value)
+        enc: EncodedValue = ctx.codec.encode(value)  # one hash per list element
         for pos, item, had_id in messages:
-            if pos >= len(enc.hashes):
-                continue
             h = enc.hashes[pos]
             ctx.written.serialized(item, h)
             registered.append(item)
