@@ -351,6 +351,33 @@ def test_run_id_index_skips_checkpoints_without_a_run_and_serves_delete_for_runs
     assert name in plan, plan
 
 
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_0011_puts_on_generic_plans_and_downgrade_restores_the_put_of_0010(db: Db) -> None:
+    """Revision 0011: the put function runs its statements on generic plans (the
+    server re-planned them on every call); a downgrade to 0010 installs 0010's put
+    again, and a thread put then reads back."""
+    from checkpoint_pg import migrate
+    from checkpoint_pg.schema import build_tables
+
+    def put_settings(conn: sa.Connection) -> list[str] | None:
+        return conn.exec_driver_sql(
+            "SELECT proconfig FROM pg_proc WHERE proname = 'cpg_put'"
+        ).scalar_one()
+
+    tables = build_tables()
+    with db.saver() as saver:
+        write_thread(saver)
+    with db.connect() as conn:
+        assert put_settings(conn) == ["plan_cache_mode=force_generic_plan"]
+        migrate.downgrade(conn, tables, "0010")
+        assert put_settings(conn) is None
+        migrate.upgrade(conn, tables)
+        assert put_settings(conn) == ["plan_cache_mode=force_generic_plan"]
+    with db.saver(setup=False) as saver:
+        config = write_thread(saver)
+        assert build_chain(saver).get_state(config).values == {"log": ["a", "b", "c"]}
+
+
 def test_downgrade_below_0008_rewrites_dictionary_compressed_objects(db: Db) -> None:
     """Revision 0008: on downgrade, objects compressed against dictionary zd1 are
     rewritten as releases before it store them (plain zlib, or uncompressed) under the

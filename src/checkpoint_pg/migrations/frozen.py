@@ -1,4 +1,4 @@
-"""Frozen DDL of the Postgres functions as revisions 0002, 0003, 0005, 0006 and 0009 installed them.
+"""Frozen DDL of the Postgres functions as revisions 0002 to 0010 installed them.
 
 A migration must keep doing what it did when it was written, whatever the
 code of later releases looks like: revision 0002 installs (and 0003 restores on
@@ -6,7 +6,8 @@ downgrade) FUNCTIONS_0002, revision 0003 installs (and 0005 restores on
 downgrade) FUNCTIONS_0003, revision 0005 installs (and 0006 restores on
 downgrade) FUNCTIONS_0005, revision 0006 installs (and 0009 restores on
 downgrade) FUNCTIONS_0006, revision 0009 installs (and 0010 restores on
-downgrade) FUNCTIONS_0009, not the functions of the current code. The
+downgrade) FUNCTIONS_0009, revision 0010 installs (and 0011 restores on
+downgrade) the put function of FUNCTIONS_0010_PUT, not the functions of the current code. The
 placeholders ``tplschema.`` and ``tplprefix_<name>`` are replaced with the
 quoted schema and prefix of the migration being run (see `render`).
 """
@@ -27,6 +28,7 @@ __all__ = [
     "FUNCTIONS_0005",
     "FUNCTIONS_0006",
     "FUNCTIONS_0009",
+    "FUNCTIONS_0010_PUT",
     "FUNCTIONS_SHA256_HEAD",
     "render",
 ]
@@ -104,9 +106,16 @@ FUNCTIONS_0009: list[str] = [
 ]
 
 
-# Revision 0010, the last to change them, installs the functions of the current
+# Revision 0010 as written: the put function (0011 restores it on downgrade;
+# 0011 changes nothing else).
+FUNCTIONS_0010_PUT: list[str] = [
+    "CREATE OR REPLACE FUNCTION tplschema.tplprefix_put(p_t text, p_tmd text, p_h bytea[], p_ty text[], p_d bytea[], p_ns text, p_ch text[], p_ver text[], p_kind int2[], p_base text[], p_root text[], p_refs bytea[], p_id text, p_parent text, p_run_id text, p_doc text, p_md text, p_req_ch text[], p_req_ver text[], p_req_n int, p_guard boolean, p_lease text, p_ttl float8) RETURNS void LANGUAGE plpgsql AS $fn$\n#variable_conflict use_column\nDECLARE v_owner text; v_left float8;\nBEGIN\nINSERT INTO tplschema.tplprefix_threads AS t (thread_id, created_at, updated_at, metadata) VALUES (p_t, now(), now(), p_tmd::jsonb) ON CONFLICT (thread_id) DO UPDATE SET updated_at = excluded.updated_at, metadata = COALESCE(excluded.metadata, t.metadata), lease_until = CASE WHEN t.lease_owner = p_lease THEN extract(epoch from now())::float8 + p_ttl ELSE t.lease_until END RETURNING lease_owner, lease_until - extract(epoch from now())::float8 INTO v_owner, v_left;\nIF v_owner IS DISTINCT FROM p_lease AND (p_lease IS NOT NULL OR v_left > 0) THEN\nRAISE EXCEPTION 'cpg_lease' USING DETAIL = json_build_array(p_t, v_left, p_lease IS NOT NULL)::text;\nEND IF;\nIF p_guard AND EXISTS (SELECT 1 FROM tplschema.tplprefix_checkpoints WHERE thread_id = p_t AND checkpoint_ns = p_ns AND checkpoint_id > coalesce(p_parent, '') AND checkpoint_id <> p_id) THEN\nRAISE EXCEPTION 'cpg_thread_busy: thread % is being run by another writer', p_t;\nEND IF;\nWITH w0 AS (INSERT INTO tplschema.tplprefix_objects (thread_id, hash, type, data) SELECT p_t, o.h, o.ty, o.d FROM unnest(p_h::bytea[], p_ty::text[], p_d::bytea[]) AS o(h, ty, d) ON CONFLICT DO NOTHING), w1 AS (INSERT INTO tplschema.tplprefix_channel_values (thread_id, checkpoint_ns, channel, version, kind, base_version, root_version, refs) SELECT p_t, p_ns, r.ch, r.ver, r.kind, r.base, r.root, r.refs FROM unnest(p_ch::text[], p_ver::text[], p_kind::int2[], p_base::text[], p_root::text[], p_refs::bytea[]) AS r(ch, ver, kind, base, root, refs) ON CONFLICT DO NOTHING) INSERT INTO tplschema.tplprefix_checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, run_id, checkpoint, metadata, complete) VALUES (p_t, p_ns, p_id, p_parent, p_run_id, p_doc, p_md::jsonb, (SELECT count(*) FROM unnest(p_req_ch::text[], p_req_ver::text[]) AS q(ch, ver), LATERAL (SELECT 1 FROM tplschema.tplprefix_channel_values v WHERE v.thread_id = p_t AND v.checkpoint_ns = p_ns AND v.channel = q.ch AND v.version = q.ver OFFSET 0) AS v) = p_req_n) ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET parent_checkpoint_id = excluded.parent_checkpoint_id, run_id = excluded.run_id, checkpoint = excluded.checkpoint, metadata = excluded.metadata, complete = excluded.complete;\nEND\n$fn$",
+]
+
+
+# Revision 0011, the last to change them, installs the functions of the current
 # code (sql/functions.py). This is the SHA-256 of their DDL for the default prefix: a
 # test fails when the code changes, since a database already at the head would
 # keep the old ones. To change a function, freeze the head's DDL here (as
-# FUNCTIONS_0009 is) and write a revision that installs the new one.
-FUNCTIONS_SHA256_HEAD = "e7682d6de754c6e639c05bb511d3b5cce0e4b214156b7989f3feff81421fcb42"
+# FUNCTIONS_0010_PUT is) and write a revision that installs the new one.
+FUNCTIONS_SHA256_HEAD = "a5201341332f39242e65551640575b34718f6d8ff3309882aedf99e42a1fe518"
