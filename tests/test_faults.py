@@ -611,3 +611,62 @@ def test_restart_between_supersteps(throwaway_postgres, mode: str) -> None:
         ref = chain_reference(names)
         assert normalize(graph2.get_state(config2).values) == normalize(ref["values"])
         assert [s.metadata["step"] for s in graph2.get_state_history(config2)] == ref["steps"]
+
+
+# -- the retry policy the shells share (I/O-free) ----------------------------------
+
+
+def _cached() -> Any:
+    from checkpoint_pg.core.values import ListCache, ListState
+
+    cache = ListCache()
+    cache.set(("t", "", "messages"), ListState("1", (b"h" * 16,), ("m",), "1", 0))
+    return cache
+
+
+def _lost(msg: str) -> BaseException:
+    from checkpoint_pg.shells.errors import ConnectionLost
+
+    try:
+        try:
+            raise OSError(msg)
+        except OSError as driver:
+            raise ConnectionLost(msg) from driver
+    except ConnectionLost as exc:
+        return exc
+
+
+def test_retry_policy_gives_each_failure_one_more_attempt() -> None:
+    """A dead connection reconnects once, a stale cache replans a write once, in any
+    order; the second of a kind is raised (a dead server as the driver's error, not
+    our internal one); anything else is raised at once. Writes that fail and lost
+    connections clear the list cache, a failed read leaves it."""
+    from checkpoint_pg.shells.base import Retry
+    from checkpoint_pg.shells.errors import BaseGone
+
+    cache = _cached()
+    retry = Retry(cache, write=True)
+    assert retry.after(BaseGone("stale")) is Retry.RETRY
+    assert cache.get(("t", "", "messages")) is None
+    assert retry.after(_lost("first")) is Retry.RECONNECT
+    with pytest.raises(OSError, match="second"):
+        retry.after(_lost("second"))
+    with pytest.raises(BaseGone, match="again"):
+        retry.after(BaseGone("again"))
+
+    # a read: BaseGone is not retried, and a failure keeps the cache
+    cache = _cached()
+    with pytest.raises(BaseGone):
+        Retry(cache, write=False).after(BaseGone("read"))
+    with pytest.raises(ValueError):
+        Retry(cache, write=False).after(ValueError("bad input"))
+    assert cache.get(("t", "", "messages")) is not None
+    # ...but a lost connection on a read clears it (the server may have lost more)
+    assert Retry(cache, write=False).after(_lost("read")) is Retry.RECONNECT
+    assert cache.get(("t", "", "messages")) is None
+
+    # a write failing for another reason: raised, cache cleared
+    cache = _cached()
+    with pytest.raises(ValueError):
+        Retry(cache, write=True).after(ValueError("bad input"))
+    assert cache.get(("t", "", "messages")) is None

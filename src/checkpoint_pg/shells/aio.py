@@ -33,8 +33,7 @@ from checkpoint_pg.core import lease as leases
 from checkpoint_pg.core import ops
 from checkpoint_pg.core.ops import Batch, Op
 from checkpoint_pg.errors import AsyncMisuseError
-from checkpoint_pg.shells.base import Call, SaverBase, arelease_quietly, release_quietly
-from checkpoint_pg.shells.errors import BaseGone, ConnectionLost
+from checkpoint_pg.shells.base import Call, Retry, SaverBase, arelease_quietly, release_quietly
 
 
 async def adrive(
@@ -61,36 +60,17 @@ class AsyncSaver(SaverBase):
         raise NotImplementedError  # provided by the backend (postgres.py / sqlite.py)
 
     async def _ado(self, call: Call) -> Any:
-        """Run the operation ``call`` builds; once more if its pooled connection died,
-        or if a write was planned on cached list versions that are no longer stored."""
+        """Run the operation ``call`` builds, again when `Retry` says so."""
         make, txn, write = call
         if not self._schema_ok:
             self._check_revision(await self._arun(self._schema_op(), txn=False))
-        try:
+        retry = Retry(self.ctx.cache, write)
+        while True:
             try:
                 return await self._arun(make(), txn=txn, write=write)
-            except ConnectionLost:
-                self.ctx.cache.clear()
-                await self._adrop_dead_connections()
-                try:
-                    return await self._arun(make(), txn=txn, write=write)
-                except ConnectionLost as again:
-                    # twice in a row: the server is gone, say so with the driver's error
-                    raise again.__cause__ from None  # type: ignore[misc]
-            except BaseGone:
-                if not write:
-                    raise
-                # Planned on list states cached here that another process has
-                # deleted since (delete_thread, prune): plan it again from what is
-                # stored. A put whose own parent is gone is refused again.
-                self.ctx.cache.clear()
-                return await self._arun(make(), txn=txn, write=write)
-        except BaseException:
-            if write:
-                # A failed write may have left list states in the cache that were
-                # never stored: later deltas must not build on them.
-                self.ctx.cache.clear()
-            raise
+            except BaseException as exc:  # noqa: BLE001 - Retry re-raises what it does not retry
+                if retry.after(exc) is Retry.RECONNECT:
+                    await self._adrop_dead_connections()
 
     def _sync(self, name: str, coro_fn: Callable[[], Awaitable[Any]]) -> Any:
         try:

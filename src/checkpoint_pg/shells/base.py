@@ -28,6 +28,7 @@ from checkpoint_pg.core.codec import ValueCodec
 from checkpoint_pg.core.ops import Batch, Ctx, Memo, Op
 from checkpoint_pg.core.values import ListCache
 from checkpoint_pg.schema import DEFAULT_PREFIX, Tables, build_tables
+from checkpoint_pg.shells.errors import BaseGone, ConnectionLost
 from checkpoint_pg.sql import Stmt
 
 
@@ -37,6 +38,54 @@ class Call(NamedTuple):
     make: Callable[[], Op]
     txn: bool = True
     write: bool = False
+
+
+class Retry:
+    """The retry policy of one call, I/O-free: which failure earns another attempt.
+
+    The shells run the call, and on a failure ask `after` what to do:
+
+    - a dead pooled connection (`ConnectionLost`): run it again once on a fresh
+      connection (the shell drops the dead ones first); twice in a row, the
+      server is gone: the driver's error is raised;
+    - a write refused for building on list versions that are no longer stored
+      (`BaseGone`): plan it again once from what is stored. It was planned on
+      versions cached here that another process deleted since (delete_thread,
+      prune); a put whose own parent is gone is refused again.
+
+    Anything else is raised. A failed write clears the list cache, since it may
+    have cached versions that were never stored and later deltas must not build
+    on them.
+    """
+
+    RETRY = "retry"
+    RECONNECT = "reconnect"  # drop the pool's dead connections, then retry
+
+    def __init__(self, cache: ListCache, write: bool) -> None:
+        self.cache = cache
+        self.write = write
+        self.used: set[type[BaseException]] = set()
+
+    def after(self, exc: BaseException) -> str:
+        """``RETRY`` or ``RECONNECT``; or raises what the caller should see."""
+        kind = (
+            ConnectionLost
+            if isinstance(exc, ConnectionLost)
+            else BaseGone
+            if isinstance(exc, BaseGone) and self.write
+            else None
+        )
+        if kind is ConnectionLost or self.write:
+            self.cache.clear()
+        if kind is None:
+            raise exc
+        if kind in self.used:
+            if kind is ConnectionLost:
+                # twice in a row: the server is gone, say so with the driver's error
+                raise exc.__cause__ or exc from None
+            raise exc
+        self.used.add(kind)
+        return self.RECONNECT if kind is ConnectionLost else self.RETRY
 
 
 # What a listing's pager yields and is sent back: the next page's call, then

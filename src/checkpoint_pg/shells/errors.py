@@ -9,7 +9,7 @@ from checkpoint_pg.errors import CheckpointPgError, IntegrityError, SchemaVersio
 
 class ConnectionLost(Exception):
     """Internal: a pooled connection died under an operation (or the server broke a
-    deadlock by aborting it); the shell runs it again once.
+    deadlock by aborting it); the shell runs it again once (`shells.base.Retry`).
 
     The pool discards the broken connection. Every operation is idempotent
     (puts upsert, writes keep the first, deletes delete), so running it again
@@ -25,7 +25,7 @@ class BaseGone(IntegrityError):
     Either its thread was deleted or pruned while the run was writing (then
     nothing can save it), or it was planned on list states this process cached
     and another process has since deleted: the shells plan it again once from
-    what is stored (`SyncSaver._do`).
+    what is stored (`shells.base.Retry`).
     """
 
 

@@ -25,8 +25,7 @@ from langgraph.checkpoint.base import (
 from checkpoint_pg.core import lease as leases
 from checkpoint_pg.core import ops
 from checkpoint_pg.core.ops import Batch, Op
-from checkpoint_pg.shells.base import Call, SaverBase, arelease_quietly, release_quietly
-from checkpoint_pg.shells.errors import BaseGone, ConnectionLost
+from checkpoint_pg.shells.base import Call, Retry, SaverBase, arelease_quietly, release_quietly
 
 T = TypeVar("T")
 
@@ -74,35 +73,16 @@ class SyncSaver(SaverBase):
             self._check_revision(self._run(self._schema_op(), txn=False))
 
     def _do(self, call: Call) -> Any:
-        """Run the operation ``call`` builds; once more if its pooled connection died,
-        or if a write was planned on cached list versions that are no longer stored."""
+        """Run the operation ``call`` builds, again when `Retry` says so."""
         make, txn, write = call
         self._ensure_schema()
-        try:
+        retry = Retry(self.ctx.cache, write)
+        while True:
             try:
                 return self._run(make(), txn=txn, write=write)
-            except ConnectionLost:
-                self.ctx.cache.clear()
-                self._drop_dead_connections()
-                try:
-                    return self._run(make(), txn=txn, write=write)
-                except ConnectionLost as again:
-                    # twice in a row: the server is gone, say so with the driver's error
-                    raise again.__cause__ from None  # type: ignore[misc]
-            except BaseGone:
-                if not write:
-                    raise
-                # Planned on list states cached here that another process has
-                # deleted since (delete_thread, prune): plan it again from what is
-                # stored. A put whose own parent is gone is refused again.
-                self.ctx.cache.clear()
-                return self._run(make(), txn=txn, write=write)
-        except BaseException:
-            if write:
-                # A failed write may have left list states in the cache that were
-                # never stored: later deltas must not build on them.
-                self.ctx.cache.clear()
-            raise
+            except BaseException as exc:  # noqa: BLE001 - Retry re-raises what it does not retry
+                if retry.after(exc) is Retry.RECONNECT:
+                    self._drop_dead_connections()
 
     # -- BaseCheckpointSaver ---------------------------------------------------------
 
