@@ -741,6 +741,36 @@ def test_listing_reads_checkpoints_with_numeric_channel_versions(saver: Any, mak
             assert all(t == reader.get_tuple(t.config) for t in listed)
 
 
+def test_metadata_reads_back_as_documented(saver: Any, make_saver: Any, backend: str) -> None:
+    """README, "Metadata numbers on Postgres": there metadata is JSONB, so an integral
+    float in exponent form reads back as an int, -0.0 as 0.0, and a dict's keys in
+    JSONB's order (shorter first); SQLite keeps metadata as written. Channel values
+    keep all three exactly on both backends."""
+    thread = f"st-md-{uuid.uuid4().hex[:8]}"
+    config: RunnableConfig = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    written = {"zz": 1, "big": 1e16, "neg": -0.0, "a": {"yy": 1, "b": 2}}
+    cp = empty_checkpoint()
+    cp["channel_values"] = {"v": dict(written)}
+    cp["channel_versions"] = {"v": 1}
+    config = saver.put(config, cp, dict(written), {"v": 1})
+    with make_saver() as fresh:
+        for reader in (saver, fresh):
+            got = reader.get_tuple(config)
+            md = {k: got.metadata[k] for k in written}
+            assert md == written
+            value = got.checkpoint["channel_values"]["v"]
+            assert list(value) == list(written) and list(value["a"]) == ["yy", "b"]
+            assert type(value["big"]) is float and str(value["neg"]) == "-0.0"
+            if backend == "postgres":
+                assert [k for k in got.metadata if k in written] == ["a", "zz", "big", "neg"]
+                assert list(md["a"]) == ["b", "yy"]
+                assert type(md["big"]) is int and str(md["neg"]) == "0.0"
+            else:
+                assert [k for k in got.metadata if k in written] == list(written)
+                assert list(md["a"]) == ["yy", "b"]
+                assert type(md["big"]) is float and str(md["neg"]) == "-0.0"
+
+
 class EditState(TypedDict, total=False):
     messages: Annotated[list[AnyMessage], add_messages]
     items: list[Any]
