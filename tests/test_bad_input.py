@@ -317,6 +317,48 @@ def test_nul_in_config_ids_is_a_clear_error(counted, where: str) -> None:
     unchanged()
 
 
+# A lone surrogate: what Python makes of bytes it cannot decode (undecodable
+# command-line arguments and file names, errors="surrogateescape"). UTF-8
+# cannot encode it, so no text column of either backend can hold it.
+SURROGATE = "x\udcffy"
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["thread_id", "checkpoint_ns", "checkpoint_id", "md-value", "md-key", "md-nested",
+     "task_id", "channel", "task_path", "filter"],
+)
+def test_lone_surrogates_in_text_are_a_clear_error(counted, where: str) -> None:
+    """Ids, channel names, task paths, metadata and filters with a lone surrogate are
+    refused with our error naming it, before anything is written: not the driver's
+    UnicodeEncodeError (channel values are the serializer's, as in InMemorySaver)."""
+    from checkpoint_pg import CheckpointPgError  # noqa: PLC0415
+
+    sim, unchanged = counted
+    saver = sim.saver
+    st = sim.prepare()
+    config = sim.config(st.parent)
+    with pytest.raises(CheckpointPgError, match="surrogate"):
+        if where in ("thread_id", "checkpoint_ns"):
+            config["configurable"][where] = SURROGATE
+            saver.put(config, st.checkpoint, st.metadata, st.new_versions)
+        elif where == "checkpoint_id":
+            st.checkpoint["id"] = SURROGATE
+            saver.put(config, st.checkpoint, st.metadata, st.new_versions)
+        elif where.startswith("md-"):
+            st.metadata.update(
+                {"md-value": {"k": SURROGATE}, "md-key": {SURROGATE: 1}, "md-nested": {"k": [{"j": SURROGATE}]}}[where]
+            )
+            sim.send_put(st)
+        elif where == "filter":
+            list(saver.list(None, filter={"k": [SURROGATE]}))
+        else:
+            args = {"task_id": (("ch", 1), SURROGATE, ""), "channel": ((SURROGATE, 1), "task", ""),
+                    "task_path": (("ch", 1), "task", SURROGATE)}[where]
+            saver.put_writes(sim.config(sim.order[-1]), [args[0]], args[1], args[2])
+    unchanged()
+
+
 @pytest.mark.parametrize("where", ["task_id", "channel", "task_path", "checkpoint_channel"])
 def test_nul_in_write_identifiers(counted, where: str) -> None:
     """NUL in a task id, a channel name or a task path: stored and read back

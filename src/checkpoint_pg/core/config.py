@@ -84,7 +84,8 @@ def normalize_thread_id(value: Any) -> str:
 
 
 def check_text(value: Any, what: str) -> str:
-    """A str without NUL characters (neither backend stores them in text columns)."""
+    """A str without NUL characters (neither backend stores them in text columns) that
+    UTF-8 can encode."""
     return _text(value, what)
 
 
@@ -93,7 +94,22 @@ def _text(value: Any, what: str) -> str:
         raise ConfigError(f"{what} must be a str, got {type(value).__name__} {value!r}")
     if "\x00" in value:
         raise ConfigError(f"{what} {value!r} contains a NUL character, which cannot be stored")
+    if not value.isascii() and (bad := _surrogate(value)) is not None:
+        raise ConfigError(f"{what} {value!r} {bad}")
     return value
+
+
+def _surrogate(text: str) -> str | None:
+    """Why UTF-8 cannot encode ``text`` (a lone surrogate), or None when it can."""
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        return (
+            f"has a lone surrogate {text[exc.start]!r}, which UTF-8 "
+            "cannot encode (often bytes decoded with errors='surrogateescape', as Python does "
+            "for undecodable command-line arguments and file names): decode them properly first"
+        )
+    return None
 
 
 def target_of(config: RunnableConfig | None, *, need_checkpoint_id: bool = False) -> Target:
@@ -131,17 +147,19 @@ def _check_json(value: Any, path: str) -> None:
     if isinstance(value, str):
         if "\x00" in value:
             raise SerializationError(
-                f"metadata {path} contains a NUL character, which Postgres JSON cannot store"
+                f"{path} contains a NUL character, which Postgres JSON cannot store"
             )
+        if not value.isascii() and (bad := _surrogate(value)) is not None:
+            raise SerializationError(f"{path} {value!r} {bad}")
     elif isinstance(value, bool) or value is None or isinstance(value, int):
         return
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise SerializationError(f"metadata {path} is {value!r}, which JSON cannot store")
+            raise SerializationError(f"{path} is {value!r}, which JSON cannot store")
     elif isinstance(value, Mapping):
         for k, v in value.items():
             if not isinstance(k, str):
-                raise SerializationError(f"metadata {path} has a non-str key {k!r}")
+                raise SerializationError(f"{path} has a non-str key {k!r}")
             _check_json(k, f"{path} key")
             _check_json(v, f"{path}.{k}")
     elif isinstance(value, (list, tuple)):
@@ -149,7 +167,7 @@ def _check_json(value: Any, path: str) -> None:
             _check_json(v, f"{path}[{i}]")
     else:
         raise SerializationError(
-            f"metadata {path} is a {type(value).__name__}, which is not JSON: "
+            f"{path} is a {type(value).__name__}, which is not JSON: "
             "metadata holds JSON values (str, int, float, bool, None, lists, dicts)"
         )
 
@@ -190,7 +208,10 @@ def metadata_json(config: RunnableConfig, metadata: CheckpointMetadata) -> tuple
     md.pop("writes", None)
     if not _plain_json(md):
         _check_json(md, "metadata")
-    return md, _compact_json_text(md)
+    text = _compact_json_text(md)
+    if not text.isascii() and _surrogate(text) is not None:
+        _check_json(md, "metadata")  # names the string that has it
+    return md, text
 
 
 def check_filter(filter: Any) -> dict[str, Any] | None:
@@ -206,4 +227,7 @@ def check_filter(filter: Any) -> dict[str, Any] | None:
                 "JSON values only (str without NUL characters, int, finite float, bool, None, "
                 "and lists and dicts of them), so this filter could match nothing"
             )
+        text = _compact_json_text({key: value})
+        if not text.isascii() and (bad := _surrogate(text)) is not None:
+            raise ConfigError(f"filter {{{key!r}: {value!r}}} {bad}")
     return dict(filter)
