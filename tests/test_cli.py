@@ -417,14 +417,35 @@ def test_delete_dry_run_confirmation_and_yes(
         def isatty(self) -> bool:
             return True
 
+    # the question goes to stderr: stdout is the result's (--json stays JSON)
     monkeypatch.setattr(sys, "stdin", Tty("n\n"))
     code, out, err = cli(capsys, "delete", "demo", *db)
-    assert code == 1 and "cancelled" in err and "[y/N]" in out
+    assert code == 1 and "cancelled" in err and "Delete thread 'demo'" in err and "[y/N]" in err
+    assert out == ""
+    monkeypatch.setattr(sys, "stdin", Tty(""))  # Ctrl-D: no, without a traceback
+    code, out, err = cli(capsys, "delete", "demo", *db)
+    assert code == 1 and "cancelled" in err and out == ""
     monkeypatch.setattr(sys, "stdin", Tty("y\n"))
-    assert cli(capsys, "delete", "demo", *db)[0] == 0
+    code, out, err = cli(capsys, "delete", "demo", "--json", *db)
+    assert code == 0 and json.loads(out) == {"deleted": "demo", "checkpoints": 6} and "[y/N]" in err
     assert _thread_ids(capsys, db) == ["chain"]
     code, out, _ = cli(capsys, "delete", "chain", "--yes", "--json", *db)
     assert code == 0 and json.loads(out) == {"deleted": "chain", "checkpoints": 5}
+
+
+def test_questions_name_threads_exactly(
+    capsys: pytest.CaptureFixture[str], db: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A question shows the thread ids as they are (not case-folded: 'Demo-B' and 'demo-b' are
+    two threads), and a pasted value of thousands of characters is cut short in it."""
+    monkeypatch.setattr(sys, "stdin", _Terminal("n\n"))
+    code, _, err = cli(capsys, "copy", "demo", "Demo-B", *db)
+    assert code == 1 and "Copy thread 'demo' (6 checkpoints) to 'Demo-B'?" in err
+    monkeypatch.setattr(sys, "stdin", _Terminal("n\n"))
+    code, out, err = cli(capsys, "copy", "demo", "x" * 5000, *db)
+    assert code == 1 and "characters)" in err and len(err) < 500 and out == ""
+    code, out, _ = cli(capsys, "copy", "demo", "x" * 5000, "--dry-run", *db)
+    assert code == 0 and "characters)" in out and len(out) < 500
 
 
 def test_copy_makes_an_equal_thread(capsys: pytest.CaptureFixture[str], db: list[str]) -> None:
@@ -478,15 +499,15 @@ def test_prune_older_than_keeps_a_thread_written_while_the_prompt_waits(
     url, prefix = db[1], db[3]
     time.sleep(1.2)  # both threads are now older than 1s
 
-    def operator(question: str) -> str:
-        assert "Delete 2 threads" in question
-        with _saver_cls(url).from_conn_string(url, prefix=prefix) as saver:
-            build_chain(saver).invoke({"log": []}, {"configurable": {"thread_id": "chain"}})
-        return "y"
+    class Operator(_Terminal):
+        def readline(self, *_: object) -> str:  # reads the question, meanwhile a run writes
+            with _saver_cls(url).from_conn_string(url, prefix=prefix) as saver:
+                build_chain(saver).invoke({"log": []}, {"configurable": {"thread_id": "chain"}})
+            return "y\n"
 
-    monkeypatch.setattr("builtins.input", operator)
-    monkeypatch.setattr(sys, "stdin", _Terminal())
-    code, out, _ = cli(capsys, "prune", "--older-than", "1s", *db)
+    monkeypatch.setattr(sys, "stdin", Operator())
+    code, out, err = cli(capsys, "prune", "--older-than", "1s", *db)
+    assert "Delete 2 threads" in err
     assert code == 0 and "kept 1 of them, written since the plan" in out, out
     assert _thread_ids(capsys, db) == ["chain"]
 
@@ -611,10 +632,118 @@ def test_import_dry_run_and_failures_create_nothing(
     if backend == "sqlite":
         code, _, err = cli(capsys, "import-langgraph", "--no-setup", *imp[1:])
         assert code == 1 and "no SQLite database" in err and nothing_created()
-        code, _, err = cli(capsys, "migrate", "downgrade", "base", "--yes", *target)
-        assert code == 1 and "no SQLite database" in err and nothing_created()
+    # a downgrade of a database without our tables has nothing to do, and creates nothing
+    for dry in ([], ["--dry-run"]):
+        code, _, err = cli(capsys, "migrate", "downgrade", "base", "--yes", *dry, *target)
+        assert code == 1 and "no checkpoint_pg tables" in err and nothing_created()
     code, out, err = cli(capsys, *imp)
     assert code == 0 and f"imported {n} checkpoints" in out, err
+
+
+# -- what a typo or a bad value gets ------------------------------------------------------------
+
+
+def test_unknown_threads_are_named_not_taken_for_nothing_to_do(
+    capsys: pytest.CaptureFixture[str], db: list[str]
+) -> None:
+    """stats, prune and unlock on a thread id that is not stored say so (exit 1), as
+    delete and history do, instead of reporting zeros or "nothing to do"."""
+    for argv in (
+        ["stats", "--thread", "nosuch"],
+        ["prune", "--keep-last", "1", "--thread", "demo", "--thread", "nosuch", "--dry-run"],
+        ["prune", "--older-than", "1s", "--thread", "nosuch", "--yes"],
+        ["unlock", "nosuch", "--yes"],
+    ):
+        code, out, err = cli(capsys, *argv, *db)
+        assert code == 1 and "no thread 'nosuch'" in err and out == "", (argv, err)
+    assert sorted(_thread_ids(capsys, db)) == ["chain", "demo"]
+
+
+def test_values_that_cannot_be_used_get_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], db: list[str]
+) -> None:
+    """A duration reaching back before the year 1, a thread id with a lone surrogate (an
+    undecodable argument), and a cursor with an offset: one line each, no traceback."""
+    for argv, says in (
+        (["prune", "--older-than", "99999999999d", "--dry-run"], "before the year 1"),
+        (["prune", "--older-than", "1000000d", "--dry-run"], "before the year 1"),
+        (["history", "x\udcffy"], "lone surrogate"),
+        (["show", "x\udcffy"], "lone surrogate"),
+        (["threads", "--cursor", "abc", "--offset", "2"], "page with one of them"),
+    ):
+        code, out, err = cli(capsys, *argv, *db)
+        assert code == 2 and says in err and err.count("\n") == 1 and out == "", (argv, err)
+
+
+def test_the_empty_thread_id_can_be_inspected(capsys: pytest.CaptureFixture[str], db: list[str]) -> None:
+    """The savers store thread "" (as LangGraph's do), so the inspector reads it too."""
+    url, prefix = db[1], db[3]
+    with _saver_cls(url).from_conn_string(url, prefix=prefix) as saver:
+        build_chain(saver).invoke({"log": []}, {"configurable": {"thread_id": ""}})
+    for argv in (["history", ""], ["show", ""], ["replay", "", "--json"], ["stats", "--thread", ""]):
+        code, _, err = cli(capsys, *argv, *db)
+        assert code == 0, (argv, err)
+
+
+def test_downgrade_says_when_it_cannot_be_one(capsys: pytest.CaptureFixture[str], db: list[str]) -> None:
+    """migrate downgrade to the current revision has nothing to do; to a higher one it
+    names the upgrade command; neither changes the database."""
+    from checkpoint_pg import migrate
+
+    head = migrate.head()
+    older = [r for r, _, _ in migrate.history()][-2]
+    code, out, _ = cli(capsys, "migrate", "downgrade", head, "--yes", *db)
+    assert code == 0 and f"already at {head}: nothing to do" in out
+    assert cli(capsys, "migrate", "downgrade", older, "--yes", *db)[0] == 0
+    code, _, err = cli(capsys, "migrate", "downgrade", head, "--yes", *db)
+    assert code == 2 and f"above the database's revision {older}" in err and "migrate upgrade" in err
+    code, out, _ = cli(capsys, "migrate", "current", "--json", *db)
+    assert json.loads(out)["current"] == older
+    # nor does the demo migrate a database that holds data: that is its owner's call
+    code, _, err = cli(capsys, "demo", "--thread", "fresh", *db)
+    assert code == 1 and f"at schema revision {older}" in err and "checkpoint-pg migrate upgrade" in err
+    code, out, _ = cli(capsys, "migrate", "current", "--json", *db)
+    assert json.loads(out)["current"] == older
+
+
+def test_prune_interrupted_says_how_far_it_got(
+    capsys: pytest.CaptureFixture[str], db: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C between two batches of prune --older-than: exit 130, and the message says
+    how many stale threads were done (each batch of 100 is its own transaction)."""
+    import time
+
+    url, prefix = db[1], db[3]
+    cls = _saver_cls(url)
+    with cls.from_conn_string(url, prefix=prefix) as saver:
+        graph = build_chain(saver)
+        for i in range(130):
+            graph.invoke({"log": []}, {"configurable": {"thread_id": f"old-{i:03d}"}})
+    time.sleep(1.2)
+    real_prune, calls = cls.prune, []
+
+    def prune_then_interrupt(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_prune(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "prune", prune_then_interrupt)
+    code, _, err = cli(capsys, "prune", "--older-than", "1s", "--yes", *db)
+    assert code == 130 and "interrupted: 100 of 132 stale threads deleted" in err and "again" in err
+    assert len(_thread_ids(capsys, db)) == 32
+
+
+def test_import_names_the_file_that_is_not_a_database(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """import-langgraph --from a file that is not SQLite blames that file, not --url."""
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a database, just text " * 100)
+    target = str(tmp_path / "ours.db")
+    code, _, err = cli(capsys, "import-langgraph", "--from", str(bad), "--url", target)
+    assert code == 2 and "--from" in err and "notes.txt" in err and "ours.db" not in err, err
+    assert not Path(target).exists()
 
 
 # -- read-only databases ---------------------------------------------------------------------
@@ -767,6 +896,10 @@ def test_read_commands_as_a_read_only_postgres_role(
         assert code == 0, (argv, err)
     code, _, err = cli(capsys, "delete", "demo", "--yes", "--url", readonly_role, "--prefix", prefix)
     assert code == 1 and err.count("\n") == 1 and "permission denied" in err
+    # a migration refused through SQLAlchemy: the driver's one line, not SQLAlchemy's
+    # text with the whole statement in it
+    code, _, err = cli(capsys, "migrate", "downgrade", "0010", "--yes", "--url", readonly_role, "--prefix", prefix)
+    assert code == 1 and err.count("\n") == 1 and "[SQL:" not in err and len(err) < 400, err
 
     import argparse
 

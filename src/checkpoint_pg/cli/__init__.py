@@ -83,11 +83,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"checkpoint-pg: error: {_cli_message(args, exc)}", file=sys.stderr)
         return _exit_code(exc)
     except sqlite3.Error as exc:
-        print(f"checkpoint-pg: error: SQLite: {_one_line(exc)} ({_display_url(args)})", file=sys.stderr)
+        where = f"({_display_url(args)}){_sqlite_hint(exc)}"
+        print(f"checkpoint-pg: error: SQLite: {_one_line(exc)} {where}", file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - driver errors: one line, not a traceback
         mod = type(exc).__module__.split(".")[0]
         if mod in ("psycopg", "psycopg_pool", "sqlalchemy", "alembic"):
-            print(f"checkpoint-pg: error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+            # SQLAlchemy's text repeats the whole statement ([SQL: ...]): the driver's error says it
+            cause = getattr(exc, "orig", None) or exc
+            print(f"checkpoint-pg: error: {type(cause).__name__}: {_one_line(cause)}", file=sys.stderr)
             return 1
         raise
+
+
+def _sqlite_hint(exc: sqlite3.Error) -> str:
+    text = str(exc)
+    if "unable to open database file" in text or "readonly database" in text:
+        return (
+            ": check that the file exists and that you may read it (and, for a command that "
+            "writes, write it and its directory)"
+        )
+    return ""

@@ -8,12 +8,13 @@ from checkpoint_pg.cli.shared import (
     DEFAULT_URL,
     AddCommand,
     UsageError,
+    _current,
     _display_url,
     _print_json,
     _url,
     open_saver,
 )
-from checkpoint_pg.errors import CheckpointPgError
+from checkpoint_pg.errors import CheckpointPgError, SchemaVersionError
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -21,8 +22,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from checkpoint_pg.demo import run_demo
     except ImportError as exc:  # pragma: no cover - demo.py ships with the package
         raise CheckpointPgError(f"the demo is not available in this installation: {exc}") from None
+    from checkpoint_pg import migrate
     from checkpoint_pg.inspect import Inspector
 
+    current, head = _current(args), migrate.head()
+    if current not in (None, head):
+        # a database that already holds data is migrated when its owner says so, not by a demo
+        raise SchemaVersionError(
+            f"{_display_url(args)} is at schema revision {current}, not {head}; the demo sets up "
+            "only a new database or one at head",
+            current=current,
+            expected=head,
+            upgrade_url=_display_url(args) if migrate.known(current) else None,
+        )
     with open_saver(args, write=True) as saver:
         saver.setup()
         if Inspector(saver).checkpoint_keys(args.thread):

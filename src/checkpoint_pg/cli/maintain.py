@@ -16,6 +16,7 @@ from checkpoint_pg.cli.shared import (
     _destructive,
     _human_bytes,
     _inspector,
+    _require_threads,
     _report,
     _when,
     open_saver,
@@ -56,7 +57,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
             },
             f"would {what}",
         )
-    if not _confirm(args, what.capitalize() + "?"):
+    if not _confirm(args, what + "?"):
         print("cancelled", file=sys.stderr)
         return 1
     with open_saver(args, write=True) as saver:
@@ -86,7 +87,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
             {"dry_run": True, "source": args.src, "target": args.dst, "checkpoints": len(keys)},
             f"would {what}",
         )
-    if not _confirm(args, what.capitalize() + "?"):
+    if not _confirm(args, what + "?"):
         print("cancelled", file=sys.stderr)
         return 1
     with open_saver(args, write=True) as saver:
@@ -101,6 +102,8 @@ def cmd_copy(args: argparse.Namespace) -> int:
 def cmd_unlock(args: argparse.Namespace) -> int:
     with _inspector(args) as ins:
         lease = ins.lease(args.thread)
+        if lease is None:
+            _require_threads(ins, [args.thread])
     if lease is None:
         return _report(
             args,
@@ -117,7 +120,7 @@ def cmd_unlock(args: argparse.Namespace) -> int:
             {"dry_run": True, "thread_id": args.thread, "seconds_left": lease.seconds_left},
             f"would {what}",
         )
-    if not _confirm(args, what[0].upper() + what[1:] + "?"):
+    if not _confirm(args, what + "?"):
         print("cancelled", file=sys.stderr)
         return 1
     with open_saver(args, write=True) as saver:
@@ -145,6 +148,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {"dry_run": bool(args.dry_run)}
     messages: list[str] = []
     with _inspector(args) as ins:
+        _require_threads(ins, args.thread or [])
         stale: list[str] = []
         cutoff = None
         if args.older_than is not None:
@@ -171,16 +175,34 @@ def cmd_prune(args: argparse.Namespace) -> int:
         return _report(args, result, f"would {summary}")
     if not stale and not plans:
         return _report(args, result, "nothing to prune")
-    if not _confirm(args, summary[0].upper() + summary[1:] + "?"):
+    if not _confirm(args, summary + "?"):
         print("cancelled", file=sys.stderr)
         return 1
-    with open_saver(args, write=True) as saver:
-        for i in range(0, len(stale), 100):
-            # a thread written since the plan was drawn up is kept: checked again
-            # under the thread's lock as it is deleted
-            saver.prune(stale[i : i + 100], strategy="delete", updated_before=cutoff)
+    done = 0
+    try:
+        with open_saver(args, write=True) as saver:
+            for i in range(0, len(stale), 100):
+                # a thread written since the plan was drawn up is kept: checked again
+                # under the thread's lock as it is deleted
+                saver.prune(stale[i : i + 100], strategy="delete", updated_before=cutoff)
+                done = min(i + 100, len(stale))
+            if plans:
+                keep_last(saver, [p.thread_id for p in plans], args.keep_last)
+    except KeyboardInterrupt:
+        # each batch is its own transaction: say how far it got, so nobody guesses
+        parts = [f"{done} of {len(stale)} stale threads deleted (or kept, written since)"] if stale else []
         if plans:
-            keep_last(saver, [p.thread_id for p in plans], args.keep_last)
+            parts.append(
+                "trimming to --keep-last was under way"
+                if done == len(stale)
+                else "no thread trimmed to --keep-last yet"
+            )
+        print(
+            f"checkpoint-pg: interrupted: {'; '.join(parts)}. What was done stays done and the "
+            "rest is untouched: run the same command again to finish",
+            file=sys.stderr,
+        )
+        return 130
     if stale:
         with _inspector(args) as ins:
             kept = [t for t in stale if ins.checkpoint_keys(t)]

@@ -21,7 +21,7 @@ from checkpoint_pg.cli.shared import (
     _sa_connection,
     _url,
 )
-from checkpoint_pg.errors import CheckpointPgError
+from checkpoint_pg.errors import CheckpointPgError, NotFoundError
 from checkpoint_pg.schema import build_tables
 
 
@@ -94,12 +94,15 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         )
         return _report(args, {"from": before, "to": after}, text)
     if action == "downgrade":
+        nothing = _downgrade_check(args, _current(args), args.revision)
+        if nothing is not None:
+            return nothing
         what = f"downgrade {_display_url(args)} to {args.revision}" + (
             " (drops every checkpoint_pg table and all their data)" if args.revision == "base" else ""
         )
         if args.dry_run:
             return _report(args, {"dry_run": True, "downgrade_to": args.revision}, f"would {what}")
-        if not _confirm(args, what[0].upper() + what[1:] + "?"):
+        if not _confirm(args, what + "?"):
             print("cancelled", file=sys.stderr)
             return 1
         with _sa_connection(args, write=True, create=False) as conn:
@@ -126,19 +129,45 @@ def _revision_index(revision: str | None) -> int | None:
     return found[0] if len(found) == 1 else None
 
 
-def _upgrade_plan(args: argparse.Namespace, before: str | None, target: str) -> int:
-    """What ``migrate upgrade --dry-run`` reports: the step from the database's revision."""
+def _positions(before: str | None, target: str, newer: str) -> tuple[list[str], int]:
+    """The revisions in order and the index of ``target`` in them, once the database's
+    revision ``before`` is one this release knows (``newer`` says what to do if not)."""
     from checkpoint_pg import migrate
 
     if before is not None and not migrate.known(before):
         raise CheckpointPgError(
             f"the database is at revision {before}, which this release does not know: it was migrated "
-            "by a newer release; upgrade the checkpoint-pg package instead of migrating"
+            f"by a newer release; {newer}"
         )
     to = _revision_index(target)
     if to is None:
         raise UsageError(f"unknown revision {target!r}: see them with `checkpoint-pg migrate history`")
-    order = [r for r, _, _ in migrate.history()]
+    return [r for r, _, _ in migrate.history()], to
+
+
+def _downgrade_check(args: argparse.Namespace, before: str | None, target: str) -> int | None:
+    """Refuse a downgrade that cannot be one (no tables, an unknown or a higher
+    revision), report one with nothing to do; None when there is a downgrade to run."""
+    if before is None:
+        raise NotFoundError(
+            f"{_display_url(args)} has no checkpoint_pg tables (prefix {args.prefix!r}): nothing to downgrade"
+        )
+    order, to = _positions(before, target, "downgrade with that release")
+    at = order.index(before)
+    if to > at:
+        raise UsageError(
+            f"revision {order[to]} is above the database's revision {before}: to move up, run "
+            f"`checkpoint-pg migrate upgrade {order[to]} {_db_options(args)}`"
+        )
+    if to == at:
+        data = {"dry_run": bool(args.dry_run), "from": before, "to": before}
+        return _report(args, data, f"already at {before}: nothing to do")
+    return None
+
+
+def _upgrade_plan(args: argparse.Namespace, before: str | None, target: str) -> int:
+    """What ``migrate upgrade --dry-run`` reports: the step from the database's revision."""
+    order, to = _positions(before, target, "upgrade the checkpoint-pg package instead of migrating")
     if before is not None and order.index(before) >= to:
         where = f"{before} (head)" if target == "head" else f"{before}, at or past {target}"
         return _report(

@@ -22,6 +22,7 @@ from checkpoint_pg.cli.shared import (
     _ns_option,
     _one_line,
     _print_json,
+    _require_threads,
     _sa_connection,
     _text,
 )
@@ -118,6 +119,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.top < 0:
         raise UsageError(f"--top must be 0 (all threads) or more, got {args.top}")
     with _inspector(args) as ins:
+        _require_threads(ins, args.thread or [])
         st = ins.stats(args.thread or None)
     if args.json:
         _print_json(st.to_dict())

@@ -10,9 +10,10 @@ import contextlib
 import json
 import math
 import os
+import re
 import shlex
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,18 @@ def _inspector(args: argparse.Namespace) -> Iterator[Any]:
 
     with open_saver(args, write=False) as saver:
         yield Inspector(saver)
+
+
+def _require_threads(ins: Any, thread_ids: Sequence[str]) -> None:
+    """Refuse thread ids that name no stored thread (a typo must not look like "nothing to do")."""
+    unknown = [t for t in thread_ids if not ins.checkpoint_keys(t)]
+    if unknown:
+        from checkpoint_pg.errors import NotFoundError
+
+        listed = ", ".join(repr(t) for t in unknown[:10])
+        if len(unknown) > 10:
+            listed += f" and {len(unknown) - 10} more"
+        raise NotFoundError(f"no thread {listed} in this database: see `checkpoint-pg threads`")
 
 
 @contextlib.contextmanager
@@ -243,20 +256,40 @@ def _report(args: argparse.Namespace, data: dict[str, Any], text: str) -> int:
     if args.json:
         _print_json(data)
     else:
-        print(text)
+        print(_shorten(text))
     return 0
+
+
+def _sentence(text: str) -> str:
+    """``text`` with its first letter capitalized, and nothing else changed (ids keep their case)."""
+    return text[:1].upper() + text[1:]
+
+
+_LONG_WORD = re.compile(r"\S{201,}")
+
+
+def _shorten(text: str) -> str:
+    """A message with every run of over 200 non-space characters (a pasted value, an
+    id gone wrong) cut to its first 80 and a count: one line stays one line."""
+    return _LONG_WORD.sub(lambda m: f"{m.group(0)[:80]}...({len(m.group(0))} characters)", text)
 
 
 # -- asking --------------------------------------------------------------------------
 
 
 def _confirm(args: argparse.Namespace, question: str) -> bool:
+    """Ask on the terminal; the question goes to stderr, so stdout (--json) stays the result's."""
     if args.yes:
         return True
+    question = _shorten(_sentence(question))
     if not sys.stdin or not sys.stdin.isatty():
         raise UsageError(f"{question}: stdin is not a terminal to confirm; pass --yes to proceed")
-    answer = input(f"{question} [y/N] ").strip().lower()
-    return answer in ("y", "yes")
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    line = sys.stdin.readline()
+    if not line:  # end of input (Ctrl-D): no
+        print(file=sys.stderr)
+        return False
+    return line.strip().lower() in ("y", "yes")
 
 
 # -- error messages ------------------------------------------------------------------
@@ -292,7 +325,7 @@ def _display_url(args: argparse.Namespace) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    return _shorten(" ".join(str(exc).split())) or type(exc).__name__
 
 
 # -- options -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ what is there (idempotent) and an interrupted one resumes where it stopped.
 
 from __future__ import annotations
 
+import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -121,9 +122,19 @@ def open_incumbent(url: str) -> Iterator[_Source]:
     if not Path(path).is_file():
         raise NotFoundError(f"no SQLite file at {path!r}: pass the file langgraph-checkpoint-sqlite wrote")
     # read-only, also from a directory it cannot write (a copied backup): as our read commands
-    conn = connect_sqlite(path, read_only=True)
     try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        conn = connect_sqlite(path, read_only=True)
+    except sqlite3.Error as exc:
+        raise ConfigError(f"cannot open --from {path!r} ({exc}): pass the file langgraph-checkpoint-sqlite wrote") from None
+    try:
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            # said here: the CLI would name the target database (--url) for a bare sqlite3 error
+            raise ConfigError(
+                f"--from {path!r} is not a SQLite database ({exc}): pass the file "
+                "langgraph-checkpoint-sqlite wrote"
+            ) from None
         if not {"checkpoints", "writes"} <= tables:
             raise NotFoundError(f"{path!r} has no langgraph-checkpoint-sqlite tables (checkpoints, writes)")
         cols = {r[1] for r in conn.execute("PRAGMA table_info(writes)")}

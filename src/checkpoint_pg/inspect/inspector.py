@@ -22,7 +22,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointTuple
 
 from checkpoint_pg.core import ops as core_ops
-from checkpoint_pg.core.config import check_filter
+from checkpoint_pg.core.config import check_filter, normalize_thread_id
 from checkpoint_pg.core.ops import Batch, Memo, Op
 from checkpoint_pg.errors import ConfigError, NotFoundError
 from checkpoint_pg.inspect.model import (
@@ -111,9 +111,8 @@ def _decode_cursor(cursor: str, backend: str) -> tuple[Any, str]:
 
 
 def _check_thread_id(thread_id: Any) -> str:
-    if not isinstance(thread_id, str) or not thread_id:
-        raise ConfigError(f"thread_id must be a non-empty str, got {thread_id!r}")
-    return thread_id
+    # the savers' rule, so that every thread they store can be inspected (even "")
+    return normalize_thread_id(thread_id)
 
 
 def _listed(items: Sequence[str], most: int = 10) -> str:
@@ -187,13 +186,18 @@ class Inspector:
 
         ``filter`` matches the metadata of each thread's latest root checkpoint
         (top-level keys, equal values). Page with ``offset`` or, cheaper on big
-        tables, with the ``next_cursor`` of the previous page. ``sizes=False``
+        tables, with the ``next_cursor`` of the previous page (not both). ``sizes=False``
         skips the per-thread checkpoint count and byte size.
         """
         if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise ConfigError(f"limit must be an int from 1 to {MAX_PAGE}, got {limit!r}")
         if not isinstance(offset, int) or offset < 0:
             raise ConfigError(f"offset must be an int >= 0, got {offset!r}")
+        if offset and cursor:
+            raise ConfigError(
+                f"offset {offset} and a cursor: page with one of them (the cursor already says "
+                "where the previous page ended)"
+            )
         checked = thread_filter(filter)
         cur = _decode_cursor(cursor, self.sql.name) if cursor else None
         stmt = self.sql.list_threads(

@@ -30,7 +30,14 @@ def parse_duration(text: str) -> dt.timedelta:
     m = _DURATION.match(str(text))
     if not m:
         raise ConfigError(f"invalid duration {text!r}: use a number and a unit, s m h d or w (e.g. 30d, 12h)")
-    return dt.timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    try:
+        delta = dt.timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+        dt.datetime.now(dt.timezone.utc) - delta  # a cutoff that is a date
+    except (OverflowError, ValueError):
+        raise ConfigError(
+            f"duration {text!r} reaches back before the year 1: no thread is that old"
+        ) from None
+    return delta
 
 
 @dataclass
