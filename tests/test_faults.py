@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
@@ -670,3 +671,120 @@ def test_retry_policy_gives_each_failure_one_more_attempt() -> None:
     with pytest.raises(ValueError):
         Retry(cache, write=True).after(ValueError("bad input"))
     assert cache.get(("t", "", "messages")) is None
+
+
+# --------------------------------------------------------------------------
+# Cancellation (asyncio timeouts, task.cancel) of async saver calls
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_the_first_call_after_setup_survives_a_dead_connection(fresh_pg_url: str, mode: str) -> None:
+    """The schema check of a saver's first call runs on a pooled connection too: when
+    the server closed it meanwhile, the call is retried on a fresh one, as every call
+    is, instead of raising an internal error."""
+    from checkpoint_pg import AsyncPostgresSaver, PostgresSaver
+
+    app = f"first-{uuid.uuid4().hex[:8]}"
+    url = f"{fresh_pg_url}?application_name={app}"
+    config = {"configurable": {"thread_id": "first-call"}}
+    if mode == "sync":
+        with PostgresSaver.from_conn_string(fresh_pg_url) as admin:
+            admin.setup()
+        with PostgresSaver.from_conn_string(url, pool_size=1) as saver:
+            assert pg_terminate(fresh_pg_url, application_name=app) == 1
+            assert saver.get_tuple(config) is None
+    else:
+        async with AsyncPostgresSaver.from_conn_string(fresh_pg_url) as admin:
+            await admin.asetup()
+        async with AsyncPostgresSaver.from_conn_string(url, pool_size=1) as saver:
+            assert await asyncio.to_thread(pg_terminate, fresh_pg_url, application_name=app) == 1
+            assert await saver.aget_tuple(config) is None
+
+
+async def test_a_cancellation_during_the_reconnect_is_not_lost(fresh_pg_url: str) -> None:
+    """A call that met a dead pooled connection checks the pool before it runs again;
+    psycopg_pool's check takes a cancellation arriving then for a broken connection's
+    and goes on. The caller's cancellation must still end the call (a graph run under
+    a timeout would otherwise go on past its deadline)."""
+    from checkpoint_pg import AsyncPostgresSaver
+
+    app = f"cancel-{uuid.uuid4().hex[:8]}"
+    async with AsyncPostgresSaver.from_conn_string(f"{fresh_pg_url}?application_name={app}", pool_size=2) as saver:
+        await saver.asetup()
+        config = {"configurable": {"thread_id": "cancel-reconnect"}}
+        await asyncio.gather(saver.aget_tuple(config), saver.aget_tuple(config))  # two connections
+        real = saver._adrop_dead_connections
+
+        async def cancelled_while_checking() -> None:
+            asyncio.current_task().cancel()  # the caller's timeout fires now
+            await real()
+
+        saver._adrop_dead_connections = cancelled_while_checking
+        assert await asyncio.to_thread(pg_terminate, fresh_pg_url, application_name=app) >= 1
+        with pytest.raises(asyncio.CancelledError):
+            await saver.aget_tuple(config)
+        saver._adrop_dead_connections = real
+        assert await saver.aget_tuple(config) is None
+
+
+async def test_a_write_cancelled_in_flight_runs_to_its_end(fresh_pg_url: str) -> None:
+    """A put whose caller is cancelled while its statement waits (here on a row lock
+    another session holds) still completes, bookkeeping included, and the caller then
+    gets CancelledError: cut off half-way, its SQL could commit without what keeps
+    each message stored once. The saver goes on working."""
+    import psycopg
+
+    from checkpoint_pg import AsyncPostgresSaver
+
+    async with AsyncPostgresSaver.from_conn_string(fresh_pg_url) as saver:
+        await saver.asetup()
+        thread = f"inflight-{uuid.uuid4().hex[:8]}"
+        config = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+        v1 = saver.get_next_version(None, None)
+        first = empty_checkpoint()
+        first["channel_values"] = {"n": 1}
+        first["channel_versions"] = {"n": v1}
+        config = await saver.aput(config, first, {"step": 0}, {"n": v1})
+        blocker = await psycopg.AsyncConnection.connect(fresh_pg_url)
+        await blocker.execute("SELECT 1 FROM cpg_threads WHERE thread_id = %s FOR UPDATE", (thread,))
+        v2 = saver.get_next_version(v1, None)
+        second = empty_checkpoint()
+        second["channel_values"] = {"n": 2}
+        second["channel_versions"] = {"n": v2}
+        put = asyncio.create_task(saver.aput(config, second, {"step": 1}, {"n": v2}))
+        await asyncio.sleep(0.3)  # the put waits for the lock
+        put.cancel()
+        await asyncio.sleep(0.1)
+        assert not put.done()  # still finishing its write
+        await blocker.commit()
+        await blocker.close()
+        with pytest.raises(asyncio.CancelledError):
+            await put
+        got = await saver.aget_tuple({"configurable": {"thread_id": thread}})
+        assert got.checkpoint["id"] == second["id"] and got.checkpoint["channel_values"] == {"n": 2}
+
+
+async def test_a_lease_taken_while_its_caller_was_cancelled_is_given_back(tmp_path) -> None:
+    """alease under a timeout that fires while the lease is being taken (here: another
+    connection holds SQLite's write lock): the lease is given back, so the run can take
+    it again at once instead of finding the thread leased to nobody for the ttl."""
+    from checkpoint_pg import AsyncSqliteSaver
+
+    path = str(tmp_path / "lease.db")
+    async with AsyncSqliteSaver.from_conn_string(path) as saver:
+        await saver.asetup()
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        timer = threading.Timer(0.4, other.execute, ("COMMIT",))
+        timer.start()
+
+        async def run() -> None:
+            async with saver.alease("leased-run"):
+                await asyncio.sleep(0)
+
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(run(), 0.1)
+        timer.join()
+        other.close()
+        await run()  # not ThreadBusyError

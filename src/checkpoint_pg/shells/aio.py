@@ -48,6 +48,31 @@ async def adrive(
         return stop.value
 
 
+async def _finish_then_cancel(work: Awaitable[Any]) -> Any:
+    """Await ``work`` to its end whatever happens to the caller; if the caller was
+    cancelled meanwhile, raise CancelledError then (``work``'s outcome is dropped)."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if task.done():  # the work itself was cancelled, not its caller
+            raise
+    while not task.done():
+        try:
+            await asyncio.wait((task,))
+        except asyncio.CancelledError:
+            pass  # cancelled again: still finishing
+    if not task.cancelled():
+        task.exception()  # retrieved: what the caller hears of is its cancellation
+    raise asyncio.CancelledError
+
+
+def _raise_if_cancelled() -> None:
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class AsyncSaver(SaverBase):
     """BaseCheckpointSaver on an asyncio connection; subclasses provide `_arun`."""
 
@@ -60,17 +85,31 @@ class AsyncSaver(SaverBase):
         raise NotImplementedError  # provided by the backend (postgres.py / sqlite.py)
 
     async def _ado(self, call: Call) -> Any:
-        """Run the operation ``call`` builds, again when `Retry` says so."""
+        """Run the operation ``call`` builds, again when `Retry` says so.
+
+        A write runs to its end even if the caller is cancelled meanwhile, and
+        CancelledError is raised after it: cut off once its SQL was sent, it could
+        commit without the bookkeeping that keeps each message stored once (see
+        `ops.WrittenMessages`), or take a lease nobody would give back.
+        """
+        if call.write:
+            return await _finish_then_cancel(self._attempts(call))
+        return await self._attempts(call)
+
+    async def _attempts(self, call: Call) -> Any:
         make, txn, write = call
-        if not self._schema_ok:
-            self._check_revision(await self._arun(self._schema_op(), txn=False))
         retry = Retry(self.ctx.cache, write)
         while True:
             try:
+                if not self._schema_ok:  # in the loop: its connection may be a dead one too
+                    self._check_revision(await self._arun(self._schema_op(), txn=False))
                 return await self._arun(make(), txn=txn, write=write)
             except BaseException as exc:  # noqa: BLE001 - Retry re-raises what it does not retry
                 if retry.after(exc) is Retry.RECONNECT:
                     await self._adrop_dead_connections()
+                    # the pool's check takes a cancellation for a broken connection's
+                    # and goes on: the caller's must not be lost
+                    _raise_if_cancelled()
 
     def _sync(self, name: str, coro_fn: Callable[[], Awaitable[Any]]) -> Any:
         try:
@@ -117,12 +156,21 @@ class AsyncSaver(SaverBase):
         """Hold a thread against every other writer while the block runs (see
         `checkpoint_pg.PostgresSaver.lease`; the same for ``async with``)."""
         lease = self._new_lease(thread, ttl)
-        await self._ado(self._write_call(ops.take_lease, lease))
+
+        def release() -> Awaitable[Any]:
+            return self._ado(self._write_call(ops.release_lease, lease))
+
+        try:
+            await self._ado(self._write_call(ops.take_lease, lease))
+        except BaseException:
+            # refused (nothing to give back), or cancelled once it was taken
+            await arelease_quietly(release, lease)
+            raise
         try:
             with leases.holding(self.ctx.lease_key, lease, self.ctx.leases):
                 yield lease
         finally:
-            await arelease_quietly(lambda: self._ado(self._write_call(ops.release_lease, lease)), lease)
+            await arelease_quietly(release, lease)
 
     async def arenew_lease(self, lease: leases.Lease) -> None:
         """Extend a held lease by its ttl from now (for steps longer than the ttl)."""
@@ -138,15 +186,21 @@ class AsyncSaver(SaverBase):
     def lease(self, thread: Any, *, ttl: float = leases.DEFAULT_TTL) -> Iterator[leases.Lease]:
         """`alease` for a ``with`` block in another thread than the saver's loop."""
         lease = self._new_lease(thread, ttl)
-        self._sync("lease", lambda: self._ado(self._write_call(ops.take_lease, lease)))
+
+        def release() -> None:
+            self._sync("lease", lambda: self._ado(self._write_call(ops.release_lease, lease)))
+
+        try:
+            self._sync("lease", lambda: self._ado(self._write_call(ops.take_lease, lease)))
+        except BaseException:
+            # refused, or interrupted while the loop took it anyway
+            release_quietly(release, lease)
+            raise
         try:
             with leases.holding(self.ctx.lease_key, lease, self.ctx.leases):
                 yield lease
         finally:
-            release_quietly(
-                lambda: self._sync("lease", lambda: self._ado(self._write_call(ops.release_lease, lease))),
-                lease,
-            )
+            release_quietly(release, lease)
 
     def renew_lease(self, lease: leases.Lease) -> None:
         self._sync("renew_lease", lambda: self.arenew_lease(lease))

@@ -75,10 +75,10 @@ class SyncSaver(SaverBase):
     def _do(self, call: Call) -> Any:
         """Run the operation ``call`` builds, again when `Retry` says so."""
         make, txn, write = call
-        self._ensure_schema()
         retry = Retry(self.ctx.cache, write)
         while True:
             try:
+                self._ensure_schema()  # in the loop: its connection may be a dead one too
                 return self._run(make(), txn=txn, write=write)
             except BaseException as exc:  # noqa: BLE001 - Retry re-raises what it does not retry
                 if retry.after(exc) is Retry.RECONNECT:
@@ -177,12 +177,21 @@ class SyncSaver(SaverBase):
         lease lapses ``ttl`` seconds after its last put.
         """
         lease = self._new_lease(thread, ttl)
-        self._do(self._write_call(ops.take_lease, lease))
+
+        def release() -> None:
+            self._do(self._write_call(ops.release_lease, lease))
+
+        try:
+            self._do(self._write_call(ops.take_lease, lease))
+        except BaseException:
+            # refused (nothing to give back), or interrupted after it was taken
+            release_quietly(release, lease)
+            raise
         try:
             with leases.holding(self.ctx.lease_key, lease, self.ctx.leases):
                 yield lease
         finally:
-            release_quietly(lambda: self._do(self._write_call(ops.release_lease, lease)), lease)
+            release_quietly(release, lease)
 
     def renew_lease(self, lease: leases.Lease) -> None:
         """Extend a held lease by its ttl from now (for steps longer than the ttl)."""
