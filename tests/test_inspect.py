@@ -477,6 +477,21 @@ def test_update_state_names_the_node_it_was_applied_as(saver: Any, inspector: An
         ]
 
 
+def test_updates_of_a_checkpoint_that_already_had_a_child_show_what_they_changed(
+    saver: Any, inspector: Any
+) -> None:
+    """update_state on a past checkpoint (time travel) keeps no writes of its own, there
+    being a child already: history shows what each update changed, under "(update)"."""
+    chain = build_chain(saver)
+    cfg = _thread("fork-edits")
+    chain.invoke({"log": []}, cfg)
+    past = [s for s in chain.get_state_history(cfg) if s.metadata["step"] == 1][0].config
+    chain.update_state(past, {"log": ["edit1"]}, as_node="a")
+    chain.update_state(past, {"log": ["edit2"]}, as_node="a")
+    updates = [e.updates for e in inspector.history(_tid(cfg)) if e.source == "update"]
+    assert updates == [{"(update)": {"log": ["edit1"]}}, {"(update)": {"log": ["edit2"]}}]
+
+
 def test_next_is_what_langgraph_would_run(saver: Any, inspector: Any) -> None:
     """show().next equals graph.get_state(config).next at every checkpoint of every namespace:
     joins, Sends, subgraphs, interrupts, input checkpoints."""

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from checkpoint_pg.inspect.model import CheckpointRecord
 from checkpoint_pg.inspect.render import is_message, to_jsonable
 
-__all__ = ["list_diff", "content_key", "fill_message_ids"]
+__all__ = ["list_diff", "content_key", "fill_message_ids", "changed_values"]
 
 
 def _list_key(value: Any) -> Any:
@@ -42,6 +42,27 @@ def list_diff(before: list[Any], after: list[Any]) -> tuple[list[Any], list[Any]
             added.append(v)
     removed = [v for q in remaining.values() for v in q]
     return added, removed, changed
+
+
+def changed_values(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """What a checkpoint's state channels gained over its parent's, as an update would
+    carry it: a list's new and edited elements, any other value whole. LangGraph's own
+    channels (``branch:...``, ``__start__``...) are left out."""
+    out: dict[str, Any] = {}
+    for ch, value in after.items():
+        if ch.startswith(("__", "branch:", "join:")):
+            continue
+        old = before.get(ch, _ABSENT)
+        if isinstance(value, list) and isinstance(old, list):
+            added, _, edited = list_diff(old, value)
+            if added or edited:
+                out[ch] = added + [new for _, new in edited]
+        elif old is _ABSENT or content_key(old) != content_key(value):
+            out[ch] = value
+    return out
+
+
+_ABSENT = object()
 
 
 def content_key(msg: Any) -> str:

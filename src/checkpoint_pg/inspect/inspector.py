@@ -44,7 +44,7 @@ from checkpoint_pg.inspect.model import (
     split_runs,
     task_name,
 )
-from checkpoint_pg.inspect.diffing import content_key, fill_message_ids, list_diff
+from checkpoint_pg.inspect.diffing import changed_values, content_key, fill_message_ids, list_diff
 from checkpoint_pg.inspect.views import (
     ChannelDiff,
     CheckpointView,
@@ -400,6 +400,12 @@ class Inspector:
                     # update_state stored its writes on the checkpoint it updated
                     entry.updates = group_updates([t for t in parent.edits if t.path], keys)
                     entry.input = {ch: v for t in parent.edits if not t.path for ch, v in t.writes}
+                elif parent is not None and c.source == "update":
+                    # an update of a checkpoint that already had a child (or another
+                    # update): LangGraph kept no writes of its own, so show what changed
+                    changed = changed_values(parent.channel_values or {}, c.channel_values or {})
+                    if changed:
+                        entry.updates = {EDIT: changed}
                 for t in c.ran:
                     if t.interrupts:
                         vals = []
