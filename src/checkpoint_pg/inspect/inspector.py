@@ -2,7 +2,7 @@
 
 What it returns is declared in `checkpoint_pg.inspect.views`; how list values
 are compared, in `checkpoint_pg.inspect.diffing`; what a thread's steps mean
-(tasks, updates, runs), in `checkpoint_pg.inspect.model`.
+(tasks, updates), in `checkpoint_pg.inspect.model`, `naming` and `runs`.
 
 Every read runs as one operation in one transaction (on Postgres a
 ``REPEATABLE READ, READ ONLY`` one), so a listing is a consistent snapshot
@@ -37,13 +37,12 @@ from checkpoint_pg.inspect.model import (
     Run,
     TaskRecord,
     ThreadRecord,
-    annotate,
-    edit_task_id,
     group_updates,
     output_keys,
-    split_runs,
     task_name,
 )
+from checkpoint_pg.inspect.naming import annotate, edit_task_id
+from checkpoint_pg.inspect.runs import split_runs
 from checkpoint_pg.inspect.diffing import changed_values, content_key, fill_message_ids, list_diff
 from checkpoint_pg.inspect.views import (
     ChannelDiff,
