@@ -662,6 +662,42 @@ def test_each_revision_steps_down_and_up_with_data(db: Db) -> None:
     assert revisions[-1] == migrate.head()
 
 
+def test_the_advised_upgrade_command_migrates_the_savers_own_tables(db: Db) -> None:
+    """A saver with its own prefix (and Postgres schema) on a database behind head names
+    the upgrade command with those options: run as written, it migrates that saver's
+    tables (without them it would set up a new default store and leave these behind)."""
+    import re
+    import shlex
+
+    from checkpoint_pg import SchemaVersionError, migrate
+    from checkpoint_pg.cli import main
+    from checkpoint_pg.schema import build_tables
+
+    options = {"prefix": "app_", **({"schema": "agents"} if db.backend == "postgres" else {})}
+    tables = build_tables(options["prefix"], options.get("schema"))
+    with db.saver(**options) as saver:
+        config = write_thread(saver)
+    older = [rev for rev, _, _ in migrate.history()][-2]
+    with db.connect() as conn:
+        migrate.downgrade(conn, tables, older)
+    for to_base in (False, True):
+        with db.saver(setup=False, **options) as saver:
+            if to_base:  # the same for a database that has none of these tables
+                with db.connect() as conn:
+                    migrate.downgrade(conn, tables, "base")
+            with pytest.raises(SchemaVersionError) as info:
+                saver.get_tuple(config)
+        (command,) = re.findall(r"run `checkpoint-pg (migrate upgrade [^`]+)`", str(info.value))
+        assert "--prefix app_" in command and ("--schema agents" in command) == (db.backend == "postgres")
+        assert main(shlex.split(command)) == 0
+        with db.connect() as conn:
+            assert migrate.current(conn, tables) == migrate.head()
+            assert migrate.current(conn, build_tables()) is None  # no default store made
+    with db.saver(setup=False, **options) as saver:
+        assert saver.get_tuple(config) is None  # the downgrade to base dropped the thread
+        write_thread(saver)
+
+
 def test_database_without_tables_is_refused_naming_the_upgrade_command(db: Db) -> None:
     """A saver on a database that was never set up says to run setup() / the upgrade command."""
     from checkpoint_pg import SchemaVersionError

@@ -20,6 +20,7 @@ so the tables can be distributed by thread.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -27,7 +28,7 @@ from sqlalchemy.dialects import postgresql
 
 from checkpoint_pg.errors import ConfigError
 
-__all__ = ["Tables", "build_tables", "DEFAULT_PREFIX", "KIND"]
+__all__ = ["Tables", "build_tables", "store_options", "DEFAULT_PREFIX", "KIND"]
 
 DEFAULT_PREFIX = "cpg_"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
@@ -76,6 +77,13 @@ def check_identifier(value: str, what: str) -> str:
             "starting with a letter or underscore, at most 41 characters"
         )
     return value
+
+
+def store_options(prefix: str, schema: str | None) -> str:
+    """`` --prefix P --schema S`` for a ``checkpoint-pg`` command (each only when not the
+    default), so that a command a message advises acts on these tables, not the default ones."""
+    out = f" --prefix {shlex.quote(prefix)}" if prefix != DEFAULT_PREFIX else ""
+    return out + (f" --schema {shlex.quote(schema)}" if schema else "")
 
 
 def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tables:

@@ -209,7 +209,6 @@ class SqliteSaver(SyncSaver):
         single_writer: bool = False,
     ) -> None:
         self.conn, hint, self._owned = _open(conn)
-        self._runner = _Runner(self.conn, hint)
         self._init_core(
             SqliteSQL,
             serde=serde,
@@ -220,6 +219,7 @@ class SqliteSaver(SyncSaver):
             url_hint=hint,
             single_writer=single_writer,
         )
+        self._runner = _Runner(self.conn, self._url_hint)
 
     @classmethod
     @contextmanager
@@ -261,7 +261,6 @@ class AsyncSqliteSaver(AsyncSaver):
         single_writer: bool = False,
     ) -> None:
         self.conn, hint, self._owned = _open(conn)
-        self._runner = _Runner(self.conn, hint)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-pg-sqlite")
         self.loop = asyncio.get_running_loop()
         self._init_core(
@@ -274,6 +273,7 @@ class AsyncSqliteSaver(AsyncSaver):
             url_hint=hint,
             single_writer=single_writer,
         )
+        self._runner = _Runner(self.conn, self._url_hint)
 
     @classmethod
     @asynccontextmanager

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from checkpoint_pg.errors import ConfigError, NotFoundError, SchemaVersionError
-from checkpoint_pg.schema import DEFAULT_PREFIX, build_tables
+from checkpoint_pg.schema import DEFAULT_PREFIX, build_tables, store_options
 
 ENV_URL = "CHECKPOINT_PG_URL"
 DEFAULT_URL = "./checkpoint_pg_demo.db"
@@ -298,12 +298,7 @@ def _confirm(args: argparse.Namespace, question: str) -> bool:
 def _db_options(args: argparse.Namespace) -> str:
     """``--url URL [--prefix P] [--schema S]`` naming this database, password masked, for commands
     the messages tell the user to run."""
-    opts = f"--url {shlex.quote(_display_url(args))}"
-    if args.prefix != DEFAULT_PREFIX:
-        opts += f" --prefix {shlex.quote(args.prefix)}"
-    if args.schema:
-        opts += f" --schema {shlex.quote(args.schema)}"
-    return opts
+    return f"--url {shlex.quote(_display_url(args))}{store_options(args.prefix, args.schema)}"
 
 
 # The savers' advice to Python users (call setup(), a URL they cannot know from a

@@ -27,7 +27,7 @@ from checkpoint_pg.core.config import normalize_thread_id, target_of
 from checkpoint_pg.core.codec import ValueCodec
 from checkpoint_pg.core.ops import Batch, Ctx, Memo, Op
 from checkpoint_pg.core.values import ListCache
-from checkpoint_pg.schema import DEFAULT_PREFIX, Tables, build_tables
+from checkpoint_pg.schema import DEFAULT_PREFIX, Tables, build_tables, store_options
 from checkpoint_pg.shells.errors import BaseGone, ConnectionLost
 from checkpoint_pg.sql import Stmt
 
@@ -120,7 +120,9 @@ class SaverBase(BaseCheckpointSaver[str]):
             single_writer=single_writer,
             lease_key=id(self),
         )
-        self._url_hint = url_hint
+        # what error messages put after `checkpoint-pg migrate upgrade --url`: these tables'
+        # options too, or the advised command would migrate the default ones
+        self._url_hint = url_hint + store_options(self.tables.prefix, self.tables.schema)
         self._schema_ok = False
 
     def with_allowlist(self, extra_allowlist: Any) -> Any:
