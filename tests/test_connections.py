@@ -274,6 +274,42 @@ async def test_async_postgres_saver_on_an_async_pool(pg_url: str) -> None:
     assert pg_checkpoints(pg_url, pfx, config) == 5
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_setup_migrates_where_the_pools_connections_look(pg_url: str, mode: str) -> None:
+    """A pool whose connections carry options (here a search_path to a schema of their
+    own): setup() and asetup() create the tables where the saver's connections then
+    find them, not in the server's default schema."""
+    import psycopg
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+    from checkpoint_pg import AsyncPostgresSaver, PostgresSaver
+
+    pfx, schema = prefix(), f"tenant_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    kwargs = {"autocommit": True, "prepare_threshold": None, "options": f"-c search_path={schema}"}
+    if mode == "sync":
+        with ConnectionPool(pg_url, min_size=1, max_size=2, kwargs=kwargs, open=True) as pool:
+            saver = PostgresSaver(pool, prefix=pfx)
+            saver.setup()
+            config = run_graph(saver)
+    else:
+        async with AsyncConnectionPool(pg_url, min_size=1, max_size=2, kwargs=kwargs, open=False) as pool:
+            saver = AsyncPostgresSaver(pool, prefix=pfx)
+            await saver.asetup()
+            config = await arun_graph(saver)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        where = conn.execute(
+            "SELECT table_schema FROM information_schema.tables WHERE table_name = %s", (f"{pfx}checkpoints",)
+        ).fetchall()
+        assert where == [(schema,)]
+        n = conn.execute(
+            f'SELECT count(*) FROM "{schema}"."{pfx}checkpoints" WHERE thread_id = %s',
+            (config["configurable"]["thread_id"],),
+        ).fetchone()[0]
+        assert n == 5
+
+
 # --------------------------------------------------------------------------
 # SqliteSaver
 # --------------------------------------------------------------------------

@@ -385,15 +385,19 @@ class AsyncPostgresSaver(AsyncSaver):
 
     async def asetup(self) -> None:
         """Create or upgrade the tables (alembic upgrade to head); idempotent and concurrency-safe."""
+        kwargs: dict[str, Any] = {}
         if self._pool is not None:
             conninfo = self._pool.conninfo
+            # the pool's connection options too (user, search_path, sslmode...): the
+            # migration must reach the tables the saver's own connections see
+            kwargs = {k: v for k, v in (self._pool.kwargs or {}).items() if k != "row_factory"}
         else:
             info = self._conn.info  # type: ignore[union-attr]
             conninfo = psycopg.conninfo.make_conninfo(info.dsn, password=info.password)
 
         def run() -> None:
             # alembic is synchronous: migrate on a short-lived sync connection
-            with psycopg.connect(conninfo, **_CONN_KW) as conn:
+            with psycopg.connect(conninfo, **{**kwargs, **_CONN_KW}) as conn:
                 PostgresSaver(
                     conn, prefix=self.tables.prefix, schema=self.tables.schema
                 ).setup()
