@@ -365,6 +365,10 @@ def test_0011_puts_on_generic_plans_and_downgrade_restores_the_put_of_0010(db: D
         ).scalar_one()
 
     tables = build_tables()
+    with db.connect() as conn:  # 0010 installs its own functions, not the head's
+        migrate.upgrade(conn, tables, "0010")
+        assert put_settings(conn) is None
+        migrate.upgrade(conn, tables)
     with db.saver() as saver:
         write_thread(saver)
     with db.connect() as conn:
@@ -662,6 +666,20 @@ def test_each_revision_steps_down_and_up_with_data(db: Db) -> None:
     assert revisions[-1] == migrate.head()
 
 
+def test_upgrade_commits_the_transaction_it_runs_in(db: Db) -> None:
+    """As the README says: upgrade() runs as one transaction and commits it, so on a
+    connection that had a transaction open (SQLAlchemy opens one at the first
+    statement), the statements before it are committed too."""
+    from checkpoint_pg import migrate
+    from checkpoint_pg.schema import build_tables
+
+    with db.connect() as conn:
+        conn.execute(sa.text("CREATE TABLE users_own (x int)"))
+        assert conn.in_transaction()
+        migrate.upgrade(conn, build_tables())
+    assert {"users_own", "cpg_checkpoints"} <= db.table_names()
+
+
 def test_the_advised_upgrade_command_migrates_the_savers_own_tables(db: Db) -> None:
     """A saver with its own prefix (and Postgres schema) on a database behind head names
     the upgrade command with those options: run as written, it migrates that saver's
@@ -758,6 +776,24 @@ def test_setup_on_an_unknown_revision_raises_schema_version_error(db: Db) -> Non
         assert conn.execute(sa.text("SELECT version_num FROM cpg_alembic_version")).scalar_one() == (
             "9999_newer"
         )
+
+
+def test_only_the_head_revision_installs_the_current_codes_functions() -> None:
+    """Every revision but the head installs frozen DDL (migrations/frozen.py): one that
+    installed the current code's functions would install whatever a later release's
+    code holds, and stop doing what it did when it was written."""
+    import pathlib
+
+    from checkpoint_pg import migrate
+
+    versions = pathlib.Path(migrate.__file__).parent / "migrations" / "versions"
+    head = migrate.head()
+    bare = [
+        f.name
+        for f in sorted(versions.glob("*.py"))
+        if "install_functions()" in f.read_text() and not f.name.startswith(head)
+    ]
+    assert bare == [], "freeze their DDL in migrations/frozen.py and install that"
 
 
 def test_head_installs_the_functions_of_the_current_code(pg_url: str) -> None:

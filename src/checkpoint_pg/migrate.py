@@ -129,7 +129,11 @@ def create_schema_ddl(schema: str) -> str:
 
 
 def upgrade(connection: sa.Connection, tables: Tables, revision: str = "head") -> None:
-    """Upgrade to ``revision`` (head by default); idempotent."""
+    """Upgrade to ``revision`` (head by default); idempotent.
+
+    Runs as one transaction and commits it: a transaction already open on
+    ``connection`` (SQLAlchemy opens one at the first statement) is committed with it.
+    """
     with _migration_transaction(connection):
         _ensure_schema(connection, tables)
         _refuse_unknown(current(connection, tables))

@@ -16,7 +16,7 @@ Create Date: 2026-11-25
 from __future__ import annotations
 
 from checkpoint_pg.migrations import install_functions
-from checkpoint_pg.migrations.frozen import FUNCTIONS_0009
+from checkpoint_pg.migrations.frozen import FUNCTIONS_0009, FUNCTIONS_0010
 
 revision = "0010"
 down_revision = "0009"
@@ -25,7 +25,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    install_functions()
+    # frozen since 0011 changed the functions: this revision keeps installing its own
+    install_functions(FUNCTIONS_0010)
 
 
 def downgrade() -> None:

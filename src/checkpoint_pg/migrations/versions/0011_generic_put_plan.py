@@ -16,7 +16,7 @@ Create Date: 2026-11-26
 from __future__ import annotations
 
 from checkpoint_pg.migrations import install_functions
-from checkpoint_pg.migrations.frozen import FUNCTIONS_0010_PUT
+from checkpoint_pg.migrations.frozen import FUNCTIONS_0010
 
 revision = "0011"
 down_revision = "0010"
@@ -29,4 +29,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    install_functions(FUNCTIONS_0010_PUT)
+    install_functions(FUNCTIONS_0010)
