@@ -378,6 +378,75 @@ def test_sqlite_saver_on_a_sqlite3_connection(tmp_path: Path) -> None:
     assert sqlite_checkpoints(path, config) == 5
 
 
+def test_savers_sharing_one_sqlite3_connection_take_turns(tmp_path: Path) -> None:
+    """Two savers on the caller's one connection, from two threads, one of them failing
+    over and over (its put builds on a version that is not stored, so it rolls back):
+    every put the other returned from is stored. (Each took the other's BEGIN for the
+    caller's transaction, joined it, and was rolled back with it.)"""
+    from langgraph.checkpoint.base.id import uuid6
+
+    from checkpoint_pg import CheckpointPgError, SqliteSaver
+
+    path = str(tmp_path / "shared.db")
+    conn = sqlite3.connect(path, check_same_thread=False)
+    a, b = SqliteSaver(conn), SqliteSaver(conn)
+    a.setup()
+
+    def checkpoint(values: dict, versions: dict) -> dict:
+        cp = empty_checkpoint()
+        cp["id"] = str(uuid6(clock_seq=-2))
+        cp["channel_values"], cp["channel_versions"] = values, versions
+        return cp
+
+    def failing() -> None:
+        for i in range(150):
+            version = f"{i + 1:010d}.00000000"
+            cp = checkpoint({"x": i, "old": 1}, {"x": version, "old": "0000000001.deadbeef"})
+            with pytest.raises(CheckpointPgError):
+                a.put({"configurable": {"thread_id": "A", "checkpoint_ns": ""}}, cp, {"step": i}, {"x": version})
+
+    returned: list[str] = []
+
+    def good() -> None:
+        config = {"configurable": {"thread_id": "B", "checkpoint_ns": ""}}
+        for i in range(150):
+            version = f"{i + 1:010d}.00000000"
+            config = b.put(config, checkpoint({"x": i}, {"x": version}), {"step": i}, {"x": version})
+            returned.append(config["configurable"]["checkpoint_id"])
+
+    threads = [threading.Thread(target=failing), threading.Thread(target=good)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    conn.close()
+    with SqliteSaver.from_conn_string(path) as fresh:
+        stored = [t.config["configurable"]["checkpoint_id"] for t in fresh.list({"configurable": {"thread_id": "B"}})]
+    assert len(returned) == 150 and sorted(stored) == sorted(returned)
+
+
+@pytest.mark.parametrize("where", ["file::memory:?cache=shared", ":memory:"])
+def test_sqlite_saver_in_memory(where: str) -> None:
+    """An in-memory database (plain or a shared-cache URI) has no WAL: the saver opens it
+    as it is instead of waiting for a journal mode it can never switch to."""
+    from checkpoint_pg import SqliteSaver
+
+    with SqliteSaver.from_conn_string(where) as saver:
+        saver.setup()
+        config = run_graph(saver)
+        assert saver.get_tuple(config) is not None
+
+
+def test_sqlite_file_in_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    from checkpoint_pg import ConfigError, SqliteSaver
+
+    missing = tmp_path / "no" / "such" / "dir" / "x.db"
+    with pytest.raises(ConfigError, match="no directory"):
+        with SqliteSaver.from_conn_string(str(missing)):
+            pass
+    assert not (tmp_path / "no").exists()
+
+
 @pytest.mark.parametrize("form", ["path", "url"])
 def test_sqlite_saver_from_a_path_or_url(tmp_path: Path, form: str) -> None:
     """``from_conn_string`` takes a plain path and ``sqlite:///path``; the file is in WAL mode."""

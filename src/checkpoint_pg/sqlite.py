@@ -55,6 +55,11 @@ def connect_sqlite(path: str, *, read_only: bool = False) -> sqlite3.Connection:
     if read_only:
         conn = _connect_read_only(path)
     else:
+        parent = Path(path).parent
+        if path != ":memory:" and not path.startswith("file:") and not parent.is_dir():
+            raise ConfigError(
+                f"no directory {str(parent)!r} for the SQLite file {path!r}: create it first"
+            )
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     if not read_only and path != ":memory:":
@@ -98,7 +103,8 @@ def _use_wal(conn: sqlite3.Connection) -> None:
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     while True:
         try:
-            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0].lower()
+            if mode in ("wal", "memory"):  # an in-memory database has no WAL to switch to
                 return
             conn.execute("PRAGMA journal_mode = WAL")
         except sqlite3.OperationalError as exc:
@@ -119,12 +125,27 @@ def _execute(conn: sqlite3.Connection, batch: Batch) -> list[Any]:
     return out
 
 
+# One lock per sqlite3 connection a caller hands to several savers (a sync and an
+# async one, two graphs): each takes an open transaction on its connection for the
+# caller's own, so a saver running while another is inside its BEGIN IMMEDIATE would
+# join that transaction and vanish with its rollback. (sqlite3 connections take no
+# weak references; an id reused by a later connection only shares a lock.)
+_SHARED_LOCKS: dict[int, threading.RLock] = {}
+_SHARED_GUARD = threading.Lock()
+
+
+def _lock_of(conn: sqlite3.Connection) -> threading.RLock:
+    with _SHARED_GUARD:
+        return _SHARED_LOCKS.setdefault(id(conn), threading.RLock())
+
+
 class _Runner:
     """Runs operations on one sqlite3 connection, one at a time."""
 
-    def __init__(self, conn: sqlite3.Connection, url_hint: str) -> None:
+    def __init__(self, conn: sqlite3.Connection, url_hint: str, *, shared: bool) -> None:
         self.conn = conn
-        self.lock = threading.RLock()
+        # a connection the saver opened is its own; the caller's may be any saver's
+        self.lock = _lock_of(conn) if shared else threading.RLock()
         self.url_hint = url_hint
 
     def run(self, op: Op, txn: bool, write: bool) -> Any:
@@ -219,7 +240,7 @@ class SqliteSaver(SyncSaver):
             url_hint=hint,
             single_writer=single_writer,
         )
-        self._runner = _Runner(self.conn, self._url_hint)
+        self._runner = _Runner(self.conn, self._url_hint, shared=not self._owned)
 
     @classmethod
     @contextmanager
@@ -273,7 +294,7 @@ class AsyncSqliteSaver(AsyncSaver):
             url_hint=hint,
             single_writer=single_writer,
         )
-        self._runner = _Runner(self.conn, self._url_hint)
+        self._runner = _Runner(self.conn, self._url_hint, shared=not self._owned)
 
     @classmethod
     @asynccontextmanager
