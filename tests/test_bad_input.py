@@ -703,3 +703,86 @@ def test_one_id_as_a_str_is_refused_not_read_as_its_characters(saver) -> None:
         saver.prune("ab", strategy="delete")
     with pytest.raises(ConfigError, match="run_ids must be a list of ids"):
         saver.delete_for_runs("run")
+
+
+# --------------------------------------------------------------------------
+# Limits: nesting, key sizes, a file locked too long, options
+# --------------------------------------------------------------------------
+
+
+def _deep(n: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(n):
+        value = {"k": value}
+    return value
+
+
+def test_metadata_and_filters_nested_too_deeply_are_clear_errors(counted) -> None:
+    """Not a bare RecursionError; nothing stored."""
+    from checkpoint_pg import ConfigError, SerializationError  # noqa: PLC0415
+
+    sim, unchanged = counted
+    st = sim.prepare()
+    st.metadata["deep"] = _deep(5000)
+    with pytest.raises(SerializationError, match="nested too deeply"):
+        sim.send_put(st)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        list(sim.saver.list(None, filter={"deep": _deep(5000)}))
+    unchanged()
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+@pytest.mark.parametrize("where", ["thread_id", "checkpoint_ns", "task_id"])
+def test_ids_too_long_for_a_postgres_index_are_a_clear_error(counted, where: str) -> None:
+    """Postgres indexes at most ~2,700 bytes per key: a longer id is our ConfigError
+    naming the limit (not psycopg's ProgramLimitExceeded), and nothing is stored."""
+    import random
+    import string
+
+    from checkpoint_pg import ConfigError  # noqa: PLC0415
+
+    sim, unchanged = counted
+    rng = random.Random(5)
+    long_id = "".join(rng.choices(string.ascii_letters, k=4000))  # incompressible
+    with pytest.raises(ConfigError, match="too long for Postgres to index"):
+        if where == "task_id":
+            sim.saver.put_writes(sim.config(sim.order[-1]), [("ch", 1)], long_id)
+        else:  # a first checkpoint of a thread or namespace
+            cp, versions = simple_checkpoint(sim.saver, {"x": 1})
+            config = {"configurable": {"thread_id": sim.thread_id, "checkpoint_ns": "", where: long_id}}
+            sim.saver.put(config, cp, {}, versions)
+    unchanged()
+
+
+def test_a_sqlite_file_locked_past_the_busy_timeout_is_a_clear_error(tmp_path) -> None:
+    """Another connection holds the write lock past the busy timeout: DatabaseBusyError
+    (ours, a TimeoutError) naming the file, nothing stored, and the saver works after."""
+    import sqlite3
+
+    from checkpoint_pg import DatabaseBusyError, SqliteSaver  # noqa: PLC0415
+
+    path = str(tmp_path / "busy.db")
+    with SqliteSaver.from_conn_string(path) as saver:
+        saver.setup()
+        saver.conn.execute("PRAGMA busy_timeout = 200")  # instead of 30 s, for the test
+        cp, versions = simple_checkpoint(saver, {"x": 1})
+        config = {"configurable": {"thread_id": "busy", "checkpoint_ns": ""}}
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(DatabaseBusyError, match="busy.db") as info:
+            saver.put(config, cp, {}, versions)
+        assert isinstance(info.value, TimeoutError)
+        other.execute("ROLLBACK")
+        other.close()
+        assert saver.get_tuple(config) is None
+        saver.put(config, cp, {}, versions)
+        assert saver.get_tuple(config).checkpoint["channel_values"] == {"x": 1}
+
+
+@pytest.mark.parametrize("value", ["1000", 0, -5, 1.5, True])
+def test_max_value_bytes_must_be_a_positive_int(value: Any, tmp_path) -> None:
+    from checkpoint_pg import ConfigError, SqliteSaver  # noqa: PLC0415
+
+    with pytest.raises(ConfigError, match="max_value_bytes"):
+        with SqliteSaver.from_conn_string(str(tmp_path / "x.db"), max_value_bytes=value):
+            pass

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from checkpoint_pg.errors import (
     AsyncMisuseError,
     CheckpointPgError,
+    DatabaseBusyError,
     ConfigError,
     IntegrityError,
     MissingDriverError,
@@ -37,6 +38,7 @@ __all__ = [
     "ThreadBusyError",
     "MissingDriverError",
     "AsyncMisuseError",
+    "DatabaseBusyError",
     "NotFoundError",
 ]
 

@@ -12,6 +12,7 @@ __all__ = [
     "ThreadBusyError",
     "MissingDriverError",
     "AsyncMisuseError",
+    "DatabaseBusyError",
     "NotFoundError",
 ]
 
@@ -90,6 +91,12 @@ class MissingDriverError(CheckpointPgError, ImportError):
 
 class AsyncMisuseError(CheckpointPgError, RuntimeError):
     """A sync method of an async saver was called on the saver's own event loop."""
+
+    __module__ = "checkpoint_pg"
+
+
+class DatabaseBusyError(CheckpointPgError, TimeoutError):
+    """SQLite: another connection held the file's write lock for the whole busy timeout."""
 
     __module__ = "checkpoint_pg"
 

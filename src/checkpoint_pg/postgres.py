@@ -220,11 +220,9 @@ class PostgresSaver(SyncSaver):
         except psycopg.errors.DeadlockDetected as exc:
             # a put and a put_writes of one thread inserting shared objects
             raise ConnectionLost(str(exc)) from exc
-        except psycopg.OperationalError as exc:
-            if self._pool is not None and _lost(exc):
-                raise ConnectionLost(str(exc)) from exc
-            raise
         except psycopg.Error as exc:
+            if isinstance(exc, psycopg.OperationalError) and self._pool is not None and _lost(exc):
+                raise ConnectionLost(str(exc)) from exc
             ours = translate(exc, self._url_hint)
             if ours is None:
                 raise
@@ -362,11 +360,9 @@ class AsyncPostgresSaver(AsyncSaver):
         except psycopg.errors.DeadlockDetected as exc:
             # a put and a put_writes of one thread inserting shared objects
             raise ConnectionLost(str(exc)) from exc
-        except psycopg.OperationalError as exc:
-            if self._pool is not None and _lost(exc):
-                raise ConnectionLost(str(exc)) from exc
-            raise
         except psycopg.Error as exc:
+            if isinstance(exc, psycopg.OperationalError) and self._pool is not None and _lost(exc):
+                raise ConnectionLost(str(exc)) from exc
             ours = translate(exc, self._url_hint)
             if ours is None:
                 raise

@@ -96,6 +96,12 @@ class ValueCodec:
             self._key = hash_key or b""
         if len(self._key) > 64:
             raise ConfigError(f"hash_key is {len(self._key)} bytes long: at most 64 are allowed")
+        if max_value_bytes is not None and (
+            type(max_value_bytes) is not int or max_value_bytes < 1
+        ):
+            raise ConfigError(
+                f"max_value_bytes must be a positive int (bytes) or None, got {max_value_bytes!r}"
+            )
         self.max_value_bytes = max_value_bytes
         # (type, value) -> its object, for small immutable values. Not with a
         # cipher: each encryption of a value is to get its own nonce.

@@ -206,9 +206,14 @@ def metadata_json(config: RunnableConfig, metadata: CheckpointMetadata) -> tuple
             )
     md = dict(get_checkpoint_metadata(config, metadata))
     md.pop("writes", None)
-    if not _plain_json(md):
-        _check_json(md, "metadata")
-    text = _compact_json_text(md)
+    try:
+        if not _plain_json(md):
+            _check_json(md, "metadata")
+        text = _compact_json_text(md)
+    except RecursionError:
+        raise SerializationError(
+            "metadata is nested too deeply to store (about a thousand levels or more)"
+        ) from None
     if not text.isascii() and _surrogate(text) is not None:
         _check_json(md, "metadata")  # names the string that has it
     return md, text
@@ -221,7 +226,11 @@ def check_filter(filter: Any) -> dict[str, Any] | None:
     if not isinstance(filter, Mapping) or not all(isinstance(k, str) for k in filter):
         raise ConfigError(f"filter must be a dict with str keys, got {filter!r}")
     for key, value in filter.items():
-        if not _plain_json(value):
+        try:
+            plain = _plain_json(value)
+        except RecursionError:
+            raise ConfigError(f"filter value of {key!r} is nested too deeply to match") from None
+        if not plain:
             raise ConfigError(
                 f"filter value of {key!r} is {value!r} ({type(value).__name__}): metadata holds "
                 "JSON values only (str without NUL characters, int, finite float, bool, None, "

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import json
 
-from checkpoint_pg.errors import CheckpointPgError, IntegrityError, SchemaVersionError
+from checkpoint_pg.errors import (
+    CheckpointPgError,
+    ConfigError,
+    DatabaseBusyError,
+    IntegrityError,
+    SchemaVersionError,
+)
 
 
 class ConnectionLost(Exception):
@@ -48,6 +54,18 @@ def translate(exc: BaseException, url_hint: str) -> CheckpointPgError | None:
             "the checkpoint builds on channel values that are no longer stored: its thread "
             "was deleted or pruned while the run was writing; nothing was saved. Load the "
             "thread's current state and run again"
+        )
+    if getattr(exc, "sqlstate", None) == "54000":  # program_limit_exceeded: an index key
+        return ConfigError(
+            f"a value is too long for Postgres to index ({text.splitlines()[0]}): keep thread "
+            "ids, namespaces, checkpoint and task ids and channel names under ~2,000 bytes; "
+            "nothing was stored"
+        )
+    if text.startswith("database is locked"):  # SQLite's busy timeout ran out
+        return DatabaseBusyError(
+            f"the SQLite file {url_hint.split(' --', 1)[0]} stayed locked by another connection "
+            "for the whole busy timeout (30 s): a process holds a long write transaction on it. "
+            "Nothing was stored; try again once it is done"
         )
     if "no such table" in text or "no such column" in text or (
         "does not exist" in text and any(w in text for w in ("relation", "function", "column"))
