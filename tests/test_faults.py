@@ -621,8 +621,13 @@ def _cached() -> Any:
     from checkpoint_pg.core.values import ListCache, ListState
 
     cache = ListCache()
-    cache.set(("t", "", "messages"), ListState("1", (b"h" * 16,), ("m",), "1", 0))
+    for t in ("t", "other"):
+        cache.set((t, "", "messages"), ListState("1", (b"h" * 16,), ("m",), "1", 0))
     return cache
+
+
+def _has(cache: Any, thread: str) -> bool:
+    return cache.get((thread, "", "messages")) is not None
 
 
 def _lost(msg: str) -> BaseException:
@@ -640,16 +645,18 @@ def _lost(msg: str) -> BaseException:
 def test_retry_policy_gives_each_failure_one_more_attempt() -> None:
     """A dead connection reconnects once, a stale cache replans a write once, in any
     order; the second of a kind is raised (a dead server as the driver's error, not
-    our internal one); anything else is raised at once. Writes that fail and lost
-    connections clear the list cache, a failed read leaves it."""
+    our internal one); anything else is raised at once. A failed put or put_writes
+    drops its own thread's cached lists, a lost connection every thread's; other
+    failures (a refused lease, a read) keep the cache."""
     from checkpoint_pg.shells.base import Retry
     from checkpoint_pg.shells.errors import BaseGone
 
     cache = _cached()
-    retry = Retry(cache, write=True)
+    retry = Retry(cache, write=True, thread="t")
     assert retry.after(BaseGone("stale")) is Retry.RETRY
-    assert cache.get(("t", "", "messages")) is None
+    assert not _has(cache, "t") and _has(cache, "other")
     assert retry.after(_lost("first")) is Retry.RECONNECT
+    assert not _has(cache, "other")
     with pytest.raises(OSError, match="second"):
         retry.after(_lost("second"))
     with pytest.raises(BaseGone, match="again"):
@@ -661,16 +668,38 @@ def test_retry_policy_gives_each_failure_one_more_attempt() -> None:
         Retry(cache, write=False).after(BaseGone("read"))
     with pytest.raises(ValueError):
         Retry(cache, write=False).after(ValueError("bad input"))
-    assert cache.get(("t", "", "messages")) is not None
+    assert _has(cache, "t") and _has(cache, "other")
     # ...but a lost connection on a read clears it (the server may have lost more)
     assert Retry(cache, write=False).after(_lost("read")) is Retry.RECONNECT
-    assert cache.get(("t", "", "messages")) is None
+    assert not _has(cache, "t") and not _has(cache, "other")
 
-    # a write failing for another reason: raised, cache cleared
+    # a put failing for another reason: raised, its thread's lists dropped
     cache = _cached()
     with pytest.raises(ValueError):
-        Retry(cache, write=True).after(ValueError("bad input"))
-    assert cache.get(("t", "", "messages")) is None
+        Retry(cache, write=True, thread="t").after(ValueError("bad input"))
+    assert not _has(cache, "t") and _has(cache, "other")
+    # a write that caches no lists (a lease refused, say): the cache stays
+    with pytest.raises(ValueError):
+        Retry(cache, write=True).after(ValueError("busy"))
+    assert _has(cache, "other")
+
+
+def test_a_refused_lease_leaves_other_threads_lists_cached(make_saver) -> None:
+    """A second run's lease refused on one thread (routine under leases) must not make
+    the next step of a long thread elsewhere store its whole messages list again."""
+    from checkpoint_pg import ThreadBusyError
+
+    with make_saver() as saver, make_saver() as other:
+        graph = build_chain(saver)
+        config = {"configurable": {"thread_id": f"long-{uuid.uuid4().hex[:6]}"}}
+        graph.invoke({"log": ["x"] * 200}, config)
+        key = (config["configurable"]["thread_id"], "", "log")
+        assert saver.ctx.cache.get(key) is not None
+        with other.lease("held-elsewhere"):
+            with pytest.raises(ThreadBusyError):
+                with saver.lease("held-elsewhere"):
+                    pass
+        assert saver.ctx.cache.get(key) is not None
 
 
 # --------------------------------------------------------------------------

@@ -97,8 +97,8 @@ class AsyncSaver(SaverBase):
         return await self._attempts(call)
 
     async def _attempts(self, call: Call) -> Any:
-        make, txn, write = call
-        retry = Retry(self.ctx.cache, write)
+        make, txn, write, _ = call
+        retry = Retry(self.ctx.cache, write, call.thread)
         while True:
             try:
                 if not self._schema_ok:  # in the loop: its connection may be a dead one too

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import uuid
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from datetime import datetime
 from functools import partial
@@ -33,11 +34,16 @@ from checkpoint_pg.sql import Stmt
 
 
 class Call(NamedTuple):
-    """An operation for a shell to run: how to build it, and its transaction."""
+    """An operation for a shell to run: how to build it, and its transaction.
+
+    ``thread``: a put's or put_writes' thread, whose cached list versions a failure
+    drops (they may not have been committed); other calls cache nothing of their own.
+    """
 
     make: Callable[[], Op]
     txn: bool = True
     write: bool = False
+    thread: str | None = None
 
 
 class Retry:
@@ -53,17 +59,20 @@ class Retry:
       versions cached here that another process deleted since (delete_thread,
       prune); a put whose own parent is gone is refused again.
 
-    Anything else is raised. A failed write clears the list cache, since it may
-    have cached versions that were never stored and later deltas must not build
-    on them.
+    Anything else is raised. A failed put or put_writes drops its thread's cached
+    list versions, since they may not have been committed and later deltas must not
+    build on them; a lost connection drops every thread's (the server may have lost
+    more). Other threads' stay: a lease refused on one thread must not make the
+    next put of a long thread elsewhere store its whole list again.
     """
 
     RETRY = "retry"
     RECONNECT = "reconnect"  # drop the pool's dead connections, then retry
 
-    def __init__(self, cache: ListCache, write: bool) -> None:
+    def __init__(self, cache: ListCache, write: bool, thread: str | None = None) -> None:
         self.cache = cache
         self.write = write
+        self.thread = thread
         self.used: set[type[BaseException]] = set()
 
     def after(self, exc: BaseException) -> str:
@@ -75,8 +84,10 @@ class Retry:
             if isinstance(exc, BaseGone) and self.write
             else None
         )
-        if kind is ConnectionLost or self.write:
+        if kind is ConnectionLost:
             self.cache.clear()
+        elif self.thread is not None:
+            self.cache.forget_thread(self.thread)
         if kind is None:
             raise exc
         if kind in self.used:
@@ -86,6 +97,13 @@ class Retry:
             raise exc
         self.used.add(kind)
         return self.RECONNECT if kind is ConnectionLost else self.RETRY
+
+
+def _thread_of(config: RunnableConfig) -> str:
+    """The thread id of a write's config as the cache keys it ("" when it is not one:
+    the operation then refuses the config before it caches anything)."""
+    thread = (config.get("configurable") or {}).get("thread_id")
+    return str(thread) if isinstance(thread, (str, uuid.UUID)) else ""
 
 
 # What a listing's pager yields and is sent back: the next page's call, then
@@ -209,13 +227,13 @@ class SaverBase(BaseCheckpointSaver[str]):
         new_versions: ChannelVersions,
     ) -> Call:
         make = partial(ops.put, self.ctx, config, checkpoint, metadata, new_versions)
-        return Call(make, txn=not self.ctx.sql.single_statement, write=True)
+        return Call(make, txn=not self.ctx.sql.single_statement, write=True, thread=_thread_of(config))
 
     def _put_writes_call(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str
     ) -> Call:
         make = partial(ops.put_writes, self.ctx, config, writes, task_id, task_path)
-        return Call(make, txn=not self.ctx.sql.single_statement, write=True)
+        return Call(make, txn=not self.ctx.sql.single_statement, write=True, thread=_thread_of(config))
 
     def _prune_call(
         self,

@@ -74,8 +74,8 @@ class SyncSaver(SaverBase):
 
     def _do(self, call: Call) -> Any:
         """Run the operation ``call`` builds, again when `Retry` says so."""
-        make, txn, write = call
-        retry = Retry(self.ctx.cache, write)
+        make, txn, write, _ = call
+        retry = Retry(self.ctx.cache, write, call.thread)
         while True:
             try:
                 self._ensure_schema()  # in the loop: its connection may be a dead one too
