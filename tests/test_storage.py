@@ -1308,6 +1308,33 @@ def test_prune_keep_latest_on_messages_thread(saver: Any, raw: Raw) -> None:
     raw.assert_no_orphans(t)
 
 
+def test_prune_drops_writes_of_checkpoints_older_than_what_it_keeps(saver: Any, raw: Raw) -> None:
+    """A late put_writes for a checkpoint another process pruned meanwhile leaves writes
+    that no stored checkpoint has: the next prune drops them and the objects only they
+    used. Writes of a checkpoint newer than the kept ones (async durability writes
+    before it puts) stay."""
+    from langgraph.checkpoint.base.id import uuid6
+
+    graph = build_tool_agent(saver)
+    config = new_config("prune-late")
+    t = thread_of(config)
+    _two_turns(graph, config, ("Paris", "Rome", "Oslo"))
+    old = list(saver.list(config))[-2].config  # an early checkpoint
+    saver.prune([t], strategy="keep_latest")
+    late = AIMessage("written after the prune " * 200, id="late-msg")
+    saver.put_writes(old, [("messages", [late])], "late-task")
+    ahead = {"configurable": {**old["configurable"], "checkpoint_id": str(uuid6(clock_seq=-1))}}
+    ahead_msg = AIMessage("not put yet " * 200, id="ahead-msg")
+    saver.put_writes(ahead, [("messages", [ahead_msg])], "ahead-task")
+    assert len(raw.writes(t)) == 2
+    saver.prune([t], strategy="keep_latest")
+    (kept,) = raw.writes(t)
+    assert kept[1] == ahead["configurable"]["checkpoint_id"]
+    stored = raw.decoded_objects(t).values()
+    assert not any(getattr(o, "id", None) == "late-msg" for o in stored)
+    assert any(getattr(o, "id", None) == "ahead-msg" for o in stored)
+
+
 def test_prune_keep_latest_keeps_delta_channel_state(saver: Any, raw: Raw) -> None:
     """A DeltaChannel thread pruned to its latest checkpoint reads back the same state and continues."""
     graph = build_delta_graph(saver)

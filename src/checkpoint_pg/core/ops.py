@@ -1050,6 +1050,19 @@ def _collect_garbage(ctx: Ctx, t: str, keep: int | None) -> Generator[Batch, lis
                 live_cps.add((ns, cid))
                 _keep_delta_ancestors(ns, cid, docs, vals, live_cps)
         dead = [k for k in docs if k not in live_cps]
+        # Writes of a checkpoint that is not stored (a late put_writes after another
+        # process pruned it, in-flight writes a copy took along) and older than every
+        # checkpoint kept in its namespace: had it been stored it would go now, and
+        # its writes keep objects alive. Newer ones may await their put (async
+        # durability), and stay.
+        oldest = {ns: min(cid for n, cid in live_cps if n == ns) for ns in by_ns}
+        dead += sorted(
+            {
+                (ns, cid)
+                for ns, cid, _ in write_refs
+                if (ns, cid) not in docs and ns in oldest and cid < oldest[ns]
+            }
+        )
         if dead:
             yield Batch(ctx.sql.delete_checkpoints(t, dead), fetch=False)
             if write_refs:
@@ -1067,7 +1080,7 @@ def _collect_garbage(ctx: Ctx, t: str, keep: int | None) -> Generator[Batch, lis
     live_hashes: set[bytes] = set()
     for k in live_vals:
         live_hashes.update(split_refs(vals[k][2]))
-    for (refs,) in write_refs:
+    for _, _, refs in write_refs:
         live_hashes.update(split_refs(bytes(refs)))
     dead_hashes = [bytes(h) for (h,) in hashes if bytes(h) not in live_hashes]
     stmts = [*ctx.sql.delete_values(t, dead_vals), *ctx.sql.delete_objects(t, dead_hashes)]

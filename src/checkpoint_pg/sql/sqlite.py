@@ -625,7 +625,10 @@ class SqliteSQL(CheckpointPages):
         )
 
     def select_thread_write_refs(self, t: str) -> Stmt:
-        return Stmt(f"SELECT refs FROM {self.n.writes} WHERE thread_id = :t", {"t": t})
+        return Stmt(
+            f"SELECT checkpoint_ns, checkpoint_id, refs FROM {self.n.writes} WHERE thread_id = :t",
+            {"t": t},
+        )
 
     def select_thread_object_hashes(self, t: str) -> Stmt:
         return Stmt(f"SELECT hash FROM {self.n.objects} WHERE thread_id = :t", {"t": t})
