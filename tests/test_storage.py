@@ -1599,3 +1599,24 @@ def test_thread_filter_on_a_thread_without_root_metadata(saver: Any) -> None:
     )
     assert thread in set(saver.threads({"k": None}))
     assert thread not in set(saver.threads({"k": 1}))
+
+
+def test_resolving_a_long_chain_keeps_a_bounded_memo() -> None:
+    """A listing resolves every version of a list, newest first; the memo it shares
+    across checkpoints keeps the last MEMO_VERSIONS lists, not every one (which grew
+    with the square of the thread), and every version still resolves right."""
+    from checkpoint_pg.core.values import MEMO_VERSIONS, resolve_hashes
+    from checkpoint_pg.schema import KIND
+
+    h = [bytes([i % 256, i // 256]) * 8 for i in range(1000)]
+    rows: dict[str, tuple[int, str | None, bytes]] = {}
+    for i in range(1000):  # a full list every 100 versions, one element appended otherwise
+        v = f"{i:06d}"
+        if i % 100 == 0:
+            rows[v] = (KIND.LIST, None, b"".join(h[: i + 1]))
+        else:
+            rows[v] = (KIND.DELTA, f"{i - 1:06d}", h[i])
+    memo: dict[str, tuple[bytes, ...]] = {}
+    for i in reversed(range(1000)):
+        assert resolve_hashes(rows, f"{i:06d}", memo, "test") == tuple(h[: i + 1])
+        assert len(memo) <= MEMO_VERSIONS

@@ -311,7 +311,10 @@ def resolve_hashes(
     """Element hashes of the list stored at ``version``, following its delta chain.
 
     ``rows`` maps version -> (kind, base_version, refs) for one (thread, ns, channel);
-    ``memo`` caches resolved versions across the checkpoints of one listing.
+    ``memo`` caches resolved versions across the checkpoints of one listing, the
+    last `MEMO_VERSIONS` of them: a listing walks each chain once, newest first, and
+    keeping every version's whole list made its memory grow with the square of the
+    thread (416 MB for a 10,000-step thread).
     """
     stack: list[str] = []
     v: str | None = version
@@ -329,4 +332,10 @@ def resolve_hashes(
         kind, _, refs = rows[ver]
         base = (base if kind == KIND.DELTA else ()) + tuple(split_refs(refs))
         memo[ver] = base
+        if len(memo) > MEMO_VERSIONS:
+            del memo[next(iter(memo))]  # the earliest resolved
     return base
+
+
+# enough for a delta chain and its neighbours (chains are bounded, see `chain_limit`)
+MEMO_VERSIONS = 64
