@@ -1201,3 +1201,26 @@ def test_threads_size_is_the_stats_bytes(capsys: pytest.CaptureFixture[str], db:
         if line.strip().startswith("demo"):
             size = re.findall(r"\d+\.\d (?:KiB|MiB)|\d+ B", line)[0]
             assert size in [ln for ln in stats_table.splitlines() if ln.strip().startswith("demo")][0]
+
+
+def test_migrate_sql_needs_to_know_the_database_kind(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --url, $CHECKPOINT_PG_URL or --dialect, migrate sql asks which DDL to print;
+    --schema with SQLite is refused (SQLite has no schemas)."""
+    monkeypatch.delenv("CHECKPOINT_PG_URL", raising=False)
+    code, out, err = cli(capsys, "migrate", "sql")
+    assert code == 2 and "--dialect" in err and out == ""
+    code, out, _ = cli(capsys, "migrate", "sql", "--dialect", "postgresql")
+    assert code == 0 and "CREATE TABLE" in out
+    code, out, err = cli(capsys, "migrate", "sql", "--dialect", "sqlite", "--schema", "app")
+    assert code == 2 and "SQLite has no schemas" in err and out == ""
+
+
+def test_migrate_upgrade_with_a_schema_on_sqlite_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = str(tmp_path / "s.db")
+    code, _, err = cli(capsys, "migrate", "upgrade", "--url", path, "--schema", "app")
+    assert code == 2 and "SQLite has no schemas" in err
+    assert not Path(path).exists()

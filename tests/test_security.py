@@ -503,3 +503,17 @@ def test_saver_runs_with_dml_rights_only(split_roles: dict[str, Any], schema: st
         saver.setup()  # at head: nothing to do, and no DDL right needed
         sims[2].run_step()
         assert sims[2].verify() == 5
+
+
+def test_setup_by_a_role_that_may_not_create_says_who_should_run_it(split_roles: dict[str, Any]) -> None:
+    """setup() by the DML-only role on a database without our tables: our error naming
+    the privilege and the command to run as the owner (not SQLAlchemy's ProgrammingError
+    with the DDL in it), and nothing half-created."""
+    from checkpoint_pg import CheckpointPgError, PostgresSaver  # noqa: PLC0415
+
+    with PostgresSaver.from_conn_string(split_roles["dml"], prefix="own_") as saver:
+        with pytest.raises(CheckpointPgError, match="may not change checkpoint_pg's tables") as info:
+            saver.setup()
+    assert "checkpoint-pg migrate upgrade --url" in str(info.value) and "--prefix own_" in str(info.value)
+    with PostgresSaver.from_conn_string(split_roles["ddl"], prefix="own_") as admin:
+        admin.setup()  # the owner can, from scratch: nothing was left behind

@@ -17,8 +17,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from checkpoint_pg.errors import SchemaVersionError
-from checkpoint_pg.schema import Tables
+from checkpoint_pg.errors import CheckpointPgError, SchemaVersionError
+from checkpoint_pg.schema import Tables, store_options
 
 __all__ = [
     "head",
@@ -134,10 +134,26 @@ def upgrade(connection: sa.Connection, tables: Tables, revision: str = "head") -
     Runs as one transaction and commits it: a transaction already open on
     ``connection`` (SQLAlchemy opens one at the first statement) is committed with it.
     """
-    with _migration_transaction(connection):
+    with _privileges_explained(tables), _migration_transaction(connection):
         _ensure_schema(connection, tables)
         _refuse_unknown(current(connection, tables))
         command.upgrade(_config(tables, connection), revision)
+
+
+@contextmanager
+def _privileges_explained(tables: Tables) -> Iterator[None]:
+    """A role that may not create or alter our tables gets what to do, not the driver's text."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "42501":  # insufficient_privilege
+            raise
+        where = f"schema {tables.schema!r}" if tables.schema else "its schema"
+        raise CheckpointPgError(
+            f"this role may not change checkpoint_pg's tables ({str(exc.orig).splitlines()[0]}): "
+            f"migrate as the role that owns them, or one that may create tables in {where}: "
+            f"checkpoint-pg migrate upgrade --url <that role's url>{store_options(tables.prefix, tables.schema)}"
+        ) from exc
 
 
 def _refuse_unknown(revision: str | None) -> None:
@@ -153,7 +169,7 @@ def _refuse_unknown(revision: str | None) -> None:
 
 def downgrade(connection: sa.Connection, tables: Tables, revision: str = "base") -> None:
     """Downgrade to ``revision`` ("base" drops every table of ours)."""
-    with _migration_transaction(connection):
+    with _privileges_explained(tables), _migration_transaction(connection):
         command.downgrade(_config(tables, connection), revision)
 
 

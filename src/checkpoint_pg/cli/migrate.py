@@ -5,9 +5,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from checkpoint_pg.cli.shared import (
+    ENV_URL,
     AddCommand,
     UsageError,
     _confirm,
@@ -16,6 +18,7 @@ from checkpoint_pg.cli.shared import (
     _destructive,
     _display_url,
     _is_pg,
+    _no_schema_on_sqlite,
     _print_json,
     _report,
     _sa_connection,
@@ -51,7 +54,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
                 f"--from {args.start} is not below --to {args.end}: the upgrade between them is empty "
                 "(migrate sql prints upgrades only; see the order with `checkpoint-pg migrate history`)"
             )
+        if args.dialect is None and args.url is None and not os.environ.get(ENV_URL):
+            raise UsageError(
+                "migrate sql needs the database kind: --dialect postgresql or --dialect sqlite "
+                "(or --url, which also names it)"
+            )
         dialect = args.dialect or ("postgresql" if _is_pg(_url(args)) else "sqlite")
+        if dialect == "sqlite":
+            _no_schema_on_sqlite(args)
         sql = migrate.offline_sql(tables, dialect, start=args.start, end=args.end)
         if args.json:
             _print_json({"dialect": dialect, "sql": sql})

@@ -52,6 +52,11 @@ def _sqlite_path(url: str, *, must_exist: bool = False) -> str:
     return path
 
 
+def _no_schema_on_sqlite(args: argparse.Namespace) -> None:
+    if args.schema:
+        raise UsageError("--schema is for Postgres; SQLite has no schemas (use --prefix)")
+
+
 def _saver_options(args: argparse.Namespace) -> dict[str, Any]:
     opts: dict[str, Any] = {"prefix": args.prefix}
     if args.schema:
@@ -87,8 +92,7 @@ def open_saver(args: argparse.Namespace, *, write: bool, create: bool = True) ->
         with conn:
             yield PostgresSaver(conn, **opts)
         return
-    if opts.get("schema"):
-        raise UsageError("--schema is for Postgres; SQLite has no schemas (use --prefix)")
+    _no_schema_on_sqlite(args)
     from checkpoint_pg.sqlite import SqliteSaver, connect_sqlite
 
     path = _sqlite_path(url, must_exist=not (write and create))
@@ -139,6 +143,7 @@ def _sa_connection(args: argparse.Namespace, *, write: bool, create: bool = True
     else:
         from checkpoint_pg.sqlite import connect_sqlite
 
+        _no_schema_on_sqlite(args)
         path = _sqlite_path(url, must_exist=not (write and create))
         raw = connect_sqlite(path, read_only=not write)
         engine = sa.create_engine("sqlite://", creator=lambda: raw, poolclass=StaticPool)
