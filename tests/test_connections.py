@@ -447,6 +447,40 @@ def test_sqlite_file_in_a_missing_directory_is_a_clear_error(tmp_path: Path) -> 
     assert not (tmp_path / "no").exists()
 
 
+def test_sqlite_wal_shrinks_back_after_a_long_reader(tmp_path: Path) -> None:
+    """Another process holding a read snapshot keeps the WAL from being reused, so it
+    grows; once it lets go and a checkpoint runs, the saver's next write cuts the file
+    back to WAL_SIZE_LIMIT instead of keeping its largest size while any connection
+    stays open."""
+    import os
+
+    from checkpoint_pg import SqliteSaver
+    from checkpoint_pg.sqlite import WAL_SIZE_LIMIT
+
+    path = str(tmp_path / "wal.db")
+    with SqliteSaver.from_conn_string(path) as saver:
+        saver.setup()
+
+        def put(i: int) -> None:
+            cp = empty_checkpoint()
+            version = saver.get_next_version(None, None)
+            cp["channel_values"] = {"blob": os.urandom(200_000).hex()}
+            cp["channel_versions"] = {"blob": version}
+            saver.put({"configurable": {"thread_id": f"t{i}", "checkpoint_ns": ""}}, cp, {}, {"blob": version})
+
+        reader = sqlite3.connect(path)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM cpg_checkpoints").fetchone()
+        for i in range(40):
+            put(i)
+        assert os.path.getsize(f"{path}-wal") > 2 * WAL_SIZE_LIMIT
+        reader.rollback()
+        reader.close()
+        saver.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        put(99)
+        assert os.path.getsize(f"{path}-wal") <= WAL_SIZE_LIMIT
+
+
 @pytest.mark.parametrize("form", ["path", "url"])
 def test_sqlite_saver_from_a_path_or_url(tmp_path: Path, form: str) -> None:
     """``from_conn_string`` takes a plain path and ``sqlite:///path``; the file is in WAL mode."""

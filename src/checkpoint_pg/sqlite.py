@@ -50,6 +50,9 @@ def path_of(url: str) -> str:
     return url
 
 
+WAL_SIZE_LIMIT = 4 * 1024 * 1024  # bytes the WAL file is cut back to once checkpointed
+
+
 def connect_sqlite(path: str, *, read_only: bool = False) -> sqlite3.Connection:
     """Open a connection the savers can share across threads, in WAL mode."""
     if read_only:
@@ -67,6 +70,9 @@ def connect_sqlite(path: str, *, read_only: bool = False) -> sqlite3.Connection:
     # WAL + NORMAL: a commit survives a crash of the process; only a power loss
     # may drop the last transactions (see README, "Guarantees").
     conn.execute("PRAGMA synchronous = NORMAL")
+    # A reader holding a snapshot lets the WAL grow past its checkpoints; without a
+    # limit the file then keeps that size until the last connection closes.
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
     return conn
 
 
