@@ -69,7 +69,9 @@ async def _finish_then_cancel(work: Awaitable[Any]) -> Any:
 
 def _raise_if_cancelled() -> None:
     task = asyncio.current_task()
-    if task is not None and task.cancelling():
+    # Task.cancelling() is Python 3.11's: on 3.10 a cancellation the pool took is lost
+    cancelling = getattr(task, "cancelling", None)
+    if cancelling is not None and cancelling():
         raise asyncio.CancelledError
 
 
