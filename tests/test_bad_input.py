@@ -779,6 +779,37 @@ def test_a_sqlite_file_locked_past_the_busy_timeout_is_a_clear_error(tmp_path) -
         assert saver.get_tuple(config).checkpoint["channel_values"] == {"x": 1}
 
 
+def test_a_lease_refused_by_a_busy_file_gives_nothing_back(tmp_path, caplog) -> None:
+    """A lease whose take met a locked file took nothing: the error is the take's, with
+    no second wait to give back a lease that never was, nor a warning about one."""
+    import logging
+    import sqlite3
+
+    from checkpoint_pg import DatabaseBusyError, SqliteSaver  # noqa: PLC0415
+
+    path = str(tmp_path / "lease-busy.db")
+    with SqliteSaver.from_conn_string(path) as saver:
+        saver.setup()
+        saver.conn.execute("PRAGMA busy_timeout = 100")
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        calls: list[str] = []
+        real_do = saver._do
+
+        def counting(call: Any) -> Any:
+            calls.append(call.make.func.__name__)
+            return real_do(call)
+
+        saver._do = counting
+        with caplog.at_level(logging.WARNING), pytest.raises(DatabaseBusyError):
+            with saver.lease("busy-thread"):
+                pass
+        other.execute("ROLLBACK")
+        other.close()
+    assert calls == ["take_lease"]
+    assert not [r for r in caplog.records if "release" in r.getMessage()]
+
+
 @pytest.mark.parametrize("value", ["1000", 0, -5, 1.5, True])
 def test_max_value_bytes_must_be_a_positive_int(value: Any, tmp_path) -> None:
     from checkpoint_pg import ConfigError, SqliteSaver  # noqa: PLC0415

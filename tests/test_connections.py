@@ -378,18 +378,26 @@ def test_sqlite_saver_on_a_sqlite3_connection(tmp_path: Path) -> None:
     assert sqlite_checkpoints(path, config) == 5
 
 
-def test_savers_sharing_one_sqlite3_connection_take_turns(tmp_path: Path) -> None:
-    """Two savers on the caller's one connection, from two threads, one of them failing
-    over and over (its put builds on a version that is not stored, so it rolls back):
-    every put the other returned from is stored. (Each took the other's BEGIN for the
-    caller's transaction, joined it, and was rolled back with it.)"""
+@pytest.mark.parametrize("whose", ["the caller's", "a saver's own"])
+def test_savers_sharing_one_sqlite3_connection_take_turns(tmp_path: Path, whose: str) -> None:
+    """Two savers on one connection (the caller's, or one saver's `conn` handed to
+    another), from two threads, one of them failing over and over (its put builds on a
+    version that is not stored, so it rolls back): every put the other returned from
+    is stored. (Each took the other's BEGIN for the caller's transaction, joined it,
+    and was rolled back with it.)"""
     from langgraph.checkpoint.base.id import uuid6
 
     from checkpoint_pg import CheckpointPgError, SqliteSaver
 
     path = str(tmp_path / "shared.db")
-    conn = sqlite3.connect(path, check_same_thread=False)
-    a, b = SqliteSaver(conn), SqliteSaver(conn)
+    if whose == "the caller's":
+        conn = sqlite3.connect(path, check_same_thread=False)
+        a = SqliteSaver(conn)
+    else:
+        owner = SqliteSaver.from_conn_string(path)  # kept: its exit closes the connection
+        a = owner.__enter__()
+        conn = a.conn
+    b = SqliteSaver(conn)
     a.setup()
 
     def checkpoint(values: dict, versions: dict) -> dict:
@@ -419,7 +427,10 @@ def test_savers_sharing_one_sqlite3_connection_take_turns(tmp_path: Path) -> Non
         t.start()
     for t in threads:
         t.join()
-    conn.close()
+    if whose == "the caller's":
+        conn.close()
+    else:
+        owner.__exit__(None, None, None)
     with SqliteSaver.from_conn_string(path) as fresh:
         stored = [t.config["configurable"]["checkpoint_id"] for t in fresh.list({"configurable": {"thread_id": "B"}})]
     assert len(returned) == 150 and sorted(stored) == sorted(returned)
@@ -435,6 +446,18 @@ def test_sqlite_saver_in_memory(where: str) -> None:
         saver.setup()
         config = run_graph(saver)
         assert saver.get_tuple(config) is not None
+
+
+def test_sqlite_file_whose_vfs_cannot_take_wal_opens_in_its_own_mode(tmp_path: Path) -> None:
+    """A VFS without shared memory refuses WAL without an error: the saver keeps the
+    file's journal mode instead of asking again forever."""
+    from checkpoint_pg import SqliteSaver
+
+    with SqliteSaver.from_conn_string(f"file:{tmp_path}/nowal.db?vfs=unix-none") as saver:
+        saver.setup()
+        config = run_graph(saver)
+        assert saver.get_tuple(config) is not None
+        assert saver.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal"
 
 
 def test_sqlite_file_in_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:

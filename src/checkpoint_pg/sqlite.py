@@ -106,17 +106,23 @@ def _use_wal(conn: sqlite3.Connection) -> None:
     up the same new file (which holds its write lock for the whole migration)
     would make it fail with "database is locked". Retry until the busy timeout.
     """
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    start = time.monotonic()
+    deadline = start + BUSY_TIMEOUT_MS / 1000
     while True:
         try:
             mode = conn.execute("PRAGMA journal_mode").fetchone()[0].lower()
             if mode in ("wal", "memory"):  # an in-memory database has no WAL to switch to
                 return
-            conn.execute("PRAGMA journal_mode = WAL")
+            if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() == "wal":
+                return
+            # refused without an error: a VFS without shared memory cannot take WAL
+            # (retried for a moment, in case another connection was in the way)
+            if time.monotonic() > start + 1:
+                return
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
-            time.sleep(0.02)
+        time.sleep(0.02)
 
 
 def _execute(conn: sqlite3.Connection, batch: Batch) -> list[Any]:
@@ -131,11 +137,13 @@ def _execute(conn: sqlite3.Connection, batch: Batch) -> list[Any]:
     return out
 
 
-# One lock per sqlite3 connection a caller hands to several savers (a sync and an
-# async one, two graphs): each takes an open transaction on its connection for the
-# caller's own, so a saver running while another is inside its BEGIN IMMEDIATE would
-# join that transaction and vanish with its rollback. (sqlite3 connections take no
-# weak references; an id reused by a later connection only shares a lock.)
+# One lock per sqlite3 connection, whichever savers use it (a sync and an async one on
+# the caller's connection, or on `saver.conn`, two graphs): each takes an open
+# transaction on its connection for the caller's own, so a saver running while
+# another is inside its BEGIN IMMEDIATE would join that transaction and vanish with
+# its rollback. (sqlite3 connections take no weak references: a saver that opened its
+# connection drops the entry when it closes it; an id reused by a later connection
+# only shares a lock.)
 _SHARED_LOCKS: dict[int, threading.RLock] = {}
 _SHARED_GUARD = threading.Lock()
 
@@ -145,13 +153,18 @@ def _lock_of(conn: sqlite3.Connection) -> threading.RLock:
         return _SHARED_LOCKS.setdefault(id(conn), threading.RLock())
 
 
+def _close_owned(conn: sqlite3.Connection) -> None:
+    with _SHARED_GUARD:
+        _SHARED_LOCKS.pop(id(conn), None)
+    conn.close()
+
+
 class _Runner:
     """Runs operations on one sqlite3 connection, one at a time."""
 
-    def __init__(self, conn: sqlite3.Connection, url_hint: str, *, shared: bool) -> None:
+    def __init__(self, conn: sqlite3.Connection, url_hint: str) -> None:
         self.conn = conn
-        # a connection the saver opened is its own; the caller's may be any saver's
-        self.lock = _lock_of(conn) if shared else threading.RLock()
+        self.lock = _lock_of(conn)
         self.url_hint = url_hint
 
     def run(self, op: Op, txn: bool, write: bool) -> Any:
@@ -246,7 +259,7 @@ class SqliteSaver(SyncSaver):
             url_hint=hint,
             single_writer=single_writer,
         )
-        self._runner = _Runner(self.conn, self._url_hint, shared=not self._owned)
+        self._runner = _Runner(self.conn, self._url_hint)
 
     @classmethod
     @contextmanager
@@ -260,7 +273,7 @@ class SqliteSaver(SyncSaver):
 
     def close(self) -> None:
         if self._owned:
-            self.conn.close()
+            _close_owned(self.conn)
 
     def _run(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
         return self._runner.run(op, txn, write)
@@ -300,7 +313,7 @@ class AsyncSqliteSaver(AsyncSaver):
             url_hint=hint,
             single_writer=single_writer,
         )
-        self._runner = _Runner(self.conn, self._url_hint, shared=not self._owned)
+        self._runner = _Runner(self.conn, self._url_hint)
 
     @classmethod
     @asynccontextmanager
@@ -318,7 +331,7 @@ class AsyncSqliteSaver(AsyncSaver):
 
     def _close_now(self) -> None:
         if self._owned:
-            self.conn.close()
+            _close_owned(self.conn)
 
     async def _arun(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
         # run_in_executor does not carry context variables (the caller's lease) over

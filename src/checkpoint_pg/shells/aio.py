@@ -33,7 +33,14 @@ from checkpoint_pg.core import lease as leases
 from checkpoint_pg.core import ops
 from checkpoint_pg.core.ops import Batch, Op
 from checkpoint_pg.errors import AsyncMisuseError
-from checkpoint_pg.shells.base import Call, Retry, SaverBase, arelease_quietly, release_quietly
+from checkpoint_pg.shells.base import (
+    NOTHING_TAKEN,
+    Call,
+    Retry,
+    SaverBase,
+    arelease_quietly,
+    release_quietly,
+)
 
 
 async def adrive(
@@ -164,8 +171,10 @@ class AsyncSaver(SaverBase):
 
         try:
             await self._ado(self._write_call(ops.take_lease, lease))
+        except NOTHING_TAKEN:
+            raise
         except BaseException:
-            # refused (nothing to give back), or cancelled once it was taken
+            # cancelled (or failed) once the take may have committed
             await arelease_quietly(release, lease)
             raise
         try:
@@ -194,8 +203,10 @@ class AsyncSaver(SaverBase):
 
         try:
             self._sync("lease", lambda: self._ado(self._write_call(ops.take_lease, lease)))
+        except NOTHING_TAKEN:
+            raise
         except BaseException:
-            # refused, or interrupted while the loop took it anyway
+            # interrupted (or failed) while the loop may have taken it
             release_quietly(release, lease)
             raise
         try:

@@ -28,6 +28,12 @@ from checkpoint_pg.core.config import normalize_thread_id, target_of
 from checkpoint_pg.core.codec import ValueCodec
 from checkpoint_pg.core.ops import Batch, Ctx, Memo, Op
 from checkpoint_pg.core.values import ListCache
+from checkpoint_pg.errors import (
+    AsyncMisuseError,
+    ConfigError,
+    DatabaseBusyError,
+    ThreadBusyError,
+)
 from checkpoint_pg.schema import DEFAULT_PREFIX, Tables, build_tables, store_options
 from checkpoint_pg.shells.errors import BaseGone, ConnectionLost
 from checkpoint_pg.sql import Stmt
@@ -270,6 +276,11 @@ class SaverBase(BaseCheckpointSaver[str]):
 
 
 _log = logging.getLogger("checkpoint_pg")
+
+
+# What a lease's take raises having certainly taken nothing: no lease to give back
+# (a release would wait on a busy file again, or log a lease that never was).
+NOTHING_TAKEN = (ThreadBusyError, DatabaseBusyError, AsyncMisuseError, ConfigError)
 
 
 def _release_failed(lease: leases.Lease, exc: Exception) -> None:

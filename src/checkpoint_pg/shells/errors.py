@@ -63,9 +63,9 @@ def translate(exc: BaseException, url_hint: str) -> CheckpointPgError | None:
         )
     if text.startswith("database is locked"):  # SQLite's busy timeout ran out
         return DatabaseBusyError(
-            f"the SQLite file {url_hint.split(' --', 1)[0]} stayed locked by another connection "
-            "for the whole busy timeout (30 s): a process holds a long write transaction on it. "
-            "Nothing was stored; try again once it is done"
+            f"the SQLite file {url_hint.split(' --', 1)[0]} is locked by another connection "
+            "(waited for the busy timeout, 30 s by default): a process holds a long write "
+            "transaction on it. Nothing was stored; try again once it is done"
         )
     if "no such table" in text or "no such column" in text or (
         "does not exist" in text and any(w in text for w in ("relation", "function", "column"))

@@ -25,7 +25,14 @@ from langgraph.checkpoint.base import (
 from checkpoint_pg.core import lease as leases
 from checkpoint_pg.core import ops
 from checkpoint_pg.core.ops import Batch, Op
-from checkpoint_pg.shells.base import Call, Retry, SaverBase, arelease_quietly, release_quietly
+from checkpoint_pg.shells.base import (
+    NOTHING_TAKEN,
+    Call,
+    Retry,
+    SaverBase,
+    arelease_quietly,
+    release_quietly,
+)
 
 T = TypeVar("T")
 
@@ -183,8 +190,10 @@ class SyncSaver(SaverBase):
 
         try:
             self._do(self._write_call(ops.take_lease, lease))
+        except NOTHING_TAKEN:
+            raise
         except BaseException:
-            # refused (nothing to give back), or interrupted after it was taken
+            # interrupted (or failed) once the take may have committed
             release_quietly(release, lease)
             raise
         try:
