@@ -699,6 +699,13 @@ def test_downgrade_says_when_it_cannot_be_one(capsys: pytest.CaptureFixture[str]
     assert code == 2 and f"above the database's revision {older}" in err and "migrate upgrade" in err
     code, out, _ = cli(capsys, "migrate", "current", "--json", *db)
     assert json.loads(out)["current"] == older
+    # alembic's relative form counts down from the database's revision
+    code, _, err = cli(capsys, "migrate", "downgrade", "-99", "--yes", *db)
+    assert code == 2 and "goes below base" in err
+    assert cli(capsys, "migrate", "upgrade", *db)[0] == 0
+    assert cli(capsys, "migrate", "downgrade", "-1", "--yes", *db)[0] == 0
+    code, out, _ = cli(capsys, "migrate", "current", "--json", *db)
+    assert json.loads(out)["current"] == older
     # nor does the demo migrate a database that holds data: that is its owner's call
     code, _, err = cli(capsys, "demo", "--thread", "fresh", *db)
     assert code == 1 and f"at schema revision {older}" in err and "checkpoint-pg migrate upgrade" in err

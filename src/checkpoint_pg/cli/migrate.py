@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from checkpoint_pg.cli.shared import (
@@ -162,8 +163,17 @@ def _downgrade_check(args: argparse.Namespace, before: str | None, target: str) 
         raise NotFoundError(
             f"{_display_url(args)} has no checkpoint_pg tables (prefix {args.prefix!r}): nothing to downgrade"
         )
-    order, to = _positions(before, target, "downgrade with that release")
-    at = order.index(before)
+    steps = re.fullmatch(r"-(\d+)", target)  # alembic's relative form: -1 is one step down
+    if steps is not None:
+        order, _ = _positions(before, "base", "downgrade with that release")
+        at, to = order.index(before), order.index(before) - int(steps.group(1))
+        if to < -1:
+            raise UsageError(
+                f"{target} goes below base: the database is {at + 1} revisions above it ({before})"
+            )
+    else:
+        order, to = _positions(before, target, "downgrade with that release")
+        at = order.index(before)
     if to > at:
         raise UsageError(
             f"revision {order[to]} is above the database's revision {before}: to move up, run "
