@@ -293,7 +293,8 @@ async def test_setup_migrates_where_the_pools_connections_look(pg_url: str, mode
             saver = PostgresSaver(pool, prefix=pfx)
             saver.setup()
             config = run_graph(saver)
-    else:
+    else:  # with an async cursor class too, which the migration's sync connection must not take
+        kwargs["cursor_factory"] = psycopg.AsyncCursor
         async with AsyncConnectionPool(pg_url, min_size=1, max_size=2, kwargs=kwargs, open=False) as pool:
             saver = AsyncPostgresSaver(pool, prefix=pfx)
             await saver.asetup()

@@ -386,7 +386,13 @@ class AsyncPostgresSaver(AsyncSaver):
             conninfo = self._pool.conninfo
             # the pool's connection options too (user, search_path, sslmode...): the
             # migration must reach the tables the saver's own connections see
-            kwargs = {k: v for k, v in (self._pool.kwargs or {}).items() if k != "row_factory"}
+            # (not its row or cursor factory: classes for async cursors, and a migration
+            # needs plain tuples)
+            kwargs = {
+                k: v
+                for k, v in (self._pool.kwargs or {}).items()
+                if k not in ("row_factory", "cursor_factory")
+            }
         else:
             info = self._conn.info  # type: ignore[union-attr]
             conninfo = psycopg.conninfo.make_conninfo(info.dsn, password=info.password)
