@@ -794,6 +794,70 @@ async def test_a_write_cancelled_in_flight_runs_to_its_end(fresh_pg_url: str) ->
         assert got.checkpoint["id"] == second["id"] and got.checkpoint["channel_values"] == {"n": 2}
 
 
+def _step(n: int, prev: Any = None) -> tuple[dict[str, Any], Any]:
+    from checkpoint_pg import AsyncPostgresSaver
+
+    v = AsyncPostgresSaver.get_next_version(None, prev, None)  # type: ignore[arg-type]
+    cp = empty_checkpoint()
+    cp["channel_values"] = {"n": n}
+    cp["channel_versions"] = {"n": v}
+    return cp, v
+
+
+async def test_a_write_cancelled_while_waiting_for_a_connection_ends_at_once(
+    fresh_pg_url: str,
+) -> None:
+    """A write still waiting for a pooled connection has sent nothing: cancelling it
+    (a graph run's timeout while the pool is exhausted) ends it at once, not once
+    a connection frees up, and stores nothing. A lease cancelled there is not
+    given back either (it was never taken), so its caller does not wait for a
+    connection to release it."""
+    import psycopg
+
+    from checkpoint_pg import AsyncPostgresSaver
+
+    async with AsyncPostgresSaver.from_conn_string(fresh_pg_url, pool_size=1) as saver:
+        await saver.asetup()
+        busy = f"busy-{uuid.uuid4().hex[:8]}"
+        cp, v = _step(1)
+        config = await saver.aput({"configurable": {"thread_id": busy, "checkpoint_ns": ""}}, cp, {}, {"n": v})
+        blocker = await psycopg.AsyncConnection.connect(fresh_pg_url)
+        await blocker.execute("SELECT 1 FROM cpg_threads WHERE thread_id = %s FOR UPDATE", (busy,))
+        cp2, v2 = _step(2, v)
+        # holds the pool's only connection, waiting for the row lock
+        holder = asyncio.create_task(saver.aput(config, cp2, {}, {"n": v2}))
+        await asyncio.sleep(0.3)
+        waiting = f"waiting-{uuid.uuid4().hex[:8]}"
+        cp3, v3 = _step(3)
+        put = asyncio.create_task(
+            saver.aput({"configurable": {"thread_id": waiting, "checkpoint_ns": ""}}, cp3, {}, {"n": v3})
+        )
+        await asyncio.sleep(0.3)
+        assert not put.done()
+        put.cancel()
+        done, _ = await asyncio.wait({put}, timeout=2)
+        assert put in done and put.cancelled()  # not waiting for the holder
+
+        async def leased() -> None:
+            async with saver.alease(f"lease-{uuid.uuid4().hex[:8]}"):
+                await asyncio.sleep(0)
+
+        started = time.monotonic()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(leased(), 0.3)
+        assert time.monotonic() - started < 2  # no release waiting for a connection
+        assert not holder.done()
+
+        await blocker.commit()
+        await blocker.close()
+        await holder
+        assert (await saver.aget_tuple({"configurable": {"thread_id": busy}})).checkpoint["id"] == cp2["id"]
+        assert await saver.aget_tuple({"configurable": {"thread_id": waiting}}) is None
+        # the saver goes on working, on the thread whose put was cancelled too
+        await saver.aput({"configurable": {"thread_id": waiting, "checkpoint_ns": ""}}, cp3, {}, {"n": v3})
+        assert (await saver.aget_tuple({"configurable": {"thread_id": waiting}})).checkpoint["id"] == cp3["id"]
+
+
 async def test_a_lease_taken_while_its_caller_was_cancelled_is_given_back(tmp_path) -> None:
     """alease under a timeout that fires while the lease is being taken (here: another
     connection holds SQLite's write lock): the lease is given back, so the run can take

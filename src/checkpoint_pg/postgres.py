@@ -21,7 +21,7 @@ from checkpoint_pg import migrate
 from checkpoint_pg.core.ops import Batch, Op
 from checkpoint_pg.errors import ConfigError, MissingDriverError
 from checkpoint_pg.schema import DEFAULT_PREFIX
-from checkpoint_pg.shells.aio import AsyncSaver, adrive
+from checkpoint_pg.shells.aio import AsyncSaver, adrive, finish_then_cancel, mark_unsent
 from checkpoint_pg.shells.errors import ConnectionLost, translate
 from checkpoint_pg.shells.sync import SyncSaver, drive, start
 from checkpoint_pg.sql.postgres import PostgresSQL
@@ -279,6 +279,8 @@ class AsyncPostgresSaver(AsyncSaver):
     methods work from other threads only.
     """
 
+    _shields_own_writes = True  # a write waiting for a connection is cancelled at once (_arun)
+
     def __init__(
         self,
         conn: Any,
@@ -348,15 +350,18 @@ class AsyncPostgresSaver(AsyncSaver):
         first, result = start(op)  # before taking a connection (see `start`)
         if first is None:
             return result
+        connected = False
         try:
             async with self._connection() as conn:
-                if txn or not conn.autocommit:
-                    ours = conn.info.transaction_status == _IDLE
-                    async with conn.transaction():
-                        if not write and ours:
-                            await conn.execute(_SNAPSHOT, prepare=False)
-                        return await adrive(op, lambda b: _aexecute(conn, b), first)
-                return await adrive(op, lambda b: self._one_statement(conn, b), first)
+                connected = True
+                work = self._send(conn, op, first, txn, write)
+                # a write, once it may send SQL, runs to its end (see AsyncSaver._ado)
+                return await (finish_then_cancel(work) if write else work)
+        except asyncio.CancelledError as exc:
+            if write and not connected:
+                # still waiting for a connection: ends now, with nothing sent
+                raise mark_unsent(exc)
+            raise
         except psycopg.errors.DeadlockDetected as exc:
             # a put and a put_writes of one thread inserting shared objects
             raise ConnectionLost(str(exc)) from exc
@@ -367,6 +372,17 @@ class AsyncPostgresSaver(AsyncSaver):
             if ours is None:
                 raise
             raise ours from exc
+
+    async def _send(
+        self, conn: psycopg.AsyncConnection, op: Op, first: Batch, txn: bool, write: bool
+    ) -> Any:
+        if txn or not conn.autocommit:
+            ours = conn.info.transaction_status == _IDLE
+            async with conn.transaction():
+                if not write and ours:
+                    await conn.execute(_SNAPSHOT, prepare=False)
+                return await adrive(op, lambda b: _aexecute(conn, b), first)
+        return await adrive(op, lambda b: self._one_statement(conn, b), first)
 
     async def _adrop_dead_connections(self) -> None:
         if self._pool is not None:

@@ -55,7 +55,19 @@ async def adrive(
         return stop.value
 
 
-async def _finish_then_cancel(work: Awaitable[Any]) -> Any:
+# Set on the CancelledError of a write cancelled before any of its statements was
+# sent (see `AsyncSaver._shields_own_writes`): nothing of it is stored, so there is
+# nothing to undo. (An attribute, not a subclass: asyncio.timeout on Python 3.11
+# turns only CancelledError itself into TimeoutError.)
+UNSENT = "_cpg_unsent"
+
+
+def mark_unsent(exc: BaseException) -> BaseException:
+    setattr(exc, UNSENT, True)
+    return exc
+
+
+async def finish_then_cancel(work: Awaitable[Any]) -> Any:
     """Await ``work`` to its end whatever happens to the caller; if the caller was
     cancelled meanwhile, raise CancelledError then (``work``'s outcome is dropped)."""
     task = asyncio.ensure_future(work)
@@ -86,6 +98,12 @@ class AsyncSaver(SaverBase):
     """BaseCheckpointSaver on an asyncio connection; subclasses provide `_arun`."""
 
     loop: asyncio.AbstractEventLoop
+    # True where `_arun` runs a write's SQL through `finish_then_cancel` once it has a
+    # connection, and marks a cancellation before that `mark_unsent` (Postgres: a
+    # write waiting for a pooled connection ends at once). False: the whole call is
+    # shielded (SQLite, whose writes wait for the file's lock on a worker thread,
+    # where a cancellation could not reach them anyway).
+    _shields_own_writes = False
 
     async def _adrop_dead_connections(self) -> None:
         """Backends with a pool discard its broken connections (see postgres.py)."""
@@ -99,10 +117,12 @@ class AsyncSaver(SaverBase):
         A write runs to its end even if the caller is cancelled meanwhile, and
         CancelledError is raised after it: cut off once its SQL was sent, it could
         commit without the bookkeeping that keeps each message stored once (see
-        `ops.WrittenMessages`), or take a lease nobody would give back.
+        `ops.WrittenMessages`), or take a lease nobody would give back. A backend
+        that shields its writes itself from the moment it holds a connection lets
+        a write still waiting for one end at once (`_shields_own_writes`).
         """
-        if call.write:
-            return await _finish_then_cancel(self._attempts(call))
+        if call.write and not self._shields_own_writes:
+            return await finish_then_cancel(self._attempts(call))
         return await self._attempts(call)
 
     async def _attempts(self, call: Call) -> Any:
@@ -173,9 +193,10 @@ class AsyncSaver(SaverBase):
             await self._ado(self._write_call(ops.take_lease, lease))
         except NOTHING_TAKEN:
             raise
-        except BaseException:
+        except BaseException as exc:
             # cancelled (or failed) once the take may have committed
-            await arelease_quietly(release, lease)
+            if not getattr(exc, UNSENT, False):
+                await arelease_quietly(release, lease)
             raise
         try:
             with leases.holding(self.ctx.lease_key, lease, self.ctx.leases):
