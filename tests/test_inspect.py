@@ -585,6 +585,35 @@ def test_replay_streams_a_task_calls_interrupt_once(saver: Any, inspector: Any) 
     assert runs == live
 
 
+def test_replay_of_a_resume_at_a_checkpoint_the_thread_moved_past(saver: Any, inspector: Any) -> None:
+    """Command(resume=...) addressed at an interrupted checkpoint that already has a child
+    reruns its tasks in a run of its own (a second "loop" child): replay gives that run,
+    with the rerun task's chunk, as the live stream, not its chunks appended to the run before."""
+    from langgraph.graph import END, START, StateGraph
+
+    def ask(state: ChainState) -> dict[str, Any]:
+        return {"log": [f"ask:{interrupt('ok?')}"]}
+
+    builder = StateGraph(ChainState)
+    builder.add_node("a", lambda s: {"log": ["a"]})
+    builder.add_node("ask", ask)
+    builder.add_node("d", lambda s: {"log": ["d"]})
+    builder.add_edge(START, "a")
+    builder.add_edge("a", "ask")
+    builder.add_edge("ask", "d")
+    builder.add_edge("d", END)
+    graph = builder.compile(checkpointer=saver)
+    cfg = _thread("resume-past")
+    live = _stream_runs(graph, cfg, [{"log": []}])
+    paused = graph.get_state(cfg).config
+    live += _stream_runs(graph, cfg, [Command(resume="yes")])
+    live.append(list(graph.stream(Command(resume="again"), paused, stream_mode="updates")))
+    assert live[1] == live[2] == [{"ask": {"log": ["ask:yes"]}}, {"d": {"log": ["d"]}}]
+    runs = inspector.runs(_tid(cfg))
+    assert [r.chunks for r in runs] == live
+    assert runs[2].first_checkpoint_id == paused["configurable"]["checkpoint_id"]
+
+
 # -- keep-last pruning -------------------------------------------------------------------------
 
 

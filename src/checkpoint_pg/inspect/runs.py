@@ -73,10 +73,24 @@ def split_runs(checkpoints: Sequence[CheckpointRecord], keys: str | Sequence[str
         runs.append(run)
         return run
 
+    by_id = {cp.checkpoint_id: cp for cp in checkpoints}
+
+    def in_order(tasks: Sequence[TaskRecord]) -> list[TaskRecord]:
+        # a call finishes before its caller: deeper paths first
+        return sorted(tasks, key=lambda t: (-t.path.count("~"), t.path, t.task_id))
+
     for cp in checkpoints:
         child = children.get(cp.checkpoint_id)
-        # a call finishes before its caller: deeper paths first
-        tasks = sorted(cp.ran, key=lambda t: (-t.path.count("~"), t.path, t.task_id))
+        parent = by_id.get(cp.parent_id or "")
+        if cp.source == "loop" and parent is not None and children.get(parent.checkpoint_id) is not cp:
+            # a later run went on from a checkpoint the thread had moved past (a
+            # resume addressed at it): it ran that checkpoint's tasks again, and
+            # their stored writes are the ones it streamed
+            current = start(parent, cp.run_id)
+            for t in in_order(parent.ran):
+                if t.done and not t.hidden:
+                    current.chunks.append({t.name: task_update(t.writes, keys)})
+        tasks = in_order(cp.ran)
         by_edit = cp.source in ("update", "fork") or cp.checkpoint_id in edited
         if by_edit and child is None and not tasks:
             continue  # nothing ran from this edit (yet): no run
