@@ -145,7 +145,9 @@ class Run:
     ``run_id`` is the metadata ``run_id`` of the checkpoints the run created, when
     the caller passed one (LangGraph Platform does). ``complete`` is False when
     LangGraph's storage lost part of what the run streamed: a node that called
-    ``interrupt()`` several times keeps only its latest interrupt.
+    ``interrupt()`` several times keeps only its latest interrupt. (Parallel
+    interrupts resumed by separate calls are stored exactly as if resumed by one:
+    replay then gives one resuming run, marked complete.)
     """
 
     run_id: str | None
