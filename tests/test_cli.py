@@ -192,6 +192,17 @@ def test_demo_refuses_an_existing_thread_unless_replace(
     assert "refund rejected by a human" in out
 
 
+def test_demo_without_langgraph_says_what_to_install(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pip install 'checkpoint-pg[postgres,cli]'`` brings no langgraph: ``demo`` names the package to install."""
+    monkeypatch.delitem(sys.modules, "checkpoint_pg.demo", raising=False)
+    monkeypatch.setitem(sys.modules, "langgraph.graph", None)  # import fails as if not installed
+    code, out, err = cli(capsys, "demo", "--url", str(tmp_path / "d.db"))
+    assert code == 1 and out == ""
+    assert "pip install" in err and "langgraph" in err, err
+
+
 # -- read commands -----------------------------------------------------------------------
 
 

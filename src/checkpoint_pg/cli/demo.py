@@ -20,8 +20,13 @@ from checkpoint_pg.errors import CheckpointPgError, SchemaVersionError
 def cmd_demo(args: argparse.Namespace) -> int:
     try:
         from checkpoint_pg.demo import run_demo
-    except ImportError as exc:  # pragma: no cover - demo.py ships with the package
-        raise CheckpointPgError(f"the demo is not available in this installation: {exc}") from None
+    except ImportError as exc:
+        # demo.py ships with the package, but the agent it runs needs langgraph itself,
+        # which neither the package nor its postgres/cli extras install
+        raise CheckpointPgError(
+            f"the demo runs a LangGraph agent and langgraph is not importable ({exc}): "
+            "install it with `pip install 'langgraph>=1.2,<2'`"
+        ) from None
     from checkpoint_pg import migrate
     from checkpoint_pg.inspect import Inspector
 
