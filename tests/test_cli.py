@@ -572,6 +572,21 @@ def test_migrate_takes_postgres_scheme_urls(capsys: pytest.CaptureFixture[str], 
         assert code == status and "NoSuchModuleError" not in err, (argv, err)
 
 
+def test_a_missing_postgres_database_is_named_with_how_to_create_it(
+    capsys: pytest.CaptureFixture[str], pg_admin_dsn: str
+) -> None:
+    """A URL naming a database that does not exist (a typo, or not created yet): read commands and
+    migrate upgrade exit 1 saying to create it, instead of only the server's FATAL."""
+    from fixtures.postgres import with_dbname
+
+    name = f"cpg_test_missing_{secrets.token_hex(4)}"
+    url = ["--url", with_dbname(pg_admin_dsn, name)]
+    for argv in (["threads"], ["migrate", "current"], ["migrate", "upgrade"]):
+        code, _, err = cli(capsys, *argv, *url)
+        assert code == 1 and "does not exist" in err, (argv, err)
+        assert f"createdb {name}" in err and "CREATE DATABASE" in err, (argv, err)
+
+
 def test_migrate_current_on_a_newer_release_says_to_upgrade_the_package(
     capsys: pytest.CaptureFixture[str], db: list[str]
 ) -> None:

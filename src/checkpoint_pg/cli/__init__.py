@@ -13,6 +13,8 @@ usage error.
 from __future__ import annotations
 
 import argparse
+import re
+import shlex
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
@@ -91,9 +93,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if mod in ("psycopg", "psycopg_pool", "sqlalchemy", "alembic"):
             # SQLAlchemy's text repeats the whole statement ([SQL: ...]): the driver's error says it
             cause = getattr(exc, "orig", None) or exc
-            print(f"checkpoint-pg: error: {type(cause).__name__}: {_one_line(cause)}", file=sys.stderr)
+            print(
+                f"checkpoint-pg: error: {type(cause).__name__}: {_one_line(cause)}{_pg_hint(cause)}",
+                file=sys.stderr,
+            )
             return 1
         raise
+
+
+def _pg_hint(exc: BaseException) -> str:
+    """What to do about a Postgres connection error the server's text leaves open."""
+    missing = re.search(r'database "((?:[^"]|"")+)" does not exist', str(exc))
+    if missing:
+        name = missing.group(1).replace('""', '"')
+        return (
+            f": create it first (createdb {shlex.quote(name)}, or CREATE DATABASE "
+            f'"{name.replace(chr(34), chr(34) * 2)}" in psql), then `checkpoint-pg migrate upgrade`, '
+            "or fix the database name in the URL"
+        )
+    return ""
 
 
 def _sqlite_hint(exc: sqlite3.Error) -> str:
