@@ -638,6 +638,19 @@ async def test_unknown_url_scheme(cls_name: str, url: str) -> None:
         assert scheme in str(info.value)
 
 
+@pytest.mark.parametrize("url", ["sqlite://agent.db", "sqlite://localhost/agent.db"])
+def test_sqlite_url_with_two_slashes_names_the_three_slash_form(url: str) -> None:
+    """sqlite://agent.db is SQLite's scheme with a host part, not an unsupported scheme: the error
+    says how to write the path (sqlite:///relative or sqlite:////absolute) instead."""
+    from checkpoint_pg import ConfigError, SqliteSaver  # noqa: PLC0415
+
+    with pytest.raises(ConfigError) as info:
+        with SqliteSaver.from_conn_string(url):
+            pass
+    text = str(info.value)
+    assert "unsupported" not in text and "sqlite:///" in text and "sqlite:////" in text, text
+
+
 def test_wrong_connection_object() -> None:
     from checkpoint_pg import ConfigError, PostgresSaver  # noqa: PLC0415
 

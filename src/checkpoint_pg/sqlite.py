@@ -42,6 +42,11 @@ def path_of(url: str) -> str:
         raise ConfigError(f"a SQLite database is a file path or sqlite:///path, got {url!r}")
     if url.startswith("sqlite:///"):
         return url[len("sqlite:///") :] or ":memory:"
+    if url.startswith("sqlite://"):
+        raise ConfigError(
+            f"{url!r} has a host part after sqlite://: write a SQLite file as "
+            "sqlite:///relative/path.db or sqlite:////absolute/path.db (or just the path)"
+        )
     if "://" in url:
         raise ConfigError(
             f"unsupported database URL scheme {url.split('://', 1)[0]!r}: use a file path or "
