@@ -739,6 +739,24 @@ def test_downgrade_says_when_it_cannot_be_one(capsys: pytest.CaptureFixture[str]
     assert json.loads(out)["current"] == older
 
 
+def test_migrate_downgrade_relative_names_the_revision_it_goes_to(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``migrate downgrade -1 --dry-run`` (and its confirmation) say which revision -1 is, not "to -1"."""
+    from checkpoint_pg import migrate
+
+    head = migrate.head()
+    older = [r for r, _, _ in migrate.history()][-2]
+    url = ["--url", str(tmp_path / "m.db")]
+    assert cli(capsys, "migrate", "upgrade", *url)[0] == 0
+    code, out, _ = cli(capsys, "migrate", "downgrade", "-1", "--dry-run", *url)
+    assert code == 0 and f"from {head} to {older}" in out, out
+    code, out, _ = cli(capsys, "migrate", "downgrade", "-1", "--dry-run", "--json", *url)
+    assert json.loads(out)["downgrade_to"] == older
+    code, out, _ = cli(capsys, "migrate", "downgrade", f"-{len(migrate.history())}", "--dry-run", *url)
+    assert code == 0 and f"from {head} to <base>" in out and "drops every" in out, out
+
+
 def test_prune_interrupted_says_how_far_it_got(
     capsys: pytest.CaptureFixture[str], db: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -105,14 +105,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         )
         return _report(args, {"from": before, "to": after}, text)
     if action == "downgrade":
-        nothing = _downgrade_check(args, _current(args), args.revision)
+        before = _current(args)
+        nothing, target = _downgrade_check(args, before, args.revision)
         if nothing is not None:
             return nothing
-        what = f"downgrade {_display_url(args)} to {args.revision}" + (
-            " (drops every checkpoint_pg table and all their data)" if args.revision == "base" else ""
+        what = f"downgrade {_display_url(args)} from {before} to {target}" + (
+            " (drops every checkpoint_pg table and all their data)" if target == "<base>" else ""
         )
         if args.dry_run:
-            return _report(args, {"dry_run": True, "downgrade_to": args.revision}, f"would {what}")
+            to = "base" if target == "<base>" else target  # JSON: alembic's name, as before
+            return _report(args, {"dry_run": True, "downgrade_to": to}, f"would {what}")
         if not _confirm(args, what + "?"):
             print("cancelled", file=sys.stderr)
             return 1
@@ -156,9 +158,12 @@ def _positions(before: str | None, target: str, newer: str) -> tuple[list[str], 
     return [r for r, _, _ in migrate.history()], to
 
 
-def _downgrade_check(args: argparse.Namespace, before: str | None, target: str) -> int | None:
+def _downgrade_check(
+    args: argparse.Namespace, before: str | None, target: str
+) -> tuple[int | None, str]:
     """Refuse a downgrade that cannot be one (no tables, an unknown or a higher
-    revision), report one with nothing to do; None when there is a downgrade to run."""
+    revision), report one with nothing to do (its exit status first); else (None, the
+    revision it goes to, "<base>" for base): -1 or a prefix named as the revision."""
     if before is None:
         raise NotFoundError(
             f"{_display_url(args)} has no checkpoint_pg tables (prefix {args.prefix!r}): nothing to downgrade"
@@ -181,8 +186,8 @@ def _downgrade_check(args: argparse.Namespace, before: str | None, target: str) 
         )
     if to == at:
         data = {"dry_run": bool(args.dry_run), "from": before, "to": before}
-        return _report(args, data, f"already at {before}: nothing to do")
-    return None
+        return _report(args, data, f"already at {before}: nothing to do"), before
+    return None, order[to] if to >= 0 else "<base>"
 
 
 def _upgrade_plan(args: argparse.Namespace, before: str | None, target: str) -> int:
