@@ -119,6 +119,14 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str], argv: list[s
     assert "--url" in out and "--json" in out
 
 
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """``checkpoint-pg --version`` prints the package's version and exits 0 (for bug reports)."""
+    import checkpoint_pg
+
+    code, out, _ = cli(capsys, "--version")
+    assert code == 0 and out.strip() == f"checkpoint-pg {checkpoint_pg.__version__}"
+
+
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """No command, unknown options, bad values: exit 2 with one line on stderr."""
     assert cli(capsys)[0] == 2

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         epilog="Read commands (threads, history, show, diff, stats, replay, migrate current) never write.",
     )
+    from checkpoint_pg import __version__
+
+    parser.add_argument("--version", action="version", version=f"checkpoint-pg {__version__}")
     # No parser.set_defaults for the database options: it would change the default
     # of the argument objects every subcommand shares (parents=[common]), and a
     # subcommand would then overwrite `checkpoint-pg --url B CMD`'s B with it.
