@@ -435,6 +435,9 @@ def test_update_state_shows_on_the_update_checkpoint_and_streams_nothing(saver: 
     for e in entries:
         want = graph.get_state(_at(cfg, e.checkpoint_id)).next
         assert inspector.show(t, e.checkpoint_id).next == list(want)
+    # history gives next on every entry, as get_state_history does
+    lg = {s.config["configurable"]["checkpoint_id"]: sorted(s.next) for s in graph.get_state_history(cfg)}
+    assert {e.checkpoint_id: e.next for e in entries} == lg
 
 
 def test_update_state_names_the_node_it_was_applied_as(saver: Any, inspector: Any) -> None:

@@ -39,6 +39,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     table.add_column("source", no_wrap=True)
     table.add_column("node", no_wrap=True)
     table.add_column("wrote")
+    followed = {e.parent_checkpoint_id for e in entries if e.source == "loop"}
     for e in entries:
         label = str(e.step) if e.step is not None else "?"
         rows: list[tuple[str, list[str]]] = []
@@ -72,7 +73,7 @@ def cmd_history(args: argparse.Namespace) -> int:
             rows.append((node, [f"resumed with: {line}" for line in _value_lines(val, width)]))
         for node, update in e.pending.items():
             rows.append((node, [f"(pending) {line}" for line in _update_lines(update, width)]))
-        if e.next:
+        if e.next and e.checkpoint_id not in followed:  # else the next row shows them run
             rows.append(("next", [", ".join(e.next)]))
         if not rows:
             rows.append(("", [""]))

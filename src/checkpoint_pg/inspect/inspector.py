@@ -423,7 +423,7 @@ class Inspector:
                     entry.pending = group_updates(_pending_tasks(c), keys)
                     if c.null_writes:
                         entry.input = {**entry.input, **{ch: v for ch, v in c.null_writes if ch != RESUME}}
-                    entry.next = list(c.next)
+                entry.next = list(c.next)
                 out.append(entry)
         out.sort(key=lambda e: (e.checkpoint_id, e.checkpoint_ns))
         return out

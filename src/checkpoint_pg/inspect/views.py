@@ -83,8 +83,8 @@ class HistoryEntry(_Fields):
     ``errors`` and ``resumes`` are those of the tasks that ran *from* this
     checkpoint; ``pending`` holds writes already made from this checkpoint while
     its successor does not exist yet (a step cut short by an interrupt or an
-    error), and ``next`` the nodes it would run (as LangGraph's
-    ``get_state(config).next``; `Inspector.show` gives it for any checkpoint).
+    error), and ``next`` the nodes it would run (LangGraph's ``get_state(config).next``
+    for this checkpoint, sorted; on every entry, as in ``get_state_history``).
     Each stored write appears in exactly one entry.
     """
 
