@@ -169,7 +169,10 @@ def _writers(snapshot: StateSnapshot | None) -> str:
     parts = []
     for task in snapshot.tasks:
         result = task.result if isinstance(task.result, dict) else {}
-        written = sorted(k for k, v in result.items() if v not in (None, [], {}, ""))
+        # an empty update is a write too (`history` shows it): name it as one
+        written = sorted(
+            k if v not in (None, [], {}, "") else f"{k} (empty)" for k, v in result.items()
+        )
         resumed = " after an interrupt" if task.interrupts else ""
         if written:
             parts.append(f"{task.name}{resumed} -> {', '.join(written)}")
