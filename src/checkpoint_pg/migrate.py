@@ -168,9 +168,15 @@ def _refuse_unknown(revision: str | None) -> None:
 
 
 def downgrade(connection: sa.Connection, tables: Tables, revision: str = "base") -> None:
-    """Downgrade to ``revision`` ("base" drops every table of ours)."""
+    """Downgrade to ``revision`` ("base" drops every table of ours, the version table too)."""
     with _privileges_explained(tables), _migration_transaction(connection):
         command.downgrade(_config(tables, connection), revision)
+        if current(connection, tables) is None:
+            # at base alembic leaves its version table behind, empty: ours is
+            # namespaced and holds nothing else, so nothing of checkpoint_pg stays
+            sa.Table(tables.version_table, sa.MetaData(), schema=tables.schema).drop(
+                connection, checkfirst=True
+            )
 
 
 def current(connection: sa.Connection, tables: Tables) -> str | None:

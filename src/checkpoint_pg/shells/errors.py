@@ -70,10 +70,12 @@ def translate(exc: BaseException, url_hint: str) -> CheckpointPgError | None:
     if "no such table" in text or "no such column" in text or (
         "does not exist" in text and any(w in text for w in ("relation", "function", "column"))
     ):
+        from checkpoint_pg.migrate import head  # noqa: PLC0415 - alembic, only when needed
+
         return SchemaVersionError(
             f"checkpoint_pg tables are missing ({text.splitlines()[0]})",
             current=None,
-            expected="head",
+            expected=head(),
             upgrade_url=url_hint,
         )
     return None
