@@ -13,6 +13,7 @@ from checkpoint_pg.cli.shared import (
     AddCommand,
     UsageError,
     _confirm,
+    _counted,
     _destructive,
     _human_bytes,
     _inspector,
@@ -44,7 +45,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
             _warn_leased(ins, [args.thread])
     if not keys:
         raise NotFoundError(f"thread {args.thread!r} has no checkpoints: nothing to delete")
-    what = f"delete thread {args.thread!r}: {len(keys)} checkpoints, {st.writes} writes, {_human_bytes(st.bytes)}"
+    what = f"delete thread {args.thread!r}: {_counted(len(keys), 'checkpoint')}, {_counted(st.writes, 'write')}, {_human_bytes(st.bytes)}"
     if args.dry_run:
         return _report(
             args,
@@ -65,7 +66,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return _report(
         args,
         {"deleted": args.thread, "checkpoints": len(keys)},
-        f"deleted thread {args.thread!r} ({len(keys)} checkpoints)",
+        f"deleted thread {args.thread!r} ({_counted(len(keys), 'checkpoint')})",
     )
 
 
@@ -77,10 +78,10 @@ def cmd_copy(args: argparse.Namespace) -> int:
         raise NotFoundError(f"thread {args.src!r} has no checkpoints: nothing to copy")
     if dst:
         raise UsageError(
-            f"target thread {args.dst!r} already has {len(dst)} checkpoints: delete it first "
+            f"target thread {args.dst!r} already has {_counted(len(dst), 'checkpoint')}: delete it first "
             f"(checkpoint-pg delete {args.dst}) or copy to a new thread id"
         )
-    what = f"copy thread {args.src!r} ({len(keys)} checkpoints) to {args.dst!r}"
+    what = f"copy thread {args.src!r} ({_counted(len(keys), 'checkpoint')}) to {args.dst!r}"
     if args.dry_run:
         return _report(
             args,
@@ -95,7 +96,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
     return _report(
         args,
         {"copied": args.src, "target": args.dst, "checkpoints": len(keys)},
-        f"copied {args.src!r} to {args.dst!r} ({len(keys)} checkpoints)",
+        f"copied {args.src!r} to {args.dst!r} ({_counted(len(keys), 'checkpoint')})",
     )
 
 
@@ -158,7 +159,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
                 stale = [t for t in stale if t in set(args.thread)]
             result["delete_threads"] = stale
             _warn_leased(ins, stale)
-            messages.append(f"delete {len(stale)} threads not updated since {_when(cutoff)}")
+            messages.append(f"delete {_counted(len(stale), 'thread')} not updated since {_when(cutoff)}")
         plans = []
         if args.keep_last is not None:
             targets = args.thread or ins.all_thread_ids()
@@ -168,7 +169,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
             result["trim_threads"] = [p.__dict__ for p in plans]
             n = sum(p.delete_at_most for p in plans)
             messages.append(
-                f"keep the last {args.keep_last} checkpoints of {len(plans)} threads, deleting up to {n}"
+                f"keep the last {_counted(args.keep_last, 'checkpoint')} of {_counted(len(plans), 'thread')}, deleting up to {n}"
             )
     summary = "; ".join(messages)
     if args.dry_run:

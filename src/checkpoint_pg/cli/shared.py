@@ -279,6 +279,11 @@ def _shorten(text: str) -> str:
     return _LONG_WORD.sub(lambda m: f"{m.group(0)[:80]}...({len(m.group(0))} characters)", text)
 
 
+def _counted(n: int, noun: str) -> str:
+    """"1 thread", "2 threads"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 # -- asking --------------------------------------------------------------------------
 
 
@@ -288,7 +293,7 @@ def _confirm(args: argparse.Namespace, question: str) -> bool:
         return True
     question = _shorten(_sentence(question))
     if not sys.stdin or not sys.stdin.isatty():
-        raise UsageError(f"{question}: stdin is not a terminal to confirm; pass --yes to proceed")
+        raise UsageError(f"{question} Not asked: stdin is not a terminal; pass --yes to proceed")
     print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
     line = sys.stdin.readline()
     if not line:  # end of input (Ctrl-D): no
