@@ -37,6 +37,7 @@ import pytest
 from faultkit import after_first_yield
 from graphs import (
     FlakyError,
+    concat_reducer,
     build_chain,
     build_delta_graph,
     build_flaky_pair,
@@ -52,6 +53,7 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.runnables import RunnableConfig
+from langgraph.channels.delta import DeltaChannel
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
@@ -1358,6 +1360,46 @@ def test_prune_keep_latest_keeps_delta_channel_state(saver: Any, raw: Raw) -> No
     # continuing after the prune matches continuing the reference
     graph.invoke({"target": 7}, config)
     ref.invoke({"target": 7}, ref_cfg)
+    assert graph.get_state(config).values == ref.get_state(ref_cfg).values
+    raw.assert_no_orphans(t)
+
+
+class _UnusedDeltaState(TypedDict, total=False):
+    log: Annotated[list[str], operator.add]
+    n: int
+    # declared but never written: LangGraph counts its supersteps and never snapshots it
+    notes: Annotated[list[str], DeltaChannel(concat_reducer, snapshot_frequency=3)]
+
+
+def _build_unused_delta_graph(checkpointer: Any) -> Any:
+    def step(state: _UnusedDeltaState) -> _UnusedDeltaState:
+        return {"n": state.get("n", 0) + 1, "log": [f"s{state.get('n', 0)}"]}
+
+    builder = StateGraph(_UnusedDeltaState)
+    builder.add_node("step", step)
+    builder.add_edge(START, "step")
+    builder.add_edge("step", END)
+    return builder.compile(checkpointer=checkpointer)
+
+
+def test_prune_keep_latest_is_bounded_with_an_unwritten_delta_channel(saver: Any, raw: Raw) -> None:
+    """A DeltaChannel never written on the branch has nothing to replay: keep_latest must
+    not keep every ancestor for it (its counters say "no snapshot yet" forever)."""
+    graph = _build_unused_delta_graph(saver)
+    config = new_config("prune-unused-delta")
+    t = thread_of(config)
+    ref = _build_unused_delta_graph(InMemorySaver())
+    ref_cfg: RunnableConfig = {"configurable": {"thread_id": "r"}}
+    for _ in range(6):
+        graph.invoke({"log": ["in"]}, config)
+        ref.invoke({"log": ["in"]}, ref_cfg)
+        saver.prune([t], strategy="keep_latest", keep_last=2)
+        assert raw.counts(t)["checkpoints"] <= 2
+        raw.assert_no_orphans(t)
+    assert graph.get_state(config).values == ref.get_state(ref_cfg).values
+    graph.invoke({"notes": ["written at last"]}, config)
+    ref.invoke({"notes": ["written at last"]}, ref_cfg)
+    saver.prune([t], strategy="keep_latest", keep_last=1)
     assert graph.get_state(config).values == ref.get_state(ref_cfg).values
     raw.assert_no_orphans(t)
 

@@ -1098,14 +1098,24 @@ def _keep_delta_ancestors(
     parent, doc, md = docs[(ns, cid)]
     pending = set((md.get("counters_since_delta_snapshot") or {}).keys())
     versions = doc.get("channel_versions", {})
-    pending = {ch for ch in pending if not _has_value(vals, ns, ch, versions.get(ch))}
+    # A channel without a version was never written on this branch (LangGraph
+    # counts its supersteps all the same, and never snapshots it): there is
+    # nothing to replay, and walking to the root for it would keep every
+    # checkpoint of the thread.
+    pending = {
+        ch for ch in pending if ch in versions and not _has_value(vals, ns, ch, versions[ch])
+    }
     seen = 0
     while pending and parent is not None and (ns, parent) in docs and seen <= len(docs):
         live.add((ns, parent))
         seen += 1
         parent, doc, _ = docs[(ns, parent)]
         versions = doc.get("channel_versions", {})
-        pending = {ch for ch in pending if not _has_value(vals, ns, ch, versions.get(ch))}
+        # an ancestor without a version of the channel holds its first writes,
+        # if any: none older than it are replayed
+        pending = {
+            ch for ch in pending if ch in versions and not _has_value(vals, ns, ch, versions[ch])
+        }
 
 
 def _has_value(
