@@ -40,6 +40,7 @@ from graphs import (
     concat_reducer,
     build_chain,
     build_delta_graph,
+    build_subgraph_graph,
     build_flaky_pair,
     build_tool_agent,
     weather_question,
@@ -1402,6 +1403,40 @@ def test_prune_keep_latest_is_bounded_with_an_unwritten_delta_channel(saver: Any
     saver.prune([t], strategy="keep_latest", keep_last=1)
     assert graph.get_state(config).values == ref.get_state(ref_cfg).values
     raw.assert_no_orphans(t)
+
+
+@pytest.mark.parametrize("durability", ["sync", "async", "exit"])
+def test_prune_keep_latest_drops_finished_subgraph_calls(saver: Any, raw: Raw, durability: str) -> None:
+    """Each subgraph call checkpoints under a namespace of its own: kept N per
+    namespace, every call ever made would stay and a pruned thread grow without
+    bound. A call goes with the root checkpoint it started from; an interrupted
+    call (its root is the latest) stays and resumes."""
+    from langgraph.types import Command
+
+    graph = build_subgraph_graph(saver)
+    config = new_config("prune-calls")
+    t = thread_of(config)
+    ref = build_subgraph_graph(InMemorySaver())
+    ref_cfg: RunnableConfig = {"configurable": {"thread_id": "r"}}
+    for i in range(4):
+        for g, c in ((graph, config), (ref, ref_cfg)):
+            g.invoke({"topic": f" Topic {i} "}, c, durability=durability)
+        saver.prune([t], strategy="keep_latest", keep_last=1)
+        raw.assert_no_orphans(t)
+        # interrupted inside the child: its call is kept and reads back
+        mine, theirs = graph.get_state(config, subgraphs=True), ref.get_state(ref_cfg, subgraphs=True)
+        assert mine.values == theirs.values
+        assert [tk.state.values for tk in mine.tasks if tk.state] == [
+            tk.state.values for tk in theirs.tasks if tk.state
+        ]
+        for g, c in ((graph, config), (ref, ref_cfg)):
+            g.invoke(Command(resume=f"hint {i}"), c, durability=durability)
+        assert graph.get_state(config).values == ref.get_state(ref_cfg).values
+        saver.prune([t], strategy="keep_latest", keep_last=1)
+        raw.assert_no_orphans(t)
+        # the finished calls went with their root checkpoints
+        assert {ns for ns, _, _ in raw.checkpoints(t)} == {""}
+    assert graph.get_state(config).values == ref.get_state(ref_cfg).values
 
 
 def test_prune_delete_removes_the_thread(saver: Any, raw: Raw) -> None:

@@ -1049,18 +1049,21 @@ def _collect_garbage(ctx: Ctx, t: str, keep: int | None) -> Generator[Batch, lis
             for cid in sorted(ids, reverse=True)[:keep]:
                 live_cps.add((ns, cid))
                 _keep_delta_ancestors(ns, cid, docs, vals, live_cps)
+        calls = _finished_calls(docs, by_ns, live_cps)
+        live_cps -= {(ns, cid) for ns in calls for cid in by_ns[ns]}
         dead = [k for k in docs if k not in live_cps]
         # Writes of a checkpoint that is not stored (a late put_writes after another
         # process pruned it, in-flight writes a copy took along) and older than every
         # checkpoint kept in its namespace: had it been stored it would go now, and
         # its writes keep objects alive. Newer ones may await their put (async
-        # durability), and stay.
-        oldest = {ns: min(cid for n, cid in live_cps if n == ns) for ns in by_ns}
+        # durability), and stay. A finished call's namespace goes whole.
+        oldest = {ns: min(cid for n, cid in live_cps if n == ns) for ns in by_ns if ns not in calls}
         dead += sorted(
             {
                 (ns, cid)
                 for ns, cid, _ in write_refs
-                if (ns, cid) not in docs and ns in oldest and cid < oldest[ns]
+                if (ns, cid) not in docs
+                and (ns in calls or (ns in oldest and cid < oldest[ns]))
             }
         )
         if dead:
@@ -1086,6 +1089,41 @@ def _collect_garbage(ctx: Ctx, t: str, keep: int | None) -> Generator[Batch, lis
     stmts = [*ctx.sql.delete_values(t, dead_vals), *ctx.sql.delete_objects(t, dead_hashes)]
     if stmts:
         yield Batch(stmts, fetch=False)
+
+
+def _finished_calls(
+    docs: Mapping[tuple[str, str], tuple[str | None, dict[str, Any], dict[str, Any]]],
+    by_ns: Mapping[str, Sequence[str]],
+    live: set[tuple[str, str]],
+) -> set[str]:
+    """Namespaces of subgraph calls whose root checkpoint goes (keep_latest).
+
+    Each call of a subgraph checkpoints under a namespace of its own (its task id
+    after a ":"), started from a root checkpoint (``metadata["parents"][""]``).
+    Kept N per namespace, every call the thread ever made would stay: a call goes
+    with the root checkpoint it started from, as in langgraph-checkpoint-postgres.
+    A root checkpoint not stored goes too when it is older than every root
+    checkpoint kept (pruned before, or never stored: ``durability="exit"``); a
+    newer one may be awaiting its put (``durability="async"``), and keeps its call.
+    A ``checkpointer=True`` subgraph's namespace (no ":") outlives its calls: kept.
+    """
+    kept_roots = [cid for ns, cid in live if ns == ""]
+    if not kept_roots:
+        return set()
+    oldest_root = min(kept_roots)
+    out = set()
+    for ns, ids in by_ns.items():
+        if ":" not in ns:
+            continue
+        parents = docs[(ns, max(ids))][2].get("parents")
+        root = parents.get("") if isinstance(parents, dict) else None
+        if not isinstance(root, str):
+            continue
+        if ("", root) in live:
+            continue
+        if ("", root) in docs or root < oldest_root:
+            out.add(ns)
+    return out
 
 
 def _keep_delta_ancestors(
