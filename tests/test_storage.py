@@ -1413,6 +1413,8 @@ def test_prune_keep_latest_drops_finished_subgraph_calls(saver: Any, raw: Raw, d
     call (its root is the latest) stays and resumes."""
     from langgraph.types import Command
 
+    from checkpoint_pg.inspect import Inspector
+
     graph = build_subgraph_graph(saver)
     config = new_config("prune-calls")
     t = thread_of(config)
@@ -1432,8 +1434,12 @@ def test_prune_keep_latest_drops_finished_subgraph_calls(saver: Any, raw: Raw, d
         for g, c in ((graph, config), (ref, ref_cfg)):
             g.invoke(Command(resume=f"hint {i}"), c, durability=durability)
         assert graph.get_state(config).values == ref.get_state(ref_cfg).values
+        # the dry run (CLI prune --dry-run) counts what the prune then deletes
+        total, drop = Inspector(saver).keep_last_plan(t, 1)
+        assert total == len(raw.checkpoints(t))
         saver.prune([t], strategy="keep_latest", keep_last=1)
         raw.assert_no_orphans(t)
+        assert len(raw.checkpoints(t)) == total - drop
         # the finished calls went with their root checkpoints
         assert {ns for ns, _, _ in raw.checkpoints(t)} == {""}
     assert graph.get_state(config).values == ref.get_state(ref_cfg).values

@@ -168,8 +168,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
             result["keep_last"] = args.keep_last
             result["trim_threads"] = [p.__dict__ for p in plans]
             n = sum(p.delete_at_most for p in plans)
+            kept = _counted(args.keep_last, "checkpoint")
             messages.append(
-                f"keep the last {_counted(args.keep_last, 'checkpoint')} of {_counted(len(plans), 'thread')}, deleting up to {n}"
+                f"keep the last {kept} of {_counted(len(plans), 'thread')}, "
+                f"deleting {_counted(n, 'checkpoint')}"
             )
     summary = "; ".join(messages)
     if args.dry_run:

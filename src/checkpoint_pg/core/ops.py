@@ -1021,12 +1021,8 @@ def prune(
     return None
 
 
-def _collect_garbage(ctx: Ctx, t: str, keep: int | None) -> Generator[Batch, list[Any], None]:
-    """Delete what no remaining checkpoint needs; with ``keep``, keep only the latest N per ns.
-
-    Kept checkpoints keep the ancestors their `DeltaChannel`s replay from: the
-    walk goes back until each delta channel has a stored value.
-    """
+def _thread_rows(ctx: Ctx, t: str) -> Generator[Batch, list[Any], tuple[Any, ...]]:
+    """Every checkpoint (parsed), value, write reference and object hash of a thread."""
     cps, values, write_refs, hashes = yield Batch(
         [
             ctx.sql.select_thread_checkpoints(t),
@@ -1039,33 +1035,62 @@ def _collect_garbage(ctx: Ctx, t: str, keep: int | None) -> Generator[Batch, lis
         (ns, ch, ver): (kind, base, bytes(refs)) for ns, ch, ver, kind, base, refs in values
     }
     docs = {(c[0], c[1]): (c[2], _parse_doc(c[3]), _loads_md(c[4])) for c in cps}
+    return docs, vals, write_refs, hashes
+
+
+def _keep_latest(
+    docs: Mapping[tuple[str, str], tuple[str | None, dict[str, Any], dict[str, Any]]],
+    vals: Mapping[tuple[str, str, str], tuple[int, str | None, bytes]],
+    write_refs: Sequence[Sequence[Any]],
+    keep: int,
+) -> tuple[set[tuple[str, str]], list[tuple[str, str]]]:
+    """(checkpoints kept, checkpoints and unstored write keys to delete) when keeping
+    the latest ``keep`` per namespace, with what those need (I/O-free)."""
+    live_cps: set[tuple[str, str]] = set()
+    by_ns: dict[str, list[str]] = defaultdict(list)
+    for ns, cid in docs:
+        by_ns[ns].append(cid)
+    for ns, ids in by_ns.items():
+        for cid in sorted(ids, reverse=True)[:keep]:
+            live_cps.add((ns, cid))
+            _keep_delta_ancestors(ns, cid, docs, vals, live_cps)
+    calls = _finished_calls(docs, by_ns, live_cps)
+    live_cps -= {(ns, cid) for ns in calls for cid in by_ns[ns]}
+    dead = [k for k in docs if k not in live_cps]
+    # Writes of a checkpoint that is not stored (a late put_writes after another
+    # process pruned it, in-flight writes a copy took along) and older than every
+    # checkpoint kept in its namespace: had it been stored it would go now, and
+    # its writes keep objects alive. Newer ones may await their put (async
+    # durability), and stay. A finished call's namespace goes whole.
+    oldest = {ns: min(cid for n, cid in live_cps if n == ns) for ns in by_ns if ns not in calls}
+    dead += sorted(
+        {
+            (ns, cid)
+            for ns, cid, _ in write_refs
+            if (ns, cid) not in docs
+            and (ns in calls or (ns in oldest and cid < oldest[ns]))
+        }
+    )
+    return live_cps, dead
+
+
+def plan_keep_latest(ctx: Ctx, thread_id: str, keep: int) -> Op:
+    """(checkpoints, of them the ones prune(keep_latest=keep) would delete now): reads only."""
+    docs, vals, write_refs, _ = yield from _thread_rows(ctx, thread_id)
+    _, dead = _keep_latest(docs, vals, write_refs, keep)
+    return len(docs), sum(1 for k in dead if k in docs)
+
+
+def _collect_garbage(ctx: Ctx, t: str, keep: int | None) -> Generator[Batch, list[Any], None]:
+    """Delete what no remaining checkpoint needs; with ``keep``, keep only the latest N per ns.
+
+    Kept checkpoints keep the ancestors their `DeltaChannel`s replay from: the
+    walk goes back until each delta channel has a stored value.
+    """
+    docs, vals, write_refs, hashes = yield from _thread_rows(ctx, t)
     live_cps = set(docs)
     if keep is not None:
-        live_cps = set()
-        by_ns: dict[str, list[str]] = defaultdict(list)
-        for ns, cid in docs:
-            by_ns[ns].append(cid)
-        for ns, ids in by_ns.items():
-            for cid in sorted(ids, reverse=True)[:keep]:
-                live_cps.add((ns, cid))
-                _keep_delta_ancestors(ns, cid, docs, vals, live_cps)
-        calls = _finished_calls(docs, by_ns, live_cps)
-        live_cps -= {(ns, cid) for ns in calls for cid in by_ns[ns]}
-        dead = [k for k in docs if k not in live_cps]
-        # Writes of a checkpoint that is not stored (a late put_writes after another
-        # process pruned it, in-flight writes a copy took along) and older than every
-        # checkpoint kept in its namespace: had it been stored it would go now, and
-        # its writes keep objects alive. Newer ones may await their put (async
-        # durability), and stay. A finished call's namespace goes whole.
-        oldest = {ns: min(cid for n, cid in live_cps if n == ns) for ns in by_ns if ns not in calls}
-        dead += sorted(
-            {
-                (ns, cid)
-                for ns, cid, _ in write_refs
-                if (ns, cid) not in docs
-                and (ns in calls or (ns in oldest and cid < oldest[ns]))
-            }
-        )
+        live_cps, dead = _keep_latest(docs, vals, write_refs, keep)
         if dead:
             yield Batch(ctx.sql.delete_checkpoints(t, dead), fetch=False)
             if write_refs:

@@ -685,6 +685,12 @@ class Inspector:
     def all_thread_ids(self) -> list[str]:
         return [r[0] for r in self._read(self._one(self.sql.all_thread_ids()))]
 
+    def keep_last_plan(self, thread_id: str, n: int) -> tuple[int, int]:
+        """(checkpoints, how many ``prune(keep_last=n)`` would delete now): read only,
+        by the same garbage collection prune runs."""
+        t = normalize_thread_id(thread_id)
+        return tuple(self._read(core_ops.plan_keep_latest(self.saver.ctx, t, n)))  # type: ignore[return-value]
+
     def checkpoint_keys(self, thread_id: str) -> list[tuple[str, str]]:
         """(namespace, checkpoint id) of every checkpoint of a thread."""
         return [(r[0], r[1]) for r in self._read(self._one(self.sql.thread_checkpoint_keys(thread_id)))]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,10 +41,12 @@ def parse_duration(text: str) -> dt.timedelta:
 
 @dataclass
 class PrunePlan:
-    """Per thread: how many checkpoints it has and how many `keep_last` deletes at most.
+    """Per thread: how many checkpoints it has and how many `keep_last` would delete.
 
-    The count is an upper bound: checkpoints a kept ``DeltaChannel`` still
-    replays from are kept too.
+    Counted by the garbage collection ``prune`` runs, without writing: the
+    ancestors a kept ``DeltaChannel`` replays from stay, a finished subgraph
+    call goes whole. (``delete_at_most``: checkpoints a run adds meanwhile
+    push older ones out too.)
     """
 
     thread_id: str
@@ -58,10 +59,8 @@ def plan_keep_last(inspector: Any, thread_ids: Iterable[str], n: int) -> list[Pr
     _check_n(n)
     plans = []
     for t in thread_ids:
-        keys = inspector.checkpoint_keys(t)
-        per_ns = Counter(ns for ns, _ in keys)
-        drop = sum(max(0, c - n) for c in per_ns.values())
-        plans.append(PrunePlan(t, len(keys), drop))
+        total, drop = inspector.keep_last_plan(t, n)
+        plans.append(PrunePlan(t, total, drop))
     return plans
 
 
