@@ -517,3 +517,21 @@ def test_setup_by_a_role_that_may_not_create_says_who_should_run_it(split_roles:
     assert "checkpoint-pg migrate upgrade --url" in str(info.value) and "--prefix own_" in str(info.value)
     with PostgresSaver.from_conn_string(split_roles["ddl"], prefix="own_") as admin:
         admin.setup()  # the owner can, from scratch: nothing was left behind
+
+
+# --------------------------------------------------------------------------
+# Identifiers and stored rows tampered with
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("what", ["prefix", "schema"])
+@pytest.mark.parametrize("bad", ["cpg_\n", "public\n", "a\nb"])
+def test_identifier_with_a_newline_is_refused(what: str, bad: str) -> None:
+    """``$`` also matches before a trailing newline: ``prefix="cpg_\\n"`` or
+    ``schema="public\\n"`` must be refused like any other character outside
+    [A-Za-z0-9_] (SQLAlchemy leaves a name ending in a newline unquoted)."""
+    from checkpoint_pg import ConfigError  # noqa: PLC0415
+    from checkpoint_pg.schema import build_tables  # noqa: PLC0415
+
+    with pytest.raises(ConfigError, match="invalid"):
+        build_tables(**{what: bad})

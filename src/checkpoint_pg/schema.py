@@ -31,7 +31,7 @@ from checkpoint_pg.errors import ConfigError
 __all__ = ["Tables", "build_tables", "store_options", "DEFAULT_PREFIX", "KIND"]
 
 DEFAULT_PREFIX = "cpg_"
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")  # fullmatch: "$" allows a final "\n"
 
 
 class KIND:
@@ -71,7 +71,7 @@ class Tables:
 
 
 def check_identifier(value: str, what: str) -> str:
-    if not _IDENT.match(value):
+    if not isinstance(value, str) or not _IDENT.fullmatch(value):
         raise ConfigError(
             f"invalid {what} {value!r}: use letters, digits and underscores, "
             "starting with a letter or underscore, at most 41 characters"
