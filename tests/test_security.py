@@ -535,3 +535,60 @@ def test_identifier_with_a_newline_is_refused(what: str, bad: str) -> None:
 
     with pytest.raises(ConfigError, match="invalid"):
         build_tables(**{what: bad})
+
+
+def test_a_delta_chain_that_loops_is_an_error_not_a_hang() -> None:
+    """A channel_values row edited to be its own base (or two rows each other's):
+    reading the list must raise IntegrityError, not walk the loop forever while
+    its stack of versions eats the memory."""
+    from checkpoint_pg import IntegrityError  # noqa: PLC0415
+    from checkpoint_pg.core.values import resolve_hashes  # noqa: PLC0415
+    from checkpoint_pg.schema import KIND  # noqa: PLC0415
+
+    class Watched(dict):
+        looked_up = 0
+
+        def get(self, key: Any, default: Any = None) -> Any:
+            Watched.looked_up += 1
+            if Watched.looked_up > 10_000:
+                raise RuntimeError("resolve_hashes went round the loop")
+            return super().get(key, default)
+
+    h = b"\x01" * 16
+    for rows in (
+        {"v2": (KIND.DELTA, "v2", h)},
+        {"v2": (KIND.DELTA, "v3", h), "v3": (KIND.DELTA, "v2", h)},
+        {"v2": (KIND.DELTA, None, h)},
+    ):
+        Watched.looked_up = 0
+        with pytest.raises(IntegrityError, match="changed by hand"):
+            resolve_hashes(Watched(rows), "v2", {}, "thread 't' channel 'messages'")
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "UPDATE {values} SET base_version = NULL WHERE kind = 3",
+        "UPDATE {writes} SET kind = 1, refs = {concat}",
+    ],
+)
+def test_value_rows_tampered_with_meet_integrity_error(
+    make_saver, saver_target, backend: str, tamper: str
+) -> None:
+    """A delta without a base, a scalar value or write naming two objects: the
+    reads raise IntegrityError (a CheckpointPgError), not TypeError/ValueError."""
+    from checkpoint_pg import IntegrityError  # noqa: PLC0415
+
+    with make_saver() as saver:
+        sim = SimThread(saver, f"tampered-{uuid.uuid4().hex[:8]}")
+        for _ in range(4):
+            sim.run_step()
+    concat = "CAST(refs || refs AS BLOB)" if backend == "sqlite" else "refs || refs"
+    with raw_connection(backend, saver_target.conn_string) as conn:
+        conn.execute(
+            tamper.format(
+                values=qualified(saver, "channel_values"), writes=qualified(saver, "writes"), concat=concat
+            )
+        )
+    with make_saver() as fresh, pytest.raises(IntegrityError):  # nothing cached
+        list(fresh.list(sim.config()))

@@ -513,7 +513,13 @@ def _obj(ctx: Ctx, memo: Memo, t: str, h: bytes) -> Any:
 
 def _decode(ctx: Ctx, memo: Memo, t: str, kind: int, hashes: Iterable[bytes]) -> Any:
     if kind == KIND.SCALAR:
-        (h,) = hashes
+        try:
+            (h,) = hashes
+        except ValueError:
+            raise IntegrityError(
+                f"thread {t!r}: a stored value's refs do not name exactly one object; "
+                "its row was changed by hand"
+            ) from None
         return _obj(ctx, memo, t, h)
     return [_obj(ctx, memo, t, h) for h in hashes]
 
@@ -657,7 +663,7 @@ def _missing_chain_ranges(ld: _Loaded) -> list[tuple[str, str, str]]:
     for ch, rows in ld.values.items():
         lo = hi = None
         for ver, (kind, base, _) in rows.items():
-            if kind == KIND.DELTA and base not in rows:
+            if kind == KIND.DELTA and base is not None and base not in rows:
                 root = min(ld.roots.get((ch, ver)) or base, base)
                 lo = root if lo is None or root < lo else lo
                 hi = ver if hi is None or ver > hi else hi

@@ -317,6 +317,7 @@ def resolve_hashes(
     thread (416 MB for a 10,000-step thread).
     """
     stack: list[str] = []
+    seen: set[str] = set()
     v: str | None = version
     while v is not None and v not in memo:
         row = rows.get(v)
@@ -325,6 +326,13 @@ def resolve_hashes(
                 f"{where}: list version {v!r} is missing from storage; the thread was "
                 "changed while it was read or its rows were deleted by hand"
             )
+        if v in seen or (row[0] == KIND.DELTA and row[1] is None):
+            # rows edited by hand: a chain that loops would grow `stack` forever
+            raise IntegrityError(
+                f"{where}: the delta chain of list version {v!r} "
+                f"{'loops' if v in seen else 'has no base version'}; its rows were changed by hand"
+            )
+        seen.add(v)
         stack.append(v)
         v = row[1] if row[0] == KIND.DELTA else None
     base: tuple[bytes, ...] = memo[v] if v is not None else ()
