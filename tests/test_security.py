@@ -592,3 +592,33 @@ def test_value_rows_tampered_with_meet_integrity_error(
         )
     with make_saver() as fresh, pytest.raises(IntegrityError):  # nothing cached
         list(fresh.list(sim.config()))
+
+
+def test_a_compressed_object_inflating_past_max_value_bytes_is_refused(
+    make_saver, saver_target, backend: str
+) -> None:
+    """A row planted as "zd1:msgpack" (or "z:msgpack") whose ~300 kB inflate to
+    300 MiB of zeros: a saver with max_value_bytes stops inflating at the limit
+    and raises SerializationError, instead of allocating them."""
+    import resource  # noqa: PLC0415
+    import zlib  # noqa: PLC0415
+
+    from checkpoint_pg import SerializationError  # noqa: PLC0415
+    from checkpoint_pg.core.zdict import DICTIONARIES  # noqa: PLC0415
+
+    chunk = b"\0" * (1 << 20)
+    for tag in ("zd1", "z"):
+        z = zlib.compressobj(9, zlib.DEFLATED, 15, 9, zlib.Z_DEFAULT_STRATEGY, DICTIONARIES["zd1"]) if tag == "zd1" else zlib.compressobj(9)
+        bomb = b"".join(z.compress(chunk) for _ in range(300)) + z.flush()
+        placeholder = f"placeholder-bomb-{tag}"
+        with make_saver(max_value_bytes=1 << 20) as saver:
+            sim = planted_thread(saver, placeholder)
+            plant_object(
+                backend, saver_target.conn_string, saver, sim.thread_id, placeholder, f"{tag}:msgpack", bomb
+            )
+        with make_saver(max_value_bytes=1 << 20) as saver:
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            with pytest.raises(SerializationError, match="max_value_bytes"):
+                saver.get_tuple(sim.config())
+            grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        assert grown_kib < 200_000, f"reading the row took {grown_kib} KiB more"

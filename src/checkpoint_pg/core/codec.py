@@ -181,7 +181,7 @@ class ValueCodec:
     def load(self, typ: str, data: bytes) -> Any:
         try:
             if typ[:1] == "z" and ":" in typ:
-                typ, data = inflate(typ, data)
+                typ, data = inflate(typ, data, self.max_value_bytes)
             return self.serde.loads_typed((typ, data))
         except Exception as exc:
             raise SerializationError(
@@ -189,17 +189,28 @@ class ValueCodec:
             ) from exc
 
 
-def inflate(typ: str, data: bytes) -> tuple[str, bytes]:
+def inflate(typ: str, data: bytes, limit: int | None = None) -> tuple[str, bytes]:
     """A stored object's type and bytes as the serializer wrote them: "z:" is
-    plain zlib (releases before 0008), "zd1:" zlib against dictionary zd1."""
+    plain zlib (releases before 0008), "zd1:" zlib against dictionary zd1.
+
+    ``limit`` (the saver's max_value_bytes): refuse an object that inflates to
+    more, without inflating it further (a row written to be a zip bomb)."""
     tag, _, inner = typ.partition(":")
     if tag == "z":
-        return inner, zlib.decompress(data)
-    zdict = DICTIONARIES.get(tag)
-    if zdict is None:
-        return typ, data  # a serializer's own type that happens to contain ":"
-    z = zlib.decompressobj(15, zdict)
-    out = z.decompress(data)
+        z = zlib.decompressobj()
+    else:
+        zdict = DICTIONARIES.get(tag)
+        if zdict is None:
+            return typ, data  # a serializer's own type that happens to contain ":"
+        z = zlib.decompressobj(15, zdict)
+    out = z.decompress(data, limit + 1 if limit else 0)
+    if limit and len(out) > limit:
+        raise ValueTooLargeError(
+            f"a stored object of {len(data)} bytes inflates to over {limit} bytes "
+            "(max_value_bytes): it was not written by this saver's settings",
+            size=len(out),
+            limit=limit,
+        )
     if not z.eof:
         raise zlib.error("truncated compressed object")
     return inner, out
