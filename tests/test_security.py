@@ -622,3 +622,14 @@ def test_a_compressed_object_inflating_past_max_value_bytes_is_refused(
                 saver.get_tuple(sim.config())
             grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
         assert grown_kib < 200_000, f"reading the row took {grown_kib} KiB more"
+
+
+@pytest.mark.parametrize("value", [{"ü": 1}, {"日本": {"é": "x"}}, [{"ü": None}]])
+def test_filter_on_a_dict_with_non_ascii_keys_matches(saver, value: Any) -> None:
+    """SQLite compares json_tree paths, which spell keys as the JSON text does:
+    the filter's JSON must escape non-ASCII as the stored metadata does (not at all)."""
+    sim = SimThread(saver, f"uni-{uuid.uuid4().hex[:8]}")
+    st = sim.prepare()
+    st.metadata["k"] = value
+    sim.send_put(st)
+    assert len(list(saver.list(sim.config(), filter={"k": value}))) == 1

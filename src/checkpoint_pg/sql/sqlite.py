@@ -56,7 +56,7 @@ def metadata_matches(column: str, filter: dict[str, Any], p: dict[str, Any], tag
             p[v] = value
             out.append(f"EXISTS ({entry}j.type = 'text' AND j.value = :{v})")
         else:  # the same nodes at the same paths, both ways
-            p[v] = json.dumps(value, separators=(",", ":"))
+            p[v] = json.dumps(value, separators=(",", ":"), ensure_ascii=False)  # as stored
             a, b = "json_tree(j.value)", f"json_tree(:{v})"
             kind = "object" if isinstance(value, dict) else "array"
             out.append(
