@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
+from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
@@ -211,6 +212,35 @@ def test_demo_without_langgraph_says_what_to_install(
     code, out, err = cli(capsys, "demo", "--url", str(tmp_path / "d.db"))
     assert code == 1 and out == ""
     assert "pip install" in err and "langgraph" in err, err
+
+
+def test_an_encrypted_database_is_read_with_langgraph_aes_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread an app stored with EncryptedSerializer.from_pycryptodome_aes() (key in
+    LANGGRAPH_AES_KEY): the CLI reads it with the variable set, and without it says why not."""
+    pytest.importorskip("Crypto", reason="EncryptedSerializer needs pycryptodome (test extra)")
+    from langchain_core.messages import HumanMessage
+    from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+
+    from checkpoint_pg import SqliteSaver
+
+    monkeypatch.setenv("LANGGRAPH_AES_KEY", "0123456789abcdef")
+    path = str(tmp_path / "enc.db")
+    with SqliteSaver.from_conn_string(path, serde=EncryptedSerializer.from_pycryptodome_aes()) as saver:
+        saver.setup()
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"messages": [HumanMessage("secret question", id="h1")]}
+        cp["channel_versions"] = {"messages": saver.get_next_version(None, None)}
+        saver.put({"configurable": {"thread_id": "enc", "checkpoint_ns": ""}}, cp, {}, cp["channel_versions"])
+    code, out, err = cli(capsys, "show", "enc", "--json", "--url", path)
+    assert code == 0 and "secret question" in out, err
+    monkeypatch.delenv("LANGGRAPH_AES_KEY")
+    code, out, err = cli(capsys, "show", "enc", "--json", "--url", path)
+    assert code == 1 and "LANGGRAPH_AES_KEY" in err and "encrypted" in err, err
+    monkeypatch.setenv("LANGGRAPH_AES_KEY", "short")
+    code, out, err = cli(capsys, "show", "enc", "--url", path)
+    assert code != 0 and "LANGGRAPH_AES_KEY is set but unusable" in err, err
 
 
 # -- read commands -----------------------------------------------------------------------

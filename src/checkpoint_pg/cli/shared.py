@@ -61,6 +61,20 @@ def _saver_options(args: argparse.Namespace) -> dict[str, Any]:
     opts: dict[str, Any] = {"prefix": args.prefix}
     if args.schema:
         opts["schema"] = args.schema
+    if os.environ.get("LANGGRAPH_AES_KEY"):
+        # a database an app wrote with EncryptedSerializer.from_pycryptodome_aes(),
+        # which takes its key from the same variable
+        from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+
+        try:
+            opts["serde"] = EncryptedSerializer.from_pycryptodome_aes()
+        except ImportError:
+            raise ConfigError(
+                "LANGGRAPH_AES_KEY is set: reading an encrypted database needs pycryptodome "
+                "(pip install pycryptodome), or unset the variable"
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - the key's own complaint, e.g. its length
+            raise ConfigError(f"LANGGRAPH_AES_KEY is set but unusable: {exc}") from None
     return opts
 
 

@@ -184,8 +184,15 @@ class ValueCodec:
                 typ, data = inflate(typ, data, self.max_value_bytes)
             return self.serde.loads_typed((typ, data))
         except Exception as exc:
+            hint = ""
+            if self._cipher is None and "+" in typ:
+                # "msgpack+aes": written by an EncryptedSerializer
+                hint = (
+                    "; it was stored encrypted: open the saver with the same serde= "
+                    "(EncryptedSerializer), or for the CLI set LANGGRAPH_AES_KEY"
+                )
             raise SerializationError(
-                f"cannot deserialize a stored object of type {typ!r}: {exc}"
+                f"cannot deserialize a stored object of type {typ!r}: {exc}{hint}"
             ) from exc
 
 
