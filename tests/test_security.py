@@ -570,13 +570,22 @@ def test_a_delta_chain_that_loops_is_an_error_not_a_hang() -> None:
     [
         "UPDATE {values} SET base_version = NULL WHERE kind = 3",
         "UPDATE {writes} SET kind = 1, refs = {concat}",
+        "UPDATE {values} SET kind = 99 WHERE kind = 3",
+        "UPDATE {writes} SET kind = -1",
+        "UPDATE {checkpoints} SET checkpoint = '[1, 2]'",
+        "UPDATE {checkpoints} SET checkpoint = 'not json'",
+        "UPDATE {checkpoints} SET checkpoint = '{{\"channel_versions\": [1], \"versions_seen\": {{}}}}'",
+        "UPDATE {checkpoints} SET checkpoint = '{{\"channel_versions\": {{}}, \"versions_seen\": \"x\"}}'",
+        "UPDATE {checkpoints} SET checkpoint = '{{\"channel_versions\": {{}}, \"versions_seen\": {{\"a\": 1}}}}'",
     ],
 )
 def test_value_rows_tampered_with_meet_integrity_error(
     make_saver, saver_target, backend: str, tamper: str
 ) -> None:
-    """A delta without a base, a scalar value or write naming two objects: the
-    reads raise IntegrityError (a CheckpointPgError), not TypeError/ValueError."""
+    """A delta without a base, a scalar value or write naming two objects, a kind no
+    release writes, a checkpoint document that is not a JSON object or whose maps
+    are not: the reads raise IntegrityError (a CheckpointPgError), not
+    TypeError/ValueError/AttributeError or the driver's error."""
     from checkpoint_pg import IntegrityError  # noqa: PLC0415
 
     with make_saver() as saver:
@@ -587,11 +596,24 @@ def test_value_rows_tampered_with_meet_integrity_error(
     with raw_connection(backend, saver_target.conn_string) as conn:
         conn.execute(
             tamper.format(
-                values=qualified(saver, "channel_values"), writes=qualified(saver, "writes"), concat=concat
+                values=qualified(saver, "channel_values"),
+                writes=qualified(saver, "writes"),
+                checkpoints=qualified(saver, "checkpoints"),
+                concat=concat,
             )
         )
-    with make_saver() as fresh, pytest.raises(IntegrityError):  # nothing cached
-        list(fresh.list(sim.config()))
+    with make_saver() as fresh:  # nothing cached
+        with pytest.raises(IntegrityError):
+            list(fresh.list(sim.config()))
+        if "{writes}" not in tamper:  # the latest checkpoint has none to read
+            with pytest.raises(IntegrityError):
+                fresh.get_tuple(sim.config())
+            with pytest.raises(IntegrityError):
+                list(fresh.list(None, limit=5))
+    from checkpoint_pg.inspect import Inspector  # noqa: PLC0415
+
+    with make_saver() as fresh, pytest.raises(IntegrityError):
+        Inspector(fresh).history(sim.thread_id)
 
 
 def test_a_compressed_object_inflating_past_max_value_bytes_is_refused(

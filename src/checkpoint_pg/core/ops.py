@@ -512,6 +512,8 @@ def _obj(ctx: Ctx, memo: Memo, t: str, h: bytes) -> Any:
 
 
 def _decode(ctx: Ctx, memo: Memo, t: str, kind: int, hashes: Iterable[bytes]) -> Any:
+    if kind != KIND.SCALAR and kind != KIND.LIST:
+        raise IntegrityError(f"thread {t!r}: a stored value has kind {kind!r}; its row was changed by hand")
     if kind == KIND.SCALAR:
         try:
             (h,) = hashes
@@ -672,12 +674,31 @@ def _missing_chain_ranges(ld: _Loaded) -> list[tuple[str, str, str]]:
     return out
 
 
+def _loads_md(raw: Any) -> dict[str, Any]:
+    """A checkpoint's metadata (or document), as the driver returned it."""
+    try:
+        out = loads_json(raw) if isinstance(raw, (str, bytes)) else dict(raw)
+    except (TypeError, ValueError) as exc:
+        raise _edited(f"is not JSON ({exc})") from None
+    if type(out) is not dict:
+        raise _edited(f"is a JSON {type(out).__name__}, not an object")
+    return out
+
+
 def _parse_doc(raw: Any) -> dict[str, Any]:
-    """A checkpoint document or metadata, as the driver returned it."""
-    return loads_json(raw) if isinstance(raw, (str, bytes)) else dict(raw)
+    """A checkpoint document, as the driver returned it; its maps checked (the rest of
+    the reader takes them for maps)."""
+    doc = _loads_md(raw)
+    for key in ("channel_versions", "versions_seen"):
+        if not isinstance(doc.get(key, {}), dict):
+            raise _edited(f"has a {key} that is not a JSON object")
+    if not all(isinstance(v, dict) for v in doc.get("versions_seen", {}).values()):
+        raise _edited("has a versions_seen entry that is not a JSON object")
+    return doc
 
 
-_loads_md = _parse_doc
+def _edited(what: str) -> IntegrityError:
+    return IntegrityError(f"a stored checkpoint document or metadata {what}; its row was changed by hand")
 
 
 def get_tuple(ctx: Ctx, config: RunnableConfig) -> Op:

@@ -326,6 +326,10 @@ def resolve_hashes(
                 f"{where}: list version {v!r} is missing from storage; the thread was "
                 "changed while it was read or its rows were deleted by hand"
             )
+        if row[0] != KIND.LIST and row[0] != KIND.DELTA:
+            raise IntegrityError(
+                f"{where}: list version {v!r} has kind {row[0]!r}; its row was changed by hand"
+            )
         if v in seen or (row[0] == KIND.DELTA and row[1] is None):
             # rows edited by hand: a chain that loops would grow `stack` forever
             raise IntegrityError(

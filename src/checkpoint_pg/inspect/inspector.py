@@ -80,11 +80,10 @@ def thread_ids_op(sql: InspectSQL, filter: dict[str, Any] | None, after: str | N
 
 
 def _json(raw: Any) -> dict[str, Any]:
+    """Metadata as stored (IntegrityError for a row edited into something else)."""
     if raw is None:
         return {}
-    if isinstance(raw, (str, bytes, bytearray)):
-        return json.loads(raw)
-    return dict(raw)
+    return core_ops._loads_md(bytes(raw) if isinstance(raw, bytearray) else raw)
 
 
 def _ts(raw: Any) -> dt.datetime | None:
@@ -299,7 +298,7 @@ class Inspector:
             tup = tuples.get((ns, cid))
             channel_values = dict(tup.checkpoint.get("channel_values") or {}) if tup else None
             rec = CheckpointRecord(
-                ns, cid, parent, run_id, _json(raw_doc), _json(raw_md), channel_values=channel_values
+                ns, cid, parent, run_id, core_ops._parse_doc(raw_doc), _json(raw_md), channel_values=channel_values
             )
             self._attach_tasks(rec, tup, keys)
             records.append(rec)

@@ -55,6 +55,13 @@ def translate(exc: BaseException, url_hint: str) -> CheckpointPgError | None:
             "was deleted or pruned while the run was writing; nothing was saved. Load the "
             "thread's current state and run again"
         )
+    if text.startswith("malformed JSON") or (  # SQLite's JSON functions, or Postgres's,
+        getattr(exc, "sqlstate", None) in ("22P02", "22023")  # on a row edited by hand
+        and any(w in text for w in ("type json", "deconstruct", "cannot call json"))
+    ):
+        return IntegrityError(
+            "a stored checkpoint document or metadata is not JSON; its row was changed by hand"
+        )
     if getattr(exc, "sqlstate", None) == "54000":  # program_limit_exceeded: an index key
         return ConfigError(
             f"a value is too long for Postgres to index ({text.splitlines()[0]}): keep thread "
