@@ -26,7 +26,7 @@ from checkpoint_pg.cli.shared import (
     _sa_connection,
     _text,
 )
-from checkpoint_pg.errors import CheckpointPgError
+from checkpoint_pg.errors import CheckpointPgError, IntegrityError
 from checkpoint_pg.schema import build_tables
 
 
@@ -55,8 +55,8 @@ def cmd_threads(args: argparse.Namespace) -> int:
                 cursor=args.cursor,
                 sizes=not args.no_sizes,
             )
-        except (ValueError, TypeError) as exc:
-            if isinstance(exc, CheckpointPgError):
+        except (ValueError, TypeError, IntegrityError) as exc:
+            if isinstance(exc, CheckpointPgError) and not isinstance(exc, IntegrityError):
                 raise
             raise _bad_metadata(args, exc) from None
         if any(not isinstance(t.metadata, dict) for t in page):  # a JSON string or number parses

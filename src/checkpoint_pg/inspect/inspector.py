@@ -24,7 +24,7 @@ from langgraph.checkpoint.base import CheckpointTuple
 from checkpoint_pg.core import ops as core_ops
 from checkpoint_pg.core.config import check_filter, normalize_thread_id
 from checkpoint_pg.core.ops import Batch, Memo, Op
-from checkpoint_pg.errors import ConfigError, NotFoundError
+from checkpoint_pg.errors import ConfigError, IntegrityError, NotFoundError
 from checkpoint_pg.inspect.model import (
     EDIT,
     ERROR,
@@ -84,6 +84,16 @@ def _json(raw: Any) -> dict[str, Any]:
     if raw is None:
         return {}
     return core_ops._loads_md(bytes(raw) if isinstance(raw, bytearray) else raw)
+
+
+def _thread_metadata(thread_id: str, raw: Any) -> dict[str, Any]:
+    try:
+        return _json(raw)
+    except IntegrityError:
+        raise IntegrityError(
+            f"thread {thread_id!r} has metadata that is not a JSON object ({str(raw)[:60]!r}): "
+            "it was changed by hand; set it to valid JSON or NULL, or delete the thread"
+        ) from None
 
 
 def _ts(raw: Any) -> dt.datetime | None:
@@ -207,7 +217,7 @@ class Inspector:
                 thread_id=r[0],
                 created_at=_ts(r[1]),
                 updated_at=_ts(r[2]),
-                metadata=_json(r[3]),
+                metadata=_thread_metadata(r[0], r[3]),
                 checkpoints=None if r[4] is None else int(r[4]),
                 bytes=None if r[5] is None else int(r[5]),
             )
