@@ -539,6 +539,63 @@ def test_failed_superstep_resume_keeps_single_write(saver: Any, raw: Raw) -> Non
     raw.assert_no_orphans(t)
 
 
+class _ToolState(TypedDict):
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+@pytest.mark.parametrize("durability", ["sync", "async"])
+def test_failed_superstep_resume_stores_a_toolmessage_once(saver: Any, raw: Raw, durability: str) -> None:
+    """A ToolNode and a node that raises run in one superstep. The ToolMessage the
+    ToolNode wrote has no id yet: it is stored so, as a pending write. On resume
+    LangGraph applies that write again and gives the message its id; the put
+    storing the list must repoint the write, not store the message a second time."""
+    from langchain_core.tools import tool
+    from langgraph.prebuilt import ToolNode
+
+    @tool
+    def lookup(order: str) -> str:
+        """Look an order up."""
+        return f"order {order}: one teapot, delivered broken"
+
+    fail = [True]
+
+    def agent(state: _ToolState) -> dict[str, Any]:
+        call = {"name": "lookup", "args": {"order": "A-1"}, "id": "call-1", "type": "tool_call"}
+        return {"messages": [AIMessage("", id="ai-1", tool_calls=[call])]}
+
+    def audit(state: _ToolState) -> dict[str, Any]:
+        if fail[0]:
+            raise FlakyError("audit service down")
+        return {"messages": [AIMessage("audited", id="ai-audit")]}
+
+    builder = StateGraph(_ToolState)
+    builder.add_node("agent", agent)
+    builder.add_node("tools", ToolNode([lookup]))
+    builder.add_node("audit", audit)
+    builder.add_edge(START, "agent")
+    builder.add_edge("agent", "tools")
+    builder.add_edge("agent", "audit")
+    builder.add_edge(["tools", "audit"], END)
+    graph = builder.compile(checkpointer=saver)
+    config = new_config("tool-resume")
+    t = thread_of(config)
+    with pytest.raises(FlakyError):
+        graph.invoke({"messages": [HumanMessage("refund?", id="h-1")]}, config, durability=durability)
+    fail[0] = False
+    out = graph.invoke(None, config, durability=durability)
+    (result,) = [m for m in out["messages"] if isinstance(m, ToolMessage)]
+    assert result.id is not None and "teapot" in result.content
+
+    def stored() -> list[Any]:
+        return [v for v in raw.decoded_objects(t).values() if isinstance(v, ToolMessage)]
+
+    assert [m.id for m in stored()] == [result.id]  # one object, the one with the id
+    raw.assert_no_orphans(t)
+    # the write still reads back, now pointing at that object
+    tup = saver.get_tuple(config)
+    assert [m.id for m in tup.checkpoint["channel_values"]["messages"]] == [m.id for m in out["messages"]]
+
+
 # --------------------------------------------------------------------------
 # 3. Linear growth
 # --------------------------------------------------------------------------

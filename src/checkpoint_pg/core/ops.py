@@ -202,6 +202,15 @@ class WrittenMessages:
             entry[4] = self.STORED
             return None
 
+    def stored_as(self, obj: Any, key: tuple[str, str, str, str, int], pos: int, h: bytes) -> None:
+        """A write read back from storage holds ``obj`` (no id yet) as ``h`` under ``key``:
+        resuming, LangGraph applies the write again and gives ``obj`` its id in place, so
+        the put storing it repoints the write (as for a write made in this process)."""
+        with self._lock:
+            self._data[id(obj)] = [obj, h, key, pos, self.STORED, None]
+            while len(self._data) > self._size:
+                self._data.popitem(last=False)
+
     def claim(self, obj: Any, h: bytes) -> tuple[Any, ...] | None:
         """A put stored ``obj`` as ``h``: the repoint to do now, if its write is in."""
         with self._lock:
@@ -573,7 +582,16 @@ def _build(
             ctx.cache.set((t, ns, ch), ListState(sver, hashes, items, root, depth, exact))
     pending: list[tuple[tuple[str, str, int], PendingWrite]] = []
     for task_id, idx, channel, path, kind, refs in loaded.writes.get(cid, ()):
-        value = _decode(ctx, memo, t, kind, split_refs(refs))
+        hashes = split_refs(refs)
+        value = _decode(ctx, memo, t, kind, hashes)
+        if remember and _BaseMessage is not None:
+            # a step cut short (a parallel task failed, an interrupt, a cancelled run)
+            # resumes from these writes: a message stored before it had an id gets one
+            # now, and the put that stores it must find its write to repoint
+            items = value if kind == KIND.LIST else [value]
+            for pos, (item, h) in enumerate(zip(items, hashes)):
+                if isinstance(item, _BaseMessage) and item.id is None:
+                    ctx.written.stored_as(item, (t, ns, cid, task_id, idx), pos, h)
         pending.append((writes_sort_key(path, task_id, idx), (task_id, channel, value)))
     pending.sort(key=lambda p: p[0])
     checkpoint: Checkpoint = {**doc, "id": cid, "channel_values": channel_values}  # type: ignore[typeddict-item]
