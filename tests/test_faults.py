@@ -858,6 +858,48 @@ async def test_a_write_cancelled_while_waiting_for_a_connection_ends_at_once(
         assert (await saver.aget_tuple({"configurable": {"thread_id": waiting}})).checkpoint["id"] == cp3["id"]
 
 
+async def test_a_lease_whose_release_waits_for_a_connection_is_given_back_when_cancelled(
+    fresh_pg_url: str,
+) -> None:
+    """alease's block ends, and its release waits for the pool's only connection
+    (another call holds it); the run's timeout fires meanwhile. The lease was taken,
+    so it is still given back (once a connection frees) before TimeoutError is
+    raised: the next alease on the thread succeeds at once, not after the ttl."""
+    import psycopg
+
+    from checkpoint_pg import AsyncPostgresSaver
+
+    async with AsyncPostgresSaver.from_conn_string(fresh_pg_url, pool_size=1) as saver:
+        await saver.asetup()
+        busy = f"busy-{uuid.uuid4().hex[:8]}"
+        cp, v = _step(1)
+        config = await saver.aput({"configurable": {"thread_id": busy, "checkpoint_ns": ""}}, cp, {}, {"n": v})
+        blocker = await psycopg.AsyncConnection.connect(fresh_pg_url)
+        await blocker.execute("SELECT 1 FROM cpg_threads WHERE thread_id = %s FOR UPDATE", (busy,))
+        leased_thread = f"leased-{uuid.uuid4().hex[:8]}"
+        holder = None
+
+        async def run() -> None:
+            nonlocal holder
+            async with asyncio.timeout(0.6):
+                async with saver.alease(leased_thread):
+                    cp2, v2 = _step(2, v)
+                    # takes the pool's only connection, waiting for the row lock
+                    holder = asyncio.create_task(saver.aput(config, cp2, {}, {"n": v2}))
+                    await asyncio.sleep(0.3)
+                # the release waits for the connection when the timeout fires
+
+        task = asyncio.create_task(run())
+        await asyncio.sleep(0.9)
+        await blocker.commit()
+        await blocker.close()
+        with pytest.raises(TimeoutError):
+            await task
+        await holder
+        async with saver.alease(leased_thread, ttl=5):
+            pass  # given back: not ThreadBusyError
+
+
 async def test_a_lease_taken_while_its_caller_was_cancelled_is_given_back(tmp_path) -> None:
     """alease under a timeout that fires while the lease is being taken (here: another
     connection holds SQLite's write lock): the lease is given back, so the run can take

@@ -196,13 +196,16 @@ class AsyncSaver(SaverBase):
         except BaseException as exc:
             # cancelled (or failed) once the take may have committed
             if not getattr(exc, UNSENT, False):
-                await arelease_quietly(release, lease)
+                await finish_then_cancel(arelease_quietly(release, lease))
             raise
         try:
             with leases.holding(self.ctx.lease_key, lease, self.ctx.leases):
                 yield lease
         finally:
-            await arelease_quietly(release, lease)
+            # the lease is taken: giving it back runs to its end even if the caller is
+            # cancelled meanwhile (while the release waits for a pooled connection, the
+            # write itself would end at once, unsent, and leave the lease held)
+            await finish_then_cancel(arelease_quietly(release, lease))
 
     async def arenew_lease(self, lease: leases.Lease) -> None:
         """Extend a held lease by its ttl from now (for steps longer than the ttl)."""
