@@ -236,3 +236,30 @@ def test_import_from_a_wal_file_in_a_read_only_directory(capsys: pytest.CaptureF
         source_dir.chmod(0o755)
         shutil.rmtree(source_dir)
         shutil.rmtree(target_dir)
+
+
+def test_import_refuses_a_thread_the_target_holds_with_another_history(
+    capsys: pytest.CaptureFixture[str],
+    saver_target: Any,
+    make_saver: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """A thread id our tables already hold with checkpoints the source lacks (an app ran it on our
+    saver) is refused, before anything is written: merging would mix two histories in one thread."""
+    with incumbent("sqlite", tmp_path, request) as (src, url):
+        threads = write_threads(src)
+        total = len(list(src.list(None)))
+    cfg = threads["agent"]
+    with make_saver() as ours:
+        build_tool_agent(ours).invoke({"messages": [HumanMessage("another history", id="h-x")]}, cfg)
+        before = [t.config for t in ours.list(cfg)]
+    code, _, err = _import(capsys, url, saver_target, "--no-progress")
+    assert code == 1 and repr(cfg["configurable"]["thread_id"]) in err and "another history" in err
+    with make_saver() as ours:
+        assert [t.config for t in ours.list(cfg)] == before
+        assert len(list(ours.list(None))) == len(before)  # nothing else was imported either
+    # the other threads import when the clashing one is left out; a partial earlier import resumes
+    others = [a for k, c in threads.items() if k != "agent" for a in ("--thread", c["configurable"]["thread_id"])]
+    code, report, _ = _import(capsys, url, saver_target, "--json", "--no-progress", *others)
+    assert code == 0 and report["imported"] == report["checkpoints"] < total

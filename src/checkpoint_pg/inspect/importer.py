@@ -21,7 +21,7 @@ from typing import Any
 
 from langgraph.checkpoint.base import CheckpointTuple
 
-from checkpoint_pg.errors import ConfigError, NotFoundError
+from checkpoint_pg.errors import ConfigError, IntegrityError, NotFoundError
 from checkpoint_pg.sql.inspect import IncumbentSQL
 
 __all__ = ["ImportReport", "import_langgraph", "open_incumbent"]
@@ -67,6 +67,9 @@ class _Source:
         if missing:
             raise NotFoundError(f"the source has no thread(s) {sorted(missing)!r}")
         return [(t, n) for t, n in self._threads if t in wanted]
+
+    def checkpoint_keys(self, thread_id: str) -> set[tuple[str, str]]:
+        return {(r[0], r[1]) for r in self._query(self.sql.checkpoint_keys(thread_id))}
 
     def write_paths(self, thread_id: str) -> dict[tuple[str, str, str], str]:
         rows = self._query(self.sql.write_keys(thread_id, self.has_path))
@@ -183,10 +186,30 @@ def import_langgraph(
     """
     threads = source.threads(thread_ids)
     report = ImportReport(threads=len(threads), checkpoints=sum(n for _, n in threads))
+    # A thread our tables hold without any checkpoint of the source's is another history (an app
+    # ran that thread id on our saver, or another source was imported): merging would mix the two
+    # in one thread. Sharing a checkpoint, it is this one: imported before (perhaps interrupted,
+    # perhaps run on since on our saver), and the import goes on.
+    haves: dict[str, set[tuple[str, str]]] = {}
+    clashes: list[tuple[str, int]] = []
+    for t, _ in threads:
+        have = haves[t] = existing(t)
+        if have and not have & source.checkpoint_keys(t):
+            clashes.append((t, len(have)))
+    if clashes:
+        listed = ", ".join(f"{t!r} ({n} checkpoints)" for t, n in clashes[:10])
+        if len(clashes) > 10:
+            listed += f" and {len(clashes) - 10} more"
+        raise IntegrityError(
+            f"the target already holds thread(s) {listed} with another history: none of their "
+            "checkpoints is in the source. Refusing to merge two histories into one thread; nothing "
+            "was imported. Delete them from the target (checkpoint-pg delete THREAD) or import the "
+            "other threads with --thread"
+        )
     done = 0
     for t, _ in threads:
         report.thread_ids.append(t)
-        have = existing(t)
+        have = haves[t]
         tuples = sorted(
             source.tuples(t),
             key=lambda x: (

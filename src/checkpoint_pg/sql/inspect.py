@@ -282,6 +282,13 @@ class IncumbentSQL:
         """(thread_id, checkpoint count) of every thread, by thread id."""
         return Stmt("SELECT thread_id, count(*) FROM checkpoints GROUP BY thread_id ORDER BY thread_id", {})
 
+    def checkpoint_keys(self, t: str) -> Stmt:
+        """(ns, checkpoint_id) of a thread's checkpoints."""
+        return Stmt(
+            f"SELECT checkpoint_ns, checkpoint_id FROM checkpoints WHERE thread_id = {self._p.format('t')}",
+            {"t": t},
+        )
+
     def write_keys(self, t: str, with_task_path: bool = True) -> Stmt:
         """(ns, checkpoint_id, task_id, idx, channel, task_path) of a thread's writes."""
         path = "task_path" if with_task_path else "''"
