@@ -263,3 +263,33 @@ def test_import_refuses_a_thread_the_target_holds_with_another_history(
     others = [a for k, c in threads.items() if k != "agent" for a in ("--thread", c["configurable"]["thread_id"])]
     code, report, _ = _import(capsys, url, saver_target, "--json", "--no-progress", *others)
     assert code == 0 and report["imported"] == report["checkpoints"] < total
+
+
+def test_import_of_an_encrypted_source(
+    capsys: pytest.CaptureFixture[str],
+    saver_target: Any,
+    make_saver: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A source the app wrote with EncryptedSerializer.from_pycryptodome_aes() imports with
+    LANGGRAPH_AES_KEY set (as every other command reads such a database); without it, one clear line."""
+    pytest.importorskip("Crypto")
+    from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+
+    monkeypatch.setenv("LANGGRAPH_AES_KEY", "0123456789abcdef0123456789abcdef")
+    serde = EncryptedSerializer.from_pycryptodome_aes()
+    with incumbent("sqlite", tmp_path, request) as (src, url):
+        src.serde = serde
+        cfg = {"configurable": {"thread_id": "secret"}}
+        build_tool_agent(src).invoke(weather_question("Paris"), cfg)
+        monkeypatch.delenv("LANGGRAPH_AES_KEY")
+        code, _, err = _import(capsys, url, saver_target, "--no-progress")
+        assert code == 1 and "EncryptedSerializer" in err and err.count("\n") == 1
+        monkeypatch.setenv("LANGGRAPH_AES_KEY", "0123456789abcdef0123456789abcdef")
+        code, report, err = _import(capsys, url, saver_target, "--json", "--no-progress")
+        assert code == 0, err
+        assert report["imported"] == report["checkpoints"] == len(list(src.list(None))) > 0
+        with make_saver(serde=serde) as ours:
+            assert assert_same_checkpoints(src, ours) == report["checkpoints"]

@@ -8,7 +8,7 @@ import argparse
 import contextlib
 from collections.abc import Callable
 
-from checkpoint_pg.cli.shared import AddCommand, _current, _report, open_saver
+from checkpoint_pg.cli.shared import AddCommand, _current, _report, _saver_options, open_saver
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -16,7 +16,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     from checkpoint_pg.inspect.importer import import_langgraph, open_incumbent
 
     with contextlib.ExitStack() as stack:
-        source = stack.enter_context(open_incumbent(args.source))
+        # LANGGRAPH_AES_KEY: the app's EncryptedSerializer, for the source as for the target
+        source = stack.enter_context(open_incumbent(args.source, _saver_options(args).get("serde")))
         source.threads(args.thread or None)  # a wrong --thread fails before the target is created
         saver = None
         if not args.dry_run:

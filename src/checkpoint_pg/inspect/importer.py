@@ -21,7 +21,7 @@ from typing import Any
 
 from langgraph.checkpoint.base import CheckpointTuple
 
-from checkpoint_pg.errors import ConfigError, IntegrityError, NotFoundError
+from checkpoint_pg.errors import ConfigError, IntegrityError, NotFoundError, SerializationError
 from checkpoint_pg.sql.inspect import IncumbentSQL
 
 __all__ = ["ImportReport", "import_langgraph", "open_incumbent"]
@@ -76,12 +76,27 @@ class _Source:
         return {(r[0], r[1], r[2]): r[5] or "" for r in rows}
 
     def tuples(self, thread_id: str) -> list[CheckpointTuple]:
-        return list(self.saver.list({"configurable": {"thread_id": thread_id}}))
+        try:
+            return list(self.saver.list({"configurable": {"thread_id": thread_id}}))
+        except (NotImplementedError, ValueError) as exc:  # the serializer's: unknown type, bad key
+            hint = (
+                "it was written with an EncryptedSerializer: set LANGGRAPH_AES_KEY to the app's key "
+                "(the CLI) or pass open_incumbent(url, serde=...) the app's serializer"
+                if "+aes" in str(exc) or "MAC check" in str(exc)
+                else "pass open_incumbent(url, serde=...) the serializer the app wrote it with"
+            )
+            raise SerializationError(
+                f"cannot decode thread {thread_id!r} of the source ({exc}): {hint}"
+            ) from None
 
 
 @contextmanager
-def open_incumbent(url: str) -> Iterator[_Source]:
-    """Open a langgraph-checkpoint-postgres URL or -sqlite file, read-only."""
+def open_incumbent(url: str, serde: Any = None) -> Iterator[_Source]:
+    """Open a langgraph-checkpoint-postgres URL or -sqlite file, read-only.
+
+    ``serde``: the serializer the app gave the incumbent saver (e.g. an ``EncryptedSerializer``);
+    the incumbent's default when None.
+    """
     if url.startswith(PG_SCHEMES):
         import psycopg
         from langgraph.checkpoint.postgres import PostgresSaver as IncumbentPostgres
@@ -110,7 +125,7 @@ def open_incumbent(url: str) -> Iterator[_Source]:
                     f"no langgraph-checkpoint-postgres tables (checkpoints, checkpoint_writes) at "
                     f"{_mask(url)}: check --from, and the search_path of that database"
                 ) from None
-            yield _Source(IncumbentPostgres(conn), "postgresql", query, True)
+            yield _Source(IncumbentPostgres(conn, serde=serde), "postgresql", query, True)
         return
     from langgraph.checkpoint.sqlite import SqliteSaver as IncumbentSqlite
 
@@ -141,7 +156,7 @@ def open_incumbent(url: str) -> Iterator[_Source]:
         if not {"checkpoints", "writes"} <= tables:
             raise NotFoundError(f"{path!r} has no langgraph-checkpoint-sqlite tables (checkpoints, writes)")
         cols = {r[1] for r in conn.execute("PRAGMA table_info(writes)")}
-        src = IncumbentSqlite(conn)
+        src = IncumbentSqlite(conn, serde=serde)
         src.is_setup = True  # its setup() writes (WAL pragma, CREATE TABLE): the tables exist
 
         def query(stmt: Any) -> list[tuple[Any, ...]]:
