@@ -293,3 +293,30 @@ def test_import_of_an_encrypted_source(
         assert report["imported"] == report["checkpoints"] == len(list(src.list(None))) > 0
         with make_saver(serde=serde) as ours:
             assert assert_same_checkpoints(src, ours) == report["checkpoints"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("version", [8, 10])
+def test_import_refuses_an_incumbent_at_another_migration(
+    capsys: pytest.CaptureFixture[str],
+    saver_target: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    version: int,
+) -> None:
+    """langgraph-checkpoint-postgres tables at another migration than the installed package reads
+    (older: no task_path column; newer: a layout it does not know) are refused in one line naming
+    both versions."""
+    import psycopg
+
+    with incumbent("postgres", tmp_path, request) as (src, url):
+        write_threads(src)
+    with psycopg.connect(url, autocommit=True) as conn:
+        if version == 8:
+            conn.execute("ALTER TABLE checkpoint_writes DROP COLUMN task_path")
+            conn.execute("DELETE FROM checkpoint_migrations WHERE v = 9")
+        else:
+            conn.execute("INSERT INTO checkpoint_migrations VALUES (10)")
+    code, _, err = _import(capsys, url, saver_target, "--no-progress")
+    assert code == 1 and err.count("\n") == 1, err
+    assert f"at migration {version}" in err and "reads migration 9" in err

@@ -21,7 +21,13 @@ from typing import Any
 
 from langgraph.checkpoint.base import CheckpointTuple
 
-from checkpoint_pg.errors import ConfigError, IntegrityError, NotFoundError, SerializationError
+from checkpoint_pg.errors import (
+    ConfigError,
+    IntegrityError,
+    NotFoundError,
+    SchemaVersionError,
+    SerializationError,
+)
 from checkpoint_pg.sql.inspect import IncumbentSQL
 
 __all__ = ["ImportReport", "import_langgraph", "open_incumbent"]
@@ -125,6 +131,7 @@ def open_incumbent(url: str, serde: Any = None) -> Iterator[_Source]:
                     f"no langgraph-checkpoint-postgres tables (checkpoints, checkpoint_writes) at "
                     f"{_mask(url)}: check --from, and the search_path of that database"
                 ) from None
+            _check_incumbent_version(query, url)
             yield _Source(IncumbentPostgres(conn, serde=serde), "postgresql", query, True)
         return
     from langgraph.checkpoint.sqlite import SqliteSaver as IncumbentSqlite
@@ -165,6 +172,36 @@ def open_incumbent(url: str, serde: Any = None) -> Iterator[_Source]:
         yield _Source(src, "sqlite", query, "task_path" in cols)
     finally:
         conn.close()
+
+
+def _check_incumbent_version(query: Callable[[Any], list[tuple[Any, ...]]], url: str) -> None:
+    """Refuse tables at another migration of langgraph-checkpoint-postgres than the installed one
+    reads (it would fail midway on a missing column, or misread a layout it does not know)."""
+    import psycopg
+    from langgraph.checkpoint.postgres.base import MIGRATIONS
+
+    from checkpoint_pg.sql import Stmt
+
+    try:
+        rows = query(Stmt("SELECT max(v) FROM checkpoint_migrations", {}))
+    except psycopg.errors.UndefinedTable:
+        return  # tables made by hand: read what is there
+    found, expected = rows[0][0], len(MIGRATIONS) - 1
+    if found == expected:
+        return
+    if found is None or found < expected:
+        fix = (
+            "an older langgraph-checkpoint-postgres wrote it: upgrade its tables first (the installed "
+            "langgraph-checkpoint-postgres's PostgresSaver.setup() on it, which migrates them)"
+        )
+    else:
+        fix = "a newer langgraph-checkpoint-postgres wrote it: upgrade langgraph-checkpoint-postgres here"
+    raise SchemaVersionError(
+        f"the langgraph-checkpoint-postgres tables at {_mask(url)} are at migration {found}, the "
+        f"installed langgraph-checkpoint-postgres reads migration {expected}: {fix}",
+        current=None if found is None else str(found),
+        expected=str(expected),
+    )
 
 
 def _mask(url: str) -> str:
