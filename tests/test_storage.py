@@ -596,6 +596,56 @@ def test_failed_superstep_resume_stores_a_toolmessage_once(saver: Any, raw: Raw,
     assert [m.id for m in tup.checkpoint["channel_values"]["messages"]] == [m.id for m in out["messages"]]
 
 
+
+@pytest.mark.parametrize("shape", ["subgraph", "pass-through"])
+def test_a_message_in_two_writes_before_its_put_is_stored_once(
+    saver: Any, raw: Raw, shape: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With durability="async" the next step runs while the put storing the last
+    one is under way. Its writes may hold the very message objects a pending write
+    of the step before holds, id-less when written: a subgraph's input is the
+    parent's messages, and a node may return the list it was given. Both writes
+    must be repointed at the object the put stores with the id; remembering only
+    the latest write per object left the first one on an id-less copy. The
+    parent's puts are slowed down here, so the second write always comes first."""
+    import time
+
+    put = saver.put
+
+    def slow_put(config: Any, *args: Any) -> Any:
+        if not config["configurable"].get("checkpoint_ns"):
+            time.sleep(0.2)
+        return put(config, *args)
+
+    monkeypatch.setattr(saver, "put", slow_put)
+
+    def pre(state: _ToolState) -> dict[str, Any]:
+        return {"messages": [AIMessage("looking the order up")]}  # no id: add_messages gives it
+
+    builder = StateGraph(_ToolState)
+    builder.add_node("pre", pre)
+    if shape == "subgraph":
+        sub = StateGraph(_ToolState)
+        sub.add_node("answer", lambda s: {"messages": [AIMessage("one teapot", id="ai-sub")]})
+        sub.add_edge(START, "answer")
+        builder.add_node("next", sub.compile())
+    else:
+        builder.add_node("next", lambda s: {"messages": s["messages"]})
+    builder.add_edge(START, "pre")
+    builder.add_edge("pre", "next")
+    builder.add_edge("next", END)
+    graph = builder.compile(checkpointer=saver)
+    config = new_config("two-writes")
+    t = thread_of(config)
+    out = graph.invoke({"messages": [HumanMessage("where is my order?")]}, config, durability="async")
+    stored = [v for v in raw.decoded_objects(t).values() if isinstance(v, BaseMessage)]
+    assert sorted(m.content for m in stored) == sorted(m.content for m in out["messages"])
+    assert all(m.id is not None for m in stored)
+    raw.assert_no_orphans(t)
+    tup = saver.get_tuple(config)
+    assert [m.id for m in tup.checkpoint["channel_values"]["messages"]] == [m.id for m in out["messages"]]
+
+
 # --------------------------------------------------------------------------
 # 3. Linear growth
 # --------------------------------------------------------------------------

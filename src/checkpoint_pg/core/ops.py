@@ -159,47 +159,82 @@ class WrittenMessages:
     calls finishes second: a put that finds the write already stored, or else
     the put_writes itself once its write is in (a put may commit first, on
     another pooled connection).
+
+    One message object may be in several writes before a put stores it (a
+    subgraph's input write holds the parent's messages, a node returns the
+    list it was given, or writes one message to two channels): each write is
+    an entry of its own, and the put repoints every one of them. Only writes of
+    the put's own thread: an object shared by two threads is stored in each.
     """
 
     PENDING, STORED, CLAIMED = range(3)
 
     def __init__(self, size: int = 10_000) -> None:
-        # id(obj) -> [obj, hash written, write key, position, state, hash the list holds]
-        self._data: OrderedDict[int, list[Any]] = OrderedDict()
+        # id(obj) -> its entries, each [obj, hash written, write key, position,
+        # state, hash the list holds]; an entry keeps obj alive, so its id is not reused
+        self._data: OrderedDict[int, list[list[Any]]] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
-    def reserve(self, obj: Any, key: tuple[str, str, str, str, int], pos: int) -> None:
-        """put_writes is about to serialize ``obj`` and store it under ``key``.
+    def _add(self, entry: list[Any]) -> None:
+        obj, key, pos = entry[0], entry[2], entry[3]
+        entries = self._data.get(id(obj))
+        if entries is None or entries[0][0] is not obj:
+            self._data[id(obj)] = [entry]
+        else:
+            for i, old in enumerate(entries):
+                if old[2] == key and old[3] == pos:
+                    # the same write again (put_writes retried): a put's claim still holds
+                    if old[4] == self.CLAIMED and entry[4] == self.PENDING:
+                        entry[4], entry[5] = self.CLAIMED, old[5]
+                    entries[i] = entry
+                    break
+            else:
+                entries.append(entry)
+            self._data.move_to_end(id(obj))
+        while len(self._data) > self._size:
+            self._data.popitem(last=False)
+
+    def _drop(self, entry: list[Any]) -> None:
+        entries = self._data.get(id(entry[0]))
+        if entries is None:
+            return
+        for i, e in enumerate(entries):
+            if e is entry:
+                del entries[i]
+                break
+        if not entries:
+            del self._data[id(entry[0])]
+
+    def reserve(self, obj: Any, key: tuple[str, str, str, str, int], pos: int) -> list[Any]:
+        """put_writes is about to serialize ``obj`` and store it under ``key``: its
+        entry, to pass to `serialized` and `stored`.
 
         Registered first: a put that stores the message between its serializing
         and its registering would otherwise find nothing to claim.
         """
+        entry = [obj, None, key, pos, self.PENDING, None]
         with self._lock:
-            self._data[id(obj)] = [obj, None, key, pos, self.PENDING, None]
-            while len(self._data) > self._size:
-                self._data.popitem(last=False)
+            self._add(entry)
+        return entry
 
-    def serialized(self, obj: Any, h: bytes) -> None:
-        """put_writes serialized ``obj`` as ``h``."""
+    def serialized(self, entry: list[Any], h: bytes) -> None:
+        """put_writes serialized ``entry``'s message as ``h``."""
         with self._lock:
-            entry = self._data.get(id(obj))
-            if entry is None or entry[0] is not obj:
-                return
             entry[1] = h
             if entry[4] == self.CLAIMED and entry[5] == h:
-                del self._data[id(obj)]  # a put stored it as it was written
+                self._drop(entry)  # a put stored it as it was written
+                entry[4] = None
 
-    def stored(self, obj: Any) -> tuple[Any, ...] | None:
-        """put_writes stored ``obj``'s write: the repoint to do now, if a put asked for one."""
+    def stored(self, entry: list[Any]) -> tuple[Any, ...] | None:
+        """put_writes stored ``entry``'s write: the repoint to do now, if a put asked for one."""
         with self._lock:
-            entry = self._data.get(id(obj))
-            if entry is None or entry[0] is not obj:
-                return None
             if entry[4] == self.CLAIMED:
-                del self._data[id(obj)]
+                self._drop(entry)
+                entry[4] = None
                 return _fixup(entry)
-            entry[4] = self.STORED
+            if entry[4] == self.PENDING:
+                entry[4] = self.STORED
             return None
 
     def stored_as(self, obj: Any, key: tuple[str, str, str, str, int], pos: int, h: bytes) -> None:
@@ -207,25 +242,31 @@ class WrittenMessages:
         resuming, LangGraph applies the write again and gives ``obj`` its id in place, so
         the put storing it repoints the write (as for a write made in this process)."""
         with self._lock:
-            self._data[id(obj)] = [obj, h, key, pos, self.STORED, None]
-            while len(self._data) > self._size:
-                self._data.popitem(last=False)
+            self._add([obj, h, key, pos, self.STORED, None])
 
-    def claim(self, obj: Any, h: bytes) -> tuple[Any, ...] | None:
-        """A put stored ``obj`` as ``h``: the repoint to do now, if its write is in."""
+    def claim(self, obj: Any, h: bytes, thread_id: str) -> list[tuple[Any, ...]]:
+        """A put of ``thread_id`` stored ``obj`` as ``h``: the repoints to do now, of
+        the writes that are in (the others' put_writes repoint once they are)."""
+        out: list[tuple[Any, ...]] = []
         with self._lock:
-            entry = self._data.get(id(obj))
-            if entry is None or entry[0] is not obj:
-                return None
-            if entry[1] == h:  # (None while put_writes is serializing it)
-                del self._data[id(obj)]
-                return None
-            entry[5] = h
-            if entry[4] == self.STORED:
-                del self._data[id(obj)]
-                return _fixup(entry)
-            entry[4] = self.CLAIMED  # the put_writes repoints once its write is in
-            return None
+            entries = self._data.get(id(obj))
+            if entries is None or entries[0][0] is not obj:
+                return out
+            for entry in list(entries):
+                if entry[2][0] != thread_id:
+                    continue
+                if entry[1] == h:  # (None while put_writes is serializing it)
+                    self._drop(entry)
+                    entry[4] = None
+                    continue
+                entry[5] = h
+                if entry[4] == self.STORED:
+                    self._drop(entry)
+                    entry[4] = None
+                    out.append(_fixup(entry))
+                else:
+                    entry[4] = self.CLAIMED  # the put_writes repoints once its write is in
+        return out
 
 
 def _fixup(entry: list[Any]) -> tuple[Any, ...]:
@@ -344,7 +385,7 @@ def put(
         ctx.cache.set(key, state)
     ctx.cache.remember_scalars(t, ns, scalars)
     # after the list's objects are stored: a write still pending repoints itself
-    fixups = [f for item, h in listed if (f := ctx.written.claim(item, h)) is not None]
+    fixups = [f for item, h in listed for f in ctx.written.claim(item, h, t)]
     if fixups:
         yield Batch([s for f in fixups for s in ctx.sql.repoint_write(*f)], fetch=False)
     return checkpoint_config(t, ns, cid)
@@ -394,7 +435,7 @@ def put_writes(
     registered: list[Any] = []
     for idx, (channel, value) in enumerate(writes):
         key = WRITES_IDX_MAP.get(channel, idx)
-        messages: list[tuple[int, Any, bool]] = []
+        messages: list[tuple[int, Any, list[Any], bool]] = []
         if _BaseMessage is not None:
             items = value if type(value) is list else [value]
             wkey = (target.thread_id, target.ns, target.checkpoint_id, task_id, key)
@@ -402,13 +443,13 @@ def put_writes(
                 if isinstance(item, _BaseMessage):
                     # registered before it is serialized: a put storing it in between
                     # (its id given meanwhile) finds it (see WrittenMessages)
-                    ctx.written.reserve(item, wkey, pos)
-                    messages.append((pos, item, item.id is not None))
+                    entry = ctx.written.reserve(item, wkey, pos)
+                    messages.append((pos, item, entry, item.id is not None))
         enc: EncodedValue = ctx.codec.encode(value)  # one hash per list element
-        for pos, item, had_id in messages:
+        for pos, item, entry, had_id in messages:
             h = enc.hashes[pos]
-            ctx.written.serialized(item, h)
-            registered.append(item)
+            ctx.written.serialized(entry, h)
+            registered.append(entry)
             if had_id:  # an id given later came after the hash
                 w_hashes.append(h)
                 w_items.append(item)
@@ -425,7 +466,7 @@ def put_writes(
         fetch=False,
     )
     # a put that stored a message of these writes under its later id meanwhile
-    fixups = [f for item in registered if (f := ctx.written.stored(item)) is not None]
+    fixups = [f for entry in registered if (f := ctx.written.stored(entry)) is not None]
     if fixups:
         yield Batch([s for f in fixups for s in ctx.sql.repoint_write(*f)], fetch=False)
     # the other values of the writes: their stored bytes, decoded afresh when read
