@@ -169,6 +169,45 @@ def test_import_resumes_after_an_interruption(
         assert Inspector(ours).stats().total.checkpoints == total
 
 
+def test_a_second_import_brings_writes_made_since_to_checkpoints_already_imported(
+    capsys: pytest.CaptureFixture[str],
+    saver_target: Any,
+    make_saver: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """A staged migration: imported while paused before a parallel step, the thread
+    goes on on the incumbent, whose step fails (steady's write and flaky's error are
+    added to the checkpoint already imported, and no new checkpoint comes). The next
+    import brings those writes, so on our saver the resume does not run steady again."""
+    from collections import Counter
+
+    from graphs import FlakyError, build_flaky_pair
+
+    with incumbent("sqlite", tmp_path, request) as (src, url):
+        calls: Counter[str] = Counter()
+        fail = [True]
+        graph = build_flaky_pair(src, calls, fail)
+        cfg = {"configurable": {"thread_id": f"staged-{uuid.uuid4().hex[:6]}"}}
+        graph.invoke({"log": []}, cfg, interrupt_before=["steady", "flaky"])
+        code, report, _ = _import(capsys, url, saver_target, "--json", "--no-progress")
+        assert code == 0 and report["completed"] == 0
+        with pytest.raises(FlakyError):
+            graph.invoke(None, cfg)
+        assert calls == Counter({"steady": 1, "flaky": 1})
+        total = len(list(src.list(None)))
+        code, report, _ = _import(capsys, url, saver_target, "--json", "--no-progress")
+        assert code == 0 and report["imported"] == 0 and report["completed"] == 1, report
+        code, report, _ = _import(capsys, url, saver_target, "--json", "--no-progress")
+        assert code == 0 and report["completed"] == 0 and report["writes"] == 0  # nothing more to bring
+        with make_saver() as ours:
+            assert assert_same_checkpoints(src, ours) == total
+            fail[0] = False
+            out = build_flaky_pair(ours, calls, fail).invoke(None, cfg)
+        assert calls == Counter({"steady": 1, "flaky": 2, "join": 1})  # steady not run again
+        assert sorted(out["log"][:2]) == ["flaky", "steady"]
+
+
 def test_import_errors_name_the_source(
     capsys: pytest.CaptureFixture[str], saver_target: Any, tmp_path: Path
 ) -> None:

@@ -32,6 +32,9 @@ def cmd_import(args: argparse.Namespace) -> int:
             # a dry run on a target not created yet: it holds nothing
             return set(ins.checkpoint_keys(t)) if ins is not None else set()
 
+        def existing_writes(t: str) -> set[tuple[str, str, str, str]]:
+            return ins.write_channels(t) if ins is not None else set()
+
         progress_cb, finish = _progress(args)
         try:
             report = import_langgraph(
@@ -41,6 +44,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                 thread_ids=args.thread or None,
                 dry_run=args.dry_run,
                 progress=progress_cb,
+                existing_writes=existing_writes,
             )
         finally:
             finish()
@@ -49,7 +53,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         args,
         {"dry_run": bool(args.dry_run), **report.to_dict()},
         f"{verb} {report.imported} checkpoints ({report.writes} writes) of {report.threads} threads; "
-        f"{report.skipped} already present",
+        f"{report.skipped} already present"
+        + (f", {report.completed} of them given the writes made since" if report.completed else ""),
     )
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from langgraph.checkpoint.base import CheckpointTuple
+from langgraph.checkpoint.base import WRITES_IDX_MAP, CheckpointTuple
 
 from checkpoint_pg.errors import (
     ConfigError,
@@ -44,6 +44,8 @@ class ImportReport:
     imported: int = 0
     skipped: int = 0
     writes: int = 0
+    # of the checkpoints already present: those given writes the source made since
+    completed: int = 0
     thread_ids: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -229,12 +231,17 @@ def import_langgraph(
     thread_ids: Sequence[str] | None = None,
     dry_run: bool = False,
     progress: Callable[[int, int, str], None] | None = None,
+    existing_writes: Callable[[str], set[tuple[str, str, str, str]]] | None = None,
 ) -> ImportReport:
     """Copy every checkpoint and write of ``source`` missing from ``saver``.
 
     ``existing(thread_id)`` returns the (namespace, checkpoint id) pairs our
     tables already hold. ``progress(done, total, thread_id)`` is called after
-    each checkpoint.
+    each checkpoint. ``existing_writes(thread_id)``, the (namespace, checkpoint
+    id, task id, channel) of the writes our tables hold: given, a checkpoint
+    imported before also gets the writes the source added to it since (a run
+    that went on on the incumbent between two imports: its resume values, the
+    writes of a step that failed), so it resumes on our saver as it would there.
     """
     threads = source.threads(thread_ids)
     report = ImportReport(threads=len(threads), checkpoints=sum(n for _, n in threads))
@@ -270,6 +277,7 @@ def import_langgraph(
             ),
         )
         paths = source.write_paths(t) if not dry_run else {}
+        ours_w = existing_writes(t) if existing_writes is not None and have else set()
         by_key = {
             (x.config["configurable"]["checkpoint_ns"], x.config["configurable"]["checkpoint_id"]): x
             for x in tuples
@@ -280,6 +288,14 @@ def import_langgraph(
             done += 1
             if (ns, cid) in have:
                 report.skipped += 1
+                later = _writes_made_since(ns, cid, tup, ours_w) if existing_writes is not None else []
+                if later:
+                    report.completed += 1
+                    report.writes += sum(len(w) for _, w in later)
+                    if not dry_run:
+                        target = {"configurable": {"thread_id": t, "checkpoint_ns": ns, "checkpoint_id": cid}}
+                        for task_id, writes in later:
+                            saver.put_writes(target, writes, task_id, paths.get((ns, cid, task_id), ""))
             else:
                 report.imported += 1
                 report.writes += len(tup.pending_writes or [])
@@ -288,6 +304,29 @@ def import_langgraph(
             if progress is not None:
                 progress(done, report.checkpoints, t)
     return report
+
+
+def _writes_made_since(
+    ns: str, cid: str, tup: CheckpointTuple, ours: set[tuple[str, str, str, str]]
+) -> list[tuple[str, list[tuple[str, Any]]]]:
+    """(task id, writes) of a checkpoint already imported that our tables lack.
+
+    A task's regular writes are stored by one put_writes call, all or none: sent
+    again when none of them is here. Each special write (an error, an interrupt,
+    a resume value) has an index of its own: sent alone when its channel is not
+    here. Nothing here is replaced.
+    """
+    grouped: dict[str, list[tuple[str, Any]]] = defaultdict(list)
+    for task_id, channel, value in tup.pending_writes or []:
+        grouped[task_id].append((channel, value))
+    out: list[tuple[str, list[tuple[str, Any]]]] = []
+    for task_id, writes in grouped.items():
+        have = {ch for n, c, tk, ch in ours if n == ns and c == cid and tk == task_id}
+        regular = [(ch, v) for ch, v in writes if ch not in WRITES_IDX_MAP]
+        if regular and not any(ch not in WRITES_IDX_MAP for ch in have):
+            out.append((task_id, regular))
+        out.extend((task_id, [(ch, v)]) for ch, v in writes if ch in WRITES_IDX_MAP and ch not in have)
+    return out
 
 
 def _import_one(

@@ -703,3 +703,8 @@ class Inspector:
     def checkpoint_keys(self, thread_id: str) -> list[tuple[str, str]]:
         """(namespace, checkpoint id) of every checkpoint of a thread."""
         return [(r[0], r[1]) for r in self._read(self._one(self.sql.thread_checkpoint_keys(thread_id)))]
+
+    def write_channels(self, thread_id: str) -> set[tuple[str, str, str, str]]:
+        """(namespace, checkpoint id, task id, channel) of every stored write of a thread."""
+        rows = self._read(self._one(self.sql.thread_write_keys(thread_id, None)))
+        return {(r[0], r[1], r[2], r[4]) for r in rows}
