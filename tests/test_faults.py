@@ -804,6 +804,20 @@ def _step(n: int, prev: Any = None) -> tuple[dict[str, Any], Any]:
     return cp, v
 
 
+async def _row_locked_thread(saver: Any, url: str) -> tuple[dict[str, Any], Any, Any]:
+    """A thread with one checkpoint whose row another session holds FOR UPDATE: the
+    next put on it waits (holding its connection) until ``blocker`` commits.
+    (config of that checkpoint, its version of "n", blocker)."""
+    import psycopg
+
+    busy = f"busy-{uuid.uuid4().hex[:8]}"
+    cp, v = _step(1)
+    config = await saver.aput({"configurable": {"thread_id": busy, "checkpoint_ns": ""}}, cp, {}, {"n": v})
+    blocker = await psycopg.AsyncConnection.connect(url)
+    await blocker.execute("SELECT 1 FROM cpg_threads WHERE thread_id = %s FOR UPDATE", (busy,))
+    return config, v, blocker
+
+
 async def test_a_write_cancelled_while_waiting_for_a_connection_ends_at_once(
     fresh_pg_url: str,
 ) -> None:
@@ -812,17 +826,12 @@ async def test_a_write_cancelled_while_waiting_for_a_connection_ends_at_once(
     a connection frees up, and stores nothing. A lease cancelled there is not
     given back either (it was never taken), so its caller does not wait for a
     connection to release it."""
-    import psycopg
-
     from checkpoint_pg import AsyncPostgresSaver
 
     async with AsyncPostgresSaver.from_conn_string(fresh_pg_url, pool_size=1) as saver:
         await saver.asetup()
-        busy = f"busy-{uuid.uuid4().hex[:8]}"
-        cp, v = _step(1)
-        config = await saver.aput({"configurable": {"thread_id": busy, "checkpoint_ns": ""}}, cp, {}, {"n": v})
-        blocker = await psycopg.AsyncConnection.connect(fresh_pg_url)
-        await blocker.execute("SELECT 1 FROM cpg_threads WHERE thread_id = %s FOR UPDATE", (busy,))
+        config, v, blocker = await _row_locked_thread(saver, fresh_pg_url)
+        busy = config["configurable"]["thread_id"]
         cp2, v2 = _step(2, v)
         # holds the pool's only connection, waiting for the row lock
         holder = asyncio.create_task(saver.aput(config, cp2, {}, {"n": v2}))
@@ -865,17 +874,11 @@ async def test_a_lease_whose_release_waits_for_a_connection_is_given_back_when_c
     (another call holds it); the run's timeout fires meanwhile. The lease was taken,
     so it is still given back (once a connection frees) before TimeoutError is
     raised: the next alease on the thread succeeds at once, not after the ttl."""
-    import psycopg
-
     from checkpoint_pg import AsyncPostgresSaver
 
     async with AsyncPostgresSaver.from_conn_string(fresh_pg_url, pool_size=1) as saver:
         await saver.asetup()
-        busy = f"busy-{uuid.uuid4().hex[:8]}"
-        cp, v = _step(1)
-        config = await saver.aput({"configurable": {"thread_id": busy, "checkpoint_ns": ""}}, cp, {}, {"n": v})
-        blocker = await psycopg.AsyncConnection.connect(fresh_pg_url)
-        await blocker.execute("SELECT 1 FROM cpg_threads WHERE thread_id = %s FOR UPDATE", (busy,))
+        config, v, blocker = await _row_locked_thread(saver, fresh_pg_url)
         leased_thread = f"leased-{uuid.uuid4().hex[:8]}"
         holder = None
 
