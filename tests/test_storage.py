@@ -394,6 +394,68 @@ def test_write_stored_after_the_put_of_its_message_is_repointed(pg_url: str) -> 
         assert write[2] == [tool_msg] and write[2][0].id == "tool-msg-1"
 
 
+def test_a_repoint_waits_for_a_write_in_flight_that_holds_the_same_bytes(pg_url: str) -> None:
+    """Two parallel tasks wrote the same id-less message (one object, stored once).
+    One task's repoint (its message got its id) drops that object once nothing uses
+    it; the other task's put_writes, found the object already stored and not yet
+    committed, must not be left pointing at nothing: the repoint waits for it."""
+    import threading
+
+    import psycopg
+
+    from checkpoint_pg import PostgresSaver
+
+    prefix = f"r{secrets.token_hex(4)}_"
+    with PostgresSaver.from_conn_string(pg_url, prefix=prefix) as saver:
+        saver.setup()
+        config = new_config("repoint-race")
+        t = thread_of(config)
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"n": 1}
+        cp["channel_versions"] = {"n": saver.get_next_version(None, None)}
+        config = saver.put(config, cp, {}, cp["channel_versions"])
+        msg = ToolMessage("same result", tool_call_id="call-1")
+        saver.put_writes(config, [("messages", [msg])], "task-a")
+        old = saver.ctx.codec.dump(msg).hash
+        with_id = saver.ctx.codec.dump(ToolMessage("same result", tool_call_id="call-1", id="m-1"))
+        new = with_id.hash
+        n = saver.tables
+        cid = config["configurable"]["checkpoint_id"]
+        with psycopg.connect(pg_url, autocommit=True) as conn:  # as the put of the list stored it
+            conn.execute(
+                f'INSERT INTO "{n.objects.name}" (thread_id, hash, type, data) VALUES (%s, %s, %s, %s)',
+                (t, new, with_id.type, with_id.data),
+            )
+        with psycopg.connect(pg_url) as other:  # task b's put_writes, in flight
+            other.execute(f'SELECT 1 FROM "{n.threads.name}" WHERE thread_id = %s FOR KEY SHARE', (t,))
+            other.execute(
+                f'INSERT INTO "{n.writes.name}" (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, '
+                "channel, task_path, kind, refs) VALUES (%s, '', %s, 'task-b', 0, 'messages', '', %s, %s)",
+                (t, cid, KIND_LIST, old),
+            )
+            stmts = saver.ctx.sql.repoint_write(t, "", cid, "task-a", 0, 0, old, new)
+
+            def repoint() -> None:  # task a's, on a connection of its own
+                with psycopg.connect(pg_url) as conn, conn.transaction():
+                    for st in stmts:
+                        conn.execute(st.sql, st.params)
+
+            worker = threading.Thread(target=repoint)
+            worker.start()
+            worker.join(0.5)
+            assert worker.is_alive()  # waits for task b's transaction
+            other.commit()
+        worker.join(10)
+        assert not worker.is_alive()
+        with psycopg.connect(pg_url) as conn:
+            kept = conn.execute(
+                f'SELECT count(*) FROM "{n.objects.name}" WHERE thread_id = %s AND hash = %s', (t, old)
+            ).fetchone()[0]
+        assert kept == 1  # task b's write still uses it
+        writes = {w[0]: w[2] for w in saver.get_tuple(config).pending_writes}
+        assert writes["task-b"] == [msg]
+
+
 # Postgres: calls plan outside the connection; SQLite plans under its lock
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 def test_put_between_serializing_a_write_and_storing_it_keeps_one_copy(

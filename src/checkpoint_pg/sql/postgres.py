@@ -518,11 +518,17 @@ class PostgresSQL(CheckpointPages):
     def repoint_write(
         self, t: str, ns: str, cid: str, task: str, idx: int, pos: int, old: bytes, new: bytes
     ) -> list[Stmt]:
-        """Point element ``pos`` of a write at ``new`` and drop ``old`` if nothing uses it."""
+        """Point element ``pos`` of a write at ``new`` and drop ``old`` if nothing uses it.
+
+        Under the thread's row lock: a put_writes in flight (it holds the row FOR KEY
+        SHARE) may be storing another write of the same bytes, found already stored;
+        deleting them before it commits would leave its write pointing at nothing.
+        """
         n = self.n
         p = {"t": t, "ns": ns, "cid": cid, "task": task, "idx": idx, "at": pos * 16 + 1,
              "old": old, "new": new}
         return [
+            self.lock_thread(t),
             Stmt(
                 f"UPDATE {n.writes} SET refs = overlay(refs PLACING %(new)s FROM %(at)s FOR 16) "
                 "WHERE thread_id = %(t)s AND checkpoint_ns = %(ns)s AND checkpoint_id = %(cid)s "
