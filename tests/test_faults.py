@@ -903,6 +903,49 @@ async def test_a_lease_whose_release_waits_for_a_connection_is_given_back_when_c
             pass  # given back: not ThreadBusyError
 
 
+async def test_a_lease_whose_take_was_retried_is_given_back_when_cancelled_unsent(
+    fresh_pg_url: str,
+) -> None:
+    """The take commits, but its connection is lost before the answer (ConnectionLost):
+    the take is retried, and the run's timeout fires while the retry waits for the
+    pool's only connection. That retry sent nothing, but the first attempt took the
+    lease: it is given back, not left held for its ttl."""
+    from checkpoint_pg import AsyncPostgresSaver
+    from checkpoint_pg.shells.errors import ConnectionLost
+
+    async with AsyncPostgresSaver.from_conn_string(fresh_pg_url, pool_size=1) as saver:
+        await saver.asetup()
+        thread = f"retried-{uuid.uuid4().hex[:8]}"
+        real = saver._arun
+        occupied = asyncio.Event()
+        first = [True]
+
+        async def occupy() -> None:
+            async with saver._connection():
+                occupied.set()
+                await asyncio.sleep(1.0)
+
+        async def arun(op: Any, *, txn: bool = True, write: bool = False) -> Any:
+            if write and first[0]:
+                first[0] = False
+                await real(op, txn=txn, write=write)  # the take commits...
+                occupier = asyncio.ensure_future(occupy())  # (another call takes the connection)
+                await occupied.wait()
+                del occupier
+                raise ConnectionLost("server closed the connection unexpectedly")  # ...unanswered
+            return await real(op, txn=txn, write=write)
+
+        saver._arun = arun  # type: ignore[method-assign]
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.3):
+                async with saver.alease(thread, ttl=60):
+                    pass
+        saver._arun = real  # type: ignore[method-assign]
+        await asyncio.sleep(1.2)  # the occupier gives the connection back
+        async with saver.alease(thread, ttl=5):
+            pass  # given back: not ThreadBusyError
+
+
 async def test_a_lease_taken_while_its_caller_was_cancelled_is_given_back(tmp_path) -> None:
     """alease under a timeout that fires while the lease is being taken (here: another
     connection holds SQLite's write lock): the lease is given back, so the run can take

@@ -128,12 +128,18 @@ class AsyncSaver(SaverBase):
     async def _attempts(self, call: Call) -> Any:
         make, txn, write, _ = call
         retry = Retry(self.ctx.cache, write, call.thread)
+        retried = False
         while True:
             try:
                 if not self._schema_ok:  # in the loop: its connection may be a dead one too
                     self._check_revision(await self._arun(self._schema_op(), txn=False))
                 return await self._arun(make(), txn=txn, write=write)
             except BaseException as exc:  # noqa: BLE001 - Retry re-raises what it does not retry
+                if retried and getattr(exc, UNSENT, False):
+                    # this attempt sent nothing, but an earlier one may have committed
+                    # (a connection lost after its COMMIT): not unsent as a whole
+                    setattr(exc, UNSENT, False)
+                retried = True
                 if retry.after(exc) is Retry.RECONNECT:
                     await self._adrop_dead_connections()
                     # the pool's check takes a cancellation for a broken connection's
