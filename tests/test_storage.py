@@ -658,6 +658,58 @@ def test_failed_superstep_resume_stores_a_toolmessage_once(saver: Any, raw: Raw,
     assert [m.id for m in tup.checkpoint["channel_values"]["messages"]] == [m.id for m in out["messages"]]
 
 
+def test_polling_an_interrupted_thread_keeps_no_copies_and_still_stores_once(saver: Any, raw: Raw) -> None:
+    """A step is cut short by an interrupt; its ToolMessage (no id) waits as a pending
+    write. A UI polls get_state meanwhile: each read decodes a copy of that message,
+    which nothing resumes from, so none of them may stay alive in the saver (a large
+    tool output held 10,000 times). The resume still stores the message once."""
+    import gc
+    import weakref
+
+    from langgraph.types import Command, interrupt
+
+    copies: list[Any] = []
+
+    def tools(state: _ToolState) -> dict[str, Any]:
+        return {"messages": [ToolMessage("x" * 5000, tool_call_id="call-1")]}  # as ToolNode: no id
+
+    def ask(state: _ToolState) -> dict[str, Any]:
+        interrupt("approve?")
+        return {"messages": [AIMessage("approved", id="ai-ok")]}
+
+    builder = StateGraph(_ToolState)
+    builder.add_node("tools", tools)
+    builder.add_node("ask", ask)
+    builder.add_edge(START, "tools")
+    builder.add_edge(START, "ask")
+    builder.add_edge(["tools", "ask"], END)
+    graph = builder.compile(checkpointer=saver)
+    config = new_config("poll")
+    t = thread_of(config)
+    graph.invoke({"messages": [HumanMessage("hi", id="h-1")]}, config)
+    for _ in range(20):
+        graph.get_state(config)
+        tup = saver.get_tuple(config)  # what get_state reads
+        copies.extend(
+            weakref.ref(m)
+            for _, channel, value in tup.pending_writes
+            if channel == "messages"
+            for m in value
+            if isinstance(m, ToolMessage)
+        )
+        del tup
+    gc.collect()
+    assert len(copies) == 20
+    # none of the reads' copies kept alive (a read may hand back an object this
+    # process already holds, the same each time)
+    assert len({id(m) for r in copies if (m := r()) is not None}) <= 1
+    out = graph.invoke(Command(resume="yes"), config)
+    (result,) = [m for m in out["messages"] if isinstance(m, ToolMessage)]
+    stored = [v for v in raw.decoded_objects(t).values() if isinstance(v, ToolMessage)]
+    assert [m.id for m in stored] == [result.id]
+    raw.assert_no_orphans(t)
+
+
 
 @pytest.mark.parametrize("shape", ["subgraph", "pass-through"])
 def test_a_message_in_two_writes_before_its_put_is_stored_once(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import weakref
 from collections import OrderedDict, defaultdict
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -173,6 +174,10 @@ class WrittenMessages:
         # id(obj) -> its entries, each [obj, hash written, write key, position,
         # state, hash the list holds]; an entry keeps obj alive, so its id is not reused
         self._data: OrderedDict[int, list[list[Any]]] = OrderedDict()
+        # id(obj) -> [weak reference to obj, its entries...] of the messages of writes
+        # read back from storage (`stored_as`): held weakly, so a read nobody resumes
+        # from (get_state polling an interrupted thread) does not keep its copies alive
+        self._reads: dict[int, list[Any]] = {}
         self._size = size
         self._lock = threading.Lock()
 
@@ -241,14 +246,40 @@ class WrittenMessages:
         """A write read back from storage holds ``obj`` (no id yet) as ``h`` under ``key``:
         resuming, LangGraph applies the write again and gives ``obj`` its id in place, so
         the put storing it repoints the write (as for a write made in this process)."""
+        oid = id(obj)
+        entry = [None, h, key, pos, self.STORED, None]
         with self._lock:
-            self._add([obj, h, key, pos, self.STORED, None])
+            reads = self._reads.get(oid)
+            if reads is None or reads[0]() is not obj:
+                reads = self._reads[oid] = [weakref.ref(obj, lambda ref: self._forget(oid, ref))]
+            for i in range(1, len(reads)):
+                if reads[i][2] == key and reads[i][3] == pos:
+                    reads[i] = entry  # the same write read again
+                    break
+            else:
+                reads.append(entry)
+
+    def _forget(self, oid: int, ref: Any) -> None:
+        # a message read back died unclaimed; no lock: a collection may run while it is held
+        reads = self._reads.get(oid)
+        if reads is not None and reads[0] is ref:
+            self._reads.pop(oid, None)
 
     def claim(self, obj: Any, h: bytes, thread_id: str) -> list[tuple[Any, ...]]:
         """A put of ``thread_id`` stored ``obj`` as ``h``: the repoints to do now, of
         the writes that are in (the others' put_writes repoint once they are)."""
         out: list[tuple[Any, ...]] = []
         with self._lock:
+            reads = self._reads.get(id(obj))
+            if reads is not None and reads[0]() is obj:
+                for entry in reads[1:]:
+                    if entry[2][0] == thread_id:
+                        reads.remove(entry)
+                        if entry[1] != h:
+                            entry[5] = h
+                            out.append(_fixup(entry))
+                if len(reads) == 1:
+                    del self._reads[id(obj)]
             entries = self._data.get(id(obj))
             if entries is None or entries[0][0] is not obj:
                 return out
