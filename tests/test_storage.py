@@ -658,6 +658,38 @@ def test_failed_superstep_resume_stores_a_toolmessage_once(saver: Any, raw: Raw,
     assert [m.id for m in tup.checkpoint["channel_values"]["messages"]] == [m.id for m in out["messages"]]
 
 
+def test_a_node_returning_the_whole_list_registers_nothing_step_after_step(saver: Any, raw: Raw) -> None:
+    """A node returns the list it was given plus a reply (add_messages keeps the
+    messages it already has). The messages with ids are hashed as a put stores them:
+    the saver keeps no entry for them, instead of one more per message at every step
+    (quadratic in the thread's length, and each put_writes scanning them all)."""
+
+    def node(state: _ToolState) -> dict[str, Any]:
+        return {"messages": [*state["messages"], AIMessage(f"reply {len(state['messages'])}")]}
+
+    builder = StateGraph(_ToolState)
+    builder.add_node("n", node)
+    builder.add_edge(START, "n")
+    builder.add_edge("n", END)
+    graph = builder.compile(checkpointer=saver)
+    config = new_config("whole-list")
+    t = thread_of(config)
+
+    def entries() -> int:
+        return sum(len(v) for v in saver.ctx.written._data.values())
+
+    for i in range(3):
+        graph.invoke({"messages": [HumanMessage(f"hi {i}")]}, config)
+    before = entries()
+    for i in range(3, 12):
+        out = graph.invoke({"messages": [HumanMessage(f"hi {i}")]}, config)
+    assert entries() <= before
+    assert len(out["messages"]) == 24
+    stored = [v for v in raw.decoded_objects(t).values() if isinstance(v, (AIMessage, HumanMessage))]
+    assert sorted(m.id for m in stored) == sorted(m.id for m in out["messages"])  # each once
+    raw.assert_no_orphans(t)
+
+
 def test_polling_an_interrupted_thread_keeps_no_copies_and_still_stores_once(saver: Any, raw: Raw) -> None:
     """A step is cut short by an interrupt; its ToolMessage (no id) waits as a pending
     write. A UI polls get_state meanwhile: each read decodes a copy of that message,

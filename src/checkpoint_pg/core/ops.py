@@ -466,21 +466,29 @@ def put_writes(
     registered: list[Any] = []
     for idx, (channel, value) in enumerate(writes):
         key = WRITES_IDX_MAP.get(channel, idx)
-        messages: list[tuple[int, Any, list[Any], bool]] = []
+        messages: list[tuple[int, Any, list[Any] | None, bool]] = []
         if _BaseMessage is not None:
             items = value if type(value) is list else [value]
             wkey = (target.thread_id, target.ns, target.checkpoint_id, task_id, key)
             for pos, item in enumerate(items):
-                if isinstance(item, _BaseMessage):
-                    # registered before it is serialized: a put storing it in between
-                    # (its id given meanwhile) finds it (see WrittenMessages)
-                    entry = ctx.written.reserve(item, wkey, pos)
-                    messages.append((pos, item, entry, item.id is not None))
+                if not isinstance(item, _BaseMessage):
+                    continue
+                if item.id is not None:
+                    # hashed with its id: a put stores it as written, nothing to repoint
+                    # (a node returning the list it was given would otherwise register
+                    # every message of the thread again at every step)
+                    messages.append((pos, item, None, True))
+                    continue
+                # registered before it is serialized: a put storing it in between
+                # (its id given meanwhile) finds it (see WrittenMessages)
+                entry = ctx.written.reserve(item, wkey, pos)
+                messages.append((pos, item, entry, False))
         enc: EncodedValue = ctx.codec.encode(value)  # one hash per list element
         for pos, item, entry, had_id in messages:
             h = enc.hashes[pos]
-            ctx.written.serialized(entry, h)
-            registered.append(entry)
+            if entry is not None:
+                ctx.written.serialized(entry, h)
+                registered.append(entry)
             if had_id:  # an id given later came after the hash
                 w_hashes.append(h)
                 w_items.append(item)
