@@ -573,6 +573,8 @@ def test_a_delta_chain_that_loops_is_an_error_not_a_hang() -> None:
         "UPDATE {values} SET kind = 99 WHERE kind = 3",
         "UPDATE {writes} SET kind = -1",
         "UPDATE {checkpoints} SET checkpoint = '[1, 2]'",
+        "UPDATE {checkpoints} SET checkpoint = '[[\"channel_versions\", {{}}]]'",
+        "UPDATE {checkpoints} SET metadata = '[[\"source\", \"loop\"], [\"step\", 7]]'",
         "UPDATE {checkpoints} SET checkpoint = 'not json'",
         "UPDATE {checkpoints} SET checkpoint = '{{\"channel_versions\": [1], \"versions_seen\": {{}}}}'",
         "UPDATE {checkpoints} SET checkpoint = '{{\"channel_versions\": {{}}, \"versions_seen\": \"x\"}}'",

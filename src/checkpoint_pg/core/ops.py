@@ -775,7 +775,9 @@ def _missing_chain_ranges(ld: _Loaded) -> list[tuple[str, str, str]]:
 def _loads_md(raw: Any) -> dict[str, Any]:
     """A checkpoint's metadata (or document), as the driver returned it."""
     try:
-        out = loads_json(raw) if isinstance(raw, (str, bytes)) else dict(raw)
+        # decoded by the driver (jsonb) it is taken as is: dict() would read a JSON list of
+        # pairs as an object
+        out = loads_json(raw) if isinstance(raw, (str, bytes)) else dict(raw) if isinstance(raw, Mapping) else raw
     except (TypeError, ValueError) as exc:
         raise _edited(f"is not JSON ({exc})") from None
     if type(out) is not dict:
