@@ -792,6 +792,45 @@ def test_a_message_in_two_writes_before_its_put_is_stored_once(
     assert [m.id for m in tup.checkpoint["channel_values"]["messages"]] == [m.id for m in out["messages"]]
 
 
+def test_writes_holding_whole_histories_do_not_evict_a_pending_repoint(saver: Any, raw: Raw) -> None:
+    """Many threads at once, each with a long history, whose writes hold the whole
+    history (a subgraph node's output, a node returning the list it was given).
+    Those messages already have their ids: a put stores the very same bytes, so
+    nothing is to be repointed. Registered all the same, they filled the bounded
+    registry of written messages (10,000) and evicted the entry of another
+    thread's id-less ToolMessage before the put storing it with its id: that
+    write kept a second, id-less copy of the message."""
+    a = new_config("evict-a")
+    cp = empty_checkpoint()
+    v1 = saver.get_next_version(None, None)
+    question = HumanMessage("weather?", id="q")
+    cp["channel_values"] = {"messages": [question]}
+    cp["channel_versions"] = {"messages": v1}
+    a = saver.put(a, cp, {"source": "loop", "step": 0}, {"messages": v1})
+    tool_msg = ToolMessage("sunny", tool_call_id="call-1")  # no id yet
+    saver.put_writes(a, [("messages", [tool_msg])], "tools-task")
+    tool_msg.id = "tool-msg-1"  # what add_messages does, in place
+    # meanwhile, other threads' steps write their histories (ids given long ago)
+    for k in range(3):
+        b = new_config(f"evict-b{k}")
+        history = [AIMessage(f"old answer {k} {i}", id=f"old-{k}-{i}") for i in range(4_000)]
+        cpb = empty_checkpoint()
+        vb = saver.get_next_version(None, None)
+        cpb["channel_values"] = {"messages": history}
+        cpb["channel_versions"] = {"messages": vb}
+        b = saver.put(b, cpb, {"source": "loop", "step": 0}, {"messages": vb})
+        saver.put_writes(b, [("messages", [*history, AIMessage(f"new {k}", id=f"new-{k}")])], "agent")
+    cp2 = empty_checkpoint()
+    v2 = saver.get_next_version(v1, None)
+    cp2["channel_values"] = {"messages": [question, tool_msg]}
+    cp2["channel_versions"] = {"messages": v2}
+    saver.put(a, cp2, {"source": "loop", "step": 1}, {"messages": v2})
+    assert_tool_messages_stored_once(raw, thread_of(a), expected=1)
+    raw.assert_no_orphans(thread_of(a))
+    (write,) = saver.get_tuple(a).pending_writes
+    assert write[2] == [tool_msg] and write[2][0].id == "tool-msg-1"
+
+
 # --------------------------------------------------------------------------
 # 3. Linear growth
 # --------------------------------------------------------------------------
