@@ -214,7 +214,8 @@ def inflate(typ: str, data: bytes, limit: int | None = None) -> tuple[str, bytes
     if limit and len(out) > limit:
         raise ValueTooLargeError(
             f"a stored object of {len(data)} bytes inflates to over {limit} bytes "
-            "(max_value_bytes): it was not written by this saver's settings",
+            "(max_value_bytes): written before the limit was lowered, or planted; raise "
+            "max_value_bytes to read it if it is yours",
             size=len(out),
             limit=limit,
         )

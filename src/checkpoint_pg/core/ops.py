@@ -777,7 +777,10 @@ def _loads_md(raw: Any) -> dict[str, Any]:
     try:
         # decoded by the driver (jsonb) it is taken as is: dict() would read a JSON list of
         # pairs as an object
-        out = loads_json(raw) if isinstance(raw, (str, bytes)) else dict(raw) if isinstance(raw, Mapping) else raw
+        if isinstance(raw, (str, bytes)):
+            out = loads_json(raw)
+        else:
+            out = dict(raw) if isinstance(raw, Mapping) else raw
     except (TypeError, ValueError) as exc:
         raise _edited(f"is not JSON ({exc})") from None
     if type(out) is not dict:

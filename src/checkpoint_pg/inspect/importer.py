@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -277,7 +277,11 @@ def import_langgraph(
             ),
         )
         paths = source.write_paths(t) if not dry_run else {}
-        ours_w = existing_writes(t) if existing_writes is not None and have else set()
+        # (ns, checkpoint id, task id) -> channels of the writes our tables hold
+        ours_w: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+        if existing_writes is not None and have:
+            for w_ns, w_cid, w_task, w_ch in existing_writes(t):
+                ours_w[(w_ns, w_cid, w_task)].add(w_ch)
         by_key = {
             (x.config["configurable"]["checkpoint_ns"], x.config["configurable"]["checkpoint_id"]): x
             for x in tuples
@@ -307,7 +311,7 @@ def import_langgraph(
 
 
 def _writes_made_since(
-    ns: str, cid: str, tup: CheckpointTuple, ours: set[tuple[str, str, str, str]]
+    ns: str, cid: str, tup: CheckpointTuple, ours: Mapping[tuple[str, str, str], set[str]]
 ) -> list[tuple[str, list[tuple[str, Any]]]]:
     """(task id, writes) of a checkpoint already imported that our tables lack.
 
@@ -321,7 +325,7 @@ def _writes_made_since(
         grouped[task_id].append((channel, value))
     out: list[tuple[str, list[tuple[str, Any]]]] = []
     for task_id, writes in grouped.items():
-        have = {ch for n, c, tk, ch in ours if n == ns and c == cid and tk == task_id}
+        have = ours.get((ns, cid, task_id), set())
         regular = [(ch, v) for ch, v in writes if ch not in WRITES_IDX_MAP]
         if regular and not any(ch not in WRITES_IDX_MAP for ch in have):
             out.append((task_id, regular))
