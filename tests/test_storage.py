@@ -433,7 +433,7 @@ def test_a_repoint_waits_for_a_write_in_flight_that_holds_the_same_bytes(pg_url:
                 "channel, task_path, kind, refs) VALUES (%s, '', %s, 'task-b', 0, 'messages', '', %s, %s)",
                 (t, cid, KIND_LIST, old),
             )
-            stmts = saver.ctx.sql.repoint_write(t, "", cid, "task-a", 0, 0, old, new)
+            stmts = saver.ctx.sql.repoint_writes([(t, "", cid, "task-a", 0, 0, old, new)])
 
             def repoint() -> None:  # task a's, on a connection of its own
                 with psycopg.connect(pg_url) as conn, conn.transaction():

@@ -418,7 +418,7 @@ def put(
     # after the list's objects are stored: a write still pending repoints itself
     fixups = [f for item, h in listed for f in ctx.written.claim(item, h, t)]
     if fixups:
-        yield Batch([s for f in fixups for s in ctx.sql.repoint_write(*f)], fetch=False)
+        yield Batch(ctx.sql.repoint_writes(fixups), fetch=False)
     return checkpoint_config(t, ns, cid)
 
 
@@ -507,7 +507,7 @@ def put_writes(
     # a put that stored a message of these writes under its later id meanwhile
     fixups = [f for entry in registered if (f := ctx.written.stored(entry)) is not None]
     if fixups:
-        yield Batch([s for f in fixups for s in ctx.sql.repoint_write(*f)], fetch=False)
+        yield Batch(ctx.sql.repoint_writes(fixups), fetch=False)
     # the other values of the writes: their stored bytes, decoded afresh when read
     as_items = set(w_hashes)
     ctx.cache.remember_writes(

@@ -515,20 +515,24 @@ class PostgresSQL(CheckpointPages):
             {"t": t, "ns": ns, "id": cid, "known": b"".join(known)},
         )
 
+    def repoint_writes(self, fixups: Sequence[tuple[Any, ...]]) -> list[Stmt]:
+        """`repoint_write` for each fixup, under the row lock of their threads.
+
+        A put_writes in flight (it holds the row FOR KEY SHARE) may be storing
+        another write of the same bytes, found already stored; deleting them
+        before it commits would leave its write pointing at nothing.
+        """
+        locks = [self.lock_thread(t) for t in dict.fromkeys(f[0] for f in fixups)]
+        return [*locks, *(s for f in fixups for s in self.repoint_write(*f))]
+
     def repoint_write(
         self, t: str, ns: str, cid: str, task: str, idx: int, pos: int, old: bytes, new: bytes
     ) -> list[Stmt]:
-        """Point element ``pos`` of a write at ``new`` and drop ``old`` if nothing uses it.
-
-        Under the thread's row lock: a put_writes in flight (it holds the row FOR KEY
-        SHARE) may be storing another write of the same bytes, found already stored;
-        deleting them before it commits would leave its write pointing at nothing.
-        """
+        """Point element ``pos`` of a write at ``new`` and drop ``old`` if nothing uses it."""
         n = self.n
         p = {"t": t, "ns": ns, "cid": cid, "task": task, "idx": idx, "at": pos * 16 + 1,
              "old": old, "new": new}
         return [
-            self.lock_thread(t),
             Stmt(
                 f"UPDATE {n.writes} SET refs = overlay(refs PLACING %(new)s FROM %(at)s FOR 16) "
                 "WHERE thread_id = %(t)s AND checkpoint_ns = %(ns)s AND checkpoint_id = %(cid)s "

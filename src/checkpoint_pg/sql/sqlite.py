@@ -479,6 +479,10 @@ class SqliteSQL(CheckpointPages):
             "UNION SELECT refs FROM w WHERE length(refs) = 16)"
         )
 
+    def repoint_writes(self, fixups: Sequence[tuple[Any, ...]]) -> list[Stmt]:
+        """`repoint_write` for each fixup (writes run under BEGIN IMMEDIATE: no lock to take)."""
+        return [s for f in fixups for s in self.repoint_write(*f)]
+
     def repoint_write(
         self, t: str, ns: str, cid: str, task: str, idx: int, pos: int, old: bytes, new: bytes
     ) -> list[Stmt]:
