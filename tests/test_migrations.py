@@ -428,6 +428,84 @@ def test_downgrade_below_0008_rewrites_dictionary_compressed_objects(db: Db) -> 
         assert saver.get_tuple(cfg).checkpoint["channel_values"]["messages"] == msgs
 
 
+def _put_dicts(saver: Any) -> tuple[RunnableConfig, dict[str, Any], dict[str, Any]]:
+    """A checkpoint whose channel value and pending write are dicts stored key by key."""
+    from langchain_core.messages import AIMessage
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    msgs = [AIMessage(f"reply {i}: " + "light rain over Oslo, " * (i + 2), id=f"a{i}") for i in range(20)]
+    value = {"messages": msgs, "n": None, "empty": [], "tail": ["x", None, 3]}
+    write = {"messages": msgs[:9], "other": {"k": [1]}}
+    cp = empty_checkpoint()
+    cp["channel_values"] = {"__start__": value}
+    cp["channel_versions"] = {"__start__": saver.get_next_version(None, None)}
+    cfg = saver.put(new_thread(), cp, {"source": "input", "step": -1}, cp["channel_versions"])
+    saver.put_writes(cfg, [("__start__", write)], "task-1")
+    return cfg, value, write
+
+
+def test_downgrade_below_0012_stores_dicts_whole(db: Db) -> None:
+    """Revision 0012: on downgrade, dicts stored key by key (kind 4) are rewritten as one
+    object each, put together from their parts, which the serializer decodes to the dict
+    put; after upgrading again they read back equal."""
+    from checkpoint_pg import migrate
+    from checkpoint_pg.core.codec import inflate
+    from checkpoint_pg.schema import build_tables
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    tables = build_tables()
+    with db.saver() as saver:
+        cfg, value, write = _put_dicts(saver)
+
+    def rows() -> list[tuple[int, bytes]]:
+        with db.connect() as conn:
+            return [
+                (k, bytes(r))
+                for q in ("SELECT kind, refs FROM cpg_channel_values", "SELECT kind, refs FROM cpg_writes")
+                for k, r in conn.execute(sa.text(q)).all()
+            ]
+
+    assert [k for k, _ in rows()] == [4, 4]
+    with db.connect() as conn:
+        migrate.downgrade(conn, tables, "0011")
+        objects = {
+            bytes(h): (t, bytes(d))
+            for h, t, d in conn.execute(sa.text("SELECT hash, type, data FROM cpg_objects")).all()
+        }
+    serde = JsonPlusSerializer()
+    whole = []
+    for kind, refs in rows():
+        assert kind == 1 and len(refs) == 16
+        whole.append(serde.loads_typed(inflate(*objects[refs])))
+    assert whole == [value, write]
+    with db.connect() as conn:
+        migrate.upgrade(conn, tables)
+    with db.saver(setup=False) as saver:
+        tup = saver.get_tuple(cfg)
+        assert tup.checkpoint["channel_values"]["__start__"] == value
+        assert tup.pending_writes == [("task-1", "__start__", write)]
+
+
+def test_downgrade_below_0012_refuses_encrypted_dicts_and_changes_nothing(db: Db) -> None:
+    """Encrypted parts cannot be put together without the key: the downgrade stops,
+    saying how many dicts and what to do, and the database stays at 0012, readable."""
+    from checkpoint_pg import CheckpointPgError, migrate
+    from checkpoint_pg.schema import build_tables
+    from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+
+    serde = EncryptedSerializer.from_pycryptodome_aes(key=b"migration-test-aes-key-32-bytes!")
+    options = {"serde": serde, "hash_key": b"migration-test-hash-key"}
+    with db.saver(**options) as saver:
+        cfg, value, write = _put_dicts(saver)
+    tables = build_tables()
+    with db.connect() as conn, pytest.raises(CheckpointPgError, match="2 stored dicts are encrypted"):
+        migrate.downgrade(conn, tables, "0011")
+    with db.connect() as conn:
+        assert migrate.current(conn, tables) == migrate.head()
+    with db.saver(setup=False, **options) as saver:
+        assert saver.get_tuple(cfg).checkpoint["channel_values"]["__start__"] == value
+
+
 # -- version table, coexistence ---------------------------------------------------
 
 

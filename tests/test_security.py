@@ -572,6 +572,9 @@ def test_a_delta_chain_that_loops_is_an_error_not_a_hang() -> None:
         "UPDATE {writes} SET kind = 1, refs = {concat}",
         "UPDATE {values} SET kind = 99 WHERE kind = 3",
         "UPDATE {writes} SET kind = -1",
+        # a dict stored key by key whose first object is not its shape
+        "UPDATE {writes} SET kind = 4",
+        "UPDATE {values} SET kind = 4 WHERE kind = 2",
         "UPDATE {checkpoints} SET checkpoint = '[1, 2]'",
         "UPDATE {checkpoints} SET checkpoint = '[[\"channel_versions\", {{}}]]'",
         "UPDATE {checkpoints} SET metadata = '[[\"source\", \"loop\"], [\"step\", 7]]'",
@@ -585,7 +588,7 @@ def test_value_rows_tampered_with_meet_integrity_error(
     make_saver, saver_target, backend: str, tamper: str
 ) -> None:
     """A delta without a base, a scalar value or write naming two objects, a kind no
-    release writes, a checkpoint document that is not a JSON object or whose maps
+    release writes, a dict whose shape does not match its objects, a checkpoint document that is not a JSON object or whose maps
     are not: the reads raise IntegrityError (a CheckpointPgError), not
     TypeError/ValueError/AttributeError or the driver's error."""
     from checkpoint_pg import IntegrityError  # noqa: PLC0415

@@ -64,7 +64,7 @@ from typing_extensions import TypedDict
 
 HASH = 16
 CITIES = ("Paris", "Rome", "Oslo", "Lima", "Cairo", "Quito")
-KIND_EMPTY, KIND_SCALAR, KIND_LIST, KIND_DELTA = 0, 1, 2, 3
+KIND_EMPTY, KIND_SCALAR, KIND_LIST, KIND_DELTA, KIND_DICT = 0, 1, 2, 3, 4
 AES_KEY = b"storage-test-aes-key-32-bytes!!!"
 HASH_KEY = b"storage-test-hash-key"
 
@@ -244,6 +244,15 @@ def decode_refs(objs: dict[bytes, Any], kind: int, refs: bytes) -> Any:
     if kind == KIND_SCALAR:
         (h,) = hashes
         return objs[h]
+    if kind == KIND_DICT:
+        out, pos = {}, 1
+        for key, n in objs[hashes[0]]:
+            if n < 0:
+                out[key], pos = objs[hashes[pos]], pos + 1
+            else:
+                out[key], pos = [objs[h] for h in hashes[pos : pos + n]], pos + n
+        assert pos == len(hashes)
+        return out
     return [objs[h] for h in hashes]
 
 
@@ -605,6 +614,15 @@ class _ToolState(TypedDict):
     messages: Annotated[list[AnyMessage], add_messages]
 
 
+def _one_node(name: str, node: Any, checkpointer: Any) -> Any:
+    """START -> ``node`` -> END on the messages state."""
+    builder = StateGraph(_ToolState)
+    builder.add_node(name, node)
+    builder.add_edge(START, name)
+    builder.add_edge(name, END)
+    return builder.compile(checkpointer=checkpointer)
+
+
 @pytest.mark.parametrize("durability", ["sync", "async"])
 def test_failed_superstep_resume_stores_a_toolmessage_once(saver: Any, raw: Raw, durability: str) -> None:
     """A ToolNode and a node that raises run in one superstep. The ToolMessage the
@@ -667,11 +685,7 @@ def test_a_node_returning_the_whole_list_registers_nothing_step_after_step(saver
     def node(state: _ToolState) -> dict[str, Any]:
         return {"messages": [*state["messages"], AIMessage(f"reply {len(state['messages'])}")]}
 
-    builder = StateGraph(_ToolState)
-    builder.add_node("n", node)
-    builder.add_edge(START, "n")
-    builder.add_edge("n", END)
-    graph = builder.compile(checkpointer=saver)
+    graph = _one_node("n", node, saver)
     config = new_config("whole-list")
     t = thread_of(config)
 
@@ -1395,6 +1409,94 @@ def test_small_messages_are_stored_compressed_against_the_dictionary(
 
 
 PLAINTEXT = ["21C and sunny", "What is the weather", "Here is what I found", "Checking Oslo", "12:00"]
+
+
+def _dict_values() -> list[dict[str, Any]]:
+    """Dicts holding lists (a subgraph's input, say), of every shape: stored key by key
+    from 8 list elements on, whole below that."""
+    msgs = [HumanMessage(f"question {i}", id=f"dq{i}") for i in range(9)]
+    return [
+        {"messages": msgs[:3], "other": "small: one object"},
+        {"messages": msgs, "count": 9},
+        {"z": None, "messages": msgs, "a": [], "empty": {}, "nested": {"k": [1, 2]}},
+        {"b": list(range(5)), "a": [None, "x", 1.5, True, b"\x00", ("t", 1), [1], {"x": [2]}]},
+        {"messages": msgs[:8]},
+    ]
+
+
+def test_dicts_holding_lists_round_trip_key_by_key(saver: Any, make_saver: Any, raw: Raw) -> None:
+    """A dict whose lists hold 8 elements or more is stored as its shape and its values,
+    lists element by element: its messages are the objects the messages list holds, and
+    what comes back (as a channel value and as a write) equals what the serializer gives
+    back for the whole dict (a tuple comes back a list, as it does whole), key order
+    included, on the writing saver and on a new one."""
+    thread = f"st-dict-{uuid.uuid4().hex[:8]}"
+    p = Putter(saver, thread)
+    serde = JsonPlusSerializer()
+    values = [serde.loads_typed(serde.dumps_typed(v)) for v in _dict_values()]
+    assert values == _dict_values()[:3] + values[3:]
+    msgs = values[1]["messages"]
+    p.put(messages=list(msgs))
+    for value in values:
+        p.put(start=value)
+    writes = [("start", v) for v in values]
+    saver.put_writes(p.config, writes, "task-d")
+    with make_saver() as fresh:
+        for reader in (saver, fresh):
+            for cfg, expected in zip(p.put_configs, p.expected):
+                got = reader.get_tuple(cfg).checkpoint["channel_values"]
+                assert got == expected
+                assert [list(v) for v in got.values() if type(v) is dict] == [
+                    list(v) for v in expected.values() if type(v) is dict
+                ]
+            pending = reader.get_tuple(p.config).pending_writes
+            assert [(c, v) for _, c, v in pending] == writes
+            assert [list(v) for _, _, v in pending] == [list(v) for v in values]
+    kinds = sorted(v[3] for v in raw.values(thread) if v[1] == "start")
+    assert kinds == [KIND_SCALAR] + [KIND_DICT] * 4, kinds
+    w_kinds = sorted(w[5] for w in raw.writes(thread))
+    assert w_kinds == [KIND_SCALAR] + [KIND_DICT] * 4, w_kinds
+    decoded = raw.decoded_objects(thread)
+    for m in msgs:  # one object per message, whatever holds it
+        assert sum(1 for v in decoded.values() if isinstance(v, BaseMessage) and v.id == m.id) == 1
+    raw.assert_no_orphans(thread)
+
+
+def test_a_subgraph_taking_the_messages_stores_them_once(saver: Any, raw: Raw) -> None:
+    """The scripted agent as a subgraph node: each call checkpoints its input, the whole
+    history, under a namespace of its own. Every message is one object, and the objects
+    of a 24-turn thread are at most 2.2x those at 12 turns (stored whole, the input made
+    them grow with the square of the thread: 3.6x here)."""
+    build_graph, turn_input = _agent()
+    graph = _one_node("agent", build_graph(None), saver)
+    config = new_config("sub-msgs")
+    t = thread_of(config)
+
+    def object_bytes() -> int:
+        return sum(len(d) for _, d in raw.objects(t).values())
+
+    n = 12
+    for turn in range(n):
+        graph.invoke(turn_input(turn), config)
+    bytes_n = object_bytes()
+    for turn in range(n, 2 * n):
+        graph.invoke(turn_input(turn), config)
+    bytes_2n = object_bytes()
+    state = graph.get_state(config)
+    assert len(state.values["messages"]) == 4 * 2 * n
+    assert bytes_2n / bytes_n <= 2.2, (bytes_n, bytes_2n)
+    decoded = raw.decoded_objects(t)
+    for m in state.values["messages"]:
+        assert sum(1 for v in decoded.values() if isinstance(v, BaseMessage) and v.id == m.id) == 1
+    # each call's input checkpoint reads back whole: the history the call was given
+    history = state.values["messages"]
+    calls = {v[0]: v[3] for v in raw.values(t) if v[0] and v[1] == "__start__"}
+    assert len(calls) == 2 * n and sorted(calls.values()).count(KIND_DICT) >= n, calls
+    for ns in calls:
+        first = list(saver.list({"configurable": {"thread_id": t, "checkpoint_ns": ns}}))[-1]
+        given = first.checkpoint["channel_values"]["__start__"]["messages"]
+        assert given and given == history[: len(given)]
+    raw.assert_no_orphans(t)
 
 
 def test_encrypted_storage_has_no_plaintext_and_is_deduplicated(

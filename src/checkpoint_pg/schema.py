@@ -41,6 +41,10 @@ class KIND:
     SCALAR = 1  # refs is one hash
     LIST = 2  # refs is the hashes of every element, in order
     DELTA = 3  # refs is the hashes appended to base_version's list
+    # A dict holding lists, stored key by key (core/codec.py): refs is the hash of
+    # its shape ([key, n] per key: n elements of a list, or -1 for a value stored
+    # whole), then the hashes of the values in key order, lists element by element.
+    DICT = 4
 
 
 # A JSON column: JSONB on Postgres (containment filters, GIN index), TEXT JSON on SQLite.

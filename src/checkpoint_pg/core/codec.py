@@ -13,10 +13,10 @@ from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 
 from checkpoint_pg.core.zdict import CURRENT as _ZTAG
 from checkpoint_pg.core.zdict import DICTIONARIES
-from checkpoint_pg.errors import ConfigError, SerializationError, ValueTooLargeError
+from checkpoint_pg.errors import ConfigError, IntegrityError, SerializationError, ValueTooLargeError
 from checkpoint_pg.schema import KIND
 
-__all__ = ["StoredObject", "EncodedValue", "ValueCodec", "HASH_SIZE", "inflate"]
+__all__ = ["StoredObject", "EncodedValue", "ValueCodec", "HASH_SIZE", "inflate", "assemble_dict"]
 
 HASH_SIZE = 16
 # Objects at least this large are stored zlib-compressed against a preset
@@ -35,6 +35,12 @@ _MEMO_SIZE = 4096
 
 # "no value" where None is a value (an empty channel, a cache miss)
 MISSING: Any = object()
+
+# A dict whose list values hold at least this many elements in all is stored key
+# by key (KIND.DICT): a subgraph's input, {"messages": [the whole history]}, is
+# stored at every call, and as one object it grew storage with the square of
+# the thread. Below this a dict is one object, as it costs fewer rows.
+DICT_MIN_ELEMENTS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,10 +162,23 @@ class ValueCodec:
         return StoredObject(h.digest(), typ, data)
 
     def encode(self, value: Any) -> EncodedValue:
-        """Encode a channel value or a write: lists element-wise, anything else whole."""
+        """Encode a channel value or a write: lists element-wise, a dict holding
+        lists key by key (see `DICT_MIN_ELEMENTS`), anything else whole."""
         if type(value) is list:
             objs = tuple(self.dump(v) for v in value)
             return EncodedValue(KIND.LIST, tuple(o.hash for o in objs), objs)
+        if type(value) is dict and _stored_by_key(value):
+            shape: list[list[Any]] = []
+            parts: list[StoredObject] = []
+            for key, v in value.items():
+                if type(v) is list:
+                    shape.append([key, len(v)])
+                    parts.extend(self.dump(x) for x in v)
+                else:
+                    shape.append([key, -1])
+                    parts.append(self.dump(v))
+            objs = (self.dump(shape), *parts)
+            return EncodedValue(KIND.DICT, tuple(o.hash for o in objs), objs)
         obj = self.dump(value)
         return EncodedValue(KIND.SCALAR, (obj.hash,), (obj,))
 
@@ -194,6 +213,42 @@ class ValueCodec:
             raise SerializationError(
                 f"cannot deserialize a stored object of type {typ!r}: {exc}{hint}"
             ) from exc
+
+
+def _stored_by_key(value: dict[Any, Any]) -> bool:
+    # str keys only: every serializer gives them back as they were
+    n = 0
+    for key, v in value.items():
+        if type(key) is not str:
+            return False
+        if type(v) is list:
+            n += len(v)
+    return n >= DICT_MIN_ELEMENTS
+
+
+def assemble_dict(shape: Any, values: list[Any], where: str) -> dict[str, Any]:
+    """The dict a KIND.DICT row stands for: ``shape`` decoded from its first object,
+    ``values`` the decoded objects of the rest of its refs, in order."""
+    out: dict[str, Any] = {}
+    pos = 0
+    try:
+        for key, n in shape:
+            if type(key) is not str or type(n) is not int or n < -1:
+                raise ValueError
+            if n < 0:
+                out[key] = values[pos]
+                pos += 1
+            else:
+                out[key] = values[pos : pos + n]
+                pos += n
+    except (TypeError, ValueError, IndexError):
+        pos = -1
+    if pos != len(values):
+        raise IntegrityError(
+            f"{where}: a stored dict's shape does not match the objects its row names; "
+            "its rows were changed by hand"
+        )
+    return out
 
 
 def inflate(typ: str, data: bytes, limit: int | None = None) -> tuple[str, bytes]:

@@ -29,7 +29,7 @@ from langgraph.checkpoint.base import (
 )
 
 from checkpoint_pg.core import lease as leases
-from checkpoint_pg.core.codec import EncodedValue, StoredObject, ValueCodec, split_refs
+from checkpoint_pg.core.codec import EncodedValue, StoredObject, ValueCodec, assemble_dict, split_refs
 from checkpoint_pg.core.config import (
     check_filter,
     check_text,
@@ -600,7 +600,10 @@ def _obj(ctx: Ctx, memo: Memo, t: str, h: bytes) -> Any:
     return value
 
 
-def _decode(ctx: Ctx, memo: Memo, t: str, kind: int, hashes: Iterable[bytes]) -> Any:
+def _decode(ctx: Ctx, memo: Memo, t: str, kind: int, hashes: Sequence[bytes]) -> Any:
+    if kind == KIND.DICT and hashes:
+        shape = _obj(ctx, memo, t, hashes[0])
+        return assemble_dict(shape, [_obj(ctx, memo, t, h) for h in hashes[1:]], f"thread {t!r}")
     if kind != KIND.SCALAR and kind != KIND.LIST:
         raise IntegrityError(f"thread {t!r}: a stored value has kind {kind!r}; its row was changed by hand")
     if kind == KIND.SCALAR:
@@ -639,8 +642,8 @@ def _build(
         row = rows.get(sver) if rows else None
         if row is None or row[0] == KIND.EMPTY:
             continue
-        if row[0] == KIND.SCALAR:
-            channel_values[ch] = _decode(ctx, memo, t, KIND.SCALAR, [row[2]])
+        if row[0] == KIND.SCALAR or row[0] == KIND.DICT:
+            channel_values[ch] = _decode(ctx, memo, t, row[0], split_refs(row[2]))
             continue
         lists = memo.lists[(t, ns, ch)]
         hashes = resolve_hashes(rows, sver, lists, f"thread {t!r} channel {ch!r}")
@@ -1021,8 +1024,8 @@ def get_delta_channel_history(ctx: Ctx, config: RunnableConfig, channels: Sequen
             rows = ld.values.get(ch)
             row = rows.get(str(ver)) if rows and ver is not None else None
             if row is not None and row[0] != KIND.EMPTY:
-                if row[0] == KIND.SCALAR:
-                    entry["seed"] = _decode(ctx, memo, t, KIND.SCALAR, [row[2]])
+                if row[0] == KIND.SCALAR or row[0] == KIND.DICT:
+                    entry["seed"] = _decode(ctx, memo, t, row[0], split_refs(row[2]))
                 else:
                     hashes = resolve_hashes(
                         rows, str(ver), memo.lists[(t, ns, ch)], f"thread {t!r}"

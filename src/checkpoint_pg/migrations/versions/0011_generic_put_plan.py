@@ -16,7 +16,7 @@ Create Date: 2026-11-26
 from __future__ import annotations
 
 from checkpoint_pg.migrations import install_functions
-from checkpoint_pg.migrations.frozen import FUNCTIONS_0010
+from checkpoint_pg.migrations.frozen import FUNCTIONS_0010, FUNCTIONS_0011
 
 revision = "0011"
 down_revision = "0010"
@@ -25,7 +25,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    install_functions()
+    install_functions(FUNCTIONS_0011)
 
 
 def downgrade() -> None:
