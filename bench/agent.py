@@ -26,6 +26,9 @@ ANSWER_CHARS = 300
 TOOL_MIN, TOOL_MAX = 1000, 2000
 MESSAGES_PER_TURN = 4
 CHECKPOINTS_PER_TURN = 5  # input, __start__, agent, tools, agent
+# --shape subgraph: root checkpoints per turn (input, the subgraph node, its result);
+# the agent's own checkpoints are under the call's namespace
+SUBGRAPH_CHECKPOINTS_PER_TURN = 3
 
 
 class State(TypedDict):
@@ -99,6 +102,16 @@ def build_graph(checkpointer: Any) -> Any:
     g.add_edge(START, "agent")
     g.add_conditional_edges("agent", tools_condition, {"tools": "tools", END: END})
     g.add_edge("tools", "agent")
+    return g.compile(checkpointer=checkpointer)
+
+
+def build_subgraph_graph(checkpointer: Any) -> Any:
+    """The agent as a subgraph node taking the messages (a supervisor's worker, say):
+    each call checkpoints its input, the whole history, under a namespace of its own."""
+    g = StateGraph(State)
+    g.add_node("worker", build_graph(None))
+    g.add_edge(START, "worker")
+    g.add_edge("worker", END)
     return g.compile(checkpointer=checkpointer)
 
 

@@ -8,6 +8,7 @@ are per saver.
     python -m bench.long_thread                       # default: 50,200,1000 turns
     python -m bench.long_thread --savers ours-pg,lg-pg --turns 50
     python -m bench.long_thread --quick               # smoke run
+    python -m bench.long_thread --shape subgraph      # the agent as a subgraph node
 
 Results: a table on stdout and bench/results/long_thread.json (or --out).
 """
@@ -114,16 +115,21 @@ def worker(args: argparse.Namespace) -> int:
         lim = int(args.as_limit_gb * (1 << 30))
         resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
 
-    from bench.agent import CHECKPOINTS_PER_TURN, MESSAGES_PER_TURN, answer, build_graph, turn_input
+    from bench import agent
+    from bench.agent import MESSAGES_PER_TURN, answer, turn_input
     from bench.savers import open_sync
 
-    res: dict[str, Any] = {"saver": args.saver, "turns": args.turns}
+    res: dict[str, Any] = {"saver": args.saver, "turns": args.turns, "shape": args.shape}
     thread = {"configurable": {"thread_id": "long-thread-1"}}
     invoke_kw: dict[str, Any] = {}
     if args.durability != "default":
         invoke_kw["durability"] = args.durability
 
     t_start = time.perf_counter()
+    if args.shape == "subgraph":
+        build_graph, CHECKPOINTS_PER_TURN = agent.build_subgraph_graph, agent.SUBGRAPH_CHECKPOINTS_PER_TURN
+    else:
+        build_graph, CHECKPOINTS_PER_TURN = agent.build_graph, agent.CHECKPOINTS_PER_TURN
     with open_sync(args.saver, args.target) as saver:
         graph = build_graph(saver)
         # warm up imports/serializers on a throwaway thread (not counted)
@@ -294,6 +300,7 @@ def run_one(args: argparse.Namespace, saver: str, turns: int) -> dict[str, Any]:
             "--history-budget-s", str(args.history_budget_s),
             "--turns-budget-s", str(args.turns_budget_s),
             "--durability", args.durability,
+            "--shape", args.shape,
             "--as-limit-gb", str(args.as_limit_gb),
             "--rss-limit-gb", str(args.rss_limit_gb),
         ]
@@ -450,6 +457,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="stop a run's turn loop after this many seconds and report the turns done (0 = no limit)")
     p.add_argument("--durability", choices=("default", "sync", "async", "exit"), default="default",
                    help="graph.invoke durability (default: langgraph's default, 'async')")
+    p.add_argument("--shape", choices=("agent", "subgraph"), default="agent",
+                   help="agent = the scripted agent as the graph; subgraph = the agent as a "
+                        "subgraph node taking the messages (each call checkpoints the history "
+                        "it is given under a namespace of its own)")
     p.add_argument("--timeout", type=float, default=1800, help="per-subprocess timeout, seconds")
     p.add_argument("--rss-limit-gb", type=float, default=6.0,
                    help="stop a run's turn loop once the worker's RSS exceeds this (0 = no limit)")

@@ -433,19 +433,22 @@ def _put_dicts(saver: Any) -> tuple[RunnableConfig, dict[str, Any], dict[str, An
     from langchain_core.messages import AIMessage
     from langgraph.checkpoint.base import empty_checkpoint
 
-    msgs = [AIMessage(f"reply {i}: " + "light rain over Oslo, " * (i + 2), id=f"a{i}") for i in range(20)]
+    msgs = [AIMessage(f"reply {i}: " + "light rain over Oslo, " * (i % 9 + 2), id=f"a{i}") for i in range(70)]
     value = {"messages": msgs, "n": None, "empty": [], "tail": ["x", None, 3]}
-    write = {"messages": msgs[:9], "other": {"k": [1]}}
+    write = {"other": {"k": [1]}, "messages": msgs[:66]}
     cp = empty_checkpoint()
-    cp["channel_values"] = {"__start__": value}
-    cp["channel_versions"] = {"__start__": saver.get_next_version(None, None)}
+    # lists of 64 elements or more name chunks of their hashes (core/chunks.py)
+    cp["channel_values"] = {"__start__": value, "messages": msgs}
+    version = saver.get_next_version(None, None)
+    cp["channel_versions"] = {"__start__": version, "messages": version}
     cfg = saver.put(new_thread(), cp, {"source": "input", "step": -1}, cp["channel_versions"])
     saver.put_writes(cfg, [("__start__", write)], "task-1")
     return cfg, value, write
 
 
 def test_downgrade_below_0012_stores_dicts_whole(db: Db) -> None:
-    """Revision 0012: on downgrade, dicts stored key by key (kind 4) are rewritten as one
+    """Revision 0012: on downgrade, rows naming chunks of their hashes hold the hashes
+    again and the chunks are gone; dicts stored key by key (kind 4) are rewritten as one
     object each, put together from their parts, which the serializer decodes to the dict
     put; after upgrading again they read back equal."""
     from checkpoint_pg import migrate
@@ -457,32 +460,44 @@ def test_downgrade_below_0012_stores_dicts_whole(db: Db) -> None:
     with db.saver() as saver:
         cfg, value, write = _put_dicts(saver)
 
-    def rows() -> list[tuple[int, bytes]]:
+    def rows() -> list[tuple[str, int, bytes]]:
         with db.connect() as conn:
             return [
-                (k, bytes(r))
-                for q in ("SELECT kind, refs FROM cpg_channel_values", "SELECT kind, refs FROM cpg_writes")
-                for k, r in conn.execute(sa.text(q)).all()
+                (ch, k, bytes(r))
+                for q in (
+                    "SELECT channel, kind, refs FROM cpg_channel_values ORDER BY channel",
+                    "SELECT channel, kind, refs FROM cpg_writes",
+                )
+                for ch, k, r in conn.execute(sa.text(q)).all()
             ]
 
-    assert [k for k, _ in rows()] == [4, 4]
+    def objects() -> dict[bytes, tuple[str, bytes]]:
+        with db.connect() as conn:
+            return {
+                bytes(h): (t, bytes(d))
+                for h, t, d in conn.execute(sa.text("SELECT hash, type, data FROM cpg_objects")).all()
+            }
+
+    assert [(ch, k, len(r) // 16) for ch, k, r in rows()] == [
+        ("__start__", 4, 1 + 1 + 6 + 1 + 3), ("messages", 2, 1 + 6), ("__start__", 4, 1 + 1 + 1 + 2),
+    ]
+    assert sum(typ == "#refs" for typ, _ in objects().values()) == 1
     with db.connect() as conn:
         migrate.downgrade(conn, tables, "0011")
-        objects = {
-            bytes(h): (t, bytes(d))
-            for h, t, d in conn.execute(sa.text("SELECT hash, type, data FROM cpg_objects")).all()
-        }
+    after = objects()
+    assert all(typ != "#refs" for typ, _ in after.values())
     serde = JsonPlusSerializer()
-    whole = []
-    for kind, refs in rows():
-        assert kind == 1 and len(refs) == 16
-        whole.append(serde.loads_typed(inflate(*objects[refs])))
-    assert whole == [value, write]
+    (_, kind, refs), (_, list_kind, list_refs), (_, write_kind, write_refs) = rows()
+    assert kind == write_kind == 1 and len(refs) == len(write_refs) == 16
+    assert [serde.loads_typed(inflate(*after[r])) for r in (refs, write_refs)] == [value, write]
+    assert list_kind == 2 and [
+        serde.loads_typed(inflate(*after[list_refs[i : i + 16]])) for i in range(0, len(list_refs), 16)
+    ] == value["messages"]
     with db.connect() as conn:
         migrate.upgrade(conn, tables)
     with db.saver(setup=False) as saver:
         tup = saver.get_tuple(cfg)
-        assert tup.checkpoint["channel_values"]["__start__"] == value
+        assert tup.checkpoint["channel_values"] == {"__start__": value, "messages": value["messages"]}
         assert tup.pending_writes == [("task-1", "__start__", write)]
 
 

@@ -660,3 +660,25 @@ def test_filter_on_a_dict_with_non_ascii_keys_matches(saver, value: Any) -> None
     st.metadata["k"] = value
     sim.send_put(st)
     assert len(list(saver.list(sim.config(), filter={"k": value}))) == 1
+
+
+def test_a_chunk_of_the_wrong_size_meets_integrity_error(make_saver, saver_target, backend: str) -> None:
+    """A chunk of a long list's hashes (core/chunks.py) cut short by hand: reading the
+    list raises IntegrityError naming the chunk, instead of returning a shorter list."""
+    from langgraph.checkpoint.base import empty_checkpoint  # noqa: PLC0415
+
+    from checkpoint_pg import IntegrityError  # noqa: PLC0415
+
+    with make_saver() as saver:
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"log": [f"entry {i}" for i in range(70)]}
+        cp["channel_versions"] = {"log": saver.get_next_version(None, None)}
+        config = saver.put(
+            {"configurable": {"thread_id": f"chunk-{uuid.uuid4().hex[:8]}", "checkpoint_ns": ""}},
+            cp, {"source": "loop", "step": 0}, cp["channel_versions"],
+        )
+    cut = "CAST(substr(data, 1, 32) AS BLOB)" if backend == "sqlite" else "substring(data FROM 1 FOR 32)"
+    with raw_connection(backend, saver_target.conn_string) as conn:
+        conn.execute(f"UPDATE {qualified(saver, 'objects')} SET data = {cut} WHERE type = '#refs'")
+    with make_saver() as fresh, pytest.raises(IntegrityError, match="chunk .* holds 32 bytes"):
+        fresh.get_tuple(config)

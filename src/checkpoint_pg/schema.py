@@ -8,7 +8,10 @@ metadata). Values are content-addressed:
   16-byte hash of its bytes (a keyed hash when the serializer encrypts).
 - ``channel_values`` holds one row per (channel, version). A list value (the
   messages list) is a sequence of object hashes; a version that only appends
-  stores the appended hashes and points at the version it grew from.
+  stores the appended hashes and points at the version it grew from. A dict
+  holding lists is its shape's hash and its values' hashes. A long list names
+  each run of 64 hashes from its start by a chunk object (type ``#refs``,
+  core/chunks.py) that every row holding the same list shares.
 - ``writes`` holds a task's pending writes, by reference into ``objects`` too,
   so a ToolMessage written by a node and the same message inside every later
   checkpoint are one stored object.

@@ -54,11 +54,15 @@ class StoredObject:
 
 @dataclass(frozen=True, slots=True)
 class EncodedValue:
-    """A value as rows: its kind, the hashes it refers to, and the objects behind them."""
+    """A value as rows: its kind, the hashes it refers to, and the objects behind them.
+
+    ``runs``: (start, stop) in ``hashes`` of each list it holds (see core/chunks.py).
+    """
 
     kind: int
     hashes: tuple[bytes, ...]
     objects: tuple[StoredObject, ...]
+    runs: tuple[tuple[int, int], ...] = ()
 
     @property
     def refs(self) -> bytes:
@@ -150,7 +154,7 @@ class ValueCodec:
                 size=len(data),
                 limit=self.max_value_bytes,
             )
-        h = hashlib.blake2b(typ.encode() + b"\0" + data, digest_size=HASH_SIZE, key=self._key)
+        h = self.digest(typ, data)
         if self._cipher is not None:
             cname, data = self._cipher.encrypt(data)
             typ = f"{typ}+{cname}"
@@ -159,26 +163,33 @@ class ValueCodec:
             packed = z.compress(data) + z.flush()
             if len(packed) < len(data) * 0.9:
                 typ, data = _ZPREFIX + typ, packed
-        return StoredObject(h.digest(), typ, data)
+        return StoredObject(h, typ, data)
+
+    def digest(self, typ: str, data: bytes) -> bytes:
+        """The hash of an object of type ``typ`` and plaintext ``data`` (keyed when encrypting)."""
+        return hashlib.blake2b(typ.encode() + b"\0" + data, digest_size=HASH_SIZE, key=self._key).digest()
 
     def encode(self, value: Any) -> EncodedValue:
         """Encode a channel value or a write: lists element-wise, a dict holding
         lists key by key (see `DICT_MIN_ELEMENTS`), anything else whole."""
         if type(value) is list:
             objs = tuple(self.dump(v) for v in value)
-            return EncodedValue(KIND.LIST, tuple(o.hash for o in objs), objs)
+            return EncodedValue(KIND.LIST, tuple(o.hash for o in objs), objs, ((0, len(objs)),))
         if type(value) is dict and _stored_by_key(value):
             shape: list[list[Any]] = []
             parts: list[StoredObject] = []
+            runs: list[tuple[int, int]] = []
             for key, v in value.items():
                 if type(v) is list:
                     shape.append([key, len(v)])
+                    start = len(parts) + 1  # after the shape
                     parts.extend(self.dump(x) for x in v)
+                    runs.append((start, len(parts) + 1))
                 else:
                     shape.append([key, -1])
                     parts.append(self.dump(v))
             objs = (self.dump(shape), *parts)
-            return EncodedValue(KIND.DICT, tuple(o.hash for o in objs), objs)
+            return EncodedValue(KIND.DICT, tuple(o.hash for o in objs), objs, tuple(runs))
         obj = self.dump(value)
         return EncodedValue(KIND.SCALAR, (obj.hash,), (obj,))
 

@@ -29,6 +29,7 @@ from langgraph.checkpoint.base import (
 )
 
 from checkpoint_pg.core import lease as leases
+from checkpoint_pg.core.chunks import CHUNK, CHUNK_TYPE, chunk_runs, expand_refs
 from checkpoint_pg.core.codec import EncodedValue, StoredObject, ValueCodec, assemble_dict, split_refs
 from checkpoint_pg.core.config import (
     check_filter,
@@ -321,6 +322,14 @@ class Memo:
     lists: dict[tuple[str, str, str], dict[str, tuple[bytes, ...]]] = field(
         default_factory=lambda: defaultdict(dict)
     )
+    # per thread, hash -> data of the chunks among ``raw`` (see core/chunks.py)
+    chunks: dict[str, dict[bytes, bytes]] = field(default_factory=lambda: defaultdict(dict))
+
+    def add(self, t: str, h: bytes, typ: str, data: bytes) -> None:
+        """A stored object read (or remembered) for thread ``t``."""
+        self.raw[(t, h)] = (typ, data)
+        if typ == CHUNK_TYPE:
+            self.chunks[t][h] = data
 
 
 # -- writing ------------------------------------------------------------------------
@@ -467,9 +476,19 @@ def put_writes(
     for idx, (channel, value) in enumerate(writes):
         key = WRITES_IDX_MAP.get(channel, idx)
         messages: list[tuple[int, Any, list[Any] | None, bool]] = []
+        # chunks (core/chunks.py) only before the first message a put may repoint:
+        # a repoint rewrites one hash of the write's refs, never a shared chunk
+        unchunked = None
         if _BaseMessage is not None:
             items = value if type(value) is list else [value]
             wkey = (target.thread_id, target.ns, target.checkpoint_id, task_id, key)
+            idless = [
+                pos for pos, item in enumerate(items) if isinstance(item, _BaseMessage) and item.id is None
+            ]
+            shift = 0
+            if idless and type(value) is list:
+                unchunked = idless[0] - idless[0] % CHUNK
+                shift = unchunked // CHUNK * (CHUNK - 1)
             for pos, item in enumerate(items):
                 if not isinstance(item, _BaseMessage):
                     continue
@@ -480,10 +499,13 @@ def put_writes(
                     messages.append((pos, item, None, True))
                     continue
                 # registered before it is serialized: a put storing it in between
-                # (its id given meanwhile) finds it (see WrittenMessages)
-                entry = ctx.written.reserve(item, wkey, pos)
+                # (its id given meanwhile) finds it (see WrittenMessages); at its
+                # place in the stored refs, after the chunks before it
+                entry = ctx.written.reserve(item, wkey, pos - shift)
                 messages.append((pos, item, entry, False))
         enc: EncodedValue = ctx.codec.encode(value)  # one hash per list element
+        runs = enc.runs if unchunked is None else ((0, unchunked),)
+        stored, chunks, _ = chunk_runs(enc.hashes, runs, ctx.codec)
         for pos, item, entry, had_id in messages:
             h = enc.hashes[pos]
             if entry is not None:
@@ -492,7 +514,7 @@ def put_writes(
             if had_id:  # an id given later came after the hash
                 w_hashes.append(h)
                 w_items.append(item)
-        by_idx[key] = (key, channel, enc.kind, enc.refs, unique_objects(enc.objects))
+        by_idx[key] = (key, channel, enc.kind, stored, unique_objects([*enc.objects, *chunks]))
     rows = list(by_idx.values())
     lease = leases.held(ctx.lease_key, target.thread_id, ctx.leases)
     if not ctx.sql.single_statement:
@@ -578,6 +600,8 @@ class _Loaded:
     writes: dict[str, list[tuple[str, int, str, str, int, bytes]]] = field(
         default_factory=lambda: defaultdict(list)
     )
+    # (checkpoint id, task id, idx) -> how many chunks lead a write's stored refs
+    chunked_writes: dict[tuple[str, str, int], int] = field(default_factory=dict)
 
 
 def _obj(ctx: Ctx, memo: Memo, t: str, h: bytes) -> Any:
@@ -620,7 +644,7 @@ def _decode(ctx: Ctx, memo: Memo, t: str, kind: int, hashes: Sequence[bytes]) ->
 
 def _fetch_objects(ctx: Ctx, memo: Memo, t: str, rows: Iterable[tuple[bytes, str, bytes]]) -> None:
     for h, typ, data in rows:
-        memo.raw[(t, bytes(h))] = (typ, bytes(data))
+        memo.add(t, bytes(h), typ, bytes(data))
 
 
 def _build(
@@ -672,9 +696,11 @@ def _build(
             # resumes from these writes: a message stored before it had an id gets one
             # now, and the put that stores it must find its write to repoint
             items = value if kind == KIND.LIST else [value]
+            # its place in the stored refs, after the chunks before it (see put_writes)
+            chunks = loaded.chunked_writes.get((cid, task_id, idx), 0)
             for pos, (item, h) in enumerate(zip(items, hashes)):
-                if isinstance(item, _BaseMessage) and item.id is None:
-                    ctx.written.stored_as(item, (t, ns, cid, task_id, idx), pos, h)
+                if isinstance(item, _BaseMessage) and item.id is None and pos >= chunks * CHUNK:
+                    ctx.written.stored_as(item, (t, ns, cid, task_id, idx), pos - chunks * (CHUNK - 1), h)
         pending.append((writes_sort_key(path, task_id, idx), (task_id, channel, value)))
     pending.sort(key=lambda p: p[0])
     checkpoint: Checkpoint = {**doc, "id": cid, "channel_values": channel_values}  # type: ignore[typeddict-item]
@@ -737,6 +763,15 @@ def _complete_rows(
             _add_values(loaded, rows)
         if sum(len(rows) for ld in loaded.values() for rows in ld.values.values()) == before:
             break  # a base is missing from storage
+    yield from _fetch_missing(ctx, memo, loaded)
+    if _expand_chunks(memo, loaded):
+        yield from _fetch_missing(ctx, memo, loaded)
+
+
+def _fetch_missing(
+    ctx: Ctx, memo: Memo, loaded: Mapping[tuple[str, str], _Loaded]
+) -> Generator[Batch, list[Any], None]:
+    """Read the objects the rows of ``loaded`` name that are neither known nor read yet."""
     need: set[tuple[str, bytes]] = set()
     known, raw = memo.known, memo.raw
     for (t, _), ld in loaded.items():
@@ -751,6 +786,31 @@ def _complete_rows(
         for rows in (yield Batch(ctx.sql.select_objects(missing))):
             for t, h, typ, data in rows:
                 _fetch_objects(ctx, memo, t, [(h, typ, data)])
+
+
+def _expand_chunks(memo: Memo, loaded: Mapping[tuple[str, str], _Loaded]) -> bool:
+    """Put the rows that name chunks back together, from the chunks read (core/chunks.py):
+    True if any did, whose elements may then still have to be read."""
+    found = False
+    for (t, _), ld in loaded.items():
+        chunks = memo.chunks.get(t)
+        if not chunks:
+            continue
+        where = f"thread {t!r}"
+        for rows in ld.values.values():
+            for ver, (kind, base, refs) in rows.items():
+                full, _ = expand_refs(refs, chunks, where)
+                if full is not refs:
+                    rows[ver] = (kind, base, full)
+                    found = True
+        for cid, ws in ld.writes.items():
+            for i, (task_id, idx, channel, path, kind, refs) in enumerate(ws):
+                full, leading = expand_refs(refs, chunks, where)
+                if full is not refs:
+                    ws[i] = (task_id, idx, channel, path, kind, full)
+                    ld.chunked_writes[(cid, task_id, idx)] = leading
+                    found = True
+    return found
 
 
 def _add_values(loaded: Mapping[tuple[str, str], _Loaded], rows: Iterable[Sequence[Any]]) -> None:
@@ -815,11 +875,12 @@ def get_tuple(ctx: Ctx, config: RunnableConfig) -> Op:
     items, small = ctx.cache.known(t, ns)
     memo = Memo(known=items)
     for h, o in small.items():
-        memo.raw[(t, h)] = (o.type, o.data)
+        memo.add(t, h, o.type, o.data)
+    chunks = _known_chunks(ctx, memo, t, ns)
     # Postgres: one statement reads it all, leaving out the objects known here.
     # SQLite: one statement reads the checkpoint, its values with their delta
     # chains and its writes; the objects they need come after (if any).
-    known = [*items, *small] if ctx.sql.single_statement else []
+    known = [*items, *small, *chunks] if ctx.sql.single_statement else []
     (rows,) = yield Batch([ctx.sql.get_tuple_stmt(t, ns, cid, known)])
     head, ld, objects = _split_tagged(rows)
     if head is None:
@@ -839,7 +900,21 @@ def get_tuple(ctx: Ctx, config: RunnableConfig) -> Op:
     elif _missing_chain_ranges(ld):
         # a chain whose rows name a later root than it has (see _complete_rows)
         yield from _complete_rows(ctx, memo, {(t, ns): ld})
+    elif _expand_chunks(memo, {(t, ns): ld}):
+        yield from _fetch_missing(ctx, memo, {(t, ns): ld})
     return _build(ctx, memo, t, ns, found, parent, doc, _loads_md(raw_md), ld, True)
+
+
+def _known_chunks(ctx: Ctx, memo: Memo, t: str, ns: str | None) -> list[bytes]:
+    """The chunks (core/chunks.py) of the lists this process holds for (thread, ns),
+    made from their hashes into ``memo``: a read need not fetch them. Their hashes."""
+    out = []
+    for hashes in ctx.cache.list_hashes(t, ns):
+        if len(hashes) >= CHUNK:
+            for obj in chunk_runs(hashes, ((0, len(hashes)),), ctx.codec)[1]:
+                memo.add(t, obj.hash, obj.type, obj.data)
+                out.append(obj.hash)
+    return out
 
 
 def _split_tagged(
@@ -946,7 +1021,8 @@ def _list_thread_page(
         items, small = ctx.cache.known(t, ns)
         memo.known.update(items)
         for h, o in small.items():
-            memo.raw[(t, h)] = (o.type, o.data)
+            memo.add(t, h, o.type, o.data)
+        _known_chunks(ctx, memo, t, ns)
     known = [*memo.known, *(h for (owner, h) in memo.raw if owner == t)]
     stmt = ctx.sql.list_thread_stmt(
         t,
@@ -971,7 +1047,7 @@ def _list_thread_page(
         elif tag == 2:
             loaded[(t, row_ns)].writes[a].append((b, n, c, d, k, bytes(r)))
         else:
-            memo.raw[(t, bytes(h))] = (a, bytes(r))
+            memo.add(t, bytes(h), a, bytes(r))
     if not heads:
         return [], None
     heads.sort(reverse=True)  # newest first: by id, then namespace, as the page was cut
@@ -1161,7 +1237,7 @@ def _thread_rows(ctx: Ctx, t: str) -> Generator[Batch, list[Any], tuple[Any, ...
             ctx.sql.select_thread_checkpoints(t),
             ctx.sql.select_thread_values(t),
             ctx.sql.select_thread_write_refs(t),
-            ctx.sql.select_thread_object_hashes(t),
+            ctx.sql.select_thread_objects(t),
         ]
     )
     vals: dict[tuple[str, str, str], tuple[int, str | None, bytes]] = {
@@ -1243,7 +1319,11 @@ def _collect_garbage(ctx: Ctx, t: str, keep: int | None) -> Generator[Batch, lis
         live_hashes.update(split_refs(vals[k][2]))
     for _, _, refs in write_refs:
         live_hashes.update(split_refs(bytes(refs)))
-    dead_hashes = [bytes(h) for (h,) in hashes if bytes(h) not in live_hashes]
+    # a chunk a live row names keeps the elements it holds (core/chunks.py)
+    chunks = {bytes(h): bytes(data) for h, data in hashes if data is not None}
+    for h in [h for h in live_hashes if h in chunks]:
+        live_hashes.update(split_refs(chunks[h]))
+    dead_hashes = [bytes(h) for (h, _) in hashes if bytes(h) not in live_hashes]
     stmts = [*ctx.sql.delete_values(t, dead_vals), *ctx.sql.delete_objects(t, dead_hashes)]
     if stmts:
         yield Batch(stmts, fetch=False)

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from checkpoint_pg.core.chunks import chunk_runs
 from checkpoint_pg.core.codec import MISSING, StoredObject, ValueCodec, split_refs
 from checkpoint_pg.errors import IntegrityError
 from checkpoint_pg.schema import KIND
@@ -36,7 +37,13 @@ class ValueRow:
     kind: int
     base_version: str | None
     root_version: str | None
-    refs: bytes
+    refs: bytes  # one hash per element
+    # the refs to store when they name chunks (core/chunks.py), else None
+    chunked: bytes | None = None
+
+    @property
+    def stored_refs(self) -> bytes:
+        return self.refs if self.chunked is None else self.chunked
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +168,17 @@ class ListCache:
                 known.update((h, v) for h, v in zip(st.hashes, st.items) if stands_in(v))
         return known, raw
 
+    def list_hashes(self, thread_id: str, ns: str | None) -> list[tuple[bytes, ...]]:
+        """The element hashes of the lists cached for (thread, ns), or every namespace of
+        the thread when ``ns`` is None: whose chunks (core/chunks.py) a read knows."""
+        with self._lock:
+            keys = self._threads.get(thread_id, ())
+            return [
+                self._data[k].hashes
+                for k in keys
+                if (ns is None or k[1] == ns) and not k[2].startswith("\0")
+            ]
+
     def remember_scalars(
         self, thread_id: str, ns: str, values: Iterable[tuple[ValueRow, Sequence[StoredObject]]]
     ) -> None:
@@ -265,7 +283,9 @@ def plan_channel_value(
         return ValueRow(channel, ver, KIND.EMPTY, None, None, b""), [], None, None
     if type(value) is not list:
         enc = codec.encode(value)
-        return ValueRow(channel, ver, enc.kind, None, None, enc.refs), list(enc.objects), None, None
+        stored, chunks, _ = chunk_runs(enc.hashes, enc.runs, codec)
+        row = ValueRow(channel, ver, enc.kind, None, None, enc.refs, stored if chunks else None)
+        return row, [*enc.objects, *chunks], None, None
     prev = cache.get(key) if is_sortable_version(version) else None
     # The version put again (a retry, a checkpoint put twice): its row is stored,
     # as the cache describes it, unless the first put failed. A full row is sent
@@ -287,9 +307,10 @@ def plan_channel_value(
         exact = prev.exact and all(stands_in(v) for v in value[shared:])
         state = ListState(ver, hashes, items, prev.root_version, prev.chain_len + 1, exact)
         return row, unique_objects(new_objs), prev.version, state
-    row = ValueRow(channel, ver, KIND.LIST, None, ver, b"".join(hashes))
+    stored, chunks, _ = chunk_runs(hashes, ((0, len(hashes)),), codec)
+    row = ValueRow(channel, ver, KIND.LIST, None, ver, b"".join(hashes), stored if chunks else None)
     anchor = None
-    objs = unique_objects(new_objs)
+    objs = unique_objects([*new_objs, *chunks])
     if prev is not None:
         known = set(prev.hashes)
         if shared or any(h in known for h in hashes):

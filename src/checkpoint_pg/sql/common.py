@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from checkpoint_pg.core.chunks import CHUNK_TYPE
 from checkpoint_pg.schema import Tables
 from checkpoint_pg.sql import Stmt
 
@@ -57,6 +58,14 @@ class CheckpointPages:
         return Stmt(
             "SELECT checkpoint_ns, checkpoint_id, task_id, idx, channel, refs "
             f"FROM {self.n.writes} WHERE thread_id = {self._ph('t')}",
+            {"t": t},
+        )
+
+    def select_thread_objects(self, t: str) -> Stmt:
+        """Every object of a thread: (hash, data of a chunk, else NULL)."""
+        return Stmt(
+            f"SELECT hash, CASE WHEN type = '{CHUNK_TYPE}' THEN data END "
+            f"FROM {self.n.objects} WHERE thread_id = {self._ph('t')}",
             {"t": t},
         )
 

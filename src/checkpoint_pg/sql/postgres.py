@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.dialects import postgresql
 
+from checkpoint_pg.core.chunks import CHUNK, CHUNK_TYPE
 from checkpoint_pg.core.codec import StoredObject
 from checkpoint_pg.core.lease import Lease, lease_params as _lease_params
 from checkpoint_pg.core.values import ValueRow
@@ -89,7 +90,7 @@ def _value_params(rows: Sequence[ValueRow]) -> dict[str, str]:
         "kind": int_array([r.kind for r in rows]),
         "base": text_array([r.base_version for r in rows]),
         "root": text_array([r.root_version for r in rows]),
-        "refs": bytea_array([r.refs for r in rows]),
+        "refs": bytea_array([r.stored_refs for r in rows]),
     }
 
 
@@ -221,15 +222,28 @@ class PostgresSQL(CheckpointPages):
         # the generic plan takes unnest's small estimate, not generate_series'
         # 1,000 rows per call (hash tables for 20,000 rows); no PL/pgSQL helper
         # either (~10 us per call).
+        # Then, of the objects read, the chunks of long lists (core/chunks.py): the
+        # elements they hold that are neither known nor read already (todo2), so
+        # a list that names chunks still takes one round trip.
         self._todo_objects = (
             "hs AS (SELECT DISTINCT h FROM unnest(ARRAY(SELECT substring(x.a FROM g * 16 + 1 FOR 16) "
             "FROM (SELECT string_agg(refs, ''::bytea) AS a FROM "
             "(SELECT refs FROM vals UNION ALL SELECT refs FROM w) AS y) AS x, "
             "generate_series(0, length(x.a) / 16 - 1) AS g)) AS h), "
-            "todo AS (SELECT hs.h FROM hs LEFT JOIN unnest(ARRAY("
+            "kn AS (SELECT h FROM unnest(ARRAY("
             "SELECT substring(%(known)s::bytea FROM g * 16 + 1 FOR 16) "
-            "FROM generate_series(0, length(%(known)s::bytea) / 16 - 1) AS g)) AS k(h) "
-            "ON k.h = hs.h WHERE k.h IS NULL) "
+            "FROM generate_series(0, length(%(known)s::bytea) / 16 - 1) AS g)) AS h), "
+            "todo AS (SELECT hs.h FROM hs LEFT JOIN kn ON kn.h = hs.h WHERE kn.h IS NULL), "
+            "objs AS (SELECT o.* FROM todo, LATERAL (SELECT hash, type, data "
+            f"FROM {n.objects} WHERE thread_id = %(t)s AND hash = todo.h OFFSET 0) AS o), "
+            "todo2 AS (SELECT substring(c.data FROM g * 16 + 1 FOR 16) AS h "
+            f"FROM objs AS c, generate_series(0, {CHUNK - 1}) AS g WHERE c.type = '{CHUNK_TYPE}' "
+            "EXCEPT SELECT h FROM kn EXCEPT SELECT h FROM todo) "
+        )
+        self._objects_read = (
+            "SELECT type, data, hash FROM objs UNION ALL SELECT o.type, o.data, o.hash FROM todo2, "
+            f"LATERAL (SELECT hash, type, data FROM {n.objects} WHERE thread_id = %(t)s "
+            "AND hash = todo2.h OFFSET 0) AS o"
         )
 
     # -- writes -----------------------------------------------------------------
@@ -413,9 +427,8 @@ class PostgresSQL(CheckpointPages):
             "NULL::int, NULL::int, NULL::bytea, NULL::bytea FROM cp "
             "UNION ALL SELECT 1, channel, version, base_version, NULL, NULL, kind, refs, NULL FROM vals "
             "UNION ALL SELECT 2, task_id, channel, task_path, NULL, idx, kind, refs, NULL FROM w "
-            "UNION ALL SELECT 3, o.type, NULL, NULL, NULL, NULL, NULL, o.data, o.hash FROM todo, "
-            f"LATERAL (SELECT hash, type, data FROM {n.objects} WHERE thread_id = %(t)s "
-            "AND hash = todo.h OFFSET 0) AS o"
+            "UNION ALL SELECT 3, o.type, NULL, NULL, NULL, NULL, NULL, o.data, o.hash "
+            f"FROM ({self._objects_read}) AS o"
         )
         # OFFSET 0 keeps each LATERAL a per-key index lookup (no pull-up into a
         # hash join over the whole thread when statistics are missing or stale).
@@ -478,8 +491,7 @@ class PostgresSQL(CheckpointPages):
             "UNION ALL SELECT 2, ns, cid, task_id, channel, task_path, NULL, idx, kind, refs, NULL "
             "FROM w "
             "UNION ALL SELECT 3, NULL, o.type, NULL, NULL, NULL, NULL, NULL, NULL, o.data, o.hash "
-            f"FROM todo, LATERAL (SELECT hash, type, data FROM {n.objects} WHERE thread_id = %(t)s "
-            "AND hash = todo.h OFFSET 0) AS o"
+            f"FROM ({self._objects_read}) AS o"
         )
 
     def list_thread_stmt(
@@ -545,7 +557,10 @@ class PostgresSQL(CheckpointPages):
                 f"AND NOT EXISTS (SELECT 1 FROM {n.writes} WHERE thread_id = %(t)s "
                 "AND position(%(old)s IN refs) > 0) "
                 f"AND NOT EXISTS (SELECT 1 FROM {n.values} WHERE thread_id = %(t)s "
-                "AND position(%(old)s IN refs) > 0)",
+                "AND position(%(old)s IN refs) > 0) "
+                # nor a chunk (core/chunks.py) that a list holds it by
+                f"AND NOT EXISTS (SELECT 1 FROM {n.objects} WHERE thread_id = %(t)s "
+                f"AND type = '{CHUNK_TYPE}' AND position(%(old)s IN data) > 0)",
                 p,
             ),
         ]
@@ -675,9 +690,6 @@ class PostgresSQL(CheckpointPages):
             f"SELECT checkpoint_ns, checkpoint_id, refs FROM {self.n.writes} WHERE thread_id = %(t)s",
             {"t": t},
         )
-
-    def select_thread_object_hashes(self, t: str) -> Stmt:
-        return Stmt(f"SELECT hash FROM {self.n.objects} WHERE thread_id = %(t)s", {"t": t})
 
     def delete_values(self, t: str, keys: Sequence[tuple[str, str, str]]) -> list[Stmt]:
         if not keys:

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.dialects import sqlite
 
+from checkpoint_pg.core.chunks import CHUNK, CHUNK_TYPE
 from checkpoint_pg.core.codec import StoredObject
 from checkpoint_pg.core.lease import Lease
 from checkpoint_pg.core.values import ValueRow
@@ -89,6 +90,9 @@ def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
 def _in_list(prefix: str, items: Sequence[Any]) -> tuple[str, dict[str, Any]]:
     names = [f"{prefix}{i}" for i in range(len(items))]
     return "(" + ", ".join(":" + n for n in names) + ")", dict(zip(names, items))
+
+
+_CHUNK_SEQ = json.dumps(list(range(CHUNK)))  # the places of a chunk's hashes
 
 
 class SqliteSQL(CheckpointPages):
@@ -245,7 +249,7 @@ class SqliteSQL(CheckpointPages):
                         "kind": r.kind,
                         "base": r.base_version,
                         "root": r.root_version,
-                        "refs": r.refs,
+                        "refs": r.stored_refs,
                     }
                     for r in rows
                 ],
@@ -362,16 +366,24 @@ class SqliteSQL(CheckpointPages):
         ]
 
     def select_objects(self, keys: Sequence[tuple[str, bytes]]) -> list[Stmt]:
-        """Objects by (thread, hash); rows (thread, hash, type, data)."""
+        """Objects by (thread, hash); rows (thread, hash, type, data). With a chunk of a
+        long list's hashes (core/chunks.py), the objects it names too: the reader asks
+        for a chunk it does not hold, and so not for its elements either."""
+        n = self.n
         out = []
         for (t,), rest in _by_group(keys, 1).items():
             for chunk in _chunks([r[0] for r in rest]):
                 marks, p = _in_list("h", chunk)
                 out.append(
                     Stmt(
-                        f"SELECT thread_id, hash, type, data FROM {self.n.objects} "
-                        f"WHERE thread_id = :t AND hash IN {marks}",
-                        {"t": t, **p},
+                        f"SELECT thread_id, hash, type, data FROM {n.objects} "
+                        f"WHERE thread_id = :t AND hash IN {marks} "
+                        "UNION ALL SELECT o.thread_id, o.hash, o.type, o.data "
+                        f"FROM {n.objects} AS c CROSS JOIN json_each(:seq) AS k "
+                        f"CROSS JOIN {n.objects} AS o WHERE c.thread_id = :t AND c.hash IN {marks} "
+                        f"AND c.type = '{CHUNK_TYPE}' AND o.thread_id = :t "
+                        "AND o.hash = substr(c.data, k.value * 16 + 1, 16)",
+                        {"t": t, "seq": _CHUNK_SEQ, **p},
                     )
                 )
         return out
@@ -504,7 +516,10 @@ class SqliteSQL(CheckpointPages):
                 f"AND NOT EXISTS (SELECT 1 FROM {n.writes} WHERE thread_id = :t "
                 "AND instr(refs, :old) > 0) "
                 f"AND NOT EXISTS (SELECT 1 FROM {n.values} WHERE thread_id = :t "
-                "AND instr(refs, :old) > 0)",
+                "AND instr(refs, :old) > 0) "
+                # nor a chunk (core/chunks.py) that a list holds it by
+                f"AND NOT EXISTS (SELECT 1 FROM {n.objects} WHERE thread_id = :t "
+                f"AND type = '{CHUNK_TYPE}' AND instr(data, :old) > 0)",
                 p,
             ),
         ]
@@ -633,9 +648,6 @@ class SqliteSQL(CheckpointPages):
             f"SELECT checkpoint_ns, checkpoint_id, refs FROM {self.n.writes} WHERE thread_id = :t",
             {"t": t},
         )
-
-    def select_thread_object_hashes(self, t: str) -> Stmt:
-        return Stmt(f"SELECT hash FROM {self.n.objects} WHERE thread_id = :t", {"t": t})
 
     def delete_values(self, t: str, keys: Sequence[tuple[str, str, str]]) -> list[Stmt]:
         if not keys:

@@ -1,4 +1,5 @@
-"""Dicts holding lists are stored key by key (value kind 4, ``KIND.DICT``).
+"""Dicts holding lists are stored key by key (value kind 4, ``KIND.DICT``), and long
+lists of hashes in shared chunks (objects of type ``#refs``).
 
 From this release on, a channel value or a write that is a dict whose lists
 hold 8 elements or more is stored as its shape and its values, lists element
@@ -9,7 +10,16 @@ revision exists so that a release before it, which cannot read such rows,
 refuses the database with its "migrated by a newer release" error instead of
 failing on a value.
 
-Downgrading rewrites every such row as an older release stores it: one
+A row holding a long list (64 elements or more) names each run of 64 element
+hashes from the list's start by one chunk object, which every row holding
+the same list shares (core/chunks.py): rows storing the same history again,
+as a subgraph does at every call, no longer store its hashes again.
+
+The Postgres get_tuple and list_thread functions send the elements of the
+chunks they read in the same round trip.
+
+Downgrading first puts every row's hashes back together from its chunks and
+deletes the chunks, and restores the functions of 0011. It then rewrites every such row as an older release stores it: one
 object holding the whole dict. The dict's msgpack bytes are put together from
 its parts without decoding them (a msgpack map is its keys and values one
 after the other), so no value is loaded and nothing but the default
@@ -32,10 +42,13 @@ import ormsgpack
 import sqlalchemy as sa
 from alembic import op
 
+from checkpoint_pg.core.chunks import CHUNK_TYPE, expand_refs
 from checkpoint_pg.core.codec import COMPRESS_MIN, HASH_SIZE, inflate
 from checkpoint_pg.core.zdict import CURRENT, DICTIONARIES
 from checkpoint_pg.errors import CheckpointPgError, IntegrityError
-from checkpoint_pg.migrations import current_tables
+from checkpoint_pg.migrations import current_tables, install_functions
+from checkpoint_pg.migrations.frozen import FUNCTIONS_0011
+from checkpoint_pg.schema import Tables
 
 revision = "0012"
 down_revision = "0011"
@@ -47,7 +60,9 @@ _BATCH = 200
 
 
 def upgrade() -> None:
-    pass  # new values take the new format; stored ones stay readable as they are
+    # the get_tuple and list_thread functions send a chunk's elements with it;
+    # stored values stay readable as they are
+    install_functions()
 
 
 def downgrade() -> None:
@@ -67,6 +82,8 @@ def downgrade() -> None:
             "and an older release can only read them whole; the downgrade would have to "
             "decrypt them. Stay at 0012 or newer, or delete those threads first"
         )
+    _unchunk(conn, tables)
+    install_functions(FUNCTIONS_0011)
     for table in (values, writes):
         key = [c for c in table.primary_key.columns]
         after: Sequence[object] | None = None
@@ -86,6 +103,35 @@ def downgrade() -> None:
                     .values(kind=_SCALAR, refs=h)
                 )
             after = tuple(rows[-1][:-1])
+
+
+def _unchunk(conn: sa.Connection, tables: Tables) -> None:
+    """Rows hold their element hashes again, and the chunks are gone."""
+    objects = tables.objects
+    is_chunk = objects.c.type == CHUNK_TYPE
+    threads = conn.execute(sa.select(objects.c.thread_id).where(is_chunk).distinct()).scalars().all()
+    for thread_id in threads:
+        chunks = {
+            bytes(h): bytes(d)
+            for h, d in conn.execute(
+                sa.select(objects.c.hash, objects.c.data).where(objects.c.thread_id == thread_id, is_chunk)
+            )
+        }
+        for table in (tables.channel_values, tables.writes):
+            key = [c for c in table.primary_key.columns]
+            rows = conn.execute(
+                sa.select(*key, table.c.refs).where(
+                    table.c.thread_id == thread_id, sa.func.length(table.c.refs) >= HASH_SIZE
+                )
+            ).all()
+            for row in rows:
+                refs = bytes(row[-1])
+                full, _ = expand_refs(refs, chunks, f"thread {thread_id!r}")
+                if full is not refs:
+                    conn.execute(
+                        table.update().where(*(c == v for c, v in zip(key, row[:-1]))).values(refs=full)
+                    )
+        conn.execute(objects.delete().where(objects.c.thread_id == thread_id, is_chunk))
 
 
 def _first_ref(table: sa.Table, objects: sa.Table) -> sa.ColumnElement[bool]:
