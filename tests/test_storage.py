@@ -1607,6 +1607,25 @@ def test_a_subgraph_taking_the_messages_stores_them_once(saver: Any, raw: Raw) -
     raw.assert_no_orphans(t)
 
 
+def test_a_bytearray_write_reads_back_in_the_process_that_wrote_it(saver: Any) -> None:
+    """JsonPlusSerializer hands back a bytearray value itself as its bytes: the object
+    kept for the next get_tuple (ListCache.remember_writes) must be the stored bytes,
+    not the caller's bytearray (unhashable, and changed when the caller changes it)."""
+    thread = f"st-ba-{uuid.uuid4().hex[:8]}"
+    p = Putter(saver, thread)
+    p.put(n=1)
+    blob = bytearray(b"abc")
+    writes = [
+        ("a", blob),
+        ("b", [bytearray(b"x"), bytearray(b"y")]),
+        ("c", {"items": list(range(8)), "blob": bytearray(b"z")}),
+    ]
+    saver.put_writes(p.config, writes, "task-ba")
+    blob[0:1] = b"X"  # the caller's object, changed after it was saved
+    got = {c: v for _, c, v in saver.get_tuple(p.config).pending_writes}
+    assert got == {"a": b"abc", "b": [b"x", b"y"], "c": {"items": list(range(8)), "blob": b"z"}}
+
+
 def test_encrypted_storage_has_no_plaintext_and_is_deduplicated(
     make_saver: Any, saver_target: Any
 ) -> None:

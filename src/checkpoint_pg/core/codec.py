@@ -146,6 +146,10 @@ class ValueCodec:
             raise SerializationError(
                 f"cannot serialize a value of type {type(value).__name__}: {exc}"
             ) from exc
+        if type(data) is not bytes:
+            # JsonPlusSerializer gives a bytearray back as itself: the caller's object,
+            # which it may change later, and unhashable (load_small keys on the bytes)
+            data = bytes(data)
         if self.max_value_bytes is not None and len(data) > self.max_value_bytes:
             raise ValueTooLargeError(
                 f"a value of type {type(value).__name__} serializes to {len(data)} bytes, "
