@@ -1607,6 +1607,59 @@ def test_a_subgraph_taking_the_messages_stores_them_once(saver: Any, raw: Raw) -
     raw.assert_no_orphans(t)
 
 
+class _NotMsgpack:
+    """Pickled by JsonPlusSerializer(pickle_fallback=True): msgpack cannot take it."""
+
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is _NotMsgpack and other.x == self.x
+
+
+def _typed(v: Any) -> Any:
+    """A value with the types of everything in it, to compare types as well as values."""
+    if isinstance(v, dict):
+        return (type(v), {k: _typed(x) for k, x in v.items()})
+    if isinstance(v, (list, tuple)):
+        return (type(v), [_typed(x) for x in v])
+    return (type(v), v)
+
+
+@pytest.mark.parametrize(
+    "pickle_fallback, value",
+    [
+        # the serializer pickles the whole dict: its tuple stays a tuple
+        (True, {"items": list(range(8)), "pair": ("a", 1), "odd": _NotMsgpack(1)}),
+        (True, {"items": [("t", i) for i in range(7)] + [_NotMsgpack(2)]}),
+        # a bytearray inside a dict is msgpack bin, read back as bytes
+        (False, {"items": list(range(8)), "blob": bytearray(b"z")}),
+        (False, {"items": [bytearray(b"x")] * 8}),
+    ],
+)
+def test_a_dict_comes_back_as_the_serializer_gives_it_whole(
+    make_saver: Any, pickle_fallback: bool, value: dict[str, Any]
+) -> None:
+    """A dict is stored key by key only when its parts read back as they do inside
+    the whole dict (msgpack, None, bytes); otherwise it is one object, and every read
+    (channel value and write) returns what InMemorySaver returns with the same serde."""
+    serde = JsonPlusSerializer(pickle_fallback=pickle_fallback)
+    expected = serde.loads_typed(serde.dumps_typed(value))
+    memory = InMemorySaver(serde=serde)
+    with make_saver(serde=serde) as saver:
+        for s in (memory, saver):
+            p = Putter(s, f"st-whole-{uuid.uuid4().hex[:8]}")
+            p.put(d=value)
+            s.put_writes(p.config, [("d", value)], "task-w")
+            tup = s.get_tuple(p.config)
+            assert _typed(tup.checkpoint["channel_values"]["d"]) == _typed(expected)
+            assert _typed(tup.pending_writes[0][2]) == _typed(expected)
+        with make_saver(serde=serde) as fresh:
+            tup = fresh.get_tuple(p.config)
+            assert _typed(tup.checkpoint["channel_values"]["d"]) == _typed(expected)
+            assert _typed(tup.pending_writes[0][2]) == _typed(expected)
+
+
 def test_a_bytearray_write_reads_back_in_the_process_that_wrote_it(saver: Any) -> None:
     """JsonPlusSerializer hands back a bytearray value itself as its bytes: the object
     kept for the next get_tuple (ListCache.remember_writes) must be the stored bytes,

@@ -41,6 +41,11 @@ MISSING: Any = object()
 # stored at every call, and as one object it grew storage with the square of
 # the thread. Below this a dict is one object, as it costs fewer rows.
 DICT_MIN_ELEMENTS = 8
+# Serializer types whose objects read back inside a dict as they do alone: what the
+# default serializer's msgpack makes of a dict is its parts' msgpack one after the
+# other (None and bytes, typed apart when alone, are nil and bin inside). A part of
+# any other type (a pickle, a bytearray, another serializer's) keeps the dict whole.
+_AS_IN_A_DICT = frozenset({"msgpack", "null", "bytes"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,10 +197,22 @@ class ValueCodec:
                 else:
                     shape.append([key, -1])
                     parts.append(self.dump(v))
-            objs = (self.dump(shape), *parts)
-            return EncodedValue(KIND.DICT, tuple(o.hash for o in objs), objs, tuple(runs))
+            if all(self._plain_type(o.type) in _AS_IN_A_DICT for o in parts):
+                objs = (self.dump(shape), *parts)
+                return EncodedValue(KIND.DICT, tuple(o.hash for o in objs), objs, tuple(runs))
+            # A part the serializer gives back otherwise than inside the whole dict
+            # (pickled by pickle_fallback, a bytearray, a serializer of its own):
+            # the dict is one object, read back as InMemorySaver reads it.
         obj = self.dump(value)
         return EncodedValue(KIND.SCALAR, (obj.hash,), (obj,))
+
+    def _plain_type(self, typ: str) -> str:
+        """The serializer's type of a stored object's type (no compression, no cipher)."""
+        if typ.startswith(_ZPREFIX):
+            return typ[len(_ZPREFIX) :]
+        if self._cipher is not None:
+            return typ.rpartition("+")[0]
+        return typ
 
     def load_small(self, typ: str, data: bytes) -> Any:
         """`load`, remembering small immutable results by the bytes they came from
