@@ -501,6 +501,40 @@ def test_downgrade_below_0012_stores_dicts_whole(db: Db) -> None:
         assert tup.pending_writes == [("task-1", "__start__", write)]
 
 
+def test_downgrade_below_0012_puts_bytes_back_as_msgpack_bin(db: Db) -> None:
+    """bytes alone are typed "bytes" (not msgpack), inside a dict they are msgpack bin:
+    a dict holding bytes, stored key by key, downgrades to the object an older release
+    would have stored for it (same bytes, same hash), bin8, bin16 and bin32 alike."""
+    from checkpoint_pg import migrate
+    from checkpoint_pg.core.codec import ValueCodec, inflate
+    from checkpoint_pg.schema import build_tables
+    from langgraph.checkpoint.base import empty_checkpoint
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    value = {"blobs": [b"", b"x", b"y" * 300, b"z" * 70_000] * 2, "one": b"w" * 255}
+    tables = build_tables()
+    with db.saver() as saver:
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"__start__": value}
+        cp["channel_versions"] = {"__start__": saver.get_next_version(None, None)}
+        cfg = saver.put(new_thread(), cp, {"source": "input", "step": -1}, cp["channel_versions"])
+    with db.connect() as conn:
+        assert conn.execute(sa.text("SELECT kind FROM cpg_channel_values")).scalar_one() == 4
+        migrate.downgrade(conn, tables, "0011")
+        kind, refs = conn.execute(sa.text("SELECT kind, refs FROM cpg_channel_values")).one()
+        typ, data = conn.execute(
+            sa.text("SELECT type, data FROM cpg_objects WHERE hash = :h"), {"h": bytes(refs)}
+        ).one()
+    serde = JsonPlusSerializer()
+    assert kind == 1
+    assert inflate(typ, bytes(data)) == serde.dumps_typed(value)
+    assert bytes(refs) == ValueCodec(serde).dump(value).hash
+    with db.connect() as conn:
+        migrate.upgrade(conn, tables)
+    with db.saver(setup=False) as saver:
+        assert saver.get_tuple(cfg).checkpoint["channel_values"]["__start__"] == value
+
+
 def test_downgrade_below_0012_refuses_encrypted_dicts_and_changes_nothing(db: Db) -> None:
     """Encrypted parts cannot be put together without the key: the downgrade stops,
     saying how many dicts and what to do, and the database stays at 0012, readable."""

@@ -162,6 +162,8 @@ def _store_whole(conn: sa.Connection, objects: sa.Table, thread_id: str, refs: b
         typ, data = inflate(*found[h])
         if typ == "null":
             return b"\xc0"
+        if typ == "bytes":  # typed apart alone, msgpack bin inside the dict
+            return _header(len(data), None, b"\xc5", b"\xc6", b"\xc4") + data
         if typ != "msgpack":
             raise CheckpointPgError(
                 f"cannot downgrade below revision 0012: thread {thread_id!r} holds a dict "
@@ -198,10 +200,13 @@ def _store_whole(conn: sa.Connection, objects: sa.Table, thread_id: str, refs: b
     return h
 
 
-def _header(n: int, fix: int, b16: bytes, b32: bytes) -> bytes:
-    """A msgpack map (fix 0x80) or array (fix 0x90) header for ``n`` entries."""
-    if n < 16:
+def _header(n: int, fix: int | None, b16: bytes, b32: bytes, b8: bytes | None = None) -> bytes:
+    """A msgpack map (fix 0x80) or array (fix 0x90) header for ``n`` entries, or a
+    bin header (no fix form, ``b8`` below 256) for ``n`` bytes."""
+    if fix is not None and n < 16:
         return bytes([fix | n])
+    if b8 is not None and n < 1 << 8:
+        return b8 + bytes([n])
     if n < 1 << 16:
         return b16 + n.to_bytes(2, "big")
     return b32 + n.to_bytes(4, "big")
