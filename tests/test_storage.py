@@ -1523,14 +1523,17 @@ PLAINTEXT = ["21C and sunny", "What is the weather", "Here is what I found", "Ch
 
 def _dict_values() -> list[dict[str, Any]]:
     """Dicts holding lists (a subgraph's input, say), of every shape: stored key by key
-    from 8 list elements on, whole below that."""
+    from 8 elements on in lists of messages or other objects, whole below that; lists
+    of numbers, flags or short strings stay one object each."""
     msgs = [HumanMessage(f"question {i}", id=f"dq{i}") for i in range(9)]
+    things = [("t", 1), ("t", 2), [1], {"x": [2]}, "y" * 70, b"\x00" * 64, {"z": None}, [[]]]
     return [
         {"messages": msgs[:3], "other": "small: one object"},
         {"messages": msgs, "count": 9},
         {"z": None, "messages": msgs, "a": [], "empty": {}, "nested": {"k": [1, 2]}},
-        {"b": list(range(5)), "a": [None, "x", 1.5, True, b"\x00", ("t", 1), [1], {"x": [2]}]},
+        {"b": list(range(5)), "a": things, "c": [None, "x", 1.5, True, b"\x00"]},
         {"messages": msgs[:8]},
+        {"vector": [0.25] * 1536, "id": 3, "words": ["short"] * 20},
     ]
 
 
@@ -1563,9 +1566,9 @@ def test_dicts_holding_lists_round_trip_key_by_key(saver: Any, make_saver: Any, 
             assert [(c, v) for _, c, v in pending] == writes
             assert [list(v) for _, _, v in pending] == [list(v) for v in values]
     kinds = sorted(v[3] for v in raw.values(thread) if v[1] == "start")
-    assert kinds == [KIND_SCALAR] + [KIND_DICT] * 4, kinds
+    assert kinds == [KIND_SCALAR] * 2 + [KIND_DICT] * 4, kinds
     w_kinds = sorted(w[5] for w in raw.writes(thread))
-    assert w_kinds == [KIND_SCALAR] + [KIND_DICT] * 4, w_kinds
+    assert w_kinds == [KIND_SCALAR] * 2 + [KIND_DICT] * 4, w_kinds
     decoded = raw.decoded_objects(thread)
     for m in msgs:  # one object per message, whatever holds it
         assert sum(1 for v in decoded.values() if isinstance(v, BaseMessage) and v.id == m.id) == 1

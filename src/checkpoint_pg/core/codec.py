@@ -36,10 +36,11 @@ _MEMO_SIZE = 4096
 # "no value" where None is a value (an empty channel, a cache miss)
 MISSING: Any = object()
 
-# A dict whose list values hold at least this many elements in all is stored key
-# by key (KIND.DICT): a subgraph's input, {"messages": [the whole history]}, is
-# stored at every call, and as one object it grew storage with the square of
-# the thread. Below this a dict is one object, as it costs fewer rows.
+# A dict whose list values hold at least this many elements in all (lists of
+# messages or other objects, see `_shared`) is stored key by key (KIND.DICT): a
+# subgraph's input, {"messages": [the whole history]}, is stored at every call,
+# and as one object it grew storage with the square of the thread. Below this a
+# dict is one object, as it costs fewer rows.
 DICT_MIN_ELEMENTS = 8
 # Serializer types whose objects read back inside a dict as they do alone: what the
 # default serializer's msgpack makes of a dict is its parts' msgpack one after the
@@ -189,7 +190,7 @@ class ValueCodec:
             parts: list[StoredObject] = []
             runs: list[tuple[int, int]] = []
             for key, v in value.items():
-                if type(v) is list:
+                if _shared(v):
                     shape.append([key, len(v)])
                     start = len(parts) + 1  # after the shape
                     parts.extend(self.dump(x) for x in v)
@@ -253,9 +254,27 @@ def _stored_by_key(value: dict[Any, Any]) -> bool:
     for key, v in value.items():
         if type(key) is not str:
             return False
-        if type(v) is list:
+        if _shared(v):
             n += len(v)
     return n >= DICT_MIN_ELEMENTS
+
+
+# Elements not worth an object of their own: a row each would cost more than they
+# hold, and they are not what other lists share (an embedding's 1,536 floats).
+_SCALARS = frozenset({int, float, bool, type(None)})
+_SHORT = 64
+
+
+def _shared(v: Any) -> bool:
+    """Whether a list inside a dict is stored element by element: its elements are
+    messages, containers or other objects, or strings and bytes of 64 or more."""
+    if type(v) is not list or not v:
+        return False
+    for x in v:
+        t = type(x)
+        if t in _SCALARS or ((t is str or t is bytes) and len(x) < _SHORT):
+            return False
+    return True
 
 
 def assemble_dict(shape: Any, values: list[Any], where: str) -> dict[str, Any]:
