@@ -1422,6 +1422,27 @@ def test_a_put_made_twice_keeps_later_lists_readable(
             assert newest.checkpoint["channel_values"]["messages"] == msgs
 
 
+def test_a_message_in_many_rows_is_serialized_once(make_saver: Any, saver_target: Any) -> None:
+    """The history in a subgraph's namespace, as its input, as a write and in a dict:
+    each message with an id is serialized once, the first time a row holds it. One
+    without an id is serialized each time (add_messages may give it one in place)."""
+    serde = CountingSerde()
+    with make_saver(serde=serde) as saver:
+        history = [HumanMessage(f"message {i}", id=f"m{i}") for i in range(80)]
+        fresh = AIMessage("no id yet")
+        p = Putter(saver, f"st-once-{uuid.uuid4().hex[:8]}")
+        config = p.put(messages=history)
+        assert len(serde.dumped) == 80
+        serde.dumped.clear()
+        sub = Putter(saver, p.config["configurable"]["thread_id"])
+        sub.config = {"configurable": {"thread_id": sub.config["configurable"]["thread_id"], "checkpoint_ns": "sub:1"}}
+        sub.put(__start__={"messages": [*history, fresh]}, messages=[*history, fresh])
+        saver.put_writes(config, [("messages", [*history, fresh]), ("start", {"messages": history})], "t")
+        assert [m for m in serde.dumped if isinstance(m, BaseMessage)] == [fresh] * 3
+        tup = saver.get_tuple(sub.config)
+        assert tup.checkpoint["channel_values"]["messages"] == [*history, fresh]
+
+
 def test_appending_to_a_list_serializes_only_the_new_element(
     make_saver: Any, saver_target: Any
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import weakref
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,14 @@ _ZDICT = DICTIONARIES[_ZTAG]
 _MEMO_TYPES = frozenset({int, str, bool, type(None)})
 _MEMO_MAX_LEN = 256  # longer strings, and objects, are not remembered
 _MEMO_SIZE = 4096
+
+# messages whose objects `ValueCodec.dump` remembers (a 200-turn thread holds 800)
+_MESSAGES_SIZE = 10_000
+
+try:
+    from langchain_core.messages import BaseMessage as _BaseMessage
+except ImportError:  # pragma: no cover - langchain_core comes with langgraph
+    _BaseMessage = None  # type: ignore[assignment,misc]
 
 # "no value" where None is a value (an empty channel, a cache miss)
 MISSING: Any = object()
@@ -125,14 +134,25 @@ class ValueCodec:
             {} if self._cipher is None else None
         )
         self._loaded: dict[tuple[str, bytes], Any] = {}  # see load_small
+        # id(message) -> (a weak reference to it, its object): see `dump`
+        self._messages: dict[int, tuple[weakref.ref[Any], StoredObject]] = {}
 
     @property
     def encrypted(self) -> bool:
         return self._cipher is not None
 
     def dump(self, value: Any) -> StoredObject:
-        """Serialize one value into an object (hash of the plaintext, stored bytes)."""
+        """Serialize one value into an object (hash of the plaintext, stored bytes).
+
+        A message that has its id is serialized once per object: LangGraph hands
+        the same message objects to every row that holds them (the messages list,
+        a subgraph's input, a node returning the history), and state is immutable
+        once checkpointed. Serializing, hashing and compressing the history again
+        for each of them made a subgraph's steps slower than the incumbents'.
+        """
         t = type(value)
+        if _BaseMessage is not None and isinstance(value, _BaseMessage) and value.id is not None:
+            return self._dump_message(value)
         if self._memo is None or t not in _MEMO_TYPES or (t is str and len(value) > _MEMO_MAX_LEN):
             return self._dump(value)
         key = (t, value)  # the type keeps True, 1 apart
@@ -143,6 +163,23 @@ class ValueCodec:
                 if len(self._memo) >= _MEMO_SIZE:
                     self._memo.clear()
                 self._memo[key] = obj
+        return obj
+
+    def _dump_message(self, value: Any) -> StoredObject:
+        key = id(value)
+        entry = self._messages.get(key)
+        if entry is not None and entry[0]() is value:
+            return entry[1]
+        obj = self._dump(value)
+        if len(self._messages) >= _MESSAGES_SIZE:
+            self._messages.clear()
+        seen = self._messages
+
+        def gone(ref: weakref.ref[Any]) -> None:  # the id may name another object next
+            if seen.get(key, (None,))[0] is ref:
+                seen.pop(key, None)
+
+        seen[key] = (weakref.ref(value, gone), obj)
         return obj
 
     def _dump(self, value: Any) -> StoredObject:
