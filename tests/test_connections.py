@@ -1208,3 +1208,58 @@ def test_postgres_listing_across_threads_walks_the_index_whatever_the_estimate(p
 
     assert f"Index Scan Backward using {p}checkpoints_recent_idx" in plan(True), plan(True)
     assert "Sort" in plan(False)  # the planner's own choice here: the case guarded against
+
+
+def test_postgres_get_tuple_of_a_long_list_after_its_put_is_one_round_trip(
+    pg_url: str, round_trips: RoundTrips
+) -> None:
+    """A list of 64 elements or more names chunks of its hashes (core/chunks.py). The
+    run that put it holds its elements: its get_tuple is one round trip. A saver with
+    nothing cached reads the chunks, then their elements: two, with the same result."""
+    from checkpoint_pg import PostgresSaver
+
+    with PostgresSaver.from_conn_string(pg_url, prefix=prefix()) as saver:
+        saver.setup()
+        config: RunnableConfig = {"configurable": {"thread_id": "long", "checkpoint_ns": ""}}
+        msgs: list[Any] = [HumanMessage(f"note {i}", id=f"n{i}") for i in range(150)]
+        versions = None
+        for i in range(3):
+            msgs = msgs + [AIMessage(f"reply {i}", id=f"a{i}")]
+            cp, versions = _checkpoint(saver, versions, msgs)
+            config = saver.put(config, cp, {"source": "loop", "step": i}, versions)
+            with round_trips.measure() as m:
+                tup = saver.get_tuple(config)
+            assert m.count == 1, (i, m.statements)
+            assert tup.checkpoint["channel_values"]["messages"] == msgs
+        with PostgresSaver.from_conn_string(pg_url, prefix=saver.tables.prefix) as cold:
+            cold.get_tuple({"configurable": {"thread_id": "other", "checkpoint_ns": ""}})  # revision check
+            with round_trips.measure() as m:
+                tup = cold.get_tuple(config)
+            assert m.count == 2, m.statements
+            assert tup.checkpoint["channel_values"]["messages"] == msgs
+
+
+def test_sqlite_get_tuple_of_a_long_list_after_its_put_is_one_statement(tmp_path: Path) -> None:
+    """SQLite's get_tuple statement sends the objects of one-hash refs only; the run
+    that put a long list makes its chunks from the hashes it holds instead of reading
+    them in a second statement."""
+    from checkpoint_pg import SqliteSaver
+
+    with SqliteSaver.from_conn_string(str(tmp_path / "long.db")) as saver:
+        saver.setup()
+        config: RunnableConfig = {"configurable": {"thread_id": "long", "checkpoint_ns": ""}}
+        msgs: list[Any] = [HumanMessage(f"note {i}", id=f"n{i}") for i in range(150)]
+        versions = None
+        seen: list[str] = []
+        for i in range(3):
+            msgs = msgs + [AIMessage(f"reply {i}", id=f"a{i}")]
+            cp, versions = _checkpoint(saver, versions, msgs)
+            config = saver.put(config, cp, {"source": "loop", "step": i}, versions)
+            seen.clear()
+            saver.conn.set_trace_callback(seen.append)
+            try:
+                tup = saver.get_tuple(config)
+            finally:
+                saver.conn.set_trace_callback(None)
+            assert len([q for q in seen if q not in ("BEGIN", "COMMIT")]) == 1, seen
+            assert tup.checkpoint["channel_values"]["messages"] == msgs

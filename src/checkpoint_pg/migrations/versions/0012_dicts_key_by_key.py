@@ -15,8 +15,8 @@ hashes from the list's start by one chunk object, which every row holding
 the same list shares (core/chunks.py): rows storing the same history again,
 as a subgraph does at every call, no longer store its hashes again.
 
-The Postgres get_tuple and list_thread functions send the elements of the
-chunks they read in the same round trip.
+The Postgres list_thread function sends the elements of the
+chunks it reads in the same round trip.
 
 Downgrading first puts every row's hashes back together from its chunks and
 deletes the chunks, and restores the functions of 0011. It then rewrites every such row as an older release stores it: one
@@ -60,7 +60,7 @@ _BATCH = 200
 
 
 def upgrade() -> None:
-    # the get_tuple and list_thread functions send a chunk's elements with it;
+    # the list_thread function sends a chunk's elements with it;
     # stored values stay readable as they are
     install_functions()
 
