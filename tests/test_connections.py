@@ -859,6 +859,41 @@ def test_postgres_saver_round_trips_per_call(pg_url: str, round_trips: RoundTrip
             assert latest.config == config
 
 
+@pytest.mark.parametrize("kind", ["messages", "dicts", "tuples"])
+def test_postgres_get_tuple_of_a_long_list_is_one_round_trip(
+    pg_url: str, round_trips: RoundTrips, kind: str
+) -> None:
+    """After a put of a list of 100 elements (a chunk and 36 hashes, core/chunks.py),
+    get_tuple in the same process is still one round trip, whatever the elements:
+    the chunk's elements the process holds as live objects (messages) are not read,
+    and the others (dicts, tuples: decoded afresh) come with the chunk."""
+    from checkpoint_pg import PostgresSaver
+
+    with PostgresSaver.from_conn_string(pg_url, prefix=prefix()) as saver:
+        saver.setup()
+        if kind == "messages":
+            items: list[Any] = [HumanMessage(f"m{i}", id=f"m{i}") for i in range(100)]
+        elif kind == "dicts":
+            items = [{"doc": i} for i in range(100)]
+        else:
+            items = [("user", f"t{i}") for i in range(100)]
+        cp = empty_checkpoint()
+        ver = saver.get_next_version(None, None)
+        cp["channel_values"] = {"items": items}
+        cp["channel_versions"] = {"items": ver}
+        config: RunnableConfig = {"configurable": {"thread_id": f"long-{kind}", "checkpoint_ns": ""}}
+        config = saver.put(config, cp, {"source": "loop", "step": 0}, {"items": ver})
+        with round_trips.measure() as m:
+            tup = saver.get_tuple(config)
+        assert m.count == 1, m.statements
+        read = [list(x) if type(x) is tuple else x for x in items]  # msgpack: tuples as lists
+        assert tup.checkpoint["channel_values"]["items"] == read
+        with round_trips.measure() as m:
+            (listed,) = saver.list({"configurable": {"thread_id": f"long-{kind}"}})
+        assert m.count == 1, m.statements
+        assert listed.checkpoint["channel_values"]["items"] == read
+
+
 async def test_async_postgres_saver_round_trips_per_call(pg_url: str, round_trips: RoundTrips) -> None:
     """aput, aput_writes and aget_tuple each make one round trip."""
     from checkpoint_pg import AsyncPostgresSaver

@@ -907,13 +907,24 @@ def get_tuple(ctx: Ctx, config: RunnableConfig) -> Op:
 
 def _known_chunks(ctx: Ctx, memo: Memo, t: str, ns: str | None) -> list[bytes]:
     """The chunks (core/chunks.py) of the lists this process holds for (thread, ns),
-    made from their hashes into ``memo``: a read need not fetch them. Their hashes."""
+    made from their hashes into ``memo``: a read need not fetch them. Their hashes.
+
+    Only a chunk whose elements ``memo`` holds too (messages and scalars the process
+    has, small objects it remembers): a chunk left out of the read is left out with
+    its elements, which would then take one more round trip (a list of dicts or
+    tuples, whose elements a read decodes afresh). The others are read with the
+    elements they hold, in the same statement."""
     out = []
+    known, raw = memo.known, memo.raw
     for hashes in ctx.cache.list_hashes(t, ns):
         if len(hashes) >= CHUNK:
-            for obj in chunk_runs(hashes, ((0, len(hashes)),), ctx.codec)[1]:
-                memo.add(t, obj.hash, obj.type, obj.data)
-                out.append(obj.hash)
+            for i in range(len(hashes) // CHUNK):
+                part = hashes[i * CHUNK : (i + 1) * CHUNK]
+                if not all(h in known or (t, h) in raw for h in part):
+                    continue
+                for obj in chunk_runs(part, ((0, CHUNK),), ctx.codec)[1]:
+                    memo.add(t, obj.hash, obj.type, obj.data)
+                    out.append(obj.hash)
     return out
 
 
