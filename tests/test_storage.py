@@ -51,6 +51,7 @@ from langchain_core.messages import (
     BaseMessage,
     HumanMessage,
     RemoveMessage,
+    SystemMessage,
     ToolMessage,
 )
 from langchain_core.runnables import RunnableConfig
@@ -1441,6 +1442,32 @@ def test_a_message_in_many_rows_is_serialized_once(make_saver: Any, saver_target
         assert [m for m in serde.dumped if isinstance(m, BaseMessage)] == [fresh] * 3
         tup = saver.get_tuple(sub.config)
         assert tup.checkpoint["channel_values"]["messages"] == [*history, fresh]
+
+
+def test_a_message_given_new_content_since_another_thread_stored_it_is_stored_as_it_is(
+    saver: Any, make_saver: Any
+) -> None:
+    """The codec remembers each message object it serialized, for the whole saver. An
+    app that keeps one prompt message and gives it new content between runs (the
+    date in it, say) starts a second thread with it: that thread never held the old
+    content, and must not store it (as InMemorySaver does not), in its list or in
+    its writes."""
+    system = SystemMessage("Today is Monday", id="system-prompt")
+    first = Putter(saver, f"st-memo-a-{uuid.uuid4().hex[:8]}")
+    first.put(messages=[system, HumanMessage("hi", id="h1")])
+    system.content = "Today is Tuesday"
+    second = Putter(saver, f"st-memo-b-{uuid.uuid4().hex[:8]}")
+    config = second.put(messages=[system, HumanMessage("hi", id="h2")])
+    system.name = "calendar"
+    saver.put_writes(config, [("prompt", system)], "task-p")
+    with make_saver() as fresh:
+        tup = fresh.get_tuple(config)
+        assert [m.content for m in tup.checkpoint["channel_values"]["messages"]] == ["Today is Tuesday", "hi"]
+        ((_, _, written),) = tup.pending_writes
+        assert (written.content, written.name) == ("Today is Tuesday", "calendar")
+        assert fresh.get_tuple(first.config).checkpoint["channel_values"]["messages"][0].content == (
+            "Today is Monday"
+        )
 
 
 def test_appending_to_a_list_serializes_only_the_new_element(

@@ -7,6 +7,7 @@ import os
 import weakref
 import zlib
 from dataclasses import dataclass
+from operator import is_
 from typing import Any
 
 from langgraph.checkpoint.serde.base import SerializerProtocol
@@ -134,8 +135,8 @@ class ValueCodec:
             {} if self._cipher is None else None
         )
         self._loaded: dict[tuple[str, bytes], Any] = {}  # see load_small
-        # id(message) -> (a weak reference to it, its object): see `dump`
-        self._messages: dict[int, tuple[weakref.ref[Any], StoredObject]] = {}
+        # id(message) -> (a weak reference to it, its object, its fields' values): see `dump`
+        self._messages: dict[int, tuple[weakref.ref[Any], StoredObject, tuple[Any, ...]]] = {}
 
     @property
     def encrypted(self) -> bool:
@@ -166,10 +167,23 @@ class ValueCodec:
         return obj
 
     def _dump_message(self, value: Any) -> StoredObject:
+        # The object's fields as they were serialized: one given a new value since
+        # (its content, its id, its name...) is serialized again. The memo is the
+        # saver's, not a thread's: an app that reuses a prompt object and updates it
+        # between runs must not store the old text in the next thread.
+        fields = getattr(value, "__dict__", None)
+        if fields is None:
+            return self._dump(value)
         key = id(value)
         entry = self._messages.get(key)
-        if entry is not None and entry[0]() is value:
+        if (
+            entry is not None
+            and entry[0]() is value
+            and len(fields) == len(entry[2])
+            and all(map(is_, fields.values(), entry[2]))
+        ):
             return entry[1]
+        snapshot = tuple(fields.values())
         obj = self._dump(value)
         if len(self._messages) >= _MESSAGES_SIZE:
             self._messages.clear()
@@ -179,7 +193,7 @@ class ValueCodec:
             if seen.get(key, (None,))[0] is ref:
                 seen.pop(key, None)
 
-        seen[key] = (weakref.ref(value, gone), obj)
+        seen[key] = (weakref.ref(value, gone), obj, snapshot)
         return obj
 
     def _dump(self, value: Any) -> StoredObject:
