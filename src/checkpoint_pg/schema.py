@@ -9,9 +9,9 @@ metadata). Values are content-addressed:
 - ``channel_values`` holds one row per (channel, version). A list value (the
   messages list) is a sequence of object hashes; a version that only appends
   stores the appended hashes and points at the version it grew from. A dict
-  holding lists is its shape's hash and its values' hashes. A long list names
-  each run of 64 hashes from its start by a chunk object (type ``#refs``,
-  core/chunks.py) that every row holding the same list shares.
+  holding lists is its shape's hash and its values' hashes. A long list of
+  messages names each run of 64 hashes from its start by a chunk object (type
+  ``#refs``, core/chunks.py) that every row holding the same list shares.
 - ``writes`` holds a task's pending writes, by reference into ``objects`` too,
   so a ToolMessage written by a node and the same message inside every later
   checkpoint are one stored object.
@@ -30,6 +30,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from checkpoint_pg.errors import ConfigError
+
+# core/chunks.py's object type for chunks of hashes (not imported from there: the
+# schema imports nothing of the core)
+CHUNK_TYPE = "#refs"
 
 __all__ = ["Tables", "build_tables", "store_options", "DEFAULT_PREFIX", "KIND"]
 
@@ -187,6 +191,14 @@ def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tab
         sa.Column("hash", sa.LargeBinary, primary_key=True),
         sa.Column("type", sa.Text, nullable=False),
         sa.Column("data", sa.LargeBinary, nullable=False),
+        # A repoint deletes an object only when no chunk of a long list (core/chunks.py)
+        # holds its hash: this finds a thread's chunks without reading its other objects.
+        sa.Index(
+            f"{p}objects_chunks_idx",
+            "thread_id",
+            postgresql_where=sa.text(f"type = '{CHUNK_TYPE}'"),
+            sqlite_where=sa.text(f"type = '{CHUNK_TYPE}'"),
+        ),
         **_TABLE_KW,
     )
     return Tables(md, prefix, schema, threads, checkpoints, channel_values, writes, objects)

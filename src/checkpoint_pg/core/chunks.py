@@ -8,7 +8,9 @@ message per row, and it grows with the square of the thread. Instead, each
 run of `CHUNK` hashes from the start of a list is one object of its thread
 (type `CHUNK_TYPE`, its data the hashes), and a row names the chunk. Chunks
 start at element 0 of every list, so lists that share a prefix share its
-chunks, and a thread stores each chunk once.
+chunks, and a thread stores each chunk once. Only lists whose elements stand
+in for their objects (messages, scalars: `codec.chunkable`) are chunked: a run
+holding them reads neither chunk nor element again.
 
 Rows are cut when written (`chunk_runs`) and put back together when read
 (`expand_refs`), before anything else looks at them: a row's refs as the rest
@@ -21,13 +23,14 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from checkpoint_pg.core.codec import HASH_SIZE, StoredObject, ValueCodec
 from checkpoint_pg.errors import IntegrityError
+from checkpoint_pg.schema import CHUNK_TYPE as SCHEMA_CHUNK_TYPE
 
 __all__ = ["CHUNK", "CHUNK_TYPE", "chunk_runs", "expand_refs"]
 
 CHUNK = 64
 # Not a serializer's type (theirs are names like "msgpack", "null", "bytes"):
-# an element object is never taken for a chunk.
-CHUNK_TYPE = "#refs"
+# an element object is never taken for a chunk. The schema indexes it.
+CHUNK_TYPE = SCHEMA_CHUNK_TYPE
 _CHUNK_BYTES = CHUNK * HASH_SIZE
 
 

@@ -18,7 +18,16 @@ from checkpoint_pg.core.zdict import DICTIONARIES
 from checkpoint_pg.errors import ConfigError, IntegrityError, SerializationError, ValueTooLargeError
 from checkpoint_pg.schema import KIND
 
-__all__ = ["StoredObject", "EncodedValue", "ValueCodec", "HASH_SIZE", "inflate", "assemble_dict"]
+__all__ = [
+    "StoredObject",
+    "EncodedValue",
+    "ValueCodec",
+    "HASH_SIZE",
+    "inflate",
+    "assemble_dict",
+    "stands_in",
+    "chunkable",
+]
 
 HASH_SIZE = 16
 # Objects at least this large are stored zlib-compressed against a preset
@@ -42,6 +51,26 @@ try:
     from langchain_core.messages import BaseMessage as _BaseMessage
 except ImportError:  # pragma: no cover - langchain_core comes with langgraph
     _BaseMessage = None  # type: ignore[assignment,misc]
+
+# Elements that decode to an object of their own type: any element with the same
+# hash (in another channel, another checkpoint) is equal to it and of its type, so
+# the live object may stand in for decoding it. Not so for containers: a tuple and
+# a list, or a dict and an OrderedDict, serialize to the same bytes.
+_EXACT_TYPES = frozenset({str, int, float, bool, type(None), bytes})
+
+
+def stands_in(item: Any) -> bool:
+    """Whether a live ``item`` may be returned for any stored element with its hash."""
+    return type(item) in _EXACT_TYPES or (_BaseMessage is not None and isinstance(item, _BaseMessage))
+
+
+def chunkable(items: Any) -> bool:
+    """Whether a list's hashes may be stored in chunks (core/chunks.py): its elements
+    stand in for their stored objects, so a run holding the list reads neither the
+    chunks nor their elements. The elements of others (dicts, tuples) are read anew
+    at every read, and chunks would take those reads one more round trip."""
+    return all(stands_in(v) for v in items)
+
 
 # "no value" where None is a value (an empty channel, a cache miss)
 MISSING: Any = object()
@@ -235,7 +264,8 @@ class ValueCodec:
         lists key by key (see `DICT_MIN_ELEMENTS`), anything else whole."""
         if type(value) is list:
             objs = tuple(self.dump(v) for v in value)
-            return EncodedValue(KIND.LIST, tuple(o.hash for o in objs), objs, ((0, len(objs)),))
+            runs = ((0, len(objs)),) if chunkable(value) else ()
+            return EncodedValue(KIND.LIST, tuple(o.hash for o in objs), objs, runs)
         if type(value) is dict and _stored_by_key(value):
             shape: list[list[Any]] = []
             parts: list[StoredObject] = []
@@ -245,7 +275,8 @@ class ValueCodec:
                     shape.append([key, len(v)])
                     start = len(parts) + 1  # after the shape
                     parts.extend(self.dump(x) for x in v)
-                    runs.append((start, len(parts) + 1))
+                    if chunkable(v):
+                        runs.append((start, len(parts) + 1))
                 else:
                     shape.append([key, -1])
                     parts.append(self.dump(v))

@@ -51,7 +51,7 @@ from checkpoint_pg.core.values import (
     stands_in,
     unique_objects,
 )
-from checkpoint_pg.core.values import _BaseMessage  # one import guard, in values.py
+from checkpoint_pg.core.codec import _BaseMessage  # one import guard, in codec.py
 from checkpoint_pg.errors import (
     ConfigError,
     IntegrityError,
@@ -504,7 +504,7 @@ def put_writes(
                 entry = ctx.written.reserve(item, wkey, pos - shift)
                 messages.append((pos, item, entry, False))
         enc: EncodedValue = ctx.codec.encode(value)  # one hash per list element
-        runs = enc.runs if unchunked is None else ((0, unchunked),)
+        runs = ((0, unchunked),) if unchunked is not None and enc.runs else enc.runs
         stored, chunks, _ = chunk_runs(enc.hashes, runs, ctx.codec)
         for pos, item, entry, had_id in messages:
             h = enc.hashes[pos]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from checkpoint_pg.core.chunks import chunk_runs
-from checkpoint_pg.core.codec import MISSING, StoredObject, ValueCodec, split_refs
+from checkpoint_pg.core.codec import MISSING, StoredObject, ValueCodec, chunkable, split_refs, stands_in
 from checkpoint_pg.errors import IntegrityError
 from checkpoint_pg.schema import KIND
 
@@ -84,23 +84,6 @@ _MAX_WRITES = 1_000
 # Objects kept as stored bytes are at most this large: a scalar channel or a
 # write is mostly small, and the cache's bound counts entries, not bytes.
 _SMALL_OBJECT = 1024
-
-try:
-    from langchain_core.messages import BaseMessage as _BaseMessage
-except ImportError:  # pragma: no cover - langchain_core comes with langgraph
-    _BaseMessage = None  # type: ignore[assignment,misc]
-
-# Elements that decode to an object of their own type: any element with the same
-# hash (in another channel, another checkpoint) is equal to it and of its type, so
-# the live object may stand in for decoding it. Not so for containers: a tuple and
-# a list, or a dict and an OrderedDict, serialize to the same bytes.
-_EXACT_TYPES = frozenset({str, int, float, bool, type(None), bytes})
-
-
-def stands_in(item: Any) -> bool:
-    """Whether a live ``item`` may be returned for any stored element with its hash."""
-    return type(item) in _EXACT_TYPES or (_BaseMessage is not None and isinstance(item, _BaseMessage))
-
 
 class ListCache:
     """The last known list state per (thread, ns, channel): LRU, bounded, thread-safe.
@@ -307,7 +290,8 @@ def plan_channel_value(
         exact = prev.exact and all(stands_in(v) for v in value[shared:])
         state = ListState(ver, hashes, items, prev.root_version, prev.chain_len + 1, exact)
         return row, unique_objects(new_objs), prev.version, state
-    stored, chunks, _ = chunk_runs(hashes, ((0, len(hashes)),), codec)
+    runs = ((0, len(hashes)),) if chunkable(value) else ()
+    stored, chunks, _ = chunk_runs(hashes, runs, codec)
     row = ValueRow(channel, ver, KIND.LIST, None, ver, b"".join(hashes), stored if chunks else None)
     anchor = None
     objs = unique_objects([*new_objs, *chunks])

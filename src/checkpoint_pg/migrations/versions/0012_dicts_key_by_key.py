@@ -16,7 +16,8 @@ the same list shares (core/chunks.py): rows storing the same history again,
 as a subgraph does at every call, no longer store its hashes again.
 
 The Postgres list_thread function sends the elements of the
-chunks it reads in the same round trip.
+chunks it reads in the same round trip. A partial index finds a thread's chunks
+(a repoint deletes an object only when no chunk holds its hash).
 
 Downgrading first puts every row's hashes back together from its chunks and
 deletes the chunks, and restores the functions of 0011. It then rewrites every such row as an older release stores it: one
@@ -59,10 +60,18 @@ _DICT, _SCALAR = 4, 1
 _BATCH = 200
 
 
+def _chunks_index() -> tuple[str, str, str | None]:
+    t = current_tables()
+    return f"{t.prefix}objects_chunks_idx", f"{t.prefix}objects", t.schema
+
+
 def upgrade() -> None:
     # the list_thread function sends a chunk's elements with it;
     # stored values stay readable as they are
     install_functions()
+    name, table, schema = _chunks_index()
+    where = sa.text(f"type = '{CHUNK_TYPE}'")
+    op.create_index(name, table, ["thread_id"], schema=schema, postgresql_where=where, sqlite_where=where)
 
 
 def downgrade() -> None:
@@ -84,6 +93,8 @@ def downgrade() -> None:
         )
     _unchunk(conn, tables)
     install_functions(FUNCTIONS_0011)
+    name, table, schema = _chunks_index()
+    op.drop_index(name, table_name=table, schema=schema)
     for table in (values, writes):
         key = [c for c in table.primary_key.columns]
         after: Sequence[object] | None = None
