@@ -1016,6 +1016,20 @@ def _own_turn_input(turn: int) -> dict[str, Any]:
     return {"messages": [HumanMessage(_text(f"q{turn}", 150), id=f"q-{turn}")]}
 
 
+def _bytes_at_n_and_2n(graph: Any, config: RunnableConfig, turn_input: Any, raw: Raw, n: int) -> tuple[int, int, Any]:
+    """Stored bytes of the thread after ``n`` and after ``2 n`` turns of the scripted
+    agent, and its final state (4 messages per turn)."""
+    t = thread_of(config)
+    sizes = []
+    for turns in (range(n), range(n, 2 * n)):
+        for turn in turns:
+            graph.invoke(turn_input(turn), config)
+        sizes.append(raw.stored_bytes(t))
+    state = graph.get_state(config)
+    assert len(state.values["messages"]) == 4 * 2 * n
+    return sizes[0], sizes[1], state
+
+
 def test_storage_grows_linearly(saver: Any, raw: Raw) -> None:
     """Bytes stored for a 30-turn thread are at most 2.2x those of the same thread at 15 turns.
 
@@ -1027,14 +1041,7 @@ def test_storage_grows_linearly(saver: Any, raw: Raw) -> None:
     config = new_config("linear")
     t = thread_of(config)
     n = 15
-    for turn in range(n):
-        graph.invoke(turn_input(turn), config)
-    bytes_n = raw.stored_bytes(t)
-    for turn in range(n, 2 * n):
-        graph.invoke(turn_input(turn), config)
-    bytes_2n = raw.stored_bytes(t)
-    state = graph.get_state(config)
-    assert len(state.values["messages"]) == 4 * 2 * n
+    bytes_n, bytes_2n, state = _bytes_at_n_and_2n(graph, config, turn_input, raw, n)
     content = sum(len(str(m.content)) for m in state.values["messages"])
     assert bytes_n > 0
     ratio = bytes_2n / bytes_n
@@ -1633,16 +1640,8 @@ def test_a_subgraph_taking_the_messages_stores_them_once(saver: Any, raw: Raw) -
     graph = _one_node("agent", build_graph(None), saver)
     config = new_config("sub-msgs")
     t = thread_of(config)
-
     n = 16
-    for turn in range(n):
-        graph.invoke(turn_input(turn), config)
-    bytes_n = raw.stored_bytes(t)
-    for turn in range(n, 2 * n):
-        graph.invoke(turn_input(turn), config)
-    bytes_2n = raw.stored_bytes(t)
-    state = graph.get_state(config)
-    assert len(state.values["messages"]) == 4 * 2 * n
+    bytes_n, bytes_2n, state = _bytes_at_n_and_2n(graph, config, turn_input, raw, n)
     assert bytes_2n / bytes_n <= 2.2, (bytes_n, bytes_2n)
     decoded = raw.decoded_objects(t)
     for m in state.values["messages"]:
