@@ -752,27 +752,32 @@ def test_a_long_write_names_chunks_and_its_new_message_is_stored_once(
     assert graph.get_state(config).values["messages"] == out["messages"]
 
 
-def test_a_write_after_its_chunk_is_repointed_at_its_place(saver: Any, raw: Raw) -> None:
+@pytest.mark.parametrize("head", [[], [{"note": "a dict: the list is not chunked"}]], ids=["messages", "mixed"])
+def test_a_write_after_its_chunk_is_repointed_at_its_place(saver: Any, raw: Raw, head: list[Any]) -> None:
     """put_writes stores the 70 messages of a thread plus one without an id (a chunk, 6
     hashes, then its hash); add_messages gives it its id; the put storing the list
-    repoints the write's hash after the chunk, and the stale object goes."""
+    repoints the write's hash after the chunk, and the stale object goes. A list that
+    also holds a dict is not chunked (codec.chunkable): the hash is repointed where it is."""
     history = [HumanMessage(f"note {i}", id=f"h-{i}") for i in range(70)]
     p = Putter(saver, f"st-chunked-write-{uuid.uuid4().hex[:8]}")
     config = p.put(messages=list(history))
     reply = AIMessage("reply")
-    saver.put_writes(config, [("messages", [*history, reply])], "echo-task")
+    saver.put_writes(config, [("messages", [*head, *history, reply])], "echo-task")
     reply.id = "r-1"  # what add_messages does, in place
     p.put(messages=[*history, reply])
     t = thread_of(config)
     ((_, _, _, _, _, _, refs),) = raw.writes(t)
     refs = split(refs)
-    assert len(refs) == 1 + 6 + 1 and refs[0] in raw.chunks(t)
+    if head:
+        assert len(refs) == len(head) + 70 + 1 and not set(refs) & set(raw.chunks(t))
+    else:
+        assert len(refs) == 1 + 6 + 1 and refs[0] in raw.chunks(t)
     decoded = raw.decoded_objects(t)
     assert [v.id for v in decoded.values() if isinstance(v, AIMessage)] == ["r-1"]
     assert decoded[refs[-1]].id == "r-1"
     raw.assert_no_orphans(t)
     (pending,) = saver.get_tuple(config).pending_writes
-    assert pending == ("echo-task", "messages", [*history, reply])
+    assert pending == ("echo-task", "messages", [*head, *history, reply])
 
 
 def test_a_repoint_keeps_an_object_a_chunk_still_names(saver: Any, make_saver: Any, raw: Raw) -> None:

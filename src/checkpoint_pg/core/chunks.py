@@ -25,7 +25,7 @@ from checkpoint_pg.core.codec import HASH_SIZE, StoredObject, ValueCodec
 from checkpoint_pg.errors import IntegrityError
 from checkpoint_pg.schema import CHUNK_TYPE as SCHEMA_CHUNK_TYPE
 
-__all__ = ["CHUNK", "CHUNK_TYPE", "chunk_runs", "expand_refs"]
+__all__ = ["CHUNK", "CHUNK_TYPE", "chunk_runs", "expand_refs", "stored_position"]
 
 CHUNK = 64
 # Not a serializer's type (theirs are names like "msgpack", "null", "bytes"):
@@ -67,6 +67,14 @@ def chunk_runs(
         return b"".join(hashes), [], 0
     out.extend(hashes[pos:])
     return b"".join(out), objs, first
+
+
+def stored_position(pos: int, leading: int) -> int | None:
+    """Where element ``pos`` of a list is in the stored refs of a row that leads with
+    ``leading`` chunks (what a repoint rewrites), or None when a chunk holds it."""
+    if pos < leading * CHUNK:
+        return None
+    return pos - leading * (CHUNK - 1)
 
 
 def expand_refs(refs: bytes, chunks: Mapping[bytes, bytes], where: str) -> tuple[bytes, int]:

@@ -29,8 +29,15 @@ from langgraph.checkpoint.base import (
 )
 
 from checkpoint_pg.core import lease as leases
-from checkpoint_pg.core.chunks import CHUNK, CHUNK_TYPE, chunk_runs, expand_refs
-from checkpoint_pg.core.codec import EncodedValue, StoredObject, ValueCodec, assemble_dict, split_refs
+from checkpoint_pg.core.chunks import CHUNK, CHUNK_TYPE, chunk_runs, expand_refs, stored_position
+from checkpoint_pg.core.codec import (
+    EncodedValue,
+    StoredObject,
+    ValueCodec,
+    assemble_dict,
+    chunkable,
+    split_refs,
+)
 from checkpoint_pg.core.config import (
     check_filter,
     check_text,
@@ -477,18 +484,19 @@ def put_writes(
         key = WRITES_IDX_MAP.get(channel, idx)
         messages: list[tuple[int, Any, list[Any] | None, bool]] = []
         # chunks (core/chunks.py) only before the first message a put may repoint:
-        # a repoint rewrites one hash of the write's refs, never a shared chunk
+        # a repoint rewrites one hash of the write's refs, never a shared chunk.
+        # Decided before serializing, as the messages are registered before it.
         unchunked = None
+        leading = 0
         if _BaseMessage is not None:
             items = value if type(value) is list else [value]
             wkey = (target.thread_id, target.ns, target.checkpoint_id, task_id, key)
             idless = [
                 pos for pos, item in enumerate(items) if isinstance(item, _BaseMessage) and item.id is None
             ]
-            shift = 0
-            if idless and type(value) is list:
+            if idless and type(value) is list and chunkable(value):
                 unchunked = idless[0] - idless[0] % CHUNK
-                shift = unchunked // CHUNK * (CHUNK - 1)
+                leading = unchunked // CHUNK
             for pos, item in enumerate(items):
                 if not isinstance(item, _BaseMessage):
                     continue
@@ -501,11 +509,12 @@ def put_writes(
                 # registered before it is serialized: a put storing it in between
                 # (its id given meanwhile) finds it (see WrittenMessages); at its
                 # place in the stored refs, after the chunks before it
-                entry = ctx.written.reserve(item, wkey, pos - shift)
+                entry = ctx.written.reserve(item, wkey, stored_position(pos, leading))
                 messages.append((pos, item, entry, False))
         enc: EncodedValue = ctx.codec.encode(value)  # one hash per list element
-        runs = ((0, unchunked),) if unchunked is not None and enc.runs else enc.runs
-        stored, chunks, _ = chunk_runs(enc.hashes, runs, ctx.codec)
+        runs = ((0, unchunked),) if unchunked is not None else enc.runs
+        stored, chunks, first = chunk_runs(enc.hashes, runs, ctx.codec)
+        assert first == leading or unchunked is None, (first, leading)
         for pos, item, entry, had_id in messages:
             h = enc.hashes[pos]
             if entry is not None:
@@ -697,10 +706,12 @@ def _build(
             # now, and the put that stores it must find its write to repoint
             items = value if kind == KIND.LIST else [value]
             # its place in the stored refs, after the chunks before it (see put_writes)
-            chunks = loaded.chunked_writes.get((cid, task_id, idx), 0)
+            leading = loaded.chunked_writes.get((cid, task_id, idx), 0)
             for pos, (item, h) in enumerate(zip(items, hashes)):
-                if isinstance(item, _BaseMessage) and item.id is None and pos >= chunks * CHUNK:
-                    ctx.written.stored_as(item, (t, ns, cid, task_id, idx), pos - chunks * (CHUNK - 1), h)
+                if isinstance(item, _BaseMessage) and item.id is None:
+                    at = stored_position(pos, leading)
+                    if at is not None:
+                        ctx.written.stored_as(item, (t, ns, cid, task_id, idx), at, h)
         pending.append((writes_sort_key(path, task_id, idx), (task_id, channel, value)))
     pending.sort(key=lambda p: p[0])
     checkpoint: Checkpoint = {**doc, "id": cid, "channel_values": channel_values}  # type: ignore[typeddict-item]
