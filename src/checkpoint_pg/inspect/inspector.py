@@ -661,22 +661,24 @@ class Inspector:
         def get(t: str) -> ThreadStats:
             return per.setdefault(t, ThreadStats(t))
 
-        for t, n, size, _ in cps:
+        for t, n, size, _, _, _ in cps:
             s = get(t)
             s.checkpoints, s.checkpoint_bytes = int(n), int(size)
-        for t, n, size, refs in writes:
+        for t, n, size, refs, _, _ in writes:
             s = get(t)
             s.writes, s.ref_bytes, s.references = int(n), s.ref_bytes + int(size), s.references + int(refs)
-        for t, n, size, refs in values:
+        for t, n, size, refs, _, _ in values:
             s = get(t)
             s.channel_values, s.ref_bytes, s.references = (
                 int(n),
                 s.ref_bytes + int(size),
                 s.references + int(refs),
             )
-        for t, n, size, _ in objects:
+        for t, n, size, _, n_chunks, chunk_bytes in objects:
+            # chunks hold references (core/chunks.py): their bytes count as such
             s = get(t)
-            s.objects, s.object_bytes = int(n), int(size)
+            s.objects, s.object_bytes = int(n) - int(n_chunks), int(size)
+            s.ref_bytes += int(chunk_bytes)
         total = ThreadStats(None)
         for s in per.values():
             total.add(s)

@@ -167,8 +167,10 @@ class ThreadStats:
     """Rows and bytes one thread (or all, for the total) stores.
 
     ``references`` counts the object references held by channel values and
-    writes; with ``objects`` stored once each, ``references / objects`` is the
-    deduplication factor.
+    writes, one per element of a list whether or not its hashes are stored in
+    shared chunks; with ``objects`` stored once each, ``references / objects``
+    is the deduplication factor. Chunks are not objects: their bytes are in
+    ``ref_bytes``.
     """
 
     thread_id: str | None

@@ -16,6 +16,8 @@ from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
 
+from checkpoint_pg.core.chunks import CHUNK, CHUNK_TYPE
+from checkpoint_pg.core.codec import HASH_SIZE
 from checkpoint_pg.schema import Tables
 from checkpoint_pg.sql import Stmt
 from checkpoint_pg.sql.common import Names
@@ -48,6 +50,10 @@ class InspectSQL:
         raise NotImplementedError
 
     def _octets(self, expr: str, text: bool = False) -> str:
+        raise NotImplementedError
+
+    def _holds(self, blob: str, part: str) -> str:
+        """SQL true when the bytes ``part`` occur in ``blob``."""
         raise NotImplementedError
 
     # -- threads -------------------------------------------------------------------
@@ -160,22 +166,41 @@ class InspectSQL:
     # -- stats -----------------------------------------------------------------------
 
     def stats(self, thread_ids: Sequence[str] | None) -> list[Stmt]:
-        """Four grouped reads, each (thread_id, rows, bytes[, references]):
+        """Four grouped reads, each (thread_id, rows, bytes, references, chunks, chunk bytes):
 
-        checkpoints (doc bytes), writes (ref bytes, references), channel values
-        (ref bytes, references), objects (data bytes).
+        checkpoints (doc bytes), writes and channel values (ref bytes and references),
+        objects (data bytes). A row naming a chunk of a long list (core/chunks.py)
+        holds a reference to each of the chunk's elements; the chunks themselves
+        are references stored apart, not values: objects counts them separately.
         """
+        n = self.n
+        chunk = f"type = '{CHUNK_TYPE}'"
         out = []
         for table, size, text, refs in self._sized():
             p: dict[str, Any] = {}
-            ref_col = f", coalesce(sum({self._octets(refs)}), 0) / 16" if refs else ", 0"
-            sql = (
-                f"SELECT thread_id, count(*), coalesce(sum({self._octets(size, text)}), 0){ref_col} "
-                f"FROM {table}"
-            )
+            if refs:
+                named = (
+                    f"(SELECT count(*) FROM {n.objects} c WHERE c.thread_id = r.thread_id "
+                    f"AND c.{chunk} AND {self._holds('r.' + refs, 'c.hash')})"
+                )
+                cols = (
+                    f"coalesce(sum({self._octets('r.' + size, text)}), 0), "
+                    f"coalesce(sum({self._octets('r.' + refs)}), 0) / {HASH_SIZE} "
+                    f"+ {CHUNK - 1} * coalesce(sum({named}), 0), 0, 0"
+                )
+            elif table == n.objects:
+                data = self._octets("r." + size, text)
+                cols = (
+                    f"coalesce(sum(CASE WHEN r.{chunk} THEN 0 ELSE {data} END), 0), 0, "
+                    f"sum(CASE WHEN r.{chunk} THEN 1 ELSE 0 END), "
+                    f"coalesce(sum(CASE WHEN r.{chunk} THEN {data} ELSE 0 END), 0)"
+                )
+            else:
+                cols = f"coalesce(sum({self._octets('r.' + size, text)}), 0), 0, 0, 0"
+            sql = f"SELECT r.thread_id, count(*), {cols} FROM {table} r"
             if thread_ids is not None:
-                sql += " WHERE " + self._in_text("thread_id", "ids", thread_ids, p)
-            out.append(Stmt(sql + " GROUP BY thread_id", p))
+                sql += " WHERE " + self._in_text("r.thread_id", "ids", thread_ids, p)
+            out.append(Stmt(sql + " GROUP BY r.thread_id", p))
         return out
 
     # -- helpers ---------------------------------------------------------------------
@@ -218,6 +243,9 @@ class PostgresInspectSQL(InspectSQL):
         # octet_length reads the size from a TOAST pointer without fetching the value
         return f"octet_length({expr})"
 
+    def _holds(self, blob: str, part: str) -> str:
+        return f"position({part} IN {blob}) > 0"
+
     def _in_text(self, column: str, name: str, items: Sequence[str], p: dict[str, Any]) -> str:
         p[name] = list(items)
         return f"{column} = ANY(%({name})s::text[])"
@@ -242,6 +270,9 @@ class SqliteInspectSQL(InspectSQL):
         # length() of a BLOB column is its size, read without loading overflow pages;
         # for text, CAST(... AS BLOB) makes it count bytes, not characters
         return f"length(CAST({expr} AS BLOB))" if text else f"length({expr})"
+
+    def _holds(self, blob: str, part: str) -> str:
+        return f"instr({blob}, {part}) > 0"
 
     def _in_text(self, column: str, name: str, items: Sequence[str], p: dict[str, Any]) -> str:
         p[name] = json.dumps(list(items))
