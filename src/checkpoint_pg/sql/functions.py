@@ -146,7 +146,12 @@ class Functions:
             f"CREATE OR REPLACE FUNCTION {self.names['get_tuple']}({args('get_tuple')}) "
             f"RETURNS TABLE ({_GET_TUPLE_COLUMNS}) LANGUAGE plpgsql STABLE AS $fn$\n"
             "#variable_conflict use_column\nBEGIN\n"
-            f"IF p_id IS NULL THEN RETURN QUERY {body(sql.get_tuple_sql(False))};\n"
+            # nothing of the thread known here: chunks come with their elements
+            # (a plan of its own, so the other calls pay nothing for it)
+            "IF coalesce(length(p_known), 0) = 0 THEN\n"
+            f"IF p_id IS NULL THEN RETURN QUERY {body(sql.get_tuple_sql(False, cold=True))};\n"
+            f"ELSE RETURN QUERY {body(sql.get_tuple_sql(True, cold=True))};\nEND IF;\n"
+            f"ELSIF p_id IS NULL THEN RETURN QUERY {body(sql.get_tuple_sql(False))};\n"
             f"ELSE RETURN QUERY {body(sql.get_tuple_sql(True))};\nEND IF;\nEND\n$fn$"
         )
         # three plans, each cached: the namespace given (with or without an upper

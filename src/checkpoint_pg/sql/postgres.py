@@ -236,10 +236,11 @@ class PostgresSQL(CheckpointPages):
         )
         # A page (list_thread) also sends the elements of the chunks of long lists
         # it reads (core/chunks.py) that are neither known nor read already (todo2):
-        # a listing of long lists takes one round trip per page. Not get_tuple:
-        # its CTEs cost every call ~30 us on the server (186 us against 155, on a
-        # short thread), while the chunks of the lists a run holds are known to it
-        # (`_known_chunks`) and a read of a long list with nothing cached is rare.
+        # a listing of long lists takes one round trip per page. So does get_tuple
+        # when the process holds nothing of the thread (a server process reading a
+        # thread another one ran), and only then: these CTEs cost every call ~30 us
+        # on the server (186 us against 155, on a short thread), while the chunks
+        # of the lists a run holds are known to it (`_known_chunks`).
         self._todo_chunked = (
             f"{hs}kn AS (SELECT h FROM unnest(ARRAY("
             "SELECT substring(%(known)s::bytea FROM g * 16 + 1 FOR 16) "
@@ -403,13 +404,14 @@ class PostgresSQL(CheckpointPages):
         """Objects by (thread, hash); rows (thread, hash, type, data)."""
         return [Stmt(self._select_objects, _columns(keys, ("t", "h")))]
 
-    def get_tuple_sql(self, with_id: bool) -> str:
+    def get_tuple_sql(self, with_id: bool, cold: bool = False) -> str:
         """Read a checkpoint, its values (with delta chains), writes and objects at once.
 
         Rows are tagged: 0 checkpoint, 1 channel value, 2 write, 3 object.
         Objects whose hash is in ``known`` (decoded already in this process) are
-        not sent. LATERAL lookups keep every step on the primary keys even when
-        the planner has no statistics yet (a fresh table).
+        not sent; ``cold`` (nothing known) also sends the elements of the chunks
+        read. LATERAL lookups keep every step on the primary keys even when the
+        planner has no statistics yet (a fresh table).
         """
         n = self.n
         cond = " AND checkpoint_id = %(id)s" if with_id else ""
@@ -433,14 +435,19 @@ class PostgresSQL(CheckpointPages):
             "SELECT task_id, idx, channel, task_path, kind, refs "
             f"FROM {n.writes} WHERE thread_id = %(t)s AND checkpoint_ns = %(ns)s "
             "AND checkpoint_id = cp.checkpoint_id OFFSET 0) AS w), "
-            f"{self._todo_objects}"
+            f"{self._todo_chunked if cold else self._todo_objects}"
             "SELECT 0, checkpoint_id, parent_checkpoint_id, checkpoint, metadata::text, "
             "NULL::int, NULL::int, NULL::bytea, NULL::bytea FROM cp "
             "UNION ALL SELECT 1, channel, version, base_version, NULL, NULL, kind, refs, NULL FROM vals "
             "UNION ALL SELECT 2, task_id, channel, task_path, NULL, idx, kind, refs, NULL FROM w "
-            "UNION ALL SELECT 3, o.type, NULL, NULL, NULL, NULL, NULL, o.data, o.hash FROM todo, "
-            f"LATERAL (SELECT hash, type, data FROM {n.objects} WHERE thread_id = %(t)s "
-            "AND hash = todo.h OFFSET 0) AS o"
+            "UNION ALL SELECT 3, o.type, NULL, NULL, NULL, NULL, NULL, o.data, o.hash FROM "
+            + (
+                f"({self._objects_read_chunked}) AS o"
+                if cold
+                else "todo, "
+                f"LATERAL (SELECT hash, type, data FROM {n.objects} WHERE thread_id = %(t)s "
+                "AND hash = todo.h OFFSET 0) AS o"
+            )
         )
         # OFFSET 0 keeps each LATERAL a per-key index lookup (no pull-up into a
         # hash join over the whole thread when statistics are missing or stale).

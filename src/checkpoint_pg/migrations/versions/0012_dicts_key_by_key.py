@@ -48,7 +48,7 @@ from checkpoint_pg.core.codec import COMPRESS_MIN, HASH_SIZE, inflate
 from checkpoint_pg.core.zdict import CURRENT, DICTIONARIES
 from checkpoint_pg.errors import CheckpointPgError, IntegrityError
 from checkpoint_pg.migrations import current_tables, install_functions
-from checkpoint_pg.migrations.frozen import FUNCTIONS_0011
+from checkpoint_pg.migrations.frozen import FUNCTIONS_0011, FUNCTIONS_0012
 from checkpoint_pg.schema import Tables
 
 revision = "0012"
@@ -68,7 +68,7 @@ def _chunks_index() -> tuple[str, str, str | None]:
 def upgrade() -> None:
     # the list_thread function sends a chunk's elements with it;
     # stored values stay readable as they are
-    install_functions()
+    install_functions(FUNCTIONS_0012)
     name, table, schema = _chunks_index()
     where = sa.text(f"type = '{CHUNK_TYPE}'")
     op.create_index(name, table, ["thread_id"], schema=schema, postgresql_where=where, sqlite_where=where)
