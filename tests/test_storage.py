@@ -1482,6 +1482,42 @@ def test_a_message_given_new_content_since_another_thread_stored_it_is_stored_as
         )
 
 
+def test_a_message_changed_in_place_is_stored_as_the_graph_holds_it(saver: Any, make_saver: Any) -> None:
+    """A node edits a message it was given in place (a dict of it: additional_kwargs;
+    an extra field) and writes it again to a channel of its own. The codec remembers
+    each message object it serialized; the checkpoint must still store the message as
+    the graph holds it (as InMemorySaver does, and as this saver did before it
+    remembered messages), not as it was first serialized."""
+
+    class State(TypedDict):
+        messages: Annotated[list[AnyMessage], add_messages]
+        last: AnyMessage
+
+    def first(state: State) -> dict[str, Any]:
+        m = AIMessage("hi", id="m-1", additional_kwargs={"a": 1}, note="draft")
+        return {"last": m, "messages": [m]}
+
+    def second(state: State) -> dict[str, Any]:
+        m = state["last"]
+        m.additional_kwargs["b"] = 2  # in place: the field holds the same dict
+        m.note = "final"  # an extra field, outside __dict__
+        return {"last": m}
+
+    g = StateGraph(State)
+    g.add_node("first", first)
+    g.add_node("second", second)
+    g.add_edge(START, "first")
+    g.add_edge("first", "second")
+    g.add_edge("second", END)
+    config = new_config("in-place")
+    out = g.compile(checkpointer=saver).invoke({"messages": []}, config, durability="sync")
+    assert out["last"].additional_kwargs == {"a": 1, "b": 2}
+    with make_saver() as fresh:
+        last = fresh.get_tuple(config).checkpoint["channel_values"]["last"]
+    assert last.additional_kwargs == {"a": 1, "b": 2}
+    assert last.note == "final"
+
+
 def test_appending_to_a_list_serializes_only_the_new_element(
     make_saver: Any, saver_target: Any
 ) -> None:
