@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import os
 import weakref
 import zlib
 from dataclasses import dataclass
+from operator import is_
 from typing import Any
+
+import ormsgpack
 
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
@@ -121,34 +123,16 @@ def split_refs(refs: bytes) -> list[bytes]:
     return [refs[i : i + HASH_SIZE] for i in range(0, len(refs), HASH_SIZE)]
 
 
-# field values of a message that cannot change in place: remembered as they are
+# field values of a message that cannot change in place
 _ATOMIC = frozenset({str, int, float, bool, type(None), bytes})
+_FINGERPRINT = ormsgpack.OPT_NON_STR_KEYS | ormsgpack.OPT_SERIALIZE_PYDANTIC
 
 
-def _snapshot(v: Any) -> Any:
-    """A message field's value as `ValueCodec._dump_message` remembers it: itself when
-    it cannot change in place, else a deep copy to compare the live value with."""
-    return v if type(v) in _ATOMIC else copy.deepcopy(v)
-
-
-def _unchanged(live: Any, snap: Any) -> bool:
-    """Whether a message field still holds what ``snap`` remembers (`_snapshot`)."""
-    if live is snap:
-        return True
-    t = type(live)
-    if t in _ATOMIC or t is not type(snap):
-        return False
-    if t is dict:
-        return len(live) == len(snap) and all(
-            k1 == k2 and type(k1) is type(k2) and _unchanged(v1, v2)
-            for (k1, v1), (k2, v2) in zip(live.items(), snap.items())
-        )
-    if t is list or t is tuple:
-        return len(live) == len(snap) and all(map(_unchanged, live, snap))
-    try:
-        return bool(live == snap)
-    except Exception:  # noqa: BLE001 - an object that cannot be compared: serialize again
-        return False
+def _fingerprint(fields: tuple[Any, ...]) -> bytes:
+    """The contents of a message's fields that can change in place (a dict, a list):
+    msgpack of them, to tell an edit in place from the object as it was serialized.
+    Raises for a value msgpack cannot take."""
+    return ormsgpack.packb([v for v in fields if type(v) not in _ATOMIC], option=_FINGERPRINT)
 
 
 class ValueCodec:
@@ -194,8 +178,9 @@ class ValueCodec:
             {} if self._cipher is None else None
         )
         self._loaded: dict[tuple[str, bytes], Any] = {}  # see load_small
-        # id(message) -> (a weak reference to it, its object, its fields' values): see `dump`
-        self._messages: dict[int, tuple[weakref.ref[Any], StoredObject, tuple[Any, ...]]] = {}
+        # id(message) -> (a weak reference to it, its object, its fields' values, a
+        # fingerprint of their contents): see `_dump_message`
+        self._messages: dict[int, tuple[weakref.ref[Any], StoredObject, tuple[Any, ...], bytes]] = {}
 
     @property
     def encrypted(self) -> bool:
@@ -229,31 +214,30 @@ class ValueCodec:
         # The object's fields as they were serialized: one given a new value since
         # (its content, its id, its name...) is serialized again, and so is one whose
         # dict or list was changed in place (additional_kwargs, tool_calls, a content
-        # list, response_metadata): the snapshot holds copies of those, compared by
-        # value. The memo is the saver's, not a thread's: an app that reuses a prompt
-        # object and updates it between runs must not store the old text in the next
-        # thread.
+        # list, response_metadata), or an extra field (BaseMessage allows them; they
+        # live outside __dict__): the memo keeps the fields and a fingerprint of their
+        # contents. The memo is the saver's, not a thread's: an app that reuses a
+        # prompt object and updates it between runs must not store the old text in
+        # the next thread.
         fields = getattr(value, "__dict__", None)
         if fields is None:
             return self._dump(value)
-        # extra fields (BaseMessage allows them) live outside __dict__, and are serialized
-        extra = getattr(value, "__pydantic_extra__", None)
+        now = (*fields.values(), getattr(value, "__pydantic_extra__", None))
         key = id(value)
         entry = self._messages.get(key)
+        try:
+            fingerprint = _fingerprint(now)
+        except (TypeError, ValueError):  # contents msgpack cannot take: not remembered
+            return self._dump(value)
         if (
             entry is not None
             and entry[0]() is value
-            and len(fields) + 1 == len(entry[2])
-            and all(map(_unchanged, (*fields.values(), extra), entry[2]))
+            and len(now) == len(entry[2])
+            and all(map(is_, now, entry[2]))
+            and fingerprint == entry[3]
         ):
             return entry[1]
-        try:
-            snapshot = tuple(map(_snapshot, (*fields.values(), extra)))
-        except Exception:  # noqa: BLE001 - a field that cannot be copied: not remembered
-            snapshot = None
         obj = self._dump(value)
-        if snapshot is None:
-            return obj
         if len(self._messages) >= _MESSAGES_SIZE:
             self._messages.clear()
         seen = self._messages
@@ -262,7 +246,7 @@ class ValueCodec:
             if seen.get(key, (None,))[0] is ref:
                 seen.pop(key, None)
 
-        seen[key] = (weakref.ref(value, gone), obj, snapshot)
+        seen[key] = (weakref.ref(value, gone), obj, now, fingerprint)
         return obj
 
     def _dump(self, value: Any) -> StoredObject:
