@@ -1315,3 +1315,85 @@ def test_migrate_upgrade_with_a_schema_on_sqlite_is_refused(
     code, _, err = cli(capsys, "migrate", "upgrade", "--url", path, "--schema", "app")
     assert code == 2 and "SQLite has no schemas" in err
     assert not Path(path).exists()
+
+
+# -- found in review: hints to copy, counts, what show and diff leave out ------------------------
+
+
+def test_threads_next_page_command_keeps_filter_size_and_database(
+    capsys: pytest.CaptureFixture[str], db: list[str]
+) -> None:
+    """The "more:" line of a filtered page, run as printed, prints the next page of the same listing,
+    on the same database (not the unfiltered threads of the default file)."""
+    for t in ("c2", "c3"):
+        assert cli(capsys, "copy", "chain", t, "--yes", *db)[0] == 0
+    # chain, c2 and c3 ended at step 3; demo at step 4
+    code, out, _ = cli(capsys, "threads", "--filter", "step=3", "--limit", "2", "--no-sizes", *db)
+    more = [line for line in out.splitlines() if line.startswith("more: ")]
+    assert code == 0 and len(more) == 1, out
+    argv = shlex.split(more[0][len("more: ") :])
+    assert argv[0] == "checkpoint-pg"
+    code, out, err = cli(capsys, *argv[1:], "--json")
+    assert code == 0, err
+    page = json.loads(out)["threads"]
+    first = json.loads(cli(capsys, "threads", "--filter", "step=3", "--limit", "2", "--json", *db)[1])["threads"]
+    assert len(page) == 1 and page[0]["metadata"]["step"] == 3, page
+    assert {t["thread_id"] for t in first + page} == {"chain", "c2", "c3"}
+    assert page[0]["checkpoints"] is None  # --no-sizes kept
+
+
+def test_prune_counts_a_thread_named_twice_once(capsys: pytest.CaptureFixture[str], db: list[str]) -> None:
+    """--thread T --thread T: the dry run and the run say what is done to T once."""
+    argv = ("prune", "--keep-last", "1", "--thread", "demo", "--thread", "demo", "--json", *db)
+    code, out, _ = cli(capsys, *argv, "--dry-run")
+    plan = json.loads(out)["trim_threads"]
+    assert code == 0 and [(p["thread_id"], p["delete_at_most"]) for p in plan] == [("demo", 5)], plan
+    code, out, _ = cli(capsys, *argv, "--yes")
+    assert code == 0 and len(json.loads(out)["trim_threads"]) == 1
+
+
+def test_diff_lists_every_element_of_a_removed_list(capsys: pytest.CaptureFixture[str], db: list[str]) -> None:
+    """A list channel B lacks shows all of A's elements as removed, as an added one shows all of B's."""
+    code, out, _ = cli(capsys, "diff", "chain", "demo", *db)
+    assert code == 0 and all(f'- "{n}"' in out for n in "abc"), out
+    code, out, _ = cli(capsys, "diff", "chain", "demo", "--json", *db)
+    log = next(c for c in json.loads(out)["channels"] if c["channel"] == "log")
+    assert log["status"] == "removed" and log["removed"] == ["a", "b", "c"]
+
+
+def test_show_prints_the_error_a_node_stored(
+    capsys: pytest.CaptureFixture[str], db: list[str], saver_target: Any
+) -> None:
+    """A run that failed stops at a checkpoint whose pending write is the node's error: show says it."""
+    from langgraph.graph import END, START, StateGraph
+
+    class S(TypedDict, total=False):
+        x: int
+
+    def boom(state: S) -> S:
+        raise ValueError("kaput")
+
+    url, prefix = db[1], db[3]
+    b = StateGraph(S)
+    b.add_node("boom", boom)
+    b.add_edge(START, "boom")
+    b.add_edge("boom", END)
+    with _saver_cls(url).from_conn_string(url, prefix=prefix) as saver:
+        with pytest.raises(ValueError):
+            b.compile(checkpointer=saver).invoke({"x": 1}, {"configurable": {"thread_id": "failed"}})
+    code, out, _ = cli(capsys, "show", "failed", *db)
+    assert code == 0 and "boom" in out and "kaput" in out, out
+    code, out, _ = cli(capsys, "show", "failed", "--json", *db)
+    assert "kaput" in str(json.loads(out)["errors"]["boom"])
+
+
+def test_demo_says_how_to_read_its_thread_on_these_tables(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The command demo suggests runs as printed: on its database, prefix included, quoted."""
+    url = str(tmp_path / "a dir.db")
+    code, out, _ = cli(capsys, "demo", "--url", url, "--prefix", "mine_", "--thread", "my thread")
+    hint = next(line for line in out.splitlines() if line.startswith("now try: "))
+    argv = shlex.split(hint[len("now try: ") :])
+    code, out, err = cli(capsys, *argv[1:], "--json")
+    assert code == 0 and json.loads(out), err

@@ -126,6 +126,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     for node, vals in view.interrupts.items():
         for v in vals:
             con.print(_text(f"interrupt from {node}: {_value_lines(getattr(v, 'value', v), width)[0]}"))
+    for node, err in view.errors.items():
+        text = f"{type(err).__name__}: {err}" if isinstance(err, BaseException) else str(err)
+        con.print(_text(f"error from {node}: {text}"[: width + 24]))
     if view.pending_writes:
         pw = Table(title="pending writes", title_justify="left")
         pw.add_column("node", no_wrap=True)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from checkpoint_pg.cli.shared import (
     DEFAULT_URL,
     AddCommand,
     UsageError,
     _current,
+    _db_options,
     _display_url,
     _print_json,
     _url,
     open_saver,
 )
 from checkpoint_pg.errors import CheckpointPgError, SchemaVersionError
+from checkpoint_pg.schema import store_options
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -56,8 +59,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"thread_id": args.thread, "output": lines, "final": final})
     else:
-        url = "" if _url(args) == DEFAULT_URL else f" --url {_display_url(args)}"
-        print(f"\nnow try: checkpoint-pg history {args.thread}{url}")
+        # the options naming this database (its prefix and schema too), quoted for the shell
+        where = (
+            store_options(args.prefix, args.schema) if _url(args) == DEFAULT_URL else f" {_db_options(args)}"
+        )
+        print(f"\nnow try: checkpoint-pg history {shlex.quote(args.thread)}{where}")
     return 0
 
 

@@ -148,6 +148,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         raise UsageError("prune needs --keep-last N and/or --older-than DURATION (e.g. 30d)")
     result: dict[str, Any] = {"dry_run": bool(args.dry_run)}
     messages: list[str] = []
+    # a thread named twice is pruned once: counted once
+    args.thread = list(dict.fromkeys(args.thread)) if args.thread else args.thread
     with _inspector(args) as ins:
         _require_threads(ins, args.thread or [])
         stale: list[str] = []

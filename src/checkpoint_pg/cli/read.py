@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from checkpoint_pg.cli.shared import (
     AddCommand,
     UsageError,
     _console,
+    _db_options,
     _display_url,
     _human_bytes,
     _inspector,
@@ -88,8 +90,21 @@ def cmd_threads(args: argparse.Namespace) -> int:
     if not page.threads:
         con.print("no threads")
     if page.next_cursor:
-        con.print(_text(f"more: checkpoint-pg threads --cursor {page.next_cursor}"))
+        # one line whatever the terminal width: a command to copy
+        con.print(_text(f"more: {_next_page_command(args, page.next_cursor)}"), soft_wrap=True)
     return 0
+
+
+def _next_page_command(args: argparse.Namespace, cursor: str) -> str:
+    """The command printing the next page: this one's database, filters, page size and
+    --no-sizes, with the cursor (the cursor says where the page ended, not what was asked)."""
+    parts = ["checkpoint-pg", "threads", *(f"--filter={f}" for f in args.filter or [])]
+    if args.limit != 50:
+        parts.append(f"--limit={args.limit}")
+    if args.no_sizes:
+        parts.append("--no-sizes")
+    parts.append(f"--cursor={cursor}")
+    return f"{' '.join(shlex.quote(p) for p in parts)} {_db_options(args)}"
 
 
 def _bad_metadata(args: argparse.Namespace, exc: Exception) -> CheckpointPgError:

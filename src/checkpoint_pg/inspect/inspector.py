@@ -568,7 +568,7 @@ class Inspector:
         return tup
 
     def show(self, thread_id: str, checkpoint: str | None = None, checkpoint_ns: str = "") -> CheckpointView:
-        """A checkpoint's values, next nodes, interrupts and pending writes (by node name).
+        """A checkpoint's values, next nodes, interrupts, errors and pending writes (by node name).
 
         ``next`` is LangGraph's ``get_state(config).next`` for this checkpoint's
         config: tasks that already wrote are in it and in ``pending_writes``.
@@ -597,6 +597,7 @@ class Inspector:
             next=list(rec.next),
             interrupts=entry.interrupts,
             pending_writes=pending,
+            errors=entry.errors,
         )
 
     # -- diff -------------------------------------------------------------------------------
@@ -614,7 +615,10 @@ class Inspector:
             if not internal and _internal_channel(ch):
                 continue
             if ch not in vb:
-                out.append(ChannelDiff(ch, "removed", before=va[ch]))
+                d = ChannelDiff(ch, "removed", before=va[ch])
+                if isinstance(va[ch], list):  # as an added list: every element, not the first
+                    d.added, d.removed, d.changed = [], list(va[ch]), []
+                out.append(d)
                 continue
             if ch not in va:
                 d = ChannelDiff(ch, "added", after=vb[ch])

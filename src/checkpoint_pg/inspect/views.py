@@ -107,7 +107,8 @@ class HistoryEntry(_Fields):
 
 @dataclass
 class CheckpointView(_Fields):
-    """One checkpoint as a person reads it: its state values, what runs next, and what waits."""
+    """One checkpoint as a person reads it: its state values, what runs next, and what waits
+    (interrupts, errors, pending writes)."""
 
     thread_id: str
     checkpoint_ns: str
@@ -122,6 +123,8 @@ class CheckpointView(_Fields):
     next: list[str]
     interrupts: dict[str, list[Any]]
     pending_writes: list[tuple[str, str, Any]]
+    # the error each node that failed from this checkpoint stored (LangGraph's task.error)
+    errors: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
