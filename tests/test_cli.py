@@ -1397,3 +1397,21 @@ def test_demo_says_how_to_read_its_thread_on_these_tables(
     argv = shlex.split(hint[len("now try: ") :])
     code, out, err = cli(capsys, *argv[1:], "--json")
     assert code == 0 and json.loads(out), err
+
+
+def test_migrate_upgrade_dry_run_and_run_agree_on_the_revision(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """An unknown revision is refused alike with and without --dry-run (exit 2, no SQLite file made
+    for it); +N, which alembic takes, is planned by the dry run as the run then does it."""
+    path = tmp_path / "m.db"
+    url = ["--url", str(path)]
+    for dry in (["--dry-run"], []):
+        code, _, err = cli(capsys, "migrate", "upgrade", "nosuch", *dry, *url)
+        assert code == 2 and "unknown revision 'nosuch'" in err, err
+    assert not path.exists()
+    assert cli(capsys, "migrate", "upgrade", "0003", *url)[0] == 0
+    code, out, err = cli(capsys, "migrate", "upgrade", "+1", "--dry-run", "--json", *url)
+    assert code == 0 and json.loads(out)["to"] == "0004", err
+    code, out, _ = cli(capsys, "migrate", "upgrade", "+1", "--json", *url)
+    assert code == 0 and json.loads(out) == {"from": "0003", "to": "0004"}

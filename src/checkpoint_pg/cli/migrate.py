@@ -94,6 +94,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         target = args.revision or "head"
         if args.dry_run:
             return _upgrade_plan(args, _current(args), target)
+        if not _RELATIVE_UP.fullmatch(target) and _revision_index(target) is None:
+            # refused as the dry run refuses it, before a SQLite file is created for it
+            raise UsageError(f"unknown revision {target!r}: see them with `checkpoint-pg migrate history`")
         with _sa_connection(args, write=True) as conn:
             before = migrate.current(conn, tables)
             migrate.upgrade(conn, tables, target)
@@ -190,9 +193,23 @@ def _downgrade_check(
     return None, order[to] if to >= 0 else "<base>"
 
 
+# alembic's relative form for an upgrade: +1 is one step up from the database's revision
+_RELATIVE_UP = re.compile(r"\+(\d+)")
+
+
 def _upgrade_plan(args: argparse.Namespace, before: str | None, target: str) -> int:
     """What ``migrate upgrade --dry-run`` reports: the step from the database's revision."""
-    order, to = _positions(before, target, "upgrade the checkpoint-pg package instead of migrating")
+    steps = _RELATIVE_UP.fullmatch(target)
+    newer = "upgrade the checkpoint-pg package instead of migrating"
+    if steps is not None:
+        order, _ = _positions(before, "head", newer)
+        to = (order.index(before) if before is not None else -1) + int(steps.group(1))
+        if to >= len(order):
+            raise UsageError(
+                f"{target} goes above head: the database is at {before or '<none>'}, head is {order[-1]}"
+            )
+        target = order[to]
+    order, to = _positions(before, target, newer)
     if before is not None and order.index(before) >= to:
         where = f"{before} (head)" if target == "head" else f"{before}, at or past {target}"
         return _report(
