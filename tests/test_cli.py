@@ -1415,3 +1415,27 @@ def test_migrate_upgrade_dry_run_and_run_agree_on_the_revision(
     assert code == 0 and json.loads(out)["to"] == "0004", err
     code, out, _ = cli(capsys, "migrate", "upgrade", "+1", "--json", *url)
     assert code == 0 and json.loads(out) == {"from": "0003", "to": "0004"}
+
+
+def test_a_subgraph_checkpoint_id_is_named_with_its_namespace(
+    capsys: pytest.CaptureFixture[str], db: list[str]
+) -> None:
+    """An id history printed on a subgraph's row, given to show without --ns: the error names the
+    --ns to pass (it said "see its ids with `checkpoint-pg history`", where the id came from)."""
+    from langgraph.types import Command
+
+    from graphs import build_subgraph_graph
+
+    url, prefix = db[1], db[3]
+    with _saver_cls(url).from_conn_string(url, prefix=prefix) as saver:
+        g = build_subgraph_graph(saver)
+        config = {"configurable": {"thread_id": "nested"}}
+        g.invoke({"topic": "x"}, config)
+        g.invoke(Command(resume="h"), config)
+    entries = json.loads(cli(capsys, "history", "nested", "--json", *db)[1])
+    child = next(e for e in entries if e["checkpoint_ns"])
+    code, _, err = cli(capsys, "show", "nested", child["checkpoint_id"][-12:], *db)
+    assert code == 1 and "--ns " in err and child["checkpoint_ns"] in err, err
+    argv = shlex.split(err.split("--ns ", 1)[1].rstrip(")\n"))
+    code, out, err = cli(capsys, "show", "nested", child["checkpoint_id"][-12:], "--ns", argv[0], "--json", *db)
+    assert code == 0 and json.loads(out)["checkpoint_id"] == child["checkpoint_id"], err

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import shlex
 from collections import defaultdict, deque
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any
@@ -516,6 +517,20 @@ class Inspector:
             )
         else:
             found = [i for i in ids if i.startswith(checkpoint) or i.endswith(checkpoint)]
+            elsewhere = sorted(
+                {
+                    ns
+                    for ns, cid in rows
+                    if ns != checkpoint_ns and (cid.startswith(checkpoint) or cid.endswith(checkpoint))
+                }
+            )
+            if not found and elsewhere:
+                # an id history printed on a subgraph's row: say where it is, not "see history" again
+                raise NotFoundError(
+                    f"thread {thread_id!r} has checkpoint {checkpoint!r} in namespace "
+                    f"{_listed(elsewhere)}, not in {checkpoint_ns!r}: pass that namespace "
+                    f"(checkpoint-pg: --ns {shlex.quote(elsewhere[0])})"
+                )
             if len(found) > 1:
                 raise ConfigError(
                     f"{checkpoint!r} matches {len(found)} checkpoints of thread {thread_id!r} in "
