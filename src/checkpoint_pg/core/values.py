@@ -223,14 +223,15 @@ def unique_objects(objs: Any) -> list[StoredObject]:
     return [unique[h] for h in sorted(unique)]
 
 
-# LangGraph's version strings (see SaverBase.get_next_version): a zero-padded
-# counter then a random part. Only these sort like the versions they stand for,
-# which reading a delta chain by version range needs.
-_OUR_VERSION = re.compile(r"^\d{10}\.[0-9a-f]{8}$")
+# Version strings that sort as the counters they lead with, which reading a delta
+# chain by version range needs: ours (see SaverBase.get_next_version: a counter 10
+# digits wide, then a random part), and LangGraph's default (32 digits, then a random
+# float), which the incumbent savers store and an import keeps. Ours sort after it.
+_SORTABLE_VERSION = re.compile(r"^(?:\d{10}\.[0-9a-f]{8}|\d{32}\.\S+)$")
 
 
 def is_sortable_version(version: Any) -> bool:
-    return isinstance(version, str) and _OUR_VERSION.match(version) is not None
+    return isinstance(version, str) and _SORTABLE_VERSION.match(version) is not None
 
 
 def _shared_prefix(items: list[Any], prev: ListState) -> int:
@@ -282,8 +283,13 @@ def plan_channel_value(
     new_objs = [codec.dump(v) for v in value[shared:]]
     hashes = (prev.hashes[:shared] if prev is not None else ()) + tuple(o.hash for o in new_objs)
     if prev is None or shared == 0:
-        # not a pure append of what we know: compare hashes to reuse what we can
+        # not a pure append of the objects we know: compare hashes to reuse what we can
         hashes = tuple(o.hash for o in new_objs)
+        if prev is not None and prev.hashes and hashes[: len(prev.hashes)] == prev.hashes:
+            # an append all the same, of elements equal to the stored ones but other
+            # objects (a list read afresh, as an import does, or copied)
+            shared = len(prev.hashes)
+            new_objs = new_objs[shared:]
     items = tuple(value)
     if prev is not None and shared and prev.chain_len < chain_limit(len(hashes)):
         row = ValueRow(channel, ver, KIND.DELTA, prev.version, prev.root_version, b"".join(hashes[shared:]))
