@@ -41,6 +41,7 @@ COMMANDS = [
     ["prune"],
     ["delete"],
     ["copy"],
+    ["vacuum"],
     ["migrate"],
     ["migrate", "upgrade"],
     ["migrate", "downgrade"],
@@ -1439,3 +1440,34 @@ def test_a_subgraph_checkpoint_id_is_named_with_its_namespace(
     argv = shlex.split(err.split("--ns ", 1)[1].rstrip(")\n"))
     code, out, err = cli(capsys, "show", "nested", child["checkpoint_id"][-12:], "--ns", argv[0], "--json", *db)
     assert code == 0 and json.loads(out)["checkpoint_id"] == child["checkpoint_id"], err
+
+
+def test_vacuum_gives_a_deleted_threads_space_back(
+    capsys: pytest.CaptureFixture[str], db: list[str], backend: str
+) -> None:
+    """vacuum after delete: the SQLite file shrinks (its WAL cut to nothing); on Postgres
+    the space is marked free, and --full shrinks the tables. No thread changes."""
+    from graphs import build_tool_agent, weather_question
+
+    url, prefix = db[1], db[3]
+    with _saver_cls(url).from_conn_string(url, prefix=prefix) as saver:
+        agent = build_tool_agent(saver)
+        for city in ("Paris", "Rome", "Oslo", "Lima") * 5:
+            agent.invoke(weather_question(city), {"configurable": {"thread_id": "big"}})
+    _, before, _ = cli(capsys, "history", "chain", "--json", *db)
+    assert cli(capsys, "delete", "big", "--yes", *db)[0] == 0
+    code, out, _ = cli(capsys, "vacuum", "--json", *db)
+    assert code == 0, out
+    report = json.loads(out)
+    if backend == "sqlite":
+        assert report["full"] and report["bytes_after"] < report["bytes_before"], report
+        assert os.path.getsize(url) == report["bytes_after"]
+        assert not os.path.exists(f"{url}-wal") or os.path.getsize(f"{url}-wal") == 0
+    else:
+        assert not report["full"] and report["bytes_after"] > 0, report
+        code, out, _ = cli(capsys, "vacuum", "--full", *db)
+        assert code == 0 and out.startswith("vacuumed (rewrote the tables): "), out
+        code, out, _ = cli(capsys, "vacuum", "--full", "--json", *db)
+        assert json.loads(out)["freed"] == 0  # nothing left to give back
+    _, after, _ = cli(capsys, "history", "chain", "--json", *db)
+    assert after == before

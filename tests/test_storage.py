@@ -2415,3 +2415,54 @@ def test_resolving_a_long_chain_keeps_a_bounded_memo() -> None:
     for i in reversed(range(1000)):
         assert resolve_hashes(rows, f"{i:06d}", memo, "test") == tuple(h[: i + 1])
         assert len(memo) <= MEMO_VERSIONS
+
+
+async def test_vacuum_after_delete_keeps_every_other_thread(
+    make_saver: Any, make_async_saver: Any, saver_target: Any
+) -> None:
+    """saver.vacuum() / avacuum() after delete_thread: the other thread reads back the
+    same, the SQLite file shrinks, Postgres's full vacuum shrinks the tables; a saver
+    whose connection is inside a transaction is refused with what to do, changing nothing."""
+    from checkpoint_pg import ConfigError
+
+    build_graph, turn_input = _agent()
+    keep, drop = new_config("vac-keep"), new_config("vac-drop")
+    with make_saver() as saver:
+        graph = build_graph(saver)
+        for turn in range(12):
+            graph.invoke(turn_input(turn), keep)
+            graph.invoke(turn_input(turn), drop)
+        history = [t.checkpoint for t in saver.list(keep)]
+        saver.delete_thread(thread_of(drop))
+        report = saver.vacuum()
+        assert report.full == (saver_target.backend == "sqlite")
+        if saver_target.backend == "sqlite":
+            assert report.bytes_after < 0.7 * report.bytes_before, report
+        assert [t.checkpoint for t in saver.list(keep)] == history
+    async with make_async_saver() as asaver:
+        report = await asaver.avacuum(full=True)
+        assert report.full and report.bytes_after <= report.bytes_before, report
+        if saver_target.backend == "postgres":
+            assert report.bytes_after < report.bytes_before, report  # dead rows rewritten away
+        assert [t.checkpoint async for t in asaver.alist(keep)] == history
+    # a connection of the caller's, inside a transaction: VACUUM cannot run there
+    if saver_target.backend == "sqlite":
+        from checkpoint_pg import SqliteSaver
+
+        conn = sqlite3.connect(saver_target.conn_string, isolation_level=None)
+        conn.execute("BEGIN")
+        in_txn: Any = SqliteSaver(conn, **saver_target.options)
+    else:
+        import psycopg
+
+        from checkpoint_pg import PostgresSaver
+
+        conn = psycopg.connect(saver_target.conn_string)  # not autocommit
+        in_txn = PostgresSaver(conn, **saver_target.options)
+    try:
+        with pytest.raises(ConfigError, match="vacuum cannot run inside a transaction"):
+            in_txn.vacuum()
+    finally:
+        conn.close()
+    with make_saver() as saver:
+        assert [t.checkpoint for t in saver.list(keep)] == history

@@ -18,6 +18,7 @@ from checkpoint_pg.errors import (
     ValueTooLargeError,
 )
 from checkpoint_pg.core.lease import Lease
+from checkpoint_pg.core.vacuum import VacuumReport
 from checkpoint_pg.sqlite import AsyncSqliteSaver, SqliteSaver
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ __all__ = [
     "SqliteSaver",
     "AsyncSqliteSaver",
     "Lease",
+    "VacuumReport",
     "CheckpointPgError",
     "ConfigError",
     "SchemaVersionError",

@@ -1,5 +1,6 @@
 """The commands that change threads: prune, delete, unlock and copy. Each asks first
-(``--yes`` skips the question) and ``--dry-run`` only says what it would do.
+(``--yes`` skips the question) and ``--dry-run`` only says what it would do. And
+vacuum, which gives the space they free back and changes no thread.
 """
 
 from __future__ import annotations
@@ -217,11 +218,22 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return _report(args, result, f"done: {summary}")
 
 
+def cmd_vacuum(args: argparse.Namespace) -> int:
+    with open_saver(args, write=True, create=False) as saver:
+        report = saver.vacuum(full=args.full)
+    data = {**report.__dict__, "freed": report.freed}
+    how = "rewrote the tables" if report.full else "marked free space for reuse"
+    text = (
+        f"vacuumed ({how}): {_human_bytes(report.bytes_before)} -> {_human_bytes(report.bytes_after)}"
+    )
+    return _report(args, data, text)
+
+
 # -- command line --------------------------------------------------------------------
 
 
 def add_parsers(add: AddCommand, common: argparse.ArgumentParser) -> None:
-    """Add prune, delete, unlock and copy, in the order --help lists them."""
+    """Add prune, delete, unlock, copy and vacuum, in the order --help lists them."""
     p = add(
         "prune",
         "delete old checkpoints or stale threads",
@@ -252,3 +264,15 @@ def add_parsers(add: AddCommand, common: argparse.ArgumentParser) -> None:
     p.add_argument("src", metavar="SRC")
     p.add_argument("dst", metavar="DST")
     _destructive(p)
+
+    p = add(
+        "vacuum",
+        "give the space deleted threads and pruned checkpoints left back",
+        cmd_vacuum,
+        "SQLite: rebuilds the file without its free pages, so it shrinks (it needs as much free "
+        "disk as the file for a moment, and waits for other connections' writes). Postgres: "
+        "VACUUM (ANALYZE) of the saver's tables, marking the space of deleted rows free for new "
+        "ones; --full rewrites them to shrink them, locking each table against all use while "
+        "it does. Changes no thread.",
+    )
+    p.add_argument("--full", action="store_true", help="Postgres: VACUUM FULL (locks each table while it runs)")

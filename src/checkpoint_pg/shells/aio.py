@@ -32,6 +32,7 @@ from langgraph.checkpoint.base import (
 from checkpoint_pg.core import lease as leases
 from checkpoint_pg.core import ops
 from checkpoint_pg.core.ops import Batch, Op
+from checkpoint_pg.core.vacuum import VacuumReport
 from checkpoint_pg.errors import AsyncMisuseError
 from checkpoint_pg.shells.base import (
     NOTHING_TAKEN,
@@ -313,6 +314,14 @@ class AsyncSaver(SaverBase):
         left alone, checked under each thread's lock as it is pruned."""
         await self._ado(self._prune_call(thread_ids, strategy, keep_last, updated_before))
 
+    async def avacuum(self, *, full: bool = False) -> VacuumReport:
+        """Give the space deleted rows left back (after delete_thread or prune, say).
+
+        SQLite rebuilds the file, which then shrinks. Postgres marks the space free for
+        new rows; ``full=True`` rewrites the tables to shrink them, locking each one
+        while it does. Needs a connection outside any transaction (autocommit)."""
+        return await self._ado(self._vacuum_call(full))  # type: ignore[no-any-return]
+
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
@@ -377,6 +386,9 @@ class AsyncSaver(SaverBase):
                 thread_ids, strategy=strategy, keep_last=keep_last, updated_before=updated_before
             ),
         )
+
+    def vacuum(self, *, full: bool = False) -> VacuumReport:
+        return self._sync("vacuum", lambda: self.avacuum(full=full))  # type: ignore[no-any-return]
 
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]

@@ -23,7 +23,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from checkpoint_pg import migrate
 from checkpoint_pg.core import lease as leases
-from checkpoint_pg.core import ops
+from checkpoint_pg.core import ops, vacuum
 from checkpoint_pg.core.config import normalize_thread_id, target_of
 from checkpoint_pg.core.codec import ValueCodec
 from checkpoint_pg.core.ops import Batch, Ctx, Memo, Op
@@ -250,6 +250,12 @@ class SaverBase(BaseCheckpointSaver[str]):
     ) -> Call:
         make = partial(ops.prune, self.ctx, thread_ids, strategy, keep_last, updated_before)
         return Call(make, write=True)
+
+    def _vacuum_call(self, full: bool) -> Call:
+        if not isinstance(full, bool):
+            raise ConfigError(f"full must be a bool, got {full!r}")
+        # outside any transaction: VACUUM refuses to run inside one
+        return Call(partial(vacuum.vacuum, self.ctx, full), txn=False)
 
     def _write_call(self, op: Callable[..., Op], *args: Any) -> Call:
         """A writing operation of the core, ``op(ctx, *args)``, in a transaction."""

@@ -68,6 +68,12 @@ def translate(exc: BaseException, url_hint: str) -> CheckpointPgError | None:
             "ids, namespaces, checkpoint and task ids and channel names under ~2,000 bytes; "
             "nothing was stored"
         )
+    if getattr(exc, "sqlstate", None) == "25001" or "VACUUM from within a transaction" in text:
+        return ConfigError(
+            "vacuum cannot run inside a transaction: the saver's connection is in one (or, on "
+            "Postgres, is not in autocommit mode). Give it an autocommit connection or a pool "
+            "(from_conn_string makes one), or run `checkpoint-pg vacuum`; nothing was changed"
+        )
     if text.startswith("database is locked"):  # SQLite's busy timeout ran out
         return DatabaseBusyError(
             f"the SQLite file {url_hint.split(' --', 1)[0]} is locked by another connection "

@@ -25,6 +25,7 @@ from langgraph.checkpoint.base import (
 from checkpoint_pg.core import lease as leases
 from checkpoint_pg.core import ops
 from checkpoint_pg.core.ops import Batch, Op
+from checkpoint_pg.core.vacuum import VacuumReport
 from checkpoint_pg.shells.base import (
     NOTHING_TAKEN,
     Call,
@@ -151,6 +152,14 @@ class SyncSaver(SaverBase):
         With ``updated_before`` (an aware datetime), threads written since then are
         left alone, checked under each thread's lock as it is pruned."""
         self._do(self._prune_call(thread_ids, strategy, keep_last, updated_before))
+
+    def vacuum(self, *, full: bool = False) -> VacuumReport:
+        """Give the space deleted rows left back (after delete_thread or prune, say).
+
+        SQLite rebuilds the file, which then shrinks. Postgres marks the space free for
+        new rows; ``full=True`` rewrites the tables to shrink them, locking each one
+        while it does. Needs a connection outside any transaction (autocommit)."""
+        return self._do(self._vacuum_call(full))  # type: ignore[no-any-return]
 
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
@@ -296,6 +305,9 @@ class SyncSaver(SaverBase):
                 updated_before=updated_before,
             )
         )
+
+    async def avacuum(self, *, full: bool = False) -> VacuumReport:
+        return await asyncio.to_thread(partial(self.vacuum, full=full))
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]

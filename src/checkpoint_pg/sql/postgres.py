@@ -589,6 +589,23 @@ class PostgresSQL(CheckpointPages):
     def thread_exists(self, t: str) -> Stmt:
         return Stmt(f"SELECT 1 FROM {self.n.checkpoints} WHERE thread_id = %(t)s LIMIT 1", {"t": t})
 
+    def stored_bytes(self) -> Stmt:
+        """The bytes of the saver's tables: indexes, TOAST and free-space maps included."""
+        n = self.n
+        rels = [n.threads, n.checkpoints, n.values, n.writes, n.objects]
+        return Stmt(
+            "SELECT coalesce(sum(pg_total_relation_size(to_regclass(r))), 0)::bigint "
+            "FROM unnest(%(rels)s::text[]) AS r",
+            {"rels": rels},
+        )
+
+    def vacuum(self, full: bool) -> list[Stmt]:
+        """Plain VACUUM marks dead rows' space free for new rows; FULL rewrites the tables,
+        giving it back to the operating system, under a lock that blocks every use."""
+        n = self.n
+        opts = "FULL, ANALYZE" if full else "ANALYZE"
+        return [Stmt(f"VACUUM ({opts}) {n.threads}, {n.checkpoints}, {n.values}, {n.writes}, {n.objects}", {})]
+
     def lock_thread(self, t: str) -> Stmt:
         # Serializes delete/prune with concurrent puts on the same thread (puts
         # upsert this row first, so they wait for the row lock, and vice versa).

@@ -529,6 +529,15 @@ class SqliteSQL(CheckpointPages):
     def thread_exists(self, t: str) -> Stmt:
         return Stmt(f"SELECT 1 FROM {self.n.checkpoints} WHERE thread_id = :t LIMIT 1", {"t": t})
 
+    def stored_bytes(self) -> Stmt:
+        """The bytes of the database file (its pages; the WAL apart)."""
+        return Stmt("SELECT c.page_count * s.page_size FROM pragma_page_count() AS c, pragma_page_size() AS s", {})
+
+    def vacuum(self, full: bool) -> list[Stmt]:
+        """Rebuild the file without its free pages (SQLite has no lighter VACUUM), then
+        copy the WAL into it and cut the WAL to nothing."""
+        return [Stmt("VACUUM", {}), Stmt("PRAGMA wal_checkpoint(TRUNCATE)", {})]
+
     def lock_thread(self, t: str) -> Stmt:
         # BEGIN IMMEDIATE already holds the database's write lock.
         return Stmt("SELECT 1", {})
