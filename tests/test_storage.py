@@ -423,6 +423,77 @@ def test_write_stored_after_the_put_of_its_message_is_repointed(pg_url: str) -> 
         assert write[2] == [tool_msg] and write[2][0].id == "tool-msg-1"
 
 
+@pytest.mark.parametrize("second", ["put", "put_writes"])
+def test_a_repoint_lost_with_its_connection_is_sent_again_by_the_retry(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, second: str
+) -> None:
+    """On Postgres a put (or put_writes) and the repoint it then claims commit apart.
+    The server kills the session as the repoint is sent: the call is retried on a fresh
+    connection, and the retry must repoint the write too (the claim was taken from
+    WrittenMessages by the first attempt), not leave the ToolMessage stored twice.
+    ``second``: which of the two calls stores last, and so repoints."""
+    import threading
+
+    import psycopg
+
+    import checkpoint_pg.postgres as pg
+    from checkpoint_pg import PostgresSaver
+
+    real = pg._execute
+    killed: list[int] = []
+    in_writes, go = threading.Event(), threading.Event()
+
+    def execute(conn: Any, batch: Any) -> list[Any]:
+        sql = " ".join(s.sql for s in batch.stmts)
+        if second == "put_writes" and "put_writes(" in sql and not in_writes.is_set():
+            in_writes.set()  # serialized without the id: the put goes first
+            assert go.wait(10)
+        if not killed and "overlay(refs PLACING" in sql:
+            killed.append(conn.info.backend_pid)
+            with psycopg.connect(pg_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", [conn.info.backend_pid])
+        return real(conn, batch)
+
+    monkeypatch.setattr(pg, "_execute", execute)
+    prefix = f"r{secrets.token_hex(4)}_"
+    with PostgresSaver.from_conn_string(pg_url, pool_size=2, prefix=prefix) as saver:
+        saver.setup()
+        config = new_config("repoint-lost")
+        question = HumanMessage("weather?", id="q")
+        cp = empty_checkpoint()
+        v1 = saver.get_next_version(None, None)
+        cp["channel_values"] = {"messages": [question]}
+        cp["channel_versions"] = {"messages": v1}
+        config = saver.put(config, cp, {"source": "loop", "step": 0}, {"messages": v1})
+        tool_msg = ToolMessage("sunny", tool_call_id="call-1")  # no id yet
+        writer = threading.Thread(
+            target=saver.put_writes, args=(config, [("messages", [tool_msg])], "tools-task")
+        )
+        writer.start()
+        if second == "put_writes":
+            assert in_writes.wait(10)
+        else:
+            writer.join(10)
+        tool_msg.id = "tool-msg-1"  # what add_messages does, in place
+        cp2 = empty_checkpoint()
+        v2 = saver.get_next_version(v1, None)
+        cp2["channel_values"] = {"messages": [question, tool_msg]}
+        cp2["channel_versions"] = {"messages": v2}
+        saver.put(config, cp2, {"source": "loop", "step": 1}, {"messages": v2})
+        go.set()
+        writer.join(10)
+        assert not writer.is_alive()
+        assert killed, "the repoint was never sent"
+
+        class _Target:
+            backend, conn_string = "postgres", pg_url
+
+        with raw_for(_Target(), saver) as raw:
+            assert_tool_messages_stored_once(raw, thread_of(config), expected=1)
+        (write,) = saver.get_tuple(config).pending_writes
+        assert write[2] == [tool_msg] and write[2][0].id == "tool-msg-1"
+
+
 def test_a_repoint_waits_for_a_write_in_flight_that_holds_the_same_bytes(pg_url: str) -> None:
     """Two parallel tasks wrote the same id-less message (one object, stored once).
     One task's repoint (its message got its id) drops that object once nothing uses

@@ -348,7 +348,10 @@ def put(
     checkpoint: Checkpoint,
     metadata: CheckpointMetadata,
     new_versions: ChannelVersions,
+    unfinished: list[tuple[Any, ...]] | None = None,
 ) -> Op:
+    """Store a checkpoint. ``unfinished``: the call's own list, shared by its attempts,
+    of repoints an attempt claimed (see `WrittenMessages`) and may not have committed."""
     target = target_of(config)
     t, ns, parent = target.thread_id, target.ns, target.checkpoint_id
     cid = checkpoint["id"]
@@ -433,9 +436,25 @@ def put(
     ctx.cache.remember_scalars(t, ns, scalars)
     # after the list's objects are stored: a write still pending repoints itself
     fixups = [f for item, h in listed for f in ctx.written.claim(item, h, t)]
+    yield from _repoint(ctx, fixups, unfinished)
+    return checkpoint_config(t, ns, cid)
+
+
+def _repoint(
+    ctx: Ctx, fixups: list[tuple[Any, ...]], unfinished: list[tuple[Any, ...]] | None
+) -> Generator[Batch, list[Any], None]:
+    """Repoint writes. A claim is taken from `WrittenMessages` once: if the batch is
+    lost with its connection (on Postgres it commits apart from the put or put_writes
+    before it), the call's retry finds nothing left to claim. So the call keeps its
+    repoints in ``unfinished`` until they committed, and a retry sends them again
+    (each is idempotent: it matches only a write still holding the old hash)."""
+    if unfinished is not None:
+        fixups = [*unfinished, *(f for f in fixups if f not in unfinished)]
+        unfinished[:] = fixups
     if fixups:
         yield Batch(ctx.sql.repoint_writes(fixups), fetch=False)
-    return checkpoint_config(t, ns, cid)
+    if unfinished is not None:
+        unfinished.clear()
 
 
 def _listed_messages(values: Mapping[str, Any], rows: Sequence[ValueRow]) -> list[tuple[Any, bytes]]:
@@ -459,6 +478,7 @@ def put_writes(
     writes: Sequence[tuple[str, Any]],
     task_id: str,
     task_path: str,
+    unfinished: list[tuple[Any, ...]] | None = None,
 ) -> Op:
     """Store a task's writes as given (no ids assigned: LangGraph's `add_messages`
     does that on another thread). A write serialized before its message got its
@@ -537,8 +557,7 @@ def put_writes(
     )
     # a put that stored a message of these writes under its later id meanwhile
     fixups = [f for entry in registered if (f := ctx.written.stored(entry)) is not None]
-    if fixups:
-        yield Batch(ctx.sql.repoint_writes(fixups), fetch=False)
+    yield from _repoint(ctx, fixups, unfinished)
     # the other values of the writes: their stored bytes, decoded afresh when read
     as_items = set(w_hashes)
     ctx.cache.remember_writes(

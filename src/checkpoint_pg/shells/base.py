@@ -232,13 +232,18 @@ class SaverBase(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> Call:
-        make = partial(ops.put, self.ctx, config, checkpoint, metadata, new_versions)
+        # unfinished: repoints claimed by an attempt, sent again by the retry (ops._repoint)
+        make = partial(
+            ops.put, self.ctx, config, checkpoint, metadata, new_versions, unfinished=[]
+        )
         return Call(make, txn=not self.ctx.sql.single_statement, write=True, thread=_thread_of(config))
 
     def _put_writes_call(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str
     ) -> Call:
-        make = partial(ops.put_writes, self.ctx, config, writes, task_id, task_path)
+        make = partial(
+            ops.put_writes, self.ctx, config, writes, task_id, task_path, unfinished=[]
+        )
         return Call(make, txn=not self.ctx.sql.single_statement, write=True, thread=_thread_of(config))
 
     def _prune_call(
