@@ -654,3 +654,67 @@ def test_a_leased_run_refuses_the_second_concurrent_run(
     assert listed[0].checkpoint["channel_values"]["log"] == [
         "first-input", "first-start", "first-slow", "first-end"
     ]
+
+
+def test_copy_of_a_thread_whose_first_put_commits_meanwhile_is_whole(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """copy_thread locks the source's row, but a source with no row (deleted, then
+    started again) has nothing to lock: its first put commits while the copy runs.
+    The copy must take that checkpoint with its objects or not at all, never leave
+    the target holding a checkpoint whose messages it does not have."""
+    import secrets
+
+    from langchain_core.messages import AIMessage, HumanMessage
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    import checkpoint_pg.postgres as pg
+    from checkpoint_pg import PostgresSaver
+
+    prefix = f"c{secrets.token_hex(4)}_"
+    real = pg._execute
+    with PostgresSaver.from_conn_string(pg_url, pool_size=2, prefix=prefix) as saver:
+        saver.setup()
+        src = {"configurable": {"thread_id": "copy-src"}}
+        first = HumanMessage("hi", id="m1")
+        cp = empty_checkpoint()
+        v1 = saver.get_next_version(None, None)
+        cp["channel_values"] = {"messages": [first]}
+        cp["channel_versions"] = {"messages": v1}
+        saver.put(src, cp, {"source": "input", "step": -1}, {"messages": v1})
+        saver.delete_thread("copy-src")  # gone, row and all; a new run starts it again
+
+        def first_put() -> None:
+            cp2 = empty_checkpoint()
+            v2 = saver.get_next_version(None, None)
+            cp2["channel_values"] = {"messages": [first, AIMessage("hello", id="m2")]}
+            cp2["channel_versions"] = {"messages": v2}
+            saver.put(src, cp2, {"source": "input", "step": -1}, {"messages": v2})
+
+        done: list[bool] = []
+
+        def execute(conn: Any, batch: Any) -> list[Any]:
+            out: list[Any] = []
+            for stmt in batch.stmts:
+                out += real(conn, type(batch)([stmt], fetch=batch.fetch))
+                copying = stmt.params.get("d") == "copy-dst" and "INSERT INTO" in stmt.sql
+                if copying and f"{prefix}objects" in stmt.sql and not done:
+                    done.append(True)  # the source's first put commits now
+                    worker = threading.Thread(target=first_put)
+                    worker.start()
+                    worker.join(10)
+                    assert not worker.is_alive()
+            return out
+
+        monkeypatch.setattr(pg, "_execute", execute)
+        saver.copy_thread("copy-src", "copy-dst")
+        monkeypatch.setattr(pg, "_execute", real)
+        assert done
+
+    with PostgresSaver.from_conn_string(pg_url, prefix=prefix) as fresh:
+        dst = {"configurable": {"thread_id": "copy-dst"}}
+        for tup in fresh.list(dst):  # each checkpoint reads back whole
+            assert fresh.get_tuple(tup.config) is not None
+        latest = fresh.get_tuple(dst)
+        if latest is not None:
+            assert [m.id for m in latest.checkpoint["channel_values"]["messages"]] == ["m1", "m2"]

@@ -630,45 +630,40 @@ class PostgresSQL(CheckpointPages):
         return [Stmt(f"WITH {ctes} DELETE FROM {n.objects} WHERE thread_id = %(t)s", {"t": t})]
 
     def copy_thread(self, src: str, dst: str) -> list[Stmt]:
+        """One statement, so one snapshot: the source's row lock (taken first) holds
+        nothing when the source has no row yet (deleted, or its first put in flight),
+        and a put committing between separate statements would be copied without
+        its objects. Each put is one statement, so a snapshot holds it whole or not."""
         n = self.n
         p = {"s": src, "d": dst}
+        parts = [
+            # the target's row may exist already: a lease taken on it
+            f"INSERT INTO {n.threads} AS t (thread_id, created_at, updated_at, metadata) "
+            f"SELECT %(d)s, now(), now(), metadata FROM {n.threads} WHERE thread_id = %(s)s "
+            "ON CONFLICT (thread_id) DO UPDATE SET updated_at = excluded.updated_at, "
+            "metadata = COALESCE(t.metadata, excluded.metadata)",
+            f"INSERT INTO {n.objects} (thread_id, hash, type, data) "
+            f"SELECT %(d)s, hash, type, data FROM {n.objects} WHERE thread_id = %(s)s "
+            "ON CONFLICT DO NOTHING",
+            f"INSERT INTO {n.values} (thread_id, checkpoint_ns, channel, version, kind, "
+            "base_version, root_version, refs) SELECT %(d)s, checkpoint_ns, channel, version, "
+            f"kind, base_version, root_version, refs FROM {n.values} WHERE thread_id = %(s)s "
+            "ON CONFLICT DO NOTHING",
+            f"INSERT INTO {n.writes} (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, "
+            "channel, task_path, kind, refs) SELECT %(d)s, checkpoint_ns, checkpoint_id, "
+            f"task_id, idx, channel, task_path, kind, refs FROM {n.writes} "
+            "WHERE thread_id = %(s)s ON CONFLICT DO NOTHING",
+        ]
+        ctes = ", ".join(f"c{i} AS ({sql})" for i, sql in enumerate(parts))
         return [
             Stmt(
-                # the target's row may exist already: a lease taken on it
-                f"INSERT INTO {n.threads} AS t (thread_id, created_at, updated_at, metadata) "
-                f"SELECT %(d)s, now(), now(), metadata FROM {n.threads} WHERE thread_id = %(s)s "
-                "ON CONFLICT (thread_id) DO UPDATE SET updated_at = excluded.updated_at, "
-                "metadata = COALESCE(t.metadata, excluded.metadata)",
-                p,
-            ),
-            Stmt(
-                f"INSERT INTO {n.objects} (thread_id, hash, type, data) "
-                f"SELECT %(d)s, hash, type, data FROM {n.objects} WHERE thread_id = %(s)s "
-                "ON CONFLICT DO NOTHING",
-                p,
-            ),
-            Stmt(
-                f"INSERT INTO {n.values} (thread_id, checkpoint_ns, channel, version, kind, "
-                "base_version, root_version, refs) SELECT %(d)s, checkpoint_ns, channel, version, "
-                f"kind, base_version, root_version, refs FROM {n.values} WHERE thread_id = %(s)s "
-                "ON CONFLICT DO NOTHING",
-                p,
-            ),
-            Stmt(
-                f"INSERT INTO {n.writes} (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, "
-                "channel, task_path, kind, refs) SELECT %(d)s, checkpoint_ns, checkpoint_id, "
-                f"task_id, idx, channel, task_path, kind, refs FROM {n.writes} "
-                "WHERE thread_id = %(s)s ON CONFLICT DO NOTHING",
-                p,
-            ),
-            Stmt(
-                f"INSERT INTO {n.checkpoints} (thread_id, checkpoint_ns, checkpoint_id, "
+                f"WITH {ctes} INSERT INTO {n.checkpoints} (thread_id, checkpoint_ns, checkpoint_id, "
                 "parent_checkpoint_id, run_id, checkpoint, metadata, complete) "
                 "SELECT %(d)s, checkpoint_ns, checkpoint_id, parent_checkpoint_id, run_id, "
                 f"checkpoint, metadata, complete FROM {n.checkpoints} WHERE thread_id = %(s)s "
                 "ON CONFLICT DO NOTHING",
                 p,
-            ),
+            )
         ]
 
     def select_threads_of_runs(self, run_ids: Sequence[str]) -> Stmt:
