@@ -718,3 +718,79 @@ def test_copy_of_a_thread_whose_first_put_commits_meanwhile_is_whole(
         latest = fresh.get_tuple(dst)
         if latest is not None:
             assert [m.id for m in latest.checkpoint["channel_values"]["messages"]] == ["m1", "m2"]
+
+
+@pytest.mark.parametrize("op", ["prune", "delete_for_runs"])
+def test_a_collection_leaves_a_first_put_committing_meanwhile_whole(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, op: str
+) -> None:
+    """prune(keep_latest) and delete_for_runs read a thread in several statements, under
+    its row lock. A thread deleted and started again has no row to lock until its first
+    put commits, which it may do between those reads: the collection then saw its
+    objects but not its checkpoint, and deleted them (every read failed with
+    IntegrityError). A thread without its row is left alone."""
+    import secrets
+
+    from langchain_core.messages import AIMessage, HumanMessage
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    import checkpoint_pg.postgres as pg
+    from checkpoint_pg import PostgresSaver
+
+    prefix = f"c{secrets.token_hex(4)}_"
+    real = pg._execute
+    thread = {"configurable": {"thread_id": "gc-src"}}
+    with PostgresSaver.from_conn_string(pg_url, pool_size=2, prefix=prefix) as saver:
+        saver.setup()
+        first = HumanMessage("hi", id="m1")
+        cp = empty_checkpoint()
+        v1 = saver.get_next_version(None, None)
+        cp["channel_values"] = {"messages": [first]}
+        cp["channel_versions"] = {"messages": v1}
+        saver.put(thread, cp, {"source": "input", "step": -1, "run_id": "run-1"}, {"messages": v1})
+        if op == "prune":
+            saver.delete_thread("gc-src")  # gone, row and all; a new run starts it again
+
+        def first_put() -> None:
+            cp2 = empty_checkpoint()
+            v2 = saver.get_next_version(None, None)
+            cp2["channel_values"] = {"messages": [first, AIMessage("hello", id="m2")]}
+            cp2["channel_versions"] = {"messages": v2}
+            saver.put(thread, cp2, {"source": "input", "step": -1, "run_id": "run-2"}, {"messages": v2})
+
+        def in_worker(fn: Any) -> None:  # another pooled connection, as another process
+            worker = threading.Thread(target=fn)
+            worker.start()
+            worker.join(10)
+            assert not worker.is_alive()
+
+        fired: list[bool] = []
+        deleted: list[bool] = []
+
+        def execute(conn: Any, batch: Any) -> list[Any]:
+            out: list[Any] = []
+            for stmt in batch.stmts:
+                if op == "delete_for_runs" and "FOR UPDATE" in stmt.sql and not deleted:
+                    # the run's thread was found; it is deleted before the lock is taken
+                    deleted.append(True)
+                    in_worker(lambda: saver.delete_thread("gc-src"))
+                out += real(conn, type(batch)([stmt], fetch=batch.fetch))
+                reading = "SELECT" in stmt.sql and f"{prefix}writes" in stmt.sql
+                if reading and stmt.params.get("t") == "gc-src" and not fired:
+                    fired.append(True)  # the thread's first put commits between the reads
+                    in_worker(first_put)
+            return out
+
+        monkeypatch.setattr(pg, "_execute", execute)
+        if op == "prune":
+            saver.prune(["gc-src"], keep_last=1)
+        else:
+            saver.delete_for_runs(["run-1"])
+        monkeypatch.setattr(pg, "_execute", real)
+        if not fired:  # the collection left the thread alone: the run starts it after
+            first_put()
+
+    with PostgresSaver.from_conn_string(pg_url, prefix=prefix) as fresh:
+        latest = fresh.get_tuple(thread)
+        assert latest is not None
+        assert [m.id for m in latest.checkpoint["channel_values"]["messages"]] == ["m1", "m2"]

@@ -1223,11 +1223,23 @@ def delete_for_runs(ctx: Ctx, run_ids: Sequence[str]) -> Op:
     (threads,) = yield Batch([ctx.sql.select_threads_of_runs(run_ids)])
     for (t,) in threads:
         ctx.cache.forget_thread(t)
-        yield Batch(
-            [ctx.sql.lock_thread(t), *ctx.sql.delete_checkpoints_of_runs(t, run_ids)], fetch=False
-        )
+        if not (yield from _locked(ctx, t)):
+            continue
+        yield Batch(ctx.sql.delete_checkpoints_of_runs(t, run_ids), fetch=False)
         yield from _collect_garbage(ctx, t, keep=None)
     return None
+
+
+def _locked(ctx: Ctx, t: str) -> Generator[Batch, list[Any], bool]:
+    """Take the thread's row lock for a garbage collection; False when it has no row.
+
+    A thread without its row has no checkpoint (a put upserts the row first, in the
+    same transaction as the rest), so there is nothing to collect. A first put of the
+    thread may be committing meanwhile (after delete_thread, say): with no row to lock
+    it does not wait for us, and reads of the thread in several statements could see
+    its objects without its checkpoint and delete them. Leave it alone."""
+    (row,) = yield Batch([ctx.sql.lock_thread(t)])
+    return bool(row)
 
 
 def prune(
@@ -1264,8 +1276,7 @@ def prune(
                 continue
         if strategy == "delete":
             yield Batch([ctx.sql.lock_thread(t), *ctx.sql.delete_thread(t)], fetch=False)
-        else:
-            yield Batch([ctx.sql.lock_thread(t)], fetch=False)
+        elif (yield from _locked(ctx, t)):
             yield from _collect_garbage(ctx, t, keep=keep_last)
             ctx.cache.forget_thread(t)
     return None
