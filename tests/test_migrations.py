@@ -501,6 +501,43 @@ def test_downgrade_below_0012_stores_dicts_whole(db: Db) -> None:
         assert tup.pending_writes == [("task-1", "__start__", write)]
 
 
+def test_database_brought_to_0012_without_the_chunks_index_upgrades_and_downgrades(db: Db) -> None:
+    """Revision 0012 as released from 82ab8eb to 1d20d95 did not create the partial index
+    on chunks (1d20d95 added it to that revision): a database such a release brought to
+    0012 gets the index at 0013, and downgrades below 0012 whether it has it or not."""
+    from checkpoint_pg import migrate
+    from checkpoint_pg.schema import build_tables
+
+    tables = build_tables()
+    with db.saver() as saver:
+        cfg, value, write = _put_dicts(saver)
+
+    def indexes() -> set[str]:
+        with db.connect() as conn:
+            return {i["name"] for i in sa.inspect(conn).get_indexes("cpg_objects")}
+
+    with db.connect() as conn:
+        migrate.downgrade(conn, tables, "0012")
+        conn.execute(sa.text("DROP INDEX cpg_objects_chunks_idx"))  # as those releases left it
+        conn.commit()
+    assert "cpg_objects_chunks_idx" not in indexes()
+    with db.connect() as conn:
+        migrate.upgrade(conn, tables)
+    assert "cpg_objects_chunks_idx" in indexes()
+    with db.connect() as conn:
+        migrate.downgrade(conn, tables, "0012")
+        conn.execute(sa.text("DROP INDEX cpg_objects_chunks_idx"))
+        conn.commit()
+        migrate.downgrade(conn, tables, "0011")
+        assert migrate.current(conn, tables) == "0011"
+        migrate.upgrade(conn, tables)
+    assert "cpg_objects_chunks_idx" in indexes()
+    with db.saver(setup=False) as saver:
+        tup = saver.get_tuple(cfg)
+        assert tup.checkpoint["channel_values"]["__start__"] == value
+        assert tup.pending_writes == [("task-1", "__start__", write)]
+
+
 def test_downgrade_below_0012_puts_bytes_back_as_msgpack_bin(db: Db) -> None:
     """bytes alone are typed "bytes" (not msgpack), inside a dict they are msgpack bin:
     a dict holding bytes, stored key by key, downgrades to the object an older release

@@ -94,7 +94,9 @@ def downgrade() -> None:
     _unchunk(conn, tables)
     install_functions(FUNCTIONS_0011)
     name, table, schema = _chunks_index()
-    op.drop_index(name, table_name=table, schema=schema)
+    # IF EXISTS: releases whose 0012 predates the index (82ab8eb to 1d20d95)
+    # left databases at 0012 without it
+    op.drop_index(name, table_name=table, schema=schema, if_exists=True)
     for table in (values, writes):
         key = [c for c in table.primary_key.columns]
         after: Sequence[object] | None = None
