@@ -538,10 +538,13 @@ def test_database_brought_to_0012_without_the_chunks_index_upgrades_and_downgrad
         assert tup.pending_writes == [("task-1", "__start__", write)]
 
 
-def test_downgrade_below_0012_puts_bytes_back_as_msgpack_bin(db: Db) -> None:
+@pytest.mark.parametrize("part_type", ["bytes", "bytearray"])
+def test_downgrade_below_0012_puts_bytes_back_as_msgpack_bin(db: Db, part_type: str) -> None:
     """bytes alone are typed "bytes" (not msgpack), inside a dict they are msgpack bin:
     a dict holding bytes, stored key by key, downgrades to the object an older release
-    would have stored for it (same bytes, same hash), bin8, bin16 and bin32 alike."""
+    would have stored for it (same bytes, same hash), bin8, bin16 and bin32 alike. So
+    does a bytearray, typed "bytearray" alone and bin inside a dict, which the first
+    releases of 0012 (before 6f15b9e) stored key by key."""
     from checkpoint_pg import migrate
     from checkpoint_pg.core.codec import ValueCodec, inflate
     from checkpoint_pg.schema import build_tables
@@ -558,6 +561,8 @@ def test_downgrade_below_0012_puts_bytes_back_as_msgpack_bin(db: Db) -> None:
         cfg = saver.put(new_thread(), cp, {"source": "input", "step": -1}, cp["channel_versions"])
     with db.connect() as conn:
         assert conn.execute(sa.text("SELECT kind FROM cpg_channel_values")).scalar_one() == 4
+        if part_type == "bytearray":  # as those releases typed a bytearray's parts
+            conn.execute(sa.text("UPDATE cpg_objects SET type = 'bytearray' WHERE type = 'bytes'"))
         migrate.downgrade(conn, tables, "0011")
         kind, refs = conn.execute(sa.text("SELECT kind, refs FROM cpg_channel_values")).one()
         typ, data = conn.execute(

@@ -175,7 +175,9 @@ def _store_whole(conn: sa.Connection, objects: sa.Table, thread_id: str, refs: b
         typ, data = inflate(*found[h])
         if typ == "null":
             return b"\xc0"
-        if typ == "bytes":  # typed apart alone, msgpack bin inside the dict
+        # typed apart alone, msgpack bin inside the dict (a bytearray part: as the first
+        # releases of this revision, before 6f15b9e, stored it)
+        if typ in ("bytes", "bytearray"):
             return _header(len(data), None, b"\xc5", b"\xc6", b"\xc4") + data
         if typ != "msgpack":
             raise CheckpointPgError(
