@@ -328,6 +328,22 @@ def test_encrypted_serializer_needs_a_hash_key(make_saver, monkeypatch) -> None:
             pass
 
 
+@pytest.mark.parametrize("bad", [b"", b"short", b"k" * 65, "a-str-key-of-sixteen-chars", 12345])
+def test_a_hash_key_that_keys_nothing_is_refused(make_saver, saver_target, backend: str, bad: Any) -> None:
+    """hash_key=b"" with an EncryptedSerializer left the hash unkeyed: the stored
+    hashes were plain BLAKE2b of the plaintext, so anyone reading the table could
+    confirm a guess of a value. A key too short, or not bytes, is a ConfigError
+    naming hash_key, not a TypeError at the first put."""
+    from checkpoint_pg import ConfigError  # noqa: PLC0415
+
+    with pytest.raises(ConfigError, match="hash_key"):
+        with make_saver(serde=encrypted_serde(), hash_key=bad):
+            pass
+    with pytest.raises(ConfigError, match="hash_key"):
+        with make_saver(hash_key=bad):
+            pass
+
+
 # --------------------------------------------------------------------------
 # SQL with bound parameters only
 # --------------------------------------------------------------------------

@@ -155,16 +155,16 @@ class ValueCodec:
         max_value_bytes: int | None = None,
     ) -> None:
         self.serde = serde
+        if hash_key is not None:
+            _check_hash_key(hash_key)
         if isinstance(serde, EncryptedSerializer):
             self._plain = serde.serde
             self._cipher = serde.cipher
-            self._key = hash_key if hash_key is not None else _key_from_env()
+            self._key = bytes(hash_key) if hash_key is not None else _key_from_env()
         else:
             self._plain = serde
             self._cipher = None
-            self._key = hash_key or b""
-        if len(self._key) > 64:
-            raise ConfigError(f"hash_key is {len(self._key)} bytes long: at most 64 are allowed")
+            self._key = bytes(hash_key) if hash_key is not None else b""
         if max_value_bytes is not None and (
             type(max_value_bytes) is not int or max_value_bytes < 1
         ):
@@ -434,6 +434,26 @@ def inflate(typ: str, data: bytes, limit: int | None = None) -> tuple[str, bytes
     if not z.eof:
         raise zlib.error("truncated compressed object")
     return inner, out
+
+
+HASH_KEY_MIN = 16
+HASH_KEY_MAX = 64  # BLAKE2b's limit
+
+
+def _check_hash_key(hash_key: Any) -> None:
+    """A hash key is 16-64 bytes: an empty one (b"") would leave the hash unkeyed, so
+    that with an `EncryptedSerializer` anyone could confirm a guess of a stored value."""
+    if not isinstance(hash_key, (bytes, bytearray)):
+        raise ConfigError(
+            f"hash_key must be bytes ({HASH_KEY_MIN}-{HASH_KEY_MAX} secret bytes), got "
+            f"{type(hash_key).__name__}; pass e.g. os.urandom(32) kept with your encryption key "
+            "(a str: encode it first)"
+        )
+    if not HASH_KEY_MIN <= len(hash_key) <= HASH_KEY_MAX:
+        raise ConfigError(
+            f"hash_key is {len(hash_key)} bytes long: pass {HASH_KEY_MIN}-{HASH_KEY_MAX} "
+            "secret bytes (e.g. os.urandom(32), kept with your encryption key)"
+        )
 
 
 def _key_from_env() -> bytes:
