@@ -95,6 +95,32 @@ def test_put_writes_without_checkpoint_id(counted) -> None:
     unchanged()
 
 
+def test_writes_given_as_a_generator_are_stored(saver) -> None:
+    """put_writes read its writes twice (channels checked, then values stored): a
+    generator's writes were lost without an error."""
+    sim = SimThread(saver, f"gen-{uuid.uuid4().hex[:8]}")
+    sim.run_step()
+    config = sim.config(sim.order[-1])
+    saver.put_writes(config, ((ch, i) for i, ch in enumerate(["g1", "g2"])), "task")
+    assert [(w[1], w[2]) for w in saver.get_tuple(config).pending_writes] == [("g1", 0), ("g2", 1)]
+
+
+@pytest.mark.parametrize(
+    "writes",
+    [{"ab": 1}, "ab", 5, [("a", 1), ("b",)], [("a", 1), "xy"], [("a", 1, 2)]],
+    ids=["dict", "str", "int", "short-pair", "str-pair", "triple"],
+)
+def test_writes_that_are_not_pairs(counted, writes: Any) -> None:
+    """A dict was iterated by key ({"ab": 1} stored channel "a" with value "b"), a
+    str likewise; other shapes raised TypeError/ValueError: a ConfigError, nothing stored."""
+    from checkpoint_pg import ConfigError  # noqa: PLC0415
+
+    sim, unchanged = counted
+    with pytest.raises(ConfigError, match="pair"):
+        sim.saver.put_writes(sim.config(sim.order[-1]), writes, "task")
+    unchanged()
+
+
 @pytest.mark.parametrize("bad", [1, 0, True, 1.0, b"1", ["1"]], ids=repr)
 def test_non_str_thread_ids_are_refused(counted, bad: Any) -> None:
     """1 and "1" must not alias: a non-str thread id is refused, never converted."""

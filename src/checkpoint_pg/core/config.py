@@ -22,6 +22,7 @@ __all__ = [
     "compact_json",
     "loads_json",
     "check_filter",
+    "check_writes",
 ]
 
 # json.dumps(obj, separators=(",", ":")) without building an encoder per call.
@@ -240,3 +241,25 @@ def check_filter(filter: Any) -> dict[str, Any] | None:
         if not text.isascii() and (bad := _surrogate(text)) is not None:
             raise ConfigError(f"filter {{{key!r}: {value!r}}} {bad}")
     return dict(filter)
+
+
+def check_writes(writes: Any) -> list[tuple[str, Any]]:
+    """``put_writes``'s writes as a list of (channel, value) pairs, or a ConfigError.
+
+    Taken once as a list: a generator was read twice (channels checked, then values
+    stored) and its writes were lost without an error; a dict, iterated by key, wrote
+    {"ab": 1} as channel "a" with value "b"."""
+    if isinstance(writes, (str, bytes, Mapping)) or not hasattr(writes, "__iter__"):
+        raise ConfigError(
+            f"writes must be a sequence of (channel, value) pairs, got {type(writes).__name__} "
+            f"{writes!r:.200}; pass e.g. [('messages', value)]"
+        )
+    out = []
+    for pair in writes:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ConfigError(
+                f"each write must be a (channel, value) pair, got {pair!r:.200}; "
+                "nothing was stored"
+            )
+        out.append((pair[0], pair[1]) if type(pair) is not tuple else pair)
+    return out

@@ -41,6 +41,7 @@ from checkpoint_pg.core.codec import (
 from checkpoint_pg.core.config import (
     check_filter,
     check_text,
+    check_writes,
     checkpoint_config,
     compact_json,
     loads_json,
@@ -487,6 +488,7 @@ def put_writes(
     assert target.checkpoint_id is not None
     check_text(task_id, "task_id")
     check_text(task_path or "", "task_path")
+    writes = check_writes(writes)
     for channel, _ in writes:
         check_text(channel, "write channel")
     if not writes:

@@ -24,7 +24,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from checkpoint_pg import migrate
 from checkpoint_pg.core import lease as leases
 from checkpoint_pg.core import ops, vacuum
-from checkpoint_pg.core.config import normalize_thread_id, target_of
+from checkpoint_pg.core.config import check_writes, normalize_thread_id, target_of
 from checkpoint_pg.core.codec import ValueCodec
 from checkpoint_pg.core.ops import Batch, Ctx, Memo, Op
 from checkpoint_pg.core.values import ListCache
@@ -241,6 +241,8 @@ class SaverBase(BaseCheckpointSaver[str]):
     def _put_writes_call(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str
     ) -> Call:
+        # a list once: a retry (shells.base.Retry) sends the same writes again
+        writes = check_writes(writes)
         make = partial(
             ops.put_writes, self.ctx, config, writes, task_id, task_path, unfinished=[]
         )
