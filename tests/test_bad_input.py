@@ -486,6 +486,34 @@ def test_filter_that_is_not_a_mapping_of_str(counted) -> None:
     unchanged()
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"filter": {"a\x00b": 1}},
+        {"before": {"configurable": {"checkpoint_id": "a\x00"}}},
+        {"before": {"configurable": {"checkpoint_id": 5}}},
+        {"before": "checkpoint-id"},
+        {"limit": "1"},
+        {"limit": 1.5},
+        {"limit": True},
+    ],
+    ids=["nul-filter-key", "nul-before-id", "int-before-id", "str-before", "str-limit", "float-limit", "bool-limit"],
+)
+def test_list_arguments_of_the_wrong_kind_are_config_errors(counted, kwargs: dict) -> None:
+    """On Postgres a NUL in a filter key or before's id met the driver's error, a float
+    or bool limit or an int before id a SchemaVersionError saying the tables are
+    missing (the function was not found for those argument types); on SQLite a
+    float limit met sqlite3's "datatype mismatch", a str limit or before a
+    TypeError/AttributeError, and the NUL filter key silently matched nothing."""
+    from checkpoint_pg import ConfigError  # noqa: PLC0415
+
+    sim, unchanged = counted
+    for config in (None, sim.config()):
+        with pytest.raises(ConfigError):
+            list(sim.saver.list(config, **kwargs))
+    unchanged()
+
+
 def test_filter_value_that_metadata_cannot_hold(counted) -> None:
     """Metadata is plain JSON: a filter value that is not (a datetime, NaN, a NUL in a
     string, a set) could match nothing, and says so before any query, for one thread and

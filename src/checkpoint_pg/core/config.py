@@ -23,6 +23,8 @@ __all__ = [
     "loads_json",
     "check_filter",
     "check_writes",
+    "check_limit",
+    "before_id_of",
 ]
 
 # json.dumps(obj, separators=(",", ":")) without building an encoder per call.
@@ -227,6 +229,11 @@ def check_filter(filter: Any) -> dict[str, Any] | None:
     if not isinstance(filter, Mapping) or not all(isinstance(k, str) for k in filter):
         raise ConfigError(f"filter must be a dict with str keys, got {filter!r}")
     for key, value in filter.items():
+        if "\x00" in key:  # Postgres's JSONB refused it with a driver error
+            raise ConfigError(
+                f"filter key {key!r} contains a NUL character, which metadata cannot hold, "
+                "so this filter could match nothing"
+            )
         try:
             plain = _plain_json(value)
         except RecursionError:
@@ -263,3 +270,25 @@ def check_writes(writes: Any) -> list[tuple[str, Any]]:
             )
         out.append((pair[0], pair[1]) if type(pair) is not tuple else pair)
     return out
+
+
+def check_limit(limit: Any) -> int | None:
+    """``list(limit=...)``: None or an int (not a bool), else a ConfigError."""
+    if limit is not None and (type(limit) is not int):
+        raise ConfigError(
+            f"limit must be an int or None, got {type(limit).__name__} {limit!r}"
+        )
+    return limit
+
+
+def before_id_of(before: Any) -> str | None:
+    """The checkpoint id of ``list(before=...)``'s config, checked like any id."""
+    if before is None:
+        return None
+    if not isinstance(before, Mapping):
+        raise ConfigError(
+            f"before must be a config ({{'configurable': {{'checkpoint_id': ...}}}}), got "
+            f"{type(before).__name__} {before!r:.200}"
+        )
+    cid = (before.get("configurable") or {}).get("checkpoint_id")
+    return None if cid is None else _text(cid, "before's checkpoint_id")

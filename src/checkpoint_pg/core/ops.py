@@ -39,6 +39,7 @@ from checkpoint_pg.core.codec import (
     split_refs,
 )
 from checkpoint_pg.core.config import (
+    before_id_of,
     check_filter,
     check_text,
     check_writes,
@@ -1005,9 +1006,7 @@ def list_page(
         target = target_of(config)
         thread_id, cid = target.thread_id, target.checkpoint_id
         ns = (config.get("configurable") or {}).get("checkpoint_ns")
-    before_id = None
-    if before is not None:
-        before_id = (before.get("configurable") or {}).get("checkpoint_id")
+    before_id = before_id_of(before)
     filter = check_filter(filter)
     page = LIST_PAGE if limit is None else min(limit, LIST_PAGE)
     if thread_id is not None and cid is None:

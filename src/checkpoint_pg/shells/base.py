@@ -24,7 +24,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from checkpoint_pg import migrate
 from checkpoint_pg.core import lease as leases
 from checkpoint_pg.core import ops, vacuum
-from checkpoint_pg.core.config import check_writes, normalize_thread_id, target_of
+from checkpoint_pg.core.config import check_limit, check_writes, normalize_thread_id, target_of
 from checkpoint_pg.core.codec import ValueCodec
 from checkpoint_pg.core.ops import Batch, Ctx, Memo, Op
 from checkpoint_pg.core.values import ListCache
@@ -205,7 +205,7 @@ class SaverBase(BaseCheckpointSaver[str]):
         limit: int | None,
     ) -> Pager:
         """The calls of a listing, page by page; yields None after the last page."""
-        memo, after, remaining = Memo(), None, limit
+        memo, after, remaining = Memo(), None, check_limit(limit)
         txn = not ops.list_in_one_statement(self.ctx, config)
         while remaining is None or remaining > 0:
             make = partial(
