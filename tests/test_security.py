@@ -94,16 +94,30 @@ def test_pickle_only_value_is_refused(saver, saver_target, backend: str) -> None
 
 
 def plant_object(backend: str, conn_string: str, saver: Any, thread_id: str, placeholder: str, typ: str, data: bytes) -> None:
-    """Replace the stored object of *placeholder* (a str value) by (typ, data)."""
+    """Replace the stored object of *placeholder* (a str value) by (typ, data), under the
+    hash of what it now holds, and point the rows that named it (a scalar channel value
+    and a write) at that hash: all that whoever can write the database and knows the
+    hashing can do, so that a read reaches the serializer with it."""
     _, plain_bytes = JsonPlusSerializer().dumps_typed(placeholder)
+    new = saver.ctx.codec.digest(typ, data)
     with raw_connection(backend, conn_string) as conn:
         q = "?" if backend == "sqlite" else "%s"
+        (old,) = conn.execute(
+            f"SELECT hash FROM {qualified(saver, 'objects')} WHERE thread_id = {q} AND data = {q}",
+            (thread_id, plain_bytes),
+        ).fetchone()
         cur = conn.execute(
-            f"UPDATE {qualified(saver, 'objects')} SET type = {q}, data = {q} "
-            f"WHERE thread_id = {q} AND data = {q}",
-            (typ, data, thread_id, plain_bytes),
+            f"UPDATE {qualified(saver, 'objects')} SET hash = {q}, type = {q}, data = {q} "
+            f"WHERE thread_id = {q} AND hash = {q}",
+            (new, typ, data, thread_id, old),
         )
         assert cur.rowcount == 1
+        for table in ("channel_values", "writes"):
+            cur = conn.execute(
+                f"UPDATE {qualified(saver, table)} SET refs = {q} WHERE thread_id = {q} AND refs = {q}",
+                (new, thread_id, old),
+            )
+            assert cur.rowcount == 1, table
 
 
 def planted_thread(saver: Any, placeholder: str) -> SimThread:
@@ -696,5 +710,49 @@ def test_a_chunk_of_the_wrong_size_meets_integrity_error(make_saver, saver_targe
     cut = "CAST(substr(data, 1, 32) AS BLOB)" if backend == "sqlite" else "substring(data FROM 1 FOR 32)"
     with raw_connection(backend, saver_target.conn_string) as conn:
         conn.execute(f"UPDATE {qualified(saver, 'objects')} SET data = {cut} WHERE type = '#refs'")
-    with make_saver() as fresh, pytest.raises(IntegrityError, match="chunk .* holds 32 bytes"):
+    with make_saver() as fresh, pytest.raises(IntegrityError, match="chunk .* holds 32 bytes|does not hold what its hash names"):
         fresh.get_tuple(config)
+
+
+@pytest.mark.parametrize("tamper", ["swap", "plant", "retype"])
+def test_an_object_that_is_not_what_its_hash_names_is_refused(
+    make_saver, saver_target, backend: str, tamper: str
+) -> None:
+    """Every object read is checked against its (keyed) hash: ciphertexts swapped between
+    two objects of a thread, a row planted unencrypted in an encrypted saver's table, an
+    object's type changed: IntegrityError, never the wrong value. (Before, the swap read
+    {'role': '100', 'balance': 'user'}.)"""
+    from langgraph.checkpoint.base import empty_checkpoint  # noqa: PLC0415
+
+    from checkpoint_pg import IntegrityError  # noqa: PLC0415
+
+    cfg = {"configurable": {"thread_id": f"tamper-{uuid.uuid4().hex[:8]}", "checkpoint_ns": ""}}
+    with make_saver(serde=encrypted_serde(), hash_key=HASH_KEY) as saver:
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"role": "user", "balance": "100"}
+        cp["channel_versions"] = {ch: saver.get_next_version(None, None) for ch in ("role", "balance")}
+        saver.put(cfg, cp, {"source": "input", "step": -1}, cp["channel_versions"])
+        assert saver.get_tuple(cfg).checkpoint["channel_values"] == {"role": "user", "balance": "100"}
+    thread = cfg["configurable"]["thread_id"]
+    with raw_connection(backend, saver_target.conn_string) as conn:
+        q = "?" if backend == "sqlite" else "%s"
+        table = qualified(saver, "objects")
+        (h1, t1, d1), (h2, t2, d2) = [
+            (bytes(h), t, bytes(d))
+            for h, t, d in conn.execute(
+                f"SELECT hash, type, data FROM {table} WHERE thread_id = {q}", (thread,)
+            ).fetchall()
+        ]
+        update = f"UPDATE {table} SET type = {q}, data = {q} WHERE thread_id = {q} AND hash = {q}"
+        if tamper == "swap":
+            conn.execute(update, (t2, d2, thread, h1))
+            conn.execute(update, (t1, d1, thread, h2))
+        elif tamper == "plant":
+            conn.execute(update, (*JsonPlusSerializer().dumps_typed("admin"), thread, h1))
+        else:
+            conn.execute(update, ("null", b"", thread, h1))
+    with make_saver(serde=encrypted_serde(), hash_key=HASH_KEY) as fresh:
+        with pytest.raises(IntegrityError, match="does not hold what its hash names"):
+            fresh.get_tuple(cfg)
+        with pytest.raises(IntegrityError, match="does not hold what its hash names"):
+            list(fresh.list(cfg))

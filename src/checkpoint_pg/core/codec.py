@@ -177,7 +177,7 @@ class ValueCodec:
         self._memo: dict[tuple[type, Any], StoredObject] | None = (
             {} if self._cipher is None else None
         )
-        self._loaded: dict[tuple[str, bytes], Any] = {}  # see load_small
+        self._loaded: dict[tuple[bytes, str, bytes], Any] = {}  # see load_small
         # id(message) -> (a weak reference to it, its object, its fields' values, a
         # fingerprint of their contents): see `_dump_message`
         self._messages: dict[int, tuple[weakref.ref[Any], StoredObject, tuple[Any, ...], bytes]] = {}
@@ -321,37 +321,65 @@ class ValueCodec:
             return typ.rpartition("+")[0]
         return typ
 
-    def load_small(self, typ: str, data: bytes) -> Any:
-        """`load`, remembering small immutable results by the bytes they came from
-        (not by hash: a row tampered with is still read, and refused)."""
+    def load_small(self, h: bytes, typ: str, data: bytes) -> Any:
+        """`load`, remembering small immutable results by the row they came from."""
         if len(data) > _MEMO_MAX_LEN:
-            return self.load(typ, data)
-        key = (typ, data)
+            return self.load(typ, data, h)
+        key = (h, typ, data)
         value = self._loaded.get(key, MISSING)
         if value is MISSING:
-            value = self.load(typ, data)
+            value = self.load(typ, data, h)
             if type(value) in _MEMO_TYPES:
                 if len(self._loaded) >= _MEMO_SIZE:
                     self._loaded.clear()
                 self._loaded[key] = value
         return value
 
-    def load(self, typ: str, data: bytes) -> Any:
+    def load(self, typ: str, data: bytes, h: bytes | None = None) -> Any:
+        """Deserialize a stored object; with its hash ``h``, first check that the row
+        holds what the hash names (`check`)."""
         try:
             if typ[:1] == "z" and ":" in typ:
                 typ, data = inflate(typ, data, self.max_value_bytes)
-            return self.serde.loads_typed((typ, data))
+            if h is None or (self._cipher is None and "+" in typ):
+                # an encrypted object read without the key: the serializer's error
+                return self.serde.loads_typed((typ, data))
+            plain_typ, plain = typ, data
+            if self._cipher is not None and "+" in typ:
+                plain_typ, cname = typ.split("+", 1)
+                plain = self._cipher.decrypt(cname, data)
         except Exception as exc:
-            hint = ""
-            if self._cipher is None and "+" in typ:
-                # "msgpack+aes": written by an EncryptedSerializer
-                hint = (
-                    "; it was stored encrypted: open the saver with the same serde= "
-                    "(EncryptedSerializer), or for the CLI set LANGGRAPH_AES_KEY"
-                )
-            raise SerializationError(
-                f"cannot deserialize a stored object of type {typ!r}: {exc}{hint}"
-            ) from exc
+            raise self._unreadable(typ, exc) from exc
+        self.check(h, plain_typ, plain)
+        try:
+            return self._plain.loads_typed((plain_typ, plain))
+        except Exception as exc:
+            raise self._unreadable(typ, exc) from exc
+
+    def check(self, h: bytes, typ: str, plain: bytes) -> None:
+        """IntegrityError unless ``h`` is the hash of an object of type ``typ`` holding
+        ``plain``: a row changed by hand (ciphertexts swapped between objects, a row
+        planted unencrypted in an encrypted saver's table) is refused, not read."""
+        if self.digest(typ, plain) != h:
+            keyed = (
+                ", or the saver's hash_key is not the one it was written with"
+                if self._key
+                else ""
+            )
+            raise IntegrityError(
+                f"stored object {h.hex()} does not hold what its hash names: its row was "
+                f"changed by hand{keyed}"
+            )
+
+    def _unreadable(self, typ: str, exc: Exception) -> SerializationError:
+        hint = ""
+        if self._cipher is None and "+" in typ:
+            # "msgpack+aes": written by an EncryptedSerializer
+            hint = (
+                "; it was stored encrypted: open the saver with the same serde= "
+                "(EncryptedSerializer), or for the CLI set LANGGRAPH_AES_KEY"
+            )
+        return SerializationError(f"cannot deserialize a stored object of type {typ!r}: {exc}{hint}")
 
 
 def _stored_by_key(value: dict[Any, Any]) -> bool:

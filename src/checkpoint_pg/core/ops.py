@@ -651,7 +651,7 @@ def _obj(ctx: Ctx, memo: Memo, t: str, h: bytes) -> Any:
             f"thread {t!r}: stored object {h.hex()} is missing; the thread was changed "
             "while it was read or its rows were deleted by hand"
         ) from None
-    value = memo.objects[key] = ctx.codec.load_small(typ, data)
+    value = memo.objects[key] = ctx.codec.load_small(h, typ, data)
     return value
 
 
@@ -675,7 +675,15 @@ def _decode(ctx: Ctx, memo: Memo, t: str, kind: int, hashes: Sequence[bytes]) ->
 
 def _fetch_objects(ctx: Ctx, memo: Memo, t: str, rows: Iterable[tuple[bytes, str, bytes]]) -> None:
     for h, typ, data in rows:
-        memo.add(t, bytes(h), typ, bytes(data))
+        _read_object(ctx, memo, t, bytes(h), typ, bytes(data))
+
+
+def _read_object(ctx: Ctx, memo: Memo, t: str, h: bytes, typ: str, data: bytes) -> None:
+    """An object read from the database: a chunk is checked against its hash here (its
+    hashes are used as read); other objects when decoded (`ValueCodec.load`)."""
+    if typ == CHUNK_TYPE:
+        ctx.codec.check(h, typ, data)
+    memo.add(t, h, typ, data)
 
 
 def _build(
@@ -1089,7 +1097,7 @@ def _list_thread_page(
         elif tag == 2:
             loaded[(t, row_ns)].writes[a].append((b, n, c, d, k, bytes(r)))
         else:
-            memo.add(t, bytes(h), a, bytes(r))
+            _read_object(ctx, memo, t, bytes(h), a, bytes(r))
     if not heads:
         return [], None
     heads.sort(reverse=True)  # newest first: by id, then namespace, as the page was cut
