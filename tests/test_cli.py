@@ -433,6 +433,23 @@ def test_read_commands_keep_the_urls_options_and_pgoptions(
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
+def test_read_commands_work_through_pgbouncer(
+    capsys: pytest.CaptureFixture[str], pgbouncer_url: str
+) -> None:
+    """PgBouncer refuses the `options` startup parameter read-only sessions send: every read
+    command falls back to a plain session (migrate current, the upgrade's dry run and
+    import-langgraph's check read the revision through SQLAlchemy, not through a saver)."""
+    prefix = f"bq{secrets.token_hex(3)}_"
+    populate(pgbouncer_url, prefix)
+    for argv in (
+        ["threads", "--json"],
+        ["migrate", "current"],
+        ["migrate", "upgrade", "--dry-run"],
+    ):
+        code, _, err = cli(capsys, *argv, "--url", pgbouncer_url, "--prefix", prefix)
+        assert code == 0, (argv, err)
+
+
 def test_unknown_thread_is_one_line_exit_1(capsys: pytest.CaptureFixture[str], db: list[str]) -> None:
     """An unknown thread or checkpoint: exit 1, one line naming it and what to do."""
     for argv in (
