@@ -794,3 +794,45 @@ def test_a_collection_leaves_a_first_put_committing_meanwhile_whole(
         latest = fresh.get_tuple(thread)
         assert latest is not None
         assert [m.id for m in latest.checkpoint["channel_values"]["messages"]] == ["m1", "m2"]
+
+
+def test_async_sqlite_saver_awaited_on_another_loop(tmp_path) -> None:
+    """An AsyncSqliteSaver made on one loop and awaited on another (threads that each run
+    their own loop): the call runs and reports its outcome, instead of raising
+    RuntimeError ("attached to a different loop") while its write commits anyway."""
+    import threading
+
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from checkpoint_pg import AsyncSqliteSaver, SqliteSaver
+
+    path = str(tmp_path / "loops.db")
+    with SqliteSaver.from_conn_string(path) as setup_saver:
+        setup_saver.setup()
+    box: dict = {}
+    ready, done = threading.Event(), threading.Event()
+
+    async def owner() -> None:
+        box["saver"] = AsyncSqliteSaver(path)
+        await box["saver"].aget_tuple({"configurable": {"thread_id": "warm"}})
+        ready.set()
+        while not done.is_set():
+            await asyncio.sleep(0.01)
+        await box["saver"].aclose()
+
+    thread = threading.Thread(target=lambda: asyncio.run(owner()))
+    thread.start()
+    try:
+        assert ready.wait(10)
+        saver = box["saver"]
+        cfg = {"configurable": {"thread_id": "other-loop", "checkpoint_ns": ""}}
+
+        async def elsewhere() -> Any:
+            stored = await saver.aput(cfg, empty_checkpoint(), {"source": "input", "step": -1}, {})
+            return await saver.aget_tuple(stored)
+
+        got = asyncio.run(elsewhere())
+        assert got is not None and got.metadata["step"] == -1
+    finally:
+        done.set()
+        thread.join(10)

@@ -340,8 +340,11 @@ class AsyncSqliteSaver(AsyncSaver):
 
     async def _arun(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
         # run_in_executor does not carry context variables (the caller's lease) over
+        # On the caller's loop, which may not be `self.loop` (a saver shared by threads
+        # that each run their own loop): a future of another loop cannot be awaited here,
+        # and the worker would still commit the write the caller is told failed.
         run = contextvars.copy_context().run
-        return await self.loop.run_in_executor(
+        return await asyncio.get_running_loop().run_in_executor(
             self._executor, run, self._runner.run, op, txn, write
         )
 
