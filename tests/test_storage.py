@@ -30,6 +30,7 @@ import sqlite3
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
+import contextlib
 from contextlib import contextmanager
 from typing import Annotated, Any
 
@@ -1845,6 +1846,33 @@ def test_a_dict_comes_back_as_the_serializer_gives_it_whole(
             tup = fresh.get_tuple(p.config)
             assert _typed(tup.checkpoint["channel_values"]["d"]) == _typed(expected)
             assert _typed(tup.pending_writes[0][2]) == _typed(expected)
+
+
+
+def test_a_list_comes_back_as_the_serializer_gives_it_whole(make_saver: Any) -> None:
+    """A list is stored element by element; each element reads back as it does inside
+    the whole list, which InMemorySaver reads: a bytearray as bytes (alone, the
+    serializer gives it back a bytearray), in a list and in a dict's list alike."""
+    serde = JsonPlusSerializer()
+    value = [bytearray(b"abc"), b"d", "e", 1, [bytearray(b"f")]]
+    in_dict = {"items": [bytearray(b"%d" % i) * 64 for i in range(8)]}
+    memory = InMemorySaver(serde=serde)
+    with make_saver(serde=serde) as saver:
+        configs = []
+        for s in (memory, saver):
+            p = Putter(s, f"st-list-{uuid.uuid4().hex[:8]}")
+            p.put(items=value, d=in_dict)
+            s.put_writes(p.config, [("items", value)], "task-w")
+            configs.append(p.config)
+        expected = memory.get_tuple(configs[0])
+        assert _typed(expected.checkpoint["channel_values"]["items"][0]) == _typed(b"abc")
+        for reader in (saver, make_saver(serde=serde)):
+            with contextlib.nullcontext(reader) if reader is saver else reader as r:
+                tup = r.get_tuple(configs[1])
+                got, want = tup.checkpoint["channel_values"], expected.checkpoint["channel_values"]
+                assert _typed(got["items"]) == _typed(want["items"])
+                assert _typed(got["d"]) == _typed(want["d"])
+                assert _typed(tup.pending_writes[0][2]) == _typed(expected.pending_writes[0][2])
 
 
 def test_a_bytearray_write_reads_back_in_the_process_that_wrote_it(saver: Any) -> None:

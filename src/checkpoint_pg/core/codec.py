@@ -283,11 +283,17 @@ class ValueCodec:
         """The hash of an object of type ``typ`` and plaintext ``data`` (keyed when encrypting)."""
         return hashlib.blake2b(typ.encode() + b"\0" + data, digest_size=HASH_SIZE, key=self._key).digest()
 
+    def dump_element(self, value: Any) -> StoredObject:
+        """`dump` for an element of a list stored element by element: as the serializer
+        stores it inside the whole list, which InMemorySaver reads back. A bytearray is
+        msgpack bin there, read back as bytes (alone it would come back a bytearray)."""
+        return self.dump(bytes(value) if type(value) is bytearray else value)
+
     def encode(self, value: Any) -> EncodedValue:
         """Encode a channel value or a write: lists element-wise, a dict holding
         lists key by key (see `DICT_MIN_ELEMENTS`), anything else whole."""
         if type(value) is list:
-            objs = tuple(self.dump(v) for v in value)
+            objs = tuple(self.dump_element(v) for v in value)
             runs = ((0, len(objs)),) if chunkable(value) else ()
             return EncodedValue(KIND.LIST, tuple(o.hash for o in objs), objs, runs)
         if type(value) is dict and _stored_by_key(value):
@@ -298,7 +304,7 @@ class ValueCodec:
                 if _shared(v):
                     shape.append([key, len(v)])
                     start = len(parts) + 1  # after the shape
-                    parts.extend(self.dump(x) for x in v)
+                    parts.extend(self.dump_element(x) for x in v)
                     if chunkable(v):
                         runs.append((start, len(parts) + 1))
                 else:

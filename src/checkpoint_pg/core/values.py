@@ -280,7 +280,7 @@ def plan_channel_value(
         # sorts before it, since a chain is read by version range.
         prev = None
     shared = _shared_prefix(value, prev) if prev is not None else 0
-    new_objs = [codec.dump(v) for v in value[shared:]]
+    new_objs = [codec.dump_element(v) for v in value[shared:]]
     hashes = (prev.hashes[:shared] if prev is not None else ()) + tuple(o.hash for o in new_objs)
     if prev is None or shared == 0:
         # not a pure append of the objects we know: compare hashes to reuse what we can
