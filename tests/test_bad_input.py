@@ -884,3 +884,48 @@ def test_max_value_bytes_must_be_a_positive_int(value: Any, tmp_path) -> None:
     with pytest.raises(ConfigError, match="max_value_bytes"):
         with SqliteSaver.from_conn_string(str(tmp_path / "x.db"), max_value_bytes=value):
             pass
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "get_tuple_str",
+        "list_str",
+        "configurable_str",
+        "checkpoint_str",
+        "checkpoint_without_id",
+        "metadata_str",
+        "new_versions_str",
+        "channel_values_list",
+        "version_with_nul",
+        "version_of_a_list",
+    ],
+)
+def test_arguments_of_the_wrong_shape_are_config_errors(counted, call: str) -> None:
+    """A config, checkpoint, metadata or versions of the wrong type met AttributeError,
+    TypeError or KeyError from deep inside (a version with a NUL: the driver's error on
+    Postgres, stored as it was on SQLite); now a ConfigError naming the argument, and
+    nothing is stored."""
+    from checkpoint_pg import ConfigError  # noqa: PLC0415
+
+    sim, unchanged = counted
+    saver = sim.saver
+    st = sim.prepare()
+    cfg = sim.config(st.parent)
+    cp, md, nv = dict(st.checkpoint), st.metadata, dict(st.new_versions)
+    first = next(iter(nv))
+    calls: dict[str, Any] = {
+        "get_tuple_str": lambda: saver.get_tuple("abc"),
+        "list_str": lambda: list(saver.list("abc")),
+        "configurable_str": lambda: saver.get_tuple({"configurable": "abc"}),
+        "checkpoint_str": lambda: saver.put(cfg, "abc", md, nv),
+        "checkpoint_without_id": lambda: saver.put(cfg, {k: v for k, v in cp.items() if k != "id"}, md, nv),
+        "metadata_str": lambda: saver.put(cfg, cp, "abc", nv),
+        "new_versions_str": lambda: saver.put(cfg, cp, md, "abc"),
+        "channel_values_list": lambda: saver.put(cfg, {**cp, "channel_values": [1]}, md, nv),
+        "version_with_nul": lambda: saver.put(cfg, cp, md, {**nv, first: "0000000009.0000\x000"}),
+        "version_of_a_list": lambda: saver.put(cfg, cp, md, {**nv, first: [1]}),
+    }
+    with pytest.raises(ConfigError):
+        calls[call]()
+    unchanged()

@@ -117,7 +117,16 @@ def _surrogate(text: str) -> str | None:
 
 def target_of(config: RunnableConfig | None, *, need_checkpoint_id: bool = False) -> Target:
     """Extract (thread_id, checkpoint_ns, checkpoint_id) or say what is missing."""
+    if config is not None and not isinstance(config, Mapping):
+        raise ConfigError(
+            f"a config must be a dict, got {type(config).__name__} {config!r:.100}; pass "
+            "{'configurable': {'thread_id': '<your thread>'}}"
+        )
     conf = (config or {}).get("configurable") or {}
+    if not isinstance(conf, Mapping):
+        raise ConfigError(
+            f"config['configurable'] must be a dict, got {type(conf).__name__} {conf!r:.100}"
+        )
     if "thread_id" not in conf or conf["thread_id"] is None:
         raise ConfigError(
             "the config has no configurable.thread_id: pass "
@@ -292,3 +301,31 @@ def before_id_of(before: Any) -> str | None:
         )
     cid = (before.get("configurable") or {}).get("checkpoint_id")
     return None if cid is None else _text(cid, "before's checkpoint_id")
+
+
+def check_put(checkpoint: Any, metadata: Any, new_versions: Any) -> None:
+    """The arguments of ``put`` have the shapes LangGraph gives them, or a ConfigError
+    (not an AttributeError from deep inside), before anything is stored."""
+    if not isinstance(checkpoint, Mapping) or "id" not in checkpoint:
+        raise ConfigError(
+            f"checkpoint must be a dict with an 'id' (langgraph's Checkpoint), got "
+            f"{type(checkpoint).__name__} {checkpoint!r:.100}"
+        )
+    for key in ("channel_values", "channel_versions", "versions_seen"):
+        if checkpoint.get(key) is not None and not isinstance(checkpoint[key], Mapping):
+            raise ConfigError(f"checkpoint[{key!r}] must be a dict, got {type(checkpoint[key]).__name__}")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise ConfigError(f"metadata must be a dict, got {type(metadata).__name__} {metadata!r:.100}")
+    if not isinstance(new_versions, Mapping):
+        raise ConfigError(
+            f"new_versions must be a dict of channel -> version, got {type(new_versions).__name__}"
+        )
+    for versions in (checkpoint.get("channel_versions") or {}, new_versions):
+        for channel, version in versions.items():
+            if isinstance(version, str):
+                _text(version, f"version of channel {channel!r}")
+            elif type(version) not in (int, float):
+                raise ConfigError(
+                    f"the version of channel {channel!r} must be a str, int or float, got "
+                    f"{type(version).__name__} {version!r:.100}"
+                )

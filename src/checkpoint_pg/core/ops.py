@@ -41,6 +41,7 @@ from checkpoint_pg.core.codec import (
 from checkpoint_pg.core.config import (
     before_id_of,
     check_filter,
+    check_put,
     check_text,
     check_writes,
     checkpoint_config,
@@ -356,6 +357,7 @@ def put(
     of repoints an attempt claimed (see `WrittenMessages`) and may not have committed."""
     target = target_of(config)
     t, ns, parent = target.thread_id, target.ns, target.checkpoint_id
+    check_put(checkpoint, metadata, new_versions)
     cid = checkpoint["id"]
     if not isinstance(cid, str) or not cid:
         raise ConfigError(f"checkpoint id must be a non-empty str, got {cid!r}")
@@ -1047,10 +1049,10 @@ def list_page(
 
 def list_in_one_statement(ctx: Ctx, config: RunnableConfig | None) -> bool:
     """Whether each page of ``list(config)`` is one statement (so needs no transaction)."""
-    if config is None or not ctx.sql.single_statement:
-        return False
+    if not isinstance(config, Mapping) or not ctx.sql.single_statement:
+        return False  # a config that is not a dict: the page's own checks say so
     conf = config.get("configurable") or {}
-    return conf.get("thread_id") is not None and conf.get("checkpoint_id") is None
+    return isinstance(conf, Mapping) and conf.get("thread_id") is not None and conf.get("checkpoint_id") is None
 
 
 def _list_thread_page(
