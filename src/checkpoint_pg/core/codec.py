@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import enum
 import hashlib
 import os
+import uuid
 import weakref
 import zlib
 from dataclasses import dataclass
@@ -125,14 +129,38 @@ def split_refs(refs: bytes) -> list[bytes]:
 
 # field values of a message that cannot change in place
 _ATOMIC = frozenset({str, int, float, bool, type(None), bytes})
-_FINGERPRINT = ormsgpack.OPT_NON_STR_KEYS | ormsgpack.OPT_SERIALIZE_PYDANTIC
+# The serializer's msgpack stores dataclasses, datetimes, enums and UUIDs as typed
+# extensions, where ormsgpack alone writes their plain form (an enum member as its value,
+# a UUID or a datetime as its string): passed through to `_fingerprint_default`, which
+# keeps their type, so that one replaced in place by its plain form is told apart.
+_FINGERPRINT = (
+    ormsgpack.OPT_NON_STR_KEYS
+    | ormsgpack.OPT_SERIALIZE_PYDANTIC
+    | ormsgpack.OPT_PASSTHROUGH_DATACLASS
+    | ormsgpack.OPT_PASSTHROUGH_DATETIME
+    | ormsgpack.OPT_PASSTHROUGH_ENUM
+    | ormsgpack.OPT_PASSTHROUGH_UUID
+)
+_TYPED_VALUES = (datetime.date, datetime.time, datetime.timedelta, uuid.UUID, enum.Enum)
+
+
+def _fingerprint_default(obj: Any) -> Any:
+    t = type(obj)
+    name = f"{t.__module__}.{t.__qualname__}"
+    if isinstance(obj, _TYPED_VALUES):
+        return [name, repr(obj)]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return [name, [getattr(obj, f.name) for f in dataclasses.fields(obj)]]
+    raise TypeError(f"cannot fingerprint {name}")
 
 
 def _fingerprint(fields: tuple[Any, ...]) -> bytes:
     """The contents of a message's fields that can change in place (a dict, a list):
     msgpack of them, to tell an edit in place from the object as it was serialized.
     Raises for a value msgpack cannot take."""
-    return ormsgpack.packb([v for v in fields if type(v) not in _ATOMIC], option=_FINGERPRINT)
+    return ormsgpack.packb(
+        [v for v in fields if type(v) not in _ATOMIC], default=_fingerprint_default, option=_FINGERPRINT
+    )
 
 
 class ValueCodec:

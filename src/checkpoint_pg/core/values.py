@@ -280,6 +280,7 @@ def plan_channel_value(
         # sorts before it, since a chain is read by version range.
         prev = None
     shared = _shared_prefix(value, prev) if prev is not None else 0
+    fresh = 0  # where the elements that are not prev's very objects start
     new_objs = [codec.dump_element(v) for v in value[shared:]]
     hashes = (prev.hashes[:shared] if prev is not None else ()) + tuple(o.hash for o in new_objs)
     if prev is None or shared == 0:
@@ -290,10 +291,14 @@ def plan_channel_value(
             # objects (a list read afresh, as an import does, or copied)
             shared = len(prev.hashes)
             new_objs = new_objs[shared:]
+    else:
+        fresh = shared
     items = tuple(value)
     if prev is not None and shared and prev.chain_len < chain_limit(len(hashes)):
         row = ValueRow(channel, ver, KIND.DELTA, prev.version, prev.root_version, b"".join(hashes[shared:]))
-        exact = prev.exact and all(stands_in(v) for v in value[shared:])
+        # elements equal to prev's by hash only may be of another type (a bytearray
+        # for bytes): the list's own objects decide whether it may stand in
+        exact = prev.exact and all(stands_in(v) for v in value[fresh:])
         state = ListState(ver, hashes, items, prev.root_version, prev.chain_len + 1, exact)
         return row, unique_objects(new_objs), prev.version, state
     runs = ((0, len(hashes)),) if chunkable(value) else ()
