@@ -578,6 +578,34 @@ def test_downgrade_below_0012_puts_bytes_back_as_msgpack_bin(db: Db, part_type: 
         assert saver.get_tuple(cfg).checkpoint["channel_values"]["__start__"] == value
 
 
+
+def test_a_dict_the_0012_downgrade_stored_whole_reads_back_with_a_hash_key(db: Db) -> None:
+    """A saver with hash_key= and no encryption: the 0012 downgrade stores each dict
+    whole under an unkeyed hash (a migration has no key), and after upgrading again the
+    dict reads back; every object read is checked against its hash, keyed or, for
+    such a saver, not."""
+    from langchain_core.messages import AIMessage
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from checkpoint_pg import migrate
+    from checkpoint_pg.schema import build_tables
+
+    key = b"k" * 32
+    value = {"messages": [AIMessage(f"reply {i}", id=f"a{i}") for i in range(10)], "n": 1}
+    with db.saver(hash_key=key) as saver:
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"d": value}
+        cp["channel_versions"] = {"d": saver.get_next_version(None, None)}
+        cfg = saver.put(new_thread(), cp, {"source": "loop", "step": 1}, cp["channel_versions"])
+    tables = build_tables()
+    with db.connect() as conn:
+        migrate.downgrade(conn, tables, "0011")
+    with db.connect() as conn:
+        migrate.upgrade(conn, tables)
+    with db.saver(setup=False, hash_key=key) as saver:
+        assert saver.get_tuple(cfg).checkpoint["channel_values"]["d"] == value
+
+
 def test_downgrade_below_0012_refuses_encrypted_dicts_and_changes_nothing(db: Db) -> None:
     """Encrypted parts cannot be put together without the key: the downgrade stops,
     saying how many dicts and what to do, and the database stays at 0012, readable."""

@@ -27,6 +27,7 @@ import operator
 import json
 import secrets
 import sqlite3
+import datetime
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -1873,6 +1874,47 @@ def test_a_list_comes_back_as_the_serializer_gives_it_whole(make_saver: Any) -> 
                 assert _typed(got["items"]) == _typed(want["items"])
                 assert _typed(got["d"]) == _typed(want["d"])
                 assert _typed(tup.pending_writes[0][2]) == _typed(expected.pending_writes[0][2])
+
+
+
+def test_an_append_equal_by_hash_only_reads_back_as_stored(make_saver: Any) -> None:
+    """A list appended to whose stored elements lead it by hash but are other objects
+    (a bytearray where bytes were stored): the process that put it reads back what a
+    fresh process reads, bytes, not the objects it was given."""
+    with make_saver() as saver:
+        p = Putter(saver, f"st-prefix-{uuid.uuid4().hex[:8]}")
+        p.put(items=[b"bb"])
+        p.put(items=[bytearray(b"bb"), "z"])
+        warm = saver.get_tuple(p.config).checkpoint["channel_values"]["items"]
+    with make_saver() as fresh:
+        cold = fresh.get_tuple(p.config).checkpoint["channel_values"]["items"]
+    assert [type(x) for x in cold] == [bytes, str]
+    assert [type(x) for x in warm] == [type(x) for x in cold]
+
+
+@pytest.mark.parametrize(
+    "before, after",
+    [
+        (uuid.UUID(int=7), str(uuid.UUID(int=7))),
+        (datetime.datetime(2024, 1, 1), datetime.datetime(2024, 1, 1).isoformat()),
+    ],
+    ids=["uuid", "datetime"],
+)
+def test_a_value_replaced_in_place_by_its_plain_form_is_stored_anew(
+    make_saver: Any, before: Any, after: str
+) -> None:
+    """A message whose additional_kwargs value is replaced in place by its plain form
+    (a UUID by its string): msgpack alone writes both alike, so the memo's fingerprint
+    keeps their types, and the next put stores what the message now holds."""
+    m = AIMessage("hi", id="m-plain", additional_kwargs={"x": before})
+    with make_saver() as saver:
+        Putter(saver, f"st-plain-a-{uuid.uuid4().hex[:8]}").put(m=m)
+        m.additional_kwargs["x"] = after
+        p = Putter(saver, f"st-plain-b-{uuid.uuid4().hex[:8]}")
+        p.put(m=m)
+    with make_saver() as fresh:
+        got = fresh.get_tuple(p.config).checkpoint["channel_values"]["m"]
+    assert got.additional_kwargs == {"x": after} and type(got.additional_kwargs["x"]) is str
 
 
 def test_a_bytearray_write_reads_back_in_the_process_that_wrote_it(saver: Any) -> None:
