@@ -460,31 +460,14 @@ def test_a_repoint_lost_with_its_connection_is_sent_again_by_the_retry(
     prefix = f"r{secrets.token_hex(4)}_"
     with PostgresSaver.from_conn_string(pg_url, pool_size=2, prefix=prefix) as saver:
         saver.setup()
-        config = new_config("repoint-lost")
-        question = HumanMessage("weather?", id="q")
-        cp = empty_checkpoint()
-        v1 = saver.get_next_version(None, None)
-        cp["channel_values"] = {"messages": [question]}
-        cp["channel_versions"] = {"messages": v1}
-        config = saver.put(config, cp, {"source": "loop", "step": 0}, {"messages": v1})
-        tool_msg = ToolMessage("sunny", tool_call_id="call-1")  # no id yet
-        writer = threading.Thread(
-            target=saver.put_writes, args=(config, [("messages", [tool_msg])], "tools-task")
-        )
-        writer.start()
-        if second == "put_writes":
-            assert in_writes.wait(10)
-        else:
-            writer.join(10)
-        tool_msg.id = "tool-msg-1"  # what add_messages does, in place
-        cp2 = empty_checkpoint()
-        v2 = saver.get_next_version(v1, None)
-        cp2["channel_values"] = {"messages": [question, tool_msg]}
-        cp2["channel_versions"] = {"messages": v2}
-        saver.put(config, cp2, {"source": "loop", "step": 1}, {"messages": v2})
-        go.set()
-        writer.join(10)
-        assert not writer.is_alive()
+
+        def write(cfg: RunnableConfig, msg: ToolMessage) -> None:
+            saver.put_writes(cfg, [("messages", [msg])], "tools-task")
+            reached.set()  # second == "put": the write is stored before the put
+
+        # second == "put_writes": the write waits, serialized without the id, in `execute`
+        reached = in_writes if second == "put_writes" else threading.Event()
+        config, tool_msg = _race_tool_write(saver, new_config("repoint-lost"), write, reached, go)
         assert killed, "the repoint was never sent"
 
         class _Target:
@@ -492,8 +475,8 @@ def test_a_repoint_lost_with_its_connection_is_sent_again_by_the_retry(
 
         with raw_for(_Target(), saver) as raw:
             assert_tool_messages_stored_once(raw, thread_of(config), expected=1)
-        (write,) = saver.get_tuple(config).pending_writes
-        assert write[2] == [tool_msg] and write[2][0].id == "tool-msg-1"
+        (pending,) = saver.get_tuple(config).pending_writes
+        assert pending[2] == [tool_msg] and pending[2][0].id == "tool-msg-1"
 
 
 def test_a_repoint_waits_for_a_write_in_flight_that_holds_the_same_bytes(pg_url: str) -> None:
