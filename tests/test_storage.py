@@ -2102,6 +2102,31 @@ def test_delete_for_runs_leaves_no_orphans_and_keeps_the_rest_readable(saver: An
     assert raw.counts(t)["writes"] == 0
 
 
+def test_delete_for_runs_keeps_delta_channel_state_of_the_other_runs(make_saver: Any, saver_target: Any) -> None:
+    """Run B's checkpoints replay their DeltaChannel from run A's writes: deleting run A
+    keeps the ancestors that replay needs, as prune(keep_latest) does."""
+    config = new_config("runs-delta")
+    t = thread_of(config)
+    with make_saver() as saver:
+        graph = build_delta_graph(saver)
+        graph.invoke({"items": [], "n": 0, "target": 2}, {**config, "metadata": {"run_id": "A"}})
+        graph.invoke({"target": 5}, {**config, "metadata": {"run_id": "B"}})
+        before = {s.config["configurable"]["checkpoint_id"]: s.values for s in graph.get_state_history(config)}
+        run_b = {s.config["configurable"]["checkpoint_id"] for s in graph.get_state_history(config)
+                 if s.metadata.get("run_id") == "B"}
+        saver.delete_for_runs(["A"])
+    with make_saver() as saver:  # a fresh saver: nothing cached
+        graph = build_delta_graph(saver)
+        after = {s.config["configurable"]["checkpoint_id"]: s.values for s in graph.get_state_history(config)}
+        assert run_b <= set(after)
+        for cid in run_b:
+            assert after[cid] == before[cid], cid
+        with raw_for(saver_target, saver) as raw:
+            raw.assert_no_orphans(t)
+        # run A's checkpoints that no delta replay needs are gone
+        assert len(after) < len(before)
+
+
 def test_prune_keep_latest_on_messages_thread(saver: Any, raw: Raw) -> None:
     """prune(keep_latest) keeps one checkpoint per namespace, its values, and no orphans."""
     graph = build_tool_agent(saver)

@@ -1236,7 +1236,20 @@ def delete_for_runs(ctx: Ctx, run_ids: Sequence[str]) -> Op:
         ctx.cache.forget_thread(t)
         if not (yield from _locked(ctx, t)):
             continue
-        yield Batch(ctx.sql.delete_checkpoints_of_runs(t, run_ids), fetch=False)
+        docs, vals, _, _ = yield from _thread_rows(ctx, t)
+        runs = set(run_ids)
+        dead = {
+            k for k, (_, _, md) in docs.items()
+            if md.get("run_id") is not None and str(md["run_id"]) in runs
+        }
+        # A checkpoint that stays keeps the ancestors its DeltaChannels replay from,
+        # as prune(keep_latest) does: deleting them (and their writes) would make it
+        # read back an empty or shortened channel, silently.
+        needed: set[tuple[str, str]] = set()
+        for ns, cid in set(docs) - dead:
+            _keep_delta_ancestors(ns, cid, docs, vals, needed)
+        if dead - needed:
+            yield Batch(ctx.sql.delete_checkpoints(t, sorted(dead - needed)), fetch=False)
         yield from _collect_garbage(ctx, t, keep=None)
     return None
 
