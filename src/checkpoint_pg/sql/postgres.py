@@ -672,22 +672,6 @@ class PostgresSQL(CheckpointPages):
             {"r": list(run_ids)},
         )
 
-    def delete_checkpoints_of_runs(self, t: str, run_ids: Sequence[str]) -> list[Stmt]:
-        n = self.n
-        p = {"t": t, "r": list(run_ids)}
-        return [
-            Stmt(
-                f"DELETE FROM {n.writes} w USING {n.checkpoints} c WHERE c.thread_id = %(t)s "
-                "AND c.run_id = ANY(%(r)s::text[]) AND w.thread_id = c.thread_id "
-                "AND w.checkpoint_ns = c.checkpoint_ns AND w.checkpoint_id = c.checkpoint_id",
-                p,
-            ),
-            Stmt(
-                f"DELETE FROM {n.checkpoints} WHERE thread_id = %(t)s AND run_id = ANY(%(r)s::text[])",
-                p,
-            ),
-        ]
-
     def delete_checkpoints(self, t: str, keys: Sequence[tuple[str, str]]) -> list[Stmt]:
         n = self.n
         p = {"t": t, "ns": [k[0] for k in keys], "id": [k[1] for k in keys]}

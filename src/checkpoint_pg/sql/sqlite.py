@@ -605,23 +605,6 @@ class SqliteSQL(CheckpointPages):
             {"r": json.dumps(list(run_ids))},
         )
 
-    def delete_checkpoints_of_runs(self, t: str, run_ids: Sequence[str]) -> list[Stmt]:
-        n = self.n
-        p = {"t": t, "r": json.dumps(list(run_ids))}
-        return [
-            Stmt(
-                f"DELETE FROM {n.writes} WHERE thread_id = :t AND (checkpoint_ns, checkpoint_id) IN "
-                f"(SELECT checkpoint_ns, checkpoint_id FROM {n.checkpoints} WHERE thread_id = :t "
-                "AND run_id IN (SELECT value FROM json_each(:r)))",
-                p,
-            ),
-            Stmt(
-                f"DELETE FROM {n.checkpoints} WHERE thread_id = :t "
-                "AND run_id IN (SELECT value FROM json_each(:r))",
-                p,
-            ),
-        ]
-
     def delete_checkpoints(self, t: str, keys: Sequence[tuple[str, str]]) -> list[Stmt]:
         if not keys:
             return []
