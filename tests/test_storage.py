@@ -2615,3 +2615,28 @@ async def test_vacuum_after_delete_keeps_every_other_thread(
         conn.close()
     with make_saver() as saver:
         assert [t.checkpoint for t in saver.list(keep)] == history
+
+
+def test_threads_after_delete_for_runs_filter_on_what_is_left(saver: Any) -> None:
+    """`threads(filter)` matches each thread's newest root checkpoint: after
+    delete_for_runs took a thread's newest checkpoints, it matches the newest left, and
+    a thread left with no checkpoint is not listed. (Before, the deleted run's metadata
+    still matched and the emptied thread stayed listed.)"""
+    from checkpoint_pg.inspect import Inspector
+
+    tag = uuid.uuid4().hex[:8]
+    a, b = f"dfr-a-{tag}", f"dfr-b-{tag}"
+
+    def put(t: str, cid: str, md: dict[str, Any]) -> None:
+        cp = empty_checkpoint()
+        cp["id"] = cid
+        saver.put({"configurable": {"thread_id": t, "checkpoint_ns": ""}}, cp, md, {})
+
+    put(a, "1ef00000-0000-6000-8000-000000000001", {"user": f"u1-{tag}", "run_id": f"r1-{tag}"})
+    put(a, "1ef00000-0000-6000-8000-000000000002", {"user": f"u2-{tag}", "run_id": f"r2-{tag}"})
+    put(b, "1ef00000-0000-6000-8000-000000000003", {"user": f"u2-{tag}", "run_id": f"r2-{tag}"})
+    saver.delete_for_runs([f"r2-{tag}"])
+    assert list(saver.threads({"user": f"u1-{tag}"})) == [a]
+    assert list(saver.threads({"user": f"u2-{tag}"})) == []
+    assert b not in list(saver.threads())
+    assert [t.thread_id for t in Inspector(saver).threads(filter={"user": f"u1-{tag}"}).threads] == [a]

@@ -1251,6 +1251,8 @@ def delete_for_runs(ctx: Ctx, run_ids: Sequence[str]) -> Op:
         if dead - needed:
             yield Batch(ctx.sql.delete_checkpoints(t, sorted(dead - needed)), fetch=False)
         yield from _collect_garbage(ctx, t, keep=None)
+        # the newest checkpoint may have gone: the thread's listing metadata with it
+        yield Batch(ctx.sql.refresh_thread_row(t), fetch=False)
     return None
 
 

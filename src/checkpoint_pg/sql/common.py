@@ -61,6 +61,29 @@ class CheckpointPages:
             {"t": t},
         )
 
+    def refresh_thread_row(self, t: str) -> list[Stmt]:
+        """After checkpoints other than the oldest were deleted (delete_for_runs): the
+        thread row's metadata is its newest root checkpoint's again (what `threads`
+        filters on), and a row left with nothing of its thread and no lease goes, as
+        delete_thread's does (listings do not show an empty thread)."""
+        n, t_ = self.n, self._ph("t")
+        return [
+            Stmt(
+                f"UPDATE {n.threads} SET metadata = (SELECT metadata FROM {n.checkpoints} "
+                f"WHERE thread_id = {t_} AND checkpoint_ns = '' ORDER BY checkpoint_id DESC "
+                f"LIMIT 1) WHERE thread_id = {t_}",
+                {"t": t},
+            ),
+            Stmt(
+                f"DELETE FROM {n.threads} WHERE thread_id = {t_} AND lease_owner IS NULL "
+                + " ".join(
+                    f"AND NOT EXISTS (SELECT 1 FROM {tbl} WHERE thread_id = {t_})"
+                    for tbl in (n.checkpoints, n.writes, n.objects)
+                ),
+                {"t": t},
+            ),
+        ]
+
     def select_thread_objects(self, t: str) -> Stmt:
         """Every object of a thread: (hash, data of a chunk, else NULL)."""
         return Stmt(
