@@ -969,3 +969,67 @@ async def test_a_lease_taken_while_its_caller_was_cancelled_is_given_back(tmp_pa
         timer.join()
         other.close()
         await run()  # not ThreadBusyError
+
+
+async def test_a_lease_cancelled_while_the_first_calls_schema_check_waits_ends_at_once(
+    fresh_pg_url: str,
+) -> None:
+    """A saver's first call (after asetup too) checks the schema revision before its
+    write: a lease take cancelled while that check waits for the pool's only
+    connection has sent nothing, so there is nothing to give back and alease ends
+    at once instead of waiting for a connection to release a lease never taken."""
+    from checkpoint_pg import AsyncPostgresSaver
+
+    async with AsyncPostgresSaver.from_conn_string(fresh_pg_url, pool_size=1) as saver:
+        await saver.asetup()  # leaves the schema check to the next call
+        async with saver._pool.connection():  # another call holds the only connection
+
+            async def leased() -> None:
+                async with saver.alease(f"lease-{uuid.uuid4().hex[:8]}"):
+                    await asyncio.sleep(0)
+
+            task = asyncio.create_task(asyncio.wait_for(leased(), 0.3))
+            done, _ = await asyncio.wait({task}, timeout=3)
+            assert task in done  # not waiting for the connection to free
+            with pytest.raises(asyncio.TimeoutError):
+                task.result()
+
+
+async def test_a_call_made_while_handling_a_cancellation_still_survives_a_dead_connection(
+    fresh_pg_url: str,
+) -> None:
+    """Cleanup after a cancellation (``except CancelledError: ...; raise``, a
+    ``finally``) runs while the task counts the cancellation as being handled. A call
+    made there that meets a dead pooled connection runs again on a fresh one, as
+    every call does: only a cancellation arriving during the call ends it."""
+    from checkpoint_pg import AsyncPostgresSaver
+
+    app = f"cleanup-{uuid.uuid4().hex[:8]}"
+    async with AsyncPostgresSaver.from_conn_string(
+        f"{fresh_pg_url}?application_name={app}", pool_size=1
+    ) as saver:
+        await saver.asetup()
+        thread = f"cleanup-{uuid.uuid4().hex[:8]}"
+        config = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+        cp, v = _step(1)
+        await saver.aput(config, cp, {}, {"n": v})
+        cp2, v2 = _step(2, v)
+        got = []
+
+        async def run() -> None:
+            try:
+                await asyncio.sleep(10)  # the run is cancelled here
+            except asyncio.CancelledError:
+                # the server closed the idle pooled connection meanwhile
+                assert await asyncio.to_thread(pg_terminate, fresh_pg_url, application_name=app) == 1
+                got.append(await saver.aget_tuple(config))
+                await saver.aput(got[0].config, cp2, {}, {"n": v2})
+                raise
+
+        task = asyncio.create_task(run())
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert got[0].checkpoint["id"] == cp["id"]
+        assert (await saver.aget_tuple(config)).checkpoint["id"] == cp2["id"]

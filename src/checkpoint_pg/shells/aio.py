@@ -87,11 +87,19 @@ async def finish_then_cancel(work: Awaitable[Any]) -> Any:
     raise asyncio.CancelledError
 
 
-def _raise_if_cancelled() -> None:
-    task = asyncio.current_task()
-    # Task.cancelling() is Python 3.11's: on 3.10 a cancellation the pool took is lost
-    cancelling = getattr(task, "cancelling", None)
-    if cancelling is not None and cancelling():
+def _cancellations() -> int:
+    """How many cancellations of the current task are pending or being handled
+    (Task.cancelling() is Python 3.11's: 0 on 3.10, where a cancellation the pool
+    took is lost)."""
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)
+    return cancelling() if cancelling is not None else 0
+
+
+def _raise_if_cancelled(before: int) -> None:
+    # only a cancellation that arrived during this call: one the caller was already
+    # handling when it made the call (a cleanup in `except CancelledError`) is not
+    # this call's to raise again
+    if _cancellations() > before:
         raise asyncio.CancelledError
 
 
@@ -130,10 +138,16 @@ class AsyncSaver(SaverBase):
         make, txn, write, _ = call
         retry = Retry(self.ctx.cache, write, call.thread)
         retried = False
+        cancellations = _cancellations()
         while True:
             try:
                 if not self._schema_ok:  # in the loop: its connection may be a dead one too
-                    self._check_revision(await self._arun(self._schema_op(), txn=False))
+                    try:
+                        self._check_revision(await self._arun(self._schema_op(), txn=False))
+                    except asyncio.CancelledError as exc:
+                        # the write itself was not sent yet (a lease take cancelled while
+                        # the schema check waits for a connection has nothing to give back)
+                        raise mark_unsent(exc) if write else exc
                 return await self._arun(make(), txn=txn, write=write)
             except BaseException as exc:  # noqa: BLE001 - Retry re-raises what it does not retry
                 if retried and getattr(exc, UNSENT, False):
@@ -145,7 +159,7 @@ class AsyncSaver(SaverBase):
                     await self._adrop_dead_connections()
                     # the pool's check takes a cancellation for a broken connection's
                     # and goes on: the caller's must not be lost
-                    _raise_if_cancelled()
+                    _raise_if_cancelled(cancellations)
 
     def _sync(self, name: str, coro_fn: Callable[[], Awaitable[Any]]) -> Any:
         try:
