@@ -117,13 +117,13 @@ def _surrogate(text: str) -> str | None:
 
 def target_of(config: RunnableConfig | None, *, need_checkpoint_id: bool = False) -> Target:
     """Extract (thread_id, checkpoint_ns, checkpoint_id) or say what is missing."""
-    if config is not None and not isinstance(config, Mapping):
+    if config is not None and type(config) is not dict and not isinstance(config, Mapping):
         raise ConfigError(
             f"a config must be a dict, got {type(config).__name__} {config!r:.100}; pass "
             "{'configurable': {'thread_id': '<your thread>'}}"
         )
     conf = (config or {}).get("configurable") or {}
-    if not isinstance(conf, Mapping):
+    if type(conf) is not dict and not isinstance(conf, Mapping):
         raise ConfigError(
             f"config['configurable'] must be a dict, got {type(conf).__name__} {conf!r:.100}"
         )
@@ -265,6 +265,8 @@ def check_writes(writes: Any) -> list[tuple[str, Any]]:
     Taken once as a list: a generator was read twice (channels checked, then values
     stored) and its writes were lost without an error; a dict, iterated by key, wrote
     {"ab": 1} as channel "a" with value "b"."""
+    if type(writes) is list and all(type(p) is tuple and len(p) == 2 for p in writes):
+        return writes  # what LangGraph passes: checked at no cost
     if isinstance(writes, (str, bytes, Mapping)) or not hasattr(writes, "__iter__"):
         raise ConfigError(
             f"writes must be a sequence of (channel, value) pairs, got {type(writes).__name__} "
@@ -305,27 +307,34 @@ def before_id_of(before: Any) -> str | None:
 
 def check_put(checkpoint: Any, metadata: Any, new_versions: Any) -> None:
     """The arguments of ``put`` have the shapes LangGraph gives them, or a ConfigError
-    (not an AttributeError from deep inside), before anything is stored."""
-    if not isinstance(checkpoint, Mapping) or "id" not in checkpoint:
+    (not an AttributeError from deep inside), before anything is stored. On every put:
+    dicts and str versions (what LangGraph passes) take the cheap path."""
+    if not _is_mapping(checkpoint) or "id" not in checkpoint:
         raise ConfigError(
             f"checkpoint must be a dict with an 'id' (langgraph's Checkpoint), got "
             f"{type(checkpoint).__name__} {checkpoint!r:.100}"
         )
     for key in ("channel_values", "channel_versions", "versions_seen"):
-        if checkpoint.get(key) is not None and not isinstance(checkpoint[key], Mapping):
+        if checkpoint.get(key) is not None and not _is_mapping(checkpoint[key]):
             raise ConfigError(f"checkpoint[{key!r}] must be a dict, got {type(checkpoint[key]).__name__}")
-    if metadata is not None and not isinstance(metadata, Mapping):
+    if metadata is not None and not _is_mapping(metadata):
         raise ConfigError(f"metadata must be a dict, got {type(metadata).__name__} {metadata!r:.100}")
-    if not isinstance(new_versions, Mapping):
+    if not _is_mapping(new_versions):
         raise ConfigError(
             f"new_versions must be a dict of channel -> version, got {type(new_versions).__name__}"
         )
     for versions in (checkpoint.get("channel_versions") or {}, new_versions):
         for channel, version in versions.items():
-            if isinstance(version, str):
-                _text(version, f"version of channel {channel!r}")
-            elif type(version) not in (int, float):
+            t = type(version)
+            if t is str:
+                if "\x00" in version or not version.isascii():
+                    _text(version, f"version of channel {channel!r}")
+            elif t is not int and t is not float:
                 raise ConfigError(
                     f"the version of channel {channel!r} must be a str, int or float, got "
-                    f"{type(version).__name__} {version!r:.100}"
+                    f"{t.__name__} {version!r:.100}"
                 )
+
+
+def _is_mapping(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)
