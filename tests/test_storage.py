@@ -360,6 +360,19 @@ def test_seed_graph_stores_each_tool_message_once(saver: Any, raw: Raw, mode: st
         assert sum(1 for v in objs.values() if isinstance(v, BaseMessage) and v.id == m.id) == 1, m
 
 
+def _assert_written_once(saver: Any, pg_url: str, config: RunnableConfig, tool_msg: ToolMessage) -> None:
+    """After `_race_tool_write` on Postgres: the ToolMessage is one stored object, and the
+    pending write reads back as the message with the id add_messages gave it."""
+
+    class _Target:
+        backend, conn_string = "postgres", pg_url
+
+    with raw_for(_Target(), saver) as raw:
+        assert_tool_messages_stored_once(raw, thread_of(config), expected=1)
+    (pending,) = saver.get_tuple(config).pending_writes
+    assert pending[2] == [tool_msg] and pending[2][0].id == "tool-msg-1"
+
+
 def _race_tool_write(
     saver: Any, config: RunnableConfig, write: Any, reached: Any, go: Any
 ) -> tuple[RunnableConfig, ToolMessage]:
@@ -415,14 +428,7 @@ def test_write_stored_after_the_put_of_its_message_is_repointed(pg_url: str) -> 
             saver._run(after_first_yield(op, pause), txn=False, write=True)
 
         config, tool_msg = _race_tool_write(saver, new_config("race"), write, reached, go)
-
-        class _Target:
-            backend, conn_string = "postgres", pg_url
-
-        with raw_for(_Target(), saver) as raw:
-            assert_tool_messages_stored_once(raw, thread_of(config), expected=1)
-        (write,) = saver.get_tuple(config).pending_writes
-        assert write[2] == [tool_msg] and write[2][0].id == "tool-msg-1"
+        _assert_written_once(saver, pg_url, config, tool_msg)
 
 
 @pytest.mark.parametrize("second", ["put", "put_writes"])
@@ -469,14 +475,7 @@ def test_a_repoint_lost_with_its_connection_is_sent_again_by_the_retry(
         reached = in_writes if second == "put_writes" else threading.Event()
         config, tool_msg = _race_tool_write(saver, new_config("repoint-lost"), write, reached, go)
         assert killed, "the repoint was never sent"
-
-        class _Target:
-            backend, conn_string = "postgres", pg_url
-
-        with raw_for(_Target(), saver) as raw:
-            assert_tool_messages_stored_once(raw, thread_of(config), expected=1)
-        (pending,) = saver.get_tuple(config).pending_writes
-        assert pending[2] == [tool_msg] and pending[2][0].id == "tool-msg-1"
+        _assert_written_once(saver, pg_url, config, tool_msg)
 
 
 def test_a_repoint_waits_for_a_write_in_flight_that_holds_the_same_bytes(pg_url: str) -> None:

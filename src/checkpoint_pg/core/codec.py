@@ -309,7 +309,7 @@ class ValueCodec:
 
     def digest(self, typ: str, data: bytes) -> bytes:
         """The hash of an object of type ``typ`` and plaintext ``data`` (keyed when encrypting)."""
-        return hashlib.blake2b(typ.encode() + b"\0" + data, digest_size=HASH_SIZE, key=self._key).digest()
+        return object_hash(typ, data, self._key)
 
     def dump_element(self, value: Any) -> StoredObject:
         """`dump` for an element of a list stored element by element: as the serializer
@@ -395,7 +395,7 @@ class ValueCodec:
         ``plain``: a row changed by hand (ciphertexts swapped between objects, a row
         planted unencrypted in an encrypted saver's table) is refused, not read."""
         if self.digest(typ, plain) != h:
-            if self._cipher is None and self._key and _unkeyed(typ, plain) == h:
+            if self._cipher is None and self._key and object_hash(typ, plain) == h:
                 # a plain saver given a hash_key: an object rebuilt by a migration,
                 # which cannot know the key (0012's downgrade stores dicts whole)
                 return
@@ -474,9 +474,10 @@ def assemble_dict(shape: Any, values: list[Any], where: str) -> dict[str, Any]:
     return out
 
 
-def _unkeyed(typ: str, data: bytes) -> bytes:
-    """The hash of an object under no key (`ValueCodec.digest` of a saver without one)."""
-    return hashlib.blake2b(typ.encode() + b"\0" + data, digest_size=HASH_SIZE).digest()
+def object_hash(typ: str, data: bytes, key: bytes = b"") -> bytes:
+    """The hash an object of type ``typ`` and plaintext ``data`` is stored under
+    (`ValueCodec.digest`; unkeyed, what a saver without a hash_key and a migration use)."""
+    return hashlib.blake2b(typ.encode() + b"\0" + data, digest_size=HASH_SIZE, key=key).digest()
 
 
 def inflate(typ: str, data: bytes, limit: int | None = None) -> tuple[str, bytes]:

@@ -43,7 +43,6 @@ from checkpoint_pg.core.config import (
     check_filter,
     check_put,
     check_text,
-    check_writes,
     checkpoint_config,
     compact_json,
     loads_json,
@@ -485,13 +484,13 @@ def put_writes(
     unfinished: list[tuple[Any, ...]] | None = None,
 ) -> Op:
     """Store a task's writes as given (no ids assigned: LangGraph's `add_messages`
-    does that on another thread). A write serialized before its message got its
+    does that on another thread); ``writes`` as `config.check_writes` gives them (the
+    shell checks them once, so that a retry sends the same list). A write serialized before its message got its
     id is repointed at the object the put stores (see `WrittenMessages`)."""
     target = target_of(config, need_checkpoint_id=True)
     assert target.checkpoint_id is not None
     check_text(task_id, "task_id")
     check_text(task_path or "", "task_path")
-    writes = check_writes(writes)
     for channel, _ in writes:
         check_text(channel, "write channel")
     if not writes:

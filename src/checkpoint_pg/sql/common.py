@@ -34,6 +34,15 @@ VALUE_COLS = "channel, version, kind, base_version, root_version, refs"
 WRITE_COLS = "checkpoint_id, task_id, idx, channel, task_path, kind, refs"
 
 
+def nothing_left(n: Names, t: str) -> str:
+    """``AND`` conditions true when thread ``t`` (a placeholder) holds no checkpoint,
+    write or object: its row can go without listings showing an empty thread."""
+    return " ".join(
+        f"AND NOT EXISTS (SELECT 1 FROM {tbl} WHERE thread_id = {t})"
+        for tbl in (n.checkpoints, n.writes, n.objects)
+    )
+
+
 class CheckpointPages:
     """``select_checkpoints`` for both backends' SQL classes.
 
@@ -76,10 +85,7 @@ class CheckpointPages:
             ),
             Stmt(
                 f"DELETE FROM {n.threads} WHERE thread_id = {t_} AND lease_owner IS NULL "
-                + " ".join(
-                    f"AND NOT EXISTS (SELECT 1 FROM {tbl} WHERE thread_id = {t_})"
-                    for tbl in (n.checkpoints, n.writes, n.objects)
-                ),
+                + nothing_left(n, t_),
                 {"t": t},
             ),
         ]
@@ -175,11 +181,7 @@ class LeaseSQL:
         # Releasing a lease of a thread the run never wrote to removes the row
         # the lease created, so listings do not show an empty thread.
         self.drop_unused_row = (
-            f"DELETE FROM {n.threads} WHERE {mine} "
-            + " ".join(
-                f"AND NOT EXISTS (SELECT 1 FROM {tbl} WHERE thread_id = {t})"
-                for tbl in (n.checkpoints, n.writes, n.objects)
-            )
+            f"DELETE FROM {n.threads} WHERE {mine} " + nothing_left(n, t)
         )
         self.release = f"UPDATE {n.threads} SET lease_owner = NULL, lease_until = NULL WHERE {mine}"
         self.break_ = (
