@@ -1095,6 +1095,40 @@ def test_sqlite_get_tuple_reads_in_one_statement(tmp_path: Path) -> None:
         assert 1 <= len(reads) <= 3, reads  # revision check, the read, the list elements
 
 
+def test_sqlite_writes_read_the_lease_with_their_first_statement(tmp_path: Path) -> None:
+    """SQLite: a put reads the thread's lease back from its thread-row upsert, and a
+    put_writes reads it with whether the row is due a touch (updated over a second
+    ago): no separate lease read, and no UPDATE of a row touched just now. A write
+    a second later still marks the thread active, as prune(updated_before=) needs."""
+    import time
+
+    from checkpoint_pg import SqliteSaver
+
+    statements: list[str] = []
+    with SqliteSaver.from_conn_string(str(tmp_path / "w.db")) as saver:
+        saver.setup()
+        config: RunnableConfig = {"configurable": {"thread_id": "w", "checkpoint_ns": ""}}
+        msgs: list[Any] = [HumanMessage("hello", id="h1")]
+        cp, versions = _checkpoint(saver, None, msgs)
+        assert saver.get_tuple(config) is None  # the schema check is behind us
+        saver.conn.set_trace_callback(statements.append)
+        config = saver.put(config, cp, {"source": "input", "step": -1}, versions)
+        put = [s.split()[0].upper() for s in statements if s not in ("BEGIN IMMEDIATE", "COMMIT")]
+        assert "SELECT" not in put and put[0] == "INSERT", statements
+        assert "cpg_threads" in statements[1] and "RETURNING" in statements[1], statements
+        statements.clear()
+        saver.put_writes(config, [("messages", [AIMessage("hi", id="a1")]), ("n", 1)], "task-1")
+        writes = [s.split()[0].upper() for s in statements if s not in ("BEGIN IMMEDIATE", "COMMIT")]
+        assert writes[0] == "SELECT" and writes.count("SELECT") == 1, statements
+        assert "UPDATE" not in writes, statements  # the put touched the row just now
+        saver.conn.set_trace_callback(None)
+        (before,) = saver.conn.execute("SELECT updated_at FROM cpg_threads").fetchone()
+        time.sleep(1.1)
+        saver.put_writes(config, [("n", 2)], "task-2")
+        (after,) = saver.conn.execute("SELECT updated_at FROM cpg_threads").fetchone()
+        assert after > before
+
+
 def _growing_thread(saver: Any, steps: int) -> Iterator[tuple[int, RunnableConfig, Any, dict]]:
     """Checkpoints of one thread: ``messages`` grows each step, ``static`` is carried over."""
     config: RunnableConfig = {"configurable": {"thread_id": "grow", "checkpoint_ns": ""}}

@@ -411,10 +411,11 @@ def put(
         and not (parent is not None and ctx.named.take((t, ns, parent), cid))
     )
     lease = leases.held(ctx.lease_key, t, ctx.leases)
+    thread_md = md_json if ns == "" else None  # the thread row shows its root's metadata
     stmts = ctx.sql.put_checkpoint(
         t,
         ns,
-        md_json if ns == "" else None,
+        thread_md,
         unique_objects(objs),
         rows,
         cid,
@@ -429,7 +430,7 @@ def put(
     if not ctx.sql.single_statement:
         # SQLite: the checks run first in the same BEGIN IMMEDIATE transaction
         # (Postgres runs them inside the put function)
-        lease_row, *newer = yield Batch(ctx.sql.put_checks(t, ns, cid, parent, guard))
+        lease_row, *newer = yield Batch(ctx.sql.put_checks(t, ns, cid, parent, guard, thread_md))
         _check_lease(t, lease_row, lease)
         if newer and newer[0]:
             raise _busy(t)
@@ -550,12 +551,23 @@ def put_writes(
         by_idx[key] = (key, channel, enc.kind, stored, unique_objects([*enc.objects, *chunks]))
     rows = list(by_idx.values())
     lease = leases.held(ctx.lease_key, target.thread_id, ctx.leases)
+    extra = {}
     if not ctx.sql.single_statement:
-        (lease_row,) = yield Batch([ctx.sql.lease.check(target.thread_id)])
-        _check_lease(target.thread_id, lease_row, lease)
+        # SQLite: the lease first, in the same BEGIN IMMEDIATE transaction (Postgres
+        # checks it inside its put_writes function)
+        (checked,) = yield Batch([ctx.sql.write_checks(target.thread_id)])
+        _check_lease(target.thread_id, [r[:2] for r in checked], lease)
+        extra["touch"] = bool(checked and checked[0][2])
     yield Batch(
         ctx.sql.insert_writes(
-            target.thread_id, target.ns, target.checkpoint_id, task_id, task_path or "", rows, lease
+            target.thread_id,
+            target.ns,
+            target.checkpoint_id,
+            task_id,
+            task_path or "",
+            rows,
+            lease,
+            **extra,
         ),
         fetch=False,
     )

@@ -110,6 +110,16 @@ class SqliteSQL(CheckpointPages):
             "ON CONFLICT (thread_id) DO UPDATE SET updated_at = excluded.updated_at, "
             "metadata = COALESCE(excluded.metadata, t.metadata)"
         )
+        # A put reads the thread's lease back from its upsert, and a put_writes reads
+        # it with whether the row's updated_at is due a touch: one statement each
+        # fewer than a separate lease read (~25 us of a ~1.2 ms step).
+        self._upsert_thread_checked = (
+            f"{self._upsert_thread} RETURNING lease_owner, lease_until - {_EPOCH}"
+        )
+        self._write_checks = (
+            f"SELECT lease_owner, lease_until - {_EPOCH}, updated_at < :second_ago "
+            f"FROM {n.threads} WHERE thread_id = :t"
+        )
         self._insert_object = (
             f"INSERT OR IGNORE INTO {n.objects} (thread_id, hash, type, data) "
             "VALUES (:t, :h, :ty, :d)"
@@ -179,8 +189,6 @@ class SqliteSQL(CheckpointPages):
 
     # -- writes -----------------------------------------------------------------
 
-    def upsert_thread(self, t: str, md_json: str | None) -> Stmt:
-        return Stmt(self._upsert_thread, {"t": t, "md": md_json, "now": _now()})
 
     def put_checkpoint(
         self,
@@ -199,19 +207,21 @@ class SqliteSQL(CheckpointPages):
         lease: Lease | None = None,
     ) -> list[Stmt]:
         """The statements of a put, run in one BEGIN IMMEDIATE transaction after
-        `put_checks` (the caller's lease, renewed here, and single-writer mode)."""
+        `put_checks` (which upserts the thread row, ``thread_md`` included; the
+        caller's lease, renewed here, and single-writer mode)."""
         return [
-            self.upsert_thread(t, thread_md),
             *([Stmt(self.lease.renew, self.lease.params(t, lease))] if lease is not None else []),
             *self.insert_objects(t, objs),
             *self.insert_values(t, ns, rows),
             self.insert_checkpoint(t, ns, cid, parent, run_id, doc, md_json, required),
         ]
 
-    def put_checks(self, t: str, ns: str, cid: str, parent: str | None, guard: bool) -> list[Stmt]:
-        """What `ops.put` reads first: the thread's lease, and with ``guard`` whether
-        a checkpoint newer than the parent exists."""
-        out = [self.lease.check(t)]
+    def put_checks(
+        self, t: str, ns: str, cid: str, parent: str | None, guard: bool, thread_md: str | None
+    ) -> list[Stmt]:
+        """What `ops.put` runs first: the thread row's upsert, which reads back its
+        lease, and with ``guard`` whether a checkpoint newer than the parent exists."""
+        out = [Stmt(self._upsert_thread_checked, {"t": t, "md": thread_md, "now": _now()})]
         if guard:
             out.append(
                 Stmt(
@@ -222,6 +232,12 @@ class SqliteSQL(CheckpointPages):
                 )
             )
         return out
+
+    def write_checks(self, t: str) -> Stmt:
+        """What `ops.put_writes` reads first: the thread's lease, and whether its
+        updated_at is over a second old (a write then touches it, see `insert_writes`)."""
+        second_ago = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat(sep=" ")
+        return Stmt(self._write_checks, {"t": t, "second_ago": second_ago})
 
     def insert_objects(self, t: str, objs: Sequence[StoredObject]) -> list[Stmt]:
         if not objs:
@@ -292,22 +308,16 @@ class SqliteSQL(CheckpointPages):
         task_path: str,
         rows: Sequence[tuple[int, str, int, bytes, Sequence[StoredObject]]],
         lease: Lease | None = None,
+        touch: bool = True,
     ) -> list[Stmt]:
-        # the caller's lease was checked first (ops.put_writes), in this transaction
+        # the caller's lease was checked first (ops.put_writes, `write_checks`), in
+        # this transaction, which also told whether the row is due a ``touch``
         base = {"t": t, "ns": ns, "cid": cid, "task": task_id, "path": task_path}
-        now = datetime.now(timezone.utc)
         # a write is activity too, which prune(updated_before=) must see (as on Postgres)
-        out: list[Stmt] = [
-            Stmt(
-                f"UPDATE {self.n.threads} SET updated_at = :now WHERE thread_id = :t "
-                "AND updated_at < :second_ago",
-                {
-                    "t": t,
-                    "now": now.isoformat(sep=" "),
-                    "second_ago": (now - timedelta(seconds=1)).isoformat(sep=" "),
-                },
-            )
-        ]
+        out: list[Stmt] = []
+        if touch:
+            touched = f"UPDATE {self.n.threads} SET updated_at = :now WHERE thread_id = :t"
+            out.append(Stmt(touched, {"t": t, "now": _now()}))
         regular = [r for r in rows if r[0] >= 0]
         special = [r for r in rows if r[0] < 0]
         if regular:
