@@ -244,6 +244,35 @@ def test_an_encrypted_database_is_read_with_langgraph_aes_key(
     assert code != 0 and "LANGGRAPH_AES_KEY is set but unusable" in err, err
 
 
+def test_a_database_written_with_a_hash_key_is_read_with_checkpoint_pg_hash_key(
+    capsys: pytest.CaptureFixture[str], db: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread an app stored with hash_key=...: every read checks each object against
+    its keyed hash, which the CLI could not compute, so `show` and `history` called the
+    rows "changed by hand". With the key in CHECKPOINT_PG_HASH_KEY (hex) it reads them;
+    without it the error says so; a key that is not hex is a usage error."""
+    from langchain_core.messages import HumanMessage
+
+    url, prefix = db[1], db[3]
+    key = bytes(range(32))
+    monkeypatch.delenv("CHECKPOINT_PG_HASH_KEY", raising=False)
+    with _saver_cls(url).from_conn_string(url, prefix=prefix, hash_key=key) as saver:
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"messages": [HumanMessage("keyed question", id="k1")]}
+        cp["channel_versions"] = {"messages": saver.get_next_version(None, None)}
+        saver.put({"configurable": {"thread_id": "keyed", "checkpoint_ns": ""}}, cp, {}, cp["channel_versions"])
+    code, out, err = cli(capsys, "show", "keyed", *db)
+    assert code == 1 and "CHECKPOINT_PG_HASH_KEY" in err, err
+    monkeypatch.setenv("CHECKPOINT_PG_HASH_KEY", key.hex())
+    code, out, err = cli(capsys, "show", "keyed", "--json", *db)
+    assert code == 0 and "keyed question" in out, err
+    code, out, err = cli(capsys, "history", "keyed", "--json", *db)
+    assert code == 0 and len(json.loads(out)) == 1, err
+    monkeypatch.setenv("CHECKPOINT_PG_HASH_KEY", "not hex")
+    code, out, err = cli(capsys, "show", "keyed", *db)
+    assert code == 2 and "CHECKPOINT_PG_HASH_KEY" in err and "hex" in err, err
+
+
 # -- read commands -----------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ from checkpoint_pg.errors import ConfigError, NotFoundError, SchemaVersionError
 from checkpoint_pg.schema import DEFAULT_PREFIX, build_tables, store_options
 
 ENV_URL = "CHECKPOINT_PG_URL"
+ENV_HASH_KEY = "CHECKPOINT_PG_HASH_KEY"  # hex of the hash_key= the app gives its saver
 DEFAULT_URL = "./checkpoint_pg_demo.db"
 PG_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 
@@ -75,6 +76,17 @@ def _saver_options(args: argparse.Namespace) -> dict[str, Any]:
             ) from None
         except Exception as exc:  # noqa: BLE001 - the key's own complaint, e.g. its length
             raise ConfigError(f"LANGGRAPH_AES_KEY is set but unusable: {exc}") from None
+    raw_key = os.environ.get(ENV_HASH_KEY)
+    if raw_key:
+        # the app's hash_key=: every object read is checked against its keyed hash,
+        # which the CLI cannot compute without it
+        try:
+            opts["hash_key"] = bytes.fromhex(raw_key)
+        except ValueError:
+            raise ConfigError(
+                f"{ENV_HASH_KEY} must be the app's hash_key in hex (hash_key.hex()), got "
+                f"{raw_key[:8]!r}...: set it to the key's hex digits, or unset it"
+            ) from None
     return opts
 
 

@@ -402,7 +402,9 @@ class ValueCodec:
             keyed = (
                 ", or the saver's hash_key is not the one it was written with"
                 if self._key
-                else ""
+                # a saver given a hash_key wrote it: the CLI takes the key from the env
+                else ", or it was written by a saver given a hash_key: pass the same "
+                "hash_key (the CLI: set CHECKPOINT_PG_HASH_KEY to its hex)"
             )
             raise IntegrityError(
                 f"stored object {h.hex()} does not hold what its hash names: its row was "
