@@ -899,13 +899,15 @@ def test_max_value_bytes_must_be_a_positive_int(value: Any, tmp_path) -> None:
         "channel_values_list",
         "version_with_nul",
         "version_of_a_list",
+        "versions_seen_entry_int",
     ],
 )
 def test_arguments_of_the_wrong_shape_are_config_errors(counted, call: str) -> None:
     """A config, checkpoint, metadata or versions of the wrong type met AttributeError,
     TypeError or KeyError from deep inside (a version with a NUL: the driver's error on
     Postgres, stored as it was on SQLite); now a ConfigError naming the argument, and
-    nothing is stored."""
+    nothing is stored. A versions_seen entry that is not a dict was stored, and every
+    read of the thread then refused it as a row "changed by hand"."""
     from checkpoint_pg import ConfigError  # noqa: PLC0415
 
     sim, unchanged = counted
@@ -925,7 +927,9 @@ def test_arguments_of_the_wrong_shape_are_config_errors(counted, call: str) -> N
         "channel_values_list": lambda: saver.put(cfg, {**cp, "channel_values": [1]}, md, nv),
         "version_with_nul": lambda: saver.put(cfg, cp, md, {**nv, first: "0000000009.0000\x000"}),
         "version_of_a_list": lambda: saver.put(cfg, cp, md, {**nv, first: [1]}),
+        "versions_seen_entry_int": lambda: saver.put(cfg, {**cp, "versions_seen": {"node": 1}}, md, nv),
     }
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="versions_seen|before|config|checkpoint|metadata|version"):
         calls[call]()
     unchanged()
+    assert saver.get_tuple(sim.config()) is not None  # the thread still reads

@@ -317,6 +317,13 @@ def check_put(checkpoint: Any, metadata: Any, new_versions: Any) -> None:
     for key in ("channel_values", "channel_versions", "versions_seen"):
         if checkpoint.get(key) is not None and not _is_mapping(checkpoint[key]):
             raise ConfigError(f"checkpoint[{key!r}] must be a dict, got {type(checkpoint[key]).__name__}")
+    # stored, an entry that is not a dict made every read of the thread refuse it as edited
+    for node, seen in (checkpoint.get("versions_seen") or {}).items():
+        if not _is_mapping(seen):
+            raise ConfigError(
+                f"checkpoint['versions_seen'][{node!r}] must be a dict of channel -> version, "
+                f"got {type(seen).__name__} {seen!r:.100}"
+            )
     if metadata is not None and not _is_mapping(metadata):
         raise ConfigError(f"metadata must be a dict, got {type(metadata).__name__} {metadata!r:.100}")
     if not _is_mapping(new_versions):
