@@ -900,6 +900,7 @@ def test_max_value_bytes_must_be_a_positive_int(value: Any, tmp_path) -> None:
         "version_with_nul",
         "version_of_a_list",
         "versions_seen_entry_int",
+        "before_configurable_str",
     ],
 )
 def test_arguments_of_the_wrong_shape_are_config_errors(counted, call: str) -> None:
@@ -928,6 +929,7 @@ def test_arguments_of_the_wrong_shape_are_config_errors(counted, call: str) -> N
         "version_with_nul": lambda: saver.put(cfg, cp, md, {**nv, first: "0000000009.0000\x000"}),
         "version_of_a_list": lambda: saver.put(cfg, cp, md, {**nv, first: [1]}),
         "versions_seen_entry_int": lambda: saver.put(cfg, {**cp, "versions_seen": {"node": 1}}, md, nv),
+        "before_configurable_str": lambda: list(saver.list(cfg, before={"configurable": "abc"})),
     }
     with pytest.raises(ConfigError, match="versions_seen|before|config|checkpoint|metadata|version"):
         calls[call]()

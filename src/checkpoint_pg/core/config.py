@@ -301,7 +301,13 @@ def before_id_of(before: Any) -> str | None:
             f"before must be a config ({{'configurable': {{'checkpoint_id': ...}}}}), got "
             f"{type(before).__name__} {before!r:.200}"
         )
-    cid = (before.get("configurable") or {}).get("checkpoint_id")
+    conf = before.get("configurable") or {}
+    if not isinstance(conf, Mapping):
+        raise ConfigError(
+            f"before['configurable'] must be a dict, got {type(conf).__name__} {conf!r:.100}; "
+            "pass a config list() or put() returned"
+        )
+    cid = conf.get("checkpoint_id")
     return None if cid is None else _text(cid, "before's checkpoint_id")
 
 
