@@ -770,6 +770,14 @@ def test_one_id_as_a_str_is_refused_not_read_as_its_characters(saver) -> None:
         saver.prune("ab", strategy="delete")
     with pytest.raises(ConfigError, match="run_ids must be a list of ids"):
         saver.delete_for_runs("run")
+    # get_delta_channel_history(channels="messages") answered for channels "m", "e", "s"...
+    cp, versions = simple_checkpoint(saver, {"messages": ["hi"]})
+    cfg = saver.put({"configurable": {"thread_id": "delta-str", "checkpoint_ns": ""}}, cp, {}, versions)
+    with pytest.raises(ConfigError, match=r"channels must be a list of ids, got 'messages'"):
+        saver.get_delta_channel_history(config=cfg, channels="messages")
+    with pytest.raises(ConfigError, match="channel must be a str"):
+        saver.get_delta_channel_history(config=cfg, channels=[1])
+    assert set(saver.get_delta_channel_history(config=cfg, channels=["messages"])) == {"messages"}
 
 
 # --------------------------------------------------------------------------

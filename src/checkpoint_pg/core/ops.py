@@ -1130,6 +1130,8 @@ def _list_thread_page(
 
 def get_delta_channel_history(ctx: Ctx, config: RunnableConfig, channels: Sequence[str]) -> Op:
     """Writes of ``channels`` along the parent chain, back to the nearest stored value."""
+    # one str is refused: "messages" was read as channels "m", "e", "s"...
+    channels = [check_text(ch, "channel") for ch in _ids(channels, "channels")]
     if not channels:
         return {}
     target = target_of(config)
