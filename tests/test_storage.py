@@ -2616,6 +2616,35 @@ async def test_vacuum_after_delete_keeps_every_other_thread(
         assert [t.checkpoint for t in saver.list(keep)] == history
 
 
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_vacuum_on_a_sqlalchemy_engine(saver_target: Any) -> None:
+    """A PostgresSaver on a SQLAlchemy Engine (whose connections are not in autocommit
+    mode) refused every vacuum with "cannot run inside a transaction", advice it could
+    not follow: it borrows an idle connection of the engine's pool, which can run it.
+    The connection goes back to the pool as it came, and the engine stays usable."""
+    import sqlalchemy as sa
+
+    from checkpoint_pg import PostgresSaver
+
+    engine = sa.create_engine(saver_target.conn_string.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        saver = PostgresSaver(engine, **saver_target.options)
+        saver.setup()
+        config = new_config("vac-engine")
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"a": "x" * 1000}
+        cp["channel_versions"] = {"a": saver.get_next_version(None, None)}
+        saver.put(config, cp, {}, cp["channel_versions"])
+        saver.delete_thread(thread_of(config))
+        report = saver.vacuum(full=True)
+        assert report.full and report.bytes_after <= report.bytes_before, report
+        with engine.connect() as sc:
+            assert not sc.connection.driver_connection.autocommit  # as the pool gave it
+            assert sc.execute(sa.text("SELECT 1")).scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
 def test_threads_after_delete_for_runs_filter_on_what_is_left(saver: Any) -> None:
     """`threads(filter)` matches each thread's newest root checkpoint: after
     delete_for_runs took a thread's newest checkpoints, it matches the newest left, and

@@ -210,6 +210,8 @@ class PostgresSaver(SyncSaver):
             return result
         try:
             with self._connection() as conn:
+                if not txn and self._engine is not None:
+                    return self._outside_transaction(conn, op, first)
                 if txn or not conn.autocommit:
                     ours = conn.info.transaction_status == _IDLE
                     with conn.transaction():
@@ -227,6 +229,17 @@ class PostgresSaver(SyncSaver):
             if ours is None:
                 raise
             raise ours from exc
+
+    def _outside_transaction(self, conn: psycopg.Connection, op: Op, first: Batch) -> Any:
+        """An operation outside any transaction (vacuum) on an engine's connection: the
+        saver borrowed it idle, so it runs in autocommit mode (SQLAlchemy's are not, and
+        VACUUM refuses a transaction), and goes back to the pool as it came."""
+        was = conn.autocommit
+        conn.autocommit = True
+        try:
+            return drive(op, lambda b: self._one_statement(conn, b), first)
+        finally:
+            conn.autocommit = was
 
     def _drop_dead_connections(self) -> None:
         # After the server closed idle sessions, every pooled connection may be
