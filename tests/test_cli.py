@@ -557,6 +557,22 @@ def test_copy_makes_an_equal_thread(capsys: pytest.CaptureFixture[str], db: list
     assert code == 2 and "already has" in err
 
 
+def test_copy_onto_a_thread_names_the_delete_for_this_database(
+    capsys: pytest.CaptureFixture[str], db: list[str]
+) -> None:
+    """The delete a refused copy suggests runs as printed on the same database and tables (not on
+    the default one), the thread id quoted: afterwards the copy goes through."""
+    assert cli(capsys, "copy", "demo", "my copy", "--yes", *db)[0] == 0
+    code, _, err = cli(capsys, "copy", "chain", "my copy", "--yes", *db)
+    assert code == 2, err
+    suggested = re.search(r"`(checkpoint-pg delete [^`]+)`", err)
+    assert suggested, err
+    argv = shlex.split(suggested.group(1))[1:]
+    code, out, err = cli(capsys, *argv, "--yes")
+    assert code == 0 and "deleted thread 'my copy'" in out, err
+    assert cli(capsys, "copy", "chain", "my copy", "--yes", *db)[0] == 0
+
+
 def test_prune_keep_last_and_older_than(capsys: pytest.CaptureFixture[str], db: list[str]) -> None:
     """prune --keep-last N trims every thread to N checkpoints; --older-than deletes stale threads."""
     assert cli(capsys, "prune", *db)[0] == 2

@@ -6,6 +6,7 @@ vacuum, which gives the space they free back and changes no thread.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +16,7 @@ from checkpoint_pg.cli.shared import (
     UsageError,
     _confirm,
     _counted,
+    _db_options,
     _destructive,
     _human_bytes,
     _inspector,
@@ -80,7 +82,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
     if dst:
         raise UsageError(
             f"target thread {args.dst!r} already has {_counted(len(dst), 'checkpoint')}: delete it first "
-            f"(checkpoint-pg delete {args.dst}) or copy to a new thread id"
+            f"(`checkpoint-pg delete {shlex.quote(args.dst)} {_db_options(args)}`) or copy to a new thread id"
         )
     what = f"copy thread {args.src!r} ({_counted(len(keys), 'checkpoint')}) to {args.dst!r}"
     if args.dry_run:
