@@ -1343,3 +1343,33 @@ def test_sqlite_get_tuple_of_a_long_list_after_its_put_is_one_statement(tmp_path
                 saver.conn.set_trace_callback(None)
             assert len([q for q in seen if q not in ("BEGIN", "COMMIT")]) == 1, seen
             assert tup.checkpoint["channel_values"]["messages"] == msgs
+
+
+def test_async_saver_created_outside_a_loop_says_how_to_create_it(
+    backend: str, saver_target: Any, tmp_path: Path
+) -> None:
+    """An async saver made outside a running event loop raises AsyncMisuseError (a RuntimeError,
+    as asyncio's was) naming from_conn_string under ``async with`` and the sync saver, not
+    asyncio's bare "no running event loop"; a SQLite file is not opened for it."""
+    from checkpoint_pg import AsyncMisuseError
+
+    if backend == "sqlite":
+        from checkpoint_pg import AsyncSqliteSaver as cls
+
+        path = tmp_path / "not-made.db"
+        make: Any = lambda: cls(str(path))  # noqa: E731
+    else:
+        from psycopg_pool import AsyncConnectionPool
+
+        from checkpoint_pg import AsyncPostgresSaver as cls
+
+        pool = AsyncConnectionPool(saver_target.conn_string, open=False)
+        make = lambda: cls(pool)  # noqa: E731
+    with pytest.raises(AsyncMisuseError) as info:
+        make()
+    assert isinstance(info.value, RuntimeError)
+    message = str(info.value)
+    assert f"{cls.__name__}.from_conn_string" in message and "running event loop" in message
+    assert cls.__name__.removeprefix("Async") in message
+    if backend == "sqlite":
+        assert not path.exists()

@@ -90,7 +90,8 @@ class MissingDriverError(CheckpointPgError, ImportError):
 
 
 class AsyncMisuseError(CheckpointPgError, RuntimeError):
-    """A sync method of an async saver was called on the saver's own event loop."""
+    """A sync method of an async saver was called on the saver's own event loop, or an
+    async saver was created outside a running event loop."""
 
     __module__ = "checkpoint_pg"
 

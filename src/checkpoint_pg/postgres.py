@@ -21,7 +21,7 @@ from checkpoint_pg import migrate
 from checkpoint_pg.core.ops import Batch, Op
 from checkpoint_pg.errors import ConfigError, MissingDriverError
 from checkpoint_pg.schema import DEFAULT_PREFIX
-from checkpoint_pg.shells.aio import AsyncSaver, adrive, finish_then_cancel, mark_unsent
+from checkpoint_pg.shells.aio import AsyncSaver, adrive, finish_then_cancel, mark_unsent, running_loop
 from checkpoint_pg.shells.errors import ConnectionLost, translate
 from checkpoint_pg.shells.sync import SyncSaver, drive, start
 from checkpoint_pg.sql.postgres import PostgresSQL
@@ -305,6 +305,7 @@ class AsyncPostgresSaver(AsyncSaver):
         max_value_bytes: int | None = None,
         single_writer: bool = False,
     ) -> None:
+        self.loop = running_loop("AsyncPostgresSaver", "PostgresSaver")
         self._conn = self._pool = None
         if isinstance(conn, AsyncConnectionPool):
             self._pool = conn
@@ -319,7 +320,6 @@ class AsyncPostgresSaver(AsyncSaver):
                 "use AsyncPostgresSaver.from_conn_string(url) for a URL"
             )
         self._lock = asyncio.Lock()
-        self.loop = asyncio.get_running_loop()
         self._init_core(
             PostgresSQL,
             serde=serde,

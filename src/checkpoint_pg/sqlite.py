@@ -26,7 +26,7 @@ from checkpoint_pg import migrate
 from checkpoint_pg.core.ops import Batch, Op
 from checkpoint_pg.errors import ConfigError
 from checkpoint_pg.schema import DEFAULT_PREFIX
-from checkpoint_pg.shells.aio import AsyncSaver
+from checkpoint_pg.shells.aio import AsyncSaver, running_loop
 from checkpoint_pg.shells.errors import translate
 from checkpoint_pg.shells.sync import SyncSaver, drive, start
 from checkpoint_pg.sql.sqlite import SqliteSQL
@@ -293,6 +293,7 @@ class AsyncSqliteSaver(AsyncSaver):
     """A LangGraph checkpointer in a SQLite file for asyncio.
 
     Statements run on one worker thread, so the event loop never blocks on the file.
+    Create it inside a running event loop; its sync methods work from other threads only.
     """
 
     def __init__(
@@ -305,9 +306,10 @@ class AsyncSqliteSaver(AsyncSaver):
         max_value_bytes: int | None = None,
         single_writer: bool = False,
     ) -> None:
+        # before opening anything: outside a loop there is nothing to serve
+        self.loop = running_loop("AsyncSqliteSaver", "SqliteSaver")
         self.conn, hint, self._owned = _open(conn)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-pg-sqlite")
-        self.loop = asyncio.get_running_loop()
         self._init_core(
             SqliteSQL,
             serde=serde,

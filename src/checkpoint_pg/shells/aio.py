@@ -60,6 +60,19 @@ async def adrive(
 # sent (see `AsyncSaver._shields_own_writes`): nothing of it is stored, so there is
 # nothing to undo. (An attribute, not a subclass: asyncio.timeout on Python 3.11
 # turns only CancelledError itself into TimeoutError.)
+def running_loop(saver: str, sync_twin: str) -> asyncio.AbstractEventLoop:
+    """The running event loop an async saver is created on, or `AsyncMisuseError`
+    saying how to create it (asyncio's own "no running event loop" does not)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise AsyncMisuseError(
+            f"{saver} must be created inside a running event loop (in an async function), whose "
+            f"asyncio calls it serves: use `async with {saver}.from_conn_string(...) as saver:` "
+            f"there, or {sync_twin} from sync code"
+        ) from None
+
+
 UNSENT = "_cpg_unsent"
 
 
