@@ -379,6 +379,31 @@ def test_sqlite_saver_on_a_sqlite3_connection(tmp_path: Path) -> None:
     assert sqlite_checkpoints(path, config) == 5
 
 
+async def test_sqlite3_connection_only_its_thread_may_use_says_how_to_open_it(
+    tmp_path: Path,
+) -> None:
+    """sqlite3.connect(path) as is (check_same_thread=True): a graph run on SqliteSaver, which
+    LangGraph writes from worker threads, fails with ConfigError naming check_same_thread=False
+    (not sqlite3's ProgrammingError), while calls from the opening thread still work;
+    AsyncSqliteSaver, whose every statement runs on its worker thread, refuses it when made."""
+    from checkpoint_pg import AsyncSqliteSaver, ConfigError, SqliteSaver
+
+    path = str(tmp_path / "same-thread.db")
+    with SqliteSaver.from_conn_string(path) as admin:
+        admin.setup()
+    conn = sqlite3.connect(path)
+    try:
+        saver = SqliteSaver(conn)
+        assert saver.get_tuple({"configurable": {"thread_id": "t"}}) is None  # this thread: fine
+        with pytest.raises(ConfigError, match=r"check_same_thread=False"):
+            run_graph(saver)
+        assert not conn.in_transaction
+        with pytest.raises(ConfigError, match=r"check_same_thread=False"):
+            AsyncSqliteSaver(conn)
+    finally:
+        conn.close()
+
+
 @pytest.mark.parametrize("whose", ["the caller's", "a saver's own"])
 def test_savers_sharing_one_sqlite3_connection_take_turns(tmp_path: Path, whose: str) -> None:
     """Two savers on one connection (the caller's, or one saver's `conn` handed to

@@ -200,6 +200,8 @@ class _Runner:
                     raise
                 return result
             except sqlite3.Error as exc:
+                if isinstance(exc, sqlite3.ProgrammingError) and "same thread" in str(exc):
+                    raise _same_thread_error() from exc
                 ours = translate(exc, self.url_hint)
                 if ours is None:
                     raise
@@ -229,6 +231,33 @@ class _Runner:
                 engine.dispose(close=False)
 
 
+def _same_thread_error() -> ConfigError:
+    return ConfigError(
+        "this sqlite3 connection can only be used by the thread that opened it "
+        "(check_same_thread=True, sqlite3's default), and LangGraph writes checkpoints from "
+        "worker threads (AsyncSqliteSaver runs every statement on one): open it with "
+        "sqlite3.connect(path, check_same_thread=False), or pass the file's path instead"
+    )
+
+
+def _refuse_if_one_thread_only(conn: sqlite3.Connection) -> None:
+    """AsyncSqliteSaver runs every statement on its worker thread: a connection only the
+    thread that opened it may use (``check_same_thread=True``) would fail every call."""
+    refused: list[sqlite3.ProgrammingError] = []
+
+    def probe() -> None:
+        try:
+            conn.cursor().close()  # sqlite3 checks the thread; no SQL is run
+        except sqlite3.ProgrammingError as exc:
+            refused.append(exc)
+
+    thread = threading.Thread(target=probe, name="checkpoint-pg-sqlite-probe")
+    thread.start()
+    thread.join()
+    if refused and "same thread" in str(refused[0]):
+        raise _same_thread_error()
+
+
 def _open(conn_or_path: Any) -> tuple[sqlite3.Connection, str, bool]:
     if isinstance(conn_or_path, sqlite3.Connection):
         if conn_or_path.isolation_level is not None:
@@ -241,7 +270,12 @@ def _open(conn_or_path: Any) -> tuple[sqlite3.Connection, str, bool]:
 
 
 class SqliteSaver(SyncSaver):
-    """A LangGraph checkpointer in a SQLite file (sync; also serves ``ainvoke``)."""
+    """A LangGraph checkpointer in a SQLite file (sync; also serves ``ainvoke``).
+
+    ``conn`` is the file's path (or ``sqlite:///path``), or a `sqlite3.Connection`
+    opened with ``check_same_thread=False``: LangGraph writes from worker threads (a
+    call made from another thread than the opening one raises `ConfigError` saying so).
+    """
 
     def __init__(
         self,
@@ -294,6 +328,8 @@ class AsyncSqliteSaver(AsyncSaver):
 
     Statements run on one worker thread, so the event loop never blocks on the file.
     Create it inside a running event loop; its sync methods work from other threads only.
+    ``conn`` is the file's path (or ``sqlite:///path``), or a `sqlite3.Connection` opened
+    with ``check_same_thread=False`` (else `ConfigError`).
     """
 
     def __init__(
@@ -308,6 +344,8 @@ class AsyncSqliteSaver(AsyncSaver):
     ) -> None:
         # before opening anything: outside a loop there is nothing to serve
         self.loop = running_loop("AsyncSqliteSaver", "SqliteSaver")
+        if isinstance(conn, sqlite3.Connection):
+            _refuse_if_one_thread_only(conn)
         self.conn, hint, self._owned = _open(conn)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-pg-sqlite")
         self._init_core(
