@@ -68,13 +68,16 @@ class ValueTooLargeError(CheckpointPgError, ValueError):
 
 
 class IntegrityError(CheckpointPgError):
-    """A write was refused because what it builds on is gone (e.g. the thread was deleted)."""
+    """A write was refused because what it builds on is gone (e.g. the thread was deleted), or
+    a stored row was refused on reading: changed by hand, or not what its hash names."""
 
     __module__ = "checkpoint_pg"
 
 
 class ThreadBusyError(CheckpointPgError):
-    """Single-writer mode: another run holds this thread."""
+    """Another run holds this thread: its lease (`saver.lease`), or, with
+    ``single_writer=True``, a newer checkpoint than this run's parent; or this run's own
+    lease is gone (lapsed and taken, broken, or the thread deleted). Nothing was written."""
 
     __module__ = "checkpoint_pg"
 

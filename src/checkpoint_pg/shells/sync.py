@@ -147,7 +147,8 @@ class SyncSaver(SaverBase):
         keep_last: int = 1,
         updated_before: datetime | None = None,
     ) -> None:
-        """Prune threads: keep the ``keep_last`` newest checkpoints per namespace, or delete.
+        """Prune threads: keep the ``keep_last`` newest checkpoints per namespace
+        (``strategy="keep_latest"``), or delete the threads (``strategy="delete"``).
 
         With ``updated_before`` (an aware datetime), threads written since then are
         left alone, checked under each thread's lock as it is pruned."""
