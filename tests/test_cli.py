@@ -1226,6 +1226,20 @@ def test_diff_shows_where_long_values_differ(
     assert max(len(line) for line in out.splitlines()) <= 80
 
 
+def test_history_limit_below_one_is_a_usage_error_naming_the_option(
+    capsys: pytest.CaptureFixture[str], db: list[str]
+) -> None:
+    """history --limit 0 (or -1) exits 2 naming --limit and what it takes, not the inspector's
+    'positive int or None' (a Python value no command line can pass)."""
+    for bad in ("0", "-1"):
+        code, out, err = cli(capsys, "history", "demo", "--limit", bad, *db)
+        assert code == 2 and out == "", err
+        assert f"--limit must be 1 or more (leave it out for every entry), got {bad}" in err
+        assert "None" not in err
+    code, out, _ = cli(capsys, "history", "demo", "--limit", "1", "--json", *db)
+    assert code == 0 and len(json.loads(out)) == 1
+
+
 def test_ns_takes_a_unique_prefix_and_history_prints_one(
     capsys: pytest.CaptureFixture[str], db: list[str]
 ) -> None:

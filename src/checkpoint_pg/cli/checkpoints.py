@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from checkpoint_pg.cli.shared import (
+    UsageError,
     _console,
     _inspector,
     _print_json,
@@ -21,6 +22,9 @@ from checkpoint_pg.errors import ConfigError, NotFoundError
 
 
 def cmd_history(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 1:
+        # the inspector's own message speaks of Python's None
+        raise UsageError(f"--limit must be 1 or more (leave it out for every entry), got {args.limit}")
     with _inspector(args) as ins:
         entries = ins.history(args.thread, checkpoint_ns=_ns(ins, args.thread, args.ns), limit=args.limit)
         labels = _ns_labels(ins.namespaces(args.thread)) if any(e.checkpoint_ns for e in entries) else {}
