@@ -56,10 +56,6 @@ async def adrive(
         return stop.value
 
 
-# Set on the CancelledError of a write cancelled before any of its statements was
-# sent (see `AsyncSaver._shields_own_writes`): nothing of it is stored, so there is
-# nothing to undo. (An attribute, not a subclass: asyncio.timeout on Python 3.11
-# turns only CancelledError itself into TimeoutError.)
 def running_loop(saver: str, sync_twin: str) -> asyncio.AbstractEventLoop:
     """The running event loop an async saver is created on, or `AsyncMisuseError`
     saying how to create it (asyncio's own "no running event loop" does not)."""
@@ -73,6 +69,10 @@ def running_loop(saver: str, sync_twin: str) -> asyncio.AbstractEventLoop:
         ) from None
 
 
+# Set on the CancelledError of a write cancelled before any of its statements was
+# sent (see `AsyncSaver._shields_own_writes`): nothing of it is stored, so there is
+# nothing to undo. (An attribute, not a subclass: asyncio.timeout on Python 3.11
+# turns only CancelledError itself into TimeoutError.)
 UNSENT = "_cpg_unsent"
 
 
