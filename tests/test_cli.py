@@ -1537,6 +1537,7 @@ def test_vacuum_gives_a_deleted_threads_space_back(
     report = json.loads(out)
     if backend == "sqlite":
         assert report["full"] and report["bytes_after"] < report["bytes_before"], report
+        assert not report["wal_pending"]
         assert os.path.getsize(url) == report["bytes_after"]
         assert not os.path.exists(f"{url}-wal") or os.path.getsize(f"{url}-wal") == 0
     else:

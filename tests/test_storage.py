@@ -23,6 +23,8 @@ decode every stored object with the saver's codec
 from __future__ import annotations
 
 import hashlib
+import os
+from pathlib import Path
 import operator
 import json
 import secrets
@@ -2614,6 +2616,41 @@ async def test_vacuum_after_delete_keeps_every_other_thread(
         conn.close()
     with make_saver() as saver:
         assert [t.checkpoint for t in saver.list(keep)] == history
+
+
+def test_sqlite_vacuum_says_when_a_reader_keeps_the_file_from_shrinking(tmp_path: Path) -> None:
+    """A SQLite vacuum while another connection holds a read: the rebuilt database
+    stays in the WAL (its checkpoint cannot finish), so the report says the file is yet
+    to shrink instead of giving the new size as if it were on disk. Once the reader is
+    done, another vacuum finishes it and the file is the size reported."""
+    from checkpoint_pg import SqliteSaver
+
+    path = str(tmp_path / "vac.db")
+    build_graph, turn_input = _agent()
+    with SqliteSaver.from_conn_string(path) as saver:
+        saver.setup()
+        graph = build_graph(saver)
+        for turn in range(25):
+            graph.invoke(turn_input(turn), new_config("vac-big"))
+        graph.invoke(turn_input(0), new_config("vac-small"))
+        saver.delete_thread("vac-big")
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    reader = sqlite3.connect(path, isolation_level=None)
+    try:
+        saver = SqliteSaver(conn)
+        conn.execute("PRAGMA busy_timeout = 200")  # the checkpoint gives up soon
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM cpg_checkpoints").fetchone()  # holds its snapshot
+        report = saver.vacuum()
+        assert report.wal_pending and report.bytes_after < report.bytes_before, report
+        assert os.path.getsize(path) > report.bytes_after  # not on disk yet
+        reader.execute("COMMIT")
+        again = saver.vacuum()
+        assert not again.wal_pending, again
+        assert os.path.getsize(path) == again.bytes_after <= report.bytes_after
+    finally:
+        reader.close()
+        conn.close()
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)

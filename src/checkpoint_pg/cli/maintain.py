@@ -228,6 +228,17 @@ def cmd_vacuum(args: argparse.Namespace) -> int:
     text = (
         f"vacuumed ({how}): {_human_bytes(report.bytes_before)} -> {_human_bytes(report.bytes_after)}"
     )
+    if report.wal_pending:
+        text += (
+            "\nthe file on disk shrinks once the connections reading it finish: another "
+            "connection held a read open, so the WAL could not be copied back and cut "
+            "(run vacuum again then)"
+        )
+    elif report.freed < 0 and not report.full:
+        text += (
+            "\n(Postgres counted the free-space and visibility maps VACUUM made; the space "
+            "of deleted rows is reused for new ones: --full gives it back to the system)"
+        )
     return _report(args, data, text)
 
 

@@ -18,13 +18,19 @@ __all__ = ["VacuumReport", "vacuum"]
 class VacuumReport:
     """What `vacuum` did: the bytes before and after, and whether tables were rewritten.
 
-    SQLite counts the whole file (every table in it is rebuilt); Postgres counts the
-    saver's tables with their indexes, TOAST and free-space maps.
+    SQLite counts the whole database (every table in it is rebuilt); Postgres counts
+    the saver's tables with their indexes, TOAST and free-space maps (which a plain
+    VACUUM may create: ``freed`` can then be negative).
+
+    ``wal_pending`` (SQLite): the rebuilt database could not be copied from the WAL
+    into the file, because another connection was reading: the file on disk shrinks
+    at the next WAL checkpoint once those readers finish (another `vacuum` does it).
     """
 
     bytes_before: int
     bytes_after: int
     full: bool
+    wal_pending: bool = False
 
     @property
     def freed(self) -> int:
@@ -34,8 +40,12 @@ class VacuumReport:
 def vacuum(ctx: Ctx, full: bool) -> Op:
     """Vacuum the saver's tables; ``full`` rewrites them on Postgres (SQLite always does)."""
     (before,) = yield Batch([ctx.sql.stored_bytes()])
+    last = None
     for stmt in ctx.sql.vacuum(full):
         # each alone: VACUUM runs outside any transaction
-        yield Batch([stmt], fetch=False)
+        (last,) = yield Batch([stmt])
     (after,) = yield Batch([ctx.sql.stored_bytes()])
-    return VacuumReport(int(before[0][0]), int(after[0][0]), full or ctx.sql.name == "sqlite")
+    sqlite = ctx.sql.name == "sqlite"
+    # SQLite's last statement is the WAL checkpoint: (busy, log frames, checkpointed)
+    pending = sqlite and bool(last and last[0][0])
+    return VacuumReport(int(before[0][0]), int(after[0][0]), full or sqlite, pending)
