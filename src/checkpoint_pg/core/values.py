@@ -147,6 +147,8 @@ class ListCache:
         for channel, st in states:
             if channel == _WRITE_OBJECTS or channel.startswith(_SCALAR):
                 raw.update(zip(st.hashes, st.items))
+            elif st.exact:  # all of them stand in: no need to ask each (a long list)
+                known.update(zip(st.hashes, st.items))
             else:
                 known.update((h, v) for h, v in zip(st.hashes, st.items) if stands_in(v))
         return known, raw
