@@ -756,3 +756,25 @@ def test_an_object_that_is_not_what_its_hash_names_is_refused(
             fresh.get_tuple(cfg)
         with pytest.raises(IntegrityError, match="does not hold what its hash names"):
             list(fresh.list(cfg))
+
+
+def test_a_thread_from_before_encryption_is_refused_with_what_it_is(make_saver) -> None:
+    """A thread written by a saver without encryption, then read by an encrypted one:
+    its rows are refused (a row planted in the clear is the same thing), and the error
+    says they are unencrypted and how to read them, not that they were changed by hand.
+    A saver without encryption still reads the thread."""
+    from langgraph.checkpoint.base import empty_checkpoint  # noqa: PLC0415
+
+    from checkpoint_pg import IntegrityError  # noqa: PLC0415
+
+    cfg = {"configurable": {"thread_id": f"before-{uuid.uuid4().hex[:8]}", "checkpoint_ns": ""}}
+    cp = empty_checkpoint()
+    cp["channel_values"] = {"note": "written in the clear"}
+    cp["channel_versions"] = {"note": "00000000000000000000000000000001.0"}
+    with make_saver() as plain:
+        plain.put(cfg, cp, {"source": "input", "step": -1}, cp["channel_versions"])
+    with make_saver(serde=encrypted_serde(), hash_key=HASH_KEY) as encrypted:
+        with pytest.raises(IntegrityError, match="is not encrypted: a saver without encryption wrote it"):
+            encrypted.get_tuple(cfg)
+    with make_saver() as plain:
+        assert plain.get_tuple(cfg).checkpoint["channel_values"] == {"note": "written in the clear"}

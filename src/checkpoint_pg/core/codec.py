@@ -391,6 +391,8 @@ class ValueCodec:
                 plain = self._cipher.decrypt(cname, data)
         except Exception as exc:
             raise self._unreadable(typ, exc) from exc
+        if self._cipher is not None and "+" not in typ:
+            self._refuse_unencrypted(h, typ, plain)
         self.check(h, plain_typ, plain)
         try:
             return self._plain.loads_typed((plain_typ, plain))
@@ -416,6 +418,18 @@ class ValueCodec:
             raise IntegrityError(
                 f"stored object {h.hex()} does not hold what its hash names: its row was "
                 f"changed by hand{keyed}"
+            )
+
+    def _refuse_unencrypted(self, h: bytes, typ: str, plain: bytes) -> None:
+        """An encrypted saver reading an object stored in the clear under its unkeyed
+        hash: what a saver without encryption writes, so most likely a thread from
+        before encryption was turned on (a planted row looks the same: refused)."""
+        if self.digest(typ, plain) != h and object_hash(typ, plain) == h:
+            raise IntegrityError(
+                f"stored object {h.hex()} is not encrypted: a saver without encryption "
+                "wrote it, and an encrypted saver refuses it (a row planted in the clear "
+                "looks the same). A thread written before encryption was turned on reads "
+                "with a saver without serde= (the CLI: without LANGGRAPH_AES_KEY)"
             )
 
     def _unreadable(self, typ: str, exc: Exception) -> SerializationError:
