@@ -933,8 +933,9 @@ def get_tuple(ctx: Ctx, config: RunnableConfig) -> Op:
     chunks = _known_chunks(ctx, memo, t, ns)
     # Postgres: one statement reads it all, leaving out the objects known here.
     # SQLite: one statement reads the checkpoint, its values with their delta
-    # chains and its writes; the objects they need come after (if any).
-    known = [*items, *small, *chunks] if ctx.sql.single_statement else []
+    # chains and its writes, and, when nothing is known here, the objects it can
+    # name whole; the others come after (if any).
+    known = [*items, *small, *chunks]
     (rows,) = yield Batch([ctx.sql.get_tuple_stmt(t, ns, cid, known)])
     head, ld, objects = _split_tagged(rows)
     if head is None:

@@ -184,8 +184,12 @@ class SqliteSQL(CheckpointPages):
             f"SELECT thread_id, checkpoint_ns, {WRITE_COLS} FROM {n.writes} WHERE thread_id = :t "
             "AND checkpoint_ns = :ns AND checkpoint_id IN (SELECT value FROM json_each(:ids))"
         )
-        self._get_tuple_by_id = self._get_tuple_sql(True)
-        self._get_tuple_latest = self._get_tuple_sql(False)
+        # (with id, with objects) -> the statement
+        self._get_tuple = {
+            (with_id, objects): self._get_tuple_sql(with_id, objects)
+            for with_id in (True, False)
+            for objects in (True, False)
+        }
 
     # -- writes -----------------------------------------------------------------
 
@@ -406,9 +410,12 @@ class SqliteSQL(CheckpointPages):
         into hashes, so the core reads the elements of longer lists after.
         Tag 1 rows carry the root version in column 5. Versions are matched as
         the JSON strings of the checkpoint's channel_versions.
+
+        With ``known`` objects (a run continuing the thread in this process) no
+        objects are read here: the statement costs about half as much without them,
+        and the core reads the few it may lack after (`ops._fetch_missing`).
         """
-        sql = self._get_tuple_by_id if cid is not None else self._get_tuple_latest
-        return Stmt(sql, {"t": t, "ns": ns, "id": cid})
+        return Stmt(self._get_tuple[(cid is not None, not known)], {"t": t, "ns": ns, "id": cid})
 
     def list_thread_stmt(
         self,
@@ -468,10 +475,10 @@ class SqliteSQL(CheckpointPages):
         )
         return Stmt(sql, page.params)
 
-    def _get_tuple_sql(self, with_id: bool) -> str:
+    def _get_tuple_sql(self, with_id: bool, objects: bool) -> str:
         n = self.n
         cond = " AND checkpoint_id = :id" if with_id else ""
-        return (
+        sql = (
             "WITH cp AS ("
             f"SELECT checkpoint_id, parent_checkpoint_id, checkpoint, metadata FROM {n.checkpoints} "
             f"WHERE thread_id = :t AND checkpoint_ns = :ns{cond} "
@@ -493,12 +500,17 @@ class SqliteSQL(CheckpointPages):
             "NULL, NULL, NULL, NULL FROM cp "
             "UNION ALL SELECT 1, channel, version, base_version, root_version, NULL, kind, refs, "
             "NULL FROM vals "
-            "UNION ALL SELECT 2, task_id, channel, task_path, NULL, idx, kind, refs, NULL FROM w "
-            # Objects that are a whole refs column (a scalar, a one-element list):
-            # no need to cut the blob, so they come in this statement too.
-            f"UNION ALL SELECT 3, type, NULL, NULL, NULL, NULL, NULL, data, hash FROM {n.objects} "
-            "WHERE thread_id = :t AND hash IN (SELECT refs FROM vals WHERE length(refs) = 16 "
-            "UNION SELECT refs FROM w WHERE length(refs) = 16)"
+            "UNION ALL SELECT 2, task_id, channel, task_path, NULL, idx, kind, refs, NULL FROM w"
+        )
+        if not objects:
+            return sql
+        # Objects that are a whole refs column (a scalar, a one-element list): no
+        # need to cut the blob, so they come in this statement too. (A condition on
+        # a parameter would not spare their cost: the IN list is built regardless.)
+        return (
+            f"{sql} UNION ALL SELECT 3, type, NULL, NULL, NULL, NULL, NULL, data, hash "
+            f"FROM {n.objects} WHERE thread_id = :t AND hash IN (SELECT refs FROM vals "
+            "WHERE length(refs) = 16 UNION SELECT refs FROM w WHERE length(refs) = 16)"
         )
 
     def repoint_writes(self, fixups: Sequence[tuple[Any, ...]]) -> list[Stmt]:
