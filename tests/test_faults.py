@@ -1033,3 +1033,52 @@ async def test_a_call_made_while_handling_a_cancellation_still_survives_a_dead_c
             await task
         assert got[0].checkpoint["id"] == cp["id"]
         assert (await saver.aget_tuple(config)).checkpoint["id"] == cp2["id"]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_pool_timeout_is_raised_once_not_taken_for_a_dead_connection(
+    fresh_pg_url: str, mode: str
+) -> None:
+    """Every connection of the caller's pool is busy for its whole timeout: the call
+    fails with the pool's PoolTimeout after one wait. psycopg_pool raises it as an
+    OperationalError without a SQLSTATE, which is no sign of a dead connection: run
+    again, the call waited the pool's timeout twice (a run's deadline missed by as
+    much) and dropped every thread's cached lists. A lease whose take timed out so
+    was never taken: no release waits for a connection a third time."""
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+
+    from checkpoint_pg import AsyncPostgresSaver, PostgresSaver
+
+    config = {"configurable": {"thread_id": "pool-timeout"}}
+    kwargs = {"autocommit": True, "prepare_threshold": None}
+    if mode == "sync":
+        with ConnectionPool(fresh_pg_url, min_size=1, max_size=1, timeout=0.3, kwargs=kwargs) as pool:
+            saver = PostgresSaver(pool)
+            saver.setup()
+            assert saver.get_tuple(config) is None
+            with pool.connection():  # another call holds the only connection
+                pool.pop_stats()
+                with pytest.raises(PoolTimeout):
+                    saver.get_tuple(config)
+                with pytest.raises(PoolTimeout):  # and no release of a lease never taken
+                    with saver.lease("pool-timeout"):
+                        pass
+                stats = pool.pop_stats()
+            assert saver.get_tuple(config) is None
+    else:
+        async with AsyncConnectionPool(
+            fresh_pg_url, min_size=1, max_size=1, timeout=0.3, kwargs=kwargs
+        ) as pool:
+            saver = AsyncPostgresSaver(pool)
+            await saver.asetup()
+            assert await saver.aget_tuple(config) is None
+            async with pool.connection():
+                pool.pop_stats()
+                with pytest.raises(PoolTimeout):
+                    await saver.aget_tuple(config)
+                with pytest.raises(PoolTimeout):  # and no release of a lease never taken
+                    async with saver.alease("pool-timeout"):
+                        pass
+                stats = pool.pop_stats()
+            assert await saver.aget_tuple(config) is None
+    assert stats.get("requests_errors") == 2, stats  # one wait for a connection per call

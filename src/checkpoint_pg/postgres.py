@@ -29,7 +29,7 @@ from checkpoint_pg.sql.postgres import PostgresSQL
 try:
     import psycopg
     from psycopg.rows import tuple_row
-    from psycopg_pool import AsyncConnectionPool, ConnectionPool
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 except ImportError as exc:  # pragma: no cover - exercised by the missing-driver test
     raise MissingDriverError(
         f"the Postgres savers need psycopg 3 and psycopg_pool ({exc}): "
@@ -110,10 +110,17 @@ async def _aexecute(conn: psycopg.AsyncConnection, batch: Batch) -> list[Any]:
     return out
 
 
+# The pool's own refusals: OperationalErrors without a SQLSTATE, yet no connection died.
+# Run again, a call the pool timed out waited its timeout twice.
+_POOL_REFUSED = (PoolTimeout, PoolClosed, TooManyRequests)
+
+
 def _lost(exc: psycopg.OperationalError) -> bool:
     """The connection itself died (terminated, closed by the server or a proxy)."""
     from psycopg import errors
 
+    if isinstance(exc, _POOL_REFUSED):
+        return False
     return isinstance(exc, (errors.AdminShutdown, errors.ConnectionFailure)) or (
         exc.sqlstate is None or exc.sqlstate.startswith("08") or exc.sqlstate == "57P01"
     )
@@ -223,6 +230,9 @@ class PostgresSaver(SyncSaver):
             # a put and a put_writes of one thread inserting shared objects
             raise ConnectionLost(str(exc)) from exc
         except psycopg.Error as exc:
+            if isinstance(exc, _POOL_REFUSED):
+                # no connection given: nothing sent (a lease take has nothing to give back)
+                raise mark_unsent(exc)
             if isinstance(exc, psycopg.OperationalError) and self._pool is not None and _lost(exc):
                 raise ConnectionLost(str(exc)) from exc
             ours = translate(exc, self._url_hint)
@@ -379,6 +389,9 @@ class AsyncPostgresSaver(AsyncSaver):
             # a put and a put_writes of one thread inserting shared objects
             raise ConnectionLost(str(exc)) from exc
         except psycopg.Error as exc:
+            if isinstance(exc, _POOL_REFUSED):
+                # no connection given: nothing sent (a lease take has nothing to give back)
+                raise mark_unsent(exc)
             if isinstance(exc, psycopg.OperationalError) and self._pool is not None and _lost(exc):
                 raise ConnectionLost(str(exc)) from exc
             ours = translate(exc, self._url_hint)

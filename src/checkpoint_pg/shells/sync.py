@@ -26,6 +26,7 @@ from checkpoint_pg.core import lease as leases
 from checkpoint_pg.core import ops
 from checkpoint_pg.core.ops import Batch, Op
 from checkpoint_pg.core.vacuum import VacuumReport
+from checkpoint_pg.shells.aio import UNSENT
 from checkpoint_pg.shells.base import (
     NOTHING_TAKEN,
     Call,
@@ -84,11 +85,16 @@ class SyncSaver(SaverBase):
         """Run the operation ``call`` builds, again when `Retry` says so."""
         make, txn, write, _ = call
         retry = Retry(self.ctx.cache, write, call.thread)
+        retried = False
         while True:
             try:
                 self._ensure_schema()  # in the loop: its connection may be a dead one too
                 return self._run(make(), txn=txn, write=write)
             except BaseException as exc:  # noqa: BLE001 - Retry re-raises what it does not retry
+                if retried and getattr(exc, UNSENT, False):
+                    # this attempt sent nothing, but an earlier one may have committed
+                    setattr(exc, UNSENT, False)
+                retried = True
                 if retry.after(exc) is Retry.RECONNECT:
                     self._drop_dead_connections()
 
@@ -202,9 +208,10 @@ class SyncSaver(SaverBase):
             self._do(self._write_call(ops.take_lease, lease))
         except NOTHING_TAKEN:
             raise
-        except BaseException:
+        except BaseException as exc:
             # interrupted (or failed) once the take may have committed
-            release_quietly(release, lease)
+            if not getattr(exc, UNSENT, False):
+                release_quietly(release, lease)
             raise
         try:
             with leases.holding(self.ctx.lease_key, lease, self.ctx.leases):
