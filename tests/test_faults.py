@@ -32,7 +32,7 @@ from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from faultkit import SimThread, Step, admin_execute, pg_terminate, qualified, row_counts
+from faultkit import SimThread, Step, admin_execute, after_first_yield, pg_terminate, qualified, row_counts
 from fixtures.faults import throwaway_postgres  # noqa: F401 - fixture
 from graphs import build_chain, normalize
 
@@ -969,6 +969,45 @@ async def test_a_lease_taken_while_its_caller_was_cancelled_is_given_back(tmp_pa
         timer.join()
         other.close()
         await run()  # not ThreadBusyError
+
+
+async def test_a_sync_savers_alease_taken_while_its_caller_was_cancelled_is_given_back(
+    tmp_path,
+) -> None:
+    """A sync saver serves ``async with saver.alease(...)`` too, its take running in a
+    worker thread. Cancelled while the take waits there (another connection holds
+    SQLite's write lock), the take still commits once the lock frees: the lease is
+    given back then, not left held by nobody for its ttl (ThreadBusyError for 300 s)."""
+    from checkpoint_pg import SqliteSaver
+
+    path = str(tmp_path / "sync-lease.db")
+    with SqliteSaver.from_conn_string(path) as saver:
+        saver.setup()
+        assert saver.get_tuple({"configurable": {"thread_id": "warm"}}) is None  # schema checked
+        real = saver._run
+        started = threading.Event()
+
+        def run_op(op: Any, **kwargs: Any) -> Any:
+            # set once the take holds the connection's lock, before its BEGIN IMMEDIATE
+            return real(after_first_yield(op, started.set), **kwargs)
+
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+
+        async def leased() -> None:
+            async with saver.alease("sync-leased-run"):
+                await asyncio.sleep(0)
+
+        saver._run = run_op  # type: ignore[method-assign]
+        task = asyncio.create_task(leased())
+        assert await asyncio.to_thread(started.wait, 10)  # the take waits for the lock
+        saver._run = real  # type: ignore[method-assign]
+        task.cancel()
+        other.execute("COMMIT")  # the take goes on and commits
+        other.close()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await leased()  # not ThreadBusyError (its take runs after the first's: one lock)
 
 
 async def test_a_lease_cancelled_while_the_first_calls_schema_check_waits_ends_at_once(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from typing import Any, TypeVar
@@ -26,7 +26,7 @@ from checkpoint_pg.core import lease as leases
 from checkpoint_pg.core import ops
 from checkpoint_pg.core.ops import Batch, Op
 from checkpoint_pg.core.vacuum import VacuumReport
-from checkpoint_pg.shells.aio import UNSENT
+from checkpoint_pg.shells.aio import UNSENT, finish_then_cancel
 from checkpoint_pg.shells.base import (
     NOTHING_TAKEN,
     Call,
@@ -235,15 +235,29 @@ class SyncSaver(SaverBase):
     ) -> AsyncIterator[leases.Lease]:
         """`lease` for ``async with`` (the database calls run in a worker thread)."""
         lease = self._new_lease(thread, ttl)
-        await asyncio.to_thread(self._do, self._write_call(ops.take_lease, lease))
+
+        def release() -> Awaitable[Any]:
+            return asyncio.to_thread(self._do, self._write_call(ops.release_lease, lease))
+
+        try:
+            # a cancellation cannot stop the take in its thread: wait for it to end, so
+            # that a take committing after its caller was cancelled is given back
+            await finish_then_cancel(
+                asyncio.to_thread(self._do, self._write_call(ops.take_lease, lease))
+            )
+        except NOTHING_TAKEN:
+            raise
+        except BaseException as exc:
+            if not getattr(exc, UNSENT, False):
+                await finish_then_cancel(arelease_quietly(release, lease))
+            raise
         try:
             with leases.holding(self.ctx.lease_key, lease, self.ctx.leases):
                 yield lease
         finally:
-            await arelease_quietly(
-                lambda: asyncio.to_thread(self._do, self._write_call(ops.release_lease, lease)),
-                lease,
-            )
+            # given back before the caller goes on (its next alease of the thread
+            # would otherwise race the release still running in its thread)
+            await finish_then_cancel(arelease_quietly(release, lease))
 
     async def arenew_lease(self, lease: leases.Lease) -> None:
         await asyncio.to_thread(self.renew_lease, lease)
