@@ -836,3 +836,45 @@ def test_async_sqlite_saver_awaited_on_another_loop(tmp_path) -> None:
     finally:
         done.set()
         thread.join(10)
+
+
+def test_async_sqlite_saver_set_up_and_closed_on_another_loop(tmp_path) -> None:
+    """asetup and aclose, awaited on another loop than the saver's (threads that each run
+    their own loop, as its other calls may be): the migration runs and reports its outcome,
+    and the close closes, instead of raising RuntimeError ("attached to a different loop")
+    while the work goes on in the saver's worker thread."""
+    import threading
+
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from checkpoint_pg import AsyncSqliteSaver
+
+    path = str(tmp_path / "setup-loops.db")
+    box: dict = {}
+    ready, done = threading.Event(), threading.Event()
+
+    async def owner() -> None:
+        box["saver"] = AsyncSqliteSaver(path)  # not set up: the other loop does it
+        ready.set()
+        while not done.is_set():
+            await asyncio.sleep(0.01)
+
+    thread = threading.Thread(target=lambda: asyncio.run(owner()))
+    thread.start()
+    try:
+        assert ready.wait(10)
+        saver = box["saver"]
+        cfg = {"configurable": {"thread_id": "setup-elsewhere", "checkpoint_ns": ""}}
+
+        async def elsewhere() -> Any:
+            await saver.asetup()
+            stored = await saver.aput(cfg, empty_checkpoint(), {"source": "input", "step": -1}, {})
+            got = await saver.aget_tuple(stored)
+            await saver.aclose()
+            return got
+
+        got = asyncio.run(elsewhere())
+        assert got is not None and got.metadata["step"] == -1
+    finally:
+        done.set()
+        thread.join(10)

@@ -371,7 +371,8 @@ class AsyncSqliteSaver(AsyncSaver):
             await saver.aclose()
 
     async def aclose(self) -> None:
-        await self.loop.run_in_executor(self._executor, self._close_now)
+        # on the caller's loop, as `_arun` (a future of another loop cannot be awaited here)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._close_now)
         self._executor.shutdown(wait=True)
 
     def _close_now(self) -> None:
@@ -390,7 +391,11 @@ class AsyncSqliteSaver(AsyncSaver):
 
     async def asetup(self) -> None:
         """Create or upgrade the tables (alembic upgrade to head); idempotent."""
-        await self.loop.run_in_executor(self._executor, self._runner.setup, self.tables)
+        # on the caller's loop, as `_arun`: awaited on another, the migration would run
+        # while its caller was told RuntimeError
+        await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._runner.setup, self.tables
+        )
         self._schema_ok = False
 
     def setup(self) -> None:
