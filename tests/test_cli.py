@@ -1067,6 +1067,24 @@ def test_read_commands_as_a_read_only_postgres_role(
     assert "demo" in out
 
 
+def test_a_refused_downgrade_advises_the_downgrade_as_another_role(
+    capsys: pytest.CaptureFixture[str], pg_url: str, readonly_role: str
+) -> None:
+    """A role that may not alter the tables, refused a downgrade: the command it is told to run
+    as another role is that downgrade, not an upgrade (which would move the other way)."""
+    import psycopg
+
+    prefix = f"r{secrets.token_hex(4)}_"
+    populate(pg_url, prefix)
+    role = readonly_role.split("://", 1)[1].split("@", 1)[0]
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # it may read which revision it is at
+        conn.execute(f'GRANT SELECT ON "{prefix}alembic_version" TO "{role}"')
+    code, _, err = cli(capsys, "migrate", "downgrade", "0010", "--yes", "--url", readonly_role, "--prefix", prefix)
+    assert code == 1 and "may not change checkpoint_pg's tables" in err, err
+    assert f"checkpoint-pg migrate downgrade 0010 --url <that role's url> --prefix {prefix}" in err, err
+    assert "migrate upgrade" not in err, err
+
+
 # -- the installed command ---------------------------------------------------------------------
 
 

@@ -134,15 +134,16 @@ def upgrade(connection: sa.Connection, tables: Tables, revision: str = "head") -
     Runs as one transaction and commits it: a transaction already open on
     ``connection`` (SQLAlchemy opens one at the first statement) is committed with it.
     """
-    with _privileges_explained(tables), _migration_transaction(connection):
+    with _privileges_explained(tables, "upgrade"), _migration_transaction(connection):
         _ensure_schema(connection, tables)
         _refuse_unknown(current(connection, tables))
         command.upgrade(_config(tables, connection), revision)
 
 
 @contextmanager
-def _privileges_explained(tables: Tables) -> Iterator[None]:
-    """A role that may not create or alter our tables gets what to do, not the driver's text."""
+def _privileges_explained(tables: Tables, command: str) -> Iterator[None]:
+    """A role that may not create or alter our tables gets what to do, not the driver's text:
+    the same ``migrate`` command (``upgrade``, ``downgrade REV``) run as another role."""
     try:
         yield
     except sa.exc.DBAPIError as exc:
@@ -152,7 +153,7 @@ def _privileges_explained(tables: Tables) -> Iterator[None]:
         raise CheckpointPgError(
             f"this role may not change checkpoint_pg's tables ({str(exc.orig).splitlines()[0]}): "
             f"migrate as the role that owns them, or one that may create tables in {where}: "
-            f"checkpoint-pg migrate upgrade --url <that role's url>{store_options(tables.prefix, tables.schema)}"
+            f"checkpoint-pg migrate {command} --url <that role's url>{store_options(tables.prefix, tables.schema)}"
         ) from exc
 
 
@@ -169,7 +170,7 @@ def _refuse_unknown(revision: str | None) -> None:
 
 def downgrade(connection: sa.Connection, tables: Tables, revision: str = "base") -> None:
     """Downgrade to ``revision`` ("base" drops every table of ours, the version table too)."""
-    with _privileges_explained(tables), _migration_transaction(connection):
+    with _privileges_explained(tables, f"downgrade {revision}"), _migration_transaction(connection):
         command.downgrade(_config(tables, connection), revision)
         if current(connection, tables) is None:
             # at base alembic leaves its version table behind, empty: ours is
