@@ -915,6 +915,53 @@ def test_the_advised_upgrade_command_migrates_the_savers_own_tables(db: Db) -> N
         write_thread(saver)
 
 
+def test_tables_without_their_version_table_are_refused_saying_how_to_record_it(
+    db: Db, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Our tables are there but their version table is not (dropped, or left out of a
+    restore): setup() and ``migrate upgrade`` (and its dry run) refuse with
+    SchemaVersionError saying so and how to record the revision, instead of the driver's
+    "table already exists" from creating them again after advising that very upgrade;
+    nothing changes, and once recorded as the message says, the data reads back."""
+    import re
+
+    from checkpoint_pg import SchemaVersionError, migrate
+    from checkpoint_pg.cli import main
+    from checkpoint_pg.schema import build_tables
+
+    options = {"prefix": "App_", **({"schema": "Agents"} if db.backend == "postgres" else {})}
+    tables = build_tables(options["prefix"], options.get("schema"))
+    with db.saver(**options) as saver:
+        config = write_thread(saver)
+    with db.connect() as conn:
+        sa.Table(tables.version_table, sa.MetaData(), schema=tables.schema).drop(conn)
+        conn.commit()
+    cli_options = ["--url", db.url, "--prefix", "App_", *(["--schema", "Agents"] if db.backend == "postgres" else [])]
+    with db.saver(setup=False, **options) as saver:
+        with pytest.raises(SchemaVersionError) as info:
+            saver.setup()
+    message = str(info.value)
+    assert "App_threads" in message and "App_alembic_version" in message, message
+    assert "migrate upgrade" not in message, message  # running it again cannot help
+    capsys.readouterr()
+    assert main(["migrate", "upgrade", *cli_options]) == 1
+    assert "App_alembic_version" in capsys.readouterr().err
+    assert main(["migrate", "upgrade", "--dry-run", *cli_options]) == 1
+    assert "App_alembic_version" in capsys.readouterr().err
+    assert main(["migrate", "current", *cli_options]) == 1
+    out = capsys.readouterr().out
+    assert "without their version table" in out and "no checkpoint_pg tables" not in out, out
+    assert count_rows(db, "App_checkpoints", schema=tables.schema) > 0  # nothing was dropped
+    # the advice, followed as written, with the revision the tables are at
+    statements = re.search(r": (CREATE TABLE .*)$", message).group(1).replace("<revision>", migrate.head())
+    with db.connect() as conn:
+        for statement in statements.split("; "):
+            conn.execute(sa.text(statement))
+        conn.commit()
+    with db.saver(**options) as saver:
+        assert build_chain(saver).get_state(config).values == {"log": ["a", "b", "c"]}
+
+
 def test_database_without_tables_is_refused_naming_the_upgrade_command(db: Db) -> None:
     """A saver on a database that was never set up says to run setup() / the upgrade command."""
     from checkpoint_pg import SchemaVersionError

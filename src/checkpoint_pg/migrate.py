@@ -29,6 +29,8 @@ __all__ = [
     "known",
     "offline_sql",
     "check",
+    "unversioned_tables",
+    "refuse_unversioned",
     "create_schema_ddl",
     "ADVISORY_LOCK_KEY",
 ]
@@ -136,7 +138,10 @@ def upgrade(connection: sa.Connection, tables: Tables, revision: str = "head") -
     """
     with _privileges_explained(tables, "upgrade"), _migration_transaction(connection):
         _ensure_schema(connection, tables)
-        _refuse_unknown(current(connection, tables))
+        found = current(connection, tables)
+        _refuse_unknown(found)
+        if found is None:
+            refuse_unversioned(connection, tables)
         command.upgrade(_config(tables, connection), revision)
 
 
@@ -166,6 +171,36 @@ def _refuse_unknown(revision: str | None) -> None:
             current=revision,
             expected=head(),
         )
+
+
+def unversioned_tables(connection: sa.Connection, tables: Tables) -> list[str]:
+    """Our tables that are there although the version table is not (dropped, or not restored
+    with them): nothing says which revision they are at."""
+    if current(connection, tables) is not None:
+        return []
+    insp = sa.inspect(connection)
+    return [t.name for t in tables.metadata.sorted_tables if insp.has_table(t.name, schema=tables.schema)]
+
+
+def refuse_unversioned(connection: sa.Connection, tables: Tables) -> None:
+    """Raise `SchemaVersionError` saying what to do when `unversioned_tables` finds any."""
+    names = unversioned_tables(connection, tables)
+    if not names:
+        return
+    prep = connection.dialect.identifier_preparer
+    version = prep.quote(tables.version_table)
+    if tables.schema:
+        version = f"{prep.quote_schema(tables.schema)}.{version}"
+    raise SchemaVersionError(
+        f"the database has checkpoint_pg's tables ({', '.join(names)}) but not their version "
+        f"table {tables.version_table}, so the revision they are at is unknown and they cannot be "
+        "migrated (creating them again would fail); nothing was changed. Restore the version "
+        "table with them from the backup, or record the revision the tables are at (see them "
+        f"with `checkpoint-pg migrate history`): CREATE TABLE {version} (version_num "
+        f"VARCHAR(32) NOT NULL PRIMARY KEY); INSERT INTO {version} VALUES ('<revision>')",
+        current=None,
+        expected=head(),
+    )
 
 
 def downgrade(connection: sa.Connection, tables: Tables, revision: str = "base") -> None:

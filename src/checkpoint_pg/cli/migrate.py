@@ -23,6 +23,7 @@ from checkpoint_pg.cli.shared import (
     _print_json,
     _report,
     _sa_connection,
+    _sqlite_path,
     _url,
 )
 from checkpoint_pg.errors import CheckpointPgError, NotFoundError
@@ -72,6 +73,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if action == "current":
         with _sa_connection(args, write=False) as conn:
             cur = migrate.current(conn, tables)
+            orphans = migrate.unversioned_tables(conn, tables) if cur is None else []
         head = migrate.head()
         at_head = cur == head
         if args.json:
@@ -79,6 +81,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         else:
             if at_head:
                 state = "at head"
+            elif orphans:
+                state = (
+                    f"checkpoint_pg tables ({', '.join(orphans)}) without their version table "
+                    f"{tables.version_table}: their revision is unknown, `checkpoint-pg migrate upgrade` says what to do"
+                )
             elif cur is None:
                 state = "no checkpoint_pg tables: run `checkpoint-pg migrate upgrade`"
             elif not migrate.known(cur):
@@ -93,7 +100,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if action == "upgrade":
         target = args.revision or "head"
         if args.dry_run:
-            return _upgrade_plan(args, _current(args), target)
+            before = _current(args)
+            if before is None and (_is_pg(_url(args)) or os.path.isfile(_sqlite_path(_url(args)))):
+                with _sa_connection(args, write=False) as conn:
+                    migrate.refuse_unversioned(conn, tables)  # as the upgrade would
+            return _upgrade_plan(args, before, target)
         if not _RELATIVE_UP.fullmatch(target) and _revision_index(target) is None:
             # refused as the dry run refuses it, before a SQLite file is created for it
             raise UsageError(f"unknown revision {target!r}: see them with `checkpoint-pg migrate history`")
