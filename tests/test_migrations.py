@@ -1024,6 +1024,41 @@ def test_setup_on_an_unknown_revision_raises_schema_version_error(db: Db) -> Non
         )
 
 
+def test_migrate_api_raises_our_errors_for_revisions_it_cannot_move_to(db: Db) -> None:
+    """upgrade(), downgrade() and offline_sql() from Python raise errors of the package's one
+    root (errors.py) saying what to do, never alembic's CommandError: a revision this release
+    does not know, or a downgrade of a database migrated by a newer release (which says to
+    downgrade with that release); the database is left as it was."""
+    from alembic.util import CommandError
+
+    from checkpoint_pg import CheckpointPgError, SchemaVersionError, migrate
+    from checkpoint_pg.schema import build_tables
+
+    tables = build_tables()
+    with db.saver():
+        pass
+    for call in (
+        lambda conn: migrate.upgrade(conn, tables, "nope"),
+        lambda conn: migrate.downgrade(conn, tables, "nope"),
+    ):
+        with db.connect() as conn, pytest.raises(CheckpointPgError, match="migrate history") as info:
+            call(conn)
+        assert not isinstance(info.value, CommandError)
+    with pytest.raises(CheckpointPgError, match="migrate history"):
+        migrate.offline_sql(tables, "sqlite", start="nope")
+    with db.connect() as conn:
+        conn.execute(sa.text("UPDATE cpg_alembic_version SET version_num = '9999_newer'"))
+        conn.commit()
+    for target in (migrate.head(), "base"):
+        with db.connect() as conn, pytest.raises(SchemaVersionError) as info:
+            migrate.downgrade(conn, tables, target)
+        assert "9999_newer" in str(info.value) and "downgrade with that release" in str(info.value)
+        assert info.value.current == "9999_newer"
+    with db.connect() as conn:
+        assert migrate.current(conn, tables) == "9999_newer"
+    assert our_tables("cpg_") <= db.table_names()
+
+
 def test_only_the_head_revision_installs_the_current_codes_functions() -> None:
     """Every revision but the head installs frozen DDL (migrations/frozen.py): one that
     installed the current code's functions would install whatever a later release's

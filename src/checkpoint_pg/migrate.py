@@ -16,8 +16,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 
-from checkpoint_pg.errors import CheckpointPgError, SchemaVersionError
+from checkpoint_pg.errors import CheckpointPgError, ConfigError, SchemaVersionError
 from checkpoint_pg.schema import Tables, store_options
 
 __all__ = [
@@ -142,7 +143,20 @@ def upgrade(connection: sa.Connection, tables: Tables, revision: str = "head") -
         _refuse_unknown(found)
         if found is None:
             refuse_unversioned(connection, tables)
-        command.upgrade(_config(tables, connection), revision)
+        with _revision_explained(f"upgrade to {revision}"):
+            command.upgrade(_config(tables, connection), revision)
+
+
+@contextmanager
+def _revision_explained(what: str) -> Iterator[None]:
+    """alembic's complaint about a revision (one it cannot locate, a downgrade target above
+    the database's) as ours, saying where the revisions are listed."""
+    try:
+        yield
+    except CommandError as exc:
+        raise ConfigError(
+            f"cannot {what}: {exc}; see the revisions with `checkpoint-pg migrate history`"
+        ) from exc
 
 
 @contextmanager
@@ -206,7 +220,17 @@ def refuse_unversioned(connection: sa.Connection, tables: Tables) -> None:
 def downgrade(connection: sa.Connection, tables: Tables, revision: str = "base") -> None:
     """Downgrade to ``revision`` ("base" drops every table of ours, the version table too)."""
     with _privileges_explained(tables, f"downgrade {revision}"), _migration_transaction(connection):
-        command.downgrade(_config(tables, connection), revision)
+        found = current(connection, tables)
+        if found is not None and not known(found):
+            raise SchemaVersionError(
+                f"the database schema is at revision {found}, which this checkpoint_pg "
+                f"(needing {head()}) does not know: it was migrated by a newer release; "
+                "downgrade with that release",
+                current=found,
+                expected=head(),
+            )
+        with _revision_explained(f"downgrade to {revision}"):
+            command.downgrade(_config(tables, connection), revision)
         if current(connection, tables) is None:
             # at base alembic leaves its version table behind, empty: ours is
             # namespaced and holds nothing else, so nothing of checkpoint_pg stays
@@ -230,7 +254,8 @@ def offline_sql(tables: Tables, dialect: str, start: str | None = None, end: str
     cfg = _config(tables, dialect=dialect)
     cfg.output_buffer = out
     rng = f"{start}:{end}" if start else end
-    command.upgrade(cfg, rng, sql=True)
+    with _revision_explained(f"print the SQL of the upgrade {rng}"):
+        command.upgrade(cfg, rng, sql=True)
     return out.getvalue()
 
 
