@@ -704,6 +704,52 @@ def test_migrate_current_on_a_newer_release_says_to_upgrade_the_package(
     assert code == 1 and "upgrade the checkpoint-pg package" in err
 
 
+def test_migrate_upgrade_does_not_report_an_upgrade_another_process_ran_meanwhile(
+    capsys: pytest.CaptureFixture[str], backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """migrate upgrade waiting on the migration lock (a setup() of an app starting, another
+    upgrade) while that one migrates the database: it reports nothing to do, from the head,
+    not an upgrade from <none> that it did not run."""
+    import sqlite3
+    import threading
+    import time
+
+    import sqlalchemy as sa
+
+    from checkpoint_pg import migrate
+    from checkpoint_pg.schema import build_tables
+
+    if backend == "sqlite":
+        url, prefix = str(tmp_path / "race.db"), "cpg_"
+        sqlite3.connect(url).close()
+        engine = sa.create_engine(
+            "sqlite://", creator=lambda: sqlite3.connect(url, isolation_level=None), poolclass=sa.pool.StaticPool
+        )
+        hold = "BEGIN IMMEDIATE"
+    else:
+        url, prefix = request.getfixturevalue("pg_url"), f"u{secrets.token_hex(4)}_"
+        engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=sa.pool.NullPool)
+        hold = f"SELECT pg_advisory_xact_lock({migrate.ADVISORY_LOCK_KEY})"
+    tables = build_tables(prefix)
+    results: list[tuple[int, str, str]] = []
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(hold)  # the other process, migrating
+            waiting = threading.Thread(
+                target=lambda: results.append(cli(capsys, "migrate", "upgrade", "--json", "--url", url, "--prefix", prefix))
+            )
+            waiting.start()
+            time.sleep(1.5)  # it reads the revision, then waits for the lock
+            assert waiting.is_alive()
+            migrate.upgrade(conn, tables)  # in the transaction holding the lock; commits it
+        waiting.join(timeout=60)
+    finally:
+        engine.dispose()
+    ((code, out, err),) = results
+    head = migrate.head()
+    assert code == 0 and json.loads(out) == {"from": head, "to": head}, (out, err)
+
+
 def test_migrate_upgrade_to_a_revision_already_passed(capsys: pytest.CaptureFixture[str], db: list[str]) -> None:
     """migrate upgrade REV (or head) on a database at or past REV says so and changes nothing."""
     from checkpoint_pg import migrate

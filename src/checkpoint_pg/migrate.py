@@ -131,8 +131,10 @@ def create_schema_ddl(schema: str) -> str:
     return f'CREATE SCHEMA IF NOT EXISTS "{schema}"'
 
 
-def upgrade(connection: sa.Connection, tables: Tables, revision: str = "head") -> None:
-    """Upgrade to ``revision`` (head by default); idempotent.
+def upgrade(connection: sa.Connection, tables: Tables, revision: str = "head") -> str | None:
+    """Upgrade to ``revision`` (head by default); idempotent. Returns the revision the
+    database was at (None: no tables), read under the lock: another process's upgrade that
+    ran meanwhile is in it.
 
     Runs as one transaction and commits it: a transaction already open on
     ``connection`` (SQLAlchemy opens one at the first statement) is committed with it.
@@ -145,6 +147,7 @@ def upgrade(connection: sa.Connection, tables: Tables, revision: str = "head") -
             refuse_unversioned(connection, tables)
         with _revision_explained(f"upgrade to {revision}"):
             command.upgrade(_config(tables, connection), revision)
+    return found
 
 
 @contextmanager

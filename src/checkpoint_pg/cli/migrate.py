@@ -109,11 +109,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             # refused as the dry run refuses it, before a SQLite file is created for it
             raise UsageError(f"unknown revision {target!r}: see them with `checkpoint-pg migrate history`")
         with _sa_connection(args, write=True) as conn:
-            before = migrate.current(conn, tables)
-            migrate.upgrade(conn, tables, target)
+            # read under the migration's lock: a setup() or upgrade that ran meanwhile is
+            # not reported as this one's
+            before = migrate.upgrade(conn, tables, target)
             after = migrate.current(conn, tables)
         text = (
-            f"already at {after}, at or past {target}: nothing to do"
+            f"already at {after or '<none>'}, at or past {target}: nothing to do"
             if after == before
             else f"upgraded {before or '<none>'} -> {after}"
         )
