@@ -567,6 +567,42 @@ def test_time_travel_update_state_fork(saver: BaseCheckpointSaver) -> None:
     assert obs["thread"]["state"]["values"] == {"log": ["a", "x", "b", "c"]}
 
 
+def test_update_state_with_a_message_edited_in_place(make_saver: Any) -> None:
+    """LangGraph's "edit the tool call" pattern: stop before ``tools``, take the last
+    message from ``get_state``, edit its tool call and content in place, and write it
+    back with ``update_state``. The update's checkpoint must store the edit (a new
+    process reads it and resumes with it, as one on InMemorySaver does), and the
+    checkpoint before it must still read as it was."""
+
+    def scenario(s: BaseCheckpointSaver, config: RunnableConfig) -> Observations:
+        graph = build_tool_agent(None).builder.compile(checkpointer=s, interrupt_before=["tools"])
+        graph.invoke(weather_question("Paris"), config)
+        last = graph.get_state(config).values["messages"][-1]
+        last.tool_calls[0]["args"] = {"city": "Rome"}
+        last.content = "Checking Rome."
+        graph.update_state(config, {"messages": [last]})
+        return {"edited": thread_summary(graph, config)}
+
+    def resumed(s: BaseCheckpointSaver, config: RunnableConfig) -> Observations:
+        graph = build_tool_agent(None).builder.compile(checkpointer=s, interrupt_before=["tools"])
+        return {"final": normalize(graph.invoke(None, config)), "thread": thread_summary(graph, config)}
+
+    config = new_thread("edit-in-place")
+    reference = InMemorySaver()
+    ref_config = new_thread("edit-in-place")
+    with make_saver() as saver:
+        ours = scenario(saver, config)
+    assert_same(ours, scenario(reference, ref_config))
+    edited, before = ours["edited"]["history"][:2]
+    assert edited["values"]["messages"][-1]["content"] == "Checking Rome."
+    assert before["values"]["messages"][-1]["content"] == "Checking Paris."
+    with make_saver() as fresh:  # another process resumes the edited thread
+        ours = resumed(fresh, config)
+    assert_same(ours, resumed(reference, ref_config))
+    tool_results = [m["content"] for m in ours["final"]["messages"] if m["type"] == TOOL]
+    assert tool_results == ["Rome: 21C and sunny", "Paris: 12:00"]  # only get_weather edited
+
+
 # --------------------------------------------------------------------------
 # DeltaChannel
 # --------------------------------------------------------------------------

@@ -273,6 +273,11 @@ class ValueCodec:
         ):
             return entry[1]
         obj = self._dump(value)
+        self._remember(value, obj, now, fingerprint)
+        return obj
+
+    def _remember(self, value: Any, obj: StoredObject, now: tuple[Any, ...], fingerprint: bytes) -> None:
+        key = id(value)
         if len(self._messages) >= _MESSAGES_SIZE:
             self._messages.clear()
         seen = self._messages
@@ -282,7 +287,20 @@ class ValueCodec:
                 seen.pop(key, None)
 
         seen[key] = (weakref.ref(value, gone), obj, now, fingerprint)
-        return obj
+
+    def _remember_loaded(self, value: Any, obj: StoredObject) -> None:
+        """A message read back as ``obj``: remembered as if dumped, so a put storing it
+        again (a run resumed from it, checking it by hash: see ListState.exposed)
+        serializes it only if it was changed since."""
+        fields = getattr(value, "__dict__", None)
+        if fields is None or value.id is None:
+            return
+        now = (*fields.values(), getattr(value, "__pydantic_extra__", None))
+        try:
+            fingerprint = _fingerprint(now)
+        except (TypeError, ValueError):
+            return
+        self._remember(value, obj, now, fingerprint)
 
     def _dump(self, value: Any) -> StoredObject:
         try:
@@ -379,6 +397,7 @@ class ValueCodec:
     def load(self, typ: str, data: bytes, h: bytes | None = None) -> Any:
         """Deserialize a stored object; with its hash ``h``, first check that the row
         holds what the hash names (`check`)."""
+        stored_typ, stored = typ, data
         try:
             if typ[:1] == "z" and ":" in typ:
                 typ, data = inflate(typ, data, self.max_value_bytes)
@@ -395,9 +414,12 @@ class ValueCodec:
             self._refuse_unencrypted(h, typ, plain)
         self.check(h, plain_typ, plain)
         try:
-            return self._plain.loads_typed((plain_typ, plain))
+            value = self._plain.loads_typed((plain_typ, plain))
         except Exception as exc:
             raise self._unreadable(typ, exc) from exc
+        if _BaseMessage is not None and isinstance(value, _BaseMessage):
+            self._remember_loaded(value, StoredObject(h, stored_typ, stored))
+        return value
 
     def check(self, h: bytes, typ: str, plain: bytes) -> None:
         """IntegrityError unless ``h`` is the hash of an object of type ``typ`` holding

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from collections import OrderedDict
@@ -63,6 +64,10 @@ class ListState:
     # every item decodes to an object of its own type (messages, scalars): a read
     # may return ``items`` as they are (see `stands_in`)
     exact: bool = False
+    # a read handed ``items`` out (get_state, history): its caller may have edited
+    # one in place (LangGraph's "edit the tool call" pattern), so the next put
+    # recognizes elements by their hashes, not by identity
+    exposed: bool = False
 
 
 def chain_limit(length: int) -> int:
@@ -113,6 +118,12 @@ class ListCache:
         with self._lock:
             self._set(key, state)
 
+    def expose(self, key: tuple[str, str, str], state: ListState) -> None:
+        """A read handed out ``state``'s items; a newer state put meanwhile stays as it is."""
+        with self._lock:
+            if self._data.get(key) is state and not state.exposed:
+                self._data[key] = dataclasses.replace(state, exposed=True)
+
     def _set(self, key: tuple[str, str, str], state: ListState) -> None:
         old = self._data.pop(key, None)
         if old is not None:
@@ -142,6 +153,11 @@ class ListCache:
         with self._lock:
             keys = self._threads.get(thread_id, ())
             states = [(k[2], self._data[k]) for k in keys if ns is None or k[1] == ns]
+            for k in keys:
+                # the read hands these elements out as its own (see ListState.exposed)
+                st = self._data[k]
+                if (ns is None or k[1] == ns) and not st.exposed:
+                    self._data[k] = dataclasses.replace(st, exposed=True)
         known: dict[bytes, Any] = {}
         raw: dict[bytes, StoredObject] = {}
         for channel, st in states:
@@ -281,7 +297,8 @@ def plan_channel_value(
         # A fork from an older checkpoint: a delta must grow from a version that
         # sorts before it, since a chain is read by version range.
         prev = None
-    shared = _shared_prefix(value, prev) if prev is not None else 0
+    # the objects a read handed out may have been edited in place since: by hash then
+    shared = _shared_prefix(value, prev) if prev is not None and not prev.exposed else 0
     fresh = 0  # where the elements that are not prev's very objects start
     new_objs = [codec.dump_element(v) for v in value[shared:]]
     hashes = (prev.hashes[:shared] if prev is not None else ()) + tuple(o.hash for o in new_objs)
