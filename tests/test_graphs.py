@@ -22,6 +22,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, Too
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import Command
 
 # tests/ is on sys.path (pytest's default prepend import mode; see conftest.py).
@@ -601,6 +602,52 @@ def test_update_state_with_a_message_edited_in_place(make_saver: Any) -> None:
     assert_same(ours, resumed(reference, ref_config))
     tool_results = [m["content"] for m in ours["final"]["messages"] if m["type"] == TOOL]
     assert tool_results == ["Rome: 21C and sunny", "Paris: 12:00"]  # only get_weather edited
+
+
+@pytest.mark.parametrize("durability", ["sync", "exit"])
+def test_node_edits_a_message_in_place_and_writes_it_back(make_saver: Any, durability: str) -> None:
+    """A node edits the last message of the list in place (content, tool call args)
+    and returns it to replace itself by id: the next checkpoint stores the edit and
+    the one before it does not, as InMemorySaver does, in this process and in a new one.
+    (Not "async": there the put may be planned before the write that reveals the edit.)"""
+
+    def build(s: BaseCheckpointSaver) -> Any:
+        def draft(state: MessagesState) -> dict[str, Any]:
+            call = {"name": "t", "args": {"x": 1}, "id": "c1"}
+            return {"messages": [AIMessage("draft", id="ai-1", tool_calls=[call])]}
+
+        def revise(state: MessagesState) -> dict[str, Any]:
+            m = state["messages"][-1]
+            m.tool_calls[0]["args"]["x"] = 2
+            m.content = "final"
+            return {"messages": [m]}
+
+        def after(state: MessagesState) -> dict[str, Any]:
+            return {"messages": [HumanMessage("after", id="h-2")]}
+
+        g = StateGraph(MessagesState)
+        for name, node in (("draft", draft), ("revise", revise), ("after", after)):
+            g.add_node(name, node)
+        g.add_edge(START, "draft")
+        g.add_edge("draft", "revise")
+        g.add_edge("revise", "after")
+        g.add_edge("after", END)
+        return g.compile(checkpointer=s)
+
+    def history(s: BaseCheckpointSaver, config: RunnableConfig) -> list[Any]:
+        return [snapshot_summary(h) for h in build(s).get_state_history(config)]
+
+    reference = InMemorySaver()
+    ref_config = new_thread("node-edit")
+    build(reference).invoke({"messages": [HumanMessage("hi", id="h-1")]}, ref_config, durability=durability)  # type: ignore[arg-type]
+    expected = history(reference, ref_config)
+    config = new_thread("node-edit")
+    with make_saver() as saver:
+        build(saver).invoke({"messages": [HumanMessage("hi", id="h-1")]}, config, durability=durability)  # type: ignore[arg-type]
+        assert_same({"history": history(saver, config)}, {"history": expected})
+    with make_saver() as fresh:
+        assert_same({"history": history(fresh, config)}, {"history": expected})
+    assert [m["content"] for m in expected[0]["values"]["messages"]] == ["hi", "final", "after"]
 
 
 # --------------------------------------------------------------------------

@@ -216,6 +216,9 @@ class ValueCodec:
         # id(message) -> (a weak reference to it, its object, its fields' values, a
         # fingerprint of their contents): see `_dump_message`
         self._messages: dict[int, tuple[weakref.ref[Any], StoredObject, tuple[Any, ...], bytes]] = {}
+        # how many remembered messages were found edited in place: a list cached with
+        # an older count may hold one of them (see ListState.edits)
+        self.edits = 0
 
     @property
     def encrypted(self) -> bool:
@@ -272,6 +275,8 @@ class ValueCodec:
             and fingerprint == entry[3]
         ):
             return entry[1]
+        if entry is not None and entry[0]() is value:
+            self.edits += 1
         obj = self._dump(value)
         self._remember(value, obj, now, fingerprint)
         return obj

@@ -739,7 +739,8 @@ def _build(
                 depth += 1
             items = tuple(channel_values[ch])
             exact = all(stands_in(v) for v in items)
-            ctx.cache.set((t, ns, ch), ListState(sver, hashes, items, root, depth, exact, True))
+            state = ListState(sver, hashes, items, root, depth, exact, True, ctx.codec.edits)
+            ctx.cache.set((t, ns, ch), state)
     pending: list[tuple[tuple[str, str, int], PendingWrite]] = []
     for task_id, idx, channel, path, kind, refs in loaded.writes.get(cid, ()):
         hashes = split_refs(refs)

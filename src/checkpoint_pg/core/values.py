@@ -68,6 +68,10 @@ class ListState:
     # one in place (LangGraph's "edit the tool call" pattern), so the next put
     # recognizes elements by their hashes, not by identity
     exposed: bool = False
+    # the codec's count of messages edited in place when this state was made: a node
+    # that edits a message of the list in place and writes it back raises the count
+    # (its write serializes it again), and the next put then checks elements by hash
+    edits: int = 0
 
 
 def chain_limit(length: int) -> int:
@@ -281,6 +285,7 @@ def plan_channel_value(
     """
     channel = key[2]
     ver = str(version)
+    edits = codec.edits  # before serializing: an edit found meanwhile is checked next time
     if value is MISSING:
         return ValueRow(channel, ver, KIND.EMPTY, None, None, b""), [], None, None
     if type(value) is not list:
@@ -298,7 +303,8 @@ def plan_channel_value(
         # sorts before it, since a chain is read by version range.
         prev = None
     # the objects a read handed out may have been edited in place since: by hash then
-    shared = _shared_prefix(value, prev) if prev is not None and not prev.exposed else 0
+    trusted = prev is not None and not prev.exposed and prev.edits == codec.edits
+    shared = _shared_prefix(value, prev) if trusted else 0
     fresh = 0  # where the elements that are not prev's very objects start
     new_objs = [codec.dump_element(v) for v in value[shared:]]
     hashes = (prev.hashes[:shared] if prev is not None else ()) + tuple(o.hash for o in new_objs)
@@ -318,7 +324,9 @@ def plan_channel_value(
         # elements equal to prev's by hash only may be of another type (a bytearray
         # for bytes): the list's own objects decide whether it may stand in
         exact = prev.exact and all(stands_in(v) for v in value[fresh:])
-        state = ListState(ver, hashes, items, prev.root_version, prev.chain_len + 1, exact)
+        state = ListState(
+            ver, hashes, items, prev.root_version, prev.chain_len + 1, exact, edits=edits
+        )
         return row, unique_objects(new_objs), prev.version, state
     runs = ((0, len(hashes)),) if chunkable(value) else ()
     stored, chunks, _ = chunk_runs(hashes, runs, codec)
@@ -333,7 +341,7 @@ def plan_channel_value(
             objs = [o for o in objs if o.hash not in known]
     state = None
     if is_sortable_version(version) and not again:
-        state = ListState(ver, hashes, items, ver, 0, all(stands_in(v) for v in items))
+        state = ListState(ver, hashes, items, ver, 0, all(stands_in(v) for v in items), edits=edits)
     return row, objs, anchor, state
 
 
