@@ -568,16 +568,25 @@ def test_time_travel_update_state_fork(saver: BaseCheckpointSaver) -> None:
     assert obs["thread"]["state"]["values"] == {"log": ["a", "x", "b", "c"]}
 
 
-def test_update_state_with_a_message_edited_in_place(make_saver: Any) -> None:
+@pytest.mark.parametrize("where", ["same process", "another process"])
+def test_update_state_with_a_message_edited_in_place(make_saver: Any, where: str) -> None:
     """LangGraph's "edit the tool call" pattern: stop before ``tools``, take the last
     message from ``get_state``, edit its tool call and content in place, and write it
     back with ``update_state``. The update's checkpoint must store the edit (a new
     process reads it and resumes with it, as one on InMemorySaver does), and the
-    checkpoint before it must still read as it was."""
+    checkpoint before it must still read as it was. In the process that ran the graph
+    or in another (an API worker reading the thread cold, as a human review does)."""
 
     def scenario(s: BaseCheckpointSaver, config: RunnableConfig) -> Observations:
         graph = build_tool_agent(None).builder.compile(checkpointer=s, interrupt_before=["tools"])
         graph.invoke(weather_question("Paris"), config)
+        if where == "another process" and s is not reference:
+            with make_saver() as cold:
+                return edit(cold, config)
+        return edit(s, config)
+
+    def edit(s: BaseCheckpointSaver, config: RunnableConfig) -> Observations:
+        graph = build_tool_agent(None).builder.compile(checkpointer=s, interrupt_before=["tools"])
         last = graph.get_state(config).values["messages"][-1]
         last.tool_calls[0]["args"] = {"city": "Rome"}
         last.content = "Checking Rome."

@@ -294,9 +294,10 @@ class ValueCodec:
         seen[key] = (weakref.ref(value, gone), obj, now, fingerprint)
 
     def _remember_loaded(self, value: Any, obj: StoredObject) -> None:
-        """A message read back as ``obj``: remembered as if dumped, so a put storing it
-        again (a run resumed from it, checking it by hash: see ListState.exposed)
-        serializes it only if it was changed since."""
+        """A message read back as ``obj``: remembered as if dumped, so that a write of it
+        edited in place since (get_state, then update_state) is told apart and counted
+        (`edits`: the next put then checks its list by hash), and one not edited is not
+        serialized again."""
         fields = getattr(value, "__dict__", None)
         if fields is None or value.id is None:
             return

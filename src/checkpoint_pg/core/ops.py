@@ -726,10 +726,9 @@ def _build(
         if remember and is_sortable_version(ver):
             st = ctx.cache.get((t, ns, ch))
             if st is not None and st.version == sver and st.hashes == hashes and st.exact:
-                # the very list a put (or read) of this version left: handed out,
-                # so the next put checks its elements by hash (ListState.exposed)
+                # the very list a put (or read) of this version left: the next put
+                # recognizes its elements by identity (see ListState.edits)
                 channel_values[ch] = list(st.items)
-                ctx.cache.expose((t, ns, ch), st)
                 continue
         channel_values[ch] = _decode(ctx, memo, t, KIND.LIST, hashes)
         if remember and is_sortable_version(ver):
@@ -739,7 +738,7 @@ def _build(
                 depth += 1
             items = tuple(channel_values[ch])
             exact = all(stands_in(v) for v in items)
-            state = ListState(sver, hashes, items, root, depth, exact, True, ctx.codec.edits)
+            state = ListState(sver, hashes, items, root, depth, exact, ctx.codec.edits)
             ctx.cache.set((t, ns, ch), state)
     pending: list[tuple[tuple[str, str, int], PendingWrite]] = []
     for task_id, idx, channel, path, kind, refs in loaded.writes.get(cid, ()):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import threading
 from collections import OrderedDict
@@ -64,10 +63,6 @@ class ListState:
     # every item decodes to an object of its own type (messages, scalars): a read
     # may return ``items`` as they are (see `stands_in`)
     exact: bool = False
-    # a read handed ``items`` out (get_state, history): its caller may have edited
-    # one in place (LangGraph's "edit the tool call" pattern), so the next put
-    # recognizes elements by their hashes, not by identity
-    exposed: bool = False
     # the codec's count of messages edited in place when this state was made: a node
     # that edits a message of the list in place and writes it back raises the count
     # (its write serializes it again), and the next put then checks elements by hash
@@ -122,12 +117,6 @@ class ListCache:
         with self._lock:
             self._set(key, state)
 
-    def expose(self, key: tuple[str, str, str], state: ListState) -> None:
-        """A read handed out ``state``'s items; a newer state put meanwhile stays as it is."""
-        with self._lock:
-            if self._data.get(key) is state and not state.exposed:
-                self._data[key] = dataclasses.replace(state, exposed=True)
-
     def _set(self, key: tuple[str, str, str], state: ListState) -> None:
         old = self._data.pop(key, None)
         if old is not None:
@@ -157,11 +146,6 @@ class ListCache:
         with self._lock:
             keys = self._threads.get(thread_id, ())
             states = [(k[2], self._data[k]) for k in keys if ns is None or k[1] == ns]
-            for k in keys:
-                # the read hands these elements out as its own (see ListState.exposed)
-                st = self._data[k]
-                if (ns is None or k[1] == ns) and not st.exposed:
-                    self._data[k] = dataclasses.replace(st, exposed=True)
         known: dict[bytes, Any] = {}
         raw: dict[bytes, StoredObject] = {}
         for channel, st in states:
@@ -302,8 +286,9 @@ def plan_channel_value(
         # A fork from an older checkpoint: a delta must grow from a version that
         # sorts before it, since a chain is read by version range.
         prev = None
-    # the objects a read handed out may have been edited in place since: by hash then
-    trusted = prev is not None and not prev.exposed and prev.edits == codec.edits
+    # a message of the list edited in place since, and written (a node returning it,
+    # update_state with a message get_state handed out): the elements by hash then
+    trusted = prev is not None and prev.edits == codec.edits
     shared = _shared_prefix(value, prev) if trusted else 0
     fresh = 0  # where the elements that are not prev's very objects start
     new_objs = [codec.dump_element(v) for v in value[shared:]]
