@@ -7,7 +7,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from checkpoint_pg.core.chunks import chunk_runs
 from checkpoint_pg.core.codec import MISSING, StoredObject, ValueCodec, chunkable, split_refs, stands_in
@@ -46,13 +46,13 @@ class ValueRow:
         return self.refs if self.chunked is None else self.chunked
 
 
-@dataclass(frozen=True, slots=True)
-class ListState:
+class ListState(NamedTuple):
     """A stored list version, remembered to write the next version as a delta.
 
     ``items`` are the Python objects the list held: LangGraph's reducers build
     each new messages list from the same message objects, so the elements
     already stored are recognized by identity and never serialized again.
+    (A named tuple: a step makes several, and a frozen dataclass took 2.8 us each.)
     """
 
     version: str
