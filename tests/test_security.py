@@ -778,3 +778,45 @@ def test_a_thread_from_before_encryption_is_refused_with_what_it_is(make_saver) 
             encrypted.get_tuple(cfg)
     with make_saver() as plain:
         assert plain.get_tuple(cfg).checkpoint["channel_values"] == {"note": "written in the clear"}
+
+
+# --------------------------------------------------------------------------
+# Connection passwords never shown
+# --------------------------------------------------------------------------
+
+PASSWORD = "pw-Qx7-never-shown"  # trust authentication: the server ignores it
+
+
+def url_with_query(pg_url: str, **query: str) -> str:
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    return sa.engine.make_url(pg_url).update_query_dict(query).render_as_string(hide_password=False)
+
+
+@pytest.mark.parametrize("param", ["password", "sslpassword"])
+def test_a_password_in_the_url_query_is_never_shown(pg_url: str, capsys: pytest.CaptureFixture[str], param: str) -> None:
+    """libpq reads ``?password=`` as the password: the saver's error naming the command
+    to run, and every CLI header and message, mask it as they mask ``user:password@``.
+    (They printed it: mask() hid only the password before the host.)"""
+    from checkpoint_pg import PostgresSaver, SchemaVersionError  # noqa: PLC0415
+    from checkpoint_pg.cli import main  # noqa: PLC0415
+
+    prefix = f"pw{secrets.token_hex(4)}_"
+    url = url_with_query(pg_url, **{param: PASSWORD})
+    with PostgresSaver.from_conn_string(url, prefix=prefix) as saver:
+        with pytest.raises(SchemaVersionError) as info:
+            saver.get_tuple({"configurable": {"thread_id": "t"}})
+        assert PASSWORD not in str(info.value) and f"{param}=***" in str(info.value)
+        assert PASSWORD not in repr(saver) and PASSWORD not in saver._url_hint
+    shown = []
+    for argv in (["threads"], ["stats", "--json"], ["migrate", "upgrade"], ["threads"], ["stats"],
+                 ["threads", "--json"], ["demo", "--thread", "pw"], ["migrate", "current"]):
+        capsys.readouterr()
+        try:
+            main([*argv, "--url", url, "--prefix", prefix])
+        except SystemExit:
+            pass
+        out, err = capsys.readouterr()
+        shown.append(out + err)
+    assert "***" in shown[0] and "***" in shown[3], shown  # the error's advice, the header
+    assert [s for s in shown if PASSWORD in s] == []

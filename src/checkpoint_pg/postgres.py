@@ -62,10 +62,19 @@ def read_only_options(conninfo: str) -> str:
     return f"{own} -c default_transaction_read_only=on".strip()
 
 
+# libpq takes a password from the query string too (and the SSL key's passphrase)
+_SECRET_PARAMS = ("password", "sslpassword")
+
+
 def mask(url: str) -> str:
-    """The URL with its password hidden, for error messages."""
+    """The URL with its password hidden, for error messages: the one before the host
+    and a ``?password=`` (or ``sslpassword=``) parameter alike."""
     try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
+        u = sa.engine.make_url(url)
+        hidden = {k: "***" for k in _SECRET_PARAMS if k in u.query}
+        if hidden:
+            u = u.update_query_dict(hidden)
+        return u.render_as_string(hide_password=True).replace("=%2A%2A%2A", "=***")
     except Exception:
         return "<your database url>"
 

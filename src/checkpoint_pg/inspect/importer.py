@@ -207,12 +207,10 @@ def _check_incumbent_version(query: Callable[[Any], list[tuple[Any, ...]]], url:
 
 
 def _mask(url: str) -> str:
-    try:
-        import sqlalchemy as sa
+    from checkpoint_pg.postgres import mask
 
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001
-        return "<the --from url>"
+    shown = mask(url)
+    return "<the --from url>" if shown == "<your database url>" else shown
 
 
 def _new_versions(tup: CheckpointTuple, parent: CheckpointTuple | None) -> dict[str, Any]:
