@@ -820,3 +820,56 @@ def test_a_password_in_the_url_query_is_never_shown(pg_url: str, capsys: pytest.
         shown.append(out + err)
     assert "***" in shown[0] and "***" in shown[3], shown  # the error's advice, the header
     assert [s for s in shown if PASSWORD in s] == []
+
+
+@pytest.mark.parametrize(
+    "netloc, query",
+    [
+        # a password with a stray "%" (50%off) or a space: libpq quoted it in its error
+        (f"{PASSWORD}%zz", None),
+        (f"{PASSWORD} x", None),
+        (None, f"{PASSWORD}%zz"),
+        # an unclosed IPv6 bracket: libpq quoted the whole URL
+        (PASSWORD, None),
+    ],
+)
+def test_a_url_libpq_cannot_parse_is_refused_without_its_password(
+    capsys: pytest.CaptureFixture[str], netloc: str | None, query: str | None
+) -> None:
+    """The saver's error (and what the CLI prints) for a URL libpq cannot parse names the
+    problem with the password masked, and chains no driver error that quotes it."""
+    from checkpoint_pg import AsyncPostgresSaver, ConfigError, PostgresSaver  # noqa: PLC0415
+    from checkpoint_pg.cli import main  # noqa: PLC0415
+
+    user = "postgres" if netloc is None else f"postgres:{netloc}"
+    host = "[::1" if netloc == PASSWORD else "127.0.0.1:1"
+    url = f"postgresql://{user}@{host}/db" + (f"?password={query}" if query else "")
+
+    def chain(exc: BaseException | None) -> str:
+        out = ""
+        while exc is not None:
+            out += f"{type(exc).__name__}: {exc}\n"
+            exc = exc.__cause__ or exc.__context__
+        return out
+
+    with pytest.raises(ConfigError) as info:
+        with PostgresSaver.from_conn_string(url):
+            pass
+    assert "invalid database URL" in str(info.value)
+    assert PASSWORD not in chain(info.value)
+
+    async def aopen() -> None:
+        async with AsyncPostgresSaver.from_conn_string(url):
+            pass
+
+    import asyncio  # noqa: PLC0415
+
+    with pytest.raises(ConfigError) as info:
+        asyncio.run(aopen())
+    assert PASSWORD not in chain(info.value)
+    for argv in (["threads"], ["migrate", "current"], ["migrate", "upgrade"], ["import-langgraph", "--from", url, "--url", url]):
+        capsys.readouterr()
+        code = main([*argv, "--url", url]) if argv[0] != "import-langgraph" else main(argv)
+        out, err = capsys.readouterr()
+        assert code == 2 and "invalid database URL" in err, (argv, err)
+        assert PASSWORD not in out + err

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
+from urllib.parse import unquote, unquote_plus
 
 import sqlalchemy as sa
 from langgraph.checkpoint.serde.base import SerializerProtocol
@@ -51,7 +53,39 @@ def conninfo_of(url: str, *, sqlalchemy: bool = False) -> str:
             "for Postgres, or a file path / sqlite:///path for SQLite"
         )
     rest = url.split("://", 1)[1]
+    problem = _unparsable(f"postgresql://{rest}")
+    if problem is not None:
+        # raised here, not in the except clause: no chained driver error quoting the URL
+        raise ConfigError(f"invalid database URL {mask(url)}: {problem}")
     return f"postgresql+psycopg://{rest}" if sqlalchemy else f"postgresql://{rest}"
+
+
+def _unparsable(conninfo: str) -> str | None:
+    """libpq's complaint about a URL it cannot parse, without the URL's secrets: it
+    quotes the token it stopped at (a password with a stray ``%`` or a space) or the
+    whole URL."""
+    try:
+        psycopg.conninfo.conninfo_to_dict(conninfo)
+    except psycopg.Error as exc:
+        return hide_secrets(str(exc), conninfo)
+    return None
+
+
+def hide_secrets(text: str, url: str) -> str:
+    """``text`` with ``url`` and its passwords (as written, and percent-decoded) masked."""
+    text = text.replace(url, mask(url))
+    rest = url.split("://", 1)[-1]
+    netloc = rest.split("/", 1)[0].split("?", 1)[0]
+    found = [
+        # the userinfo as libpq reads it (up to the first "@") and as SQLAlchemy does (the last)
+        *(part.split(":", 1)[1] for part in (rest.split("@", 1)[0], netloc.rpartition("@")[0])
+          if "@" in rest and ":" in part),
+        *re.findall(r"[?&](?:%s)=([^&#]*)" % "|".join(_SECRET_PARAMS), rest),
+    ]
+    for secret in sorted({v for s in found for v in (s, unquote(s), unquote_plus(s))}, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def read_only_options(conninfo: str) -> str:
