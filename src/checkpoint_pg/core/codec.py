@@ -178,7 +178,8 @@ class ValueCodec:
     versions and with the writes that produced them. Other values are one
     object each. Objects are keyed by a 16-byte BLAKE2b hash of the plaintext
     serialization; with an `EncryptedSerializer` the hash is keyed, so the
-    stored hashes reveal nothing about the plaintext, and the bytes stored are
+    stored hashes reveal nothing about the plaintext to whoever lacks the key
+    (equal values still hash alike, in every thread), and the bytes stored are
     encrypted exactly as `EncryptedSerializer.dumps_typed` would.
     """
 
