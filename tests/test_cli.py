@@ -1131,6 +1131,36 @@ def test_a_refused_downgrade_advises_the_downgrade_as_another_role(
     assert "migrate upgrade" not in err, err
 
 
+def test_migrate_commands_by_a_role_that_may_not_read_the_revision_say_what_to_grant(
+    capsys: pytest.CaptureFixture[str], pg_url: str, readonly_role: str
+) -> None:
+    """migrate current / upgrade / downgrade by a role without USAGE on the tables' schema, then
+    without SELECT on the version table: our one-line error naming the right it lacks and the
+    GRANT giving it, not the driver's InsufficientPrivilege; granted, the commands work."""
+    import psycopg
+
+    schema, role = f"s{secrets.token_hex(4)}", readonly_role.split("://", 1)[1].split("@", 1)[0]
+    assert cli(capsys, "migrate", "upgrade", "--url", pg_url, "--schema", schema)[0] == 0
+    commands = (["current"], ["upgrade"], ["upgrade", "--dry-run"], ["downgrade", "base", "--yes"])
+    try:
+        for grant, missing in (
+            (f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"', f"needs USAGE on schema '{schema}'"),
+            (f'GRANT SELECT ON "{schema}"."cpg_alembic_version" TO "{role}"', "needs SELECT on cpg_alembic_version"),
+        ):
+            for argv in commands:
+                code, _, err = cli(capsys, "migrate", *argv, "--url", readonly_role, "--schema", schema)
+                assert code == 1 and err.count("\n") == 1 and "InsufficientPrivilege" not in err, (argv, err)
+                assert f"this role ({role}) may not read" in err and missing in err and grant in err, (argv, err)
+            with psycopg.connect(pg_url, autocommit=True) as conn:
+                conn.execute(grant)
+        code, out, err = cli(capsys, "migrate", "current", "--url", readonly_role, "--schema", schema)
+        assert code == 0 and "at head" in out, err
+        assert cli(capsys, "migrate", "upgrade", "--url", readonly_role, "--schema", schema)[0] == 0
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
 # -- the installed command ---------------------------------------------------------------------
 
 

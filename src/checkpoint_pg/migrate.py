@@ -248,7 +248,36 @@ def current(connection: sa.Connection, tables: Tables) -> str | None:
         connection,
         opts={"version_table": tables.version_table, "version_table_schema": tables.schema},
     )
-    return ctx.get_current_revision()
+    try:
+        return ctx.get_current_revision()
+    except sa.exc.DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "42501":  # insufficient_privilege
+            raise
+        raise CheckpointPgError(_read_refused(connection, tables, exc.orig)) from exc
+
+
+def _read_refused(connection: sa.Connection, tables: Tables, error: BaseException) -> str:
+    """What a role that may not read the version table lacks, and the GRANTs giving it:
+    every migrate command (current, upgrade, downgrade) starts by reading it."""
+    quote = connection.dialect.identifier_preparer.quote_identifier
+    info = getattr(connection.connection.dbapi_connection, "info", None)
+    role = getattr(info, "user", None)  # psycopg's: the role the session logged in as
+    who = quote(role) if role else "<this role>"
+    table = quote(tables.version_table)
+    if tables.schema:
+        table = f"{quote(tables.schema)}.{table}"
+    grant_select = f"GRANT SELECT ON {table} TO {who}"
+    text = str(error).splitlines()[0]
+    if tables.schema and "schema" in text:
+        missing = f"USAGE on schema {tables.schema!r} (and SELECT on {tables.version_table})"
+        grants = f"GRANT USAGE ON SCHEMA {quote(tables.schema)} TO {who}; {grant_select}"
+    else:
+        missing = f"SELECT on {tables.version_table}"
+        grants = grant_select
+    return (
+        f"this role ({role or 'unknown'}) may not read which revision checkpoint_pg's tables are at "
+        f"({text}): it needs {missing}; as the tables' owner run: {grants}"
+    )
 
 
 def offline_sql(tables: Tables, dialect: str, start: str | None = None, end: str = "head") -> str:
