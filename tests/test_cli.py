@@ -750,6 +750,57 @@ def test_migrate_upgrade_does_not_report_an_upgrade_another_process_ran_meanwhil
     assert code == 0 and json.loads(out) == {"from": head, "to": head}, (out, err)
 
 
+@pytest.mark.parametrize("revision", ["-1", "older"])
+def test_migrate_downgrade_does_not_report_a_downgrade_another_process_ran_meanwhile(
+    capsys: pytest.CaptureFixture[str], backend: str, tmp_path: Path, request: pytest.FixtureRequest, revision: str
+) -> None:
+    """migrate downgrade waiting on the migration lock while another process downgrades the
+    database to the same revision: it reports nothing to do, from that revision, not a downgrade
+    from head it did not run; and -1 is the revision it named, not one step below the other's."""
+    import sqlite3
+    import threading
+    import time
+
+    import sqlalchemy as sa
+
+    from checkpoint_pg import migrate
+    from checkpoint_pg.schema import build_tables
+
+    older = [r for r, _, _ in migrate.history()][-2]
+    if backend == "sqlite":
+        url, prefix = str(tmp_path / "race.db"), "cpg_"
+        engine = sa.create_engine(
+            "sqlite://", creator=lambda: sqlite3.connect(url, isolation_level=None), poolclass=sa.pool.StaticPool
+        )
+        hold = "BEGIN IMMEDIATE"
+    else:
+        url, prefix = request.getfixturevalue("pg_url"), f"d{secrets.token_hex(4)}_"
+        engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=sa.pool.NullPool)
+        hold = f"SELECT pg_advisory_xact_lock({migrate.ADVISORY_LOCK_KEY})"
+    tables = build_tables(prefix)
+    argv = ("migrate", "downgrade", older if revision == "older" else revision, "--yes", "--json")
+    results: list[tuple[int, str, str]] = []
+    try:
+        with engine.connect() as conn:
+            migrate.upgrade(conn, tables)
+            conn.exec_driver_sql(hold)  # the other process, migrating
+            waiting = threading.Thread(
+                target=lambda: results.append(cli(capsys, *argv, "--url", url, "--prefix", prefix))
+            )
+            waiting.start()
+            time.sleep(1.5)  # it reads the revision, then waits for the lock
+            assert waiting.is_alive()
+            migrate.downgrade(conn, tables, older)  # in the transaction holding the lock; commits it
+        waiting.join(timeout=60)
+        with engine.connect() as conn:
+            assert migrate.current(conn, tables) == older
+            migrate.downgrade(conn, tables, "base")
+    finally:
+        engine.dispose()
+    ((code, out, err),) = results
+    assert code == 0 and json.loads(out) == {"from": older, "to": older}, (out, err)
+
+
 def test_migrate_upgrade_to_a_revision_already_passed(capsys: pytest.CaptureFixture[str], db: list[str]) -> None:
     """migrate upgrade REV (or head) on a database at or past REV says so and changes nothing."""
     from checkpoint_pg import migrate

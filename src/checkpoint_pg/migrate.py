@@ -220,8 +220,9 @@ def refuse_unversioned(connection: sa.Connection, tables: Tables) -> None:
     )
 
 
-def downgrade(connection: sa.Connection, tables: Tables, revision: str = "base") -> None:
-    """Downgrade to ``revision`` ("base" drops every table of ours, the version table too)."""
+def downgrade(connection: sa.Connection, tables: Tables, revision: str = "base") -> str | None:
+    """Downgrade to ``revision`` ("base" drops every table of ours, the version table too).
+    Returns the revision the database was at, read under the lock, as `upgrade` does."""
     with _privileges_explained(tables, f"downgrade {revision}"), _migration_transaction(connection):
         found = current(connection, tables)
         if found is not None and not known(found):
@@ -240,6 +241,7 @@ def downgrade(connection: sa.Connection, tables: Tables, revision: str = "base")
             sa.Table(tables.version_table, sa.MetaData(), schema=tables.schema).drop(
                 connection, checkfirst=True
             )
+    return found
 
 
 def current(connection: sa.Connection, tables: Tables) -> str | None:

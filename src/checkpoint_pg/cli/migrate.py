@@ -134,12 +134,17 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             print("cancelled", file=sys.stderr)
             return 1
         with _sa_connection(args, write=True, create=False) as conn:
-            before = migrate.current(conn, tables)
-            migrate.downgrade(conn, tables, args.revision)
+            # read under the migration's lock, as upgrade's: a migration that ran since the
+            # question is not reported as this one's; and the revision confirmed, not "-1",
+            # so that one run meanwhile is not stepped down from once more
+            before = migrate.downgrade(conn, tables, "base" if target == "<base>" else target)
             after = migrate.current(conn, tables)
-        return _report(
-            args, {"from": before, "to": after}, f"downgraded {before or '<none>'} -> {after or '<base>'}"
+        text = (
+            f"already at {after or '<base>'}: nothing to do"
+            if after == before
+            else f"downgraded {before or '<none>'} -> {after or '<base>'}"
         )
+        return _report(args, {"from": before, "to": after}, text)
     raise UsageError(f"unknown migrate action {action!r}")  # pragma: no cover - argparse checks
 
 
