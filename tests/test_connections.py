@@ -496,6 +496,58 @@ def test_sqlite_file_in_a_missing_directory_is_a_clear_error(tmp_path: Path) -> 
     assert not (tmp_path / "no").exists()
 
 
+@pytest.mark.parametrize("journal", ["wal", "delete"])
+@pytest.mark.parametrize(
+    "file_mode, dir_mode, cannot",
+    [
+        (0o444, 0o555, "the SQLite file .* nor its directory"),
+        (0o444, 0o777, "the SQLite file"),
+        (0o666, 0o555, "the directory .* of the SQLite file"),
+    ],
+    ids=["ro-file-ro-dir", "ro-file-rw-dir", "rw-file-ro-dir"],
+)
+def test_sqlite_file_this_process_may_not_write_is_a_clear_error(
+    journal: str, file_mode: int, dir_mode: int, cannot: str
+) -> None:
+    """A saver on a file it may not write, or in a directory it may not write (where SQLite
+    keeps the -wal and -shm): ConfigError naming which, when the saver is created, not
+    sqlite3's "attempt to write a readonly database" then or at the first write. The read-only
+    connection it advises reads the file. Run as nobody when root, who ignores file modes."""
+    import os
+    import shutil
+    import tempfile
+
+    from checkpoint_pg import ConfigError, SqliteSaver
+    from checkpoint_pg.sqlite import connect_sqlite
+
+    folder = Path(tempfile.mkdtemp(prefix="cpg_ro_"))  # pytest's tmp root is 0700: nobody could not reach it
+    path = folder / "app.db"
+    try:
+        with SqliteSaver.from_conn_string(str(path)) as saver:
+            saver.setup()
+            saver.conn.execute(f"PRAGMA journal_mode = {journal}")
+        assert sorted(p.name for p in folder.iterdir()) == ["app.db"]
+        path.chmod(file_mode)
+        folder.chmod(dir_mode)
+        root = os.geteuid() == 0
+        if root:
+            os.seteuid(65534)
+        try:
+            with pytest.raises(ConfigError, match=f"may not write {cannot}") as info:
+                with SqliteSaver.from_conn_string(str(path)):
+                    pass
+            assert str(path) in str(info.value) and "read_only=True" in str(info.value)
+            with contextlib.closing(connect_sqlite(str(path), read_only=True)) as conn:
+                assert list(SqliteSaver(conn).list(None)) == []
+        finally:
+            if root:
+                os.seteuid(0)
+    finally:
+        folder.chmod(0o755)
+        path.chmod(0o644)
+        shutil.rmtree(folder)
+
+
 def test_sqlite_wal_shrinks_back_after_a_long_reader(tmp_path: Path) -> None:
     """Another process holding a read snapshot keeps the WAL from being reused, so it
     grows; once it lets go and a checkpoint runs, the saver's next write cuts the file

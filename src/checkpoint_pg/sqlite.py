@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import sqlite3
 import threading
 import time
@@ -64,14 +65,25 @@ def connect_sqlite(path: str, *, read_only: bool = False) -> sqlite3.Connection:
         conn = _connect_read_only(path)
     else:
         parent = Path(path).parent
-        if path != ":memory:" and not path.startswith("file:") and not parent.is_dir():
-            raise ConfigError(
-                f"no directory {str(parent)!r} for the SQLite file {path!r}: create it first"
-            )
+        if path != ":memory:" and not path.startswith("file:"):
+            if not parent.is_dir():
+                raise ConfigError(
+                    f"no directory {str(parent)!r} for the SQLite file {path!r}: create it first"
+                )
+            if Path(path).is_file() and not _writable(path):
+                # sqlite3 would open it read-only without a word, and in WAL mode with a
+                # writable directory even switching the journal passes: the first write fails
+                raise _read_only_error(path, None)
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     if not read_only and path != ":memory:":
-        _use_wal(conn)
+        try:
+            _use_wal(conn)
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if "readonly" not in str(exc):
+                raise
+            raise _read_only_error(path, exc) from exc
     # WAL + NORMAL: a commit survives a crash of the process; only a power loss
     # may drop the last transactions (see README, "Guarantees").
     conn.execute("PRAGMA synchronous = NORMAL")
@@ -79,6 +91,31 @@ def connect_sqlite(path: str, *, read_only: bool = False) -> sqlite3.Connection:
     # limit the file then keeps that size until the last connection closes.
     conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
     return conn
+
+
+def _writable(path: str) -> bool:
+    # the effective ids where the OS has them: a process that dropped its rights (or root)
+    # is judged as it will be served
+    return os.access(path, os.W_OK, effective_ids=os.access in os.supports_effective_ids)
+
+
+def _read_only_error(path: str, exc: sqlite3.Error | None) -> ConfigError:
+    """A saver writes: a file, or a directory for its -wal and -shm, that this process may
+    not write is said as such, with what to do."""
+    parent = str(Path(path).resolve().parent)
+    file, folder = not _writable(path), not _writable(parent)
+    if file and folder:
+        cannot = f"the SQLite file {path!r} nor its directory {parent!r}"
+    elif folder:
+        cannot = f"the directory {parent!r} of the SQLite file {path!r}"
+    else:  # the file, or neither as far as the modes tell (a read-only mount, an ACL)
+        cannot = f"the SQLite file {path!r}"
+    why = f" ({exc})" if exc is not None else ""
+    return ConfigError(
+        f"this process may not write {cannot}{why}: a saver writes checkpoints "
+        "to the file, and SQLite its -wal and -shm files beside it; make both writable to this "
+        "user, or, only to read the file, pass SqliteSaver(connect_sqlite(path, read_only=True))"
+    )
 
 
 def _connect_read_only(path: str) -> sqlite3.Connection:
