@@ -943,3 +943,77 @@ def test_arguments_of_the_wrong_shape_are_config_errors(counted, call: str) -> N
         calls[call]()
     unchanged()
     assert saver.get_tuple(sim.config()) is not None  # the thread still reads
+
+
+# --------------------------------------------------------------------------
+# A saver used after it was closed
+# --------------------------------------------------------------------------
+
+
+async def test_a_saver_used_after_it_was_closed_says_so(make_saver, make_async_saver) -> None:
+    """Each saver used after its ``from_conn_string`` block ended, by a task or a thread still
+    writing when it ended and by calls made later: `SaverClosedError` naming the saver and what
+    to do, not sqlite3's "closed database", the executor's "cannot schedule new futures" or
+    psycopg_pool's PoolClosed; the writes before the end are stored."""
+    import asyncio
+    import threading
+
+    from checkpoint_pg import SaverClosedError
+
+    config = {"configurable": {"thread_id": "closed", "checkpoint_ns": ""}}
+    written: list[Any] = []
+
+    def put(saver: Any) -> Any:
+        return saver.put(config, empty_checkpoint(), {"source": "loop"}, {})
+
+    async def aput(saver: Any) -> Any:
+        return await saver.aput(config, empty_checkpoint(), {"source": "loop"}, {})
+
+    async def later_calls(saver: Any, name: str) -> None:
+        calls = [lambda: aput(saver), lambda: saver.aget_tuple(config), lambda: saver.adelete_thread("closed")]
+        if hasattr(saver, "asetup"):  # the async savers'
+            calls.append(saver.asetup)
+        for call in calls:
+            with pytest.raises(SaverClosedError, match=f"this {name} is closed.*from_conn_string"):
+                await call()
+        with pytest.raises(SaverClosedError):
+            [t async for t in saver.alist(None)]
+
+    async def writing(saver: Any) -> None:  # a task the block did not wait for
+        while True:
+            written.append(await aput(saver))
+            await asyncio.sleep(0)
+
+    async with make_async_saver() as saver:
+        task = asyncio.create_task(writing(saver))
+        while not written:
+            await asyncio.sleep(0.01)
+    with pytest.raises(SaverClosedError):
+        await asyncio.wait_for(task, 30)
+    await later_calls(saver, type(saver).__name__)
+
+    failed: list[BaseException] = []
+
+    def writing_thread(saver: Any, started: threading.Event) -> None:
+        try:
+            while True:
+                written.append(put(saver))
+                started.set()
+        except BaseException as exc:  # noqa: BLE001 - what the thread met, for the test
+            failed.append(exc)
+            started.set()
+
+    started = threading.Event()
+    with make_saver() as saver:
+        thread = threading.Thread(target=writing_thread, args=(saver, started))
+        thread.start()
+        assert started.wait(30)
+    thread.join(30)
+    assert [type(e) for e in failed] == [SaverClosedError], failed
+    name = type(saver).__name__
+    for call in (lambda: put(saver), lambda: saver.get_tuple(config), saver.setup, lambda: list(saver.list(None))):
+        with pytest.raises(SaverClosedError, match=f"this {name} is closed.*with {name}.from_conn_string"):
+            call()
+    await later_calls(saver, name)
+    with make_saver() as saver:
+        assert len(list(saver.list(config))) == len(written)

@@ -12,6 +12,7 @@ from checkpoint_pg.errors import (
     IntegrityError,
     MissingDriverError,
     NotFoundError,
+    SaverClosedError,
     SchemaVersionError,
     SerializationError,
     ThreadBusyError,
@@ -42,6 +43,7 @@ __all__ = [
     "AsyncMisuseError",
     "DatabaseBusyError",
     "NotFoundError",
+    "SaverClosedError",
 ]
 
 __version__ = "0.1.0"

@@ -14,6 +14,7 @@ __all__ = [
     "AsyncMisuseError",
     "DatabaseBusyError",
     "NotFoundError",
+    "SaverClosedError",
 ]
 
 
@@ -107,5 +108,12 @@ class DatabaseBusyError(CheckpointPgError, TimeoutError):
 
 class NotFoundError(CheckpointPgError, LookupError):
     """A thread or checkpoint asked for by an inspection call does not exist."""
+
+    __module__ = "checkpoint_pg"
+
+
+class SaverClosedError(CheckpointPgError, RuntimeError):
+    """The saver was used after it was closed: its ``from_conn_string`` block ended, its
+    ``close()`` / ``aclose()`` ran, or the connection or pool it was given was closed."""
 
     __module__ = "checkpoint_pg"

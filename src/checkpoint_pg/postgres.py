@@ -24,7 +24,7 @@ from checkpoint_pg.core.ops import Batch, Op
 from checkpoint_pg.errors import ConfigError, MissingDriverError
 from checkpoint_pg.schema import DEFAULT_PREFIX
 from checkpoint_pg.shells.aio import AsyncSaver, adrive, finish_then_cancel, mark_unsent, running_loop
-from checkpoint_pg.shells.errors import ConnectionLost, translate
+from checkpoint_pg.shells.errors import ConnectionLost, closed_error, translate
 from checkpoint_pg.shells.sync import SyncSaver, drive, start
 from checkpoint_pg.sql.postgres import PostgresSQL
 
@@ -158,6 +158,16 @@ async def _aexecute(conn: psycopg.AsyncConnection, batch: Batch) -> list[Any]:
 _POOL_REFUSED = (PoolTimeout, PoolClosed, TooManyRequests)
 
 
+def _refuse_closed(saver: Any, pool: Any, conn: Any) -> None:
+    """A closed pool or connection as a closed saver: psycopg_pool's PoolClosed and
+    psycopg's "the connection is closed" say neither which saver nor what to do."""
+    # (a pool never opened is closed too: psycopg_pool's "not open yet" says what to do)
+    if pool is not None and pool.closed and getattr(pool, "_opened", True):
+        raise mark_unsent(closed_error(saver, "its connection pool was closed"))
+    if conn is not None and conn.closed:
+        raise mark_unsent(closed_error(saver, "its psycopg connection was closed"))
+
+
 def _lost(exc: psycopg.OperationalError) -> bool:
     """The connection itself died (terminated, closed by the server or a proxy)."""
     from psycopg import errors
@@ -241,6 +251,7 @@ class PostgresSaver(SyncSaver):
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:
+        _refuse_closed(self, self._pool, self._conn)
         if self._pool is not None:
             with self._pool.connection() as conn:
                 yield conn
@@ -273,6 +284,8 @@ class PostgresSaver(SyncSaver):
             # a put and a put_writes of one thread inserting shared objects
             raise ConnectionLost(str(exc)) from exc
         except psycopg.Error as exc:
+            if isinstance(exc, PoolClosed) and "already closed" in str(exc):  # since `_connection` looked
+                raise mark_unsent(closed_error(self, "its connection pool was closed")) from exc
             if isinstance(exc, _POOL_REFUSED):
                 # no connection given: nothing sent (a lease take has nothing to give back)
                 raise mark_unsent(exc)
@@ -405,6 +418,7 @@ class AsyncPostgresSaver(AsyncSaver):
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        _refuse_closed(self, self._pool, self._conn)
         if self._pool is not None:
             async with self._pool.connection() as conn:
                 yield conn
@@ -432,6 +446,8 @@ class AsyncPostgresSaver(AsyncSaver):
             # a put and a put_writes of one thread inserting shared objects
             raise ConnectionLost(str(exc)) from exc
         except psycopg.Error as exc:
+            if isinstance(exc, PoolClosed) and "already closed" in str(exc):  # since `_connection` looked
+                raise mark_unsent(closed_error(self, "its connection pool was closed")) from exc
             if isinstance(exc, _POOL_REFUSED):
                 # no connection given: nothing sent (a lease take has nothing to give back)
                 raise mark_unsent(exc)
@@ -466,6 +482,8 @@ class AsyncPostgresSaver(AsyncSaver):
 
     async def asetup(self) -> None:
         """Create or upgrade the tables (alembic upgrade to head); idempotent and concurrency-safe."""
+        # refused as every call is: it would migrate on a connection of its own
+        _refuse_closed(self, self._pool, self._conn)
         kwargs: dict[str, Any] = {}
         if self._pool is not None:
             conninfo = self._pool.conninfo

@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -28,7 +28,7 @@ from checkpoint_pg.core.ops import Batch, Op
 from checkpoint_pg.errors import ConfigError
 from checkpoint_pg.schema import DEFAULT_PREFIX
 from checkpoint_pg.shells.aio import AsyncSaver, running_loop
-from checkpoint_pg.shells.errors import translate
+from checkpoint_pg.shells.errors import closed_error, translate
 from checkpoint_pg.shells.sync import SyncSaver, drive, start
 from checkpoint_pg.sql.sqlite import SqliteSQL
 
@@ -204,10 +204,11 @@ def _close_owned(conn: sqlite3.Connection) -> None:
 class _Runner:
     """Runs operations on one sqlite3 connection, one at a time."""
 
-    def __init__(self, conn: sqlite3.Connection, url_hint: str) -> None:
+    def __init__(self, conn: sqlite3.Connection, url_hint: str, saver: object) -> None:
         self.conn = conn
         self.lock = _lock_of(conn)
         self.url_hint = url_hint
+        self.saver = saver  # named by the error a closed connection meets
 
     def run(self, op: Op, txn: bool, write: bool) -> Any:
         # The whole operation under the lock, its Python too: threads sharing the
@@ -239,6 +240,8 @@ class _Runner:
             except sqlite3.Error as exc:
                 if isinstance(exc, sqlite3.ProgrammingError) and "same thread" in str(exc):
                     raise _same_thread_error() from exc
+                if isinstance(exc, sqlite3.ProgrammingError) and "closed database" in str(exc):
+                    raise self.closed() from exc
                 ours = translate(exc, self.url_hint)
                 if ours is None:
                     raise
@@ -258,8 +261,15 @@ class _Runner:
         conn.execute("RELEASE cpg_call")
         return result
 
+    def closed(self) -> Exception:
+        return closed_error(self.saver, "its SQLite connection was closed")
+
     def setup(self, tables: Any) -> None:
         with self.lock:
+            try:
+                self.conn.total_changes  # noqa: B018 - raises on a closed connection
+            except sqlite3.ProgrammingError as exc:
+                raise self.closed() from exc
             engine = sa.create_engine("sqlite://", creator=lambda: self.conn, poolclass=StaticPool)
             try:
                 with engine.connect() as sc:
@@ -335,7 +345,7 @@ class SqliteSaver(SyncSaver):
             url_hint=hint,
             single_writer=single_writer,
         )
-        self._runner = _Runner(self.conn, self._url_hint)
+        self._runner = _Runner(self.conn, self._url_hint, self)
 
     @classmethod
     @contextmanager
@@ -349,7 +359,10 @@ class SqliteSaver(SyncSaver):
 
     def close(self) -> None:
         if self._owned:
-            _close_owned(self.conn)
+            # after the operation another thread is running: closed under it, its write
+            # would fail half done
+            with self._runner.lock:
+                _close_owned(self.conn)
 
     def _run(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
         return self._runner.run(op, txn, write)
@@ -385,6 +398,7 @@ class AsyncSqliteSaver(AsyncSaver):
             _refuse_if_one_thread_only(conn)
         self.conn, hint, self._owned = _open(conn)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-pg-sqlite")
+        self._closed = False
         self._init_core(
             SqliteSQL,
             serde=serde,
@@ -395,7 +409,7 @@ class AsyncSqliteSaver(AsyncSaver):
             url_hint=hint,
             single_writer=single_writer,
         )
-        self._runner = _Runner(self.conn, self._url_hint)
+        self._runner = _Runner(self.conn, self._url_hint, self)
 
     @classmethod
     @asynccontextmanager
@@ -408,9 +422,23 @@ class AsyncSqliteSaver(AsyncSaver):
             await saver.aclose()
 
     async def aclose(self) -> None:
-        # on the caller's loop, as `_arun` (a future of another loop cannot be awaited here)
+        if self._closed:
+            return
+        self._closed = True
+        # on the caller's loop, as `_arun` (a future of another loop cannot be awaited here);
+        # after the operations already queued: they run to their end first
         await asyncio.get_running_loop().run_in_executor(self._executor, self._close_now)
         self._executor.shutdown(wait=True)
+
+    def _submit(self, fn: Any, *args: Any) -> Awaitable[Any]:
+        """``fn(*args)`` on the worker, from the caller's loop; a closed saver's error if
+        `aclose` ran (asyncio's "cannot schedule new futures" says neither which nor why)."""
+        if self._closed:
+            raise self._runner.closed()
+        try:
+            return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except RuntimeError as exc:  # shut down meanwhile (aclose on another thread's loop)
+            raise self._runner.closed() from exc
 
     def _close_now(self) -> None:
         if self._owned:
@@ -422,17 +450,13 @@ class AsyncSqliteSaver(AsyncSaver):
         # that each run their own loop): a future of another loop cannot be awaited here,
         # and the worker would still commit the write the caller is told failed.
         run = contextvars.copy_context().run
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor, run, self._runner.run, op, txn, write
-        )
+        return await self._submit(run, self._runner.run, op, txn, write)
 
     async def asetup(self) -> None:
         """Create or upgrade the tables (alembic upgrade to head); idempotent."""
         # on the caller's loop, as `_arun`: awaited on another, the migration would run
         # while its caller was told RuntimeError
-        await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._runner.setup, self.tables
-        )
+        await self._submit(self._runner.setup, self.tables)
         self._schema_ok = False
 
     def setup(self) -> None:

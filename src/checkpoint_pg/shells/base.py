@@ -32,6 +32,7 @@ from checkpoint_pg.errors import (
     AsyncMisuseError,
     ConfigError,
     DatabaseBusyError,
+    SaverClosedError,
     ThreadBusyError,
 )
 from checkpoint_pg.schema import DEFAULT_PREFIX, Tables, build_tables, store_options
@@ -293,7 +294,7 @@ _log = logging.getLogger("checkpoint_pg")
 
 # What a lease's take raises having certainly taken nothing: no lease to give back
 # (a release would wait on a busy file again, or log a lease that never was).
-NOTHING_TAKEN = (ThreadBusyError, DatabaseBusyError, AsyncMisuseError, ConfigError)
+NOTHING_TAKEN = (ThreadBusyError, DatabaseBusyError, AsyncMisuseError, ConfigError, SaverClosedError)
 
 
 def _release_failed(lease: leases.Lease, exc: Exception) -> None:

@@ -9,6 +9,7 @@ from checkpoint_pg.errors import (
     ConfigError,
     DatabaseBusyError,
     IntegrityError,
+    SaverClosedError,
     SchemaVersionError,
 )
 
@@ -33,6 +34,18 @@ class BaseGone(IntegrityError):
     and another process has since deleted: the shells plan it again once from
     what is stored (`shells.base.Retry`).
     """
+
+
+def closed_error(saver: object, what: str) -> SaverClosedError:
+    """A call on a closed saver: the driver's "closed" says neither which nor what to do."""
+    name = type(saver).__name__
+    a = "a" if name.startswith("Async") else ""
+    return SaverClosedError(
+        f"this {name} is closed ({what}); nothing was sent. A saver serves only inside its "
+        f"`{a and 'async '}with {name}.from_conn_string(...)` block (or until {a}close()): keep the "
+        "graphs and tasks that use it inside the block, awaiting them before it ends, or create "
+        "a new saver"
+    )
 
 
 def translate(exc: BaseException, url_hint: str) -> CheckpointPgError | None:
