@@ -32,7 +32,7 @@ from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from faultkit import SimThread, Step, admin_execute, after_first_yield, pg_terminate, qualified, row_counts
+from faultkit import TABLES, SimThread, Step, admin_execute, after_first_yield, pg_terminate, qualified, row_counts
 from fixtures.faults import throwaway_postgres  # noqa: F401 - fixture
 from graphs import build_chain, normalize
 
@@ -1008,6 +1008,57 @@ async def test_a_sync_savers_alease_taken_while_its_caller_was_cancelled_is_give
         with pytest.raises(asyncio.CancelledError):
             await task
         await leased()  # not ThreadBusyError (its take runs after the first's: one lock)
+
+
+@pytest.mark.parametrize("method", ["aput", "aput_writes", "adelete_thread", "acopy_thread", "aprune"])
+async def test_a_sync_savers_async_write_cancelled_in_its_thread_runs_to_its_end(
+    make_saver, saver_target, backend: str, method: str
+) -> None:
+    """A sync saver's async write runs in a worker thread, where a cancellation cannot stop
+    it. Cancelled while the write waits there (another connection holds SQLite's write lock,
+    or Postgres's tables), the caller hears of it only once the write is done, as with the
+    async savers: told at once, code reacting to the cancellation raced the late write."""
+    import psycopg
+
+    with make_saver() as saver:
+        thread = f"sync-cancel-{uuid.uuid4().hex[:8]}"
+        config = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+        first, v1 = _step(1)
+        config = saver.put(config, first, {"step": 0}, {"n": v1})
+        second, v2 = _step(2, v1)
+        calls = {
+            "aput": lambda: saver.aput(config, second, {"step": 1}, {"n": v2}),
+            "aput_writes": lambda: saver.aput_writes(config, [("n", 3)], "task-1"),
+            "adelete_thread": lambda: saver.adelete_thread(thread),
+            "acopy_thread": lambda: saver.acopy_thread(thread, f"{thread}-copy"),
+            "aprune": lambda: saver.aprune([thread], strategy="delete"),
+        }
+        if backend == "sqlite":
+            blocker = sqlite3.connect(saver_target.conn_string, isolation_level=None, check_same_thread=False)
+            blocker.execute("BEGIN IMMEDIATE")
+        else:
+            blocker = psycopg.connect(saver_target.conn_string)
+            names = ", ".join(qualified(saver, t) for t in TABLES)
+            blocker.execute(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE")
+        task = asyncio.create_task(calls[method]())
+        await asyncio.sleep(0.3)  # the write waits for the lock in its thread
+        task.cancel()
+        await asyncio.sleep(0.3)
+        ended_early = task.done()
+        blocker.execute("COMMIT")
+        blocker.close()
+        assert not ended_early  # it was still finishing its write
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        got = saver.get_tuple({"configurable": {"thread_id": thread}})
+        if method == "aput":
+            assert got.checkpoint["id"] == second["id"]
+        elif method == "aput_writes":
+            assert [(w[1], w[2]) for w in got.pending_writes] == [("n", 3)]
+        elif method == "acopy_thread":
+            assert saver.get_tuple({"configurable": {"thread_id": f"{thread}-copy"}}) is not None
+        else:
+            assert got is None
 
 
 async def test_a_lease_cancelled_while_the_first_calls_schema_check_waits_ends_at_once(

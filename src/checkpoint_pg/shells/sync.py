@@ -68,6 +68,12 @@ def drive(op: Op, execute: Callable[[Batch], list[Any]], first: Batch | None = N
         return stop.value
 
 
+def _to_thread_to_its_end(fn: Callable[..., T], *args: Any) -> Awaitable[T]:
+    """``asyncio.to_thread(fn, *args)`` awaited to its end even if the caller is cancelled
+    meanwhile, which then hears of it (see `finish_then_cancel`)."""
+    return finish_then_cancel(asyncio.to_thread(fn, *args))
+
+
 class SyncSaver(SaverBase):
     """BaseCheckpointSaver on a blocking connection; subclasses provide `_run`."""
 
@@ -260,12 +266,16 @@ class SyncSaver(SaverBase):
             await finish_then_cancel(arelease_quietly(release, lease))
 
     async def arenew_lease(self, lease: leases.Lease) -> None:
-        await asyncio.to_thread(self.renew_lease, lease)
+        await _to_thread_to_its_end(self.renew_lease, lease)
 
     async def abreak_lease(self, thread_id: str) -> bool:
-        return await asyncio.to_thread(self.break_lease, thread_id)
+        return await _to_thread_to_its_end(self.break_lease, thread_id)
 
     # -- async twins: the sync methods in a worker thread -----------------------------
+    # A write runs to its end and only then does its caller hear of a cancellation (as
+    # the async savers' writes do): a cancellation cannot stop it in its thread, and code
+    # reacting to it (a retry, a delete, closing the saver) would race the late write.
+    # Reads end at once: what they still do in their thread changes nothing.
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return await asyncio.to_thread(self.get_tuple, config)
@@ -290,7 +300,7 @@ class SyncSaver(SaverBase):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+        return await _to_thread_to_its_end(self.put, config, checkpoint, metadata, new_versions)
 
     async def aput_writes(
         self,
@@ -299,16 +309,16 @@ class SyncSaver(SaverBase):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+        await _to_thread_to_its_end(self.put_writes, config, writes, task_id, task_path)
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await asyncio.to_thread(self.delete_thread, thread_id)
+        await _to_thread_to_its_end(self.delete_thread, thread_id)
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await asyncio.to_thread(self.delete_for_runs, run_ids)
+        await _to_thread_to_its_end(self.delete_for_runs, run_ids)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
+        await _to_thread_to_its_end(self.copy_thread, source_thread_id, target_thread_id)
 
     async def aprune(
         self,
@@ -318,7 +328,7 @@ class SyncSaver(SaverBase):
         keep_last: int = 1,
         updated_before: datetime | None = None,
     ) -> None:
-        await asyncio.to_thread(
+        await _to_thread_to_its_end(
             partial(
                 self.prune,
                 thread_ids,
