@@ -179,12 +179,13 @@ def _privileges_explained(tables: Tables, command: str) -> Iterator[None]:
         ) from exc
 
 
-def _refuse_unknown(revision: str | None) -> None:
+def _refuse_unknown(
+    revision: str | None, advice: str = "upgrade the checkpoint-pg package instead of migrating"
+) -> None:
     if revision is not None and not known(revision):
         raise SchemaVersionError(
             f"the database schema is at revision {revision}, which this checkpoint_pg "
-            f"(needing {head()}) does not know: it was migrated by a newer release; "
-            "upgrade the checkpoint-pg package instead of migrating",
+            f"(needing {head()}) does not know: it was migrated by a newer release; {advice}",
             current=revision,
             expected=head(),
         )
@@ -225,14 +226,7 @@ def downgrade(connection: sa.Connection, tables: Tables, revision: str = "base")
     Returns the revision the database was at, read under the lock, as `upgrade` does."""
     with _privileges_explained(tables, f"downgrade {revision}"), _migration_transaction(connection):
         found = current(connection, tables)
-        if found is not None and not known(found):
-            raise SchemaVersionError(
-                f"the database schema is at revision {found}, which this checkpoint_pg "
-                f"(needing {head()}) does not know: it was migrated by a newer release; "
-                "downgrade with that release",
-                current=found,
-                expected=head(),
-            )
+        _refuse_unknown(found, "downgrade with that release")
         with _revision_explained(f"downgrade to {revision}"):
             command.downgrade(_config(tables, connection), revision)
         if current(connection, tables) is None:

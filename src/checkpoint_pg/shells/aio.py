@@ -81,6 +81,33 @@ def mark_unsent(exc: BaseException) -> BaseException:
     return exc
 
 
+@asynccontextmanager
+async def held_lease(
+    ctx: Any,
+    lease: leases.Lease,
+    take: Callable[[], Awaitable[Any]],
+    release: Callable[[], Awaitable[Any]],
+) -> AsyncIterator[leases.Lease]:
+    """Take ``lease``, hold it while the block runs, give it back (every saver's
+    ``alease``). A take cancelled or failed once it may have committed is given back
+    before the error goes on; the release runs to its end even if the caller is
+    cancelled meanwhile (waiting for a pooled connection, the write itself would end
+    at once, unsent, and leave the lease held)."""
+    try:
+        await take()
+    except NOTHING_TAKEN:
+        raise
+    except BaseException as exc:
+        if not getattr(exc, UNSENT, False):
+            await finish_then_cancel(arelease_quietly(release, lease))
+        raise
+    try:
+        with leases.holding(ctx.lease_key, lease, ctx.leases):
+            yield lease
+    finally:
+        await finish_then_cancel(arelease_quietly(release, lease))
+
+
 async def finish_then_cancel(work: Awaitable[Any]) -> Any:
     """Await ``work`` to its end whatever happens to the caller; if the caller was
     cancelled meanwhile, raise CancelledError then (``work``'s outcome is dropped)."""
@@ -219,27 +246,13 @@ class AsyncSaver(SaverBase):
         """Hold a thread against every other writer while the block runs (see
         `checkpoint_pg.PostgresSaver.lease`; the same for ``async with``)."""
         lease = self._new_lease(thread, ttl)
-
-        def release() -> Awaitable[Any]:
-            return self._ado(self._write_call(ops.release_lease, lease))
-
-        try:
-            await self._ado(self._write_call(ops.take_lease, lease))
-        except NOTHING_TAKEN:
-            raise
-        except BaseException as exc:
-            # cancelled (or failed) once the take may have committed
-            if not getattr(exc, UNSENT, False):
-                await finish_then_cancel(arelease_quietly(release, lease))
-            raise
-        try:
-            with leases.holding(self.ctx.lease_key, lease, self.ctx.leases):
-                yield lease
-        finally:
-            # the lease is taken: giving it back runs to its end even if the caller is
-            # cancelled meanwhile (while the release waits for a pooled connection, the
-            # write itself would end at once, unsent, and leave the lease held)
-            await finish_then_cancel(arelease_quietly(release, lease))
+        async with held_lease(
+            self.ctx,
+            lease,
+            lambda: self._ado(self._write_call(ops.take_lease, lease)),
+            lambda: self._ado(self._write_call(ops.release_lease, lease)),
+        ):
+            yield lease
 
     async def arenew_lease(self, lease: leases.Lease) -> None:
         """Extend a held lease by its ttl from now (for steps longer than the ttl)."""

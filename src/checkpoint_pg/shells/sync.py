@@ -26,13 +26,12 @@ from checkpoint_pg.core import lease as leases
 from checkpoint_pg.core import ops
 from checkpoint_pg.core.ops import Batch, Op
 from checkpoint_pg.core.vacuum import VacuumReport
-from checkpoint_pg.shells.aio import UNSENT, finish_then_cancel
+from checkpoint_pg.shells.aio import UNSENT, finish_then_cancel, held_lease
 from checkpoint_pg.shells.base import (
     NOTHING_TAKEN,
     Call,
     Retry,
     SaverBase,
-    arelease_quietly,
     release_quietly,
 )
 
@@ -241,29 +240,17 @@ class SyncSaver(SaverBase):
     ) -> AsyncIterator[leases.Lease]:
         """`lease` for ``async with`` (the database calls run in a worker thread)."""
         lease = self._new_lease(thread, ttl)
-
-        def release() -> Awaitable[Any]:
-            return asyncio.to_thread(self._do, self._write_call(ops.release_lease, lease))
-
-        try:
-            # a cancellation cannot stop the take in its thread: wait for it to end, so
-            # that a take committing after its caller was cancelled is given back
-            await finish_then_cancel(
+        async with held_lease(
+            self.ctx,
+            lease,
+            # a cancellation cannot stop the take in its thread: it is awaited to its end,
+            # so that a take committing after its caller was cancelled is given back
+            lambda: finish_then_cancel(
                 asyncio.to_thread(self._do, self._write_call(ops.take_lease, lease))
-            )
-        except NOTHING_TAKEN:
-            raise
-        except BaseException as exc:
-            if not getattr(exc, UNSENT, False):
-                await finish_then_cancel(arelease_quietly(release, lease))
-            raise
-        try:
-            with leases.holding(self.ctx.lease_key, lease, self.ctx.leases):
-                yield lease
-        finally:
-            # given back before the caller goes on (its next alease of the thread
-            # would otherwise race the release still running in its thread)
-            await finish_then_cancel(arelease_quietly(release, lease))
+            ),
+            lambda: asyncio.to_thread(self._do, self._write_call(ops.release_lease, lease)),
+        ):
+            yield lease
 
     async def arenew_lease(self, lease: leases.Lease) -> None:
         await _to_thread_to_its_end(self.renew_lease, lease)
