@@ -1164,6 +1164,39 @@ def test_read_commands_as_a_read_only_postgres_role(
     assert "demo" in out
 
 
+def test_a_saver_whose_role_lacks_rights_raises_our_error_saying_what_to_grant(
+    capsys: pytest.CaptureFixture[str], pg_url: str, readonly_role: str
+) -> None:
+    """A saver (and the CLI's commands that open one) on a role that may not read the tables,
+    or only read them: the package's error, naming the driver's refusal and the rights a
+    saver's role needs, not psycopg's InsufficientPrivilege; nothing is changed."""
+    import psycopg
+
+    from checkpoint_pg import CheckpointPgError, PostgresSaver
+
+    prefix = f"r{secrets.token_hex(4)}_"
+    populate(pg_url, prefix)
+    config = {"configurable": {"thread_id": "demo", "checkpoint_ns": ""}}
+    with PostgresSaver.from_conn_string(readonly_role, prefix=prefix) as saver:
+        with pytest.raises(CheckpointPgError, match="permission denied") as refused:
+            saver.get_tuple(config)
+    assert not isinstance(refused.value, psycopg.Error)
+    assert "SELECT, INSERT, UPDATE and DELETE on the tables" in str(refused.value)
+    code, _, err = cli(capsys, "threads", "--url", readonly_role, "--prefix", prefix)
+    assert code == 1 and err.count("\n") == 1 and "InsufficientPrivilege" not in err, err
+    assert "may not use checkpoint_pg's tables" in err, err
+    role = readonly_role.split("://", 1)[1].split("@", 1)[0]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        for table in ("threads", "checkpoints", "channel_values", "writes", "objects", "alembic_version"):
+            conn.execute(f'GRANT SELECT ON "{prefix}{table}" TO "{role}"')
+    with PostgresSaver.from_conn_string(readonly_role, prefix=prefix) as saver:
+        assert saver.get_tuple(config) is not None  # reads now
+        with pytest.raises(CheckpointPgError, match="may not use checkpoint_pg's tables"):
+            saver.delete_thread("demo")
+    with PostgresSaver.from_conn_string(pg_url, prefix=prefix) as owner:
+        assert owner.get_tuple(config) is not None  # nothing was deleted
+
+
 def test_a_refused_downgrade_advises_the_downgrade_as_another_role(
     capsys: pytest.CaptureFixture[str], pg_url: str, readonly_role: str
 ) -> None:

@@ -87,6 +87,15 @@ def translate(exc: BaseException, url_hint: str) -> CheckpointPgError | None:
             "Postgres, is not in autocommit mode). Give it an autocommit connection or a pool "
             "(from_conn_string makes one), or run `checkpoint-pg vacuum`; nothing was changed"
         )
+    if getattr(exc, "sqlstate", None) == "42501":  # insufficient_privilege
+        # the saver's role, not the migrating one (migrate.py says what that one lacks)
+        return CheckpointPgError(
+            f"this database role may not use checkpoint_pg's tables as the call needs "
+            f"({text.splitlines()[0]}); nothing was changed. A saver's role needs USAGE on "
+            "the tables' schema, SELECT, INSERT, UPDATE and DELETE on the tables and EXECUTE "
+            "on their functions (SELECT and EXECUTE to read only): grant them as the tables' "
+            "owner, or connect as a role that has them"
+        )
     if text.startswith("database is locked"):  # SQLite's busy timeout ran out
         return DatabaseBusyError(
             f"the SQLite file {url_hint.split(' --', 1)[0]} is locked by another connection "
