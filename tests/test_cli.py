@@ -704,32 +704,40 @@ def test_migrate_current_on_a_newer_release_says_to_upgrade_the_package(
     assert code == 1 and "upgrade the checkpoint-pg package" in err
 
 
+def _migration_race(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> tuple[str, str, Any, str]:
+    """A database (url, prefix) for a CLI migrate command to race, an engine on it for "the
+    other process", and the statement by which that one holds the migration lock."""
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    from checkpoint_pg import migrate
+
+    if backend == "sqlite":
+        url = str(tmp_path / "race.db")
+        sqlite3.connect(url).close()
+        engine = sa.create_engine(
+            "sqlite://", creator=lambda: sqlite3.connect(url, isolation_level=None), poolclass=sa.pool.StaticPool
+        )
+        return url, "cpg_", engine, "BEGIN IMMEDIATE"
+    url = request.getfixturevalue("pg_url")
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=sa.pool.NullPool)
+    return url, f"r{secrets.token_hex(4)}_", engine, f"SELECT pg_advisory_xact_lock({migrate.ADVISORY_LOCK_KEY})"
+
+
 def test_migrate_upgrade_does_not_report_an_upgrade_another_process_ran_meanwhile(
     capsys: pytest.CaptureFixture[str], backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """migrate upgrade waiting on the migration lock (a setup() of an app starting, another
     upgrade) while that one migrates the database: it reports nothing to do, from the head,
     not an upgrade from <none> that it did not run."""
-    import sqlite3
     import threading
     import time
-
-    import sqlalchemy as sa
 
     from checkpoint_pg import migrate
     from checkpoint_pg.schema import build_tables
 
-    if backend == "sqlite":
-        url, prefix = str(tmp_path / "race.db"), "cpg_"
-        sqlite3.connect(url).close()
-        engine = sa.create_engine(
-            "sqlite://", creator=lambda: sqlite3.connect(url, isolation_level=None), poolclass=sa.pool.StaticPool
-        )
-        hold = "BEGIN IMMEDIATE"
-    else:
-        url, prefix = request.getfixturevalue("pg_url"), f"u{secrets.token_hex(4)}_"
-        engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=sa.pool.NullPool)
-        hold = f"SELECT pg_advisory_xact_lock({migrate.ADVISORY_LOCK_KEY})"
+    url, prefix, engine, hold = _migration_race(backend, tmp_path, request)
     tables = build_tables(prefix)
     results: list[tuple[int, str, str]] = []
     try:
@@ -757,26 +765,14 @@ def test_migrate_downgrade_does_not_report_a_downgrade_another_process_ran_meanw
     """migrate downgrade waiting on the migration lock while another process downgrades the
     database to the same revision: it reports nothing to do, from that revision, not a downgrade
     from head it did not run; and -1 is the revision it named, not one step below the other's."""
-    import sqlite3
     import threading
     import time
-
-    import sqlalchemy as sa
 
     from checkpoint_pg import migrate
     from checkpoint_pg.schema import build_tables
 
     older = [r for r, _, _ in migrate.history()][-2]
-    if backend == "sqlite":
-        url, prefix = str(tmp_path / "race.db"), "cpg_"
-        engine = sa.create_engine(
-            "sqlite://", creator=lambda: sqlite3.connect(url, isolation_level=None), poolclass=sa.pool.StaticPool
-        )
-        hold = "BEGIN IMMEDIATE"
-    else:
-        url, prefix = request.getfixturevalue("pg_url"), f"d{secrets.token_hex(4)}_"
-        engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=sa.pool.NullPool)
-        hold = f"SELECT pg_advisory_xact_lock({migrate.ADVISORY_LOCK_KEY})"
+    url, prefix, engine, hold = _migration_race(backend, tmp_path, request)
     tables = build_tables(prefix)
     argv = ("migrate", "downgrade", older if revision == "older" else revision, "--yes", "--json")
     results: list[tuple[int, str, str]] = []

@@ -9,6 +9,7 @@ values and pending writes (through the saver), and the rows in the tables
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import queue
@@ -19,6 +20,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -796,36 +798,51 @@ def test_a_collection_leaves_a_first_put_committing_meanwhile_whole(
         assert [m.id for m in latest.checkpoint["channel_values"]["messages"]] == ["m1", "m2"]
 
 
-def test_async_sqlite_saver_awaited_on_another_loop(tmp_path) -> None:
-    """An AsyncSqliteSaver made on one loop and awaited on another (threads that each run
-    their own loop): the call runs and reports its outcome, instead of raising
-    RuntimeError ("attached to a different loop") while its write commits anyway."""
+@contextlib.contextmanager
+def _async_sqlite_saver_on_its_own_loop(path: str, warm: bool) -> Iterator[Any]:
+    """An AsyncSqliteSaver made on a loop that another thread runs, yielded to be awaited on
+    the caller's own loops (threads that each run their own loop). ``warm``: the owner's
+    loop makes a call first, and closes the saver when the block ends."""
     import threading
 
-    from langgraph.checkpoint.base import empty_checkpoint
+    from checkpoint_pg import AsyncSqliteSaver
 
-    from checkpoint_pg import AsyncSqliteSaver, SqliteSaver
-
-    path = str(tmp_path / "loops.db")
-    with SqliteSaver.from_conn_string(path) as setup_saver:
-        setup_saver.setup()
     box: dict = {}
     ready, done = threading.Event(), threading.Event()
 
     async def owner() -> None:
         box["saver"] = AsyncSqliteSaver(path)
-        await box["saver"].aget_tuple({"configurable": {"thread_id": "warm"}})
+        if warm:
+            await box["saver"].aget_tuple({"configurable": {"thread_id": "warm"}})
         ready.set()
         while not done.is_set():
             await asyncio.sleep(0.01)
-        await box["saver"].aclose()
+        if warm:
+            await box["saver"].aclose()
 
     thread = threading.Thread(target=lambda: asyncio.run(owner()))
     thread.start()
     try:
         assert ready.wait(10)
-        saver = box["saver"]
-        cfg = {"configurable": {"thread_id": "other-loop", "checkpoint_ns": ""}}
+        yield box["saver"]
+    finally:
+        done.set()
+        thread.join(10)
+
+
+def test_async_sqlite_saver_awaited_on_another_loop(tmp_path) -> None:
+    """An AsyncSqliteSaver made on one loop and awaited on another (threads that each run
+    their own loop): the call runs and reports its outcome, instead of raising
+    RuntimeError ("attached to a different loop") while its write commits anyway."""
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from checkpoint_pg import SqliteSaver
+
+    path = str(tmp_path / "loops.db")
+    with SqliteSaver.from_conn_string(path) as setup_saver:
+        setup_saver.setup()
+    cfg = {"configurable": {"thread_id": "other-loop", "checkpoint_ns": ""}}
+    with _async_sqlite_saver_on_its_own_loop(path, warm=True) as saver:
 
         async def elsewhere() -> Any:
             stored = await saver.aput(cfg, empty_checkpoint(), {"source": "input", "step": -1}, {})
@@ -833,9 +850,6 @@ def test_async_sqlite_saver_awaited_on_another_loop(tmp_path) -> None:
 
         got = asyncio.run(elsewhere())
         assert got is not None and got.metadata["step"] == -1
-    finally:
-        done.set()
-        thread.join(10)
 
 
 def test_async_sqlite_saver_set_up_and_closed_on_another_loop(tmp_path) -> None:
@@ -843,28 +857,11 @@ def test_async_sqlite_saver_set_up_and_closed_on_another_loop(tmp_path) -> None:
     their own loop, as its other calls may be): the migration runs and reports its outcome,
     and the close closes, instead of raising RuntimeError ("attached to a different loop")
     while the work goes on in the saver's worker thread."""
-    import threading
-
     from langgraph.checkpoint.base import empty_checkpoint
 
-    from checkpoint_pg import AsyncSqliteSaver
-
-    path = str(tmp_path / "setup-loops.db")
-    box: dict = {}
-    ready, done = threading.Event(), threading.Event()
-
-    async def owner() -> None:
-        box["saver"] = AsyncSqliteSaver(path)  # not set up: the other loop does it
-        ready.set()
-        while not done.is_set():
-            await asyncio.sleep(0.01)
-
-    thread = threading.Thread(target=lambda: asyncio.run(owner()))
-    thread.start()
-    try:
-        assert ready.wait(10)
-        saver = box["saver"]
-        cfg = {"configurable": {"thread_id": "setup-elsewhere", "checkpoint_ns": ""}}
+    cfg = {"configurable": {"thread_id": "setup-elsewhere", "checkpoint_ns": ""}}
+    # not set up: the other loop does it
+    with _async_sqlite_saver_on_its_own_loop(str(tmp_path / "setup-loops.db"), warm=False) as saver:
 
         async def elsewhere() -> Any:
             await saver.asetup()
@@ -875,6 +872,3 @@ def test_async_sqlite_saver_set_up_and_closed_on_another_loop(tmp_path) -> None:
 
         got = asyncio.run(elsewhere())
         assert got is not None and got.metadata["step"] == -1
-    finally:
-        done.set()
-        thread.join(10)
