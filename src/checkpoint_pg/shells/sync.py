@@ -245,9 +245,7 @@ class SyncSaver(SaverBase):
             lease,
             # a cancellation cannot stop the take in its thread: it is awaited to its end,
             # so that a take committing after its caller was cancelled is given back
-            lambda: finish_then_cancel(
-                asyncio.to_thread(self._do, self._write_call(ops.take_lease, lease))
-            ),
+            lambda: _to_thread_to_its_end(self._do, self._write_call(ops.take_lease, lease)),
             lambda: asyncio.to_thread(self._do, self._write_call(ops.release_lease, lease)),
         ):
             yield lease
