@@ -470,6 +470,102 @@ def build_flaky_pair(
     return builder.compile(checkpointer=checkpointer)
 
 
+class PanelState(TypedDict, total=False):
+    log: Annotated[list[str], operator.add]
+
+
+def build_panel(checkpointer: BaseCheckpointSaver | None) -> CompiledStateGraph:
+    """``start`` fans out to ``p``, ``q`` and ``r``, which each ``interrupt()`` in
+    the same superstep; ``end`` joins them (a barrier).
+
+    All three interrupts are pending at once, so a resume must name them by id
+    (``Command(resume={interrupt_id: value})``); a resume naming only some of
+    them leaves the others pending, with the answered ones' writes kept.
+    """
+
+    def start(state: PanelState) -> PanelState:
+        return {"log": ["start"]}
+
+    def make(name: str) -> Any:
+        def member(state: PanelState) -> PanelState:
+            answer = interrupt({"ask": name})
+            return {"log": [f"{name}={answer}"]}
+
+        return member
+
+    def end(state: PanelState) -> PanelState:
+        return {"log": [f"end({len(state['log'])})"]}
+
+    builder = StateGraph(PanelState)
+    builder.add_node("start", start)
+    builder.add_edge(START, "start")
+    for name in ("p", "q", "r"):
+        builder.add_node(name, make(name))
+        builder.add_edge("start", name)
+    builder.add_node("end", end)
+    builder.add_edge(["p", "q", "r"], "end")
+    builder.add_edge("end", END)
+    return builder.compile(checkpointer=checkpointer)
+
+
+class NestState(TypedDict, total=False):
+    log: Annotated[list[str], operator.add]
+    hint: str
+
+
+class NestOutput(TypedDict, total=False):
+    hint: str
+
+
+def build_nested_subgraphs(checkpointer: BaseCheckpointSaver | None) -> CompiledStateGraph:
+    """Three levels: ``top1`` -> ``middle`` -> ``top2``, where ``middle`` is a
+    subgraph compiled with ``checkpointer=True`` (its namespace is plain
+    ``middle``, kept across runs of the thread) running ``mid1`` -> ``inner``,
+    and ``inner`` a subgraph (namespace ``middle|inner:<task id>``) running
+    ``leaf1`` -> ``leaf_ask``, which interrupts for a hint. Both subgraphs
+    return only ``hint``, so each namespace's ``log`` tells its own story."""
+
+    def leaf1(state: NestState) -> NestState:
+        return {"log": ["leaf1"]}
+
+    def leaf_ask(state: NestState) -> NestState:
+        hint = interrupt({"ask": "hint?", "log": list(state["log"])})
+        return {"log": [f"leaf_ask={hint}"], "hint": str(hint)}
+
+    inner = StateGraph(NestState, output_schema=NestOutput)
+    inner.add_node("leaf1", leaf1)
+    inner.add_node("leaf_ask", leaf_ask)
+    inner.add_edge(START, "leaf1")
+    inner.add_edge("leaf1", "leaf_ask")
+    inner.add_edge("leaf_ask", END)
+
+    def mid1(state: NestState) -> NestState:
+        return {"log": ["mid1"]}
+
+    middle = StateGraph(NestState, output_schema=NestOutput)
+    middle.add_node("mid1", mid1)
+    middle.add_node("inner", inner.compile())
+    middle.add_edge(START, "mid1")
+    middle.add_edge("mid1", "inner")
+    middle.add_edge("inner", END)
+
+    def top1(state: NestState) -> NestState:
+        return {"log": ["top1"]}
+
+    def top2(state: NestState) -> NestState:
+        return {"log": [f"top2({state.get('hint')})"]}
+
+    builder = StateGraph(NestState)
+    builder.add_node("top1", top1)
+    builder.add_node("middle", middle.compile(checkpointer=True))
+    builder.add_node("top2", top2)
+    builder.add_edge(START, "top1")
+    builder.add_edge("top1", "middle")
+    builder.add_edge("middle", "top2")
+    builder.add_edge("top2", END)
+    return builder.compile(checkpointer=checkpointer)
+
+
 # --------------------------------------------------------------------------
 # Normalising what a saver gives back
 # --------------------------------------------------------------------------

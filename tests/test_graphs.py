@@ -33,6 +33,8 @@ from graphs import (
     build_delta_graph,
     build_flaky_pair,
     build_map_reduce,
+    build_nested_subgraphs,
+    build_panel,
     build_review_graph,
     build_subgraph_graph,
     build_tool_agent,
@@ -887,6 +889,142 @@ def test_parallel_failure_resume_skips_finished_node(saver: BaseCheckpointSaver)
     assert obs["done"]["state"]["values"]["log"].count("steady") == 1
     step0_log = [w for w in obs["step0_writes"] if w[1] == "log"]
     assert step0_log == [("flaky", "log", ["flaky"]), ("steady", "log", ["steady"])]
+
+
+# --------------------------------------------------------------------------
+# Several interrupts in one step; nested subgraph namespaces
+# --------------------------------------------------------------------------
+
+
+def _sorted_interrupts(result: dict[str, Any]) -> list[Any]:
+    # the order of a step's interrupts in invoke's result is the order its
+    # parallel tasks finished in, which no saver decides
+    return sorted(normalize(result["__interrupt__"]), key=repr)
+
+
+@pytest.mark.parametrize("durability", ["sync", "async", "exit"])
+def test_parallel_interrupts_resumed_by_id(saver: BaseCheckpointSaver, durability: str) -> None:
+    """Three parallel nodes interrupt in one superstep; ``Command(resume={id: value})``
+    answers one of them, then the other two. In between, the answered node's
+    writes (its resume, its log entry, its barrier mark) stay pending next to the
+    two open interrupts, and ``next`` names only the unanswered nodes; the final
+    log holds every answer once, in task order. With ``durability="exit"`` only
+    the checkpoints at each exit are stored, as with InMemorySaver."""
+
+    def scenario(s: BaseCheckpointSaver, config: RunnableConfig) -> Observations:
+        graph = build_panel(s)
+        out: Observations = {}
+        first = graph.invoke({"log": []}, config, durability=durability)  # type: ignore[arg-type]
+        out["first"] = _sorted_interrupts(first)
+        out["paused"] = thread_summary(graph, config)
+        ids = {i.value["ask"]: i.id for i in graph.get_state(config).interrupts}
+        partial = graph.invoke(Command(resume={ids["p"]: "yes"}), config, durability=durability)  # type: ignore[arg-type]
+        out["partial"] = _sorted_interrupts(partial)
+        out["partly_answered"] = thread_summary(graph, config)
+        out["final"] = graph.invoke(
+            Command(resume={ids["q"]: "no", ids["r"]: "maybe"}), config, durability=durability  # type: ignore[arg-type]
+        )
+        out["done"] = thread_summary(graph, config)
+        return out
+
+    obs = differential(saver, scenario, f"panel-{durability}")
+
+    asks = [("Interrupt", {"ask": name}) for name in ("p", "q", "r")]
+    assert obs["first"] == asks
+    paused = obs["paused"]["state"]
+    assert paused["next"] == ("p", "q", "r")
+    assert paused["interrupts"] == [{"ask": "p"}, {"ask": "q"}, {"ask": "r"}]
+    assert obs["partial"] == asks[1:]
+    partly = obs["partly_answered"]
+    assert partly["state"]["next"] == ("q", "r")
+    assert partly["state"]["interrupts"] == [{"ask": "q"}, {"ask": "r"}]
+    assert ("p", "__resume__", ["yes"]) in partly["pending_writes"]
+    assert ("p", "log", ["p=yes"]) in partly["pending_writes"]
+    assert [w[0] for w in partly["pending_writes"] if w[1] == "__interrupt__"] == ["p", "q", "r"]
+    assert obs["final"] == {"log": ["start", "p=yes", "q=no", "r=maybe", "end(4)"]}
+    assert obs["done"]["state"]["next"] == ()
+    assert obs["done"]["pending_writes"] == []
+    expected = [3, 1] if durability == "exit" else [3, 2, 1, 0, -1]
+    assert [h["step"] for h in obs["done"]["history"]] == expected
+
+
+def test_nested_subgraph_update_state_and_namespaces(saver: BaseCheckpointSaver) -> None:
+    """Three levels (``middle`` compiled with ``checkpointer=True``, ``inner`` inside
+    it) interrupting at the bottom: get_state(subgraphs=True) nests both child
+    states under the parent task, in namespaces ``middle`` and
+    ``middle|inner:<task id>``; update_state with ``as_node`` on the inner
+    namespace's config forks that namespace only, and the resume runs on the
+    edited state; a second run of the thread finds ``middle``'s own state kept."""
+
+    def scenario(s: BaseCheckpointSaver, config: RunnableConfig) -> Observations:
+        graph = build_nested_subgraphs(s)
+        thread_id = config["configurable"]["thread_id"]
+        out: Observations = {}
+
+        def ns_history(ns: str) -> list[dict[str, Any]]:
+            conf: RunnableConfig = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns}}
+            return [snapshot_summary(h) for h in graph.get_state_history(conf)]
+
+        graph.invoke({"log": ["go"]}, config)
+        state = graph.get_state(config, subgraphs=True)
+        middle = state.tasks[0].state
+        assert middle is not None and not isinstance(middle, dict)
+        inner = middle.tasks[0].state
+        assert inner is not None and not isinstance(inner, dict)
+        inner_ns = inner.config["configurable"]["checkpoint_ns"]
+        out["namespaces"] = (
+            middle.config["configurable"]["checkpoint_ns"],
+            inner_ns.split(":")[0],
+            inner_ns.split(":")[1] == middle.tasks[0].id,
+        )
+        out["paused"] = thread_summary(graph, config, subgraphs=True)
+        out["inner_history"] = ns_history(inner_ns)
+        updated = graph.update_state(inner.config, {"log": ["edited"]}, as_node="leaf1")
+        out["updated_ns"] = updated["configurable"]["checkpoint_ns"] == inner_ns
+        out["after_update"] = thread_summary(graph, config, subgraphs=True)
+        out["inner_history_updated"] = ns_history(inner_ns)
+        out["final"] = graph.invoke(Command(resume="salt"), config)
+        out["done"] = thread_summary(graph, config, subgraphs=True)
+        out["middle_history"] = ns_history("middle")
+        out["again"] = normalize(graph.invoke({"log": ["again"]}, config))
+        out["again_state"] = snapshot_summary(graph.get_state(config, subgraphs=True))
+        return out
+
+    obs = differential(saver, scenario, "nested")
+
+    assert obs["namespaces"] == ("middle", "middle|inner", True)
+    paused = obs["paused"]["state"]
+    ask = {"ask": "hint?", "log": ["go", "top1", "mid1", "leaf1"]}
+    assert paused["next"] == ("middle",)
+    assert paused["interrupts"] == [ask]
+    middle = paused["tasks"][0]["state"]
+    assert (middle["values"], middle["next"]) == ({"log": ["go", "top1", "mid1"]}, ("inner",))
+    inner = middle["tasks"][0]["state"]
+    assert (inner["values"], inner["next"], inner["interrupts"]) == (
+        {"log": ["go", "top1", "mid1", "leaf1"]}, ("leaf_ask",), [ask],
+    )
+    assert [h["next"] for h in obs["inner_history"]] == [("leaf_ask",), ("leaf1",), ("__start__",)]
+
+    assert obs["updated_ns"] is True
+    edited = obs["after_update"]["state"]["tasks"][0]["state"]["tasks"][0]["state"]
+    assert (edited["source"], edited["next"]) == ("update", ("leaf_ask",))
+    assert edited["values"] == {"log": ["go", "top1", "mid1", "leaf1", "edited"]}
+    assert steps_and_sources(obs["inner_history_updated"]) == [
+        (2, "update"), (1, "loop"), (0, "loop"), (-1, "input"),
+    ]
+    # the parent namespace is untouched by the update
+    assert obs["after_update"]["history"] == obs["paused"]["history"]
+
+    assert obs["final"] == {"log": ["go", "top1", "top2(salt)"], "hint": "salt"}
+    assert obs["done"]["state"]["tasks"] == []
+    assert obs["middle_history"][0]["values"] == {"log": ["go", "top1", "mid1"], "hint": "salt"}
+    assert [h["next"] for h in obs["middle_history"]] == [(), ("inner",), ("mid1",), ("__start__",)]
+    # middle kept its state: its log now holds the first run's and this input's
+    again_middle = obs["again_state"]["tasks"][0]["state"]
+    assert again_middle["values"]["log"] == [
+        "go", "top1", "mid1", "go", "top1", "top2(salt)", "again", "top1", "mid1",
+    ]
+    assert obs["again"]["log"] == ["go", "top1", "top2(salt)", "again", "top1"]
 
 
 # --------------------------------------------------------------------------
