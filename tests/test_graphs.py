@@ -661,6 +661,65 @@ def test_node_edits_a_message_in_place_and_writes_it_back(make_saver: Any, durab
     assert [m["content"] for m in expected[0]["values"]["messages"]] == ["hi", "final", "after"]
 
 
+@pytest.mark.parametrize("where", ["node", "update_state"])
+def test_an_edited_message_msgpack_cannot_fingerprint_is_stored_as_edited(
+    make_saver: Any, where: str
+) -> None:
+    """A message whose fields hold a value the serializer stores but the memo's
+    fingerprint (plain msgpack) cannot take (a set in additional_kwargs) was never
+    remembered, so an edit in place written back was not counted: the next put took
+    the list's elements by identity and stored the message as it was before the edit
+    (a new process read 'draft' where InMemorySaver holds 'final')."""
+
+    def build(s: BaseCheckpointSaver) -> Any:
+        def draft(state: MessagesState) -> dict[str, Any]:
+            return {"messages": [AIMessage("draft", id="ai-1", additional_kwargs={"tags": {"a"}})]}
+
+        def revise(state: MessagesState) -> dict[str, Any]:
+            m = state["messages"][-1]
+            m.content = "final"
+            return {"messages": [m]}
+
+        def after(state: MessagesState) -> dict[str, Any]:
+            return {"messages": [HumanMessage("after", id="h-2")]}
+
+        g = StateGraph(MessagesState)
+        nodes = (("draft", draft), ("revise", revise), ("after", after))
+        if where == "update_state":
+            nodes = (("draft", draft), ("after", after))
+        for name, node in nodes:
+            g.add_node(name, node)
+        g.add_edge(START, "draft")
+        for a, b in zip(nodes, nodes[1:]):
+            g.add_edge(a[0], b[0])
+        g.add_edge(nodes[-1][0], END)
+        return g.compile(checkpointer=s, interrupt_before=["after"] if where == "update_state" else None)
+
+    def run(s: BaseCheckpointSaver, config: RunnableConfig) -> None:
+        graph = build(s)
+        graph.invoke({"messages": [HumanMessage("hi", id="h-1")]}, config, durability="sync")  # type: ignore[arg-type]
+        if where == "update_state":
+            last = graph.get_state(config).values["messages"][-1]
+            last.content = "final"
+            graph.update_state(config, {"messages": [last]})
+            graph.invoke(None, config, durability="sync")  # type: ignore[arg-type]
+
+    def history(s: BaseCheckpointSaver, config: RunnableConfig) -> list[Any]:
+        return [snapshot_summary(h) for h in build(s).get_state_history(config)]
+
+    reference = InMemorySaver()
+    ref_config = new_thread("edit-unfingerprinted")
+    run(reference, ref_config)
+    expected = history(reference, ref_config)
+    config = new_thread("edit-unfingerprinted")
+    with make_saver() as saver:
+        run(saver, config)
+        assert_same({"history": history(saver, config)}, {"history": expected})
+    with make_saver() as fresh:
+        assert_same({"history": history(fresh, config)}, {"history": expected})
+    assert [m["content"] for m in expected[0]["values"]["messages"]] == ["hi", "final", "after"]
+
+
 # --------------------------------------------------------------------------
 # DeltaChannel
 # --------------------------------------------------------------------------

@@ -216,7 +216,9 @@ class ValueCodec:
         self._loaded: dict[tuple[bytes, str, bytes], Any] = {}  # see load_small
         # id(message) -> (a weak reference to it, its object, its fields' values, a
         # fingerprint of their contents): see `_dump_message`
-        self._messages: dict[int, tuple[weakref.ref[Any], StoredObject, tuple[Any, ...], bytes]] = {}
+        self._messages: dict[
+            int, tuple[weakref.ref[Any], StoredObject, tuple[Any, ...], bytes | None]
+        ] = {}
         # how many remembered messages were found edited in place: a list cached with
         # an older count may hold one of them (see ListState.edits)
         self.edits = 0
@@ -265,24 +267,37 @@ class ValueCodec:
         key = id(value)
         entry = self._messages.get(key)
         try:
-            fingerprint = _fingerprint(now)
-        except (TypeError, ValueError):  # contents msgpack cannot take: not remembered
-            return self._dump(value)
-        if (
-            entry is not None
-            and entry[0]() is value
-            and len(now) == len(entry[2])
-            and all(map(is_, now, entry[2]))
-            and fingerprint == entry[3]
-        ):
-            return entry[1]
-        if entry is not None and entry[0]() is value:
-            self.edits += 1
-        obj = self._dump(value)
+            fingerprint: bytes | None = _fingerprint(now)
+        except (TypeError, ValueError):
+            # contents msgpack cannot take (a set in additional_kwargs): serialized at
+            # every dump, and remembered without a fingerprint, so that an edit in
+            # place is still told by its hash and counted (a list holding it trusts
+            # its identity until `edits` changes)
+            fingerprint = None
+        alive = entry is not None and entry[0]() is value
+        if alive:
+            same = len(now) == len(entry[2]) and all(map(is_, now, entry[2]))
+            if fingerprint is not None and entry[3] is not None:
+                if same and fingerprint == entry[3]:
+                    return entry[1]
+                changed = True
+            else:
+                changed = not same  # else its hash tells, once serialized
+            if changed:
+                # counted before serializing: a put another thread plans meanwhile
+                # (the step's put beside its writes) then checks its lists by hash
+                self.edits += 1
+            obj = self._dump(value)
+            if not changed and obj.hash != entry[1].hash:
+                self.edits += 1
+        else:
+            obj = self._dump(value)
         self._remember(value, obj, now, fingerprint)
         return obj
 
-    def _remember(self, value: Any, obj: StoredObject, now: tuple[Any, ...], fingerprint: bytes) -> None:
+    def _remember(
+        self, value: Any, obj: StoredObject, now: tuple[Any, ...], fingerprint: bytes | None
+    ) -> None:
         key = id(value)
         if len(self._messages) >= _MESSAGES_SIZE:
             self._messages.clear()
@@ -304,9 +319,9 @@ class ValueCodec:
             return
         now = (*fields.values(), getattr(value, "__pydantic_extra__", None))
         try:
-            fingerprint = _fingerprint(now)
+            fingerprint: bytes | None = _fingerprint(now)
         except (TypeError, ValueError):
-            return
+            fingerprint = None  # an edit is then told by its hash (see _dump_message)
         self._remember(value, obj, now, fingerprint)
 
     def _dump(self, value: Any) -> StoredObject:
