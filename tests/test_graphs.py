@@ -720,6 +720,60 @@ def test_an_edited_message_msgpack_cannot_fingerprint_is_stored_as_edited(
     assert [m["content"] for m in expected[0]["values"]["messages"]] == ["hi", "final", "after"]
 
 
+def test_an_edited_message_the_memo_dropped_is_stored_as_edited(
+    make_saver: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The memo of serialized messages is emptied when full (10,000 messages: a server
+    running other threads meanwhile). A message it had dropped, edited in place and
+    written back (get_state, edit, update_state, as a human review does later) was
+    serialized anew without being counted as an edit, and the update's put took the
+    list by identity: it stored the message as it was before the edit."""
+    from checkpoint_pg.core import codec
+
+    monkeypatch.setattr(codec, "_MESSAGES_SIZE", 4)
+
+    def build(s: BaseCheckpointSaver) -> Any:
+        def draft(state: MessagesState) -> dict[str, Any]:
+            return {"messages": [AIMessage("draft", id="ai-1")]}
+
+        def after(state: MessagesState) -> dict[str, Any]:
+            return {"messages": [HumanMessage("after", id="h-2")]}
+
+        g = StateGraph(MessagesState)
+        g.add_node("draft", draft)
+        g.add_node("after", after)
+        g.add_edge(START, "draft")
+        g.add_edge("draft", "after")
+        g.add_edge("after", END)
+        return g.compile(checkpointer=s, interrupt_before=["after"])
+
+    def run(s: BaseCheckpointSaver, config: RunnableConfig, other: RunnableConfig) -> None:
+        graph = build(s)
+        graph.invoke({"messages": [HumanMessage("hi", id="h-1")]}, config, durability="sync")  # type: ignore[arg-type]
+        # another thread's messages fill the memo meanwhile
+        msgs = [HumanMessage(f"other {i}", id=f"o-{i}") for i in range(10)]
+        graph.invoke({"messages": msgs}, other, durability="sync")  # type: ignore[arg-type]
+        last = graph.get_state(config).values["messages"][-1]
+        last.content = "final"
+        graph.update_state(config, {"messages": [last]})
+        graph.invoke(None, config, durability="sync")  # type: ignore[arg-type]
+
+    def history(s: BaseCheckpointSaver, config: RunnableConfig) -> list[Any]:
+        return [snapshot_summary(h) for h in build(s).get_state_history(config)]
+
+    reference = InMemorySaver()
+    ref_config = new_thread("edit-dropped")
+    run(reference, ref_config, new_thread("edit-dropped-other"))
+    expected = history(reference, ref_config)
+    config = new_thread("edit-dropped")
+    with make_saver() as saver:
+        run(saver, config, new_thread("edit-dropped-other"))
+        assert_same({"history": history(saver, config)}, {"history": expected})
+    with make_saver() as fresh:
+        assert_same({"history": history(fresh, config)}, {"history": expected})
+    assert [m["content"] for m in expected[0]["values"]["messages"]] == ["hi", "final", "after"]
+
+
 # --------------------------------------------------------------------------
 # DeltaChannel
 # --------------------------------------------------------------------------

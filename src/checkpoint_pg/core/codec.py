@@ -219,6 +219,9 @@ class ValueCodec:
         self._messages: dict[
             int, tuple[weakref.ref[Any], StoredObject, tuple[Any, ...], bytes | None]
         ] = {}
+        # id(message) -> (its weak reference, its last hash) of the live messages
+        # `_messages` dropped when full: an edit of one is still counted (`edits`)
+        self._dropped: dict[int, tuple[weakref.ref[Any], bytes]] = {}
         # how many remembered messages were found edited in place: a list cached with
         # an older count may hold one of them (see ListState.edits)
         self.edits = 0
@@ -292,6 +295,10 @@ class ValueCodec:
                 self.edits += 1
         else:
             obj = self._dump(value)
+            # one the memo dropped when full, which a cached list may still hold
+            dropped = self._dropped.pop(key, None)
+            if dropped is not None and dropped[0]() is value and obj.hash != dropped[1]:
+                self.edits += 1
         self._remember(value, obj, now, fingerprint)
         return obj
 
@@ -299,13 +306,17 @@ class ValueCodec:
         self, value: Any, obj: StoredObject, now: tuple[Any, ...], fingerprint: bytes | None
     ) -> None:
         key = id(value)
-        if len(self._messages) >= _MESSAGES_SIZE:
-            self._messages.clear()
-        seen = self._messages
+        seen, dropped = self._messages, self._dropped
+        if len(seen) >= _MESSAGES_SIZE:
+            # each message's last hash is kept while it lives: a list cached before
+            # may hold it, and an edit written back must still be counted
+            dropped.update((k, (e[0], e[1].hash)) for k, e in seen.items())
+            seen.clear()
 
         def gone(ref: weakref.ref[Any]) -> None:  # the id may name another object next
-            if seen.get(key, (None,))[0] is ref:
-                seen.pop(key, None)
+            for memo in (seen, dropped):
+                if memo.get(key, (None,))[0] is ref:
+                    memo.pop(key, None)
 
         seen[key] = (weakref.ref(value, gone), obj, now, fingerprint)
 
