@@ -12,17 +12,19 @@ same way is caught too.
 
 from __future__ import annotations
 
+import operator
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
 import pytest
-from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.graph.message import add_messages
 from langgraph.types import Command
 
 # tests/ is on sys.path (pytest's default prepend import mode; see conftest.py).
@@ -772,6 +774,64 @@ def test_an_edited_message_the_memo_dropped_is_stored_as_edited(
     with make_saver() as fresh:
         assert_same({"history": history(fresh, config)}, {"history": expected})
     assert [m["content"] for m in expected[0]["values"]["messages"]] == ["hi", "final", "after"]
+
+
+class _MessagesAndLog(TypedDict):
+    messages: Annotated[list[AnyMessage], add_messages]
+    log: Annotated[list[AnyMessage], operator.add]
+
+
+def test_a_message_edited_and_written_back_reads_as_stored_in_its_other_lists(
+    make_saver: Any,
+) -> None:
+    """A message held by two lists (``messages`` and a log of it), edited in place by a
+    node and written back to ``messages`` only: the log's stored version keeps the
+    message as it was (InMemorySaver reads 'draft' there). The cached log still held
+    the edited object, so this process read 'final' in the log, and in the older
+    checkpoints of ``messages`` too (their hash found the edited object)."""
+    def build(s: BaseCheckpointSaver) -> Any:
+        def draft(state: _MessagesAndLog) -> dict[str, Any]:
+            m = AIMessage("draft", id="ai-1")
+            return {"messages": [m], "log": [m]}
+
+        def revise(state: _MessagesAndLog) -> dict[str, Any]:
+            m = state["messages"][-1]
+            m.content = "final"
+            return {"messages": [m]}
+
+        def after(state: _MessagesAndLog) -> dict[str, Any]:
+            return {"messages": [HumanMessage("after", id="h-2")]}
+
+        g = StateGraph(_MessagesAndLog)
+        for name, node in (("draft", draft), ("revise", revise), ("after", after)):
+            g.add_node(name, node)
+        g.add_edge(START, "draft")
+        g.add_edge("draft", "revise")
+        g.add_edge("revise", "after")
+        g.add_edge("after", END)
+        return g.compile(checkpointer=s)
+
+    def run(s: BaseCheckpointSaver, config: RunnableConfig) -> None:
+        start = {"messages": [HumanMessage("hi", id="h-1")], "log": []}
+        build(s).invoke(start, config, durability="sync")  # type: ignore[arg-type]
+
+    def history(s: BaseCheckpointSaver, config: RunnableConfig) -> list[Any]:
+        return [snapshot_summary(h) for h in build(s).get_state_history(config)]
+
+    reference = InMemorySaver()
+    ref_config = new_thread("edit-two-lists")
+    run(reference, ref_config)
+    expected = history(reference, ref_config)
+    config = new_thread("edit-two-lists")
+    with make_saver() as saver:
+        run(saver, config)
+        assert_same({"history": history(saver, config)}, {"history": expected})
+        got = saver.get_tuple(config).checkpoint["channel_values"]
+        assert [m.content for m in got["log"]] == ["draft"]
+        assert [m.content for m in got["messages"]] == ["hi", "final", "after"]
+    with make_saver() as fresh:
+        assert_same({"history": history(fresh, config)}, {"history": expected})
+    assert [m["content"] for m in expected[0]["values"]["log"]] == ["draft"]
 
 
 # --------------------------------------------------------------------------

@@ -505,6 +505,7 @@ def put_writes(
     w_hashes: list[bytes] = []
     w_items: list[Any] = []
     registered: list[Any] = []
+    edits = ctx.codec.edits  # before hashing them (see ListCache.known)
     for idx, (channel, value) in enumerate(writes):
         key = WRITES_IDX_MAP.get(channel, idx)
         messages: list[tuple[int, Any, list[Any] | None, bool]] = []
@@ -583,6 +584,7 @@ def put_writes(
         w_hashes,
         w_items,
         [o for r in rows for o in r[4] if o.hash not in as_items],
+        edits,
     )
     return None
 
@@ -725,9 +727,16 @@ def _build(
         hashes = resolve_hashes(rows, sver, lists, f"thread {t!r} channel {ch!r}")
         if remember and is_sortable_version(ver):
             st = ctx.cache.get((t, ns, ch))
-            if st is not None and st.version == sver and st.hashes == hashes and st.exact:
-                # the very list a put (or read) of this version left: the next put
-                # recognizes its elements by identity (see ListState.edits)
+            if (
+                st is not None
+                and st.version == sver
+                and st.hashes == hashes
+                and st.exact
+                and st.edits == ctx.codec.edits
+            ):
+                # the very list a put (or read) of this version left, made since the
+                # last edit in place (ListState.edits): the next put recognizes its
+                # elements by identity
                 channel_values[ch] = list(st.items)
                 continue
         channel_values[ch] = _decode(ctx, memo, t, KIND.LIST, hashes)
@@ -927,7 +936,7 @@ def get_tuple(ctx: Ctx, config: RunnableConfig) -> Op:
     t, ns, cid = target
     # A run continuing a thread in this process reuses the elements it already
     # holds instead of fetching and decoding them again (see ListState).
-    items, small = ctx.cache.known(t, ns)
+    items, small = ctx.cache.known(t, ns, ctx.codec.edits)
     memo = Memo(known=items)
     for h, o in small.items():
         memo.add(t, h, o.type, o.data)
@@ -1083,7 +1092,7 @@ def _list_thread_page(
     function; SQLite: objects of lists come from a second one)."""
     if after is None:
         # the elements a run in this process holds, as get_tuple uses them
-        items, small = ctx.cache.known(t, ns)
+        items, small = ctx.cache.known(t, ns, ctx.codec.edits)
         memo.known.update(items)
         for h, o in small.items():
             memo.add(t, h, o.type, o.data)

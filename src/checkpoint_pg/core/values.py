@@ -137,12 +137,16 @@ class ListCache:
                 del self._threads[key[0]]
 
     def known(
-        self, thread_id: str, ns: str | None
+        self, thread_id: str, ns: str | None, edits: int
     ) -> tuple[dict[bytes, Any], dict[bytes, StoredObject]]:
         """For (thread, ns), or every namespace of the thread when ``ns`` is None:
         hash -> element object of every cached list state (and remembered write)
         that may stand in for any element with its hash (messages and scalars, not
-        containers), and hash -> stored object of the remembered small objects."""
+        containers), and hash -> stored object of the remembered small objects.
+
+        Not the elements of states made before the codec's count of ``edits``: one
+        may be a message edited in place and written back since, whose old hash it
+        no longer holds (another list holding it, the version stored before)."""
         with self._lock:
             keys = self._threads.get(thread_id, ())
             states = [(k[2], self._data[k]) for k in keys if ns is None or k[1] == ns]
@@ -151,6 +155,8 @@ class ListCache:
         for channel, st in states:
             if channel == _WRITE_OBJECTS or channel.startswith(_SCALAR):
                 raw.update(zip(st.hashes, st.items))
+            elif st.edits != edits:
+                continue
             elif st.exact:  # all of them stand in: no need to ask each (a long list)
                 known.update(zip(st.hashes, st.items))
             else:
@@ -191,11 +197,13 @@ class ListCache:
         hashes: Sequence[bytes],
         items: Sequence[Any],
         objs: Iterable[StoredObject] = (),
+        edits: int = 0,
     ) -> None:
         """Keep the values of the pending writes just stored for a checkpoint, so the
         get_tuple that follows (LangGraph's next step, a resume) neither fetches nor
         decodes them again: ``items`` decoded (hash by hash), the small ones of
-        ``objs`` as stored. One entry per (thread, ns): the newest checkpoint's writes."""
+        ``objs`` as stored. One entry per (thread, ns): the newest checkpoint's writes.
+        ``edits``: the codec's count before ``items`` were hashed (see `known`)."""
         small = [o for o in objs if len(o.data) <= _SMALL_OBJECT]
         with self._lock:
             for tag, hs, vs in (
@@ -206,9 +214,10 @@ class ListCache:
                 old = self._data.get(key)
                 if not hs:
                     continue
+                n = edits
                 if old is not None and old.version == checkpoint_id and len(old.items) < _MAX_WRITES:
-                    hs, vs = old.hashes + hs, old.items + vs
-                self._set(key, ListState(checkpoint_id, hs, vs, checkpoint_id, 0))
+                    hs, vs, n = old.hashes + hs, old.items + vs, min(n, old.edits)
+                self._set(key, ListState(checkpoint_id, hs, vs, checkpoint_id, 0, edits=n))
 
     def forget_thread(self, thread_id: str) -> None:
         with self._lock:
