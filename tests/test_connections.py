@@ -379,6 +379,34 @@ def test_sqlite_saver_on_a_sqlite3_connection(tmp_path: Path) -> None:
     assert sqlite_checkpoints(path, config) == 5
 
 
+def test_a_sqlite_library_without_returning_is_refused_with_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Python linked with SQLite before 3.35 (Ubuntu 20.04 has 3.31) cannot run the
+    savers' RETURNING: refused when the saver is made, naming the version found and the
+    one needed, on a path (before any file is created) and on the caller's connection
+    (the async saver opens its connection the same way).
+    From 3.35 the savers run (3.35-3.37 are asked for the JSON functions once)."""
+    from checkpoint_pg import ConfigError, SqliteSaver
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(str(tmp_path / "theirs.db"), check_same_thread=False)
+    try:
+        monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+        monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+        for make in (lambda: SqliteSaver(str(path)), lambda: SqliteSaver(conn)):
+            with pytest.raises(ConfigError, match=r"SQLite 3\.31\.1, without RETURNING.*3\.35\.0 or later"):
+                make()
+        assert not path.exists()
+        monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 36, 0))
+        monkeypatch.setattr(sqlite3, "sqlite_version", "3.36.0")
+        saver = SqliteSaver(conn)
+        saver.setup()
+        run_graph(saver)
+    finally:
+        conn.close()
+
+
 async def test_sqlite3_connection_only_its_thread_may_use_says_how_to_open_it(
     tmp_path: Path,
 ) -> None:

@@ -59,8 +59,36 @@ def path_of(url: str) -> str:
 WAL_SIZE_LIMIT = 4 * 1024 * 1024  # bytes the WAL file is cut back to once checkpointed
 
 
+# The statements use RETURNING (SQLite 3.35) and the JSON functions (built in from
+# 3.38; before that an option of the build, which most builds took).
+MIN_SQLITE = (3, 35, 0)
+_JSON_BUILT_IN = (3, 38, 0)
+
+
+def _check_library(conn: sqlite3.Connection | None = None) -> None:
+    """Refuse, with what to do, a SQLite library the savers' statements cannot run on
+    (each would fail with a syntax error, or 'no such function: json_each')."""
+    found = sqlite3.sqlite_version_info
+    missing = None
+    if found < MIN_SQLITE:
+        missing = "RETURNING"
+    elif conn is not None and found < _JSON_BUILT_IN:
+        try:
+            conn.execute("SELECT json_array()").fetchone()
+        except sqlite3.OperationalError:
+            missing = "the JSON functions"
+    if missing is not None:
+        raise ConfigError(
+            f"this Python's sqlite3 module runs SQLite {sqlite3.sqlite_version}, without "
+            f"{missing}; checkpoint_pg needs SQLite {'.'.join(map(str, MIN_SQLITE))} or later "
+            "with the JSON functions (3.38 and later always have them): use a Python built "
+            "with a newer SQLite (python.org's builds and current distributions' are)"
+        )
+
+
 def connect_sqlite(path: str, *, read_only: bool = False) -> sqlite3.Connection:
     """Open a connection the savers can share across threads, in WAL mode."""
+    _check_library()
     if read_only:
         conn = _connect_read_only(path)
     else:
@@ -75,6 +103,12 @@ def connect_sqlite(path: str, *, read_only: bool = False) -> sqlite3.Connection:
                 # writable directory even switching the journal passes: the first write fails
                 raise _read_only_error(path, None)
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    if sqlite3.sqlite_version_info < _JSON_BUILT_IN:
+        try:
+            _check_library(conn)
+        except ConfigError:
+            conn.close()
+            raise
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     if not read_only and path != ":memory:":
         try:
@@ -307,6 +341,7 @@ def _refuse_if_one_thread_only(conn: sqlite3.Connection) -> None:
 
 def _open(conn_or_path: Any) -> tuple[sqlite3.Connection, str, bool]:
     if isinstance(conn_or_path, sqlite3.Connection):
+        _check_library(conn_or_path)
         if conn_or_path.isolation_level is not None:
             # we issue BEGIN/COMMIT ourselves
             conn_or_path.isolation_level = None
