@@ -617,6 +617,50 @@ def test_update_state_with_a_message_edited_in_place(make_saver: Any, where: str
     assert tool_results == ["Rome: 21C and sunny", "Paris: 12:00"]  # only get_weather edited
 
 
+def _after(state: Any) -> dict[str, Any]:
+    return {"messages": [HumanMessage("after", id="h-2")]}
+
+
+def _in_order(schema: Any, s: BaseCheckpointSaver, *nodes: Any, interrupt_before: Any = None) -> Any:
+    """A graph of ``schema`` running ``nodes`` ((name, function) pairs) one after another."""
+    g = StateGraph(schema)
+    for name, node in nodes:
+        g.add_node(name, node)
+    names = [name for name, _ in nodes]
+    for a, b in zip([START, *names], [*names, END]):
+        g.add_edge(a, b)
+    return g.compile(checkpointer=s, interrupt_before=interrupt_before)
+
+
+def _matches_in_memory(
+    make_saver: Any,
+    build: Callable[[BaseCheckpointSaver], Any],
+    run: Callable[[BaseCheckpointSaver, RunnableConfig], None],
+    name: str,
+    check: Callable[[BaseCheckpointSaver, RunnableConfig], None] | None = None,
+) -> list[Any]:
+    """``run`` on InMemorySaver and on ours: the thread's history (of the graph ``build``
+    makes) must be the same, read in this process (then ``check``) and in a new one.
+    The reference history, newest first."""
+
+    def history(s: BaseCheckpointSaver, config: RunnableConfig) -> list[Any]:
+        return [snapshot_summary(h) for h in build(s).get_state_history(config)]
+
+    reference = InMemorySaver()
+    ref_config = new_thread(name)
+    run(reference, ref_config)
+    expected = history(reference, ref_config)
+    config = new_thread(name)
+    with make_saver() as saver:
+        run(saver, config)
+        assert_same({"history": history(saver, config)}, {"history": expected})
+        if check is not None:
+            check(saver, config)
+    with make_saver() as fresh:  # another process reads the thread
+        assert_same({"history": history(fresh, config)}, {"history": expected})
+    return expected
+
+
 @pytest.mark.parametrize("durability", ["sync", "exit"])
 def test_node_edits_a_message_in_place_and_writes_it_back(make_saver: Any, durability: str) -> None:
     """A node edits the last message of the list in place (content, tool call args)
@@ -624,42 +668,23 @@ def test_node_edits_a_message_in_place_and_writes_it_back(make_saver: Any, durab
     the one before it does not, as InMemorySaver does, in this process and in a new one.
     (Not "async": there the put may be planned before the write that reveals the edit.)"""
 
+    def draft(state: MessagesState) -> dict[str, Any]:
+        call = {"name": "t", "args": {"x": 1}, "id": "c1"}
+        return {"messages": [AIMessage("draft", id="ai-1", tool_calls=[call])]}
+
+    def revise(state: MessagesState) -> dict[str, Any]:
+        m = state["messages"][-1]
+        m.tool_calls[0]["args"]["x"] = 2
+        m.content = "final"
+        return {"messages": [m]}
+
     def build(s: BaseCheckpointSaver) -> Any:
-        def draft(state: MessagesState) -> dict[str, Any]:
-            call = {"name": "t", "args": {"x": 1}, "id": "c1"}
-            return {"messages": [AIMessage("draft", id="ai-1", tool_calls=[call])]}
+        return _in_order(MessagesState, s, ("draft", draft), ("revise", revise), ("after", _after))
 
-        def revise(state: MessagesState) -> dict[str, Any]:
-            m = state["messages"][-1]
-            m.tool_calls[0]["args"]["x"] = 2
-            m.content = "final"
-            return {"messages": [m]}
+    def run(s: BaseCheckpointSaver, config: RunnableConfig) -> None:
+        build(s).invoke({"messages": [HumanMessage("hi", id="h-1")]}, config, durability=durability)  # type: ignore[arg-type]
 
-        def after(state: MessagesState) -> dict[str, Any]:
-            return {"messages": [HumanMessage("after", id="h-2")]}
-
-        g = StateGraph(MessagesState)
-        for name, node in (("draft", draft), ("revise", revise), ("after", after)):
-            g.add_node(name, node)
-        g.add_edge(START, "draft")
-        g.add_edge("draft", "revise")
-        g.add_edge("revise", "after")
-        g.add_edge("after", END)
-        return g.compile(checkpointer=s)
-
-    def history(s: BaseCheckpointSaver, config: RunnableConfig) -> list[Any]:
-        return [snapshot_summary(h) for h in build(s).get_state_history(config)]
-
-    reference = InMemorySaver()
-    ref_config = new_thread("node-edit")
-    build(reference).invoke({"messages": [HumanMessage("hi", id="h-1")]}, ref_config, durability=durability)  # type: ignore[arg-type]
-    expected = history(reference, ref_config)
-    config = new_thread("node-edit")
-    with make_saver() as saver:
-        build(saver).invoke({"messages": [HumanMessage("hi", id="h-1")]}, config, durability=durability)  # type: ignore[arg-type]
-        assert_same({"history": history(saver, config)}, {"history": expected})
-    with make_saver() as fresh:
-        assert_same({"history": history(fresh, config)}, {"history": expected})
+    expected = _matches_in_memory(make_saver, build, run, "node-edit")
     assert [m["content"] for m in expected[0]["values"]["messages"]] == ["hi", "final", "after"]
 
 
@@ -673,29 +698,18 @@ def test_an_edited_message_msgpack_cannot_fingerprint_is_stored_as_edited(
     the list's elements by identity and stored the message as it was before the edit
     (a new process read 'draft' where InMemorySaver holds 'final')."""
 
+    def draft(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [AIMessage("draft", id="ai-1", additional_kwargs={"tags": {"a"}})]}
+
+    def revise(state: MessagesState) -> dict[str, Any]:
+        m = state["messages"][-1]
+        m.content = "final"
+        return {"messages": [m]}
+
     def build(s: BaseCheckpointSaver) -> Any:
-        def draft(state: MessagesState) -> dict[str, Any]:
-            return {"messages": [AIMessage("draft", id="ai-1", additional_kwargs={"tags": {"a"}})]}
-
-        def revise(state: MessagesState) -> dict[str, Any]:
-            m = state["messages"][-1]
-            m.content = "final"
-            return {"messages": [m]}
-
-        def after(state: MessagesState) -> dict[str, Any]:
-            return {"messages": [HumanMessage("after", id="h-2")]}
-
-        g = StateGraph(MessagesState)
-        nodes = (("draft", draft), ("revise", revise), ("after", after))
         if where == "update_state":
-            nodes = (("draft", draft), ("after", after))
-        for name, node in nodes:
-            g.add_node(name, node)
-        g.add_edge(START, "draft")
-        for a, b in zip(nodes, nodes[1:]):
-            g.add_edge(a[0], b[0])
-        g.add_edge(nodes[-1][0], END)
-        return g.compile(checkpointer=s, interrupt_before=["after"] if where == "update_state" else None)
+            return _in_order(MessagesState, s, ("draft", draft), ("after", _after), interrupt_before=["after"])
+        return _in_order(MessagesState, s, ("draft", draft), ("revise", revise), ("after", _after))
 
     def run(s: BaseCheckpointSaver, config: RunnableConfig) -> None:
         graph = build(s)
@@ -706,19 +720,7 @@ def test_an_edited_message_msgpack_cannot_fingerprint_is_stored_as_edited(
             graph.update_state(config, {"messages": [last]})
             graph.invoke(None, config, durability="sync")  # type: ignore[arg-type]
 
-    def history(s: BaseCheckpointSaver, config: RunnableConfig) -> list[Any]:
-        return [snapshot_summary(h) for h in build(s).get_state_history(config)]
-
-    reference = InMemorySaver()
-    ref_config = new_thread("edit-unfingerprinted")
-    run(reference, ref_config)
-    expected = history(reference, ref_config)
-    config = new_thread("edit-unfingerprinted")
-    with make_saver() as saver:
-        run(saver, config)
-        assert_same({"history": history(saver, config)}, {"history": expected})
-    with make_saver() as fresh:
-        assert_same({"history": history(fresh, config)}, {"history": expected})
+    expected = _matches_in_memory(make_saver, build, run, "edit-unfingerprinted")
     assert [m["content"] for m in expected[0]["values"]["messages"]] == ["hi", "final", "after"]
 
 
@@ -734,45 +736,24 @@ def test_an_edited_message_the_memo_dropped_is_stored_as_edited(
 
     monkeypatch.setattr(codec, "_MESSAGES_SIZE", 4)
 
+    def draft(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [AIMessage("draft", id="ai-1")]}
+
     def build(s: BaseCheckpointSaver) -> Any:
-        def draft(state: MessagesState) -> dict[str, Any]:
-            return {"messages": [AIMessage("draft", id="ai-1")]}
+        return _in_order(MessagesState, s, ("draft", draft), ("after", _after), interrupt_before=["after"])
 
-        def after(state: MessagesState) -> dict[str, Any]:
-            return {"messages": [HumanMessage("after", id="h-2")]}
-
-        g = StateGraph(MessagesState)
-        g.add_node("draft", draft)
-        g.add_node("after", after)
-        g.add_edge(START, "draft")
-        g.add_edge("draft", "after")
-        g.add_edge("after", END)
-        return g.compile(checkpointer=s, interrupt_before=["after"])
-
-    def run(s: BaseCheckpointSaver, config: RunnableConfig, other: RunnableConfig) -> None:
+    def run(s: BaseCheckpointSaver, config: RunnableConfig) -> None:
         graph = build(s)
         graph.invoke({"messages": [HumanMessage("hi", id="h-1")]}, config, durability="sync")  # type: ignore[arg-type]
         # another thread's messages fill the memo meanwhile
         msgs = [HumanMessage(f"other {i}", id=f"o-{i}") for i in range(10)]
-        graph.invoke({"messages": msgs}, other, durability="sync")  # type: ignore[arg-type]
+        graph.invoke({"messages": msgs}, new_thread("edit-dropped-other"), durability="sync")  # type: ignore[arg-type]
         last = graph.get_state(config).values["messages"][-1]
         last.content = "final"
         graph.update_state(config, {"messages": [last]})
         graph.invoke(None, config, durability="sync")  # type: ignore[arg-type]
 
-    def history(s: BaseCheckpointSaver, config: RunnableConfig) -> list[Any]:
-        return [snapshot_summary(h) for h in build(s).get_state_history(config)]
-
-    reference = InMemorySaver()
-    ref_config = new_thread("edit-dropped")
-    run(reference, ref_config, new_thread("edit-dropped-other"))
-    expected = history(reference, ref_config)
-    config = new_thread("edit-dropped")
-    with make_saver() as saver:
-        run(saver, config, new_thread("edit-dropped-other"))
-        assert_same({"history": history(saver, config)}, {"history": expected})
-    with make_saver() as fresh:
-        assert_same({"history": history(fresh, config)}, {"history": expected})
+    expected = _matches_in_memory(make_saver, build, run, "edit-dropped")
     assert [m["content"] for m in expected[0]["values"]["messages"]] == ["hi", "final", "after"]
 
 
@@ -789,48 +770,29 @@ def test_a_message_edited_and_written_back_reads_as_stored_in_its_other_lists(
     message as it was (InMemorySaver reads 'draft' there). The cached log still held
     the edited object, so this process read 'final' in the log, and in the older
     checkpoints of ``messages`` too (their hash found the edited object)."""
+
+    def draft(state: _MessagesAndLog) -> dict[str, Any]:
+        m = AIMessage("draft", id="ai-1")
+        return {"messages": [m], "log": [m]}
+
+    def revise(state: _MessagesAndLog) -> dict[str, Any]:
+        m = state["messages"][-1]
+        m.content = "final"
+        return {"messages": [m]}
+
     def build(s: BaseCheckpointSaver) -> Any:
-        def draft(state: _MessagesAndLog) -> dict[str, Any]:
-            m = AIMessage("draft", id="ai-1")
-            return {"messages": [m], "log": [m]}
-
-        def revise(state: _MessagesAndLog) -> dict[str, Any]:
-            m = state["messages"][-1]
-            m.content = "final"
-            return {"messages": [m]}
-
-        def after(state: _MessagesAndLog) -> dict[str, Any]:
-            return {"messages": [HumanMessage("after", id="h-2")]}
-
-        g = StateGraph(_MessagesAndLog)
-        for name, node in (("draft", draft), ("revise", revise), ("after", after)):
-            g.add_node(name, node)
-        g.add_edge(START, "draft")
-        g.add_edge("draft", "revise")
-        g.add_edge("revise", "after")
-        g.add_edge("after", END)
-        return g.compile(checkpointer=s)
+        return _in_order(_MessagesAndLog, s, ("draft", draft), ("revise", revise), ("after", _after))
 
     def run(s: BaseCheckpointSaver, config: RunnableConfig) -> None:
         start = {"messages": [HumanMessage("hi", id="h-1")], "log": []}
         build(s).invoke(start, config, durability="sync")  # type: ignore[arg-type]
 
-    def history(s: BaseCheckpointSaver, config: RunnableConfig) -> list[Any]:
-        return [snapshot_summary(h) for h in build(s).get_state_history(config)]
-
-    reference = InMemorySaver()
-    ref_config = new_thread("edit-two-lists")
-    run(reference, ref_config)
-    expected = history(reference, ref_config)
-    config = new_thread("edit-two-lists")
-    with make_saver() as saver:
-        run(saver, config)
-        assert_same({"history": history(saver, config)}, {"history": expected})
+    def check(saver: BaseCheckpointSaver, config: RunnableConfig) -> None:
         got = saver.get_tuple(config).checkpoint["channel_values"]
         assert [m.content for m in got["log"]] == ["draft"]
         assert [m.content for m in got["messages"]] == ["hi", "final", "after"]
-    with make_saver() as fresh:
-        assert_same({"history": history(fresh, config)}, {"history": expected})
+
+    expected = _matches_in_memory(make_saver, build, run, "edit-two-lists", check)
     assert [m["content"] for m in expected[0]["values"]["log"]] == ["draft"]
 
 
