@@ -329,27 +329,33 @@ class _Dense(BaseCheckpointSaver):
             objs.append((t, h, ty, d))
         return h
 
-    def _put_prep(self, config: Any, checkpoint: Any, metadata: Any) -> tuple[Any, ...]:
-        """-> (thread id, new objects {hash: value}, object rows, checkpoint row, md, config out)."""
-        c = config["configurable"]
-        t = c["thread_id"]
-        ns = c.get("checkpoint_ns", "")
+    def _vals(self, t: str, entries: Any) -> tuple[bytes, dict[bytes, Any], list[tuple[str, bytes, str, bytes]]]:
+        """``entries``: (header prefix, value) pairs -> (vals blob, new objects {hash:
+        value}, their rows). A list value is stored element by element (header
+        prefix + (n,)), another whole (prefix + (-1,))."""
         held = self._held_of(t)
         fresh: dict[bytes, Any] = {}
         objs: list[tuple[str, bytes, str, bytes]] = []
         hdr: list[Any] = []
         hs: list[bytes] = []
         ref = self._ref
-        for name, v in checkpoint["channel_values"].items():
+        for prefix, v in entries:
             if type(v) is list:
-                hdr += (name, len(v))
+                hdr += (*prefix, len(v))
                 for e in v:
                     hs.append(ref(e, t, held, fresh, objs))
             else:
-                hdr += (name, -1)
+                hdr += (*prefix, -1)
                 hs.append(ref(v, t, held, fresh, objs))
         head = _packb(hdr)
-        vals = len(head).to_bytes(2, "big") + head + b"".join(hs)
+        return len(head).to_bytes(2, "big") + head + b"".join(hs), fresh, objs
+
+    def _put_prep(self, config: Any, checkpoint: Any, metadata: Any) -> tuple[Any, ...]:
+        """-> (thread id, new objects {hash: value}, object rows, checkpoint row, md, config out)."""
+        c = config["configurable"]
+        t = c["thread_id"]
+        ns = c.get("checkpoint_ns", "")
+        vals, fresh, objs = self._vals(t, (((name,), v) for name, v in checkpoint["channel_values"].items()))
         doc = _dumps({k: v for k, v in checkpoint.items() if k != "channel_values"}).decode()
         md = _dumps(metadata).decode()
         row = (t, ns, checkpoint["id"], c.get("checkpoint_id"), doc, md, vals)
@@ -360,23 +366,9 @@ class _Dense(BaseCheckpointSaver):
         """-> (thread id, new objects, object rows, writes row)."""
         c = config["configurable"]
         t = c["thread_id"]
-        held = self._held_of(t)
-        fresh: dict[bytes, Any] = {}
-        objs: list[tuple[str, bytes, str, bytes]] = []
-        hdr: list[Any] = []
-        hs: list[bytes] = []
-        ref = self._ref
-        for i, (ch, v) in enumerate(writes):
-            idx = WRITES_IDX_MAP.get(ch, i)
-            if type(v) is list:
-                hdr += (idx, ch, len(v))
-                for e in v:
-                    hs.append(ref(e, t, held, fresh, objs))
-            else:
-                hdr += (idx, ch, -1)
-                hs.append(ref(v, t, held, fresh, objs))
-        head = _packb(hdr)
-        vals = len(head).to_bytes(2, "big") + head + b"".join(hs)
+        vals, fresh, objs = self._vals(
+            t, (((WRITES_IDX_MAP.get(ch, i), ch), v) for i, (ch, v) in enumerate(writes))
+        )
         row = (t, c.get("checkpoint_ns", ""), c["checkpoint_id"], task_id, task_path, vals)
         return t, fresh, objs, row
 
