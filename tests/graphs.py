@@ -45,6 +45,19 @@ from typing_extensions import TypedDict
 NULL_TASK_ID = "00000000-0000-0000-0000-000000000000"
 """Task id LangGraph stores writes under when no task made them (input, resume)."""
 
+
+def in_order(schema: Any, *nodes: tuple[str, Any], output_schema: Any = None) -> StateGraph:
+    """A graph of ``schema`` running ``nodes`` ((name, node) pairs) one after another,
+    not compiled yet."""
+    g = StateGraph(schema, output_schema=output_schema) if output_schema else StateGraph(schema)
+    for name, node in nodes:
+        g.add_node(name, node)
+    names = [name for name, _ in nodes]
+    for a, b in zip([START, *names], [*names, END]):
+        g.add_edge(a, b)
+    return g
+
+
 # --------------------------------------------------------------------------
 # Scripted chat model and tools
 # --------------------------------------------------------------------------
@@ -252,14 +265,7 @@ def build_subgraph_graph(checkpointer: BaseCheckpointSaver | None) -> CompiledSt
     def write(state: ChildState) -> ChildState:
         return {"answer": " / ".join(state["steps"])}
 
-    child = StateGraph(ChildState, output_schema=ChildOutput)
-    child.add_node("research", research)
-    child.add_node("ask", ask)
-    child.add_node("write", write)
-    child.add_edge(START, "research")
-    child.add_edge("research", "ask")
-    child.add_edge("ask", "write")
-    child.add_edge("write", END)
+    child = in_order(ChildState, ("research", research), ("ask", ask), ("write", write), output_schema=ChildOutput)
 
     def prepare(state: ParentState) -> ParentState:
         return {"topic": state["topic"].strip().lower(), "log": ["prepare"]}
@@ -267,14 +273,7 @@ def build_subgraph_graph(checkpointer: BaseCheckpointSaver | None) -> CompiledSt
     def finish(state: ParentState) -> ParentState:
         return {"log": [f"finish: {state['answer']}"]}
 
-    builder = StateGraph(ParentState)
-    builder.add_node("prepare", prepare)
-    builder.add_node("child", child.compile())
-    builder.add_node("finish", finish)
-    builder.add_edge(START, "prepare")
-    builder.add_edge("prepare", "child")
-    builder.add_edge("child", "finish")
-    builder.add_edge("finish", END)
+    builder = in_order(ParentState, ("prepare", prepare), ("child", child.compile()), ("finish", finish))
     return builder.compile(checkpointer=checkpointer)
 
 
@@ -532,22 +531,12 @@ def build_nested_subgraphs(checkpointer: BaseCheckpointSaver | None) -> Compiled
         hint = interrupt({"ask": "hint?", "log": list(state["log"])})
         return {"log": [f"leaf_ask={hint}"], "hint": str(hint)}
 
-    inner = StateGraph(NestState, output_schema=NestOutput)
-    inner.add_node("leaf1", leaf1)
-    inner.add_node("leaf_ask", leaf_ask)
-    inner.add_edge(START, "leaf1")
-    inner.add_edge("leaf1", "leaf_ask")
-    inner.add_edge("leaf_ask", END)
+    inner = in_order(NestState, ("leaf1", leaf1), ("leaf_ask", leaf_ask), output_schema=NestOutput)
 
     def mid1(state: NestState) -> NestState:
         return {"log": ["mid1"]}
 
-    middle = StateGraph(NestState, output_schema=NestOutput)
-    middle.add_node("mid1", mid1)
-    middle.add_node("inner", inner.compile())
-    middle.add_edge(START, "mid1")
-    middle.add_edge("mid1", "inner")
-    middle.add_edge("inner", END)
+    middle = in_order(NestState, ("mid1", mid1), ("inner", inner.compile()), output_schema=NestOutput)
 
     def top1(state: NestState) -> NestState:
         return {"log": ["top1"]}
@@ -555,14 +544,7 @@ def build_nested_subgraphs(checkpointer: BaseCheckpointSaver | None) -> Compiled
     def top2(state: NestState) -> NestState:
         return {"log": [f"top2({state.get('hint')})"]}
 
-    builder = StateGraph(NestState)
-    builder.add_node("top1", top1)
-    builder.add_node("middle", middle.compile(checkpointer=True))
-    builder.add_node("top2", top2)
-    builder.add_edge(START, "top1")
-    builder.add_edge("top1", "middle")
-    builder.add_edge("middle", "top2")
-    builder.add_edge("top2", END)
+    builder = in_order(NestState, ("top1", top1), ("middle", middle.compile(checkpointer=True)), ("top2", top2))
     return builder.compile(checkpointer=checkpointer)
 
 

@@ -23,13 +23,12 @@ from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, Human
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.graph import MessagesState
 from langgraph.graph.message import add_messages
 from langgraph.types import Command
 
 # tests/ is on sys.path (pytest's default prepend import mode; see conftest.py).
 from graphs import (
-    FlakyError,
     athread_summary,
     build_chain,
     build_delta_graph,
@@ -42,6 +41,8 @@ from graphs import (
     build_tool_agent,
     count_checkpoints,
     delta_snapshot_steps,
+    FlakyError,
+    in_order,
     normalize,
     pending_writes_summary,
     snapshot_summary,
@@ -621,15 +622,12 @@ def _after(state: Any) -> dict[str, Any]:
     return {"messages": [HumanMessage("after", id="h-2")]}
 
 
-def _in_order(schema: Any, s: BaseCheckpointSaver, *nodes: Any, interrupt_before: Any = None) -> Any:
-    """A graph of ``schema`` running ``nodes`` ((name, function) pairs) one after another."""
-    g = StateGraph(schema)
-    for name, node in nodes:
-        g.add_node(name, node)
-    names = [name for name, _ in nodes]
-    for a, b in zip([START, *names], [*names, END]):
-        g.add_edge(a, b)
-    return g.compile(checkpointer=s, interrupt_before=interrupt_before)
+def _edit_last_and_resume(graph: Any, config: RunnableConfig) -> None:
+    """A review: get_state, edit the last message in place, update_state with it, resume."""
+    last = graph.get_state(config).values["messages"][-1]
+    last.content = "final"
+    graph.update_state(config, {"messages": [last]})
+    graph.invoke(None, config, durability="sync")
 
 
 def _matches_in_memory(
@@ -679,7 +677,9 @@ def test_node_edits_a_message_in_place_and_writes_it_back(make_saver: Any, durab
         return {"messages": [m]}
 
     def build(s: BaseCheckpointSaver) -> Any:
-        return _in_order(MessagesState, s, ("draft", draft), ("revise", revise), ("after", _after))
+        return in_order(MessagesState, ("draft", draft), ("revise", revise), ("after", _after)).compile(
+            checkpointer=s
+        )
 
     def run(s: BaseCheckpointSaver, config: RunnableConfig) -> None:
         build(s).invoke({"messages": [HumanMessage("hi", id="h-1")]}, config, durability=durability)  # type: ignore[arg-type]
@@ -708,17 +708,17 @@ def test_an_edited_message_msgpack_cannot_fingerprint_is_stored_as_edited(
 
     def build(s: BaseCheckpointSaver) -> Any:
         if where == "update_state":
-            return _in_order(MessagesState, s, ("draft", draft), ("after", _after), interrupt_before=["after"])
-        return _in_order(MessagesState, s, ("draft", draft), ("revise", revise), ("after", _after))
+            graph = in_order(MessagesState, ("draft", draft), ("after", _after))
+            return graph.compile(checkpointer=s, interrupt_before=["after"])
+        return in_order(MessagesState, ("draft", draft), ("revise", revise), ("after", _after)).compile(
+            checkpointer=s
+        )
 
     def run(s: BaseCheckpointSaver, config: RunnableConfig) -> None:
         graph = build(s)
         graph.invoke({"messages": [HumanMessage("hi", id="h-1")]}, config, durability="sync")  # type: ignore[arg-type]
         if where == "update_state":
-            last = graph.get_state(config).values["messages"][-1]
-            last.content = "final"
-            graph.update_state(config, {"messages": [last]})
-            graph.invoke(None, config, durability="sync")  # type: ignore[arg-type]
+            _edit_last_and_resume(graph, config)
 
     expected = _matches_in_memory(make_saver, build, run, "edit-unfingerprinted")
     assert [m["content"] for m in expected[0]["values"]["messages"]] == ["hi", "final", "after"]
@@ -740,7 +740,8 @@ def test_an_edited_message_the_memo_dropped_is_stored_as_edited(
         return {"messages": [AIMessage("draft", id="ai-1")]}
 
     def build(s: BaseCheckpointSaver) -> Any:
-        return _in_order(MessagesState, s, ("draft", draft), ("after", _after), interrupt_before=["after"])
+        graph = in_order(MessagesState, ("draft", draft), ("after", _after))
+        return graph.compile(checkpointer=s, interrupt_before=["after"])
 
     def run(s: BaseCheckpointSaver, config: RunnableConfig) -> None:
         graph = build(s)
@@ -748,10 +749,7 @@ def test_an_edited_message_the_memo_dropped_is_stored_as_edited(
         # another thread's messages fill the memo meanwhile
         msgs = [HumanMessage(f"other {i}", id=f"o-{i}") for i in range(10)]
         graph.invoke({"messages": msgs}, new_thread("edit-dropped-other"), durability="sync")  # type: ignore[arg-type]
-        last = graph.get_state(config).values["messages"][-1]
-        last.content = "final"
-        graph.update_state(config, {"messages": [last]})
-        graph.invoke(None, config, durability="sync")  # type: ignore[arg-type]
+        _edit_last_and_resume(graph, config)
 
     expected = _matches_in_memory(make_saver, build, run, "edit-dropped")
     assert [m["content"] for m in expected[0]["values"]["messages"]] == ["hi", "final", "after"]
@@ -781,7 +779,8 @@ def test_a_message_edited_and_written_back_reads_as_stored_in_its_other_lists(
         return {"messages": [m]}
 
     def build(s: BaseCheckpointSaver) -> Any:
-        return _in_order(_MessagesAndLog, s, ("draft", draft), ("revise", revise), ("after", _after))
+        graph = in_order(_MessagesAndLog, ("draft", draft), ("revise", revise), ("after", _after))
+        return graph.compile(checkpointer=s)
 
     def run(s: BaseCheckpointSaver, config: RunnableConfig) -> None:
         start = {"messages": [HumanMessage("hi", id="h-1")], "log": []}
