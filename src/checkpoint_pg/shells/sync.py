@@ -180,7 +180,8 @@ class SyncSaver(SaverBase):
 
     def threads(self, filter: Mapping[str, Any] | None = None) -> Iterator[str]:
         """Every thread id, in id order, read page by page from the threads table
-        (``filter``: top-level keys of the latest root checkpoint's metadata).
+        (``filter``: top-level keys of the metadata of the root checkpoint put last, the
+        newest unless puts arrived out of id order).
         `checkpoint_pg.inspect.Inspector.threads` lists them newest first, with details."""
         from checkpoint_pg.inspect import Inspector  # noqa: PLC0415 - the inspector imports us
 
