@@ -110,7 +110,8 @@ def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tab
         sa.Column("thread_id", sa.Text, primary_key=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        # metadata of the latest root-namespace checkpoint, for filtering threads
+        # metadata of the root-namespace checkpoint put last (the newest while puts
+        # come in id order), for filtering threads
         sa.Column("metadata", _JSON, nullable=True),
         # A run's lease on the thread (saver.lease): its random token and when it
         # lapses, in seconds since the epoch by the database's clock.

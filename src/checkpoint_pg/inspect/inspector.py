@@ -193,8 +193,8 @@ class Inspector:
     ) -> ThreadPage:
         """Threads newest first, from the threads table (never a scan of all checkpoints).
 
-        ``filter`` matches the metadata of each thread's latest root checkpoint
-        (top-level keys, equal values). Page with ``offset`` or, cheaper on big
+        ``filter`` matches the metadata of each thread's root checkpoint put last,
+        the newest unless puts arrived out of id order (top-level keys, equal values). Page with ``offset`` or, cheaper on big
         tables, with the ``next_cursor`` of the previous page (not both). ``sizes=False``
         skips the per-thread checkpoint count and byte size.
         """

@@ -216,7 +216,8 @@ class AsyncSaver(SaverBase):
 
     async def athreads(self, filter: Mapping[str, Any] | None = None) -> AsyncIterator[str]:
         """Every thread id, in id order, read page by page from the threads table
-        (``filter``: top-level keys of the latest root checkpoint's metadata)."""
+        (``filter``: top-level keys of the metadata of the root checkpoint put last, the
+        newest unless puts arrived out of id order)."""
         from checkpoint_pg.inspect import inspector  # noqa: PLC0415 - the inspector imports us
         from checkpoint_pg.sql.inspect import inspect_sql_for  # noqa: PLC0415
 
