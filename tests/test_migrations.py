@@ -501,6 +501,56 @@ def test_downgrade_below_0012_stores_dicts_whole(db: Db) -> None:
         assert tup.pending_writes == [("task-1", "__start__", write)]
 
 
+def test_downgrade_below_0014_stores_the_row_scalars_as_objects(db: Db) -> None:
+    """Revision 0014: on downgrade, the small scalars a checkpoint's row holds become an
+    object and a value row each, as an older release stores them (the default
+    serializer's bytes, hashed unkeyed), and leave the document; shared by the
+    checkpoints that carried them over. Upgraded again, the thread reads back the same."""
+    import json
+
+    from langgraph.checkpoint.base import empty_checkpoint
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    from checkpoint_pg import migrate
+    from checkpoint_pg.core.codec import object_hash
+    from checkpoint_pg.schema import build_tables
+
+    tables = build_tables()
+    cfg = new_thread()
+    values = {"status": "running", "n": 3, "flag": None, "ratio": -0.5, "ok": True}
+    with db.saver() as saver:
+        versions = {ch: saver.get_next_version(None, None) for ch in values}
+        cp = empty_checkpoint()
+        cp["channel_values"], cp["channel_versions"] = dict(values), dict(versions)
+        first = saver.put(cfg, cp, {"source": "input", "step": -1}, versions)
+        cp2 = empty_checkpoint()
+        versions2 = {**versions, "n": saver.get_next_version(versions["n"], None)}
+        cp2["channel_values"], cp2["channel_versions"] = {**values, "n": 4}, dict(versions2)
+        saver.put(first, cp2, {"source": "loop", "step": 0}, {"n": versions2["n"]})
+        before = [t.checkpoint for t in saver.list(cfg)]
+    with db.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM cpg_channel_values")).scalar_one() == 0
+        migrate.downgrade(conn, tables, "0013")
+        docs = [json.loads(d) for (d,) in conn.execute(sa.text("SELECT checkpoint FROM cpg_checkpoints"))]
+        assert docs and all("channel_values" not in d for d in docs)
+        rows = conn.execute(sa.text("SELECT channel, version, kind, refs FROM cpg_channel_values")).all()
+        objects = {bytes(h): (t, bytes(d)) for h, t, d in conn.execute(sa.text("SELECT hash, type, data FROM cpg_objects"))}
+    serde = JsonPlusSerializer()
+    got = {}
+    for ch, ver, kind, refs in rows:
+        typ, data = objects[bytes(refs)]
+        assert kind == 1 and object_hash(typ, data) == bytes(refs)
+        got[(ch, ver)] = serde.loads_typed((typ, data))
+    want = {(ch, versions[ch]): v for ch, v in values.items()}
+    want[("n", versions2["n"])] = 4
+    assert got == want  # one row per version, the carried-over ones shared
+    with db.connect() as conn:
+        migrate.upgrade(conn, tables)
+    with db.saver(setup=False) as saver:
+        after = [t.checkpoint for t in saver.list(cfg)]
+    assert after == before and [type(c["channel_values"]["ratio"]) for c in after] == [float, float]
+
+
 def test_database_brought_to_0012_without_the_chunks_index_upgrades_and_downgrades(db: Db) -> None:
     """Revision 0012 as released from 82ab8eb to 1d20d95 did not create the partial index
     on chunks (1d20d95 added it to that revision): a database such a release brought to

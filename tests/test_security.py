@@ -98,7 +98,7 @@ def plant_object(backend: str, conn_string: str, saver: Any, thread_id: str, pla
     hash of what it now holds, and point the rows that named it (a scalar channel value
     and a write) at that hash: all that whoever can write the database and knows the
     hashing can do, so that a read reaches the serializer with it."""
-    _, plain_bytes = JsonPlusSerializer().dumps_typed(placeholder)
+    _, plain_bytes = JsonPlusSerializer().dumps_typed(stored_whole(placeholder))
     new = saver.ctx.codec.digest(typ, data)
     with raw_connection(backend, conn_string) as conn:
         q = "?" if backend == "sqlite" else "%s"
@@ -120,7 +120,14 @@ def plant_object(backend: str, conn_string: str, saver: Any, thread_id: str, pla
             assert cur.rowcount == 1, table
 
 
+def stored_whole(placeholder: str) -> str:
+    """The placeholder as a value stored as an object (a short str would live in its
+    checkpoint's row, revision 0014)."""
+    return placeholder.ljust(80, ".")
+
+
 def planted_thread(saver: Any, placeholder: str) -> SimThread:
+    placeholder = stored_whole(placeholder)
     sim = SimThread(saver, f"planted-{uuid.uuid4().hex[:8]}")
     sim.run_step()
     st = sim.prepare()

@@ -22,7 +22,9 @@ decode every stored object with the saver's codec
 
 from __future__ import annotations
 
+import enum
 import hashlib
+import math
 import os
 from pathlib import Path
 import operator
@@ -1966,6 +1968,83 @@ def test_encrypted_storage_has_no_plaintext_and_is_deduplicated(
         for h, value in decoded.items():
             typ, data = plain.dumps_typed(value)
             assert hashlib.blake2b(typ.encode() + b"\0" + data, digest_size=16).digest() != h
+
+
+class _Level(enum.IntEnum):
+    LOW = 1
+
+
+# kept in the checkpoint's row (revision 0014) ...
+IN_ROW = [None, True, False, 0, -1, 2**63 - 1, -(2**63), 2**64 - 1, 1.5, -0.0, 1e300, 5e-324,
+          "", "a" * 64, "ü" * 64, "日本語", 'a "quote", a \\ backslash and a\nnewline']
+# ... and stored as objects: what JSON would not give back as the serializer does
+AS_OBJECTS = [float("nan"), float("inf"), "a" * 65, "nul\x00", _Level.LOW, b"bytes", {"k": 1}]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, of the same type, and for floats the same sign and NaN-ness."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is float:
+        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+    return a == b
+
+
+def test_small_scalars_live_in_the_checkpoint_row_and_read_back_exactly(
+    saver: Any, make_saver: Any, raw: Raw
+) -> None:
+    """Small scalars (str up to 64 characters, ints msgpack holds, finite floats, bools,
+    None) are kept in the checkpoint's own row, without a value row or an object; every
+    other value keeps its rows. All read back with their exact types, in the writing
+    process and in a fresh one, and so does a checkpoint carrying them over unchanged."""
+    from langgraph.checkpoint.base import empty_checkpoint  # noqa: PLC0415
+
+    values = {f"c{i:02d}": v for i, v in enumerate(IN_ROW + AS_OBJECTS)}
+    config = new_config("scalars")
+    t = thread_of(config)
+    versions = {ch: saver.get_next_version(None, None) for ch in values}
+    cp = empty_checkpoint()
+    cp["channel_values"], cp["channel_versions"] = dict(values), dict(versions)
+    first = saver.put(config, cp, {"source": "input", "step": -1}, versions)
+    stored = {ch for (ch,) in raw.q(f"SELECT channel FROM {raw.n.values} WHERE thread_id = __T__", t=t)}
+    assert stored == {f"c{i:02d}" for i in range(len(IN_ROW), len(values))}
+    (doc,) = raw.q(f"SELECT checkpoint FROM {raw.n.checkpoints} WHERE thread_id = __T__", t=t)[0]
+    assert sorted(json.loads(doc)["channel_values"]) == [f"c{i:02d}" for i in range(len(IN_ROW))]
+    # the next checkpoint gives one channel a new value and carries the others over
+    cp2 = empty_checkpoint()
+    changed = {**values, "c00": "changed"}
+    versions2 = {**versions, "c00": saver.get_next_version(versions["c00"], None)}
+    cp2["channel_values"], cp2["channel_versions"] = dict(changed), dict(versions2)
+    saver.put(first, cp2, {"source": "loop", "step": 0}, {"c00": versions2["c00"]})
+    with make_saver() as fresh:
+        for reader in (saver, fresh):
+            for cfg, want in ((first, values), (config, changed)):
+                got = reader.get_tuple(cfg).checkpoint["channel_values"]
+                assert sorted(got) == sorted(want)
+                assert [ch for ch in want if not _same(got[ch], want[ch])] == [], [(got[ch], want[ch]) for ch in want if not _same(got[ch], want[ch])]
+            assert [t.checkpoint["channel_values"]["c00"] for t in reader.list(config)] == ["changed", None]
+
+
+def test_an_encrypted_saver_keeps_no_value_in_the_checkpoint_row(
+    make_saver: Any, saver_target: Any
+) -> None:
+    """With EncryptedSerializer small scalars are objects like any value (encrypted),
+    never in the checkpoint's row in the clear."""
+    from langgraph.checkpoint.base import empty_checkpoint  # noqa: PLC0415
+    from langgraph.checkpoint.serde.encrypted import EncryptedSerializer  # noqa: PLC0415
+
+    serde = EncryptedSerializer.from_pycryptodome_aes(key=AES_KEY)
+    with make_saver(serde=serde, hash_key=HASH_KEY) as saver, raw_for(saver_target, saver) as raw:
+        config = new_config("enc-scalars")
+        versions = {"status": saver.get_next_version(None, None), "n": saver.get_next_version(None, None)}
+        cp = empty_checkpoint()
+        cp["channel_values"], cp["channel_versions"] = {"status": "secret-status", "n": 7}, dict(versions)
+        saver.put(config, cp, {"source": "input", "step": -1}, versions)
+        t = thread_of(config)
+        (doc,) = raw.q(f"SELECT checkpoint FROM {raw.n.checkpoints} WHERE thread_id = __T__", t=t)[0]
+        assert "channel_values" not in json.loads(doc) and "secret-status" not in doc
+        assert len(raw.q(f"SELECT channel FROM {raw.n.values} WHERE thread_id = __T__", t=t)) == 2
+        assert saver.get_tuple(config).checkpoint["channel_values"] == {"status": "secret-status", "n": 7}
 
 
 # --------------------------------------------------------------------------

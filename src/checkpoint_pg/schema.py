@@ -12,6 +12,11 @@ metadata). Values are content-addressed:
   holding lists is its shape's hash and its values' hashes. A long list of
   messages names each run of 64 hashes from its start by a chunk object (type
   ``#refs``, core/chunks.py) that every row holding the same list shares.
+- ``checkpoints`` holds each checkpoint's document (its versions, without the
+  values) and, as its ``channel_values``, the small scalars it holds (a str of
+  up to 64 characters, an int, a finite float, a bool, None: core/codec.py
+  `inlinable`), which have no value row nor object (revision 0014; not when
+  encrypting).
 - ``writes`` holds a task's pending writes, by reference into ``objects`` too,
   so a ToolMessage written by a node and the same message inside every later
   checkpoint are one stored object.

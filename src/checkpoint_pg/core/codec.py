@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import enum
 import hashlib
+import math
 import os
 import uuid
 import weakref
@@ -18,6 +19,7 @@ import ormsgpack
 
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from checkpoint_pg.core.zdict import CURRENT as _ZTAG
 from checkpoint_pg.core.zdict import DICTIONARIES
@@ -33,6 +35,7 @@ __all__ = [
     "assemble_dict",
     "stands_in",
     "chunkable",
+    "inlinable",
 ]
 
 HASH_SIZE = 16
@@ -83,6 +86,36 @@ def chunkable(items: Any) -> bool:
     chunks nor their elements. The elements of others (dicts, tuples) are read anew
     at every read, and chunks would take those reads one more round trip."""
     return all(stands_in(v) for v in items)
+
+
+# Small scalar channel values (a counter, a status, the None of a trigger channel)
+# are kept in the checkpoint's own row, as JSON, instead of a value row and an
+# object each (revision 0014): they change at most steps, and two rows per value
+# were half the rows of a short step. Only what JSON gives back exactly, as the
+# default serializer's msgpack would: a str of at most this many characters, an int
+# msgpack can hold, a finite float, a bool or None.
+INLINE_MAX_STR = 64
+_INT_MIN, _INT_END = -(1 << 63), 1 << 64
+
+
+def inlinable(value: Any) -> bool:
+    """Whether a channel value may live in its checkpoint's row (see `ValueCodec.inlines`)."""
+    t = type(value)
+    if value is None or t is bool:
+        return True
+    if t is int:
+        return _INT_MIN <= value < _INT_END
+    if t is float:
+        return math.isfinite(value)
+    if t is str and len(value) <= INLINE_MAX_STR and "\x00" not in value:
+        if value.isascii():
+            return True
+        try:
+            value.encode()  # a lone surrogate: not text Postgres or SQLite take back as is
+        except UnicodeEncodeError:
+            return False
+        return True
+    return False
 
 
 # "no value" where None is a value (an empty channel, a cache miss)
@@ -208,6 +241,7 @@ class ValueCodec:
                 f"max_value_bytes must be a positive int (bytes) or None, got {max_value_bytes!r}"
             )
         self.max_value_bytes = max_value_bytes
+        self._inline = self._cipher is None and not self._key and type(serde) is JsonPlusSerializer
         # (type, value) -> its object, for small immutable values. Not with a
         # cipher: each encryption of a value is to get its own nonce.
         self._memo: dict[tuple[type, Any], StoredObject] | None = (
@@ -229,6 +263,13 @@ class ValueCodec:
     @property
     def encrypted(self) -> bool:
         return self._cipher is not None
+
+    @property
+    def inlines(self) -> bool:
+        """Whether small scalar values go in the checkpoint's row (`inlinable`): with
+        the default serializer only, whose msgpack they read back as from JSON, and
+        never when encrypting (the row is not encrypted) or keying hashes."""
+        return self._inline
 
     def dump(self, value: Any) -> StoredObject:
         """Serialize one value into an object (hash of the plaintext, stored bytes).

@@ -36,6 +36,7 @@ from checkpoint_pg.core.codec import (
     ValueCodec,
     assemble_dict,
     chunkable,
+    inlinable,
     split_refs,
 )
 from checkpoint_pg.core.config import (
@@ -368,11 +369,16 @@ def put(
     scalars: list[tuple[ValueRow, list[StoredObject]]] = []
     states: list[tuple[tuple[str, str, str], ListState]] = []
     required: dict[tuple[str, str], None] = {}
+    # small scalars kept in the checkpoint's row, every one it holds (see `inlinable`)
+    inline: dict[str, Any] = {}
+    inlines = ctx.codec.inlines
     for ch in versions:
         check_text(ch, "channel name")
+        if inlines and ch in values and inlinable(values[ch]):
+            inline[ch] = values[ch]
     for ch, ver in new_versions.items():
         check_text(ch, "channel name")
-        if ch not in values:
+        if ch not in values or ch in inline:
             # An empty channel has a version but no row: reading finds nothing
             # and leaves it out, as LangGraph expects of an empty channel.
             continue
@@ -389,11 +395,14 @@ def put(
             required[(ch, needs)] = None
     listed = _listed_messages(values, rows) if _BaseMessage is not None else []
     for ch, ver in versions.items():
-        if ch not in new_versions and ch in values:
+        if ch not in new_versions and ch in values and ch not in inline:
             # a value carried over from an earlier checkpoint must still be stored
             required[(ch, str(ver))] = None
-    # the id is the row's key and the values live in their own rows
+    # the id is the row's key and the values live in their own rows, but the small
+    # scalars, which the row keeps as its channel_values
     doc_fields = {k: v for k, v in checkpoint.items() if k not in ("channel_values", "id")}
+    if inline:
+        doc_fields["channel_values"] = inline
     try:
         doc = compact_json(doc_fields)
     except (TypeError, ValueError) as exc:
@@ -714,7 +723,11 @@ def _build(
     remember: bool,
 ) -> CheckpointTuple:
     channel_values: dict[str, Any] = {}
+    inline = _inline_values(ctx, t, cid, doc)
     for ch, ver in doc.get("channel_versions", {}).items():
+        if ch in inline:
+            channel_values[ch] = inline[ch]
+            continue
         sver = str(ver)
         rows = loaded.values.get(ch)
         row = rows.get(sver) if rows else None
@@ -777,6 +790,23 @@ def _build(
     )
 
 
+def _inline_values(ctx: Ctx, t: str, cid: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """The small scalars a checkpoint's row holds (see `put`). An encrypted saver refuses
+    them, as it refuses an object stored in the clear: a saver without encryption wrote
+    them (a value planted in the row looks the same)."""
+    inline = doc.get("channel_values")
+    if not inline:
+        return {}
+    if ctx.codec.encrypted:
+        raise IntegrityError(
+            f"checkpoint {cid!r} of thread {t!r} is not encrypted: a saver without encryption "
+            "wrote it, and an encrypted saver refuses it (a row planted in the clear looks "
+            "the same). A thread written before encryption was turned on reads with a saver "
+            "without serde= (the CLI: without LANGGRAPH_AES_KEY)"
+        )
+    return inline
+
+
 def _load_rows(
     ctx: Ctx, memo: Memo, cps: Sequence[tuple[str, str, str, str | None, dict[str, Any]]]
 ) -> Generator[Batch, list[Any], dict[tuple[str, str], _Loaded]]:
@@ -790,6 +820,7 @@ def _load_rows(
             for (t, ns), members in groups.items()
             for _, doc in members
             for ch, v in doc.get("channel_versions", {}).items()
+            if ch not in (doc.get("channel_values") or ())
         }
     )
     write_keys = [(t, ns, cid) for (t, ns), members in groups.items() for cid, _ in members]
@@ -919,7 +950,7 @@ def _parse_doc(raw: Any) -> dict[str, Any]:
     """A checkpoint document, as the driver returned it; its maps checked (the rest of
     the reader takes them for maps)."""
     doc = _loads_md(raw)
-    for key in ("channel_versions", "versions_seen"):
+    for key in ("channel_versions", "versions_seen", "channel_values"):
         if not isinstance(doc.get(key, {}), dict):
             raise _edited(f"has a {key} that is not a JSON object")
     if not all(isinstance(v, dict) for v in doc.get("versions_seen", {}).values()):
@@ -1172,6 +1203,10 @@ def get_delta_channel_history(ctx: Ctx, config: RunnableConfig, channels: Sequen
             )
             for task_id, idx, channel, _, kind, refs in reversed(ws):
                 collected.append((task_id, channel, _decode(ctx, memo, t, kind, split_refs(refs))))
+            inline = _inline_values(ctx, t, c, by_id[c][1])
+            if ch in inline:
+                entry["seed"] = inline[ch]
+                break
             ver = by_id[c][1].get("channel_versions", {}).get(ch)
             rows = ld.values.get(ch)
             row = rows.get(str(ver)) if rows and ver is not None else None
@@ -1480,9 +1515,7 @@ def _keep_delta_ancestors(
     # counts its supersteps all the same, and never snapshots it): there is
     # nothing to replay, and walking to the root for it would keep every
     # checkpoint of the thread.
-    pending = {
-        ch for ch in pending if ch in versions and not _has_value(vals, ns, ch, versions[ch])
-    }
+    pending = {ch for ch in pending if ch in versions and not _has_value(vals, ns, ch, doc)}
     seen = 0
     while pending and parent is not None and (ns, parent) in docs and seen <= len(docs):
         live.add((ns, parent))
@@ -1491,14 +1524,16 @@ def _keep_delta_ancestors(
         versions = doc.get("channel_versions", {})
         # an ancestor without a version of the channel holds its first writes,
         # if any: none older than it are replayed
-        pending = {
-            ch for ch in pending if ch in versions and not _has_value(vals, ns, ch, versions[ch])
-        }
+        pending = {ch for ch in pending if ch in versions and not _has_value(vals, ns, ch, doc)}
 
 
 def _has_value(
-    vals: Mapping[tuple[str, str, str], tuple[int, Any, Any]], ns: str, ch: str, ver: Any
+    vals: Mapping[tuple[str, str, str], tuple[int, Any, Any]], ns: str, ch: str, doc: dict[str, Any]
 ) -> bool:
+    """Whether the checkpoint ``doc`` stores a value of ``ch``: in its row, or a value row."""
+    if ch in (doc.get("channel_values") or ()):
+        return True
+    ver = doc.get("channel_versions", {}).get(ch)
     row = vals.get((ns, ch, str(ver))) if ver is not None else None
     return row is not None and row[0] != KIND.EMPTY
 

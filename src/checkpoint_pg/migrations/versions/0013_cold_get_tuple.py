@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from checkpoint_pg.migrations import current_tables, install_functions
-from checkpoint_pg.migrations.frozen import FUNCTIONS_0012
+from checkpoint_pg.migrations.frozen import FUNCTIONS_0012, FUNCTIONS_0013
 
 revision = "0013"
 down_revision = "0012"
@@ -32,7 +32,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    install_functions()
+    install_functions(FUNCTIONS_0013)
     # a database that reached 0012 before that revision created the index
     t = current_tables()
     where = sa.text("type = '#refs'")
