@@ -2025,6 +2025,37 @@ def test_small_scalars_live_in_the_checkpoint_row_and_read_back_exactly(
             assert [t.checkpoint["channel_values"]["c00"] for t in reader.list(config)] == ["changed", None]
 
 
+@pytest.mark.parametrize("option", ["hash_key", "serde"])
+def test_a_saver_that_does_not_inline_continues_a_thread_with_row_scalars(
+    saver: Any, make_saver: Any, option: str
+) -> None:
+    """A thread the default saver wrote (its scalars in the checkpoint's row, no value
+    rows) continued by a saver that does not inline them (a hash_key, a serde of its
+    own): the next checkpoint carries them over and is stored, not refused as BaseGone
+    for want of value rows nobody wrote."""
+    from langgraph.checkpoint.base import empty_checkpoint  # noqa: PLC0415
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer  # noqa: PLC0415
+
+    class OwnSerde(JsonPlusSerializer):
+        pass
+
+    config = new_config("inline-then-not")
+    versions = {"status": saver.get_next_version(None, None), "n": saver.get_next_version(None, None)}
+    cp = empty_checkpoint()
+    cp["channel_values"], cp["channel_versions"] = {"status": "ok", "n": 1}, dict(versions)
+    first = saver.put(config, cp, {"source": "input", "step": -1}, versions)
+    opts = {"hash_key": HASH_KEY} if option == "hash_key" else {"serde": OwnSerde()}
+    with make_saver(**opts) as other:
+        assert other.get_tuple(first).checkpoint["channel_values"] == {"status": "ok", "n": 1}
+        versions2 = {**versions, "n": other.get_next_version(versions["n"], None)}
+        cp2 = empty_checkpoint()
+        cp2["channel_values"], cp2["channel_versions"] = {"status": "ok", "n": 2}, dict(versions2)
+        nxt = other.put(first, cp2, {"source": "loop", "step": 0}, {"n": versions2["n"]})
+        assert other.get_tuple(nxt).checkpoint["channel_values"] == {"status": "ok", "n": 2}
+    if option == "serde":  # objects hashed with a key read only with it (by design)
+        assert saver.get_tuple(nxt).checkpoint["channel_values"] == {"status": "ok", "n": 2}
+
+
 def test_an_encrypted_saver_keeps_no_value_in_the_checkpoint_row(
     make_saver: Any, saver_target: Any
 ) -> None:

@@ -396,6 +396,17 @@ def put(
     listed = _listed_messages(values, rows) if _BaseMessage is not None else []
     for ch, ver in versions.items():
         if ch not in new_versions and ch in values and ch not in inline:
+            if not inlines and not ctx.codec.encrypted and inlinable(values[ch]):
+                # A saver that inlines (the default one) may have kept it in the earlier
+                # checkpoint's row only, without a value row to require: a saver given a
+                # hash_key or a serde of its own, continuing the thread, stores the row
+                # (a no-op when it is there) instead of refusing the put as BaseGone.
+                row, row_objs, _, _ = plan_channel_value(
+                    (t, ns, ch), ver, values[ch], ctx.codec, ctx.cache
+                )
+                rows.append(row)
+                objs.extend(row_objs)
+                continue
             # a value carried over from an earlier checkpoint must still be stored
             required[(ch, str(ver))] = None
     # the id is the row's key and the values live in their own rows, but the small
