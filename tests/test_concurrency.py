@@ -873,3 +873,39 @@ def test_async_sqlite_saver_set_up_and_closed_on_another_loop(tmp_path) -> None:
 
         got = asyncio.run(elsewhere())
         assert got is not None and got.metadata["step"] == -1
+
+
+def test_threads_sharing_a_codec_overflow_its_message_memo_without_error(monkeypatch) -> None:
+    """The threads of a pool share the saver's codec: one emptying its full memo of
+    serialized messages while others add to it raised "dictionary changed size during
+    iteration" (8 threads putting 100,000 checkpoints through a pool did). With a
+    memo of 50, 8 threads overflow it thousands of times; every dump succeeds, and
+    each message keeps its object."""
+    from langchain_core.messages import AIMessage
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    from checkpoint_pg.core import codec as codec_module
+
+    monkeypatch.setattr(codec_module, "_MESSAGES_SIZE", 50)
+    codec = codec_module.ValueCodec(JsonPlusSerializer())
+    errors: list[BaseException] = []
+    held: list[tuple[Any, bytes]] = []
+
+    def dump_many(worker: int) -> None:
+        try:
+            for i in range(10_000):
+                m = AIMessage(content=f"{worker}-{i}", id=f"{worker}-{i}")
+                h = codec.dump(m).hash
+                if i % 3 == 0:
+                    held.append((m, h))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    for _ in range(3):  # a race: each round raised about half the time before the fix
+        threads = [threading.Thread(target=dump_many, args=(w,)) for w in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert all(codec.dump(m).hash == h for m, h in held[:2000])

@@ -8,6 +8,7 @@ import enum
 import hashlib
 import math
 import os
+import threading
 import uuid
 import weakref
 import zlib
@@ -256,6 +257,7 @@ class ValueCodec:
         # id(message) -> (its weak reference, its last hash) of the live messages
         # `_messages` dropped when full: an edit of one is still counted (`edits`)
         self._dropped: dict[int, tuple[weakref.ref[Any], bytes]] = {}
+        self._memo_lock = threading.RLock()  # changes to the two above (see `_remember`)
         # how many remembered messages were found edited in place: a list cached with
         # an older count may hold one of them (see ListState.edits)
         self.edits = 0
@@ -347,19 +349,27 @@ class ValueCodec:
         self, value: Any, obj: StoredObject, now: tuple[Any, ...], fingerprint: bytes | None
     ) -> None:
         key = id(value)
-        seen, dropped = self._messages, self._dropped
-        if len(seen) >= _MESSAGES_SIZE:
-            # each message's last hash is kept while it lives: a list cached before
-            # may hold it, and an edit written back must still be counted
-            dropped.update((k, (e[0], e[1].hash)) for k, e in seen.items())
-            seen.clear()
+        seen, dropped, lock = self._messages, self._dropped, self._memo_lock
 
         def gone(ref: weakref.ref[Any]) -> None:  # the id may name another object next
-            for memo in (seen, dropped):
-                if memo.get(key, (None,))[0] is ref:
-                    memo.pop(key, None)
+            with lock:
+                for memo in (seen, dropped):
+                    if memo.get(key, (None,))[0] is ref:
+                        memo.pop(key, None)
 
-        seen[key] = (weakref.ref(value, gone), obj, now, fingerprint)
+        # Under the lock: the threads of a pool share the codec, and one emptying the
+        # full memo while another added to it raised "dictionary changed size during
+        # iteration" (8 threads storing 100,000 checkpoints). Reentrant, since a
+        # collection inside the block runs `gone` in this thread; the copy is taken
+        # whole before any of it is read, so `gone` cannot change it mid-way.
+        with lock:
+            if len(seen) >= _MESSAGES_SIZE:
+                # each message's last hash is kept while it lives: a list cached before
+                # may hold it, and an edit written back must still be counted
+                full = seen.copy()
+                seen.clear()
+                dropped.update((k, (e[0], e[1].hash)) for k, e in full.items())
+            seen[key] = (weakref.ref(value, gone), obj, now, fingerprint)
 
     def _remember_loaded(self, value: Any, obj: StoredObject) -> None:
         """A message read back as ``obj``: remembered as if dumped, so that a write of it
