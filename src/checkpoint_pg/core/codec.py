@@ -257,7 +257,8 @@ class ValueCodec:
         # id(message) -> (its weak reference, its last hash) of the live messages
         # `_messages` dropped when full: an edit of one is still counted (`edits`)
         self._dropped: dict[int, tuple[weakref.ref[Any], bytes]] = {}
-        self._memo_lock = threading.RLock()  # changes to the two above (see `_remember`)
+        # `_remember`'s changes to the two above (reentrant: a collection inside may run anything)
+        self._memo_lock = threading.RLock()
         # how many remembered messages were found edited in place: a list cached with
         # an older count may hold one of them (see ListState.edits)
         self.edits = 0
@@ -352,16 +353,18 @@ class ValueCodec:
         seen, dropped, lock = self._messages, self._dropped, self._memo_lock
 
         def gone(ref: weakref.ref[Any]) -> None:  # the id may name another object next
-            with lock:
-                for memo in (seen, dropped):
-                    if memo.get(key, (None,))[0] is ref:
-                        memo.pop(key, None)
+            # no lock: a collection may run it in a thread holding another lock (a pool's)
+            # while the thread holding this one waits for that; single dict operations
+            # need none
+            for memo in (seen, dropped):
+                if memo.get(key, (None,))[0] is ref:
+                    memo.pop(key, None)
 
         # Under the lock: the threads of a pool share the codec, and one emptying the
         # full memo while another added to it raised "dictionary changed size during
-        # iteration" (8 threads storing 100,000 checkpoints). Reentrant, since a
-        # collection inside the block runs `gone` in this thread; the copy is taken
-        # whole before any of it is read, so `gone` cannot change it mid-way.
+        # iteration" (8 threads storing 100,000 checkpoints). The copy is taken whole
+        # (in C, nothing else runs meanwhile) before any of it is read, so a `gone`
+        # running meanwhile, in this thread or another, cannot change what is read.
         with lock:
             if len(seen) >= _MESSAGES_SIZE:
                 # each message's last hash is kept while it lives: a list cached before
