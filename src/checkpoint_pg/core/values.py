@@ -20,6 +20,7 @@ __all__ = [
     "ValueRow",
     "ListState",
     "ListCache",
+    "Head",
     "plan_channel_value",
     "chain_limit",
     "resolve_hashes",
@@ -69,6 +70,18 @@ class ListState(NamedTuple):
     edits: int = 0
 
 
+class Head(NamedTuple):
+    """A checkpoint this process put: its id, parent and document as its row stores
+    them, and the channels whose values the cache holds at the versions the document
+    names (a list state, or a small scalar's stored object). A read whose row still
+    holds this document takes the values from the cache (see `ops.get_tuple`)."""
+
+    checkpoint_id: str
+    parent: str | None
+    doc: str
+    cached: frozenset[str]
+
+
 def chain_limit(length: int) -> int:
     """How many deltas may follow a full list before the next version is stored whole.
 
@@ -88,6 +101,9 @@ _MAX_WRITES = 1_000
 # Objects kept as stored bytes are at most this large: a scalar channel or a
 # write is mostly small, and the cache's bound counts entries, not bytes.
 _SMALL_OBJECT = 1024
+# Heads kept, by thread (LRU): each holds names and texts only, the values stay in
+# the cache's own bounded entries.
+_MAX_HEAD_THREADS = 10_000
 
 class ListCache:
     """The last known list state per (thread, ns, channel): LRU, bounded, thread-safe.
@@ -105,6 +121,8 @@ class ListCache:
         # thread's entries, not at the whole cache
         self._threads: dict[str, dict[tuple[str, str, str], None]] = {}
         self._lock = threading.Lock()
+        # thread id -> ns -> the checkpoint put last there (see `Head`)
+        self._heads: OrderedDict[str, dict[str, Head]] = OrderedDict()
 
     def get(self, key: tuple[str, str, str]) -> ListState | None:
         with self._lock:
@@ -219,15 +237,67 @@ class ListCache:
                     hs, vs, n = old.hashes + hs, old.items + vs, min(n, old.edits)
                 self._set(key, ListState(checkpoint_id, hs, vs, checkpoint_id, 0, edits=n))
 
+    def set_head(self, thread_id: str, ns: str, head: Head | None) -> None:
+        """Remember the checkpoint just put in (thread, ns), or forget the last one."""
+        with self._lock:
+            heads = self._heads.get(thread_id)
+            if head is None:
+                if heads is not None:
+                    heads.pop(ns, None)
+                return
+            if heads is None:
+                heads = self._heads[thread_id] = {}
+                while len(self._heads) > _MAX_HEAD_THREADS:
+                    self._heads.popitem(last=False)
+            else:
+                self._heads.move_to_end(thread_id)
+            heads[ns] = head
+
+    def head(self, thread_id: str, ns: str) -> Head | None:
+        with self._lock:
+            heads = self._heads.get(thread_id)
+            return None if heads is None else heads.get(ns)
+
+    def held_value(self, thread_id: str, ns: str, channel: str, version: str, edits: int) -> Any:
+        """A channel's value at ``version`` as the cache holds it: a tuple of the list's
+        elements (a state whose elements all stand in, made since the codec's last
+        count of ``edits``), the small scalar's `StoredObject`, or None."""
+        with self._lock:
+            st = self._data.get((thread_id, ns, channel))
+            if st is not None and st.version == version and st.exact and st.edits == edits:
+                return st.items
+            st = self._data.get((thread_id, ns, _SCALAR + channel))
+            if st is not None and st.version == version:
+                return st.items[0]
+        return None
+
+    def held_writes(
+        self, thread_id: str, ns: str, checkpoint_id: str, edits: int
+    ) -> tuple[dict[bytes, Any], dict[bytes, StoredObject]]:
+        """The remembered writes of a checkpoint (`remember_writes`), as `known` gives
+        them: hash -> element that stands in, hash -> small stored object."""
+        with self._lock:
+            items = self._data.get((thread_id, ns, _WRITES))
+            objs = self._data.get((thread_id, ns, _WRITE_OBJECTS))
+        known: dict[bytes, Any] = {}
+        if items is not None and items.version == checkpoint_id and items.edits == edits:
+            known = {h: v for h, v in zip(items.hashes, items.items) if stands_in(v)}
+        raw: dict[bytes, StoredObject] = {}
+        if objs is not None and objs.version == checkpoint_id:
+            raw = dict(zip(objs.hashes, objs.items))
+        return known, raw
+
     def forget_thread(self, thread_id: str) -> None:
         with self._lock:
             for key in self._threads.pop(thread_id, ()):
                 self._items -= len(self._data.pop(key).items)
+            self._heads.pop(thread_id, None)
 
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
             self._threads.clear()
+            self._heads.clear()
             self._items = 0
 
 

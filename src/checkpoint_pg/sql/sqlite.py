@@ -184,6 +184,8 @@ class SqliteSQL(CheckpointPages):
             f"SELECT thread_id, checkpoint_ns, {WRITE_COLS} FROM {n.writes} WHERE thread_id = :t "
             "AND checkpoint_ns = :ns AND checkpoint_id IN (SELECT value FROM json_each(:ids))"
         )
+        # with id -> the statement of `get_head_stmt`
+        self._get_head = {with_id: self._get_head_sql(with_id) for with_id in (True, False)}
         # (with id, with objects) -> the statement
         self._get_tuple = {
             (with_id, objects): self._get_tuple_sql(with_id, objects)
@@ -416,6 +418,26 @@ class SqliteSQL(CheckpointPages):
         and the core reads the few it may lack after (`ops._fetch_missing`).
         """
         return Stmt(self._get_tuple[(cid is not None, not known)], {"t": t, "ns": ns, "id": cid})
+
+    def get_head_stmt(self, t: str, ns: str, cid: str | None) -> Stmt:
+        """A checkpoint's row and its writes, without its values: tag 0 (id, parent,
+        document, metadata), tag 1 (task, idx, channel, path, kind, refs). For a
+        checkpoint whose values this process holds (`ops.get_tuple`)."""
+        return Stmt(self._get_head[cid is not None], {"t": t, "ns": ns, "id": cid})
+
+    def _get_head_sql(self, with_id: bool) -> str:
+        n = self.n
+        cond = " AND checkpoint_id = :id" if with_id else ""
+        return (
+            "WITH cp AS ("
+            f"SELECT checkpoint_id, parent_checkpoint_id, checkpoint, metadata FROM {n.checkpoints} "
+            f"WHERE thread_id = :t AND checkpoint_ns = :ns{cond} "
+            "ORDER BY checkpoint_id DESC LIMIT 1) "
+            "SELECT 0, checkpoint_id, parent_checkpoint_id, checkpoint, metadata, NULL, NULL FROM cp "
+            "UNION ALL SELECT 1, w.task_id, w.idx, w.channel, w.task_path, w.kind, w.refs "
+            f"FROM cp CROSS JOIN {n.writes} AS w ON w.thread_id = :t AND w.checkpoint_ns = :ns "
+            "AND w.checkpoint_id = cp.checkpoint_id"
+        )
 
     def list_thread_stmt(
         self,
