@@ -1204,9 +1204,9 @@ def test_sqlite_get_tuple_reads_in_one_statement(tmp_path: Path) -> None:
 
 def test_sqlite_writes_read_the_lease_with_their_first_statement(tmp_path: Path) -> None:
     """SQLite: a put reads the thread's lease back from its thread-row upsert, and a
-    put_writes reads it with whether the row is due a touch (updated over a second
-    ago): no separate lease read, and no UPDATE of a row touched just now. A write
-    a second later still marks the thread active, as prune(updated_before=) needs."""
+    put_writes inserts its writes on the condition that the lease allows them: no
+    lease read, and no UPDATE of a row the put wrote just now. A write a second
+    later still marks the thread active, as prune(updated_before=) needs."""
     import time
 
     from checkpoint_pg import SqliteSaver
@@ -1226,8 +1226,8 @@ def test_sqlite_writes_read_the_lease_with_their_first_statement(tmp_path: Path)
         statements.clear()
         saver.put_writes(config, [("messages", [AIMessage("hi", id="a1")]), ("n", 1)], "task-1")
         writes = [s.split()[0].upper() for s in statements if s not in ("BEGIN IMMEDIATE", "COMMIT")]
-        assert writes[0] == "SELECT" and writes.count("SELECT") == 1, statements
-        assert "UPDATE" not in writes, statements  # the put touched the row just now
+        assert writes == ["INSERT"] * len(writes), statements  # objects and writes only
+        assert any("lease_owner" in s and "cpg_writes" in s for s in statements), statements
         saver.conn.set_trace_callback(None)
         (before,) = saver.conn.execute("SELECT updated_at FROM cpg_threads").fetchone()
         time.sleep(1.1)

@@ -70,8 +70,8 @@ def test_a_read_of_the_checkpoint_just_put_sends_its_row_and_writes_only(
     saver: Any, make_saver: Any
 ) -> None:
     """The step after a put (and the next run of the thread) reads back what it put:
-    one statement, which reads neither the values nor the objects, and returns what
-    a fresh process reads."""
+    one statement, which reads neither the values nor the objects, outside a
+    transaction, and returns what a fresh process reads."""
     cfg = _fill(Chain(saver, _thread()))
     sent: list[str] = []
     saver.conn.set_trace_callback(sent.append)
@@ -81,7 +81,7 @@ def test_a_read_of_the_checkpoint_just_put_sends_its_row_and_writes_only(
     finally:
         saver.conn.set_trace_callback(None)
     reads = [s for s in sent if s.lstrip().upper().startswith(("WITH", "SELECT"))]
-    assert len(reads) == 2, sent
+    assert len(reads) == 2 and len(sent) == 2, sent
     assert not any("channel_values" in s or "objects" in s for s in reads), reads
     with make_saver() as cold:
         want = cold.get_tuple(cfg)

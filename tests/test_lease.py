@@ -83,6 +83,24 @@ def test_special_writes_are_checked_too(make_saver) -> None:
         assert other.get_tuple(first).pending_writes == []
 
 
+def test_writes_sent_again_are_kept_once_or_refused_by_a_lease(make_saver) -> None:
+    """A task's writes sent again (a retry) are there already: kept once, no error.
+    Sent again while another run holds the thread, they are refused like new ones
+    (on SQLite the lease is read only when not every write went in)."""
+    with make_saver() as holder, make_saver() as other:
+        first = put_step(holder, cfg("t9"), 0)
+        for _ in range(2):
+            other.put_writes(first, [("n", 5), ("__error__", "boom")], "task-r")
+        stored = sorted((w[0], w[1], w[2]) for w in other.get_tuple(first).pending_writes)
+        assert stored == [("task-r", "__error__", "boom"), ("task-r", "n", 5)]
+        with holder.lease("t9", ttl=60):
+            for writes, task in (([("n", 5)], "task-r"), ([("n", 7)], "task-new")):
+                with pytest.raises(ThreadBusyError, match="leased by another run"):
+                    other.put_writes(first, writes, task)
+            holder.put_writes(first, [("n", 5)], "task-r")  # the holder's retry goes through
+        assert sorted((w[0], w[1], w[2]) for w in holder.get_tuple(first).pending_writes) == stored
+
+
 def test_the_holders_puts_renew_the_lease(make_saver) -> None:
     """A put extends the lease by its ttl: a run that keeps saving steps keeps
     the thread for longer than one ttl."""

@@ -8,7 +8,9 @@ connection, inside one transaction. So put, list, prune... are written once.
 from __future__ import annotations
 
 import json
+import math
 import threading
+import time
 import weakref
 from collections import OrderedDict, defaultdict
 from collections.abc import Generator, Iterable, Mapping, Sequence
@@ -77,10 +79,16 @@ __all__ = ["Batch", "Ctx", "Op", "ops"]
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Statements sent together (pipelined on Postgres). ``fetch``: the op reads rows."""
+    """Statements sent together (pipelined on Postgres). ``fetch``: the op reads rows.
+
+    ``alone``: the first batch of a read whose one statement is consistent by itself,
+    and whose later batches, if any, need no snapshot in common with it: SQLite runs
+    it outside a transaction, and begins one only for what comes after.
+    """
 
     stmts: Sequence[Stmt]
     fetch: bool = True
+    alone: bool = False
 
 
 Op = Generator[Batch, list[Any], Any]
@@ -111,6 +119,30 @@ class Ctx:
     leases: dict[str, leases.Lease] = field(default_factory=dict)
     # single_writer: the checkpoints runs named to start from (see StartPoints)
     named: StartPoints = field(default_factory=lambda: StartPoints())
+    # SQLite: threads whose row this saver's puts wrote lately (see Touches)
+    touches: Touches = field(default_factory=lambda: Touches())
+
+
+class Touches:
+    """When this saver last wrote each thread's row (its updated_at), by the monotonic
+    clock. A write is activity that prune(updated_before=) must see, so a put_writes
+    touches the row, unless a put of this saver wrote it less than `FRESH` seconds
+    ago: a run's put_writes follow its puts within milliseconds, and the touch (an
+    UPDATE, or reading the row to decide) was a statement of every one of them."""
+
+    FRESH = 0.5
+    _MAX = 10_000
+
+    def __init__(self) -> None:
+        self._at: dict[str, float] = {}
+
+    def wrote(self, thread_id: str) -> None:
+        if len(self._at) >= self._MAX:
+            self._at.clear()  # forgetting only costs a touch
+        self._at[thread_id] = time.monotonic()
+
+    def due(self, thread_id: str) -> bool:
+        return time.monotonic() - self._at.get(thread_id, -math.inf) >= self.FRESH
 
 
 class StartPoints:
@@ -461,6 +493,7 @@ def put(
     ctx.cache.remember_scalars(t, ns, scalars)
     if not ctx.sql.single_statement:
         ctx.cache.set_head(t, ns, _head(ctx, t, ns, cid, parent, doc, versions, values, inline))
+        ctx.touches.wrote(t)
     # after the list's objects are stored: a write still pending repoints itself
     fixups = [f for item, h in listed for f in ctx.written.claim(item, h, t)]
     yield from _repoint(ctx, fixups, unfinished)
@@ -599,15 +632,18 @@ def put_writes(
         by_idx[key] = (key, channel, enc.kind, stored, unique_objects([*enc.objects, *chunks]))
     rows = list(by_idx.values())
     lease = leases.held(ctx.lease_key, target.thread_id, ctx.leases)
-    extra = {}
-    if not ctx.sql.single_statement:
-        # SQLite: the lease first, in the same BEGIN IMMEDIATE transaction (Postgres
-        # checks it inside its put_writes function)
-        (checked,) = yield Batch([ctx.sql.write_checks(target.thread_id)])
-        _check_lease(target.thread_id, [r[:2] for r in checked], lease)
-        extra["touch"] = bool(checked and checked[0][2])
-    yield Batch(
-        ctx.sql.insert_writes(
+    if ctx.sql.single_statement:
+        # Postgres: its put_writes function checks the lease and touches the thread
+        stmts = ctx.sql.insert_writes(
+            target.thread_id, target.ns, target.checkpoint_id, task_id, task_path or "", rows, lease
+        )
+        yield Batch(stmts, fetch=False)
+    else:
+        # SQLite: each write goes in only if the lease allows it. Fewer than sent are
+        # there already (a retry) or refused: the lease, read in the same BEGIN
+        # IMMEDIATE transaction, tells which, and a refusal rolls the call back.
+        touch = ctx.touches.due(target.thread_id)
+        stmts = ctx.sql.insert_writes(
             target.thread_id,
             target.ns,
             target.checkpoint_id,
@@ -615,10 +651,14 @@ def put_writes(
             task_path or "",
             rows,
             lease,
-            **extra,
-        ),
-        fetch=False,
-    )
+            touch=touch,
+        )
+        done = yield Batch(stmts)
+        if sum(n for st, n in zip(stmts, done) if st.counted) < len(rows):
+            (checked,) = yield Batch([ctx.sql.write_checks(target.thread_id)])
+            _check_lease(target.thread_id, checked, lease)
+        if touch:
+            ctx.touches.wrote(target.thread_id)
     # a put that stored a message of these writes under its later id meanwhile
     fixups = [f for entry in registered if (f := ctx.written.stored(entry)) is not None]
     yield from _repoint(ctx, fixups, unfinished)
@@ -1024,7 +1064,8 @@ def get_tuple(ctx: Ctx, config: RunnableConfig) -> Op:
         # SQL and Python went to reading values the process holds.
         head = ctx.cache.head(t, ns)
         if head is not None and (cid is None or cid == head.checkpoint_id):
-            (rows,) = yield Batch([ctx.sql.get_head_stmt(t, ns, cid)])
+            # one statement: the fallback below reads everything again
+            (rows,) = yield Batch([ctx.sql.get_head_stmt(t, ns, cid)], alone=True)
             if not rows:
                 return None
             tup = _from_head(ctx, head, t, ns, cid, rows)

@@ -14,8 +14,10 @@ __all__ = ["Stmt"]
 
 @dataclass(frozen=True, slots=True)
 class Stmt:
-    """One statement to run: ``many`` runs it once per params mapping."""
+    """One statement to run: ``many`` runs it once per params mapping. ``counted``
+    (SQLite): its result is the number of rows it changed, not None."""
 
     sql: str
     params: Any = field(default_factory=dict)
     many: bool = False
+    counted: bool = False

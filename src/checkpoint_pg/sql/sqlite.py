@@ -110,15 +110,14 @@ class SqliteSQL(CheckpointPages):
             "ON CONFLICT (thread_id) DO UPDATE SET updated_at = excluded.updated_at, "
             "metadata = COALESCE(excluded.metadata, t.metadata)"
         )
-        # A put reads the thread's lease back from its upsert, and a put_writes reads
-        # it with whether the row's updated_at is due a touch: one statement each
-        # fewer than a separate lease read (~25 us of a ~1.2 ms step).
+        # A put reads the thread's lease back from its upsert: one statement fewer
+        # than a separate lease read (~25 us of a ~1.2 ms step). A put_writes reads
+        # it only when its writes did not all go in (see `_insert_write`).
         self._upsert_thread_checked = (
             f"{self._upsert_thread} RETURNING lease_owner, lease_until - {_EPOCH}"
         )
         self._write_checks = (
-            f"SELECT lease_owner, lease_until - {_EPOCH}, updated_at < :second_ago "
-            f"FROM {n.threads} WHERE thread_id = :t"
+            f"SELECT lease_owner, lease_until - {_EPOCH} FROM {n.threads} WHERE thread_id = :t"
         )
         self._insert_object = (
             f"INSERT OR IGNORE INTO {n.objects} (thread_id, hash, type, data) "
@@ -152,15 +151,23 @@ class SqliteSQL(CheckpointPages):
             "WHERE thread_id = :t AND checkpoint_ns = :ns AND checkpoint_id = :cid "
             "AND task_id = :task AND idx = :idx)"
         )
+        # A write goes in only while the thread's lease allows it (core/lease.py
+        # `verdict`: the caller's token is the row's, or it has none and no live lease
+        # is there): fewer rows than sent tell ops.put_writes to read the lease.
+        lease_allows = (
+            f"CASE WHEN :lease IS NULL THEN NOT EXISTS (SELECT 1 FROM {n.threads} "
+            f"WHERE thread_id = :t AND lease_owner IS NOT NULL AND lease_until - {_EPOCH} > 0) "
+            f"ELSE EXISTS (SELECT 1 FROM {n.threads} WHERE thread_id = :t AND lease_owner = :lease) END"
+        )
         self._insert_write = (
             f"INSERT OR IGNORE INTO {n.writes} (thread_id, checkpoint_ns, checkpoint_id, "
             "task_id, idx, channel, task_path, kind, refs) "
-            "VALUES (:t, :ns, :cid, :task, :idx, :ch, :path, :kind, :refs)"
+            f"SELECT :t, :ns, :cid, :task, :idx, :ch, :path, :kind, :refs WHERE {lease_allows}"
         )
         self._upsert_special_write = (
             f"INSERT INTO {n.writes} (thread_id, checkpoint_ns, checkpoint_id, "
             "task_id, idx, channel, task_path, kind, refs) "
-            "VALUES (:t, :ns, :cid, :task, :idx, :ch, :path, :kind, :refs) "
+            f"SELECT :t, :ns, :cid, :task, :idx, :ch, :path, :kind, :refs WHERE {lease_allows} "
             "ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE SET "
             "channel = excluded.channel, task_path = excluded.task_path, kind = excluded.kind, "
             "refs = excluded.refs"
@@ -240,10 +247,9 @@ class SqliteSQL(CheckpointPages):
         return out
 
     def write_checks(self, t: str) -> Stmt:
-        """What `ops.put_writes` reads first: the thread's lease, and whether its
-        updated_at is over a second old (a write then touches it, see `insert_writes`)."""
-        second_ago = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat(sep=" ")
-        return Stmt(self._write_checks, {"t": t, "second_ago": second_ago})
+        """The thread's lease, which `ops.put_writes` reads when its writes did not all
+        go in (already there, or refused by the lease: see `insert_writes`)."""
+        return Stmt(self._write_checks, {"t": t})
 
     def insert_objects(self, t: str, objs: Sequence[StoredObject]) -> list[Stmt]:
         if not objs:
@@ -316,14 +322,27 @@ class SqliteSQL(CheckpointPages):
         lease: Lease | None = None,
         touch: bool = True,
     ) -> list[Stmt]:
-        # the caller's lease was checked first (ops.put_writes, `write_checks`), in
-        # this transaction, which also told whether the row is due a ``touch``
-        base = {"t": t, "ns": ns, "cid": cid, "task": task_id, "path": task_path}
+        """The writes, each only if the caller's lease allows it, and their objects;
+        the write statements are ``counted`` (see ops.put_writes). ``touch``: the
+        thread row may be over a second old (this process did not write it lately)."""
+        base = {
+            "t": t,
+            "ns": ns,
+            "cid": cid,
+            "task": task_id,
+            "path": task_path,
+            "lease": None if lease is None else lease.token,
+        }
         # a write is activity too, which prune(updated_before=) must see (as on Postgres)
         out: list[Stmt] = []
         if touch:
-            touched = f"UPDATE {self.n.threads} SET updated_at = :now WHERE thread_id = :t"
-            out.append(Stmt(touched, {"t": t, "now": _now()}))
+            now = datetime.now(timezone.utc)
+            second_ago = (now - timedelta(seconds=1)).isoformat(sep=" ")
+            touched = (
+                f"UPDATE {self.n.threads} SET updated_at = :now "
+                "WHERE thread_id = :t AND updated_at < :second_ago"
+            )
+            out.append(Stmt(touched, {"t": t, "now": now.isoformat(sep=" "), "second_ago": second_ago}))
         regular = [r for r in rows if r[0] >= 0]
         special = [r for r in rows if r[0] < 0]
         if regular:
@@ -339,6 +358,7 @@ class SqliteSQL(CheckpointPages):
                     self._insert_write,
                     [{**base, "idx": r[0], "ch": r[1], "kind": r[2], "refs": r[3]} for r in regular],
                     many=True,
+                    counted=True,
                 )
             )
         if special:
@@ -348,6 +368,7 @@ class SqliteSQL(CheckpointPages):
                     self._upsert_special_write,
                     [{**base, "idx": r[0], "ch": r[1], "kind": r[2], "refs": r[3]} for r in special],
                     many=True,
+                    counted=True,
                 )
             )
         return out
