@@ -657,6 +657,12 @@ def put_writes(
         if sum(n for st, n in zip(stmts, done) if st.counted) < len(rows):
             (checked,) = yield Batch([ctx.sql.write_checks(target.thread_id)])
             _check_lease(target.thread_id, checked, lease)
+            # Allowed now, which the INSERTs may not have been: each read the lease
+            # at its own julianday('now'), and another run's lease that lapsed in
+            # between refused them there and allows them here. Sent again (the
+            # rows a retry finds there are kept, or set to the same values): no
+            # lease can come back to life inside this BEGIN IMMEDIATE transaction.
+            yield Batch([st for st in stmts if st.counted], fetch=False)
         if touch:
             ctx.touches.wrote(target.thread_id)
     # a put that stored a message of these writes under its later id meanwhile
