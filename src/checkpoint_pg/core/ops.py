@@ -492,7 +492,12 @@ def put(
         ctx.cache.set(key, state)
     ctx.cache.remember_scalars(t, ns, scalars)
     if not ctx.sql.single_statement:
-        ctx.cache.set_head(t, ns, _head(ctx, t, ns, cid, parent, doc, versions, values, inline))
+        # a version given here without a value has no row (see `_head`)
+        ctx.cache.remember_empty(
+            t, ns, [(ch, ver) for ch, ver in new_versions.items() if ch not in values and type(ver) is str]
+        )
+        head = _head(ctx, t, ns, cid, parent, doc, versions, values, inline, new_versions)
+        ctx.cache.set_head(t, ns, head)
         ctx.touches.wrote(t)
     # after the list's objects are stored: a write still pending repoints itself
     fixups = [f for item, h in listed for f in ctx.written.claim(item, h, t)]
@@ -510,14 +515,27 @@ def _head(
     versions: Mapping[str, Any],
     values: Mapping[str, Any],
     inline: Mapping[str, Any],
+    new_versions: Mapping[str, Any],
 ) -> Head | None:
     """The `Head` of a checkpoint just put, when the cache holds every value it has
-    outside its row (else None: a read of it reads the values)."""
+    outside its row (else None: a read of it reads the values).
+
+    A channel with a version but no value is not always empty to a read: a read takes
+    the value row of that version if there is one. LangGraph's DeltaChannel puts its
+    `_DeltaSnapshot` at a snapshot step only, and the checkpoints after it keep the
+    version without the value; the incumbent savers, InMemorySaver and a full read
+    then return the snapshot for them too. So such a channel is left out only where
+    no row is known to be there: its version is given here, or a put or read of this
+    process found none (`ListCache.remember_empty`); else the cache must hold the
+    row's value, or the read reads it."""
     edits = ctx.codec.edits
     cached = []
     for ch, ver in versions.items():
-        if ch in inline or ch not in values:
-            continue  # in the row, or empty (no value row: a read leaves it out)
+        if ch in inline:
+            continue  # in the row
+        if ch not in values:
+            if ch in new_versions or (type(ver) is str and ctx.cache.held_empty(t, ns, ch, ver)):
+                continue  # empty: no value row, a read leaves it out
         if type(ver) is not str or ctx.cache.held_value(t, ns, ch, ver, edits) is None:
             return None
         cached.append(ch)
@@ -808,6 +826,7 @@ def _build(
 ) -> CheckpointTuple:
     channel_values: dict[str, Any] = {}
     inline = _inline_values(ctx, t, cid, doc)
+    empty: list[tuple[str, str]] = []
     for ch, ver in doc.get("channel_versions", {}).items():
         if ch in inline:
             channel_values[ch] = inline[ch]
@@ -816,6 +835,8 @@ def _build(
         rows = loaded.values.get(ch)
         row = rows.get(sver) if rows else None
         if row is None or row[0] == KIND.EMPTY:
+            if remember and type(ver) is str:
+                empty.append((ch, ver))  # the next put's `_head` may leave it out
             continue
         if row[0] == KIND.SCALAR or row[0] == KIND.DICT:
             channel_values[ch] = _decode(ctx, memo, t, row[0], split_refs(row[2]))
@@ -863,6 +884,8 @@ def _build(
                     if at is not None:
                         ctx.written.stored_as(item, (t, ns, cid, task_id, idx), at, h)
         pending.append((writes_sort_key(path, task_id, idx), (task_id, channel, value)))
+    if empty and not ctx.sql.single_statement:
+        ctx.cache.remember_empty(t, ns, empty)
     return _tuple(t, ns, cid, parent, doc, channel_values, md, pending)
 
 

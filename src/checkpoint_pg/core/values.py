@@ -92,11 +92,14 @@ def chain_limit(length: int) -> int:
 
 
 # Cache keys besides channels (whose names cannot hold NUL): a thread's pending
-# writes (decoded), their other objects (stored bytes), and per channel its
-# scalar value's stored object ("\0s" + channel).
+# writes (decoded), their other objects (stored bytes), per channel its
+# scalar value's stored object ("\0s" + channel), and the version at which it is
+# known to be stored without a value ("\0e" + channel).
 _WRITES = "\0writes"
 _WRITE_OBJECTS = "\0write objects"
 _SCALAR = "\0s"
+# per channel, the version at which it is known to have no value row ("\0e" + channel)
+_EMPTY = "\0e"
 _MAX_WRITES = 1_000
 # Objects kept as stored bytes are at most this large: a scalar channel or a
 # write is mostly small, and the cache's bound counts entries, not bytes.
@@ -236,6 +239,20 @@ class ListCache:
                 if old is not None and old.version == checkpoint_id and len(old.items) < _MAX_WRITES:
                     hs, vs, n = old.hashes + hs, old.items + vs, min(n, old.edits)
                 self._set(key, ListState(checkpoint_id, hs, vs, checkpoint_id, 0, edits=n))
+
+    def remember_empty(self, thread_id: str, ns: str, channels: Iterable[tuple[str, str]]) -> None:
+        """(channel, version) of channels known to have no value row at that version:
+        a put gave them the version without a value, or a read found no row for it."""
+        with self._lock:
+            for channel, version in channels:
+                # one item counted, as a scalar's entry: the cache's bound holds for these too
+                self._set((thread_id, ns, _EMPTY + channel), ListState(version, (), (None,), "", 0))
+
+    def held_empty(self, thread_id: str, ns: str, channel: str, version: str) -> bool:
+        """Whether ``channel`` is known to have no value row at ``version`` (`remember_empty`)."""
+        with self._lock:
+            st = self._data.get((thread_id, ns, _EMPTY + channel))
+            return st is not None and st.version == version
 
     def set_head(self, thread_id: str, ns: str, head: Head | None) -> None:
         """Remember the checkpoint just put in (thread, ns), or forget the last one."""
