@@ -200,11 +200,19 @@ class ListCache:
     ) -> None:
         """Keep the stored object of each scalar channel value just put, so the
         get_tuple that follows need not fetch it again: what a hash stands for
-        never changes, and get_tuple still reads which rows refer to it."""
+        never changes. A read of the checkpoint put last (`Head`) takes the value by
+        version: a version put again with another value (its row, INSERT OR IGNORE,
+        keeps the first one, unless that put was rolled back) is forgotten instead."""
         with self._lock:
             for row, objs in values:
                 key = (thread_id, ns, _SCALAR + row.channel)
-                if len(objs) == 1 and len(objs[0].data) <= _SMALL_OBJECT:
+                old = self._data.get(key)
+                if old is not None and old.version == row.version and (
+                    len(objs) != 1 or old.hashes != (objs[0].hash,)
+                ):
+                    self._items -= len(self._data.pop(key).items)
+                    self._unindex(key)
+                elif len(objs) == 1 and len(objs[0].data) <= _SMALL_OBJECT:
                     self._set(key, ListState(row.version, (objs[0].hash,), (objs[0],), "", 0))
                 elif key in self._data:
                     self._items -= len(self._data.pop(key).items)
