@@ -562,3 +562,40 @@ def test_a_thread_continued_by_another_process_still_reads_back_in_one_statement
         saver.conn.set_trace_callback(None)
     assert len(sent) == 1, sent
     _same_tuple(got, _cold(make_saver, config))
+
+
+@SQLITE
+def test_a_put_rolled_back_with_the_callers_transaction(tmp_path: Any, make_saver: Any) -> None:
+    """The caller's own transaction holds a put and its writes, then rolls back: the
+    Head names a checkpoint that is not stored. It reads as absent, the latest is the
+    one before, and the same checkpoint put again (outside) reads back as stored."""
+    from checkpoint_pg import SqliteSaver
+
+    path = str(tmp_path / "checkpoints.db")
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    try:
+        saver = SqliteSaver(conn)
+        saver.setup()
+        chain = Chain(saver, _thread())
+        first = _fill(chain)
+        saved = (dict(chain.versions), dict(chain.values), chain.config, chain.step)
+        conn.execute("BEGIN")
+        gone = chain.put(messages=[*chain.values["messages"], AIMessage("x", id="x1")], state={"n": 2})
+        saver.put_writes(gone, [("state", {"n": 3})], "task-g")
+        conn.execute("ROLLBACK")
+        assert saver.get_tuple(gone) is None
+        _same_tuple(saver.get_tuple(_latest(first)), _cold(make_saver, first))
+        # the very checkpoint put again (same id, versions and objects), then a new one
+        versions, _, config, step = saved
+        new_versions = {ch: v for ch, v in chain.versions.items() if versions.get(ch) != v}
+        same = empty_checkpoint()
+        same["id"] = gone["configurable"]["checkpoint_id"]
+        same["channel_versions"] = dict(chain.versions)
+        same["channel_values"] = dict(chain.values)
+        assert saver.put(config, same, {"source": "loop", "step": step}, new_versions) == gone
+        chain.config, chain.step = gone, step + 1
+        again = chain.put(messages=[*chain.values["messages"], AIMessage("y", id="y1")], state={"n": 4})
+        for c in (gone, again, _latest(again), first):
+            _same_tuple(saver.get_tuple(c), _cold(make_saver, c))
+    finally:
+        conn.close()
