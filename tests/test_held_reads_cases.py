@@ -1,5 +1,6 @@
-"""Review probes of the SQLite read-back of a checkpoint this process put (`Head`,
-ops.get_tuple's fast path) and of put_writes' lease condition (no lease read first).
+"""More cases of the SQLite read-back of a checkpoint this process put (`Head`,
+ops.get_tuple's fast path), on real graphs and odd values, and of put_writes' lease
+condition (no lease read first); tests/test_held_reads.py has the basic ones.
 
 Every read here is checked against a fresh saver on the same storage (a "cold"
 process): what the process that wrote returns must be what any other returns.
