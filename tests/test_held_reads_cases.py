@@ -149,10 +149,8 @@ class _DeltaState(TypedDict, total=False):
     n: int
 
 
-@SQLITE
-def test_a_delta_channel_graph_reads_back_as_stored(saver: Any, make_saver: Any) -> None:
-    """The same on a real graph: a DeltaChannel snapshotting at every update, and a
-    node that does not write it."""
+def _delta_graph(saver: Any) -> Any:
+    """A DeltaChannel snapshotting at every update, then a node that does not write it."""
     from langgraph.graph import END, START, StateGraph
 
     builder = StateGraph(_DeltaState)
@@ -161,7 +159,14 @@ def test_a_delta_channel_graph_reads_back_as_stored(saver: Any, make_saver: Any)
     builder.add_edge(START, "add")
     builder.add_edge("add", "count")
     builder.add_edge("count", END)
-    graph = builder.compile(checkpointer=saver)
+    return builder.compile(checkpointer=saver)
+
+
+@SQLITE
+def test_a_delta_channel_graph_reads_back_as_stored(saver: Any, make_saver: Any) -> None:
+    """The same on a real graph: a DeltaChannel snapshotting at every update, and a
+    node that does not write it."""
+    graph = _delta_graph(saver)
     config = _cfg()
     with checked(saver, make_saver) as diffs:
         graph.invoke({"n": 0}, config)
@@ -536,18 +541,8 @@ def test_a_thread_continued_by_another_process_still_reads_back_in_one_statement
     """Channels carried over without a value (a node's trigger channel, a DeltaChannel
     between snapshots) do not cost the read-back its one statement: this process's
     put or full read knows they have no row, or holds the value of the row they have."""
-    from langgraph.graph import END, START, StateGraph
-
     def build(s: Any) -> Any:
-        if graph == "agent":
-            return build_tool_agent(s)
-        builder = StateGraph(_DeltaState)
-        builder.add_node("add", lambda st: {"items": ["x"], "n": st.get("n", 0) + 1})
-        builder.add_node("count", lambda st: {"n": st["n"] + 1})
-        builder.add_edge(START, "add")
-        builder.add_edge("add", "count")
-        builder.add_edge("count", END)
-        return builder.compile(checkpointer=s)
+        return build_tool_agent(s) if graph == "agent" else _delta_graph(s)
 
     config = _cfg()
     first = weather_question("Paris") if graph == "agent" else {"n": 0}
