@@ -88,7 +88,9 @@ def verdict(thread_id: str, owner: str | None, left: float | None, token: str | 
     """Whether a write with ``token`` may go on, given the thread row's lease.
 
     ``left`` is the seconds until the lease lapses (negative once it has).
-    The same rule runs in the Postgres functions (sql/functions.py).
+    The same rule runs in the Postgres functions (sql/functions.py, `_LEASE_CHECK`) and
+    as the condition of SQLite's write inserts (sql/sqlite.py, `lease_allows`): a change
+    here changes them too.
     """
     if owner == token or (token is None and (owner is None or left is None or left <= 0)):
         return None
