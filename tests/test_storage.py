@@ -2815,3 +2815,31 @@ def test_threads_after_delete_for_runs_filter_on_what_is_left(saver: Any) -> Non
     assert list(saver.threads({"user": f"u2-{tag}"})) == []
     assert b not in list(saver.threads())
     assert [t.thread_id for t in Inspector(saver).threads(filter={"user": f"u1-{tag}"}).threads] == [a]
+
+
+def test_a_collected_message_leaves_the_message_memo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memo of serialized messages is keyed by id(): a message collected leaves it
+    (the id may name another object next), from the memo and from what the memo
+    dropped when full, and one made at a reused id is serialized as itself."""
+    import gc
+
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    from checkpoint_pg.core import codec as codec_module
+
+    monkeypatch.setattr(codec_module, "_MESSAGES_SIZE", 3)
+    codec = codec_module.ValueCodec(JsonPlusSerializer())
+    kept = [AIMessage(f"kept {i}", id=f"k-{i}") for i in range(3)]
+    for m in kept:
+        codec.dump(m)
+    gone = AIMessage("gone", id="g-1")
+    codec.dump(gone)  # the memo was full: the three kept ones moved to `_dropped`
+    dropped_key, gone_key = id(kept[0]), id(gone)
+    assert dropped_key in codec._dropped and gone_key in codec._messages
+    del kept[0], gone
+    gc.collect()
+    assert dropped_key not in codec._dropped and gone_key not in codec._messages
+    assert {id(m) for m in kept} <= set(codec._dropped)  # the live ones stay
+    fresh = [AIMessage(f"fresh {i}", id=f"f-{i}") for i in range(50)]
+    for m in fresh:
+        assert codec.dump(m).hash == codec_module.ValueCodec(JsonPlusSerializer()).dump(m).hash

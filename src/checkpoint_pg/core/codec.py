@@ -14,6 +14,7 @@ import weakref
 import zlib
 from dataclasses import dataclass
 from operator import is_
+from collections.abc import Callable
 from typing import Any
 
 import ormsgpack
@@ -204,6 +205,28 @@ def _fingerprint(fields: tuple[Any, ...]) -> bytes:
     )
 
 
+def _forget_on_collect(
+    seen: dict[int, tuple[Any, ...]], dropped: dict[int, tuple[Any, ...]]
+) -> Callable[[weakref.KeyedRef], None]:
+    """The callback of the memo's weak references (`weakref.KeyedRef`, keyed by the
+    message's id): drops the entries of a message collected, since its id may name
+    another object next. One function for every entry: a closure per message (a
+    function and three cells, ~2,000 bytes a thread of a few messages) kept the
+    cyclic garbage collector busy, whose full passes walk every object the memo
+    keeps alive."""
+
+    def gone(ref: weakref.KeyedRef) -> None:
+        # no lock: a collection may run it in a thread holding another lock (a pool's)
+        # while the thread holding this one waits for that; single dict operations
+        # need none
+        key = ref.key
+        for memo in (seen, dropped):
+            if memo.get(key, (None,))[0] is ref:
+                memo.pop(key, None)
+
+    return gone
+
+
 class ValueCodec:
     """Turns channel values and writes into content-addressed objects and back.
 
@@ -259,6 +282,7 @@ class ValueCodec:
         self._dropped: dict[int, tuple[weakref.ref[Any], bytes]] = {}
         # `_remember`'s changes to the two above (reentrant: a collection inside may run anything)
         self._memo_lock = threading.RLock()
+        self._gone = _forget_on_collect(self._messages, self._dropped)
         # how many remembered messages were found edited in place: a list cached with
         # an older count may hold one of them (see ListState.edits)
         self.edits = 0
@@ -351,15 +375,6 @@ class ValueCodec:
     ) -> None:
         key = id(value)
         seen, dropped, lock = self._messages, self._dropped, self._memo_lock
-
-        def gone(ref: weakref.ref[Any]) -> None:  # the id may name another object next
-            # no lock: a collection may run it in a thread holding another lock (a pool's)
-            # while the thread holding this one waits for that; single dict operations
-            # need none
-            for memo in (seen, dropped):
-                if memo.get(key, (None,))[0] is ref:
-                    memo.pop(key, None)
-
         # Under the lock: the threads of a pool share the codec, and one emptying the
         # full memo while another added to it raised "dictionary changed size during
         # iteration" (8 threads storing 100,000 checkpoints). The copy is taken whole
@@ -372,7 +387,7 @@ class ValueCodec:
                 full = seen.copy()
                 seen.clear()
                 dropped.update((k, (e[0], e[1].hash)) for k, e in full.items())
-            seen[key] = (weakref.ref(value, gone), obj, now, fingerprint)
+            seen[key] = (weakref.KeyedRef(value, self._gone, key), obj, now, fingerprint)
 
     def _remember_loaded(self, value: Any, obj: StoredObject) -> None:
         """A message read back as ``obj``: remembered as if dumped, so that a write of it
