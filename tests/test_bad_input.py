@@ -894,6 +894,15 @@ def test_max_value_bytes_must_be_a_positive_int(value: Any, tmp_path) -> None:
             pass
 
 
+@pytest.mark.parametrize("value", ["100", -1, 1.5, True, None])
+def test_cache_items_must_be_an_int_of_zero_or_more(value: Any, tmp_path) -> None:
+    from checkpoint_pg import ConfigError, SqliteSaver  # noqa: PLC0415
+
+    with pytest.raises(ConfigError, match=r"cache_items must be an int >= 0 .* got " + repr(value)):
+        with SqliteSaver.from_conn_string(str(tmp_path / "x.db"), cache_items=value):
+            pass
+
+
 @pytest.mark.parametrize(
     "call",
     [

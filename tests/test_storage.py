@@ -2843,3 +2843,42 @@ def test_a_collected_message_leaves_the_message_memo(monkeypatch: pytest.MonkeyP
     fresh = [AIMessage(f"fresh {i}", id=f"f-{i}") for i in range(50)]
     for m in fresh:
         assert codec.dump(m).hash == codec_module.ValueCodec(JsonPlusSerializer()).dump(m).hash
+
+
+def test_a_small_cache_keeps_only_the_threads_it_runs_and_reads_stay_right(make_saver: Any) -> None:
+    """``cache_items=`` bounds the list elements the saver keeps in memory: the
+    messages of threads run earlier are let go (a process that ran many threads kept
+    them all, which the garbage collector walked at each full pass), and every read,
+    a continued thread's included, is what a fresh saver reads; ``cache_items=0``
+    keeps the newest list only, and reads stay right too."""
+    import gc
+    import weakref
+
+    from graphs import thread_summary
+
+    build_graph, turn_input = _agent()
+    configs = [new_config(f"small-cache-{i}") for i in range(4)]
+    with make_saver(cache_items=12) as saver:
+        graph = build_graph(saver)
+        first = graph.invoke(turn_input(0), configs[0])["messages"]
+        refs = [weakref.ref(m) for m in first]
+        del first
+        for config in configs[1:3]:
+            for turn in range(3):
+                graph.invoke(turn_input(turn), config)
+        gc.collect()
+        assert refs and [r for r in refs if r() is not None] == []  # the first thread's let go
+        # the newest list state is kept whatever its size (12 messages here), and the
+        # writes of the last step
+        assert saver.ctx.cache._items <= 12 + 12 + 4
+        graph.invoke(turn_input(1), configs[0])  # a thread the cache let go goes on
+        seen = [thread_summary(graph, config) for config in configs[:3]]
+    with make_saver(cache_items=0) as saver:
+        graph = build_graph(saver)
+        graph.invoke(turn_input(0), configs[3])
+        graph.invoke(turn_input(1), configs[3])
+        assert len(saver.ctx.cache._data) == 1
+        seen.append(thread_summary(graph, configs[3]))
+    with make_saver() as fresh:
+        fresh_graph = build_graph(fresh)
+        assert [thread_summary(fresh_graph, config) for config in configs] == seen

@@ -21,6 +21,7 @@ from sqlalchemy.pool import StaticPool
 
 from checkpoint_pg import migrate
 from checkpoint_pg.core.ops import Batch, Op
+from checkpoint_pg.core.values import DEFAULT_CACHE_ITEMS
 from checkpoint_pg.errors import ConfigError, MissingDriverError
 from checkpoint_pg.schema import DEFAULT_PREFIX
 from checkpoint_pg.shells.aio import AsyncSaver, adrive, finish_then_cancel, mark_unsent, running_loop
@@ -197,6 +198,7 @@ class PostgresSaver(SyncSaver):
         hash_key: bytes | None = None,
         max_value_bytes: int | None = None,
         single_writer: bool = False,
+        cache_items: int = DEFAULT_CACHE_ITEMS,
     ) -> None:
         self._conn = self._pool = self._engine = None
         if isinstance(conn, ConnectionPool):
@@ -228,6 +230,7 @@ class PostgresSaver(SyncSaver):
             max_value_bytes=max_value_bytes,
             url_hint=hint,
             single_writer=single_writer,
+            cache_items=cache_items,
         )
 
     @classmethod
@@ -370,6 +373,7 @@ class AsyncPostgresSaver(AsyncSaver):
         hash_key: bytes | None = None,
         max_value_bytes: int | None = None,
         single_writer: bool = False,
+        cache_items: int = DEFAULT_CACHE_ITEMS,
     ) -> None:
         self.loop = running_loop("AsyncPostgresSaver", "PostgresSaver")
         self._conn = self._pool = None
@@ -395,6 +399,7 @@ class AsyncPostgresSaver(AsyncSaver):
             max_value_bytes=max_value_bytes,
             url_hint=hint,
             single_writer=single_writer,
+            cache_items=cache_items,
         )
 
     @classmethod

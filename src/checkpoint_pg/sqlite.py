@@ -25,6 +25,7 @@ from sqlalchemy.pool import StaticPool
 
 from checkpoint_pg import migrate
 from checkpoint_pg.core.ops import Batch, Op
+from checkpoint_pg.core.values import DEFAULT_CACHE_ITEMS
 from checkpoint_pg.errors import ConfigError
 from checkpoint_pg.schema import DEFAULT_PREFIX
 from checkpoint_pg.shells.aio import AsyncSaver, running_loop
@@ -375,6 +376,7 @@ class SqliteSaver(SyncSaver):
         hash_key: bytes | None = None,
         max_value_bytes: int | None = None,
         single_writer: bool = False,
+        cache_items: int = DEFAULT_CACHE_ITEMS,
     ) -> None:
         self.conn, hint, self._owned = _open(conn)
         self._init_core(
@@ -386,6 +388,7 @@ class SqliteSaver(SyncSaver):
             max_value_bytes=max_value_bytes,
             url_hint=hint,
             single_writer=single_writer,
+            cache_items=cache_items,
         )
         self._runner = _Runner(self.conn, self._url_hint, self)
 
@@ -433,6 +436,7 @@ class AsyncSqliteSaver(AsyncSaver):
         hash_key: bytes | None = None,
         max_value_bytes: int | None = None,
         single_writer: bool = False,
+        cache_items: int = DEFAULT_CACHE_ITEMS,
     ) -> None:
         # before opening anything: outside a loop there is nothing to serve
         self.loop = running_loop("AsyncSqliteSaver", "SqliteSaver")
@@ -450,6 +454,7 @@ class AsyncSqliteSaver(AsyncSaver):
             max_value_bytes=max_value_bytes,
             url_hint=hint,
             single_writer=single_writer,
+            cache_items=cache_items,
         )
         self._runner = _Runner(self.conn, self._url_hint, self)
 

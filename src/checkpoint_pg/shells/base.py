@@ -27,7 +27,7 @@ from checkpoint_pg.core import ops, vacuum
 from checkpoint_pg.core.config import check_limit, check_writes, normalize_thread_id, target_of
 from checkpoint_pg.core.codec import ValueCodec
 from checkpoint_pg.core.ops import Batch, Ctx, Memo, Op
-from checkpoint_pg.core.values import ListCache
+from checkpoint_pg.core.values import DEFAULT_CACHE_ITEMS, ListCache
 from checkpoint_pg.errors import (
     AsyncMisuseError,
     ConfigError,
@@ -135,13 +135,19 @@ class SaverBase(BaseCheckpointSaver[str]):
         max_value_bytes: int | None,
         url_hint: str,
         single_writer: bool = False,
+        cache_items: int = DEFAULT_CACHE_ITEMS,
     ) -> None:
+        if type(cache_items) is not int or cache_items < 0:
+            raise ConfigError(
+                "cache_items must be an int >= 0 (how many list elements, messages mostly, the "
+                f"saver keeps in memory for the threads it runs), got {cache_items!r}"
+            )
         BaseCheckpointSaver.__init__(self, serde=serde)
         self.tables = build_tables(prefix or DEFAULT_PREFIX, schema)
         self.ctx = Ctx(
             sql_cls(self.tables),
             ValueCodec(self.serde, hash_key=hash_key, max_value_bytes=max_value_bytes),
-            ListCache(),
+            ListCache(cache_items),
             single_writer=single_writer,
             lease_key=id(self),
         )
