@@ -1698,22 +1698,41 @@ def _keep_delta_ancestors(
     live: set[tuple[str, str]],
 ) -> None:
     parent, doc, md = docs[(ns, cid)]
-    pending = set((md.get("counters_since_delta_snapshot") or {}).keys())
+    pending = _replayed(ns, doc, md, vals)
+    seen = 0
+    while pending and parent is not None and (ns, parent) in docs and seen <= len(docs):
+        live.add((ns, parent))
+        seen += 1
+        parent, doc, md = docs[(ns, parent)]
+        versions = doc.get("channel_versions", {})
+        # an ancestor without a version of the channel holds its first writes,
+        # if any: none older than it are replayed
+        pending = {ch for ch in pending if ch in versions and not _has_value(vals, ns, ch, doc)}
+        # The ancestor stays, so it is listed and read too: what it replays itself
+        # must stay as well. A channel that snapshots more often than another may
+        # have its seed above this ancestor for the checkpoint kept, and below it
+        # for the ancestor, which would read back with that channel cut short.
+        pending |= _replayed(ns, doc, md, vals)
+
+
+def _replayed(
+    ns: str,
+    doc: dict[str, Any],
+    md: dict[str, Any],
+    vals: Mapping[tuple[str, str, str], tuple[int, str | None, bytes]],
+) -> set[str]:
+    """The `DeltaChannel`s a checkpoint's read rebuilds from its ancestors: those
+    counted since their last snapshot that it stores no value of."""
     versions = doc.get("channel_versions", {})
     # A channel without a version was never written on this branch (LangGraph
     # counts its supersteps all the same, and never snapshots it): there is
     # nothing to replay, and walking to the root for it would keep every
     # checkpoint of the thread.
-    pending = {ch for ch in pending if ch in versions and not _has_value(vals, ns, ch, doc)}
-    seen = 0
-    while pending and parent is not None and (ns, parent) in docs and seen <= len(docs):
-        live.add((ns, parent))
-        seen += 1
-        parent, doc, _ = docs[(ns, parent)]
-        versions = doc.get("channel_versions", {})
-        # an ancestor without a version of the channel holds its first writes,
-        # if any: none older than it are replayed
-        pending = {ch for ch in pending if ch in versions and not _has_value(vals, ns, ch, doc)}
+    return {
+        ch
+        for ch in (md.get("counters_since_delta_snapshot") or {})
+        if ch in versions and not _has_value(vals, ns, ch, doc)
+    }
 
 
 def _has_value(

@@ -1,0 +1,452 @@
+"""Lifecycle operations (delete_thread, delete_for_runs, prune, copy_thread) on real
+graphs, on both backends: every checkpoint that remains reads back exactly as it did
+before, from the saver that ran the graph and from a fresh one; a copy reads as its
+source; nothing is left that nothing refers to; the thread goes on afterwards.
+"""
+
+from __future__ import annotations
+
+import operator
+import uuid
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import pytest
+from graphs import (
+    build_delta_graph,
+    build_map_reduce,
+    build_nested_subgraphs,
+    build_subgraph_graph,
+    build_tool_agent,
+    concat_reducer,
+)
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langgraph.channels.delta import DeltaChannel
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+from langgraph.prebuilt import ToolNode
+from langgraph.types import Command, interrupt
+from test_storage import raw_for
+from typing_extensions import TypedDict
+
+
+def _cfg(name: str) -> dict[str, Any]:
+    return {"configurable": {"thread_id": f"lc-{name}-{uuid.uuid4().hex[:8]}"}}
+
+
+def _tid(cfg: dict[str, Any]) -> str:
+    return cfg["configurable"]["thread_id"]
+
+
+def _plain(value: Any) -> Any:
+    # exceptions (an __error__ write) compare by identity: by repr then
+    if isinstance(value, BaseException):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+def _values(values: dict[str, Any]) -> dict[str, Any]:
+    """State values without the ids add_messages gives id-less messages (ToolNode's): random."""
+    out = dict(values)
+    if "messages" in out:
+        out["messages"] = [
+            m.model_copy(update={"id": None}) if isinstance(m, ToolMessage) else m for m in out["messages"]
+        ]
+    return out
+
+
+def _tup(tup: Any) -> Any:
+    return (
+        tup.config,
+        tup.parent_config,
+        tup.metadata,
+        tup.checkpoint,
+        _plain(list(tup.pending_writes or [])),
+    )
+
+
+def _key(tup: Any) -> tuple[str, str]:
+    c = tup.config["configurable"]
+    return c["checkpoint_ns"], c["checkpoint_id"]
+
+
+def read_thread(saver: Any, t: str) -> dict[tuple[str, str], Any]:
+    """Every checkpoint of the thread (all namespaces), by list and by get_tuple: equal."""
+    out = {}
+    for tup in saver.list({"configurable": {"thread_id": t}}):
+        out[_key(tup)] = _tup(tup)
+    for key, want in out.items():
+        got = saver.get_tuple({"configurable": {"thread_id": t, "checkpoint_ns": key[0], "checkpoint_id": key[1]}})
+        assert got is not None, key
+        assert _tup(got) == want, key
+    return out
+
+
+def history(graph: Any, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The graph's view of each root checkpoint (DeltaChannels replayed), by id."""
+    out = {}
+    for s in graph.get_state_history(cfg):
+        out[s.config["configurable"]["checkpoint_id"]] = (
+            s.values,
+            s.next,
+            s.metadata,
+            s.parent_config,
+            [(t.name, t.interrupts, _plain(t.error)) for t in s.tasks],
+        )
+    return out
+
+
+def _renamed(x: Any, src: str, dst: str) -> Any:
+    """``x`` with every config's thread id ``src`` read as ``dst`` (a copy's view)."""
+    if isinstance(x, dict):
+        return {k: (dst if k == "thread_id" and v == src else _renamed(v, src, dst)) for k, v in x.items()}
+    if isinstance(x, tuple):
+        return tuple(_renamed(v, src, dst) for v in x)
+    if isinstance(x, list):
+        return [_renamed(v, src, dst) for v in x]
+    return x
+
+
+class Views:
+    """What a thread reads as, before an operation, to compare with after it."""
+
+    def __init__(self, saver: Any, build: Any, cfg: dict[str, Any]) -> None:
+        self.build, self.cfg, self.t = build, cfg, _tid(cfg)
+        self.tuples = read_thread(saver, self.t)
+        self.graph = history(build(saver), cfg)
+        self.latest = build(saver).get_state(cfg, subgraphs=True)
+
+    def check(self, saver: Any, make_saver: Any, *, gone: bool = False, as_thread: str | None = None) -> None:
+        """The thread (or its copy ``as_thread``) reads as before, from ``saver`` and a
+        fresh saver: every checkpoint that remains, exactly; with ``gone``, a subset may go."""
+        t = as_thread or self.t
+        cfg = {"configurable": {"thread_id": t}}
+        with make_saver() as fresh:
+            for s in (saver, fresh):
+                tuples = read_thread(s, t)
+                graph = history(self.build(s), cfg)
+                want_t = _renamed(self.tuples, self.t, t)
+                want_g = _renamed(self.graph, self.t, t)
+                if gone:
+                    assert set(tuples) <= set(want_t)
+                    assert set(graph) <= set(want_g)
+                    want_t = {k: want_t[k] for k in tuples}
+                    want_g = {k: want_g[k] for k in graph}
+                for k in want_t:
+                    assert tuples.get(k) == want_t[k], k
+                for k in want_g:
+                    assert graph.get(k) == want_g[k], k
+                assert tuples == want_t
+                assert graph == want_g
+
+
+# -- graphs -------------------------------------------------------------------------
+
+
+class ChatState(TypedDict, total=False):
+    messages: Annotated[list[AnyMessage], add_messages]
+    log: Annotated[list[str], operator.add]
+    notes: Annotated[list[str], DeltaChannel(concat_reducer, snapshot_frequency=3)]
+
+
+def _bulk_model(state: ChatState) -> dict[str, Any]:
+    """Several messages a step (lists pass 64 elements soon), a tool call every other turn."""
+    n = len(state["messages"])
+    last = state["messages"][-1]
+    if isinstance(last, ToolMessage):
+        return {"messages": [AIMessage(f"answer {n}", id=f"ai-{n}")], "notes": [f"a{n}"]}
+    out = [AIMessage(f"thinking {n}.{i}", id=f"th-{n}-{i}") for i in range(6)]
+    if n % 2 == 0:
+        out.append(
+            AIMessage(
+                "call",
+                id=f"call-{n}",
+                tool_calls=[{"name": "get_weather", "args": {"city": f"C{n}"}, "id": f"tc-{n}"}],
+            )
+        )
+    return {"messages": out, "log": [f"m{n}"], "notes": [f"n{n}"]}
+
+
+def _route(state: ChatState) -> str:
+    last = state["messages"][-1]
+    return "tools" if isinstance(last, AIMessage) and last.tool_calls else "approve"
+
+
+def _approve(state: ChatState) -> dict[str, Any]:
+    ok = interrupt({"ask": "ok?", "n": len(state["messages"])})
+    return {"log": [f"approved {ok}"]}
+
+
+def build_chat(saver: Any) -> Any:
+    from graphs import get_weather
+
+    b = StateGraph(ChatState)
+    b.add_node("model", _bulk_model)
+    b.add_node("tools", ToolNode([get_weather]))
+    b.add_node("approve", _approve)
+    b.add_edge(START, "model")
+    b.add_conditional_edges("model", _route, ["tools", "approve"])
+    b.add_edge("tools", "model")
+    b.add_edge("approve", END)
+    return b.compile(checkpointer=saver)
+
+
+def run_chat(graph: Any, cfg: dict[str, Any], turns: int, start: int = 0, run_ids: Sequence[str] | None = None) -> None:
+    for i in range(start, start + turns):
+        c = cfg if run_ids is None else {**cfg, "metadata": {"run_id": run_ids[i - start]}}
+        graph.invoke({"messages": [HumanMessage(f"q{i}", id=f"h-{i}")]}, c)
+        graph.invoke(Command(resume=f"yes{i}"), c)
+
+
+# -- prune ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("keep", [1, 3])
+def test_prune_a_long_chat_reads_back_and_goes_on(saver: Any, make_saver: Any, saver_target: Any, keep: int) -> None:
+    cfg = _cfg("prune-chat")
+    graph = build_chat(saver)
+    ref = build_chat(InMemorySaver())
+    rcfg = {"configurable": {"thread_id": "r"}}
+    run_chat(graph, cfg, 7)
+    run_chat(ref, rcfg, 7)
+    graph.invoke({"messages": [HumanMessage("last", id="h-last")]}, cfg)  # interrupted
+    ref.invoke({"messages": [HumanMessage("last", id="h-last")]}, rcfg)
+    assert len(graph.get_state(cfg).values["messages"]) > 70
+    before = Views(saver, build_chat, cfg)
+    saver.prune([_tid(cfg)], strategy="keep_latest", keep_last=keep)
+    before.check(saver, make_saver, gone=True)
+    with raw_for(saver_target, saver) as raw:
+        raw.assert_no_orphans(_tid(cfg))
+    saver.prune([_tid(cfg)], strategy="keep_latest", keep_last=keep)  # idempotent
+    before.check(saver, make_saver, gone=True)
+    graph.invoke(Command(resume="go"), cfg)
+    ref.invoke(Command(resume="go"), rcfg)
+    run_chat(graph, cfg, 2, start=10)
+    run_chat(ref, rcfg, 2, start=10)
+    assert _values(graph.get_state(cfg).values) == _values(ref.get_state(rcfg).values)
+    with make_saver() as fresh:
+        assert _values(build_chat(fresh).get_state(cfg).values) == _values(ref.get_state(rcfg).values)
+    with raw_for(saver_target, saver) as raw:
+        raw.assert_no_orphans(_tid(cfg))
+
+
+def _subgraph_rounds(graph: Any, cfg: dict[str, Any], rounds: int, start: int = 0) -> None:
+    for i in range(start, start + rounds):
+        graph.invoke({"topic": f" Topic {i} "}, cfg)
+        graph.invoke(Command(resume=f"hint {i}"), cfg)
+
+
+@pytest.mark.parametrize("build", [build_subgraph_graph, build_nested_subgraphs], ids=["subgraph", "nested"])
+@pytest.mark.parametrize("keep", [1, 2])
+def test_prune_with_subgraph_namespaces(saver: Any, make_saver: Any, saver_target: Any, build: Any, keep: int) -> None:
+    cfg = _cfg("prune-sub")
+    graph, ref = build(saver), build(InMemorySaver())
+    rcfg = {"configurable": {"thread_id": "r"}}
+    inp = (lambda i: {"topic": f" Topic {i} "}) if build is build_subgraph_graph else (lambda i: {"log": [f"in{i}"]})
+    for i in range(3):
+        for g, c in ((graph, cfg), (ref, rcfg)):
+            g.invoke(inp(i), c)
+            g.invoke(Command(resume=f"hint {i}"), c)
+    for g, c in ((graph, cfg), (ref, rcfg)):
+        g.invoke(inp(9), c)  # interrupted inside the subgraph
+    before = Views(saver, build, cfg)
+    saver.prune([_tid(cfg)], strategy="keep_latest", keep_last=keep)
+    before.check(saver, make_saver, gone=True)
+    with raw_for(saver_target, saver) as raw:
+        raw.assert_no_orphans(_tid(cfg))
+    with make_saver() as fresh:
+        for s in (saver, fresh):
+            mine = build(s).get_state(cfg, subgraphs=True)
+            assert mine.values == before.latest.values
+            assert [t.state.values for t in mine.tasks if t.state] == [
+                t.state.values for t in before.latest.tasks if t.state
+            ]
+    for g, c in ((graph, cfg), (ref, rcfg)):
+        g.invoke(Command(resume="last"), c)
+        g.invoke(inp(10), c)
+    assert graph.get_state(cfg, subgraphs=True).values == ref.get_state(rcfg, subgraphs=True).values
+    with make_saver() as fresh:
+        assert build(fresh).get_state(cfg).values == ref.get_state(rcfg).values
+
+
+def test_prune_map_reduce_with_sends_pending(saver: Any, make_saver: Any, saver_target: Any) -> None:
+    cfg = _cfg("prune-sends")
+    graph = build_map_reduce(saver, interrupt_before_work=True)
+    ref = build_map_reduce(InMemorySaver(), interrupt_before_work=True)
+    rcfg = {"configurable": {"thread_id": "r"}}
+    items = [f" item{i} " for i in range(70)]
+    for g, c in ((graph, cfg), (ref, rcfg)):
+        g.invoke({"items": items[:5]}, c)
+        g.invoke(None, c)
+        g.invoke({"items": items}, c)  # stopped before the 70 sends
+    before = Views(saver, lambda s: build_map_reduce(s, interrupt_before_work=True), cfg)
+    saver.prune([_tid(cfg)], strategy="keep_latest", keep_last=1)
+    before.check(saver, make_saver, gone=True)
+    with raw_for(saver_target, saver) as raw:
+        raw.assert_no_orphans(_tid(cfg))
+    for g, c in ((graph, cfg), (ref, rcfg)):
+        g.invoke(None, c)
+    assert graph.get_state(cfg).values == ref.get_state(rcfg).values
+
+
+@pytest.mark.parametrize("keep", [1, 2, 4])
+def test_prune_delta_channel_with_forks(saver: Any, make_saver: Any, saver_target: Any, keep: int) -> None:
+    cfg = _cfg("prune-delta-fork")
+    graph, ref = build_delta_graph(saver), build_delta_graph(InMemorySaver())
+    rcfg = {"configurable": {"thread_id": "r"}}
+    for g, c in ((graph, cfg), (ref, rcfg)):
+        g.invoke({"items": [], "n": 0, "target": 4}, c)
+    # fork from the middle of the history, then run the fork on
+    hist = list(graph.get_state_history(cfg))
+    rhist = list(ref.get_state_history(rcfg))
+    mid, rmid = hist[len(hist) // 2].config, rhist[len(rhist) // 2].config
+    fork = graph.update_state(mid, {"items": ["forked"]})
+    rfork = ref.update_state(rmid, {"items": ["forked"]})
+    graph.invoke({"target": 6}, fork)
+    ref.invoke({"target": 6}, rfork)
+    before = Views(saver, build_delta_graph, cfg)
+    saver.prune([_tid(cfg)], strategy="keep_latest", keep_last=keep)
+    before.check(saver, make_saver, gone=True)
+    with raw_for(saver_target, saver) as raw:
+        raw.assert_no_orphans(_tid(cfg))
+    graph.invoke({"target": 8}, cfg)
+    ref.invoke({"target": 8}, rcfg)
+    assert graph.get_state(cfg).values == ref.get_state(rcfg).values
+    with make_saver() as fresh:
+        assert build_delta_graph(fresh).get_state(cfg).values == ref.get_state(rcfg).values
+
+
+# -- delete_for_runs ------------------------------------------------------------------
+
+
+def test_delete_for_runs_subset_of_a_chat(saver: Any, make_saver: Any, saver_target: Any) -> None:
+    cfg = _cfg("dfr")
+    graph = build_chat(saver)
+    runs = [f"run-{i}-{uuid.uuid4().hex[:6]}" for i in range(8)]
+    # each turn is two runs: the question, then the resume
+    for i in range(4):
+        graph.invoke({"messages": [HumanMessage(f"q{i}", id=f"h-{i}")]}, {**cfg, "metadata": {"run_id": runs[2 * i]}})
+        graph.invoke(Command(resume=f"yes{i}"), {**cfg, "metadata": {"run_id": runs[2 * i + 1]}})
+    graph.invoke({"messages": [HumanMessage("q9", id="h-9")]}, {**cfg, "metadata": {"run_id": "last"}})
+    before = Views(saver, build_chat, cfg)
+    saver.delete_for_runs([runs[1], runs[2], runs[5]])
+    before.check(saver, make_saver, gone=True)
+    with raw_for(saver_target, saver) as raw:
+        raw.assert_no_orphans(_tid(cfg))
+    saver.delete_for_runs([runs[1], runs[2], runs[5]])  # idempotent
+    before.check(saver, make_saver, gone=True)
+    graph.invoke(Command(resume="fine"), cfg)
+    with make_saver() as fresh:
+        assert _values(build_chat(fresh).get_state(cfg).values) == _values(graph.get_state(cfg).values)
+    saver.delete_for_runs([*runs, "last"])
+    left = {r[0] for r in saver.list(cfg)} if False else None
+    with raw_for(saver_target, saver) as raw:
+        raw.assert_no_orphans(_tid(cfg))
+
+
+# -- copy_thread ----------------------------------------------------------------------
+
+
+def test_copy_a_long_interrupted_chat(saver: Any, make_saver: Any, saver_target: Any) -> None:
+    cfg = _cfg("copy-src")
+    graph = build_chat(saver)
+    run_chat(graph, cfg, 7)
+    graph.invoke({"messages": [HumanMessage("last", id="h-last")]}, cfg)  # interrupted
+    before = Views(saver, build_chat, cfg)
+    dst = _tid(cfg) + "-copy"
+    saver.copy_thread(_tid(cfg), dst)
+    before.check(saver, make_saver, as_thread=dst)
+    before.check(saver, make_saver)
+    saver.copy_thread(_tid(cfg), dst)  # idempotent
+    dcfg = {"configurable": {"thread_id": dst}}
+    graph.invoke(Command(resume="copy"), dcfg)
+    run_chat(graph, dcfg, 1, start=20)
+    before.check(saver, make_saver)
+    graph.invoke(Command(resume="src"), cfg)
+    saver.delete_thread(_tid(cfg))
+    with raw_for(saver_target, saver) as raw:
+        assert raw.counts(_tid(cfg)) == dict.fromkeys(("threads", "checkpoints", "values", "writes", "objects"), 0)
+        raw.assert_no_orphans(dst)
+    with make_saver() as fresh:
+        assert _values(build_chat(fresh).get_state(dcfg).values) == _values(graph.get_state(dcfg).values)
+
+
+# -- two savers -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("op", ["prune1", "prune2", "delete_for_runs"])
+def test_another_saver_maintains_while_this_one_runs(saver: Any, make_saver: Any, saver_target: Any, op: str) -> None:
+    cfg = _cfg("two")
+    graph = build_chat(saver)
+    ref = build_chat(InMemorySaver())
+    rcfg = {"configurable": {"thread_id": "r"}}
+    for i in range(6):
+        for g, c in ((graph, cfg), (ref, rcfg)):
+            g.invoke({"messages": [HumanMessage(f"q{i}", id=f"h-{i}")]}, {**c, "metadata": {"run_id": f"r{i}"}})
+        before = Views(saver, build_chat, cfg)
+        with make_saver() as other:
+            if op == "delete_for_runs":
+                other.delete_for_runs([f"r{i - 1}"])
+            else:
+                other.prune([_tid(cfg)], strategy="keep_latest", keep_last=int(op[-1]))
+        before.check(saver, make_saver, gone=True)
+        for g, c in ((graph, cfg), (ref, rcfg)):
+            g.invoke(Command(resume=f"ok{i}"), {**c, "metadata": {"run_id": f"r{i}"}})
+        assert _values(graph.get_state(cfg).values) == _values(ref.get_state(rcfg).values)
+    with make_saver() as fresh:
+        assert _values(build_chat(fresh).get_state(cfg).values) == _values(ref.get_state(rcfg).values)
+    with raw_for(saver_target, saver) as raw:
+        raw.assert_no_orphans(_tid(cfg))
+
+
+# -- DeltaChannels snapshotting at different steps ------------------------------------
+
+
+class TwoDeltas(TypedDict, total=False):
+    a: Annotated[list[str], DeltaChannel(concat_reducer, snapshot_frequency=5)]
+    b: Annotated[list[str], DeltaChannel(concat_reducer, snapshot_frequency=3)]
+    n: int
+    until: int
+
+
+def build_two_deltas(saver: Any) -> Any:
+    def step(state: TwoDeltas) -> TwoDeltas:
+        n = state.get("n", 0) + 1
+        return {"n": n, "a": [f"a{n}"], "b": [f"b{n}"]}
+
+    b = StateGraph(TwoDeltas)
+    b.add_node("step", step)
+    b.add_edge(START, "step")
+    b.add_conditional_edges("step", lambda s: "step" if s["n"] < s["until"] else END, ["step", END])
+    return b.compile(checkpointer=saver)
+
+
+@pytest.mark.parametrize("op", ["prune", "delete_for_runs"])
+def test_an_ancestor_kept_for_a_delta_channel_reads_back_whole(
+    saver: Any, make_saver: Any, saver_target: Any, op: str
+) -> None:
+    """Two DeltaChannels snapshot at different steps (every 5 and every 3 updates).
+    The latest checkpoint replays ``a`` from an older snapshot than ``b``, so the
+    ancestors back to ``a``'s snapshot stay; each of them is listed and read as
+    well, and replays ``b`` from a snapshot older still: that must stay too, or
+    those ancestors read back with ``b`` cut short."""
+    cfg = _cfg("two-deltas")
+    graph = build_two_deltas(saver)
+    graph.invoke({"n": 0, "until": 8}, {**cfg, "metadata": {"run_id": "first"}})
+    graph.invoke({"until": 13}, {**cfg, "metadata": {"run_id": "second"}})
+    before = Views(saver, build_two_deltas, cfg)
+    if op == "prune":
+        saver.prune([_tid(cfg)], strategy="keep_latest", keep_last=1)
+    else:
+        saver.delete_for_runs(["first"])
+    before.check(saver, make_saver, gone=True)
+    with raw_for(saver_target, saver) as raw:
+        raw.assert_no_orphans(_tid(cfg))
+    graph.invoke({"until": 15}, cfg)
+    ref = build_two_deltas(InMemorySaver())
+    ref.invoke({"n": 0, "until": 15}, {"configurable": {"thread_id": "r"}})
+    with make_saver() as fresh:
+        assert build_two_deltas(fresh).get_state(cfg).values == ref.get_state({"configurable": {"thread_id": "r"}}).values
