@@ -17,7 +17,6 @@ from graphs import (
     build_map_reduce,
     build_nested_subgraphs,
     build_subgraph_graph,
-    build_tool_agent,
     concat_reducer,
 )
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, RemoveMessage, ToolMessage
