@@ -584,3 +584,46 @@ def test_prune_keeps_parallel_interrupts_and_error_writes(saver: Any, make_saver
     fail[0] = False
     flaky.invoke(None, fcfg)
     assert calls["steady"] == 1
+
+
+def test_keeping_delta_ancestors_walks_each_checkpoint_a_bounded_number_of_times() -> None:
+    """delete_for_runs walks back from every remaining checkpoint. With two channels
+    whose snapshots never line up, each walk goes to the root (every ancestor replays
+    one of them): without sharing what was walked, that is quadratic in the thread."""
+    from collections.abc import Mapping
+
+    from checkpoint_pg.core import ops
+    from checkpoint_pg.schema import KIND
+
+    n = 2000
+    docs: dict[tuple[str, str], Any] = {}
+    vals: dict[tuple[str, str, str], Any] = {}
+    for i in range(n):
+        versions = {"a": f"a{i:05d}", "b": f"b{i:05d}"}
+        counters = {}
+        for ch, at in (("a", 4), ("b", 2)):  # snapshots every 5 steps, never together
+            if i % 5 == at:
+                vals[("", ch, versions[ch])] = (KIND.SCALAR, None, b"h" * 16)
+            else:
+                counters[ch] = [1, 1]
+        docs[("", f"{i:05d}")] = (f"{i - 1:05d}" if i else None, {"channel_versions": versions},
+                                  {"counters_since_delta_snapshot": counters})
+
+    class Counted(Mapping):
+        reads = 0
+
+        def __getitem__(self, key: Any) -> Any:
+            Counted.reads += 1
+            return docs[key]
+
+        def __iter__(self) -> Any:
+            return iter(docs)
+
+        def __len__(self) -> int:
+            return len(docs)
+
+    counted, needed, walked = Counted(), set(), {}
+    for ns, cid in docs:
+        ops._keep_delta_ancestors(ns, cid, counted, vals, needed, walked)
+    assert needed == set(docs) - {("", f"{n - 1:05d}")}
+    assert Counted.reads < 5 * n, Counted.reads

@@ -1494,8 +1494,9 @@ def delete_for_runs(ctx: Ctx, run_ids: Sequence[str]) -> Op:
         # as prune(keep_latest) does: deleting them (and their writes) would make it
         # read back an empty or shortened channel, silently.
         needed: set[tuple[str, str]] = set()
+        walked: dict[tuple[str, str], set[str]] = {}
         for ns, cid in set(docs) - dead:
-            _keep_delta_ancestors(ns, cid, docs, vals, needed)
+            _keep_delta_ancestors(ns, cid, docs, vals, needed, walked)
         if dead - needed:
             yield Batch(ctx.sql.delete_checkpoints(t, sorted(dead - needed)), fetch=False)
         yield from _collect_garbage(ctx, t, keep=None)
@@ -1585,10 +1586,11 @@ def _keep_latest(
     by_ns: dict[str, list[str]] = defaultdict(list)
     for ns, cid in docs:
         by_ns[ns].append(cid)
+    walked: dict[tuple[str, str], set[str]] = {}
     for ns, ids in by_ns.items():
         for cid in sorted(ids, reverse=True)[:keep]:
             live_cps.add((ns, cid))
-            _keep_delta_ancestors(ns, cid, docs, vals, live_cps)
+            _keep_delta_ancestors(ns, cid, docs, vals, live_cps, walked)
     calls = _finished_calls(docs, by_ns, live_cps)
     live_cps -= {(ns, cid) for ns in calls for cid in by_ns[ns]}
     dead = [k for k in docs if k not in live_cps]
@@ -1696,13 +1698,26 @@ def _keep_delta_ancestors(
     docs: Mapping[tuple[str, str], tuple[str | None, dict[str, Any], dict[str, Any]]],
     vals: Mapping[tuple[str, str, str], tuple[int, str | None, bytes]],
     live: set[tuple[str, str]],
+    walked: dict[tuple[str, str], set[str]],
 ) -> None:
+    """Add to ``live`` the ancestors the `DeltaChannel`s of checkpoint ``cid`` replay
+    from, and those that these replay from in turn. ``walked``, shared by the calls of
+    one operation: per checkpoint, the channels already walked back from it."""
     parent, doc, md = docs[(ns, cid)]
     pending = _replayed(ns, doc, md, vals)
+    node = cid
     seen = 0
     while pending and parent is not None and (ns, parent) in docs and seen <= len(docs):
+        # A walk from a checkpoint goes as far as any with fewer channels pending:
+        # one done from here already keeps all this one would. (Without this, each
+        # remaining checkpoint's walk could go to the root: quadratic in the thread.)
+        done = walked.setdefault((ns, node), set())
+        if pending <= done:
+            break
+        done |= pending
         live.add((ns, parent))
         seen += 1
+        node = parent
         parent, doc, md = docs[(ns, parent)]
         versions = doc.get("channel_versions", {})
         # an ancestor without a version of the channel holds its first writes,
