@@ -1622,7 +1622,8 @@ def _collect_garbage(ctx: Ctx, t: str, keep: int | None) -> Generator[Batch, lis
     """Delete what no remaining checkpoint needs; with ``keep``, keep only the latest N per ns.
 
     Kept checkpoints keep the ancestors their `DeltaChannel`s replay from: the
-    walk goes back until each delta channel has a stored value.
+    walk goes back until each delta channel has a stored value, and an ancestor
+    kept adds the channels it replays itself (it is listed and read as well).
     """
     docs, vals, write_refs, hashes = yield from _thread_rows(ctx, t)
     live_cps = set(docs)
