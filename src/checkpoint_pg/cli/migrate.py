@@ -76,6 +76,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             orphans = migrate.unversioned_tables(conn, tables) if cur is None else []
         head = migrate.head()
         at_head = cur == head
+        # the database's options in the command: without them it would upgrade the default
+        # database (or the default prefix's tables) instead of these
+        upgrade = f"checkpoint-pg migrate upgrade {_db_options(args)}"
         if args.json:
             _print_json({"current": cur, "head": head, "at_head": at_head})
         else:
@@ -84,17 +87,17 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             elif orphans:
                 state = (
                     f"checkpoint_pg tables ({', '.join(orphans)}) without their version table "
-                    f"{tables.version_table}: their revision is unknown, `checkpoint-pg migrate upgrade` says what to do"
+                    f"{tables.version_table}: their revision is unknown, `{upgrade}` says what to do"
                 )
             elif cur is None:
-                state = "no checkpoint_pg tables: run `checkpoint-pg migrate upgrade`"
+                state = f"no checkpoint_pg tables: run `{upgrade}`"
             elif not migrate.known(cur):
                 state = (
                     f"migrated by a newer release: upgrade the checkpoint-pg package, this one "
                     f"cannot migrate from {cur}"
                 )
             else:
-                state = "behind head: run `checkpoint-pg migrate upgrade`"
+                state = f"behind head: run `{upgrade}`"
             print(f"current: {cur or '<none>'}  head: {head}  ({state})")
         return 0 if at_head else 1
     if action == "upgrade":

@@ -1,0 +1,88 @@
+"""Review probes of the ``checkpoint-pg`` command: the commands its messages advise, run as
+written, act on the database and tables the message was about.
+
+Tests call ``checkpoint_pg.cli.main(argv)`` in-process, as tests/test_cli.py does.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run ``checkpoint-pg ARGV`` in-process: (exit status, stdout, stderr)."""
+    from checkpoint_pg.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse: --help, usage errors
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _sa_url(url: str) -> str:
+    return url.replace("postgresql://", "postgresql+psycopg://", 1) if "://" in url else f"sqlite:///{url}"
+
+
+def _revision(url: str, prefix: str = "cpg_", schema: str | None = None) -> str | None:
+    from checkpoint_pg import migrate
+    from checkpoint_pg.schema import build_tables
+
+    engine = sa.create_engine(_sa_url(url), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return migrate.current(conn, build_tables(prefix, schema))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def own_db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A database of this test's own (the default prefix's tables must stay absent)."""
+    if backend == "postgres":
+        return request.getfixturevalue("fresh_pg_url")
+    return str(tmp_path / "own.db")
+
+
+@pytest.mark.parametrize("start", ["none", "behind"])
+def test_migrate_current_advises_the_upgrade_of_these_tables(
+    capsys: pytest.CaptureFixture[str],
+    backend: str,
+    own_db: str,
+    start: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``migrate current`` on tables of their own prefix (and Postgres schema) that are behind
+    head, or not there yet, names the upgrade with this database's options: run as written,
+    it brings these tables to head, and creates no store of the default prefix.
+
+    Before the fix it advised a bare `checkpoint-pg migrate upgrade`, which migrates
+    $CHECKPOINT_PG_URL or ./checkpoint_pg_demo.db with the default prefix instead."""
+    from checkpoint_pg import migrate
+
+    # where a command without --url would go: this test's folder, not the caller's
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHECKPOINT_PG_URL", raising=False)
+    options = ["--url", own_db, "--prefix", "app_"] + (["--schema", "agents"] if backend == "postgres" else [])
+    schema = "agents" if backend == "postgres" else None
+    if backend == "sqlite":
+        Path(own_db).touch()  # an empty file: read commands do not create one
+    if start == "behind":
+        older = [rev for rev, _, _ in migrate.history()][-2]
+        assert cli(capsys, "migrate", "upgrade", older, *options)[0] == 0
+    code, out, _ = cli(capsys, "migrate", "current", *options)
+    assert code == 1, out
+    (command,) = re.findall(r"`(checkpoint-pg migrate upgrade[^`]*)`", out)
+    argv = shlex.split(command)[1:]
+    assert cli(capsys, *argv)[0] == 0
+    assert _revision(own_db, "app_", schema) == migrate.head()
+    assert _revision(own_db) is None  # no default store was made
+    assert cli(capsys, "migrate", "current", *options)[0] == 0
