@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import shlex
 import uuid
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from datetime import datetime
@@ -152,8 +153,12 @@ class SaverBase(BaseCheckpointSaver[str]):
             lease_key=id(self),
         )
         # what error messages put after `checkpoint-pg migrate upgrade --url`: these tables'
-        # options too, or the advised command would migrate the default ones
-        self._url_hint = url_hint + store_options(self.tables.prefix, self.tables.schema)
+        # options too, or the advised command would migrate the default ones; the URL
+        # shell-quoted (a path with a space, a URL's ?a=1&b=2), so that the command runs as
+        # written, but not a placeholder such as "<your database url>", which is to be replaced
+        placeholder = url_hint.startswith("<") and url_hint.endswith(">")
+        url = url_hint if placeholder else shlex.quote(url_hint)
+        self._url_hint = url + store_options(self.tables.prefix, self.tables.schema)
         self._schema_ok = False
 
     def with_allowlist(self, extra_allowlist: Any) -> Any:
