@@ -7,6 +7,7 @@ Tests call ``checkpoint_pg.cli.main(argv)`` in-process, as tests/test_cli.py doe
 from __future__ import annotations
 
 import re
+import secrets
 import shlex
 from pathlib import Path
 
@@ -86,3 +87,32 @@ def test_migrate_current_advises_the_upgrade_of_these_tables(
     assert _revision(own_db, "app_", schema) == migrate.head()
     assert _revision(own_db) is None  # no default store was made
     assert cli(capsys, "migrate", "current", *options)[0] == 0
+
+
+def test_a_missing_postgres_database_advises_the_upgrade_of_these_tables(
+    capsys: pytest.CaptureFixture[str], pg_admin_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A URL naming a database not created yet: the error says to create it and then to run the
+    upgrade with this URL and prefix; created and upgraded as advised, the command then works.
+    (It advised a bare `checkpoint-pg migrate upgrade`, which upgrades the default database.)"""
+    import psycopg
+
+    from checkpoint_pg import migrate
+    from fixtures.postgres import drop_database, with_dbname
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHECKPOINT_PG_URL", raising=False)
+    name = f"cpg_test_missing_{secrets.token_hex(4)}"
+    url = with_dbname(pg_admin_dsn, name)
+    code, _, err = cli(capsys, "threads", "--url", url, "--prefix", "app_")
+    assert code == 1 and f"createdb {name}" in err, err
+    (command,) = re.findall(r"then `(checkpoint-pg migrate upgrade[^`]*)`", err)
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        assert cli(capsys, *shlex.split(command)[1:])[0] == 0
+        assert _revision(url, "app_") == migrate.head()
+        assert cli(capsys, "threads", "--url", url, "--prefix", "app_")[0] == 0
+    finally:
+        drop_database(pg_admin_dsn, name)
+    assert not (tmp_path / "checkpoint_pg_demo.db").exists()

@@ -28,6 +28,7 @@ from checkpoint_pg.cli.shared import (  # noqa: F401 - also the names importable
     UsageError,
     _cli_message,
     _common,
+    _db_options,
     _display_url,
     _one_line,
     _short,
@@ -97,22 +98,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             # SQLAlchemy's text repeats the whole statement ([SQL: ...]): the driver's error says it
             cause = getattr(exc, "orig", None) or exc
             print(
-                f"checkpoint-pg: error: {type(cause).__name__}: {_one_line(cause)}{_pg_hint(cause)}",
+                f"checkpoint-pg: error: {type(cause).__name__}: {_one_line(cause)}{_pg_hint(cause, args)}",
                 file=sys.stderr,
             )
             return 1
         raise
 
 
-def _pg_hint(exc: BaseException) -> str:
+def _pg_hint(exc: BaseException, args: argparse.Namespace) -> str:
     """What to do about a Postgres connection error the server's text leaves open."""
     missing = re.search(r'database "((?:[^"]|"")+)" does not exist', str(exc))
     if missing:
         name = missing.group(1).replace('""', '"')
         return (
             f": create it first (createdb {shlex.quote(name)}, or CREATE DATABASE "
-            f'"{name.replace(chr(34), chr(34) * 2)}" in psql), then `checkpoint-pg migrate upgrade`, '
-            "or fix the database name in the URL"
+            f'"{name.replace(chr(34), chr(34) * 2)}" in psql), then '
+            # with this database's options: bare, it would upgrade the default database
+            f"`checkpoint-pg migrate upgrade {_db_options(args)}`, or fix the database name in the URL"
         )
     return ""
 
