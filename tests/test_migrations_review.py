@@ -120,3 +120,161 @@ def test_the_upgrade_a_postgres_saver_advises_keeps_the_urls_parameters(
     assert argv[argv.index("--url") + 1] == url and argv[-4:] == options
     assert cli(capsys, *argv)[0] == 0
     assert _revision(fresh_pg_url, "app_", "agents") == migrate.head()
+
+
+# -- data an older release wrote -------------------------------------------------------------
+
+# revision -> which commit of it wrote the data: "last" (the last commit before the next
+# revision's, what that release stored when it was replaced) or "first" (the commit that
+# added the revision: the first release of 0012 stored dicts key by key without chunks)
+OLD_RELEASES = {
+    "0007": "last",  # before 0008: objects plain or "z:" compressed; dicts stored whole
+    "0012": "first",  # dicts key by key, long lists without shared chunks
+    "0013": "last",  # before 0014: small scalars in value rows and objects
+}
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(REPO), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def _release_commit(revision: str, which: str) -> str:
+    """The commit whose package wrote data at ``revision`` (see OLD_RELEASES)."""
+    versions = "src/checkpoint_pg/migrations/versions"
+    if which == "first":
+        return _git("log", "--diff-filter=A", "--format=%H", "--", f"{versions}/{revision}_*.py").splitlines()[-1]
+    following = f"{int(revision) + 1:04d}"
+    added = _git("log", "--diff-filter=A", "--format=%H", "--", f"{versions}/{following}_*.py").splitlines()[-1]
+    return _git("rev-parse", f"{added}^")
+
+
+@pytest.fixture(scope="module")
+def old_sources(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``old_sources(revision)`` -> the ``src`` folder of the release that wrote at it."""
+    try:
+        _git("rev-parse", "--verify", "HEAD")
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"needs this repository's git history to take older releases from: {exc}")
+    made: dict[str, Path] = {}
+
+    def get(revision: str) -> Path:
+        if revision not in made:
+            commit = _release_commit(revision, OLD_RELEASES[revision])
+            out = tmp_path_factory.mktemp(f"release_{revision}")
+            archive = subprocess.run(
+                ["git", "-C", str(REPO), "archive", commit, "src"], check=True, capture_output=True
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
+            made[revision] = out / "src"
+        return made[revision]
+
+    return get
+
+
+def _workload(src: Path, action: str, backend: str, url: str, prefix: str, out: Path) -> Any:
+    """Run tests/migration_workload.py with the package at ``src``; what it dumped."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(TESTS)])}
+    run = subprocess.run(
+        [sys.executable, str(TESTS / "migration_workload.py"), action, backend, url, prefix, str(out)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, f"{action} with {src}:\n{run.stderr[-3000:]}"
+    with out.open("rb") as f:
+        return pickle.load(f)
+
+
+@pytest.fixture(scope="module")
+def in_memory_goes_on() -> dict[str, Any]:
+    """What every workload graph holds after going on, on InMemorySaver."""
+    import migration_workload as wl
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    saver = InMemorySaver()
+    wl.write(saver)
+    return wl.go_on(saver)
+
+
+def _differences(expected: dict[str, Any], got: dict[str, Any]) -> list[str]:
+    """The read-back keys whose content differs, with the first differing element of each."""
+    out = []
+    for key in expected.keys() | got.keys():
+        a, b = expected.get(key), got.get(key)
+        if a == b:
+            continue
+        where = ""
+        if isinstance(a, list) and isinstance(b, list):
+            if len(a) != len(b):
+                where = f" (lengths {len(a)} and {len(b)})"
+            else:
+                i = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+                a, b, where = a[i], b[i], f"[{i}]"
+        out.append(f"{key}{where}:\n  expected {str(a)[:600]}\n  got      {str(b)[:600]}")
+    return sorted(out)
+
+
+@pytest.mark.parametrize("revision", list(OLD_RELEASES))
+def test_threads_an_older_release_wrote_read_back_identically_after_upgrade(
+    capsys: pytest.CaptureFixture[str],
+    backend: str,
+    revision: str,
+    old_sources: Any,
+    in_memory_goes_on: dict[str, Any],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Graphs run by an older release at ``revision`` (a database it set up) read back the same
+    after `checkpoint-pg migrate upgrade` by today's code: every get_tuple, list (filtered and
+    limited too), get_state (subgraphs included) and get_state_history, pending writes
+    included; then each graph goes on from where it stopped as it does on InMemorySaver."""
+    import migration_workload as wl
+
+    from checkpoint_pg import migrate
+
+    url, prefix, saver_cls = _store(backend, tmp_path, request, f"o{revision}")
+    written = _workload(old_sources(revision), "write", backend, url, prefix, tmp_path / "written.pkl")
+    assert _revision(url, prefix) == revision
+
+    code, out, err = cli(capsys, "migrate", "upgrade", "--url", url, "--prefix", prefix)
+    assert code == 0 and f"{revision} -> {migrate.head()}" in out, err
+    with saver_cls.from_conn_string(url, prefix=prefix) as saver:
+        assert _differences(written, wl.read(saver)) == []
+        assert _differences(in_memory_goes_on, wl.go_on(saver)) == []
+
+
+def test_a_downgrade_to_an_older_release_is_read_by_it_as_today_s_code_reads(
+    capsys: pytest.CaptureFixture[str],
+    backend: str,
+    old_sources: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The workload's threads written by today's code, downgraded to 0007 (every downgrade that
+    rewrites data on the way: 0014's inline scalars, 0012's dicts and chunks, 0008's
+    dictionary-compressed objects), read back by the release at 0007 as today's code read
+    them; upgraded again, today's code reads the same and the graphs go on."""
+    import migration_workload as wl
+
+    url, prefix, saver_cls = _store(backend, tmp_path, request, "down")
+    with saver_cls.from_conn_string(url, prefix=prefix) as saver:
+        saver.setup()
+        wl.write(saver)
+        at_head = wl.read(saver)
+    db = ["--url", url, "--prefix", prefix]
+    code, _, err = cli(capsys, "migrate", "downgrade", "0007", "--yes", *db)
+    assert code == 0, err
+    old_read = _workload(old_sources("0007"), "read", backend, url, prefix, tmp_path / "down.pkl")
+    assert _differences(at_head, old_read) == []
+    assert cli(capsys, "migrate", "upgrade", *db)[0] == 0
+    with saver_cls.from_conn_string(url, prefix=prefix) as saver:
+        assert _differences(at_head, wl.read(saver)) == []
+
+
+def _store(backend: str, tmp_path: Path, request: pytest.FixtureRequest, name: str) -> tuple[str, str, Any]:
+    """(url, prefix, saver class) of an empty store of this test's own."""
+    from checkpoint_pg import PostgresSaver, SqliteSaver
+
+    if backend == "sqlite":
+        return str(tmp_path / f"{name}.db"), "cpg_", SqliteSaver
+    return request.getfixturevalue("pg_url"), f"{name}_{os.getpid()}_", PostgresSaver
