@@ -116,3 +116,41 @@ def test_a_missing_postgres_database_advises_the_upgrade_of_these_tables(
     finally:
         drop_database(pg_admin_dsn, name)
     assert not (tmp_path / "checkpoint_pg_demo.db").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["delete", "chain", "--yes"],
+        ["prune", "--keep-last", "1", "--yes"],
+        ["migrate", "downgrade", "base", "--yes"],
+        ["threads"],
+        ["migrate", "upgrade"],
+    ],
+    ids=lambda a: "-".join(a[:2]),
+)
+def test_an_empty_url_is_refused_not_taken_for_the_default_database(
+    capsys: pytest.CaptureFixture[str], argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--url ""`` (a script's ``--url "$DB"`` with DB unset) is a usage error, one line and
+    exit 2, and the database of $CHECKPOINT_PG_URL is left as it was. (It was taken as no
+    --url at all: `delete chain --yes --url ""` deleted the thread from $CHECKPOINT_PG_URL's
+    database, and with no variable set, from ./checkpoint_pg_demo.db.)"""
+    import hashlib
+
+    from checkpoint_pg import SqliteSaver
+
+    from graphs import build_chain
+
+    path = tmp_path / "env.db"
+    with SqliteSaver.from_conn_string(str(path)) as saver:
+        saver.setup()
+        for _ in range(2):
+            build_chain(saver).invoke({"log": []}, {"configurable": {"thread_id": "chain"}})
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    monkeypatch.setenv("CHECKPOINT_PG_URL", str(path))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(capsys, *argv, "--url", "")
+    assert code == 2 and err.count("\n") == 1 and "--url is empty" in err and out == "", err
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["env.db"]

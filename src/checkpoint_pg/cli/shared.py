@@ -34,6 +34,13 @@ class UsageError(ConfigError):
 
 
 def _url(args: argparse.Namespace) -> str:
+    if args.url is not None and not args.url.strip():
+        # `--url "$DB"` with DB unset: falling back to $CHECKPOINT_PG_URL or the demo file
+        # would run the command (a delete, a prune) on a database nobody named
+        raise UsageError(
+            f"--url is empty: pass postgresql://... or a SQLite file path, or leave --url out "
+            f"to use ${ENV_URL} (else {DEFAULT_URL})"
+        )
     return args.url or os.environ.get(ENV_URL) or DEFAULT_URL
 
 
