@@ -132,7 +132,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         )
         if args.dry_run:
             to = "base" if target == "<base>" else target  # JSON: alembic's name, as before
-            return _report(args, {"dry_run": True, "downgrade_to": to}, f"would {what}")
+            # "from" and "to" as every other migrate report (the upgrade's dry run, the run
+            # itself: None at base), so that a script reads the same keys from each
+            data = {"dry_run": True, "from": before, "to": None if target == "<base>" else target}
+            return _report(args, {**data, "downgrade_to": to}, f"would {what}")
         if not _confirm(args, what + "?"):
             print("cancelled", file=sys.stderr)
             return 1
