@@ -182,3 +182,43 @@ def test_a_migrations_dry_run_reports_in_json_the_from_and_to_the_run_reports(
         done = json.loads(out)
         assert planned["dry_run"] is True
         assert {k: planned[k] for k in ("from", "to")} == done, (target, planned, done)
+
+
+def test_output_to_a_stream_that_cannot_show_a_character_is_not_a_traceback(tmp_path: Path) -> None:
+    """With stdout and stderr in ASCII (PYTHONIOENCODING=ascii; a Latin-1 locale or a legacy
+    Windows console do the same to other characters), a thread id and values outside it print
+    as escapes, --json stays JSON that reads back the same id, and an error naming such a
+    thread is still one line. (Each raised UnicodeEncodeError with a traceback.)"""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import checkpoint_pg
+    from checkpoint_pg import SqliteSaver
+
+    from graphs import build_chain
+
+    path = str(tmp_path / "intl.db")
+    thread = "café ✓"
+    with SqliteSaver.from_conn_string(path) as saver:
+        saver.setup()
+        build_chain(saver, names=("größe", "naïve")).invoke({"log": []}, {"configurable": {"thread_id": thread}})
+    package_root = str(Path(checkpoint_pg.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "PYTHONPATH": package_root}
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "checkpoint_pg.cli", *argv, "--url", path],
+            env=env, capture_output=True, text=True, encoding="ascii", errors="strict", timeout=120,
+        )
+
+    for argv in (["threads"], ["history", thread]):
+        done = run(*argv)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, (argv, done.stderr[-2000:])
+    done = run("show", thread, "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    shown = json.loads(done.stdout)
+    assert shown["thread_id"] == thread and "naïve" in json.dumps(shown, ensure_ascii=False)
+    done = run("show", "nöpe ✗")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr

@@ -33,6 +33,7 @@ from checkpoint_pg.cli.shared import (  # noqa: F401 - also the names importable
     _one_line,
     _short,
     open_saver,
+    printable_output,
 )
 from checkpoint_pg.errors import CheckpointPgError, ConfigError
 
@@ -75,6 +76,7 @@ def _exit_code(exc: BaseException) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``checkpoint-pg``; returns the exit status (errors are printed as one line)."""
+    printable_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     for name, default in _COMMON_DEFAULTS.items():

@@ -219,8 +219,30 @@ def _console() -> Any:
 def _print_json(data: Any) -> None:
     from checkpoint_pg.inspect.render import to_jsonable
 
-    text = json.dumps(_finite(to_jsonable(data)), indent=2, ensure_ascii=False, allow_nan=False)
+    # \u escapes where stdout cannot show a character: the escapes the backslashreplace of
+    # `printable_output` would write instead ("\xfc") are not JSON
+    ascii_only = not _is_utf(sys.stdout)
+    text = json.dumps(_finite(to_jsonable(data)), indent=2, ensure_ascii=ascii_only, allow_nan=False)
     sys.stdout.write(text + "\n")
+
+
+def _is_utf(stream: Any) -> bool:
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    return encoding.lower().replace("_", "").replace("-", "").startswith("utf")
+
+
+def printable_output() -> None:
+    """Let stdout and stderr write what their encoding cannot show (PYTHONIOENCODING=ascii, a
+    Latin-1 locale, a legacy Windows console) as escapes, instead of raising UnicodeEncodeError
+    half way through a table or an error message: a thread id or a message's text may hold
+    any character. Streams that are UTF-8, or that already chose how to handle errors, are
+    left as they are."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is None or _is_utf(stream) or getattr(stream, "errors", None) != "strict":
+            continue
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
 
 
 def _finite(value: Any) -> Any:
