@@ -278,3 +278,41 @@ def _store(backend: str, tmp_path: Path, request: pytest.FixtureRequest, name: s
     if backend == "sqlite":
         return str(tmp_path / f"{name}.db"), "cpg_", SqliteSaver
     return request.getfixturevalue("pg_url"), f"{name}_{os.getpid()}_", PostgresSaver
+
+
+# -- a database at head without its functions -----------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["cli", "setup"])
+def test_a_database_at_head_without_its_functions_is_mended_by_the_advised_upgrade(
+    capsys: pytest.CaptureFixture[str], fresh_pg_url: str, how: str
+) -> None:
+    """The tables and version table at head without the Postgres functions (what restoring a
+    ``pg_dump -t 'cpg_*'`` of the tables alone gives): the saver's error advises the upgrade,
+    and that upgrade, or setup(), installs the functions again; the thread then reads back as
+    before. (The upgrade found the database at head and did nothing: no advice helped.)"""
+    import psycopg
+
+    import migration_workload as wl
+
+    from checkpoint_pg import PostgresSaver, SchemaVersionError
+
+    options = {"prefix": "app_", "schema": "agents"}
+    with PostgresSaver.from_conn_string(fresh_pg_url, **options) as saver:
+        saver.setup()
+        wl.write(saver)
+        before = wl.read(saver)
+        dropped = saver.ctx.sql.fn.drop()
+    with psycopg.connect(fresh_pg_url, autocommit=True) as conn:
+        for ddl in dropped:
+            conn.execute(ddl)
+    with PostgresSaver.from_conn_string(fresh_pg_url, **options) as saver:
+        with pytest.raises(SchemaVersionError) as info:
+            saver.get_tuple(wl._cfg("agent"))
+        assert "functions" in str(info.value)
+        if how == "cli":
+            code, out, err = cli(capsys, *_advised_upgrade(str(info.value)))
+            assert code == 0 and "installed its missing functions again" in out, (out, err)
+        else:
+            saver.setup()
+        assert _differences(before, wl.read(saver)) == []

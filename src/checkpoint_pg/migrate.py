@@ -33,6 +33,8 @@ __all__ = [
     "unversioned_tables",
     "refuse_unversioned",
     "create_schema_ddl",
+    "missing_functions",
+    "restore_functions",
     "ADVISORY_LOCK_KEY",
 ]
 
@@ -147,7 +149,44 @@ def upgrade(connection: sa.Connection, tables: Tables, revision: str = "head") -
             refuse_unversioned(connection, tables)
         with _revision_explained(f"upgrade to {revision}"):
             command.upgrade(_config(tables, connection), revision)
+        restore_functions(connection, tables)
     return found
+
+
+def missing_functions(connection: sa.Connection, tables: Tables) -> list[str]:
+    """The head's Postgres functions that a database at head lacks (none below head, where
+    the revisions install their own, nor on SQLite).
+
+    A database restored from a dump of its tables alone (``pg_dump -t 'cpg_*'``) has the
+    tables and the version table at head but none of the functions: every call of a saver
+    fails, and no revision is left to run that would install them. `upgrade` installs
+    them again (`restore_functions`)."""
+    if connection.dialect.name != "postgresql" or current(connection, tables) != head():
+        return []
+    from checkpoint_pg.sql.postgres import PostgresSQL
+
+    signatures = PostgresSQL(tables).fn.signatures()
+    return [
+        name
+        for name, signature in signatures.items()
+        if connection.execute(sa.text("SELECT to_regprocedure(:s)"), {"s": signature}).scalar() is None
+    ]
+
+
+def restore_functions(connection: sa.Connection, tables: Tables) -> list[str]:
+    """Install the head's functions again where `missing_functions` finds any; their names.
+
+    `upgrade` (``setup()``, ``checkpoint-pg migrate upgrade``, what the saver's error
+    advises) runs it; a database that has them is asked nothing more, so a role that may not
+    create functions can still run setup() at head."""
+    missing = missing_functions(connection, tables)
+    if missing:
+        from checkpoint_pg.sql.postgres import PostgresSQL
+
+        sql = PostgresSQL(tables)
+        for ddl in sql.fn.ddl(sql):  # the head installs the current code's (test_migrations)
+            connection.execute(sa.text(ddl))
+    return missing
 
 
 @contextmanager

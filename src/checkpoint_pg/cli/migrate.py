@@ -112,6 +112,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             # refused as the dry run refuses it, before a SQLite file is created for it
             raise UsageError(f"unknown revision {target!r}: see them with `checkpoint-pg migrate history`")
         with _sa_connection(args, write=True) as conn:
+            # the functions the upgrade installs again at head (a dump of the tables alone
+            # restored), asked first: upgrade() does it under its lock and says nothing
+            lacking = migrate.missing_functions(conn, tables)
             # read under the migration's lock: a setup() or upgrade that ran meanwhile is
             # not reported as this one's
             before = migrate.upgrade(conn, tables, target)
@@ -121,6 +124,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             if after == before
             else f"upgraded {before or '<none>'} -> {after}"
         )
+        if lacking and after == before:
+            text = f"at {after}: installed its missing functions again ({', '.join(lacking)})"
         return _report(args, {"from": before, "to": after}, text)
     if action == "downgrade":
         before = _current(args)

@@ -197,8 +197,9 @@ class Functions:
         )
         return [get_tuple, list_thread, put, put_writes]
 
+    def signatures(self) -> dict[str, str]:
+        """``name(type, ...)`` of each function, as ``to_regprocedure`` and DROP take it."""
+        return {name: f"{self.names[name]}({', '.join(t for _, t in sig)})" for name, sig in SIGNATURES.items()}
+
     def drop(self) -> list[str]:
-        return [
-            f"DROP FUNCTION IF EXISTS {self.names[name]}({', '.join(t for _, t in sig)})"
-            for name, sig in SIGNATURES.items()
-        ]
+        return [f"DROP FUNCTION IF EXISTS {sig}" for sig in self.signatures().values()]
