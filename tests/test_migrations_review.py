@@ -316,3 +316,64 @@ def test_a_database_at_head_without_its_functions_is_mended_by_the_advised_upgra
         else:
             saver.setup()
         assert _differences(before, wl.read(saver)) == []
+
+
+# -- an upgrade killed half way --------------------------------------------------------------
+
+_KILL_AT = '''
+import os, sys
+import sqlalchemy as sa
+from sqlalchemy import event
+from checkpoint_pg import migrate
+from checkpoint_pg.schema import build_tables
+
+url, needle = sys.argv[1], sys.argv[2]
+engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+
+@event.listens_for(engine, "before_cursor_execute")
+def die(conn, cursor, statement, parameters, context, executemany):
+    if needle in statement:
+        os._exit(9)  # as a kill: no rollback, no close
+
+with engine.connect() as conn:
+    migrate.upgrade(conn, build_tables())
+'''
+
+
+def test_an_upgrade_killed_half_way_leaves_the_revision_it_started_from(
+    capsys: pytest.CaptureFixture[str], backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """An upgrade from 0002 killed in the middle of 0003 (after its first ALTER TABLE, before
+    its second): the database is at 0002 without a column of 0003, as if nothing had run
+    (one transaction), and the next upgrade goes to head, where the graphs run. (Statements
+    committed one by one would leave 0003's first column behind at 0002, and the next
+    upgrade would fail adding it again.)"""
+    import migration_workload as wl
+
+    from checkpoint_pg import migrate
+
+    if backend == "sqlite":
+        url = str(tmp_path / "killed.db")
+    else:
+        url = request.getfixturevalue("fresh_pg_url")
+    assert cli(capsys, "migrate", "upgrade", "0002", "--url", url)[0] == 0
+    package_root = str(Path(migrate.__file__).resolve().parent.parent)
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILL_AT, _sa_url(url), "ADD COLUMN lease_until"],
+        env={**os.environ, "PYTHONPATH": package_root}, capture_output=True, text=True, timeout=120,
+    )
+    assert killed.returncode == 9, killed.stderr[-2000:]
+    assert _revision(url) == "0002"
+    engine = sa.create_engine(_sa_url(url), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("cpg_threads")}
+    finally:
+        engine.dispose()
+    assert "lease_owner" not in columns
+    assert cli(capsys, "migrate", "upgrade", "--url", url)[0] == 0
+    assert _revision(url) == migrate.head()
+    saver_cls = _store(backend, tmp_path, request, "x")[2]
+    with saver_cls.from_conn_string(url) as saver:
+        wl.write(saver)
+        assert wl.read(saver)["review/latest"] is not None
