@@ -227,6 +227,8 @@ _RELATIVE_UP = re.compile(r"\+(\d+)")
 
 def _upgrade_plan(args: argparse.Namespace, before: str | None, target: str) -> int:
     """What ``migrate upgrade --dry-run`` reports: the step from the database's revision."""
+    from checkpoint_pg import migrate
+
     steps = _RELATIVE_UP.fullmatch(target)
     newer = "upgrade the checkpoint-pg package instead of migrating"
     if steps is not None:
@@ -240,9 +242,13 @@ def _upgrade_plan(args: argparse.Namespace, before: str | None, target: str) -> 
     order, to = _positions(before, target, newer)
     if before is not None and order.index(before) >= to:
         where = f"{before} (head)" if target == "head" else f"{before}, at or past {target}"
-        return _report(
-            args, {"dry_run": True, "from": before, "to": before}, f"already at {where}: nothing to do"
-        )
+        text = f"already at {where}: nothing to do"
+        if _is_pg(_url(args)):
+            with _sa_connection(args, write=False) as conn:
+                lacking = migrate.missing_functions(conn, build_tables(args.prefix, args.schema or None))
+            if lacking:  # as the upgrade will (migrate.restore_functions)
+                text = f"at {before}: would install its missing functions again ({', '.join(lacking)})"
+        return _report(args, {"dry_run": True, "from": before, "to": before}, text)
     end = order[to]
     sql = f"checkpoint-pg migrate sql{f' --from {before}' if before else ''} --to {end} {_db_options(args)}"
     return _report(

@@ -107,10 +107,11 @@ def translate(exc: BaseException, url_hint: str) -> CheckpointPgError | None:
     ):
         from checkpoint_pg.migrate import head  # noqa: PLC0415 - alembic, only when needed
 
+        # a Postgres function too: a database restored from a dump of its tables alone,
+        # which the advised upgrade installs again (migrate.restore_functions)
+        what = "functions" if "function" in text else "tables"
         return SchemaVersionError(
-            # a function too: a database restored from a dump of its tables alone, which the
-            # advised upgrade installs again (migrate.restore_functions)
-            f"checkpoint_pg tables or functions are missing ({text.splitlines()[0]})",
+            f"checkpoint_pg {what} are missing ({text.splitlines()[0]})",
             current=None,
             expected=head(),
             upgrade_url=url_hint,
