@@ -118,6 +118,7 @@ def test_a_missing_postgres_database_advises_the_upgrade_of_these_tables(
     assert not (tmp_path / "checkpoint_pg_demo.db").exists()
 
 
+@pytest.mark.parametrize("option", ["--url", "--prefix", "--schema"])
 @pytest.mark.parametrize(
     "argv",
     [
@@ -129,13 +130,18 @@ def test_a_missing_postgres_database_advises_the_upgrade_of_these_tables(
     ],
     ids=lambda a: "-".join(a[:2]),
 )
-def test_an_empty_url_is_refused_not_taken_for_the_default_database(
-    capsys: pytest.CaptureFixture[str], argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_an_empty_database_option_is_refused_not_taken_for_the_default(
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    option: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """``--url ""`` (a script's ``--url "$DB"`` with DB unset) is a usage error, one line and
-    exit 2, and the database of $CHECKPOINT_PG_URL is left as it was. (It was taken as no
-    --url at all: `delete chain --yes --url ""` deleted the thread from $CHECKPOINT_PG_URL's
-    database, and with no variable set, from ./checkpoint_pg_demo.db.)"""
+    """``--url ""``, ``--prefix ""`` or ``--schema ""`` (a script's ``--url "$DB"`` with DB
+    unset) is a usage error, one line and exit 2, and the default database's default tables
+    are left as they were. (Each was taken as not given: `delete chain --yes --url ""`
+    deleted the thread from $CHECKPOINT_PG_URL's database, `--prefix ""` from the default
+    prefix's tables, `--schema ""` from the search_path's.)"""
     import hashlib
 
     from checkpoint_pg import SqliteSaver
@@ -150,8 +156,8 @@ def test_an_empty_url_is_refused_not_taken_for_the_default_database(
     before = hashlib.sha256(path.read_bytes()).hexdigest()
     monkeypatch.setenv("CHECKPOINT_PG_URL", str(path))
     monkeypatch.chdir(tmp_path)
-    code, out, err = cli(capsys, *argv, "--url", "")
-    assert code == 2 and err.count("\n") == 1 and "--url is empty" in err and out == "", err
+    code, out, err = cli(capsys, *argv, option, "")
+    assert code == 2 and err.count("\n") == 1 and f"{option} is empty" in err and out == "", err
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["env.db"]
 

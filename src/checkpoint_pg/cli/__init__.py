@@ -30,6 +30,7 @@ from checkpoint_pg.cli.shared import (  # noqa: F401 - also the names importable
     _common,
     _db_options,
     _display_url,
+    _no_empty_options,
     _one_line,
     _short,
     open_saver,
@@ -83,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not hasattr(args, name):
             setattr(args, name, default)
     try:
+        _no_empty_options(args)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("checkpoint-pg: interrupted", file=sys.stderr)

@@ -44,6 +44,19 @@ def _url(args: argparse.Namespace) -> str:
     return args.url or os.environ.get(ENV_URL) or DEFAULT_URL
 
 
+def _no_empty_options(args: argparse.Namespace) -> None:
+    """Refuse ``--prefix ""`` and ``--schema ""`` (a script's ``--prefix "$P"`` with P unset):
+    taken as not given, the command (a delete, a prune) would act on the default prefix's
+    tables or on the default schema's, which nobody named. ``--url ""``: see `_url`."""
+    for option in ("prefix", "schema"):
+        value = getattr(args, option, None)
+        if value is not None and not value.strip():
+            raise UsageError(
+                f"--{option} is empty: pass the tables' {option}, or leave --{option} out for the "
+                + ("default (cpg_)" if option == "prefix" else "connection's search_path")
+            )
+
+
 def _is_pg(url: str) -> bool:
     return url.startswith(PG_SCHEMES)
 
