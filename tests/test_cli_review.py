@@ -228,3 +228,87 @@ def test_output_to_a_stream_that_cannot_show_a_character_is_not_a_traceback(tmp_
     assert shown["thread_id"] == thread and "naïve" in json.dumps(shown, ensure_ascii=False)
     done = run("show", "nöpe ✗")
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+
+
+# -- read commands write nothing -------------------------------------------------------------
+
+# every command that only reads, and every dry run, with what it needs
+_READ_ONLY = [
+    ["threads"],
+    ["threads", "--json", "--no-sizes"],
+    ["history", "chain"],
+    ["history", "chain", "--json"],
+    ["show", "chain"],
+    ["show", "chain", "-1", "--json"],
+    ["diff", "chain@-2", "chain"],
+    ["stats", "--json"],
+    ["replay", "chain", "--runs"],
+    ["migrate", "current"],
+    ["migrate", "history"],
+    ["migrate", "upgrade", "--dry-run"],
+    ["migrate", "downgrade", "0007", "--dry-run"],
+    ["delete", "chain", "--dry-run"],
+    ["prune", "--keep-last", "1", "--dry-run"],
+    ["prune", "--older-than", "0s", "--dry-run"],
+    ["copy", "chain", "elsewhere", "--dry-run"],
+    ["unlock", "chain", "--dry-run"],
+]
+
+
+def _write_counters(url: str) -> dict[str, tuple[int, ...]]:
+    """Rows inserted, updated (HOT or not) and deleted, per table of the database, as the
+    server's statistics count them."""
+    import time
+
+    import psycopg
+
+    def read() -> dict[str, tuple[int, ...]]:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            rows = conn.execute(
+                "SELECT relname, n_tup_ins, n_tup_upd, n_tup_del, n_tup_hot_upd FROM pg_stat_user_tables"
+            ).fetchall()
+        return {name: tuple(counts) for name, *counts in rows}
+
+    # a backend reports its counts when it ends (every connection here has): read until
+    # two reads agree
+    last = read()
+    for _ in range(50):
+        time.sleep(0.2)
+        now = read()
+        if now == last:
+            return now
+        last = now
+    raise AssertionError("the write counters kept changing")
+
+
+def test_read_commands_and_dry_runs_write_no_row_on_postgres(
+    capsys: pytest.CaptureFixture[str], fresh_pg_url: str
+) -> None:
+    """Run as the database's owner (a role that could write), with a live lease on the thread
+    so that ``unlock --dry-run`` has one to not break: no read command and no dry run inserts,
+    updates or deletes a row in any table (the server's statistics), and each exits 0."""
+    import psycopg
+
+    from checkpoint_pg import PostgresSaver
+
+    from graphs import build_chain
+
+    with PostgresSaver.from_conn_string(fresh_pg_url) as saver:
+        saver.setup()
+        for _ in range(3):
+            build_chain(saver).invoke({"log": []}, {"configurable": {"thread_id": "chain"}})
+    # a run's live lease, from a connection that ends before the counting starts (a live
+    # one may report its counts at any time)
+    with psycopg.connect(fresh_pg_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE cpg_threads SET lease_owner = 'a-run', "
+            "lease_until = extract(epoch FROM clock_timestamp()) + 3600 WHERE thread_id = 'chain'"
+        )
+    before = _write_counters(fresh_pg_url)
+    for argv in _READ_ONLY:
+        code, out, err = cli(capsys, *argv, "--url", fresh_pg_url)
+        assert code == 0, (argv, err)
+        if argv[0] == "unlock":
+            assert "would break the lease" in out, out
+    assert _write_counters(fresh_pg_url) == before
