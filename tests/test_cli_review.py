@@ -312,3 +312,47 @@ def test_read_commands_and_dry_runs_write_no_row_on_postgres(
         if argv[0] == "unlock":
             assert "would break the lease" in out, out
     assert _write_counters(fresh_pg_url) == before
+
+
+def test_read_commands_and_dry_runs_change_no_byte_of_a_read_only_sqlite_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The same commands on a 0444 SQLite file in a 0555 directory, with a live lease on the
+    thread: each exits 0 and the file's bytes stay as they were (tests/test_cli.py's list
+    leaves out the migrate dry runs, migrate history and unlock --dry-run)."""
+    import hashlib
+    import sqlite3
+
+    from checkpoint_pg import SqliteSaver
+
+    from graphs import build_chain
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    path = folder / "app.db"
+    with SqliteSaver.from_conn_string(str(path)) as saver:
+        saver.setup()
+        for _ in range(3):
+            build_chain(saver).invoke({"log": []}, {"configurable": {"thread_id": "chain"}})
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(  # an hour from now, in the seconds since the epoch leases use
+            "UPDATE cpg_threads SET lease_owner = 'a-run', "
+            "lease_until = (julianday('now') - 2440587.5) * 86400.0 + 3600 WHERE thread_id = 'chain'"
+        )
+    conn.close()
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    path.chmod(0o444)
+    folder.chmod(0o555)
+    try:
+        for argv in _READ_ONLY:
+            code, out, err = cli(capsys, *argv, "--url", str(path))
+            assert code == 0, (argv, err)
+            if argv[0] == "unlock":
+                assert "would break the lease" in out, out
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+        extra = [p for p in folder.iterdir() if p.name != "app.db"]
+        assert all(p.name == "app.db-shm" or p.stat().st_size == 0 for p in extra), extra
+    finally:
+        folder.chmod(0o755)
+        path.chmod(0o644)
