@@ -380,3 +380,57 @@ def test_an_upgrade_killed_half_way_leaves_the_revision_it_started_from(
     with saver_cls.from_conn_string(url) as saver:
         wl.write(saver)
         assert wl.read(saver)["review/latest"] is not None
+
+
+def test_the_upgrade_advised_for_a_url_with_encoded_options_connects_as_the_saver_does(
+    capsys: pytest.CaptureFixture[str], fresh_pg_url: str
+) -> None:
+    """A saver whose URL sets the search_path through ``options=-c%20search_path%3Dagents``
+    (its tables in schema agents without ``schema=``), behind head: the advised command keeps
+    the URL as written, so that it connects with that search_path and upgrades those tables.
+    (The URL was shown rendered again by SQLAlchemy, %20 as "+", which libpq keeps: the
+    server refused the option "+search_path".)"""
+    import psycopg
+
+    from checkpoint_pg import PostgresSaver, SchemaVersionError, migrate
+
+    with psycopg.connect(fresh_pg_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA agents")
+    url = f"{fresh_pg_url}?options=-c%20search_path%3Dagents"
+    older = [rev for rev, _, _ in migrate.history()][-2]
+    assert cli(capsys, "migrate", "upgrade", older, "--url", url)[0] == 0
+    assert _revision(fresh_pg_url, schema="agents") == older
+    with PostgresSaver.from_conn_string(url) as saver:
+        with pytest.raises(SchemaVersionError) as info:
+            saver.get_tuple({"configurable": {"thread_id": "t"}})
+    argv = _advised_upgrade(str(info.value))
+    assert argv[argv.index("--url") + 1] == url
+    code, _, err = cli(capsys, *argv)
+    assert code == 0, err
+    assert _revision(fresh_pg_url, schema="agents") == migrate.head()
+
+
+def test_the_upgrade_advised_for_a_pool_of_a_keyword_conninfo_names_its_url(
+    capsys: pytest.CaptureFixture[str], fresh_pg_url: str
+) -> None:
+    """A saver on a ConnectionPool made from a keyword conninfo (``host=... dbname=...``), behind
+    head: the advised command names a URL of that conninfo, not ``<your database url>``, and
+    run as written it upgrades the saver's tables; a password in the conninfo is masked."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    from psycopg_pool import ConnectionPool
+
+    from checkpoint_pg import PostgresSaver, SchemaVersionError, migrate
+
+    older = [rev for rev, _, _ in migrate.history()][-2]
+    assert cli(capsys, "migrate", "upgrade", older, "--url", fresh_pg_url, "--prefix", "app_")[0] == 0
+    keywords = make_conninfo(**conninfo_to_dict(fresh_pg_url), application_name="app one")
+    with ConnectionPool(keywords, kwargs={"autocommit": True}, min_size=1, open=True) as pool:
+        with pytest.raises(SchemaVersionError) as info:
+            PostgresSaver(pool, prefix="app_").get_tuple({"configurable": {"thread_id": "t"}})
+    assert "<your database url>" not in str(info.value)
+    assert cli(capsys, *_advised_upgrade(str(info.value)))[0] == 0
+    assert _revision(fresh_pg_url, "app_") == migrate.head()
+    from checkpoint_pg.postgres import mask, url_of
+
+    shown = mask(url_of(make_conninfo(keywords, password="s3cret")))
+    assert "s3cret" not in shown and ":***@" in shown

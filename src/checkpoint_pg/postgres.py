@@ -13,7 +13,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
-from urllib.parse import unquote, unquote_plus
+from urllib.parse import quote, unquote, unquote_plus
 
 import sqlalchemy as sa
 from langgraph.checkpoint.serde.base import SerializerProtocol
@@ -61,6 +61,33 @@ def conninfo_of(url: str, *, sqlalchemy: bool = False) -> str:
     return f"postgresql+psycopg://{rest}" if sqlalchemy else f"postgresql://{rest}"
 
 
+def url_of(conninfo: str) -> str:
+    """A libpq conninfo as a postgresql:// URL: a pool made from ``"host=db dbname=app"``
+    is named in error messages by a URL that `checkpoint-pg --url` takes, not by a
+    placeholder. A URL, or what libpq cannot parse, comes back as it is. A socket
+    directory or a list of hosts goes in the query string, where libpq takes any keyword."""
+    if "://" in conninfo:
+        return conninfo
+    try:
+        params = {k: str(v) for k, v in psycopg.conninfo.conninfo_to_dict(conninfo).items() if v is not None}
+    except psycopg.Error:
+        return conninfo
+    user, password = params.pop("user", None), params.pop("password", None)
+    dbname = params.pop("dbname", "")
+    host, port = params.get("host"), params.get("port")
+    netloc = ""
+    if user is not None:
+        netloc = quote(user, safe="") + (f":{quote(password, safe='')}" if password is not None else "") + "@"
+    if host and not host.startswith("/") and "," not in host and (port is None or port.isdigit()):
+        params.pop("host")
+        params.pop("port", None)
+        netloc += f"[{host}]" if ":" in host else host
+        netloc += f":{port}" if port else ""
+    # percent-encoded throughout, never "+" for a space: libpq decodes only %XX
+    query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in params.items())
+    return f"postgresql://{netloc}/{quote(dbname, safe='')}" + (f"?{query}" if query else "")
+
+
 def _unparsable(conninfo: str) -> str | None:
     """libpq's complaint about a URL it cannot parse, without the URL's secrets: it
     quotes the token it stopped at (a password with a stray ``%`` or a space) or the
@@ -103,15 +130,19 @@ _SECRET_PARAMS = ("password", "sslpassword")
 
 def mask(url: str) -> str:
     """The URL with its password hidden, for error messages: the one before the host
-    and a ``?password=`` (or ``sslpassword=``) parameter alike."""
+    and a ``?password=`` (or ``sslpassword=``) parameter alike.
+
+    Hidden in the URL as written, not rendered again: SQLAlchemy's rendering writes a
+    query's %20 as "+", which libpq takes for a plus (``options=-c%20search_path%3Dx``
+    became ``-c+search_path=x``, refused by the server), and a database's %20 as a space,
+    so that the command a message advises would not connect."""
     try:
-        u = sa.engine.make_url(url)
-        hidden = {k: "***" for k in _SECRET_PARAMS if k in u.query}
-        if hidden:
-            u = u.update_query_dict(hidden)
-        return u.render_as_string(hide_password=True).replace("=%2A%2A%2A", "=***")
+        sa.engine.make_url(url)  # what it cannot parse is not shown at all
     except Exception:
         return "<your database url>"
+    # the password between the user and the host, as SQLAlchemy's URL grammar has it
+    url = re.sub(r"^([\w+]+://[^:/@?]*:)[^@]*@", r"\1***@", url)
+    return re.sub(r"([?&](?:%s)=)[^&#]*" % "|".join(_SECRET_PARAMS), r"\1***", url)
 
 
 # A read of several statements (a list page, a delta history) sees one snapshot,
@@ -203,7 +234,7 @@ class PostgresSaver(SyncSaver):
         self._conn = self._pool = self._engine = None
         if isinstance(conn, ConnectionPool):
             self._pool = conn
-            hint = mask(conn.conninfo)
+            hint = mask(url_of(conn.conninfo))
         elif isinstance(conn, psycopg.Connection):
             self._conn = conn
             hint = "<your database url>"
@@ -379,7 +410,7 @@ class AsyncPostgresSaver(AsyncSaver):
         self._conn = self._pool = None
         if isinstance(conn, AsyncConnectionPool):
             self._pool = conn
-            hint = mask(conn.conninfo)
+            hint = mask(url_of(conn.conninfo))
         elif isinstance(conn, psycopg.AsyncConnection):
             self._conn = conn
             hint = "<your database url>"
