@@ -356,3 +356,30 @@ def test_read_commands_and_dry_runs_change_no_byte_of_a_read_only_sqlite_file(
     finally:
         folder.chmod(0o755)
         path.chmod(0o644)
+
+
+def test_a_migration_waiting_out_the_busy_timeout_says_what_happened_and_what_to_do(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``migrate upgrade`` on a SQLite file another connection holds a write transaction on,
+    for longer than the busy timeout: one line naming the file, that it was locked, that
+    nothing changed and to try again, exit 1; the file stays at its revision. (It said only
+    "OperationalError: database is locked", SQLAlchemy's wrapping of the driver's error.)"""
+    import sqlite3
+
+    import checkpoint_pg.sqlite
+    from checkpoint_pg import migrate
+
+    path = str(tmp_path / "busy.db")
+    older = [rev for rev, _, _ in migrate.history()][-2]
+    assert cli(capsys, "migrate", "upgrade", older, "--url", path)[0] == 0
+    monkeypatch.setattr(checkpoint_pg.sqlite, "BUSY_TIMEOUT_MS", 200)
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        code, out, err = cli(capsys, "migrate", "upgrade", "--url", path)
+    finally:
+        holder.close()
+    assert code == 1 and err.count("\n") == 1 and out == "", err
+    assert "database is locked" in err and path in err and "try again" in err, err
+    assert _revision(path) == older

@@ -93,14 +93,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"checkpoint-pg: error: {_cli_message(args, exc)}", file=sys.stderr)
         return _exit_code(exc)
     except sqlite3.Error as exc:
-        where = f"({_display_url(args)}){_sqlite_hint(exc)}"
-        print(f"checkpoint-pg: error: SQLite: {_one_line(exc)} {where}", file=sys.stderr)
+        print(_sqlite_error(exc, args), file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - driver errors: one line, not a traceback
         mod = type(exc).__module__.split(".")[0]
         if mod in ("psycopg", "psycopg_pool", "sqlalchemy", "alembic"):
             # SQLAlchemy's text repeats the whole statement ([SQL: ...]): the driver's error says it
             cause = getattr(exc, "orig", None) or exc
+            if isinstance(cause, sqlite3.Error):  # the migrate commands' SQLAlchemy connection
+                print(_sqlite_error(cause, args), file=sys.stderr)
+                return 1
             print(
                 f"checkpoint-pg: error: {type(cause).__name__}: {_one_line(cause)}{_pg_hint(cause, args)}",
                 file=sys.stderr,
@@ -123,8 +125,20 @@ def _pg_hint(exc: BaseException, args: argparse.Namespace) -> str:
     return ""
 
 
+def _sqlite_error(exc: sqlite3.Error, args: argparse.Namespace) -> str:
+    where = f"({_display_url(args)}){_sqlite_hint(exc)}"
+    return f"checkpoint-pg: error: SQLite: {_one_line(exc)} {where}"
+
+
 def _sqlite_hint(exc: sqlite3.Error) -> str:
     text = str(exc)
+    if text.startswith("database is locked"):  # the busy timeout ran out
+        from checkpoint_pg.sqlite import BUSY_TIMEOUT_MS
+
+        return (
+            ": another connection held a write transaction on the file for the whole busy "
+            f"timeout ({BUSY_TIMEOUT_MS / 1000:g} s); nothing was changed: try again once it is done"
+        )
     if "unable to open database file" in text or "readonly database" in text:
         return (
             ": check that the file exists and that you may read it (and, for a command that "
