@@ -29,6 +29,7 @@ from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
+from clikit import cli
 from graphs import build_chain
 
 COMMANDS = [
@@ -53,18 +54,6 @@ COMMANDS = [
     ["demo"],
 ]
 
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run ``checkpoint-pg ARGV`` in-process: (exit status, stdout, stderr)."""
-    from checkpoint_pg.cli import main
-
-    capsys.readouterr()
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse: --help, usage errors
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _saver_cls(url: str) -> Any:

@@ -12,36 +12,10 @@ import shlex
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
+from clikit import cli, stored_revision
 
 
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run ``checkpoint-pg ARGV`` in-process: (exit status, stdout, stderr)."""
-    from checkpoint_pg.cli import main
 
-    capsys.readouterr()
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse: --help, usage errors
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _sa_url(url: str) -> str:
-    return url.replace("postgresql://", "postgresql+psycopg://", 1) if "://" in url else f"sqlite:///{url}"
-
-
-def _revision(url: str, prefix: str = "cpg_", schema: str | None = None) -> str | None:
-    from checkpoint_pg import migrate
-    from checkpoint_pg.schema import build_tables
-
-    engine = sa.create_engine(_sa_url(url), poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            return migrate.current(conn, build_tables(prefix, schema))
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture
@@ -84,8 +58,8 @@ def test_migrate_current_advises_the_upgrade_of_these_tables(
     (command,) = re.findall(r"`(checkpoint-pg migrate upgrade[^`]*)`", out)
     argv = shlex.split(command)[1:]
     assert cli(capsys, *argv)[0] == 0
-    assert _revision(own_db, "app_", schema) == migrate.head()
-    assert _revision(own_db) is None  # no default store was made
+    assert stored_revision(own_db, "app_", schema) == migrate.head()
+    assert stored_revision(own_db) is None  # no default store was made
     assert cli(capsys, "migrate", "current", *options)[0] == 0
 
 
@@ -111,7 +85,7 @@ def test_a_missing_postgres_database_advises_the_upgrade_of_these_tables(
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
         assert cli(capsys, *shlex.split(command)[1:])[0] == 0
-        assert _revision(url, "app_") == migrate.head()
+        assert stored_revision(url, "app_") == migrate.head()
         assert cli(capsys, "threads", "--url", url, "--prefix", "app_")[0] == 0
     finally:
         drop_database(pg_admin_dsn, name)
@@ -382,4 +356,4 @@ def test_a_migration_waiting_out_the_busy_timeout_says_what_happened_and_what_to
         holder.close()
     assert code == 1 and err.count("\n") == 1 and out == "", err
     assert "database is locked" in err and path in err and "try again" in err, err
-    assert _revision(path) == older
+    assert stored_revision(path) == older

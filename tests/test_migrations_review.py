@@ -24,38 +24,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from clikit import cli, sa_url, stored_revision
 
 REPO = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
 
 
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run ``checkpoint-pg ARGV`` in-process: (exit status, stdout, stderr)."""
-    from checkpoint_pg.cli import main
 
-    capsys.readouterr()
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse: --help, usage errors
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _sa_url(url: str) -> str:
-    return url.replace("postgresql://", "postgresql+psycopg://", 1) if "://" in url else f"sqlite:///{url}"
-
-
-def _revision(url: str, prefix: str = "cpg_", schema: str | None = None) -> str | None:
-    from checkpoint_pg import migrate
-    from checkpoint_pg.schema import build_tables
-
-    engine = sa.create_engine(_sa_url(url), poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            return migrate.current(conn, build_tables(prefix, schema))
-    finally:
-        engine.dispose()
 
 
 def _advised_upgrade(message: str) -> list[str]:
@@ -97,7 +72,7 @@ def test_the_upgrade_a_saver_advises_runs_as_written_for_a_path_a_shell_would_sp
     argv = _advised_upgrade(str(info.value))
     assert argv[argv.index("--url") + 1] == path
     assert cli(capsys, *argv)[0] == 0
-    assert _revision(path, "app_") == migrate.head()
+    assert stored_revision(path, "app_") == migrate.head()
     assert not (tmp_path / "checkpoint_pg_demo.db").exists()
 
 
@@ -119,7 +94,7 @@ def test_the_upgrade_a_postgres_saver_advises_keeps_the_urls_parameters(
     argv = _advised_upgrade(str(info.value))
     assert argv[argv.index("--url") + 1] == url and argv[-4:] == options
     assert cli(capsys, *argv)[0] == 0
-    assert _revision(fresh_pg_url, "app_", "agents") == migrate.head()
+    assert stored_revision(fresh_pg_url, "app_", "agents") == migrate.head()
 
 
 # -- data an older release wrote -------------------------------------------------------------
@@ -235,7 +210,7 @@ def test_threads_an_older_release_wrote_read_back_identically_after_upgrade(
 
     url, prefix, saver_cls = _store(backend, tmp_path, request, f"o{revision}")
     written = _workload(old_sources(revision), "write", backend, url, prefix, tmp_path / "written.pkl")
-    assert _revision(url, prefix) == revision
+    assert stored_revision(url, prefix) == revision
 
     code, out, err = cli(capsys, "migrate", "upgrade", "--url", url, "--prefix", prefix)
     assert code == 0 and f"{revision} -> {migrate.head()}" in out, err
@@ -363,12 +338,12 @@ def test_an_upgrade_killed_half_way_leaves_the_revision_it_started_from(
     assert cli(capsys, "migrate", "upgrade", "0002", "--url", url)[0] == 0
     package_root = str(Path(migrate.__file__).resolve().parent.parent)
     killed = subprocess.run(
-        [sys.executable, "-c", _KILL_AT, _sa_url(url), "ADD COLUMN lease_until"],
+        [sys.executable, "-c", _KILL_AT, sa_url(url), "ADD COLUMN lease_until"],
         env={**os.environ, "PYTHONPATH": package_root}, capture_output=True, text=True, timeout=120,
     )
     assert killed.returncode == 9, killed.stderr[-2000:]
-    assert _revision(url) == "0002"
-    engine = sa.create_engine(_sa_url(url), poolclass=sa.pool.NullPool)
+    assert stored_revision(url) == "0002"
+    engine = sa.create_engine(sa_url(url), poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
             columns = {c["name"] for c in sa.inspect(conn).get_columns("cpg_threads")}
@@ -376,7 +351,7 @@ def test_an_upgrade_killed_half_way_leaves_the_revision_it_started_from(
         engine.dispose()
     assert "lease_owner" not in columns
     assert cli(capsys, "migrate", "upgrade", "--url", url)[0] == 0
-    assert _revision(url) == migrate.head()
+    assert stored_revision(url) == migrate.head()
     saver_cls = _store(backend, tmp_path, request, "x")[2]
     with saver_cls.from_conn_string(url) as saver:
         wl.write(saver)
@@ -400,7 +375,7 @@ def test_the_upgrade_advised_for_a_url_with_encoded_options_connects_as_the_save
     url = f"{fresh_pg_url}?options=-c%20search_path%3Dagents"
     older = [rev for rev, _, _ in migrate.history()][-2]
     assert cli(capsys, "migrate", "upgrade", older, "--url", url)[0] == 0
-    assert _revision(fresh_pg_url, schema="agents") == older
+    assert stored_revision(fresh_pg_url, schema="agents") == older
     with PostgresSaver.from_conn_string(url) as saver:
         with pytest.raises(SchemaVersionError) as info:
             saver.get_tuple({"configurable": {"thread_id": "t"}})
@@ -408,7 +383,7 @@ def test_the_upgrade_advised_for_a_url_with_encoded_options_connects_as_the_save
     assert argv[argv.index("--url") + 1] == url
     code, _, err = cli(capsys, *argv)
     assert code == 0, err
-    assert _revision(fresh_pg_url, schema="agents") == migrate.head()
+    assert stored_revision(fresh_pg_url, schema="agents") == migrate.head()
 
 
 def test_the_upgrade_advised_for_a_pool_of_a_keyword_conninfo_names_its_url(
@@ -430,7 +405,7 @@ def test_the_upgrade_advised_for_a_pool_of_a_keyword_conninfo_names_its_url(
             PostgresSaver(pool, prefix="app_").get_tuple({"configurable": {"thread_id": "t"}})
     assert "<your database url>" not in str(info.value)
     assert cli(capsys, *_advised_upgrade(str(info.value)))[0] == 0
-    assert _revision(fresh_pg_url, "app_") == migrate.head()
+    assert stored_revision(fresh_pg_url, "app_") == migrate.head()
     from checkpoint_pg.postgres import mask, url_of
 
     shown = mask(url_of(make_conninfo(keywords, password="s3cret")))

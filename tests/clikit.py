@@ -1,0 +1,38 @@
+"""Helpers the CLI and migration tests share: run the command in-process, and read
+a store's revision from outside the savers."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run ``checkpoint-pg ARGV`` in-process: (exit status, stdout, stderr)."""
+    from checkpoint_pg.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse: --help, usage errors
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def sa_url(url: str) -> str:
+    """A Postgres URL or a SQLite path as the SQLAlchemy URL of its driver."""
+    return url.replace("postgresql://", "postgresql+psycopg://", 1) if "://" in url else f"sqlite:///{url}"
+
+
+def stored_revision(url: str, prefix: str = "cpg_", schema: str | None = None) -> str | None:
+    """The revision the version table of ``prefix``/``schema`` at ``url`` records."""
+    from checkpoint_pg import migrate
+    from checkpoint_pg.schema import build_tables
+
+    engine = sa.create_engine(sa_url(url), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return migrate.current(conn, build_tables(prefix, schema))
+    finally:
+        engine.dispose()
