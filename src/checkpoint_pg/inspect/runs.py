@@ -99,16 +99,24 @@ def split_runs(checkpoints: Sequence[CheckpointRecord], keys: str | Sequence[str
             for r, what in _events(t)[0]:
                 timeline[r].append((t, what))
         stopped = False  # the run stopped before running this checkpoint's tasks
+        # a later call went on from here; LangGraph counts any Command input as
+        # resuming, a goto/update one sent after the run had finished too: then the
+        # run ended normally and streamed no {"__interrupt__": ()} (cp.next, which
+        # leaves out the Command's own writes, is empty), though a new run starts
+        resumed = False
         if not any(t.interrupts or t.error is not None for t in tasks):
             if not by_edit and _resumed_at(cp, child):
-                stopped = True
+                resumed = True
+                stopped = bool(cp.next)
             elif child is None and not tasks:
                 # the run stopped before nodes it was about to run (interrupt_before),
                 # whether or not update_state or new input followed
                 stopped = bool(cp.next)
-        if stopped:
+        # this checkpoint's tasks ran in a later run than the one that made it
+        later = stopped or resumed
+        if later:
             timeline = defaultdict(list, {r + 1: v for r, v in timeline.items()})
-        n_runs = max([0, *timeline]) + 1 if timeline or stopped else 1
+        n_runs = max([0, *timeline]) + 1 if timeline or later else 1
         for r in range(n_runs):
             if r == 0:
                 if current is None or cp.source != "loop":
@@ -116,14 +124,15 @@ def split_runs(checkpoints: Sequence[CheckpointRecord], keys: str | Sequence[str
             else:
                 run_id = child.run_id if (child is not None and r == n_runs - 1) else None
                 current = start(cp, run_id)
-            if r == 0 and stopped:
-                current.chunks.append({INTERRUPT: ()})
+            if r == 0 and later:
+                if stopped:
+                    current.chunks.append({INTERRUPT: ()})
                 continue
             # tasks that finished in an earlier run are streamed again, marked cached
             # (not @task calls: their caller gets their saved result back silently)
             for t in tasks:
                 done_at = next((rr for rr, what in _events(t)[0] if what == "done"), None)
-                if done_at is not None and stopped:
+                if done_at is not None and later:
                     done_at += 1
                 if not t.hidden and not t.call and done_at is not None and done_at < r:
                     current.chunks.append(

@@ -1,0 +1,67 @@
+"""Adversarial review of the inspection API's accuracy against LangGraph itself (both backends)."""
+
+from __future__ import annotations
+
+import operator
+import uuid
+from typing import Annotated, Any, TypedDict
+
+import pytest
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command
+
+
+class _S(TypedDict, total=False):
+    log: Annotated[list, operator.add]
+    x: int
+
+
+@pytest.fixture
+def inspector(saver: Any) -> Any:
+    from checkpoint_pg.inspect import Inspector
+
+    return Inspector(saver)
+
+
+def _goto_graph(saver: Any, **compile_kw: Any) -> Any:
+    def a(state: _S) -> Command:
+        return Command(update={"log": ["a"]}, goto="c")
+
+    builder = StateGraph(_S)
+    builder.add_node("a", a, destinations=("b", "c"))
+    builder.add_node("b", lambda s: {"log": ["b"]})
+    builder.add_node("c", lambda s: {"log": ["c"]})
+    builder.add_edge(START, "a")
+    builder.add_edge("b", END)
+    builder.add_edge("c", END)
+    return builder.compile(checkpointer=saver, **compile_kw)
+
+
+def test_command_input_on_a_finished_thread_does_not_replay_an_interrupt(saver: Any, inspector: Any) -> None:
+    """A Command(update=..., goto=...) sent to a thread whose run had finished starts a new
+    run (LangGraph counts it as resuming), but the run before ended normally: it streamed
+    no {"__interrupt__": ()} chunk, so replay must not add one."""
+    graph = _goto_graph(saver)
+    cfg = {"configurable": {"thread_id": f"goto-{uuid.uuid4().hex[:10]}"}}
+    live = [
+        list(graph.stream(inp, cfg, stream_mode="updates"))
+        for inp in ({"log": []}, Command(update={"x": 5}, goto="b"))
+    ]
+    assert live == [[{"a": {"log": ["a"]}}, {"c": {"log": ["c"]}}], [{"b": {"log": ["b"]}}]]
+    runs = inspector.runs(cfg["configurable"]["thread_id"])
+    assert [r.chunks for r in runs] == live
+    assert all(r.complete for r in runs)
+
+
+def test_command_goto_after_interrupt_before_still_replays_the_stop(saver: Any, inspector: Any) -> None:
+    """The same Command input after a run that stopped at interrupt_before: that run did
+    stream {"__interrupt__": ()}, and replay keeps it."""
+    graph = _goto_graph(saver, interrupt_before=["c"])
+    cfg = {"configurable": {"thread_id": f"goto-ib-{uuid.uuid4().hex[:10]}"}}
+    live = [
+        list(graph.stream(inp, cfg, stream_mode="updates"))
+        for inp in ({"log": []}, Command(update={"x": 5}))
+    ]
+    assert live[0][-1] == {"__interrupt__": ()}
+    runs = inspector.runs(cfg["configurable"]["thread_id"])
+    assert [r.chunks for r in runs] == live
