@@ -65,3 +65,18 @@ def test_command_goto_after_interrupt_before_still_replays_the_stop(saver: Any, 
     assert live[0][-1] == {"__interrupt__": ()}
     runs = inspector.runs(cfg["configurable"]["thread_id"])
     assert [r.chunks for r in runs] == live
+
+
+def test_history_input_keeps_every_command_update_on_one_checkpoint(saver: Any, inspector: Any) -> None:
+    """Two Command(update=...) inputs sent to a finished thread are both stored as writes
+    on its last checkpoint (the first ran nothing, so made no checkpoint). LangGraph applies
+    both (the state has u1 and u2); history's ``input`` must show both, not the last only
+    ("each stored write appears in exactly one entry")."""
+    graph = _goto_graph(saver)
+    cfg = {"configurable": {"thread_id": f"twice-{uuid.uuid4().hex[:10]}"}}
+    graph.invoke({"log": []}, cfg)
+    graph.invoke(Command(update={"log": ["u1"]}), cfg)
+    graph.invoke(Command(update={"log": ["u2"]}, goto="b"), cfg)
+    assert graph.get_state(cfg).values["log"] == ["a", "c", "u1", "u2", "b"]
+    (entry,) = [e for e in inspector.history(cfg["configurable"]["thread_id"]) if e.input]
+    assert entry.input["log"] == [["u1"], ["u2"]]

@@ -135,6 +135,21 @@ def _pending_tasks(cp: CheckpointRecord) -> list[TaskRecord]:
     return cp.ran if cp.edit_child else cp.tasks
 
 
+def _null_input(writes: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """A checkpoint's Command(update=...) writes by channel (resume values left out).
+
+    Several Commands sent to one checkpoint (those that ran nothing made no checkpoint
+    of their own) all store their writes there, and LangGraph applies each: a channel
+    written more than once holds the list of its writes, in order, as `group_updates`
+    lists the updates of several tasks of one node (a dict would keep the last only).
+    """
+    out: dict[str, list[Any]] = defaultdict(list)
+    for ch, v in writes:
+        if ch != RESUME:
+            out[ch].append(v)
+    return {ch: vs[0] if len(vs) == 1 else vs for ch, vs in out.items()}
+
+
 def _internal_channel(ch: str) -> bool:
     return ch.startswith(("branch:", "join:")) or ch in (TASKS, "__start__")
 
@@ -404,7 +419,7 @@ class Inspector:
                 )
                 if parent is not None and c.source == "loop":
                     entry.updates = group_updates(parent.ran, keys)
-                    entry.input = {ch: v for ch, v in parent.null_writes if ch != RESUME}
+                    entry.input = _null_input(parent.null_writes)
                 elif parent is not None and parent.edit_child == c.checkpoint_id:
                     # update_state stored its writes on the checkpoint it updated
                     entry.updates = group_updates([t for t in parent.edits if t.path], keys)
@@ -432,7 +447,7 @@ class Inspector:
                 if c.checkpoint_id not in has_child:
                     entry.pending = group_updates(_pending_tasks(c), keys)
                     if c.null_writes:
-                        entry.input = {**entry.input, **{ch: v for ch, v in c.null_writes if ch != RESUME}}
+                        entry.input = {**entry.input, **_null_input(c.null_writes)}
                 entry.next = list(c.next)
                 out.append(entry)
         out.sort(key=lambda e: (e.checkpoint_id, e.checkpoint_ns))
