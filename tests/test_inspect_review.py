@@ -80,3 +80,30 @@ def test_history_input_keeps_every_command_update_on_one_checkpoint(saver: Any, 
     assert graph.get_state(cfg).values["log"] == ["a", "c", "u1", "u2", "b"]
     (entry,) = [e for e in inspector.history(cfg["configurable"]["thread_id"]) if e.input]
     assert entry.input["log"] == [["u1"], ["u2"]]
+
+
+def test_show_and_diff_give_a_delta_channel_snapshot_as_its_value(saver: Any, inspector: Any) -> None:
+    """A DeltaChannel stores a ``_DeltaSnapshot(value)`` every few updates. At those
+    checkpoints LangGraph's get_state gives the list itself: so must show(), and diff()
+    must compare the lists (the items added), not two opaque wrappers."""
+    from graphs import build_delta_graph
+
+    graph = build_delta_graph(saver)
+    cfg = {"configurable": {"thread_id": f"delta-{uuid.uuid4().hex[:10]}"}}
+    graph.invoke({"target": 6, "items": []}, cfg)
+    tid = cfg["configurable"]["thread_id"]
+    snaps = []
+    for snap in graph.get_state_history(cfg):
+        raw = saver.get_tuple(snap.config).checkpoint["channel_values"].get("items")
+        if raw is not None:
+            snaps.append(snap)
+    assert len(snaps) >= 2
+    for snap in snaps:
+        view = inspector.show(tid, snap.config["configurable"]["checkpoint_id"])
+        assert view.values["items"] == snap.values["items"]
+    newer, older = snaps[0], snaps[1]
+    d = {c.channel: c for c in inspector.diff(older.config, newer.config).changed}
+    n = len(older.values["items"])
+    assert d["items"].status == "changed"
+    assert d["items"].after == newer.values["items"]
+    assert d["items"].added == newer.values["items"][n:] and d["items"].removed == []

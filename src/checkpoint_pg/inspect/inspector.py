@@ -22,6 +22,11 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointTuple
 
+try:  # DeltaChannel's snapshot blob (langgraph >= the release that added DeltaChannel)
+    from langgraph.checkpoint.serde.types import _DeltaSnapshot
+except ImportError:  # pragma: no cover - an older langgraph stores none
+    _DeltaSnapshot = None  # type: ignore[assignment,misc]
+
 from checkpoint_pg.core import ops as core_ops
 from checkpoint_pg.core.config import check_filter, normalize_thread_id
 from checkpoint_pg.core.ops import Batch, Memo, Op
@@ -148,6 +153,16 @@ def _null_input(writes: Sequence[tuple[str, Any]]) -> dict[str, Any]:
         if ch != RESUME:
             out[ch].append(v)
     return {ch: vs[0] if len(vs) == 1 else vs for ch, vs in out.items()}
+
+
+def _plain(value: Any) -> Any:
+    """A channel's stored value as LangGraph's state gives it: a ``DeltaChannel`` stores a
+    ``_DeltaSnapshot(value)`` at its snapshot steps (get_state unwraps it; diff must compare
+    the lists). At its other steps it stores no value (get_state replays ancestors' writes
+    through the graph's reducer, which storage does not have), so it stays left out."""
+    if _DeltaSnapshot is not None and isinstance(value, _DeltaSnapshot):
+        return value.value
+    return value
 
 
 def _internal_channel(ch: str) -> bool:
@@ -609,7 +624,7 @@ class Inspector:
         entries = {e.checkpoint_id: e for e in self._entries(thread)}
         rec = next(c for c in thread.checkpoints if c.checkpoint_id == cid)
         entry = entries[cid]
-        values = {k: v for k, v in (rec.channel_values or {}).items() if not _internal_channel(k)}
+        values = {k: _plain(v) for k, v in (rec.channel_values or {}).items() if not _internal_channel(k)}
         pending = [(t.name, ch, v) for t in _pending_tasks(rec) for ch, v in t.writes] + [
             ("(input)", ch, v) for ch, v in rec.null_writes
         ]
@@ -639,7 +654,8 @@ class Inspector:
         LangGraph's control channels (``branch:...``) are left out unless ``internal``.
         """
         a, b = self.get(config_a), self.get(config_b)
-        va, vb = a.checkpoint.get("channel_values") or {}, b.checkpoint.get("channel_values") or {}
+        va = {k: _plain(v) for k, v in (a.checkpoint.get("channel_values") or {}).items()}
+        vb = {k: _plain(v) for k, v in (b.checkpoint.get("channel_values") or {}).items()}
         out = []
         for ch in sorted(set(va) | set(vb)):
             if not internal and _internal_channel(ch):
