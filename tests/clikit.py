@@ -7,6 +7,32 @@ import pytest
 import sqlalchemy as sa
 
 
+# Every command that only reads, and every --dry-run: they must work on a read-only
+# file or role and write nothing (thread "demo", with two checkpoints or more).
+READ_COMMANDS = [
+    ["threads"],
+    ["threads", "--json"],
+    ["history", "demo"],
+    ["history", "demo", "--json"],
+    ["show", "demo"],
+    ["show", "demo", "-2", "--json"],
+    ["diff", "demo@-2", "demo"],
+    ["stats"],
+    ["stats", "--json"],
+    ["replay", "demo", "--runs"],
+    ["replay", "demo", "--json"],
+    ["migrate", "current"],
+    ["migrate", "history"],
+    ["migrate", "upgrade", "--dry-run"],
+    ["migrate", "downgrade", "0007", "--dry-run"],
+    ["delete", "demo", "--dry-run"],
+    ["prune", "--keep-last", "1", "--dry-run"],
+    ["prune", "--older-than", "0s", "--dry-run"],
+    ["copy", "demo", "x", "--dry-run"],
+    ["unlock", "demo", "--dry-run"],  # the file test gives the thread a live lease first
+]
+
+
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """Run ``checkpoint-pg ARGV`` in-process: (exit status, stdout, stderr)."""
     from checkpoint_pg.cli import main

@@ -29,7 +29,7 @@ from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
-from clikit import cli
+from clikit import READ_COMMANDS, cli
 from graphs import build_chain
 
 COMMANDS = [
@@ -984,35 +984,26 @@ def test_import_names_the_file_that_is_not_a_database(
 
 # -- read-only databases ---------------------------------------------------------------------
 
-READ_COMMANDS = [
-    ["threads"],
-    ["threads", "--json"],
-    ["history", "demo"],
-    ["history", "demo", "--json"],
-    ["show", "demo"],
-    ["show", "demo", "-2", "--json"],
-    ["diff", "demo@-2", "demo"],
-    ["stats"],
-    ["stats", "--json"],
-    ["replay", "demo", "--runs"],
-    ["replay", "demo", "--json"],
-    ["migrate", "current"],
-    ["delete", "demo", "--dry-run"],
-    ["prune", "--keep-last", "1", "--dry-run"],
-    ["copy", "demo", "x", "--dry-run"],
-]
-
-
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_read_commands_on_a_read_only_sqlite_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """Every read command (and every --dry-run) works on a 0444 file in a 0555 directory and changes no byte."""
+    """Every read command (and every --dry-run) works on a 0444 file in a 0555 directory and
+    changes no byte, with a run's live lease on the thread for ``unlock --dry-run`` to leave."""
+    import sqlite3
+
     folder = tmp_path / "ro"
     folder.mkdir()
     path = folder / "app.db"
     populate(str(path), "cpg_")
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(  # an hour from now, in the seconds since the epoch leases use
+            "UPDATE cpg_threads SET lease_owner = 'a-run', "
+            "lease_until = (julianday('now') - 2440587.5) * 86400.0 + 3600 WHERE thread_id = 'demo'"
+        )
+    conn.close()
     assert sorted(p.name for p in folder.iterdir()) == ["app.db"]  # closed cleanly: no -wal/-shm
     before = _digest(path)
     path.chmod(0o444)
@@ -1021,6 +1012,8 @@ def test_read_commands_on_a_read_only_sqlite_file(capsys: pytest.CaptureFixture[
         for argv in READ_COMMANDS:
             code, out, err = cli(capsys, *argv, "--url", str(path))
             assert code == 0, (argv, err)
+            if argv[0] == "unlock":
+                assert "would break the lease" in out, out
         # root may still create WAL readers' index files (-shm, an empty -wal); nothing is written to them
         extra = [p for p in folder.iterdir() if p.name != "app.db"]
         assert all(p.name in ("app.db-shm", "app.db-wal") for p in extra)
