@@ -871,6 +871,24 @@ async def test_delta_channel_async(async_saver: BaseCheckpointSaver) -> None:
     assert len(obs["thread"]["history"]) == 1 + 2 * 8
 
 
+@pytest.mark.parametrize("durability", ["async", "exit"])
+def test_delta_channel_durability(saver: BaseCheckpointSaver, durability: str) -> None:
+    """The ``DeltaChannel`` loop run twice on one thread with ``durability`` async
+    and exit: the same values and history as InMemorySaver. An exit run stores only
+    its last checkpoint, whose parent was never stored: a put requires its parent
+    only when the saver stored that parent itself (core/ops.py `LastPuts`)."""
+
+    def scenario(s: BaseCheckpointSaver, config: RunnableConfig) -> Observations:
+        graph = build_delta_graph(s)
+        out: Observations = {"first": graph.invoke({"target": 4}, config, durability=durability)}  # type: ignore[arg-type]
+        out["second"] = graph.invoke({"target": 7}, config, durability=durability)  # type: ignore[arg-type]
+        out["thread"] = thread_summary(graph, config)
+        return out
+
+    obs = differential(saver, scenario, f"delta-{durability}")
+    assert obs["second"]["n"] == 7
+
+
 # --------------------------------------------------------------------------
 # Durability modes
 # --------------------------------------------------------------------------

@@ -520,39 +520,77 @@ class OneDelta(TypedDict, total=False):
     n: int
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: a checkpoint whose DeltaChannel replays from its ancestors carries no "
-    "value the put could require, so a put after delete_thread (without a lease) is stored "
-    "on a parent that is gone; refusing it needs the put (Postgres: its function, so a "
-    "migration) to require the parent checkpoint",
-)
+def _delta_loop(checkpointer: Any, at_step_4: list[Any]) -> Any:
+    """Six steps appending to a DeltaChannel; step 4 first calls what ``at_step_4``
+    holds (another process's delete or prune of the thread), if anything."""
+
+    def step(state: OneDelta) -> OneDelta:
+        n = state.get("n", 0) + 1
+        if n == 4 and at_step_4:
+            at_step_4[0]()
+        return {"n": n, "items": [f"i{n}"]}
+
+    b = StateGraph(OneDelta)
+    b.add_node("step", step)
+    b.add_edge(START, "step")
+    b.add_conditional_edges("step", lambda s: "step" if s["n"] < 6 else END, ["step", END])
+    return b.compile(checkpointer=checkpointer)
+
+
+@pytest.mark.parametrize("durability", ["sync", "async"])
 def test_a_delta_channel_run_whose_thread_is_deleted_meanwhile_stores_nothing(
-    saver: Any, make_saver: Any
+    saver: Any, make_saver: Any, durability: str
 ) -> None:
     """A run without a lease goes on after another process deleted its thread. Its
     next put carries the DeltaChannel's state over from ancestors that are gone, as a
     put carrying a list over would: it must fail and store nothing, not start a thread
-    whose ``items`` hold only what the run wrote after the delete."""
+    whose ``items`` hold only what the run wrote after the delete. With async
+    durability the run's puts may all still be pending when the delete runs (it then
+    deletes nothing of them): the run is then stored whole, never cut short."""
     from checkpoint_pg import IntegrityError
+    from checkpoint_pg.shells.errors import BaseGone
 
-    cfg = _cfg("deleted-mid-run")
+    cfg = _cfg(f"deleted-mid-run-{durability}")
+    action: list[Any] = []
+    graph = _delta_loop(saver, action)
+    whole = ["start", "i1", "i2", "i3", "i4", "i5", "i6"]
     with make_saver() as other:
+        action.append(lambda: other.delete_thread(_tid(cfg)))
+        try:
+            graph.invoke({"items": ["start"], "n": 0}, cfg, durability=durability)
+        except IntegrityError as exc:
+            assert "is no longer stored" in str(exc)
+            assert not isinstance(exc, BaseGone)  # refused once, not planned again
+        else:
+            assert durability == "async", "the put after the delete was stored"
+        with make_saver() as fresh:
+            stored = list(fresh.list(cfg))
+            if stored:  # async: the delete came before the run's first put committed
+                assert len(stored) == 8
+                assert _delta_loop(fresh, []).get_state(cfg).values["items"] == whole
+            assert stored == list(saver.list(cfg))
+    # the saver goes on: the thread runs again from nothing, as it would in memory
+    action.clear()
+    saver.delete_thread(_tid(cfg))
+    final = graph.invoke({"items": ["again"], "n": 0}, cfg)
+    assert final["items"] == ["again", "i1", "i2", "i3", "i4", "i5", "i6"]
+    assert graph.get_state(cfg).values == final
 
-        def step(state: OneDelta) -> OneDelta:
-            n = state.get("n", 0) + 1
-            if n == 4:
-                other.delete_thread(_tid(cfg))
-            return {"n": n, "items": [f"i{n}"]}
 
-        b = StateGraph(OneDelta)
-        b.add_node("step", step)
-        b.add_edge(START, "step")
-        b.add_conditional_edges("step", lambda s: "step" if s["n"] < 6 else END, ["step", END])
-        graph = b.compile(checkpointer=saver)
-        with pytest.raises(IntegrityError):
-            graph.invoke({"items": ["start"], "n": 0}, cfg)
-    assert list(saver.list(cfg)) == []
+def test_a_delta_channel_put_after_prune_finds_the_parent_it_requires(
+    saver: Any, make_saver: Any
+) -> None:
+    """``prune(keep_last=1)`` by another process while a run goes on keeps the run's
+    newest checkpoint and what it replays from: the put that requires that parent
+    finds it, and the run's checkpoints read back whole from a fresh saver."""
+    cfg = _cfg("pruned-mid-run")
+    with make_saver() as other:
+        final = _delta_loop(saver, [lambda: other.prune([_tid(cfg)], keep_last=1)]).invoke(
+            {"items": ["start"], "n": 0}, cfg
+        )
+    assert final["items"] == ["start", "i1", "i2", "i3", "i4", "i5", "i6"]
+    with make_saver() as fresh:
+        assert _delta_loop(fresh, []).get_state(cfg).values == final
 
 
 def test_prune_keeps_parallel_interrupts_and_error_writes(saver: Any, make_saver: Any, saver_target: Any) -> None:

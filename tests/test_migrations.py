@@ -361,8 +361,9 @@ def test_0011_puts_on_generic_plans_and_downgrade_restores_the_put_of_0010(db: D
     from checkpoint_pg.schema import build_tables
 
     def put_settings(conn: sa.Connection) -> list[str] | None:
+        # the newest put: from 0015 on, 0013's (one argument fewer) stays beside it
         return conn.exec_driver_sql(
-            "SELECT proconfig FROM pg_proc WHERE proname = 'cpg_put'"
+            "SELECT proconfig FROM pg_proc WHERE proname = 'cpg_put' ORDER BY pronargs DESC LIMIT 1"
         ).scalar_one()
 
     tables = build_tables()
@@ -1132,10 +1133,15 @@ def test_head_installs_the_functions_of_the_current_code(pg_url: str) -> None:
     the ones the current code calls (sql/functions.py), and the code still
     matches what the head revision was written to install: a change to a
     function without a new revision that installs it fails here. Helpers that
-    older revisions installed (split_refs) are gone."""
+    older revisions installed (split_refs) are gone; the put of revision 0013's
+    signature stays beside the new one, for older releases' running processes."""
     import hashlib  # noqa: PLC0415
 
-    from checkpoint_pg.migrations.frozen import FUNCTIONS_SHA256_HEAD  # noqa: PLC0415
+    from checkpoint_pg.migrations.frozen import (  # noqa: PLC0415
+        FUNCTIONS_SHA256_HEAD,
+        LEGACY_PUT_0013,
+        render,
+    )
     from checkpoint_pg.schema import build_tables  # noqa: PLC0415
     from checkpoint_pg.sql.postgres import PostgresSQL  # noqa: PLC0415
 
@@ -1155,8 +1161,12 @@ def test_head_installs_the_functions_of_the_current_code(pg_url: str) -> None:
         for ddl in sql.fn.ddl(sql):
             name = ddl.split("FUNCTION ", 1)[1].split("(", 1)[0].strip('"')
             expected[name] = ddl.split("$fn$", 2)[1]
+        legacy = render(LEGACY_PUT_0013, saver.tables)
     with psycopg.connect(pg_url) as conn:
         rows = conn.execute(
-            "SELECT proname, prosrc FROM pg_proc WHERE starts_with(proname, %s)", (prefix,)
+            "SELECT proname, prosrc FROM pg_proc WHERE starts_with(proname, %s) "
+            "AND oid IS DISTINCT FROM to_regprocedure(%s)",
+            (prefix, legacy),
         ).fetchall()
+        assert conn.execute("SELECT to_regprocedure(%s)", (legacy,)).fetchone()[0] is not None
     assert dict(rows) == expected

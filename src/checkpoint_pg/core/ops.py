@@ -121,6 +121,8 @@ class Ctx:
     named: StartPoints = field(default_factory=lambda: StartPoints())
     # SQLite: threads whose row this saver's puts wrote lately (see Touches)
     touches: Touches = field(default_factory=lambda: Touches())
+    # the checkpoint this saver put last on each (thread, namespace) (see LastPuts)
+    last_puts: LastPuts = field(default_factory=lambda: LastPuts())
 
 
 class Touches:
@@ -143,6 +145,53 @@ class Touches:
 
     def due(self, thread_id: str) -> bool:
         return time.monotonic() - self._at.get(thread_id, -math.inf) >= self.FRESH
+
+
+class LastPuts:
+    """The checkpoint this saver put last on each (thread, namespace).
+
+    A checkpoint whose `DeltaChannel` holds no value of its own is read by
+    replaying its ancestors' writes, which no value row stands for: a put can
+    require nothing of them but its parent checkpoint. It requires it when this
+    saver stored that parent (a run going on, step after step), so that a put after
+    another process deleted or pruned the thread is refused instead of starting a
+    thread that replays from nothing. Not when the parent was never stored here:
+    ``durability="exit"`` puts only a run's last checkpoint, and its parent is
+    one the run never stored. Kept apart from the list cache, which a refused put
+    clears before its retry.
+    """
+
+    _MAX = 10_000
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], str] = {}
+
+    def stored(self, t: str, ns: str, checkpoint_id: str) -> None:
+        if len(self._last) >= self._MAX:
+            self._last.clear()  # forgetting only skips a check
+        self._last[(t, ns)] = checkpoint_id
+
+    def is_last(self, t: str, ns: str, checkpoint_id: str | None) -> bool:
+        return checkpoint_id is not None and self._last.get((t, ns)) == checkpoint_id
+
+
+def _replays_ancestors(
+    metadata: Mapping[str, Any], versions: Mapping[str, Any], values: Mapping[str, Any]
+) -> bool:
+    """Whether a checkpoint being put has a `DeltaChannel` its reads rebuild from its
+    ancestors: one counted since its last snapshot, with a version and no value here."""
+    counted = metadata.get("counters_since_delta_snapshot")
+    return bool(counted) and any(ch in versions and ch not in values for ch in counted)
+
+
+def parent_gone(t: str, ns: str, parent: str) -> IntegrityError:
+    return IntegrityError(
+        f"checkpoint {parent!r} of thread {t!r}"
+        + (f" (namespace {ns!r})" if ns else "")
+        + " is no longer stored, and the checkpoint being put replays its DeltaChannel "
+        "values from it: the thread was deleted or pruned while the run was writing; "
+        "nothing was saved. Load the thread's current state and run again"
+    )
 
 
 class StartPoints:
@@ -465,6 +514,7 @@ def put(
     )
     lease = leases.held(ctx.lease_key, t, ctx.leases)
     thread_md = md_json if ns == "" else None  # the thread row shows its root's metadata
+    need_parent = ctx.last_puts.is_last(t, ns, parent) and _replays_ancestors(md, versions, values)
     stmts = ctx.sql.put_checkpoint(
         t,
         ns,
@@ -479,15 +529,21 @@ def put(
         list(required),
         guard,
         lease,
+        need_parent,
     )
     if not ctx.sql.single_statement:
         # SQLite: the checks run first in the same BEGIN IMMEDIATE transaction
         # (Postgres runs them inside the put function)
-        lease_row, *newer = yield Batch(ctx.sql.put_checks(t, ns, cid, parent, guard, thread_md))
+        lease_row, *found = yield Batch(
+            ctx.sql.put_checks(t, ns, cid, parent, guard, thread_md, need_parent)
+        )
         _check_lease(t, lease_row, lease)
-        if newer and newer[0]:
+        if guard and found.pop(0):
             raise _busy(t)
+        if need_parent and not found.pop(0):
+            raise parent_gone(t, ns, parent)  # type: ignore[arg-type]
     yield Batch(stmts, fetch=False)
+    ctx.last_puts.stored(t, ns, cid)
     for key, state in states:
         ctx.cache.set(key, state)
     ctx.cache.remember_scalars(t, ns, scalars)

@@ -9,7 +9,8 @@ downgrade) FUNCTIONS_0006, revision 0009 installs (and 0010 restores on
 downgrade) FUNCTIONS_0009, revision 0010 installs (and 0011 restores on
 downgrade) FUNCTIONS_0010, revision 0011 installs (and 0012 restores on
 downgrade) FUNCTIONS_0011, revision 0012 installs (and 0013 restores on
-downgrade) FUNCTIONS_0012, revision 0013 installs FUNCTIONS_0013, not the functions
+downgrade) FUNCTIONS_0012, revision 0013 installs (and 0015 restores on
+downgrade) FUNCTIONS_0013, not the functions
 of the current code. The placeholders ``tplschema.`` and
 ``tplprefix_<name>`` are replaced with the quoted schema and prefix of the
 migration being run (see `render`).
@@ -35,6 +36,8 @@ __all__ = [
     "FUNCTIONS_0011",
     "FUNCTIONS_0012",
     "FUNCTIONS_0013",
+    "DROP_PUT_0015",
+    "LEGACY_PUT_0013",
     "FUNCTIONS_SHA256_HEAD",
     "render",
 ]
@@ -147,9 +150,21 @@ FUNCTIONS_0013: list[str] = [
     "CREATE OR REPLACE FUNCTION tplschema.tplprefix_put_writes(p_t text, p_ns text, p_cid text, p_task text, p_path text, p_idx int[], p_ch text[], p_kind int2[], p_refs bytea[], p_oidx int[], p_oh bytea[], p_oty text[], p_od bytea[], p_special boolean, p_lease text, p_ttl float8) RETURNS void LANGUAGE plpgsql AS $fn$\n#variable_conflict use_column\nDECLARE v_owner text; v_left float8;\nBEGIN\nSELECT lease_owner, lease_until - extract(epoch from now())::float8 INTO v_owner, v_left FROM tplschema.tplprefix_threads WHERE thread_id = p_t FOR KEY SHARE;\nIF v_owner IS DISTINCT FROM p_lease AND (p_lease IS NOT NULL OR v_left > 0) THEN\nRAISE EXCEPTION 'cpg_lease' USING DETAIL = json_build_array(p_t, v_left, p_lease IS NOT NULL)::text;\nEND IF;\nUPDATE tplschema.tplprefix_threads SET updated_at = now() WHERE thread_id = p_t AND updated_at < now() - interval '1 second';\nIF p_special THEN WITH o AS (INSERT INTO tplschema.tplprefix_objects (thread_id, hash, type, data) SELECT p_t, o.h, o.ty, o.d FROM unnest(p_oh::bytea[], p_oty::text[], p_od::bytea[]) AS o(h, ty, d) ON CONFLICT DO NOTHING) INSERT INTO tplschema.tplprefix_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, task_path, kind, refs) SELECT p_t, p_ns, p_cid, p_task, w.idx, w.ch, p_path, w.kind, w.refs FROM unnest(p_idx::int[], p_ch::text[], p_kind::int2[], p_refs::bytea[]) AS w(idx, ch, kind, refs) ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE SET channel = excluded.channel, task_path = excluded.task_path, kind = excluded.kind, refs = excluded.refs;\nELSE WITH new AS (INSERT INTO tplschema.tplprefix_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, task_path, kind, refs) SELECT p_t, p_ns, p_cid, p_task, w.idx, w.ch, p_path, w.kind, w.refs FROM unnest(p_idx::int[], p_ch::text[], p_kind::int2[], p_refs::bytea[]) AS w(idx, ch, kind, refs) ON CONFLICT DO NOTHING RETURNING idx) INSERT INTO tplschema.tplprefix_objects (thread_id, hash, type, data) SELECT DISTINCT ON (o.h) p_t, o.h, o.ty, o.d FROM unnest(p_oidx::int[], p_oh::bytea[], p_oty::text[], p_od::bytea[]) AS o(idx, h, ty, d) WHERE o.idx IN (SELECT idx FROM new) ON CONFLICT DO NOTHING;\nEND IF;\nEND\n$fn$",
 ]
 
-# Revision 0013, the last to change them, installed the functions of the current
-# code (sql/functions.py), frozen above as FUNCTIONS_0013. This is the SHA-256 of their
-# DDL for the default prefix: a test fails when the code changes, since a database
-# already at the head would keep the old ones. To change a function, write a revision
-# that installs the new one (install_functions()) and restores FUNCTIONS_0013 on downgrade.
-FUNCTIONS_SHA256_HEAD = "3a20a271f8555e33a73f77ab1adea2fa2d1a3ff3f1bdb02b5acc7a00943bad61"
+# The put function as revision 0015 installs it, which its downgrade drops. (0015
+# adds an argument; the put of 0013's signature stays for the processes of older
+# releases still running, and a later revision drops it: LEGACY_PUT_0013.)
+DROP_PUT_0015: list[str] = [
+    "DROP FUNCTION IF EXISTS tplschema.tplprefix_put(text, text, bytea[], text[], bytea[], text, text[], text[], int2[], text[], text[], bytea[], text, text, text, text, text, text[], text[], int, boolean, text, float8, boolean)",
+]
+LEGACY_PUT_0013 = (
+    "tplschema.tplprefix_put(text, text, bytea[], text[], bytea[], text, text[], text[], int2[], "
+    "text[], text[], bytea[], text, text, text, text, text, text[], text[], int, boolean, text, float8)"
+)
+
+# Revision 0015, the last to change them, installs the functions of the current
+# code (sql/functions.py). This is the SHA-256 of their DDL for the default prefix:
+# a test fails when the code changes, since a database already at the head would
+# keep the old ones. To change a function, freeze what 0015 installs here as
+# FUNCTIONS_0015, make 0015 install that, and write a revision that installs the
+# new one (install_functions()) and restores FUNCTIONS_0015 on downgrade.
+FUNCTIONS_SHA256_HEAD = "37f71b52bf8a61d1b734e7a3fd296d23df28b24100d8114b495c3fd58cb359e0"

@@ -62,6 +62,15 @@ class CheckpointPages:
     def _page_prelude(self, thread_id: str | None) -> list[Stmt]:
         return []
 
+    def parent_stored_sql(self) -> str:
+        """A row when the parent of the checkpoint being put is stored (see
+        `ops.LastPuts`: a put whose DeltaChannel replays from it requires it)."""
+        t, ns, parent = (self._ph(k) for k in ("t", "ns", "parent"))
+        return (
+            f"SELECT 1 FROM {self.n.checkpoints} WHERE thread_id = {t} "
+            f"AND checkpoint_ns = {ns} AND checkpoint_id = {parent}"
+        )
+
     def select_thread_writes(self, t: str) -> Stmt:
         """Every pending write of a thread: (ns, checkpoint id, task, idx, channel, refs)."""
         return Stmt(

@@ -66,6 +66,7 @@ SIGNATURES: dict[str, list[tuple[str, str]]] = {
         ("guard", "boolean"),
         ("lease", "text"),
         ("ttl", "float8"),
+        ("need_parent", "boolean"),
     ],
     "put_writes": [
         ("t", "text"),
@@ -181,6 +182,11 @@ class Functions:
             + f"IF p_guard AND EXISTS ({body(sql.newer_checkpoint_sql())}) THEN\n"
             + "RAISE EXCEPTION 'cpg_thread_busy: thread % is being run by another writer', p_t;\n"
             + "END IF;\n"
+            # a DeltaChannel that replays from the parent (core/ops.py LastPuts): the
+            # thread row's lock is taken, so a delete has committed or waits for us
+            + f"IF p_need_parent AND NOT EXISTS ({body(sql.parent_stored_sql())}) THEN\n"
+            + "RAISE EXCEPTION 'cpg_parent_gone' USING DETAIL = "
+            + "json_build_array(p_t, p_ns, p_parent)::text;\nEND IF;\n"
             + f"{body(sql.put_sql()[1])};\n"
             + "END\n$fn$"
         )

@@ -320,6 +320,7 @@ class PostgresSQL(CheckpointPages):
         required: Sequence[tuple[str, str]],
         guard: bool = False,
         lease: Lease | None = None,
+        need_parent: bool = False,
     ) -> list[Stmt]:
         """Call the put function: one round trip, atomic without BEGIN/COMMIT."""
         p = {
@@ -336,6 +337,7 @@ class PostgresSQL(CheckpointPages):
             "req_ver": text_array([v for _, v in required]),
             "req_n": len(required),
             "guard": guard,
+            "need_parent": need_parent,
         }
         return [Stmt(self.fn.call("put"), p)]
 

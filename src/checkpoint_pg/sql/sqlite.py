@@ -218,10 +218,11 @@ class SqliteSQL(CheckpointPages):
         required: Sequence[tuple[str, str]],
         guard: bool = False,
         lease: Lease | None = None,
+        need_parent: bool = False,
     ) -> list[Stmt]:
         """The statements of a put, run in one BEGIN IMMEDIATE transaction after
         `put_checks` (which upserts the thread row, ``thread_md`` included; the
-        caller's lease, renewed here, and single-writer mode)."""
+        caller's lease, renewed here, single-writer mode and ``need_parent``)."""
         return [
             *([Stmt(self.lease.renew, self.lease.params(t, lease))] if lease is not None else []),
             *self.insert_objects(t, objs),
@@ -230,10 +231,18 @@ class SqliteSQL(CheckpointPages):
         ]
 
     def put_checks(
-        self, t: str, ns: str, cid: str, parent: str | None, guard: bool, thread_md: str | None
+        self,
+        t: str,
+        ns: str,
+        cid: str,
+        parent: str | None,
+        guard: bool,
+        thread_md: str | None,
+        need_parent: bool = False,
     ) -> list[Stmt]:
         """What `ops.put` runs first: the thread row's upsert, which reads back its
-        lease, and with ``guard`` whether a checkpoint newer than the parent exists."""
+        lease; with ``guard`` whether a checkpoint newer than the parent exists; with
+        ``need_parent`` whether the parent is stored."""
         out = [Stmt(self._upsert_thread_checked, {"t": t, "md": thread_md, "now": _now()})]
         if guard:
             out.append(
@@ -244,6 +253,8 @@ class SqliteSQL(CheckpointPages):
                     {"t": t, "ns": ns, "parent": parent, "id": cid},
                 )
             )
+        if need_parent:
+            out.append(Stmt(self.parent_stored_sql(), {"t": t, "ns": ns, "parent": parent}))
         return out
 
     def write_checks(self, t: str) -> Stmt:
