@@ -128,6 +128,9 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     populate(str(db), "cpg_")
     code, _, err = cli(capsys, "threads", "--limit", "0", "--url", str(db))
     assert code == 2 and err.count("\n") == 1 and "limit must be an int from 1 to 1000, got 0" in err
+    for bad in ("=x", "x"):  # an empty key is a slip, not a filter on metadata key ""
+        code, _, err = cli(capsys, "threads", "--filter", bad, "--url", str(db))
+        assert code == 2 and f"invalid --filter {bad!r}" in err, err
 
 
 def test_database_options_count_wherever_they_stand(
@@ -1648,6 +1651,10 @@ def test_migrate_upgrade_dry_run_and_run_agree_on_the_revision(
     assert code == 0 and json.loads(out)["to"] == "0004", err
     code, out, _ = cli(capsys, "migrate", "upgrade", "+1", "--json", *url)
     assert code == 0 and json.loads(out) == {"from": "0003", "to": "0004"}
+    # a prefix of several revisions is named as such, with what it starts
+    for action in ("upgrade", "downgrade"):
+        code, _, err = cli(capsys, "migrate", action, "00", "--dry-run", *url)
+        assert code == 2 and "revision '00' is ambiguous: it starts 0001, 0002," in err, err
 
 
 def test_a_subgraph_checkpoint_id_is_named_with_its_namespace(

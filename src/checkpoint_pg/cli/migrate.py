@@ -110,7 +110,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             return _upgrade_plan(args, before, target)
         if not _RELATIVE_UP.fullmatch(target) and _revision_index(target) is None:
             # refused as the dry run refuses it, before a SQLite file is created for it
-            raise UsageError(f"unknown revision {target!r}: see them with `checkpoint-pg migrate history`")
+            raise _revision_error(target)
         with _sa_connection(args, write=True) as conn:
             # the functions the upgrade installs again at head (a dump of the tables alone
             # restored), asked first: upgrade() does it under its lock and says nothing
@@ -173,6 +173,19 @@ def _revision_index(revision: str | None) -> int | None:
     return found[0] if len(found) == 1 else None
 
 
+def _revision_error(target: str) -> UsageError:
+    """Why ``target`` names no revision: none of ours, or several (a short prefix)."""
+    from checkpoint_pg import migrate
+
+    several = [r for r, _, _ in migrate.history() if target and r.startswith(target)]
+    if len(several) > 1:
+        return UsageError(
+            f"revision {target!r} is ambiguous: it starts {', '.join(several)}; give the whole "
+            "revision (see them with `checkpoint-pg migrate history`)"
+        )
+    return UsageError(f"unknown revision {target!r}: see them with `checkpoint-pg migrate history`")
+
+
 def _positions(before: str | None, target: str, newer: str) -> tuple[list[str], int]:
     """The revisions in order and the index of ``target`` in them, once the database's
     revision ``before`` is one this release knows (``newer`` says what to do if not)."""
@@ -185,7 +198,7 @@ def _positions(before: str | None, target: str, newer: str) -> tuple[list[str], 
         )
     to = _revision_index(target)
     if to is None:
-        raise UsageError(f"unknown revision {target!r}: see them with `checkpoint-pg migrate history`")
+        raise _revision_error(target)
     return [r for r, _, _ in migrate.history()], to
 
 

@@ -37,9 +37,9 @@ def _parse_filter(items: Sequence[str] | None) -> dict[str, Any] | None:
         return None
     out: dict[str, Any] = {}
     for item in items:
-        if "=" not in item:
+        key, eq, raw = item.partition("=")
+        if not eq or not key:
             raise UsageError(f"invalid --filter {item!r}: use KEY=VALUE (VALUE may be JSON)")
-        key, raw = item.split("=", 1)
         try:
             out[key] = json.loads(raw)
         except ValueError:
