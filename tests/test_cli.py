@@ -854,6 +854,30 @@ def test_import_dry_run_and_failures_create_nothing(
     assert code == 0 and f"imported {n} checkpoints" in out, err
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_langgraph_database_is_met_with_the_import_command(
+    capsys: pytest.CaptureFixture[str], kind: str, request: pytest.FixtureRequest, incumbent_file: str
+) -> None:
+    """Pointed at the database of the saver being replaced (langgraph-checkpoint's tables,
+    none of ours), a command names import-langgraph for it, and that command as advised
+    brings its threads in."""
+    if kind == "sqlite":
+        url = incumbent_file
+    else:
+        from langgraph.checkpoint.postgres import PostgresSaver as Incumbent
+
+        url = request.getfixturevalue("fresh_pg_url")
+        with Incumbent.from_conn_string(url) as saver:
+            saver.setup()
+            build_chain(saver).invoke({"log": []}, {"configurable": {"thread_id": "old"}})
+    code, _, err = cli(capsys, "threads", "--url", url)
+    assert code == 1 and "holds langgraph-checkpoint's tables" in err, err
+    advised = shlex.split(re.findall(r"`(checkpoint-pg import-langgraph [^`]+)`", err)[0])
+    assert cli(capsys, *advised[1:], "--no-progress")[0] == 0
+    code, out, err = cli(capsys, "threads", "--json", "--url", url)
+    assert code == 0 and [t["thread_id"] for t in json.loads(out)["threads"]] == ["old"], err
+
+
 # -- what a typo or a bad value gets ------------------------------------------------------------
 
 

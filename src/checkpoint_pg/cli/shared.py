@@ -392,8 +392,27 @@ def _db_options(args: argparse.Namespace) -> str:
 def _cli_message(args: argparse.Namespace, exc: BaseException) -> str:
     """An error as one line; a schema that migrating fixes, with the command for this database."""
     if isinstance(exc, SchemaVersionError) and exc.upgrade_url is not None:
+        if exc.current is None and _holds_langgraph_tables(_url(args)):
+            # pointed at the database of the saver being replaced: the threads are there
+            return (
+                f"{exc.problem}; this database holds langgraph-checkpoint's tables: copy its "
+                "threads into checkpoint_pg's (created first) with `checkpoint-pg import-langgraph "
+                f"--from {shlex.quote(_display_url(args))} {_db_options(args)}`, or create empty "
+                f"ones with `checkpoint-pg migrate upgrade {_db_options(args)}`"
+            )
         return f"{exc.problem}: run `checkpoint-pg migrate upgrade {_db_options(args)}`"
     return _one_line(exc)
+
+
+def _holds_langgraph_tables(url: str) -> bool:
+    """Whether ``url`` holds a langgraph-checkpoint-postgres or -sqlite database (read-only)."""
+    from checkpoint_pg.inspect.importer import open_incumbent
+
+    try:
+        with open_incumbent(url):
+            return True
+    except Exception:  # a probe for advice: never the error the user sees
+        return False
 
 
 def _display_url(args: argparse.Namespace) -> str:
