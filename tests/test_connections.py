@@ -611,6 +611,90 @@ def test_sqlite_wal_shrinks_back_after_a_long_reader(tmp_path: Path) -> None:
         assert os.path.getsize(f"{path}-wal") <= WAL_SIZE_LIMIT
 
 
+def _wal_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "checkpoint-pg-wal"]
+
+
+def _small_puts(saver: Any, n: int, tag: str) -> None:
+    for i in range(n):
+        cp = empty_checkpoint()
+        version = saver.get_next_version(None, None)
+        cp["channel_values"] = {"note": f"{tag} {i} " + "x" * 300}
+        cp["channel_versions"] = {"note": version}
+        saver.put({"configurable": {"thread_id": f"{tag}{i}", "checkpoint_ns": ""}}, cp, {}, {"note": version})
+
+
+def test_sqlite_wal_is_checkpointed_off_the_writing_thread(tmp_path: Path) -> None:
+    """A saver that opened its file copies its WAL back into the file on a thread of
+    its own (sqlite_wal.py), so no caller's commit waits for it: the connection's own
+    automatic checkpoint is left as a bound, at FALLBACK_PAGES. After many writes the
+    thread has checkpointed, the WAL is under that bound, and every write reads back
+    from another connection; closing the saver stops the thread."""
+    import os
+    import time
+
+    from checkpoint_pg import SqliteSaver
+    from checkpoint_pg.sqlite_wal import FALLBACK_PAGES
+
+    path = str(tmp_path / "bg.db")
+    before = len(_wal_threads())
+    with SqliteSaver.from_conn_string(path) as saver:
+        saver.setup()
+        assert saver.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == FALLBACK_PAGES
+        assert len(_wal_threads()) == before + 1
+        _small_puts(saver, 1500, "t")
+        deadline = time.monotonic() + 10
+        while saver._wal.checkpoints == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert saver._wal.checkpoints > 0
+        page = saver.conn.execute("PRAGMA page_size").fetchone()[0]
+        assert os.path.getsize(f"{path}-wal") <= (FALLBACK_PAGES + 64) * (page + 24)
+        other = sqlite3.connect(path)
+        assert other.execute("SELECT count(*) FROM cpg_checkpoints").fetchone()[0] == 1500
+        other.close()
+    assert len(_wal_threads()) == before
+    with SqliteSaver.from_conn_string(path) as again:
+        assert again.get_tuple({"configurable": {"thread_id": "t1499"}}) is not None
+
+
+def test_sqlite_wal_thread_is_only_for_files_the_saver_opened(tmp_path: Path) -> None:
+    """A connection the caller gives keeps SQLite's own checkpoints (and its setting);
+    a saver dropped without close() stops its thread when it is collected."""
+    import gc
+    import time
+
+    from checkpoint_pg import SqliteSaver
+
+    path = str(tmp_path / "given.db")
+    conn = sqlite3.connect(path, check_same_thread=False)
+    before = len(_wal_threads())
+    saver = SqliteSaver(conn)
+    saver.setup()
+    assert saver._wal is None and len(_wal_threads()) == before
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    conn.close()
+    dropped = SqliteSaver(str(tmp_path / "dropped.db"))
+    dropped.setup()
+    _small_puts(dropped, 3, "d")
+    assert len(_wal_threads()) == before + 1
+    del dropped
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while len(_wal_threads()) > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(_wal_threads()) == before
+
+
+async def test_async_sqlite_saver_stops_its_wal_thread_on_close(tmp_path: Path) -> None:
+    from checkpoint_pg import AsyncSqliteSaver
+
+    before = len(_wal_threads())
+    async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "a.db")) as saver:
+        await saver.asetup()
+        assert len(_wal_threads()) == before + 1
+    assert len(_wal_threads()) == before
+
+
 @pytest.mark.parametrize("form", ["path", "url"])
 def test_sqlite_saver_from_a_path_or_url(tmp_path: Path, form: str) -> None:
     """``from_conn_string`` takes a plain path and ``sqlite:///path``; the file is in WAL mode."""

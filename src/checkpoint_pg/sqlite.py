@@ -32,6 +32,7 @@ from checkpoint_pg.shells.aio import AsyncSaver, running_loop
 from checkpoint_pg.shells.errors import closed_error, translate
 from checkpoint_pg.shells.sync import SyncSaver, drive, start
 from checkpoint_pg.sql.sqlite import SqliteSQL
+from checkpoint_pg.sqlite_wal import FALLBACK_PAGES, WalCheckpointer
 
 __all__ = ["SqliteSaver", "AsyncSqliteSaver", "connect_sqlite", "path_of"]
 
@@ -244,6 +245,7 @@ class _Runner:
         self.lock = _lock_of(conn)
         self.url_hint = url_hint
         self.saver = saver  # named by the error a closed connection meets
+        self.after_write: Any = None  # called after each write's commit (sqlite_wal.py)
 
     def run(self, op: Op, txn: bool, write: bool) -> Any:
         # The whole operation under the lock, its Python too: threads sharing the
@@ -272,6 +274,8 @@ class _Runner:
                 try:
                     result = drive(op, lambda b: _execute(conn, b), first)
                     conn.execute("COMMIT")
+                    if write and self.after_write is not None:
+                        self.after_write()
                 except BaseException:
                     # also when COMMIT itself failed: never leave the connection
                     # inside a transaction for the next operation
@@ -347,6 +351,20 @@ def _refuse_if_one_thread_only(conn: sqlite3.Connection) -> None:
         raise _same_thread_error()
 
 
+def _checkpoint_in_background(
+    runner: _Runner, path: str, owned: bool, owner: object
+) -> WalCheckpointer | None:
+    """WAL checkpoints on a thread of their own (sqlite_wal.py), for a file the saver
+    opened itself: a connection the caller gave keeps SQLite's own checkpoints."""
+    conn = runner.conn
+    if not owned or conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        return None
+    conn.execute(f"PRAGMA wal_autocheckpoint = {FALLBACK_PAGES}")
+    wal = WalCheckpointer(path, owner)
+    runner.after_write = wal.wrote
+    return wal
+
+
 def _open(conn_or_path: Any) -> tuple[sqlite3.Connection, str, bool]:
     if isinstance(conn_or_path, sqlite3.Connection):
         _check_library(conn_or_path)
@@ -391,6 +409,7 @@ class SqliteSaver(SyncSaver):
             cache_items=cache_items,
         )
         self._runner = _Runner(self.conn, self._url_hint, self)
+        self._wal = _checkpoint_in_background(self._runner, hint, self._owned, self)
 
     @classmethod
     @contextmanager
@@ -403,6 +422,8 @@ class SqliteSaver(SyncSaver):
             saver.close()
 
     def close(self) -> None:
+        if self._wal is not None:
+            self._wal.close()
         if self._owned:
             # after the operation another thread is running: closed under it, its write
             # would fail half done
@@ -457,6 +478,7 @@ class AsyncSqliteSaver(AsyncSaver):
             cache_items=cache_items,
         )
         self._runner = _Runner(self.conn, self._url_hint, self)
+        self._wal = _checkpoint_in_background(self._runner, hint, self._owned, self)
 
     @classmethod
     @asynccontextmanager
@@ -488,6 +510,8 @@ class AsyncSqliteSaver(AsyncSaver):
             raise self._runner.closed() from exc
 
     def _close_now(self) -> None:
+        if self._wal is not None:
+            self._wal.close()
         if self._owned:
             _close_owned(self.conn)
 

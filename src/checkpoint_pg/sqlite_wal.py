@@ -1,0 +1,85 @@
+"""WAL checkpoints of a SQLite saver's file, on a thread of their own.
+
+SQLite copies the WAL back into the database file inside the commit that takes
+it past ``wal_autocheckpoint`` pages (1,000 by default), and syncs the file
+there: that commit waits for it. A step of ours commits ~11 pages (the
+incumbent's ~6), so the copy fell on more than 1% of our puts and made their
+p99 ~3x the incumbent's, and its time was the caller's. A saver that opened
+its file itself runs the checkpoints here instead, after its writes, in
+PASSIVE mode (which neither waits for nor blocks readers and writers); the
+connection's automatic checkpoint stays as a bound, at `FALLBACK_PAGES`, for
+when this thread falls behind or is gone (a forked child).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import weakref
+from typing import Any
+
+__all__ = ["WalCheckpointer"]
+
+# WAL pages after which the writing connection checkpoints by itself (SQLite's
+# default is 1,000): only reached when the thread falls behind, or when commits
+# never leave the checkpoint a moment to finish (the WAL then restarts there).
+FALLBACK_PAGES = 4000
+
+
+class WalCheckpointer:
+    """Checkpoints the WAL of ``path`` after writes, at most every `INTERVAL` seconds.
+
+    `wrote` is what a commit costs the caller (setting an event). The thread
+    stops with `close`, or when ``owner`` is garbage collected without it.
+    """
+
+    INTERVAL = 0.05  # writes gather this long before a checkpoint copies them
+
+    def __init__(self, path: str, owner: Any) -> None:
+        self._path = path
+        self._due = threading.Event()
+        self._stopped = False
+        self.checkpoints = 0  # completed, for tests
+        self._thread = threading.Thread(
+            target=self._run, name="checkpoint-pg-wal", daemon=True
+        )
+        self._thread.start()
+        weakref.finalize(owner, self._stop)
+
+    def wrote(self) -> None:
+        self._due.set()
+
+    def close(self) -> None:
+        """Stop the thread, after the checkpoint it is running if any."""
+        self._stop()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _stop(self) -> None:
+        self._stopped = True
+        self._due.set()
+
+    def _run(self) -> None:
+        try:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error:
+            return  # the connection's own automatic checkpoint goes on
+        try:
+            while True:
+                self._due.wait()
+                if self._stopped:
+                    return
+                # let the writes of the next moments gather: a page written many
+                # times is copied once
+                time.sleep(self.INTERVAL)
+                self._due.clear()
+                if self._stopped:
+                    return
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self.checkpoints += 1
+                except sqlite3.Error:
+                    pass  # busy, or the file went: the fallback bounds the WAL
+        finally:
+            conn.close()
