@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 import weakref
 from typing import Any
 
@@ -39,7 +38,7 @@ class WalCheckpointer:
     def __init__(self, path: str, owner: Any) -> None:
         self._path = path
         self._due = threading.Event()
-        self._stopped = False
+        self._stopping = threading.Event()
         self.checkpoints = 0  # completed, for tests
         self._thread = threading.Thread(
             target=self._run, name="checkpoint-pg-wal", daemon=True
@@ -57,7 +56,7 @@ class WalCheckpointer:
             self._thread.join()
 
     def _stop(self) -> None:
-        self._stopped = True
+        self._stopping.set()
         self._due.set()
 
     def _run(self) -> None:
@@ -68,14 +67,11 @@ class WalCheckpointer:
         try:
             while True:
                 self._due.wait()
-                if self._stopped:
+                # let the writes of the next moments gather (a page written many
+                # times is copied once); a close does not wait for them
+                if self._stopping.is_set() or self._stopping.wait(self.INTERVAL):
                     return
-                # let the writes of the next moments gather: a page written many
-                # times is copied once
-                time.sleep(self.INTERVAL)
                 self._due.clear()
-                if self._stopped:
-                    return
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     self.checkpoints += 1
