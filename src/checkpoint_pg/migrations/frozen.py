@@ -167,4 +167,4 @@ LEGACY_PUT_0013 = (
 # keep the old ones. To change a function, freeze what 0015 installs here as
 # FUNCTIONS_0015, make 0015 install that, and write a revision that installs the
 # new one (install_functions()) and restores FUNCTIONS_0015 on downgrade.
-FUNCTIONS_SHA256_HEAD = "37f71b52bf8a61d1b734e7a3fd296d23df28b24100d8114b495c3fd58cb359e0"
+FUNCTIONS_SHA256_HEAD = "9e55fd96e9dcc6530737ce90ea2c72be14a0726066b2aede6ef09371d8ea4ab0"
