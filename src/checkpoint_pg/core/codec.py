@@ -23,10 +23,11 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
+from checkpoint_pg.core.config import check_text
 from checkpoint_pg.core.zdict import CURRENT as _ZTAG
 from checkpoint_pg.core.zdict import DICTIONARIES
 from checkpoint_pg.errors import ConfigError, IntegrityError, SerializationError, ValueTooLargeError
-from checkpoint_pg.schema import KIND
+from checkpoint_pg.schema import CHUNK_TYPE, KIND
 
 __all__ = [
     "StoredObject",
@@ -414,7 +415,9 @@ class ValueCodec:
         if type(data) is not bytes:
             # JsonPlusSerializer gives a bytearray back as itself: the caller's object,
             # which it may change later, and unhashable (load_small keys on the bytes)
-            data = bytes(data)
+            data = _serialized_bytes(typ, data, value)
+        if type(typ) is not str or not typ.isascii() or "\x00" in typ:
+            _check_serialized_type(typ, value)
         if self.max_value_bytes is not None and len(data) > self.max_value_bytes:
             raise ValueTooLargeError(
                 f"a value of type {type(value).__name__} serializes to {len(data)} bytes, "
@@ -427,10 +430,14 @@ class ValueCodec:
         if self._cipher is not None:
             cname, data = self._cipher.encrypt(data)
             typ = f"{typ}+{cname}"
-        elif len(data) >= COMPRESS_MIN:
+        elif len(data) >= COMPRESS_MIN or _reserved(typ):
             z = _ZPRIMED.copy()
             packed = z.compress(data) + z.flush()
-            if len(packed) < len(data) * 0.9:
+            # A serializer's own type that reads as one of ours ("zd1:x", "z:x", the
+            # chunks' "#refs") is always wrapped, so that reading it unwraps ours only:
+            # stored as it was, it was taken for a compressed object or a chunk, and
+            # the value could never be read back.
+            if len(packed) < len(data) * 0.9 or _reserved(typ):
                 typ, data = _ZPREFIX + typ, packed
         return StoredObject(h, typ, data)
 
@@ -501,15 +508,28 @@ class ValueCodec:
         holds what the hash names (`check`)."""
         stored_typ, stored = typ, data
         try:
-            if typ[:1] == "z" and ":" in typ:
+            # an encrypted object is never compressed (see `_dump`): its type is the
+            # serializer's, which may itself start with "z" and hold a ":"
+            if typ[:1] == "z" and ":" in typ and (self._cipher is None or "+" not in typ):
                 typ, data = inflate(typ, data, self.max_value_bytes)
             if h is None or (self._cipher is None and "+" in typ):
                 # an encrypted object read without the key: the serializer's error
                 return self.serde.loads_typed((typ, data))
             plain_typ, plain = typ, data
             if self._cipher is not None and "+" in typ:
-                plain_typ, cname = typ.split("+", 1)
-                plain = self._cipher.decrypt(cname, data)
+                # the cipher's name is the last part: the serializer's type may hold a "+"
+                plain_typ, _, cname = typ.rpartition("+")
+                try:
+                    plain = self._cipher.decrypt(cname, data)
+                except Exception as exc:
+                    raise SerializationError(
+                        f"cannot decrypt stored object {h.hex()} of type {typ!r}: {exc}; "
+                        "the saver's encryption key is not the one it was written with, or "
+                        "its row was changed by hand: open the saver with the key it was "
+                        "written with (the CLI: the same LANGGRAPH_AES_KEY)"
+                    ) from exc
+        except SerializationError:
+            raise
         except Exception as exc:
             raise self._unreadable(typ, exc) from exc
         if self._cipher is not None and "+" not in typ:
@@ -565,6 +585,40 @@ class ValueCodec:
                 "(EncryptedSerializer), or for the CLI set LANGGRAPH_AES_KEY"
             )
         return SerializationError(f"cannot deserialize a stored object of type {typ!r}: {exc}{hint}")
+
+
+def _reserved(typ: str) -> bool:
+    """Whether a serializer's type reads as a type of ours when stored as is: a
+    compressed object's ("z:", "zd1:") or a chunk's."""
+    if typ[:1] == "z":
+        tag, colon, _ = typ.partition(":")
+        return bool(colon) and (tag == "z" or tag in DICTIONARIES)
+    return typ == CHUNK_TYPE
+
+
+def _serialized_bytes(typ: Any, data: Any, value: Any) -> bytes:
+    """The bytes a serializer's ``dumps_typed`` gave, as bytes (a bytearray, a
+    memoryview), or a SerializationError naming the serializer's mistake."""
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise SerializationError(
+        f"the serializer gave ({typ!r:.60}, a {type(data).__name__}) for a value of type "
+        f"{type(value).__name__}: dumps_typed must return (type name, bytes); "
+        "nothing was stored"
+    )
+
+
+def _check_serialized_type(typ: Any, value: Any) -> None:
+    """A serializer's type name is stored as text: a str without NUL characters that
+    UTF-8 encodes (`check_text`), else a SerializationError (not the driver's error,
+    not a row that cannot be read back)."""
+    try:
+        check_text(typ, "the serializer's type name")
+    except ConfigError as exc:
+        raise SerializationError(
+            f"{exc} (for a value of type {type(value).__name__}): dumps_typed must return "
+            "(type name, bytes) with a str type name; nothing was stored"
+        ) from None
 
 
 def _stored_by_key(value: dict[Any, Any]) -> bool:

@@ -1,0 +1,156 @@
+"""Serializers and bad input, reviewed adversarially (both backends).
+
+* a serializer's own type names that read as ours (a compressed object's "zd1:" /
+  "z:", a chunk's "#refs", a "+" under encryption) are stored and read back;
+* a serializer that returns what cannot be stored (a str, a non-str type name, a NUL)
+  is refused with a SerializationError before anything is written;
+* an encrypted thread opened with another key says which key is wrong;
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+
+from faultkit import SimThread, row_counts
+
+HASH_KEY = b"review-hash-key-0123456789abcdef"
+
+
+class JsonTyped:
+    """A serializer of its own: JSON, under the type name (and byte kind) it is given."""
+
+    def __init__(self, typ: Any, data: Any = bytes) -> None:
+        self.typ, self.data = typ, data
+
+    def dumps_typed(self, obj: Any) -> tuple[Any, Any]:
+        return self.typ, self.data(json.dumps(obj).encode())
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        return json.loads(bytes(data[1]))
+
+
+def aes(inner: Any, key: bytes = b"k" * 16) -> EncryptedSerializer:
+    serde = EncryptedSerializer.from_pycryptodome_aes(key=key)
+    serde.serde = inner
+    return serde
+
+
+# a scalar, a long str (compressed when it may be), a list stored element by element,
+# a dict stored key by key
+VALUES = {
+    "n": 5,
+    "text": "x" * 300,
+    "items": [{"k": i} for i in range(3)],
+    "doc": {"m": ["y" * 70] * 9, "z": 1},
+}
+
+
+def put_values(saver: Any, thread_id: str, values: dict[str, Any]) -> dict:
+    cp = empty_checkpoint()
+    cp["channel_values"] = dict(values)
+    cp["channel_versions"] = {ch: saver.get_next_version(None, None) for ch in values}
+    config = saver.put(
+        {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}},
+        cp,
+        {"source": "input", "step": -1},
+        dict(cp["channel_versions"]),
+    )
+    saver.put_writes(config, [("text", "w" * 200), ("n", 7)], "task-1", "")
+    return config
+
+
+def read_back(saver: Any, config: dict) -> tuple[dict, list]:
+    tup = saver.get_tuple(config)
+    return tup.checkpoint["channel_values"], tup.pending_writes
+
+
+@pytest.mark.parametrize(
+    "serde",
+    [
+        pytest.param(lambda: JsonTyped("zd1:json"), id="zd1-prefix"),
+        pytest.param(lambda: JsonTyped("z:json"), id="z-prefix"),
+        pytest.param(lambda: JsonTyped("#refs"), id="chunk-type"),
+        pytest.param(lambda: aes(JsonTyped("z:json")), id="aes-z-prefix"),
+        pytest.param(lambda: aes(JsonTyped("js+on")), id="aes-plus"),
+    ],
+)
+def test_a_serializers_type_that_reads_as_ours_round_trips(make_saver, serde: Any, monkeypatch) -> None:
+    """A custom serializer whose type name starts like a compressed object's ("zd1:",
+    "z:") or is a chunk's was stored as is and then read as one of ours: the put
+    succeeded and every read of the thread failed (zlib: incorrect header check).
+    Under encryption, a "z...:" type was inflated before decrypting, and a "+" in the
+    type was split at the first one. Now each reads back, also by a saver that holds
+    nothing of the thread."""
+    monkeypatch.setenv("LANGGRAPH_AES_KEY", "k" * 16)
+    expected = (dict(VALUES), [("task-1", "text", "w" * 200), ("task-1", "n", 7)])
+    with make_saver(serde=serde()) as saver:
+        config = put_values(saver, "custom", VALUES)
+        assert read_back(saver, config) == expected
+    with make_saver(serde=serde()) as cold:
+        assert read_back(cold, config) == expected
+        assert [t.checkpoint["channel_values"] for t in cold.list(None)] == [VALUES]
+
+
+BAD_OUTPUT = [
+    pytest.param(lambda: JsonTyped("json", lambda b: b.decode()), "bytes", id="str-data"),
+    pytest.param(lambda: JsonTyped("json", lambda b: None), "bytes", id="none-data"),
+    pytest.param(lambda: JsonTyped(None), "str type name", id="none-type"),
+    pytest.param(lambda: JsonTyped(b"json"), "str type name", id="bytes-type"),
+    pytest.param(lambda: JsonTyped("js\x00on"), "NUL", id="nul-in-type"),
+    pytest.param(lambda: JsonTyped("js\udcffon"), "surrogate", id="surrogate-in-type"),
+]
+
+
+@pytest.mark.parametrize(("serde", "says"), BAD_OUTPUT)
+def test_a_serializer_giving_what_cannot_be_stored_is_refused_before_writing(
+    make_saver, saver_target, backend: str, serde: Any, says: str
+) -> None:
+    """dumps_typed returning a str, a type name that is not a str, or one with a NUL
+    or a lone surrogate: a SerializationError naming it (it was a raw TypeError,
+    AttributeError, UnicodeEncodeError, or psycopg's DataError on Postgres), nothing
+    written, and the saver still works."""
+    from checkpoint_pg import SerializationError  # noqa: PLC0415
+
+    with make_saver() as good:
+        sim = SimThread(good, f"bad-serde-{uuid.uuid4().hex[:8]}")
+        for _ in range(2):
+            sim.run_step()
+    with make_saver(serde=serde()) as saver:
+        before = row_counts(backend, saver_target.conn_string, saver)
+        with pytest.raises(SerializationError, match=says):
+            put_values(saver, "bad", {"text": "x" * 300})
+        cfg = sim.config(sim.order[-1])
+        with pytest.raises(SerializationError, match=says):
+            saver.put_writes(cfg, [("messages", ["a" * 100])], "task-x", "")
+        assert row_counts(backend, saver_target.conn_string, saver) == before
+    with make_saver() as good:
+        sim.saver = good
+        sim.run_step()
+        assert sim.verify() == 3
+
+
+def test_an_encrypted_thread_opened_with_another_key_says_so(make_saver) -> None:
+    """AES key B on a thread written with key A (same hash key): the error was
+    "cannot deserialize ... 'msgpack+aes': MAC check failed", which says nothing of
+    the key. It now names the object and says the key is not the one it was written
+    with; key A still reads everything."""
+    from checkpoint_pg import SerializationError  # noqa: PLC0415
+
+    inner = EncryptedSerializer.from_pycryptodome_aes(key=b"a" * 16).serde
+    with make_saver(serde=aes(inner, b"a" * 16), hash_key=HASH_KEY) as a:
+        sim = SimThread(a, "enc-keys")
+        for _ in range(3):
+            sim.run_step()
+    with make_saver(serde=aes(inner, b"b" * 16), hash_key=HASH_KEY) as b:
+        for read in (lambda: b.get_tuple(sim.config()), lambda: list(b.list(sim.config()))):
+            with pytest.raises(SerializationError, match="encryption key is not the one it was written with"):
+                read()
+    with make_saver(serde=aes(inner, b"a" * 16), hash_key=HASH_KEY) as a:
+        sim.saver = a
+        assert sim.verify() == 3
