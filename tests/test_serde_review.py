@@ -5,6 +5,7 @@
 * a serializer that returns what cannot be stored (a str, a non-str type name, a NUL)
   is refused with a SerializationError before anything is written;
 * an encrypted thread opened with another key says which key is wrong;
+* integers beyond 64 bits in metadata and channel versions read back as ints.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 
 from faultkit import SimThread, row_counts
@@ -154,3 +156,37 @@ def test_an_encrypted_thread_opened_with_another_key_says_so(make_saver) -> None
     with make_saver(serde=aes(inner, b"a" * 16), hash_key=HASH_KEY) as a:
         sim.saver = a
         assert sim.verify() == 3
+
+
+BIG = 2**70
+
+
+@pytest.mark.parametrize("version", [BIG, -(2**64)], ids=["2**70", "-2**64"])
+def test_ints_beyond_64_bits_in_versions_and_metadata_read_back_as_ints(saver, version: int) -> None:
+    """orjson reads an integer beyond 64 bits as a float: metadata {"n": 2**70} came
+    back as 1.1805916207174113e+21, and a channel version of 2**70 came back a float
+    whose str named no stored value, so the channel's value was silently missing
+    (InMemorySaver refuses both; stored, they must read back as given)."""
+    md = {"source": "input", "step": -1, "n": BIG, "nested": {"v": [version]}}
+    values = {"a": "x", "b": [1, 2], "c": {"k": "v" * 100}}
+    cp = empty_checkpoint()
+    cp["channel_values"] = dict(values)
+    cp["channel_versions"] = {ch: version for ch in values}
+    config = saver.put({"configurable": {"thread_id": "big", "checkpoint_ns": ""}}, cp, md, dict(cp["channel_versions"]))
+    child = empty_checkpoint()
+    child["channel_values"] = dict(values)
+    child["channel_versions"] = dict(cp["channel_versions"])
+    config2 = saver.put(config, child, {"source": "loop", "step": 0}, {})
+    for cfg in (config, config2):
+        tup = saver.get_tuple(cfg)
+        assert tup.checkpoint["channel_values"] == values
+        assert tup.checkpoint["channel_versions"] == {ch: version for ch in values}
+        assert all(type(v) is int for v in tup.checkpoint["channel_versions"].values())
+    listed = {t.config["configurable"]["checkpoint_id"]: t for t in saver.list(None)}
+    first = listed[config["configurable"]["checkpoint_id"]]
+    assert first.metadata["n"] == BIG and type(first.metadata["n"]) is int
+    assert first.metadata["nested"] == {"v": [version]}
+    assert saver.get_tuple(config).metadata["n"] == BIG
+    assert [t.config for t in saver.list(None, filter={"n": BIG})] == [first.config]
+    with pytest.raises(TypeError, match="64-bit"):  # the oracle refuses them
+        InMemorySaver().put(config, cp, md, dict(cp["channel_versions"]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -38,16 +39,28 @@ except ImportError:  # pragma: no cover
     _orjson_loads = None
 
 
+# A JSON number of 19 digits or more (after ":", "," or "[", as numbers stand in JSON
+# text, the driver's included): possibly an integer beyond 64 bits, which orjson reads
+# as a float (2**70 came back as 1.1805916207174113e+21, a channel version of it lost
+# the channel's value). Inside a string (an incumbent's 32-digit version) it is
+# preceded by a quote instead.
+_LONG_NUMBER = re.compile(r"[:,\[]\s*-?[0-9]{19}")
+_LONG_NUMBER_BYTES = re.compile(rb"[:,\[]\s*-?[0-9]{19}")
+
+
 def loads_json(raw: str | bytes) -> Any:
     """json.loads, through orjson when it is there (several times faster).
 
-    What orjson refuses but json reads (NaN, integers beyond 64 bits) goes to json.
+    What orjson refuses (NaN) or reads otherwise (integers beyond 64 bits, which it
+    makes floats) goes to json, which gives them back as they were written.
     """
     if _orjson_loads is not None:
-        try:
-            return _orjson_loads(raw)
-        except _OrjsonError:
-            pass
+        long = (_LONG_NUMBER_BYTES if isinstance(raw, (bytes, bytearray)) else _LONG_NUMBER).search(raw)
+        if long is None:
+            try:
+                return _orjson_loads(raw)
+            except _OrjsonError:
+                pass
     return json.loads(raw)
 
 
