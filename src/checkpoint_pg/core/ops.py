@@ -1532,7 +1532,9 @@ def _ids(value: Any, what: str) -> list[Any]:
 
 
 def delete_for_runs(ctx: Ctx, run_ids: Sequence[str]) -> Op:
-    run_ids = [str(r) for r in _ids(run_ids, "run_ids")]
+    # checked as every id is: a NUL or a lone surrogate reached the driver (Postgres:
+    # "text fields cannot contain NUL", UnicodeEncodeError)
+    run_ids = [check_text(str(r), "run id") for r in _ids(run_ids, "run_ids")]
     if not run_ids:
         return None
     (threads,) = yield Batch([ctx.sql.select_threads_of_runs(run_ids)])
