@@ -26,6 +26,7 @@ import contextlib
 import importlib.util
 import os
 import secrets
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -185,3 +186,21 @@ async def async_saver(make_async_saver) -> AsyncIterator[Any]:
     """A set-up async saver on this test's own storage, for each backend."""
     async with make_async_saver() as s:
         yield s
+
+
+@pytest.fixture
+def counted(saver, saver_target: SaverTarget, backend: str) -> tuple[Any, Callable[[], None]]:
+    """(sim, unchanged()) -- a `faultkit.SimThread` of three steps on ``saver``;
+    ``unchanged()`` asserts no table gained or lost a row since (bad input is refused
+    before anything is written)."""
+    from faultkit import SimThread, row_counts  # noqa: PLC0415
+
+    sim = SimThread(saver, f"bad-{uuid.uuid4().hex[:8]}")
+    for _ in range(3):
+        sim.run_step()
+    before = row_counts(backend, saver_target.conn_string, saver)
+
+    def unchanged() -> None:
+        assert row_counts(backend, saver_target.conn_string, saver) == before
+
+    return sim, unchanged

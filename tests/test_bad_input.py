@@ -32,20 +32,6 @@ class PickleOnly:
         self.x = 1
 
 
-@pytest.fixture
-def counted(saver, saver_target, backend: str):
-    """(saver, unchanged()) -- ``unchanged()`` asserts no table gained or lost a row."""
-    sim = SimThread(saver, f"bad-{uuid.uuid4().hex[:8]}")
-    for _ in range(3):
-        sim.run_step()
-    before = row_counts(backend, saver_target.conn_string, saver)
-
-    def unchanged() -> None:
-        assert row_counts(backend, saver_target.conn_string, saver) == before
-
-    return sim, unchanged
-
-
 def simple_checkpoint(saver: Any, values: dict[str, Any]) -> tuple[dict, dict]:
     cp = empty_checkpoint()
     versions = {ch: saver.get_next_version(None, None) for ch in values}

@@ -53,21 +53,6 @@ VALUES = {
 }
 
 
-@pytest.fixture
-def counted_sim(saver, saver_target, backend: str):
-    """(a thread of three steps, unchanged()): ``unchanged()`` asserts no table gained
-    or lost a row since."""
-    sim = SimThread(saver, f"review-{uuid.uuid4().hex[:8]}")
-    for _ in range(3):
-        sim.run_step()
-    before = row_counts(backend, saver_target.conn_string, saver)
-
-    def unchanged() -> None:
-        assert row_counts(backend, saver_target.conn_string, saver) == before
-
-    return sim, unchanged
-
-
 def put_values(saver: Any, thread_id: str, values: dict[str, Any]) -> dict:
     cp = empty_checkpoint()
     cp["channel_values"] = dict(values)
@@ -208,13 +193,13 @@ def test_ints_beyond_64_bits_in_versions_and_metadata_read_back_as_ints(saver, v
 
 
 @pytest.mark.parametrize("run_id", ["run\x00x", "run\udcffx"], ids=["nul", "surrogate"])
-def test_delete_for_runs_with_a_run_id_no_text_column_holds(counted_sim, run_id: str) -> None:
+def test_delete_for_runs_with_a_run_id_no_text_column_holds(counted, run_id: str) -> None:
     """delete_for_runs(["a\\x00b"]) raised psycopg's DataError on Postgres, and a lone
     surrogate a UnicodeEncodeError: now a ConfigError naming it, nothing deleted, and
     the call with the real run id still works."""
     from checkpoint_pg import ConfigError  # noqa: PLC0415
 
-    sim, unchanged = counted_sim
+    sim, unchanged = counted
     with pytest.raises(ConfigError, match="run id"):
         sim.saver.delete_for_runs([sim.run_id, run_id])
     unchanged()
