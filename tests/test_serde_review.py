@@ -205,3 +205,53 @@ def test_delete_for_runs_with_a_run_id_no_text_column_holds(counted, run_id: str
     unchanged()
     sim.saver.delete_for_runs([sim.run_id])
     assert list(sim.saver.list(sim.config())) == []
+
+
+class PickleOnly:
+    """msgpack refuses it: JsonPlusSerializer(pickle_fallback=True) pickles it."""
+
+    def __init__(self, x: int = 1) -> None:
+        self.x = x
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is PickleOnly and other.x == self.x
+
+
+def typed(value: Any) -> Any:
+    """``value`` with the type of every container and element spelled out (== takes
+    an OrderedDict for a dict, and bytes for a bytearray)."""
+    if isinstance(value, dict):
+        return (type(value).__name__, [(k, typed(v)) for k, v in value.items()])
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, [typed(v) for v in value])
+    return (type(value).__name__, value)
+
+
+def test_a_list_holding_a_pickled_element_reads_back_as_pickle_stored_it(make_saver) -> None:
+    """With pickle_fallback, LangGraph pickles a list whole when one element needs it,
+    so its tuples, bytearrays and OrderedDicts come back as they were (InMemorySaver).
+    Stored element by element, the other elements went through msgpack alone and came
+    back as lists, bytes and dicts: (1, 2) != [1, 2]. Such a list is now one object,
+    as a channel value (new, or grown from a list stored element by element) and as a
+    write, and reads back as InMemorySaver reads it."""
+    from collections import OrderedDict  # noqa: PLC0415
+
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer  # noqa: PLC0415
+
+    serde = JsonPlusSerializer(pickle_fallback=True)
+    start = ["m" * 80, (1, 2)]
+    grown = [*start, PickleOnly(), bytearray(b"ba"), OrderedDict(a=1)]
+    first, second = empty_checkpoint(), empty_checkpoint()
+    first["channel_values"], first["channel_versions"] = {"items": start}, {"items": "1"}
+    second["channel_values"], second["channel_versions"] = {"items": grown}, {"items": "2"}
+    memory = InMemorySaver(serde=serde)
+    with make_saver(serde=serde) as saver:
+        for s in (memory, saver):
+            config = s.put({"configurable": {"thread_id": "pickled", "checkpoint_ns": ""}}, first, {}, {"items": "1"})
+            config = s.put(config, second, {}, {"items": "2"})
+            s.put_writes(config, [("items", grown)], "task-2", "")
+        expected = read_back(memory, config)
+        assert typed(expected[0]["items"]) == typed(grown)
+        assert typed(read_back(saver, config)) == typed(expected)
+    with make_saver(serde=serde) as cold:
+        assert typed(read_back(cold, config)) == typed(expected)

@@ -14,7 +14,7 @@ import weakref
 import zlib
 from dataclasses import dataclass
 from operator import is_
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import ormsgpack
@@ -267,6 +267,9 @@ class ValueCodec:
             )
         self.max_value_bytes = max_value_bytes
         self._inline = self._cipher is None and not self._key and type(serde) is JsonPlusSerializer
+        # LangGraph's serializer writes a list whole as msgpack, or pickles it whole when
+        # an element needs pickle_fallback: see `composes`
+        self._msgpack_or_pickle = isinstance(self._plain, JsonPlusSerializer)
         # (type, value) -> its object, for small immutable values. Not with a
         # cipher: each encryption of a value is to get its own nonce.
         self._memo: dict[tuple[type, Any], StoredObject] | None = (
@@ -456,8 +459,10 @@ class ValueCodec:
         lists key by key (see `DICT_MIN_ELEMENTS`), anything else whole."""
         if type(value) is list:
             objs = tuple(self.dump_element(v) for v in value)
-            runs = ((0, len(objs)),) if chunkable(value) else ()
-            return EncodedValue(KIND.LIST, tuple(o.hash for o in objs), objs, runs)
+            if self.composes(objs):
+                runs = ((0, len(objs)),) if chunkable(value) else ()
+                return EncodedValue(KIND.LIST, tuple(o.hash for o in objs), objs, runs)
+            return self.encode_whole(value)
         if type(value) is dict and _stored_by_key(value):
             shape: list[list[Any]] = []
             parts: list[StoredObject] = []
@@ -478,8 +483,23 @@ class ValueCodec:
             # A part the serializer gives back otherwise than inside the whole dict
             # (pickled by pickle_fallback, a bytearray, a serializer of its own):
             # the dict is one object, read back as InMemorySaver reads it.
+        return self.encode_whole(value)
+
+    def encode_whole(self, value: Any) -> EncodedValue:
+        """A value as one object (KIND.SCALAR)."""
         obj = self.dump(value)
         return EncodedValue(KIND.SCALAR, (obj.hash,), (obj,))
+
+    def composes(self, elements: Iterable[StoredObject]) -> bool:
+        """Whether a list whose elements are these objects reads back, element by
+        element, as the serializer reads the whole list back. Not so when LangGraph's
+        serializer pickled an element (pickle_fallback): the whole list is then pickled,
+        and keeps the tuples, bytearrays and dict subclasses of its other elements,
+        which msgpack alone makes lists, bytes and dicts. A serializer of its own is
+        taken to serialize a list as its elements."""
+        if not self._msgpack_or_pickle:
+            return True
+        return all(self._plain_type(o.type) in _AS_IN_A_DICT for o in elements)
 
     def _plain_type(self, typ: str) -> str:
         """The serializer's type of a stored object's type (no compression, no cipher)."""

@@ -403,6 +403,10 @@ def plan_channel_value(
     shared = _shared_prefix(value, prev) if trusted else 0
     fresh = 0  # where the elements that are not prev's very objects start
     new_objs = [codec.dump_element(v) for v in value[shared:]]
+    if not codec.composes(new_objs):
+        # stored whole, as the serializer stores it (an element pickled: see `composes`)
+        enc = codec.encode_whole(value)
+        return ValueRow(channel, ver, enc.kind, None, None, enc.refs), list(enc.objects), None, None
     hashes = (prev.hashes[:shared] if prev is not None else ()) + tuple(o.hash for o in new_objs)
     if prev is None or shared == 0:
         # not a pure append of the objects we know: compare hashes to reuse what we can
