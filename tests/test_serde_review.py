@@ -255,3 +255,30 @@ def test_a_list_holding_a_pickled_element_reads_back_as_pickle_stored_it(make_sa
         assert typed(read_back(saver, config)) == typed(expected)
     with make_saver(serde=serde) as cold:
         assert typed(read_back(cold, config)) == typed(expected)
+
+
+def test_a_filter_of_str_and_int_subclasses_matches_as_in_memory(saver) -> None:
+    """Metadata took a StrEnum / IntEnum value (stored as its JSON str / int), but
+    list(filter=...) and threads(filter=...) refused the same value with "metadata
+    holds JSON values only (str ...)": a str subclass is a str. InMemorySaver matches
+    it with ==; now so do both backends, a str subclass as a key too."""
+    import enum  # noqa: PLC0415
+
+    class Source(str, enum.Enum):
+        LOOP = "loop"
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    class Key(str):
+        pass
+
+    memory = InMemorySaver()
+    cp = empty_checkpoint()
+    for s in (memory, saver):
+        s.put({"configurable": {"thread_id": "enum", "checkpoint_ns": ""}}, cp, {"source": Source.LOOP, "level": 3}, {})
+    for flt in ({"source": Source.LOOP}, {"level": Level.HIGH}, {Key("source"): "loop"}, {"source": Key("loop")},
+                {"source": Source.LOOP, "level": Level.HIGH}):
+        assert [t.config for t in memory.list(None, filter=flt)] == [t.config for t in saver.list(None, filter=flt)] != []
+        assert list(saver.threads(filter=flt)) == ["enum"]
+    assert list(saver.list(None, filter={"level": Level.HIGH, "source": "other"})) == []

@@ -250,6 +250,7 @@ def check_filter(filter: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(filter, Mapping) or not all(isinstance(k, str) for k in filter):
         raise ConfigError(f"filter must be a dict with str keys, got {filter!r}")
+    out: dict[str, Any] = {}
     for key, value in filter.items():
         if "\x00" in key:  # Postgres's JSONB refused it with a driver error
             raise ConfigError(
@@ -258,18 +259,27 @@ def check_filter(filter: Any) -> dict[str, Any] | None:
             )
         try:
             plain = _plain_json(value)
+            if not plain:
+                # a str or int subclass (a StrEnum, an IntEnum), a tuple, a Mapping: the
+                # JSON metadata stores them as, and InMemorySaver's == matches them to
+                _check_json(value, f"filter value of {key!r}")
         except RecursionError:
             raise ConfigError(f"filter value of {key!r} is nested too deeply to match") from None
-        if not plain:
+        except SerializationError as exc:
             raise ConfigError(
-                f"filter value of {key!r} is {value!r} ({type(value).__name__}): metadata holds "
-                "JSON values only (str without NUL characters, int, finite float, bool, None, "
-                "and lists and dicts of them), so this filter could match nothing"
-            )
+                f"{exc}; filter value of {key!r} is {value!r} ({type(value).__name__}): "
+                "metadata holds JSON values only (str without NUL characters, int, finite "
+                "float, bool, None, and lists and dicts of them), so this filter could "
+                "match nothing"
+            ) from None
         text = _compact_json_text({key: value})
         if not text.isascii() and (bad := _surrogate(text)) is not None:
             raise ConfigError(f"filter {{{key!r}: {value!r}}} {bad}")
-    return dict(filter)
+        if plain and type(key) is str:
+            out[key] = value
+        else:  # as plain JSON types, which the drivers bind
+            out.update(loads_json(text))
+    return out
 
 
 def check_writes(writes: Any) -> list[tuple[str, Any]]:
