@@ -282,3 +282,16 @@ def test_a_filter_of_str_and_int_subclasses_matches_as_in_memory(saver) -> None:
         assert [t.config for t in memory.list(None, filter=flt)] == [t.config for t in saver.list(None, filter=flt)] != []
         assert list(saver.threads(filter=flt)) == ["enum"]
     assert list(saver.list(None, filter={"level": Level.HIGH, "source": "other"})) == []
+
+
+def test_list_before_an_empty_checkpoint_id_bounds_nothing(counted) -> None:
+    """list(before={'configurable': {'checkpoint_id': ''}}) listed nothing: InMemorySaver
+    takes an empty id as no bound (as get_tuple takes it as the newest checkpoint)."""
+    sim, _ = counted
+    memory = InMemorySaver()
+    for tup in reversed(list(sim.saver.list(sim.config()))):
+        memory.put(tup.parent_config or sim.config(), tup.checkpoint, tup.metadata, tup.checkpoint["channel_versions"])
+    empty = {"configurable": {"checkpoint_id": ""}}
+    ours = [t.config for t in sim.saver.list(sim.config(), before=empty)]
+    assert ours == [t.config for t in memory.list(sim.config(), before=empty)]
+    assert len(ours) == 3

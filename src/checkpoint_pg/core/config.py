@@ -331,7 +331,8 @@ def before_id_of(before: Any) -> str | None:
             "pass a config list() or put() returned"
         )
     cid = conf.get("checkpoint_id")
-    return None if cid is None else _text(cid, "before's checkpoint_id")
+    # an empty id bounds nothing, as in InMemorySaver (and as get_tuple reads it: the newest)
+    return None if cid is None or cid == "" else _text(cid, "before's checkpoint_id")
 
 
 def check_put(checkpoint: Any, metadata: Any, new_versions: Any) -> None:
