@@ -295,3 +295,36 @@ def test_list_before_an_empty_checkpoint_id_bounds_nothing(counted) -> None:
     ours = [t.config for t in sim.saver.list(sim.config(), before=empty)]
     assert ours == [t.config for t in memory.list(sim.config(), before=empty)]
     assert len(ours) == 3
+
+
+HOSTILE_TEXT = "[/w] \x1b[2J\x1b]0;title\x07\x1b[31mred\x9b"
+
+
+def test_the_cli_shows_stored_markup_and_control_characters_as_text(saver, saver_target, capsys) -> None:
+    """Stored text is data: `history` of a thread whose metadata "source" held "[/w]"
+    crashed with rich's MarkupError (so did the title for a thread id like "[/x]"), and
+    every command wrote stored ESC sequences to the terminal as they were (clear the
+    screen, set the window title, recolor). They are now shown as escapes."""
+    from langchain_core.messages import HumanMessage  # noqa: PLC0415
+
+    from clikit import cli  # noqa: PLC0415
+
+    thread = "[/x]" + HOSTILE_TEXT
+    first = empty_checkpoint()
+    first["channel_values"] = {"messages": [HumanMessage(HOSTILE_TEXT, id="1")], "s": HOSTILE_TEXT}
+    first["channel_versions"] = {"messages": "1", "s": "1"}
+    config = saver.put({"configurable": {"thread_id": thread, "checkpoint_ns": ""}}, first,
+                       {"source": HOSTILE_TEXT, "step": 0, HOSTILE_TEXT: 1}, {"messages": "1", "s": "1"})
+    saver.put_writes(config, [("messages", [HumanMessage(HOSTILE_TEXT, id="2")])], "task" + HOSTILE_TEXT, "")
+    second = empty_checkpoint()
+    second["channel_values"] = {"messages": [HumanMessage(HOSTILE_TEXT, id="1")], "s": "[/v]" + HOSTILE_TEXT}
+    second["channel_versions"] = {"messages": "1", "s": "2"}
+    saver.put(config, second, {"source": "loop", "step": 1}, {"s": "2"})
+    where = ["--url", saver_target.conn_string, *(["--prefix", saver_target.options["prefix"]] if saver_target.options else [])]
+    for command in (["threads"], ["history", thread], ["show", thread], ["show", thread, "-1"],
+                    ["diff", f"{thread}@-1", thread, "--all"], ["replay", thread, "--runs"], ["stats"],
+                    ["copy", thread, "copy" + HOSTILE_TEXT, "--yes"]):
+        code, out, err = cli(capsys, *command, *where)
+        assert code == 0, (command, err)
+        assert not any(c in out for c in "\x1b\x07\x9b"), (command, out)
+        assert "\\x1b[2J" in out or command[0] in ("stats", "replay"), (command, out)

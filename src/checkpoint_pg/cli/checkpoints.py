@@ -35,7 +35,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
     con = _console()
     width = max(con.width - 40, 30)
-    table = Table(title=f"history of thread {args.thread!r}, oldest first", title_justify="left")
+    table = Table(title=_text(f"history of thread {args.thread!r}, oldest first"), title_justify="left")
     if labels:  # subgraphs: the prefix --ns takes
         table.add_column("namespace", no_wrap=True)
     table.add_column("step", justify="right", no_wrap=True)
@@ -83,10 +83,10 @@ def cmd_history(args: argparse.Namespace) -> int:
             rows.append(("", [""]))
         for i, (node, lines) in enumerate(rows):
             table.add_row(
-                *([labels.get(e.checkpoint_ns, "") if i == 0 else ""] if labels else []),
+                *([_text(labels.get(e.checkpoint_ns, "")) if i == 0 else ""] if labels else []),
                 label if i == 0 else "",
-                _short(e.checkpoint_id) if i == 0 else "",
-                (e.source or "") if i == 0 else "",
+                _text(_short(e.checkpoint_id)) if i == 0 else "",
+                _text(str(e.source or "")) if i == 0 else "",
                 _text(node),
                 _text("\n".join(lines)),
                 end_section=i == len(rows) - 1,
@@ -196,7 +196,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     width = max(con.width - 30, 30)
     a, b = d.a["configurable"], d.b["configurable"]
     table = Table(
-        title=f"{a['thread_id']}@{_short(a['checkpoint_id'])} -> {b['thread_id']}@{_short(b['checkpoint_id'])}",
+        title=_text(f"{a['thread_id']}@{_short(a['checkpoint_id'])} -> {b['thread_id']}@{_short(b['checkpoint_id'])}"),
         title_justify="left",
     )
     table.add_column("channel", no_wrap=True)

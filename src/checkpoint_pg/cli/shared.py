@@ -327,17 +327,31 @@ def _update_lines(update: Any, width: int) -> list[str]:
     return _value_lines(update, width)
 
 
+# Control characters shown as escapes: stored text (a thread id, a message an LLM or a
+# user wrote, metadata) reached the terminal as is, where ESC sequences clear the screen,
+# recolor the rest of the output, or name links and the window title. Tab and newline
+# stay (values are shown line by line).
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (0x09, 0x0A)}
+
+
+def _visible(s: str) -> str:
+    """``s`` with its control characters as ``\\x..`` escapes (see `_CONTROLS`)."""
+    return s.translate(_CONTROLS)
+
+
 def _text(s: str) -> Any:
+    """Stored text for rich: never read as markup ("[/x]" raised MarkupError), its
+    control characters shown as escapes."""
     from rich.text import Text
 
-    return Text(s)
+    return Text(_visible(s))
 
 
 def _report(args: argparse.Namespace, data: dict[str, Any], text: str) -> int:
     if args.json:
         _print_json(data)
     else:
-        print(_shorten(text))
+        print(_visible(_shorten(text)))
     return 0
 
 
