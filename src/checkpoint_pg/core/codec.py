@@ -267,9 +267,11 @@ class ValueCodec:
             )
         self.max_value_bytes = max_value_bytes
         self._inline = self._cipher is None and not self._key and type(serde) is JsonPlusSerializer
-        # LangGraph's serializer writes a list whole as msgpack, or pickles it whole when
-        # an element needs pickle_fallback: see `composes`
-        self._msgpack_or_pickle = isinstance(self._plain, JsonPlusSerializer)
+        # LangGraph's serializer pickles a list whole when an element needs pickle_fallback
+        # (see `composes`); without it, its elements are msgpack, None or bytes
+        self._pickles = isinstance(self._plain, JsonPlusSerializer) and bool(
+            getattr(self._plain, "pickle_fallback", True)
+        )
         # (type, value) -> its object, for small immutable values. Not with a
         # cipher: each encryption of a value is to get its own nonce.
         self._memo: dict[tuple[type, Any], StoredObject] | None = (
@@ -497,7 +499,7 @@ class ValueCodec:
         and keeps the tuples, bytearrays and dict subclasses of its other elements,
         which msgpack alone makes lists, bytes and dicts. A serializer of its own is
         taken to serialize a list as its elements."""
-        if not self._msgpack_or_pickle:
+        if not self._pickles:
             return True
         return all(self._plain_type(o.type) in _AS_IN_A_DICT for o in elements)
 
