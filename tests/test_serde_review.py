@@ -328,3 +328,36 @@ def test_the_cli_shows_stored_markup_and_control_characters_as_text(saver, saver
         assert code == 0, (command, err)
         assert not any(c in out for c in "\x1b\x07\x9b"), (command, out)
         assert "\\x1b[2J" in out or command[0] in ("stats", "replay"), (command, out)
+
+
+@pytest.mark.parametrize("where", [0, 1], ids=["message-first", "message-second"])
+def test_a_write_stored_whole_is_not_repointed_at_its_message(make_saver, where: int) -> None:
+    """A write holding a message without an id (add_messages gives it one later, in
+    place) is repointed at the message object the next put stores. A write list with a
+    pickled element is stored whole (one hash): the message at position 0 was paired
+    with the whole list's hash, and the put then repointed the write at the message,
+    which read back as that one message instead of the list; at position 1 put_writes
+    raised IndexError. The write now reads back as written, as in InMemorySaver."""
+    from langchain_core.messages import HumanMessage  # noqa: PLC0415
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer  # noqa: PLC0415
+
+    serde = JsonPlusSerializer(pickle_fallback=True)
+    memory = InMemorySaver(serde=serde)
+    first, second = empty_checkpoint(), empty_checkpoint()
+    first["channel_values"], first["channel_versions"] = {"messages": []}, {"messages": "1"}
+    results = []
+    with make_saver(serde=serde) as saver:
+        for s in (memory, saver):
+            msg = HumanMessage("hi")
+            written = [PickleOnly(), PickleOnly(2)]
+            written.insert(where, msg)
+            config = s.put({"configurable": {"thread_id": "w", "checkpoint_ns": ""}}, first, {}, {"messages": "1"})
+            s.put_writes(config, [("messages", written)], "task-1", "")
+            msg.id = "m-1"  # as add_messages does, in place
+            second["channel_values"], second["channel_versions"] = {"messages": [msg]}, {"messages": "2"}
+            s.put(config, second, {}, {"messages": "2"})
+            results.append(typed(s.get_tuple(config).pending_writes))
+    with make_saver(serde=serde) as cold:
+        results.append(typed(cold.get_tuple(config).pending_writes))
+    assert results[0] == results[1] == results[2]
+    assert results[0][1][0][1][2][0] == "list"

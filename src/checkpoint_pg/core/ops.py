@@ -324,6 +324,13 @@ class WrittenMessages:
                 self._drop(entry)  # a put stored it as it was written
                 entry[4] = None
 
+    def release(self, entry: list[Any]) -> None:
+        """put_writes stored ``entry``'s message inside a value stored whole (a list
+        pickled whole, see `ValueCodec.composes`): no hash of its own to repoint."""
+        with self._lock:
+            self._drop(entry)
+            entry[4] = None
+
     def stored(self, entry: list[Any]) -> tuple[Any, ...] | None:
         """put_writes stored ``entry``'s write: the repoint to do now, if a put asked for one."""
         with self._lock:
@@ -622,6 +629,8 @@ def _listed_messages(values: Mapping[str, Any], rows: Sequence[ValueRow]) -> lis
         value = values[row.channel]
         if type(value) is not list and not isinstance(value, _BaseMessage):
             continue
+        if type(value) is list and row.kind not in (KIND.LIST, KIND.DELTA):
+            continue  # a list stored whole (see `ValueCodec.composes`): one hash for all
         hashes = split_refs(row.refs)
         items = value if type(value) is list else [value]
         if row.kind == KIND.DELTA:
@@ -692,6 +701,12 @@ def put_writes(
                 entry = ctx.written.reserve(item, wkey, stored_position(pos, leading))
                 messages.append((pos, item, entry, False))
         enc: EncodedValue = ctx.codec.encode(value)  # one hash per list element
+        if type(value) is list and enc.kind != KIND.LIST:
+            # stored whole (see `ValueCodec.composes`): its messages have no hash of their own
+            for _, _, entry, _ in messages:
+                if entry is not None:
+                    ctx.written.release(entry)
+            messages, unchunked = [], None
         runs = ((0, unchunked),) if unchunked is not None else enc.runs
         stored, chunks, first = chunk_runs(enc.hashes, runs, ctx.codec)
         assert first == leading or unchunked is None, (first, leading)
