@@ -80,6 +80,8 @@ def read_back(saver: Any, config: dict) -> tuple[dict, list]:
         pytest.param(lambda: JsonTyped("#refs"), id="chunk-type"),
         pytest.param(lambda: aes(JsonTyped("z:json")), id="aes-z-prefix"),
         pytest.param(lambda: aes(JsonTyped("js+on")), id="aes-plus"),
+        pytest.param(lambda: JsonTyped("json", memoryview), id="memoryview-data"),
+        pytest.param(lambda: JsonTyped("json", type("Blob", (bytes,), {})), id="bytes-subclass-data"),
     ],
 )
 def test_a_serializers_type_that_reads_as_ours_round_trips(make_saver, serde: Any, monkeypatch) -> None:

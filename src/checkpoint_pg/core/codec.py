@@ -620,8 +620,8 @@ def _reserved(typ: str) -> bool:
 
 def _serialized_bytes(typ: Any, data: Any, value: Any) -> bytes:
     """The bytes a serializer's ``dumps_typed`` gave, as bytes (a bytearray, a
-    memoryview), or a SerializationError naming the serializer's mistake."""
-    if isinstance(data, (bytearray, memoryview)):
+    memoryview, a bytes subclass), or a SerializationError naming the serializer's mistake."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
     raise SerializationError(
         f"the serializer gave ({typ!r:.60}, a {type(data).__name__}) for a value of type "
