@@ -90,7 +90,7 @@ def test_a_serializers_type_that_reads_as_ours_round_trips(make_saver, serde: An
     succeeded and every read of the thread failed (zlib: incorrect header check).
     Under encryption, a "z...:" type was inflated before decrypting, and a "+" in the
     type was split at the first one. Now each reads back, also by a saver that holds
-    nothing of the thread."""
+    nothing of the thread (and so do bytes given as a memoryview or a bytes subclass)."""
     monkeypatch.setenv("LANGGRAPH_AES_KEY", "k" * 16)
     expected = (dict(VALUES), [("task-1", "text", "w" * 200), ("task-1", "n", 7)])
     with make_saver(serde=serde()) as saver:
