@@ -200,6 +200,14 @@ def _refuse_closed(saver: Any, pool: Any, conn: Any) -> None:
         raise mark_unsent(closed_error(saver, "its psycopg connection was closed"))
 
 
+def _pool_closed(exc: psycopg.Error) -> bool:
+    """The pool was closed since `_refuse_closed` looked: at the call's getconn ("is
+    already closed"), or under the call while it waited for a connection ("is closed",
+    what psycopg_pool tells its waiting clients). Not a pool never opened ("not open
+    yet", which says what to do)."""
+    return isinstance(exc, PoolClosed) and "not open yet" not in str(exc)
+
+
 def _lost(exc: psycopg.OperationalError) -> bool:
     """The connection itself died (terminated, closed by the server or a proxy)."""
     from psycopg import errors
@@ -318,7 +326,7 @@ class PostgresSaver(SyncSaver):
             # a put and a put_writes of one thread inserting shared objects
             raise ConnectionLost(str(exc)) from exc
         except psycopg.Error as exc:
-            if isinstance(exc, PoolClosed) and "already closed" in str(exc):  # since `_connection` looked
+            if _pool_closed(exc):
                 raise mark_unsent(closed_error(self, "its connection pool was closed")) from exc
             if isinstance(exc, _POOL_REFUSED):
                 # no connection given: nothing sent (a lease take has nothing to give back)
@@ -482,7 +490,7 @@ class AsyncPostgresSaver(AsyncSaver):
             # a put and a put_writes of one thread inserting shared objects
             raise ConnectionLost(str(exc)) from exc
         except psycopg.Error as exc:
-            if isinstance(exc, PoolClosed) and "already closed" in str(exc):  # since `_connection` looked
+            if _pool_closed(exc):
                 raise mark_unsent(closed_error(self, "its connection pool was closed")) from exc
             if isinstance(exc, _POOL_REFUSED):
                 # no connection given: nothing sent (a lease take has nothing to give back)

@@ -212,6 +212,16 @@ class AsyncSaver(SaverBase):
                 f"where it would deadlock: use `await saver.a{name}(...)` (or graph.ainvoke / "
                 "astream), or call it from another thread"
             )
+        # handed to a loop that is closed (its asyncio.run ended) the call fails with
+        # asyncio's bare "Event loop is closed"; to one that stopped, it waits for ever
+        state = "closed" if self.loop.is_closed() else None if self.loop.is_running() else "not running"
+        if state is not None:
+            raise AsyncMisuseError(
+                f"{type(self).__name__}.{name}() hands its work to the event loop the saver "
+                f"was created on, and that event loop is {state}: call it from another thread "
+                f"while that loop runs, or `await saver.a{name}(...)` on the loop; from sync "
+                "code without one, use PostgresSaver / SqliteSaver"
+            )
         return asyncio.run_coroutine_threadsafe(coro_fn(), self.loop).result()  # type: ignore[arg-type]
 
     async def athreads(self, filter: Mapping[str, Any] | None = None) -> AsyncIterator[str]:

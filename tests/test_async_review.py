@@ -1,0 +1,347 @@
+"""Adversarial review of the async savers: cancellation at every point, concurrency,
+sync methods from other threads, lifecycle (tests/test_async_review.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import uuid
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+
+from graphs import build_tool_agent, normalize, weather_question
+
+
+class Recorder(InMemorySaver):
+    """InMemorySaver noting every put and put_writes a graph run makes, to replay them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def put(self, config, checkpoint, metadata, new_versions):  # type: ignore[override]
+        self.calls.append(("aput", copy.deepcopy((config, checkpoint, metadata, new_versions))))
+        return super().put(config, checkpoint, metadata, new_versions)
+
+    def put_writes(self, config, writes, task_id, task_path=""):  # type: ignore[override]
+        self.calls.append(("aput_writes", copy.deepcopy((config, list(writes), task_id, task_path))))
+        return super().put_writes(config, writes, task_id, task_path)
+
+
+def recorded_run() -> Recorder:
+    rec = Recorder()
+    graph = build_tool_agent(rec)
+    cfg = {"configurable": {"thread_id": "rec"}}
+    graph.invoke(weather_question("Paris"), cfg)
+    graph.invoke(weather_question("Rome"), cfg)
+    return rec
+
+
+def on_thread(call: tuple[str, tuple[Any, ...]], thread: str) -> tuple[str, tuple[Any, ...]]:
+    name, args = call
+    args = copy.deepcopy(args)
+    args[0]["configurable"]["thread_id"] = thread
+    return name, args
+
+
+async def listing(saver: Any, thread: str) -> list[Any]:
+    out = []
+    async for t in saver.alist({"configurable": {"thread_id": thread}}):
+        out.append(
+            (
+                t.config["configurable"]["checkpoint_id"],
+                t.parent_config and t.parent_config["configurable"]["checkpoint_id"],
+                normalize(t.checkpoint["channel_values"]),
+                sorted(normalize([list(w) for w in t.pending_writes or []]), key=repr),
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------
+# Real graphs under astream / ainvoke, every durability, many runs at once
+# --------------------------------------------------------------------------
+
+import operator  # noqa: E402
+from typing import Annotated  # noqa: E402
+
+from langgraph.graph import START, StateGraph  # noqa: E402
+from langgraph.types import Command  # noqa: E402
+from typing_extensions import TypedDict  # noqa: E402
+
+from graphs import (  # noqa: E402
+    athread_summary,
+    build_delta_graph,
+    build_map_reduce,
+    build_review_graph,
+    build_subgraph_graph,
+)
+
+
+class PairState(TypedDict, total=False):
+    log: Annotated[list[str], operator.add]
+
+
+def build_failing_pair(checkpointer: Any, fail: list[bool]) -> Any:
+    """``steady`` and ``flaky`` in one superstep; ``flaky`` raises while ``fail[0]``,
+    after ``steady`` finished (its write is the superstep's pending write)."""
+
+    async def steady(state: PairState) -> PairState:
+        return {"log": ["steady"]}
+
+    async def flaky(state: PairState) -> PairState:
+        await asyncio.sleep(0.01)
+        if fail[0]:
+            raise RuntimeError("flaky failed")
+        return {"log": ["flaky"]}
+
+    async def join(state: PairState) -> PairState:
+        return {"log": [f"join({len(state['log'])})"]}
+
+    builder = StateGraph(PairState)
+    for name, node in (("steady", steady), ("flaky", flaky)):
+        builder.add_node(name, node)
+        builder.add_edge(START, name)
+    builder.add_node("join", join)
+    builder.add_edge(["steady", "flaky"], "join")
+    return builder.compile(checkpointer=checkpointer)
+
+
+async def graph_scenarios(saver: Any, durability: str, tag: str) -> dict[str, Any]:
+    """Several graphs run through ``saver`` with ``durability``; what they read back."""
+    out: dict[str, Any] = {}
+
+    def cfg(name: str) -> dict[str, Any]:
+        return {"configurable": {"thread_id": f"{tag}-{name}-{durability}"}}
+
+    async def drain(graph: Any, inp: Any, config: Any) -> list[Any]:
+        return [normalize(c) async for c in graph.astream(inp, config, durability=durability)]
+
+    agent = build_tool_agent(saver)
+    c = cfg("agent")
+    out["agent_stream"] = await drain(agent, weather_question("Paris"), c)
+    out["agent_stream2"] = await drain(agent, weather_question("Rome"), c)
+    out["agent"] = await athread_summary(agent, c)
+
+    review = build_review_graph(saver)
+    c = cfg("review")
+    out["review_stream"] = await drain(review, {"topic": "bees"}, c)
+    out["review_resume1"] = normalize(await review.ainvoke(Command(resume=True), c, durability=durability))
+    out["review_resume2"] = normalize(await review.ainvoke(Command(resume="ok"), c, durability=durability))
+    out["review"] = await athread_summary(review, c)
+
+    mapper = build_map_reduce(saver, interrupt_before_work=True)
+    c = cfg("map")
+    out["map_stream"] = await drain(mapper, {"items": [" a", "bb ", "ccc", "dddd", "e"]}, c)
+    out["map_resume"] = await drain(mapper, None, c)
+    out["map"] = await athread_summary(mapper, c)
+
+    sub = build_subgraph_graph(saver)
+    c = cfg("sub")
+    out["sub_stream"] = await drain(sub, {"topic": " Owls "}, c)
+    out["sub_resume"] = normalize(await sub.ainvoke(Command(resume="night"), c, durability=durability))
+    out["sub"] = await athread_summary(sub, c, subgraphs=True)
+
+    delta = build_delta_graph(saver)
+    c = cfg("delta")
+    out["delta_stream"] = await drain(delta, {"target": 5}, c)
+    out["delta"] = await athread_summary(delta, c)
+
+    fail = [True]
+    pair = build_failing_pair(saver, fail)
+    c = cfg("pair")
+    with pytest.raises(RuntimeError, match="flaky failed"):
+        await pair.ainvoke({"log": []}, c, durability=durability)
+    out["pair_failed"] = await athread_summary(pair, c)
+    fail[0] = False
+    out["pair_resumed"] = normalize(await pair.ainvoke(None, c, durability=durability))
+    out["pair"] = await athread_summary(pair, c)
+    return out
+
+
+def assert_same_observations(ours: dict[str, Any], reference: dict[str, Any]) -> None:
+    from test_graphs import first_difference  # noqa: PLC0415
+
+    assert ours.keys() == reference.keys()
+    for key in reference:
+        diff = first_difference(ours[key], reference[key], key)
+        assert diff is None, f"differs from InMemorySaver at {diff}"
+
+
+@pytest.mark.parametrize("durability", ["sync", "async", "exit"])
+async def test_graphs_under_every_durability_match_in_memory(async_saver: Any, durability: str) -> None:
+    """Tool agent, two interrupts in one node, Send fan-out resumed, a subgraph that
+    interrupts, a DeltaChannel loop, a node failing mid-superstep then resumed: run
+    through the async saver as LangGraph's async loop drives it, then read back
+    (aget_state_history, pending writes) as InMemorySaver reads the same runs."""
+    reference = await graph_scenarios(InMemorySaver(), durability, "ref")
+    ours = await graph_scenarios(async_saver, durability, uuid.uuid4().hex[:8])
+    assert_same_observations(ours, reference)
+
+
+async def test_many_graph_runs_at_once_on_one_async_saver(async_saver: Any) -> None:
+    """The same scenarios, 3 durabilities x 3 copies all at once on one saver
+    (interleaving at every await, a pool's connections all in use): each run reads
+    back as it does alone on InMemorySaver."""
+    durabilities = ["sync", "async", "exit"]
+    references = {d: await graph_scenarios(InMemorySaver(), d, "ref") for d in durabilities}
+    runs = [(d, f"many{i}-{uuid.uuid4().hex[:6]}") for d in durabilities for i in range(3)]
+    results = await asyncio.gather(*(graph_scenarios(async_saver, d, tag) for d, tag in runs))
+    for (d, _), ours in zip(runs, results):
+        assert_same_observations(ours, references[d])
+
+
+# --------------------------------------------------------------------------
+# Pools closed under waiting calls; sync methods when the saver's loop is gone
+# --------------------------------------------------------------------------
+
+import threading  # noqa: E402
+
+from langgraph.checkpoint.base import empty_checkpoint  # noqa: E402
+
+
+def one_checkpoint(saver: Any, thread: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(config, checkpoint, new_versions) of a thread's first checkpoint."""
+    version = saver.get_next_version(None, None)
+    cp = empty_checkpoint()
+    cp["channel_values"] = {"n": 1}
+    cp["channel_versions"] = {"n": version}
+    return {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}, cp, {"n": version}
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_a_call_waiting_for_a_connection_when_the_pool_closes_says_the_saver_closed(
+    make_async_saver: Any,
+) -> None:
+    """The pool's only connection is in use and a put waits for it when the saver's
+    block ends (its pool closes): the put raises SaverClosedError, as a call made after
+    the close does, not psycopg_pool's own PoolClosed("the pool 'pool-3' is closed"),
+    which is no error of this package and names neither the saver nor what to do."""
+    from checkpoint_pg import SaverClosedError
+
+    async with make_async_saver(pool_size=1) as saver:
+        assert await saver.aget_tuple({"configurable": {"thread_id": "warm"}}) is None
+        config, cp, versions = one_checkpoint(saver, "pool-closed")
+        async with saver._pool.connection():  # the pool's only connection, held
+            put = asyncio.create_task(saver.aput(config, cp, {}, versions))
+            await asyncio.sleep(0.2)
+            assert not put.done()
+            await saver._pool.close()
+            with pytest.raises(SaverClosedError, match="nothing was sent"):
+                await put
+    async with make_async_saver() as fresh:
+        assert await fresh.aget_tuple(config) is None
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_a_sync_call_waiting_for_a_connection_when_the_pool_closes_says_the_saver_closed(
+    make_saver: Any,
+) -> None:
+    """The same on PostgresSaver: a thread waiting for the pool's only connection."""
+    from checkpoint_pg import SaverClosedError
+
+    with make_saver(pool_size=1) as saver:
+        config, cp, versions = one_checkpoint(saver, "pool-closed-sync")
+        assert saver.get_tuple(config) is None
+        raised: list[BaseException] = []
+
+        def put() -> None:
+            try:
+                saver.put(config, cp, {}, versions)
+            except BaseException as exc:  # noqa: BLE001
+                raised.append(exc)
+
+        with saver._pool.connection():
+            worker = threading.Thread(target=put)
+            worker.start()
+            worker.join(0.3)
+            assert worker.is_alive()  # waiting for the connection
+            saver._pool.close()
+            worker.join(10)
+        assert len(raised) == 1 and isinstance(raised[0], SaverClosedError), raised
+    with make_saver() as fresh:
+        assert fresh.get_tuple(config) is None
+
+
+def _async_saver_of(backend: str, saver_target: Any) -> Any:
+    """A coroutine function creating an async saver on this test's storage (no block)."""
+    from checkpoint_pg import AsyncPostgresSaver, AsyncSqliteSaver  # noqa: PLC0415
+
+    async def create() -> Any:
+        if backend == "sqlite":
+            saver = AsyncSqliteSaver(saver_target.conn_string)
+        else:
+            import psycopg  # noqa: PLC0415
+
+            conn = await psycopg.AsyncConnection.connect(saver_target.conn_string, autocommit=True)
+            saver = AsyncPostgresSaver(conn, **saver_target.options)
+        await saver.asetup()
+        return saver
+
+    return create
+
+
+def _in_a_thread(fn: Any) -> tuple[bool, Any]:
+    """(finished within 5 s, what ``fn`` returned or raised) from a daemon thread."""
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except BaseException as exc:  # noqa: BLE001
+            out.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(5)
+    return not worker.is_alive(), (out[0] if out else None)
+
+
+@pytest.mark.parametrize("where", ["this thread", "another thread"])
+def test_sync_methods_of_an_async_saver_whose_loop_stopped_raise_instead_of_hanging(
+    backend: str, saver_target: Any, where: str
+) -> None:
+    """An async saver created in ``loop.run_until_complete(...)``, its sync method then
+    called once that loop stopped (from sync code, or a thread): the coroutine was
+    handed to a loop nobody runs and the call waited for ever. It raises
+    AsyncMisuseError saying why, and does nothing."""
+    from checkpoint_pg import AsyncMisuseError
+
+    loop = asyncio.new_event_loop()
+    try:
+        saver = loop.run_until_complete(_async_saver_of(backend, saver_target)())
+        config = {"configurable": {"thread_id": "stopped-loop"}}
+        if where == "this thread":
+            with pytest.raises(AsyncMisuseError, match="not running"):
+                saver.get_tuple(config)
+        else:
+            finished, got = _in_a_thread(lambda: saver.get_tuple(config))
+            assert finished, "the sync call hung"
+            assert isinstance(got, AsyncMisuseError) and "not running" in str(got)
+        # served again once the loop runs
+        assert loop.run_until_complete(saver.aget_tuple(config)) is None
+    finally:
+        if backend == "postgres":
+            loop.run_until_complete(saver._conn.close())
+        else:
+            loop.run_until_complete(saver.aclose())
+        loop.close()
+
+
+def test_sync_methods_of_an_async_saver_whose_loop_closed_say_so(backend: str, saver_target: Any) -> None:
+    """The saver's ``asyncio.run(...)`` ended: its sync methods raise AsyncMisuseError
+    naming the closed loop (not asyncio's bare "Event loop is closed", nor a
+    "coroutine was never awaited" warning)."""
+    import warnings
+
+    from checkpoint_pg import AsyncMisuseError
+
+    saver = asyncio.run(_async_saver_of(backend, saver_target)())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a coroutine never awaited would warn
+        with pytest.raises(AsyncMisuseError, match="event loop .* is closed"):
+            saver.get_tuple({"configurable": {"thread_id": "closed-loop"}})
+        with pytest.raises(AsyncMisuseError, match="event loop .* is closed"):
+            list(saver.list(None))
