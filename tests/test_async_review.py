@@ -345,3 +345,90 @@ def test_sync_methods_of_an_async_saver_whose_loop_closed_say_so(backend: str, s
             saver.get_tuple({"configurable": {"thread_id": "closed-loop"}})
         with pytest.raises(AsyncMisuseError, match="event loop .* is closed"):
             list(saver.list(None))
+
+
+# --------------------------------------------------------------------------
+# Cancellation at many points of every call
+# --------------------------------------------------------------------------
+
+# event-loop iterations to let a call run before cancelling it: before it sends
+# anything, while its statements are in flight, after it finished
+CANCEL_AFTER = [0, 1, 2, 4, 8, 16, 40, 100]
+
+
+async def cancelled_after(coro: Any, n: int) -> str:
+    """Run ``coro`` as a task, cancel it after ``n`` loop iterations; how it ended."""
+    task = asyncio.ensure_future(coro)
+    for _ in range(n):
+        await asyncio.sleep(0)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        return "cancelled"
+    return "done"
+
+
+async def replay(saver: Any, calls: list[Any], thread: str) -> None:
+    for call in calls:
+        name, args = on_thread(call, thread)
+        await getattr(saver, name)(*args)
+
+
+async def test_a_write_cancelled_anywhere_leaves_the_saver_and_the_thread_whole(
+    make_async_saver: Any,
+) -> None:
+    """Each put / put_writes of two graph turns, cancelled after 0..100 loop
+    iterations: the saver reads the thread as a new saver does (no cache of this
+    process ahead of or behind the database), and the rest of the run, the cancelled
+    call again first, stores the thread as InMemorySaver stores the run."""
+    rec = recorded_run()
+    reference = await listing(rec, "rec")
+    async with make_async_saver() as saver:
+        for i in range(len(rec.calls)):
+            for n in CANCEL_AFTER:
+                thread = f"cancel-{i}-{n}"
+                await replay(saver, rec.calls[:i], thread)
+                name, args = on_thread(rec.calls[i], thread)
+                outcome = await cancelled_after(getattr(saver, name)(*args), n)
+                async with make_async_saver() as fresh:
+                    assert await listing(saver, thread) == await listing(fresh, thread), (i, n, outcome)
+                await replay(saver, rec.calls[i:], thread)
+                assert await listing(saver, thread) == reference, (i, n, outcome)
+
+
+async def test_reads_leases_and_maintenance_cancelled_anywhere_leave_the_saver_working(
+    make_async_saver: Any,
+) -> None:
+    """aget_tuple, alist, alease, adelete_thread, aprune and acopy_thread cancelled
+    after 0..100 loop iterations: the thread (and its copy) reads the same through
+    this saver and a new one, no lease is left held, and the thread can be run again."""
+    rec = recorded_run()
+    reference = await listing(rec, "rec")
+
+    async def leased(saver: Any, thread: str) -> None:
+        async with saver.alease(thread, ttl=60):
+            await asyncio.sleep(0)
+
+    calls = {
+        "aget_tuple": lambda s, t: s.aget_tuple({"configurable": {"thread_id": t}}),
+        "alist": lambda s, t: listing(s, t),
+        "alease": leased,
+        "adelete_thread": lambda s, t: s.adelete_thread(t),
+        "aprune": lambda s, t: s.aprune([t], keep_last=2),
+        "acopy_thread": lambda s, t: s.acopy_thread(t, f"{t}-copy"),
+    }
+    async with make_async_saver() as saver:
+        await replay(saver, rec.calls, "base")
+        for name, call in calls.items():
+            for n in CANCEL_AFTER:
+                thread = f"{name}-{n}"
+                await saver.acopy_thread("base", thread)
+                outcome = await cancelled_after(call(saver, thread), n)
+                async with make_async_saver() as fresh:
+                    for t in (thread, f"{thread}-copy"):
+                        assert await listing(saver, t) == await listing(fresh, t), (name, n, outcome)
+                await saver.adelete_thread(thread)
+                async with saver.alease(thread, ttl=5):  # not left held
+                    await replay(saver, rec.calls, thread)
+                assert await listing(saver, thread) == reference, (name, n, outcome)
