@@ -432,3 +432,84 @@ async def test_reads_leases_and_maintenance_cancelled_anywhere_leave_the_saver_w
                 async with saver.alease(thread, ttl=5):  # not left held
                     await replay(saver, rec.calls, thread)
                 assert await listing(saver, thread) == reference, (name, n, outcome)
+
+
+# --------------------------------------------------------------------------
+# from_conn_string interrupted while its pool waits for the server
+# --------------------------------------------------------------------------
+
+UNREACHABLE = "postgresql://postgres@127.0.0.1:1/postgres"  # connection refused
+
+
+async def test_async_from_conn_string_cancelled_while_connecting_closes_its_pool() -> None:
+    """``asyncio.wait_for(...)`` around entering ``AsyncPostgresSaver.from_conn_string``
+    of a server that does not answer: the caller gets TimeoutError, and the pool it
+    was opening is closed, not left reconnecting for ever in background tasks (and
+    holding connections once the server is back)."""
+    import psycopg_pool
+
+    from checkpoint_pg import AsyncPostgresSaver
+
+    opened: list[Any] = []
+    real_open = psycopg_pool.AsyncConnectionPool.open
+
+    async def noted_open(pool: Any, *args: Any, **kwargs: Any) -> None:
+        opened.append(pool)
+        await real_open(pool, *args, **kwargs)
+
+    async def enter() -> None:
+        async with AsyncPostgresSaver.from_conn_string(UNREACHABLE):
+            pass
+
+    psycopg_pool.AsyncConnectionPool.open = noted_open  # type: ignore[method-assign]
+    try:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(enter(), 0.5)
+    finally:
+        psycopg_pool.AsyncConnectionPool.open = real_open  # type: ignore[method-assign]
+    assert len(opened) == 1 and opened[0].closed
+    await asyncio.sleep(0.1)
+    left = [t for t in asyncio.all_tasks() if "ConnectionPool" in t.get_coro().__qualname__]
+    assert left == []
+
+
+def test_sync_from_conn_string_interrupted_while_connecting_closes_its_pool() -> None:
+    """The same for PostgresSaver, interrupted by a signal (Ctrl-C, an alarm) while
+    its pool waits for the server: no pool worker thread is left reconnecting."""
+    import signal
+
+    import psycopg_pool
+
+    from checkpoint_pg import PostgresSaver
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(*_: Any) -> None:
+        raise Interrupted
+
+    opened: list[Any] = []
+    real_open = psycopg_pool.ConnectionPool.open
+
+    def noted_open(pool: Any, *args: Any, **kwargs: Any) -> None:
+        opened.append(pool)
+        real_open(pool, *args, **kwargs)
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    psycopg_pool.ConnectionPool.open = noted_open  # type: ignore[method-assign]
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.5)
+        with pytest.raises(Interrupted):
+            with PostgresSaver.from_conn_string(UNREACHABLE):
+                pass
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        psycopg_pool.ConnectionPool.open = real_open  # type: ignore[method-assign]
+    assert len(opened) == 1 and opened[0].closed
+    name = opened[0].name
+    for _ in range(50):
+        if not any(t.name.startswith(name) for t in threading.enumerate()):
+            break
+        threading.Event().wait(0.1)
+    assert not any(t.name.startswith(name) for t in threading.enumerate())

@@ -285,7 +285,13 @@ class PostgresSaver(SyncSaver):
             kwargs=dict(_CONN_KW),
             open=False,
         )
-        pool.open(wait=True, timeout=30)
+        try:
+            pool.open(wait=True, timeout=30)
+        except BaseException:
+            # interrupted while waiting for the server (KeyboardInterrupt, a signal's
+            # timeout): the pool's workers would go on reconnecting for ever
+            pool.close()
+            raise
         try:
             yield cls(pool, **options)
         finally:
@@ -454,7 +460,14 @@ class AsyncPostgresSaver(AsyncSaver):
             kwargs=dict(_CONN_KW),
             open=False,
         )
-        await pool.open(wait=True, timeout=30)
+        try:
+            await pool.open(wait=True, timeout=30)
+        except BaseException:
+            # cancelled while waiting for the server (a caller's timeout): the pool's
+            # tasks would go on reconnecting for ever; closed to its end even if the
+            # caller is cancelled again meanwhile
+            await finish_then_cancel(pool.close())
+            raise
         try:
             yield cls(pool, **options)
         finally:
