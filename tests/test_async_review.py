@@ -513,3 +513,69 @@ def test_sync_from_conn_string_interrupted_while_connecting_closes_its_pool() ->
             break
         threading.Event().wait(0.1)
     assert not any(t.name.startswith(name) for t in threading.enumerate())
+
+
+# --------------------------------------------------------------------------
+# A connection given to the saver, closed while calls wait for their turn on it
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_async_calls_waiting_for_the_savers_connection_when_it_closes_say_the_saver_closed(
+    saver_target: Any,
+) -> None:
+    """AsyncPostgresSaver on one AsyncConnection runs one call at a time on it; the
+    caller closes the connection while calls wait for their turn: each raises
+    SaverClosedError having sent nothing, as a call made after the close does, not
+    psycopg's bare OperationalError("the connection is closed")."""
+    import psycopg
+
+    from checkpoint_pg import AsyncPostgresSaver, SaverClosedError
+
+    conn = await psycopg.AsyncConnection.connect(saver_target.conn_string, autocommit=True)
+    saver = AsyncPostgresSaver(conn, **saver_target.options)
+    await saver.asetup()
+    assert await saver.aget_tuple({"configurable": {"thread_id": "warm"}}) is None
+    async with saver._lock:  # another call's turn
+        waiting = []
+        for i in range(3):
+            config, cp, versions = one_checkpoint(saver, f"closed-{i}")
+            waiting.append(asyncio.ensure_future(saver.aput(config, cp, {}, versions)))
+        waiting.append(asyncio.ensure_future(saver.aget_tuple(config)))
+        await asyncio.sleep(0.1)
+        await conn.close()
+    for outcome in await asyncio.gather(*waiting, return_exceptions=True):
+        assert isinstance(outcome, SaverClosedError), outcome
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_sync_calls_waiting_for_the_savers_connection_when_it_closes_say_the_saver_closed(
+    saver_target: Any,
+) -> None:
+    """The same for PostgresSaver on one psycopg Connection, calls waiting in threads."""
+    import psycopg
+
+    from checkpoint_pg import PostgresSaver, SaverClosedError
+
+    conn = psycopg.connect(saver_target.conn_string, autocommit=True)
+    saver = PostgresSaver(conn, **saver_target.options)
+    saver.setup()
+    assert saver.get_tuple({"configurable": {"thread_id": "warm"}}) is None
+    outcomes: list[Any] = []
+
+    def put(i: int) -> None:
+        config, cp, versions = one_checkpoint(saver, f"closed-sync-{i}")
+        try:
+            outcomes.append(saver.put(config, cp, {}, versions))
+        except Exception as exc:  # noqa: BLE001
+            outcomes.append(exc)
+
+    with saver._lock:  # another call's turn
+        workers = [threading.Thread(target=put, args=(i,)) for i in range(3)]
+        for w in workers:
+            w.start()
+        threading.Event().wait(0.2)
+        conn.close()
+    for w in workers:
+        w.join(10)
+    assert len(outcomes) == 3 and all(isinstance(o, SaverClosedError) for o in outcomes), outcomes

@@ -311,6 +311,8 @@ class PostgresSaver(SyncSaver):
                 raw.close()
         else:
             with self._lock:
+                # closed while this call waited for another's turn on it
+                _refuse_closed(self, None, self._conn)
                 yield self._conn  # type: ignore[misc]
 
     def _run(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
@@ -481,6 +483,8 @@ class AsyncPostgresSaver(AsyncSaver):
                 yield conn
         else:
             async with self._lock:
+                # closed while this call waited for another's turn on it
+                _refuse_closed(self, None, self._conn)
                 yield self._conn  # type: ignore[misc]
 
     async def _arun(self, op: Op, *, txn: bool = True, write: bool = False) -> Any:
