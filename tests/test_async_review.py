@@ -579,3 +579,45 @@ def test_sync_calls_waiting_for_the_savers_connection_when_it_closes_say_the_sav
     for w in workers:
         w.join(10)
     assert len(outcomes) == 3 and all(isinstance(o, SaverClosedError) for o in outcomes), outcomes
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_an_async_sqlite_saver_whose_close_is_cancelled_ends_its_worker_thread(
+    saver_target: Any,
+) -> None:
+    """The ``async with AsyncSqliteSaver.from_conn_string(...)`` block's task is
+    cancelled while the close waits for a write queued before it (another connection
+    holds the file's write lock): the write and the close still run, and the saver's
+    worker thread then ends instead of waiting for work for ever (one thread leaked per
+    saver so closed)."""
+    import sqlite3
+
+    from checkpoint_pg import AsyncSqliteSaver
+
+    path = saver_target.conn_string
+    async with AsyncSqliteSaver.from_conn_string(path) as saver:
+        await saver.asetup()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    workers: list[Any] = []
+    write: list[Any] = []
+
+    async def block() -> None:
+        async with AsyncSqliteSaver.from_conn_string(path) as saver:
+            workers.append(saver._executor)
+            write.append(asyncio.ensure_future(saver.adelete_thread("queued")))
+            await asyncio.sleep(0.1)
+
+    task = asyncio.ensure_future(block())
+    await asyncio.sleep(0.4)  # closing, behind the write that waits for the lock
+    assert not task.done()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    other.execute("COMMIT")
+    other.close()
+    await write[0]  # the queued write ran to its end
+    threads = list(workers[0]._threads)
+    for thread in threads:
+        thread.join(5)
+    assert threads and not any(t.is_alive() for t in threads)

@@ -496,7 +496,13 @@ class AsyncSqliteSaver(AsyncSaver):
         self._closed = True
         # on the caller's loop, as `_arun` (a future of another loop cannot be awaited here);
         # after the operations already queued: they run to their end first
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._close_now)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._close_now)
+        except BaseException:
+            # cancelled while the operations queued before the close finish: they and
+            # the close still run, then the worker ends (else it waited for work for ever)
+            self._executor.shutdown(wait=False)
+            raise
         self._executor.shutdown(wait=True)
 
     def _submit(self, fn: Any, *args: Any) -> Awaitable[Any]:
