@@ -621,3 +621,54 @@ async def test_an_async_sqlite_saver_whose_close_is_cancelled_ends_its_worker_th
     for thread in threads:
         thread.join(5)
     assert threads and not any(t.is_alive() for t in threads)
+
+
+# --------------------------------------------------------------------------
+# An AsyncPostgresSaver awaited on another event loop
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+@pytest.mark.parametrize("given", ["pool", "connection"])
+async def test_an_async_postgres_saver_awaited_on_another_loop_says_so_instead_of_hanging(
+    make_async_saver: Any, saver_target: Any, given: str
+) -> None:
+    """A thread running its own event loop awaits the saver while the saver's loop
+    uses its connection: psycopg_pool's wait (or the lock of the one connection) is
+    the saver loop's, so the call waited for ever. It raises AsyncMisuseError at once,
+    saying what to do, and the saver goes on serving its own loop."""
+    import psycopg
+
+    from checkpoint_pg import AsyncMisuseError, AsyncPostgresSaver
+
+    config = {"configurable": {"thread_id": "other-loop"}}
+
+    async def check(saver: Any, busy: Any) -> None:
+        assert await saver.aget_tuple(config) is None
+
+        def from_another_loop() -> Any:
+            async def call() -> Any:
+                return await asyncio.wait_for(saver.aget_tuple(config), 3)
+
+            try:
+                return asyncio.run(call())
+            except BaseException as exc:  # noqa: BLE001
+                return exc
+
+        async with busy():  # the saver's loop is using its connection
+            got = await asyncio.to_thread(from_another_loop)
+        assert isinstance(got, AsyncMisuseError), got
+        assert "create a saver on each event loop" in str(got)
+        assert await saver.aget_tuple(config) is None
+
+    if given == "pool":
+        async with make_async_saver(pool_size=1) as saver:
+            await check(saver, saver._pool.connection)
+    else:
+        conn = await psycopg.AsyncConnection.connect(saver_target.conn_string, autocommit=True)
+        try:
+            saver = AsyncPostgresSaver(conn, **saver_target.options)
+            await saver.asetup()
+            await check(saver, lambda: saver._lock)
+        finally:
+            await conn.close()

@@ -94,8 +94,9 @@ class MissingDriverError(CheckpointPgError, ImportError):
 
 
 class AsyncMisuseError(CheckpointPgError, RuntimeError):
-    """A sync method of an async saver was called on the saver's own event loop, or an
-    async saver was created outside a running event loop."""
+    """A sync method of an async saver was called on the saver's own event loop (or once
+    that loop stopped), an async saver was created outside a running event loop, or an
+    AsyncPostgresSaver was awaited on another event loop than its own."""
 
     __module__ = "checkpoint_pg"
 

@@ -22,7 +22,7 @@ from sqlalchemy.pool import StaticPool
 from checkpoint_pg import migrate
 from checkpoint_pg.core.ops import Batch, Op
 from checkpoint_pg.core.values import DEFAULT_CACHE_ITEMS
-from checkpoint_pg.errors import ConfigError, MissingDriverError
+from checkpoint_pg.errors import AsyncMisuseError, ConfigError, MissingDriverError
 from checkpoint_pg.schema import DEFAULT_PREFIX
 from checkpoint_pg.shells.aio import AsyncSaver, adrive, finish_then_cancel, mark_unsent, running_loop
 from checkpoint_pg.shells.errors import ConnectionLost, closed_error, translate
@@ -478,6 +478,15 @@ class AsyncPostgresSaver(AsyncSaver):
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
         _refuse_closed(self, self._pool, self._conn)
+        if asyncio.get_running_loop() is not self.loop:
+            # psycopg_pool's waits (and the lock of one connection) belong to the loop the
+            # saver serves: awaited from another, a call waits for ever once calls contend
+            raise AsyncMisuseError(
+                "this AsyncPostgresSaver was awaited on another event loop than the one it was "
+                "created on, whose connections it holds (a call from another loop waits for "
+                "ever once calls contend for one): create a saver on each event loop, or share "
+                "a PostgresSaver, which serves every loop and thread"
+            )
         if self._pool is not None:
             async with self._pool.connection() as conn:
                 yield conn
