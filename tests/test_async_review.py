@@ -672,3 +672,43 @@ async def test_an_async_postgres_saver_awaited_on_another_loop_says_so_instead_o
             await check(saver, lambda: saver._lock)
         finally:
             await conn.close()
+
+
+# --------------------------------------------------------------------------
+# Sync methods from other threads while the saver's loop serves async runs
+# --------------------------------------------------------------------------
+
+
+def sync_review_and_agent(saver: Any, tag: str) -> tuple[Any, Any]:
+    """Two interrupts resumed, then the tool agent, run with the sync API."""
+    from graphs import thread_summary  # noqa: PLC0415
+
+    review = build_review_graph(saver)
+    c = {"configurable": {"thread_id": f"{tag}-review"}}
+    review.invoke({"topic": "bees"}, c)
+    review.invoke(Command(resume=True), c)
+    review.invoke(Command(resume="ok"), c)
+    agent = build_tool_agent(saver)
+    c2 = {"configurable": {"thread_id": f"{tag}-agent"}}
+    agent.invoke(weather_question(), c2)
+    return thread_summary(review, c), thread_summary(agent, c2)
+
+
+async def test_sync_runs_from_threads_and_async_runs_share_one_async_saver(async_saver: Any) -> None:
+    """Four threads run graphs through the async saver's sync methods (each handed to
+    its loop) while four tasks run graphs on that loop: every run reads back as it
+    does alone on InMemorySaver."""
+    reference = sync_review_and_agent(InMemorySaver(), "ref")
+    references = await graph_scenarios(InMemorySaver(), "async", "ref")
+    tag = uuid.uuid4().hex[:6]
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            *(asyncio.to_thread(sync_review_and_agent, async_saver, f"{tag}-s{i}") for i in range(4)),
+            *(graph_scenarios(async_saver, "async", f"{tag}-a{i}") for i in range(4)),
+        ),
+        120,
+    )
+    for got in results[:4]:
+        assert got == reference
+    for got in results[4:]:
+        assert_same_observations(got, references)
