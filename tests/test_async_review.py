@@ -712,3 +712,39 @@ async def test_sync_runs_from_threads_and_async_runs_share_one_async_saver(async
         assert got == reference
     for got in results[4:]:
         assert_same_observations(got, references)
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_an_async_postgres_saver_whose_close_is_cancelled_still_closes_its_connections(
+    make_async_saver: Any,
+) -> None:
+    """The task of an ``async with AsyncPostgresSaver.from_conn_string(...)`` block is
+    cancelled while the pool closes its idle connections (slow here, as over a slow
+    network): the close runs to its end, then the task hears of its cancellation. Cut
+    off half-way, psycopg_pool left the rest of its connections open for ever."""
+    import psycopg_pool
+
+    closing: list[Any] = []
+    real = psycopg_pool.AsyncConnectionPool._close_connection
+
+    async def slow_close(pool: Any, conn: Any) -> None:
+        closing.append(conn)
+        await asyncio.sleep(0.3)
+        await real(pool, conn)
+
+    async def block() -> None:
+        async with make_async_saver(pool_size=3) as saver:
+            config = {"configurable": {"thread_id": "slow-close"}}
+            await asyncio.gather(*(saver.aget_tuple(config) for _ in range(6)))
+
+    psycopg_pool.AsyncConnectionPool._close_connection = slow_close  # type: ignore[method-assign]
+    try:
+        task = asyncio.ensure_future(block())
+        while not closing:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        psycopg_pool.AsyncConnectionPool._close_connection = real  # type: ignore[method-assign]
+    assert closing and all(conn.closed for conn in closing)

@@ -473,7 +473,9 @@ class AsyncPostgresSaver(AsyncSaver):
         try:
             yield cls(pool, **options)
         finally:
-            await pool.close()
+            # to its end: cut off by a cancellation, psycopg_pool leaves its idle
+            # connections open and the calls waiting for one waiting
+            await finish_then_cancel(pool.close())
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
