@@ -748,3 +748,42 @@ async def test_an_async_postgres_saver_whose_close_is_cancelled_still_closes_its
     finally:
         psycopg_pool.AsyncConnectionPool._close_connection = real  # type: ignore[method-assign]
     assert closing and all(conn.closed for conn in closing)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_async_sqlite_from_conn_string_waiting_for_a_locked_new_file_leaves_the_loop_running(
+    saver_target: Any,
+) -> None:
+    """A new SQLite file (not in WAL mode yet) whose lock another connection holds for
+    a second: switching it to WAL waits for the lock, sleeping. Done on the event
+    loop, every other task of the loop stood still meanwhile; now the loop goes on."""
+    import sqlite3
+
+    from checkpoint_pg import AsyncSqliteSaver
+
+    path = saver_target.conn_string
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE unrelated (a)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO unrelated VALUES (1)")
+    timer = threading.Timer(1.0, other.execute, ("COMMIT",))
+    timer.start()
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.05)
+
+    running = asyncio.ensure_future(ticker())
+    try:
+        async with AsyncSqliteSaver.from_conn_string(path) as saver:
+            opened_at = ticks
+            await saver.asetup()
+            assert await saver.aget_tuple({"configurable": {"thread_id": "t"}}) is None
+    finally:
+        running.cancel()
+        timer.join()
+        other.close()
+    assert opened_at >= 10  # the loop ran while the file was waited for (~20 ticks)

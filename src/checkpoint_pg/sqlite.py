@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from langgraph.checkpoint.serde.base import SerializerProtocol
@@ -365,7 +365,16 @@ def _checkpoint_in_background(
     return wal
 
 
+class _Opened(NamedTuple):
+    """A file the saver opened itself, off the event loop (`AsyncSqliteSaver.from_conn_string`)."""
+
+    conn: sqlite3.Connection
+    path: str
+
+
 def _open(conn_or_path: Any) -> tuple[sqlite3.Connection, str, bool]:
+    if isinstance(conn_or_path, _Opened):
+        return conn_or_path.conn, conn_or_path.path, True
     if isinstance(conn_or_path, sqlite3.Connection):
         _check_library(conn_or_path)
         if conn_or_path.isolation_level is not None:
@@ -484,7 +493,15 @@ class AsyncSqliteSaver(AsyncSaver):
     @asynccontextmanager
     async def from_conn_string(cls, path: str, **options: Any) -> AsyncIterator[AsyncSqliteSaver]:
         """A saver on the SQLite file at ``path`` (or ``sqlite:///path``)."""
-        saver = cls(path_of(path), **options)
+        path = path_of(path)
+        # opened on a worker thread: switching a new file to WAL waits (sleeping) for
+        # as long as another connection holds its lock, which blocked the event loop
+        conn = await asyncio.to_thread(connect_sqlite, path)
+        try:
+            saver = cls(_Opened(conn, path), **options)  # type: ignore[arg-type]
+        except BaseException:
+            _close_owned(conn)
+            raise
         try:
             yield saver
         finally:
