@@ -284,13 +284,18 @@ def import_langgraph(
             (x.config["configurable"]["checkpoint_ns"], x.config["configurable"]["checkpoint_id"]): x
             for x in tuples
         }
+        # The source replaces a special write (an interrupt raised again by a node resumed
+        # once, a new resume value) where it stands: so does the import, unless the thread
+        # holds checkpoints of its own here (it ran on on our saver, whose writes are newer).
+        replaces = saver is not None and not (have - by_key.keys())
         for tup in tuples:
             conf = tup.config["configurable"]
             ns, cid = conf["checkpoint_ns"], conf["checkpoint_id"]
             done += 1
             if (ns, cid) in have:
                 report.skipped += 1
-                later = _writes_made_since(ns, cid, tup, ours_w) if existing_writes is not None else []
+                ours_now = _pending_of(saver, t, ns, cid) if replaces else None
+                later = _writes_made_since(ns, cid, tup, ours_w, ours_now) if existing_writes is not None else []
                 if later:
                     report.completed += 1
                     report.writes += sum(len(w) for _, w in later)
@@ -308,15 +313,48 @@ def import_langgraph(
     return report
 
 
+def _pending_of(saver: Any, t: str, ns: str, cid: str) -> Callable[[], dict[tuple[str, str], Any]]:
+    """The (task id, channel) -> value of the writes our tables hold for a checkpoint, read
+    when first asked for (only checkpoints whose source holds special writes need it)."""
+    memo: list[dict[tuple[str, str], Any]] = []
+
+    def read() -> dict[tuple[str, str], Any]:
+        if not memo:
+            target = {"configurable": {"thread_id": t, "checkpoint_ns": ns, "checkpoint_id": cid}}
+            tup = saver.get_tuple(target)
+            memo.append({(w[0], w[1]): w[2] for w in (tup.pending_writes if tup else None) or []})
+        return memo[0]
+
+    return read
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Whether two decoded write values are the same value (an exception or an Interrupt
+    read twice are two objects): compared by their bytes under LangGraph's serializer."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    serde = JsonPlusSerializer()
+    try:
+        return bool(serde.dumps_typed(a) == serde.dumps_typed(b))
+    except Exception:  # noqa: BLE001  (a value it cannot serialize: compare what it shows)
+        return repr(a) == repr(b)
+
+
 def _writes_made_since(
-    ns: str, cid: str, tup: CheckpointTuple, ours: Mapping[tuple[str, str, str], set[str]]
+    ns: str,
+    cid: str,
+    tup: CheckpointTuple,
+    ours: Mapping[tuple[str, str, str], set[str]],
+    ours_now: Callable[[], dict[tuple[str, str], Any]] | None = None,
 ) -> list[tuple[str, list[tuple[str, Any]]]]:
     """(task id, writes) of a checkpoint already imported that our tables lack.
 
     A task's regular writes are stored by one put_writes call, all or none: sent
     again when none of them is here. Each special write (an error, an interrupt,
     a resume value) has an index of its own: sent alone when its channel is not
-    here. Nothing here is replaced.
+    here, or, given ``ours_now`` (our writes' values), when the source replaced it
+    since (a node resumed once that interrupts again); it then replaces ours, as
+    the source's did. Regular writes here are never replaced.
     """
     grouped: dict[str, list[tuple[str, Any]]] = defaultdict(list)
     for task_id, channel, value in tup.pending_writes or []:
@@ -327,7 +365,13 @@ def _writes_made_since(
         regular = [(ch, v) for ch, v in writes if ch not in WRITES_IDX_MAP]
         if regular and not any(ch not in WRITES_IDX_MAP for ch in have):
             out.append((task_id, regular))
-        out.extend((task_id, [(ch, v)]) for ch, v in writes if ch in WRITES_IDX_MAP and ch not in have)
+        for ch, v in writes:
+            if ch not in WRITES_IDX_MAP:
+                continue
+            if ch not in have or (
+                ours_now is not None and not _same_value(ours_now().get((task_id, ch)), v)
+            ):
+                out.append((task_id, [(ch, v)]))
     return out
 
 

@@ -1,0 +1,275 @@
+"""Adversarial review of import-langgraph, copy_thread, leases and single_writer.
+
+The incumbent savers (langgraph-checkpoint-sqlite / -postgres) run real graphs
+of every kind; after the import every checkpoint reads back from our saver as
+the incumbent returns it (the oracle), the graph's history and state are equal,
+and the thread continues as it does on the incumbent. Copies of those threads
+read back as their source and live on their own. Leases are exercised across
+savers (processes), through PgBouncer in transaction mode, and async.
+"""
+
+from __future__ import annotations
+
+import operator
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import pytest
+from graphs import (
+    FlakyError,
+    build_chain,
+    build_delta_graph,
+    build_flaky_pair,
+    build_map_reduce,
+    build_nested_subgraphs,
+    build_panel,
+    build_review_graph,
+    build_subgraph_graph,
+    build_tool_agent,
+    normalize,
+    snapshot_summary,
+    weather_question,
+)
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, RemoveMessage
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+from langgraph.types import Command
+from test_import import incumbent
+from typing_extensions import TypedDict
+
+
+def _tid(name: str) -> dict[str, Any]:
+    return {"configurable": {"thread_id": f"{name}-{uuid.uuid4().hex[:6]}"}}
+
+
+class _MsgState(TypedDict, total=False):
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+def build_remover(checkpointer: Any) -> Any:
+    """``a`` answers, ``b`` removes the thread's first message (a RemoveMessage edit)."""
+
+    def a(state: _MsgState) -> _MsgState:
+        n = len(state["messages"])
+        return {"messages": [AIMessage(f"a{n}", id=f"a-{n}")]}
+
+    def b(state: _MsgState) -> _MsgState:
+        return {"messages": [RemoveMessage(id=state["messages"][0].id)]}
+
+    g = StateGraph(_MsgState)
+    g.add_node("a", a)
+    g.add_node("b", b)
+    g.add_edge(START, "a")
+    g.add_edge("a", "b")
+    g.add_edge("b", END)
+    return g.compile(checkpointer=checkpointer)
+
+
+# name -> (graph builder, config, what the thread's next invoke is given)
+Threads = dict[str, tuple[Callable[[Any], Any], dict[str, Any], Any]]
+
+
+def write_every_kind(saver: Any) -> Threads:
+    """Threads of every kind on ``saver``: paused subgraphs (one and two levels), Sends
+    pending, two interrupts in one node (one answered), three parallel interrupts (one
+    answered), an error pending, DeltaChannel state (also with durability exit),
+    RemoveMessage edits, forks (replay, update_state on an old checkpoint, new input at
+    an old checkpoint), durability exit, a tool agent's two turns."""
+    th: Threads = {}
+    c = _tid("sub")
+    build_subgraph_graph(saver).invoke({"topic": " Tea "}, c)
+    th["sub"] = (build_subgraph_graph, c, Command(resume="milk"))
+    c = _tid("nest")
+    build_nested_subgraphs(saver).invoke({"log": []}, c)
+    th["nest"] = (build_nested_subgraphs, c, Command(resume="H"))
+
+    def fan(cp: Any) -> Any:
+        return build_map_reduce(cp, interrupt_before_work=True)
+
+    c = _tid("fan")
+    fan(saver).invoke({"items": ["a", "bb", "ccc"]}, c)
+    th["fan"] = (fan, c, None)
+    c = _tid("review")
+    g = build_review_graph(saver)
+    g.invoke({"topic": "tea"}, c)
+    g.invoke(Command(resume=True), c)
+    th["review"] = (build_review_graph, c, Command(resume="fine"))
+    c = _tid("panel")
+    g = build_panel(saver)
+    g.invoke({"log": []}, c)
+    g.invoke(Command(resume={g.get_state(c).interrupts[0].id: "yes"}), c)
+    th["panel"] = (build_panel, c, None)
+
+    def steady(cp: Any) -> Any:
+        return build_flaky_pair(cp, Counter(), [False])
+
+    c = _tid("flaky")
+    with pytest.raises(FlakyError):
+        build_flaky_pair(saver, Counter(), [True]).invoke({"log": []}, c)
+    th["flaky"] = (steady, c, None)
+    c = _tid("delta")
+    g = build_delta_graph(saver)
+    g.invoke({"target": 4}, c)
+    g.invoke({"target": 6}, c)
+    th["delta"] = (build_delta_graph, c, {"target": 8})
+    c = _tid("dexit")
+    g = build_delta_graph(saver)
+    g.invoke({"target": 4}, c, durability="exit")
+    g.invoke({"target": 6}, c, durability="exit")
+    th["dexit"] = (build_delta_graph, c, {"target": 8})
+    c = _tid("remove")
+    g = build_remover(saver)
+    g.invoke({"messages": [HumanMessage("hi", id="h1")]}, c)
+    g.invoke({"messages": [HumanMessage("again", id="h2")]}, c)
+    th["remove"] = (build_remover, c, {"messages": [HumanMessage("more", id="h3")]})
+    c = _tid("fork")
+    g = build_chain(saver)
+    g.invoke({"log": ["x"]}, c)
+    g.invoke({"log": ["y"]}, c)
+    hist = list(g.get_state_history(c))
+    g.invoke(None, hist[3].config)  # replay from an old checkpoint
+    g.update_state(hist[5].config, {"log": ["edited"]})  # a fork by update_state
+    g.invoke({"log": ["z"]}, hist[2].config)  # new input at an old checkpoint
+    th["fork"] = (build_chain, c, {"log": ["w"]})
+    c = _tid("exit")
+    g = build_chain(saver)
+    g.invoke({"log": ["x"]}, c, durability="exit")
+    g.invoke({"log": ["y"]}, c, durability="exit")
+    th["exit"] = (build_chain, c, {"log": ["q"]})
+    c = _tid("agent")
+    g = build_tool_agent(saver)
+    g.invoke(weather_question("Paris"), c)
+    g.invoke(weather_question("Rome"), c)
+    th["agent"] = (build_tool_agent, c, weather_question("Oslo"))
+    return th
+
+
+def _pending(tup: Any) -> list[Any]:
+    return sorted((t, c, repr(normalize(v))) for t, c, v in tup.pending_writes or [])
+
+
+def _tuples(saver: Any, config: dict[str, Any]) -> list[Any]:
+    return [
+        (
+            x.config["configurable"],
+            x.checkpoint,
+            x.metadata,
+            x.parent_config and x.parent_config["configurable"],
+            _pending(x),
+        )
+        for x in saver.list(config)
+    ]
+
+
+def assert_same_threads(oracle: Any, ours: Any, threads: Threads) -> None:
+    """``list`` (so every checkpoint, its writes and parent), get_tuple of each, the
+    graph's history and its state with subgraphs: equal to the oracle's."""
+    for name, (build, c, _) in threads.items():
+        expected = _tuples(oracle, c)
+        assert _tuples(ours, c) == expected, name
+        for conf, checkpoint, metadata, parent, pending in expected:
+            got = ours.get_tuple({"configurable": conf})
+            assert got is not None and got.checkpoint == checkpoint and got.metadata == metadata, name
+            assert _pending(got) == pending, name
+        assert_same_graph_state(build, oracle, c, ours, c, name)
+
+
+def assert_same_graph_state(
+    build: Callable[[Any], Any], a: Any, ca: dict[str, Any], b: Any, cb: dict[str, Any], name: str
+) -> None:
+    ga, gb = build(a), build(b)
+    assert [snapshot_summary(s) for s in gb.get_state_history(cb)] == [
+        snapshot_summary(s) for s in ga.get_state_history(ca)
+    ], name
+    assert snapshot_summary(gb.get_state(cb, subgraphs=True)) == snapshot_summary(
+        ga.get_state(ca, subgraphs=True)
+    ), name
+
+
+def _run(build: Callable[[Any], Any], saver: Any, given: Any, config: dict[str, Any]) -> Any:
+    try:
+        return normalize(build(saver).invoke(given, config))
+    except Exception as exc:  # noqa: BLE001
+        return repr(exc)
+
+
+def _import(source_url: str, ours: Any, **kw: Any) -> Any:
+    from checkpoint_pg.inspect import Inspector
+    from checkpoint_pg.inspect.importer import import_langgraph, open_incumbent
+
+    ins = Inspector(ours)
+    with open_incumbent(source_url, kw.pop("serde", None)) as source:
+        return import_langgraph(
+            source, ours, lambda t: set(ins.checkpoint_keys(t)), existing_writes=ins.write_channels, **kw
+        )
+
+
+# -- import ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source_kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_every_kind_of_thread_imports_equal_continues_and_copies(
+    source_kind: str, make_saver: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Every kind of thread, imported: reads back as the incumbent gives it; a second
+    import adds nothing; each thread continues on our saver as on the incumbent. A
+    copy_thread of each reads back as its source, continues as the source does, and
+    lives on once the source is deleted."""
+    with incumbent(source_kind, tmp_path, request) as (src, url), make_saver() as ours:
+        threads = write_every_kind(src)
+        report = _import(url, ours)
+        assert report.imported == report.checkpoints == len(list(src.list(None)))
+        assert_same_threads(src, ours, threads)
+        again = _import(url, ours)
+        assert again.imported == 0 and again.completed == 0 and again.writes == 0, again
+        # copies, before the threads go on
+        copies = {name: {"configurable": {"thread_id": c["configurable"]["thread_id"] + "-copy"}} for name, (_, c, _) in threads.items()}
+        for name, (build, c, _) in threads.items():
+            ours.copy_thread(c["configurable"]["thread_id"], copies[name]["configurable"]["thread_id"])
+            assert_same_graph_state(build, ours, c, ours, copies[name], name)
+        # each thread continues as on the incumbent
+        results = {}
+        for name, (build, c, given) in threads.items():
+            results[name] = _run(build, ours, given, c)
+            assert results[name] == _run(build, src, given, c), name
+            assert_same_graph_state(build, src, c, ours, c, name)
+        # each copy continues as its source did (the source unchanged by it), and outlives it
+        for name, (build, c, given) in threads.items():
+            before = _tuples(ours, c)
+            assert _run(build, ours, given, copies[name]) == results[name], name
+            assert_same_graph_state(build, ours, c, ours, copies[name], name)
+            assert _tuples(ours, c) == before, name
+        for name, (_, c, _) in threads.items():
+            ours.delete_thread(c["configurable"]["thread_id"])
+        for name, (build, c, _) in threads.items():
+            assert_same_graph_state(build, src, c, ours, copies[name], name)
+
+
+def test_a_second_import_brings_an_interrupt_the_source_replaced(
+    make_saver: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Imported while paused at a node's first interrupt; on the incumbent the node is
+    resumed and interrupts again, replacing its interrupt write on the same checkpoint.
+    The next import brings the new interrupt (it kept the first one: get_state asked
+    "approve?" again where the incumbent asks "comment?"); the one after brings nothing."""
+    with incumbent("sqlite", tmp_path, request) as (src, url), make_saver() as ours:
+        c = _tid("review")
+        g = build_review_graph(src)
+        g.invoke({"topic": "tea"}, c)
+        _import(url, ours)
+        g.invoke(Command(resume=True), c)
+        report = _import(url, ours)
+        assert report.completed == 1, report
+        threads: Threads = {"review": (build_review_graph, c, Command(resume="fine"))}
+        assert [i.value["ask"] for i in build_review_graph(ours).get_state(c).interrupts] == ["comment?"]
+        assert_same_threads(src, ours, threads)
+        again = _import(url, ours)
+        assert again.completed == 0 and again.writes == 0, again
+        assert _run(build_review_graph, ours, Command(resume="fine"), c) == _run(
+            build_review_graph, src, Command(resume="fine"), c
+        )
