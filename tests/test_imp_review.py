@@ -273,3 +273,82 @@ def test_a_second_import_brings_an_interrupt_the_source_replaced(
         assert _run(build_review_graph, ours, Command(resume="fine"), c) == _run(
             build_review_graph, src, Command(resume="fine"), c
         )
+
+
+@pytest.mark.parametrize("source_kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_imports_while_the_incumbent_writes_bring_everything(
+    source_kind: str, make_saver: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Imports run again and again while the incumbent runs threads (DeltaChannel loops,
+    a tool agent, interrupts answered); one more import after it stopped leaves our
+    tables equal to the incumbent's, and the threads continue alike."""
+    with incumbent(source_kind, tmp_path, request) as (src, url), make_saver() as ours:
+        src.setup()  # the SQLite incumbent makes its tables at its first call
+        threads: Threads = {}
+        errors: list[BaseException] = []
+        stop = threading.Event()
+
+        def app() -> None:
+            try:
+                for i in range(3):
+                    c = _tid(f"live{i}")
+                    threads[f"delta{i}"] = (build_delta_graph, c, {"target": 9})
+                    build_delta_graph(src).invoke({"target": 5}, c)
+                    c = _tid(f"agent{i}")
+                    threads[f"agent{i}"] = (build_tool_agent, c, weather_question("Oslo"))
+                    for city in ("Paris", "Rome", "Lima"):
+                        build_tool_agent(src).invoke(weather_question(city), c)
+                    c = _tid(f"review{i}")
+                    threads[f"review{i}"] = (build_review_graph, c, Command(resume="ok"))
+                    g = build_review_graph(src)
+                    g.invoke({"topic": f"t{i}"}, c)
+                    g.invoke(Command(resume=True), c)
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+            finally:
+                stop.set()
+
+        worker = threading.Thread(target=app, daemon=True)
+        worker.start()
+        rounds = 0
+        while not stop.is_set() or rounds == 0:
+            _import(url, ours)
+            rounds += 1
+        worker.join(60)
+        assert not errors, errors
+        _import(url, ours)
+        assert rounds > 1
+        assert_same_threads(src, ours, threads)
+        for name, (build, c, given) in threads.items():
+            assert _run(build, ours, given, c) == _run(build, src, given, c), name
+
+
+# -- single_writer ----------------------------------------------------------------------
+
+
+def _replay_everything(saver: Any) -> list[Any]:
+    """Nested subgraphs (the middle one compiled with checkpointer=True, whose namespace
+    keeps its history across runs), then from each checkpoint of the history: a replay,
+    a resume there, and a resume of the thread's newest state."""
+    g = build_nested_subgraphs(saver)
+    c = {"configurable": {"thread_id": "nested"}}
+    out = [normalize(g.invoke({"log": []}, c)), normalize(g.invoke(Command(resume="H"), c))]
+    history = list(g.get_state_history(c))
+    for snap in history[1:]:
+        for given, config in ((None, snap.config), (Command(resume="H"), snap.config), (Command(resume="H"), c)):
+            out.append(normalize(g.invoke(given, config)))
+    out.append([snapshot_summary(s) for s in g.get_state_history(c)])
+    return out
+
+
+def test_single_writer_replays_of_a_graph_with_a_persistent_subgraph(make_saver: Any) -> None:
+    """Replaying the parent graph starts a checkpointer=True subgraph afresh (no parent)
+    in a namespace that holds its history. single_writer refused that put as another
+    writer's; LangGraph lost the error inside the interrupted subgraph, so the run went
+    on without the checkpoint and the next resume read the subgraph's older state.
+    Now every run ends as on InMemorySaver."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    expected = _replay_everything(InMemorySaver())
+    with make_saver(single_writer=True) as saver:
+        assert _replay_everything(saver) == expected

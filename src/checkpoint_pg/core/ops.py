@@ -184,6 +184,16 @@ def _replays_ancestors(
     return bool(counted) and any(ch in versions and ch not in values for ch in counted)
 
 
+def _keeps_history(ns: str) -> bool:
+    """Whether ``ns`` is the namespace of a subgraph compiled with ``checkpointer=True``
+    (its last part is the node's name, with no task id): its history goes on across
+    the runs of the thread, and a run replaying or forking the parent graph starts it
+    afresh, with no parent, though it holds checkpoints. Single-writer mode lets that
+    first put through (LangGraph loses the error of a refused one inside an interrupted
+    subgraph: the run went on, its checkpoint missing); its next steps are guarded."""
+    return bool(ns) and ":" not in ns.rsplit("|", 1)[-1]
+
+
 def parent_gone(t: str, ns: str, parent: str) -> IntegrityError:
     return IntegrityError(
         f"checkpoint {parent!r} of thread {t!r}"
@@ -518,6 +528,7 @@ def put(
         ctx.single_writer
         and md.get("source") in ("loop", "input")
         and not (parent is not None and ctx.named.take((t, ns, parent), cid))
+        and not (parent is None and _keeps_history(ns))
     )
     lease = leases.held(ctx.lease_key, t, ctx.leases)
     thread_md = md_json if ns == "" else None  # the thread row shows its root's metadata
