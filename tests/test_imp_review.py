@@ -352,3 +352,145 @@ def test_single_writer_replays_of_a_graph_with_a_persistent_subgraph(make_saver:
     expected = _replay_everything(InMemorySaver())
     with make_saver(single_writer=True) as saver:
         assert _replay_everything(saver) == expected
+
+
+# -- leases -----------------------------------------------------------------------------
+
+
+def _leasers_race(savers: list[Any], thread_id: str) -> list[str]:
+    """Every saver takes a lease on ``thread_id`` at once (released together); what each got."""
+    from checkpoint_pg import ThreadBusyError
+
+    barrier = threading.Barrier(len(savers))
+    hold = threading.Event()
+    got: list[str] = ["?"] * len(savers)
+
+    def one(i: int) -> None:
+        barrier.wait()
+        try:
+            with savers[i].lease(thread_id, ttl=60):
+                got[i] = "won"
+                hold.wait(10)
+        except ThreadBusyError:
+            got[i] = "busy"
+
+    workers = [threading.Thread(target=one, args=(i,)) for i in range(len(savers))]
+    for w in workers:
+        w.start()
+    deadline = time.monotonic() + 10
+    while got.count("?") > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    hold.set()
+    for w in workers:
+        w.join(20)
+    return got
+
+
+def _lease_story(make: Callable[..., Any]) -> None:
+    """Savers (processes) racing for one thread: one wins; the others' runs are refused and
+    store nothing; a lease that lapses is taken over and its old holder refused; a thread
+    deleted under a lease stops its holder and can be leased anew."""
+    from checkpoint_pg import ThreadBusyError
+
+    with make() as a, make() as b, make() as c, make() as d:
+        for round_ in range(3):
+            got = _leasers_race([a, b, c, d], f"race-{round_}")
+            assert sorted(got) == ["busy", "busy", "busy", "won"], got
+        config = {"configurable": {"thread_id": "story"}}
+        with a.lease(config, ttl=0.5):
+            out = build_map_reduce(a).invoke({"items": ["a", "bb"]}, config)
+            with pytest.raises(ThreadBusyError):
+                build_map_reduce(b).invoke({"items": ["zzz"]}, config)
+            before = _tuples(c, config)
+            time.sleep(0.7)  # lapsed: b takes the thread over
+            with b.lease(config, ttl=60):
+                with pytest.raises(ThreadBusyError, match="is gone"):
+                    build_map_reduce(a).invoke({"items": ["late"]}, config)
+                assert _tuples(c, config) == before
+                assert build_map_reduce(b).invoke({"items": ["b"]}, config)["summary"] == "a=1,b=1,bb=2"
+                c.delete_thread("story")
+                with pytest.raises(ThreadBusyError, match="is gone"):
+                    build_map_reduce(b).invoke({"items": ["gone"]}, config)
+                assert _tuples(c, config) == []
+                with d.lease(config, ttl=60):  # the deleted thread's lease went with it
+                    assert build_map_reduce(d).invoke({"items": ["d"]}, config)["summary"] == "d=1"
+        assert out["summary"] == "a=1,bb=2"
+        assert [s.values.get("summary") for s in build_map_reduce(c).get_state_history(config)][0] == "d=1"
+
+
+def test_lease_story(make_saver: Any) -> None:
+    _lease_story(make_saver)
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_lease_story_through_pgbouncer(make_saver: Any, pgbouncer_url: str) -> None:
+    """The same through PgBouncer in transaction mode (server sessions shared)."""
+    _lease_story(lambda: make_saver(conn_string=pgbouncer_url))
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_alease_through_pgbouncer(make_async_saver: Any, make_saver: Any, pgbouncer_url: str) -> None:
+    """AsyncPostgresSaver through PgBouncer: alease holds the thread against a sync saver
+    and another async one; parallel tasks and a subgraph write under it; released, the
+    thread is free."""
+    from checkpoint_pg import ThreadBusyError
+
+    async with make_async_saver(conn_string=pgbouncer_url) as a, make_async_saver(conn_string=pgbouncer_url) as b:
+        with make_saver(conn_string=pgbouncer_url) as sync:
+            config = {"configurable": {"thread_id": "async-story"}}
+            async with a.alease(config, ttl=60):
+                out = await build_map_reduce(a).ainvoke({"items": ["a", "bb"]}, config)
+                with pytest.raises(ThreadBusyError):
+                    async with b.alease(config):
+                        pass
+                with pytest.raises(ThreadBusyError):
+                    await build_map_reduce(b).ainvoke({"items": ["x"]}, config)
+                with pytest.raises(ThreadBusyError):
+                    build_map_reduce(sync).invoke({"items": ["x"]}, config)
+            assert out["summary"] == "a=1,bb=2"
+            sub = {"configurable": {"thread_id": "async-sub"}}
+            async with b.alease(sub, ttl=60):
+                await build_subgraph_graph(b).ainvoke({"topic": "Tea"}, sub)
+            with sync.lease(sub, ttl=60):
+                assert build_subgraph_graph(sync).invoke(Command(resume="milk"), sub)["answer"] == (
+                    "researched tea / hint: milk"
+                )
+
+
+def test_a_crashed_holders_lease_lapses(saver_target: Any, make_saver: Any, tmp_path: Path) -> None:
+    """A process that dies holding a lease (no release) keeps the thread for its ttl, no
+    longer: refused at once, free after it; break_lease frees one of a long ttl."""
+    import os
+    import subprocess
+    import sys
+
+    from checkpoint_pg import ThreadBusyError
+
+    code = (
+        "import os, sys\n"
+        "from checkpoint_pg import PostgresSaver, SqliteSaver\n"
+        f"cls = {'SqliteSaver' if saver_target.backend == 'sqlite' else 'PostgresSaver'}\n"
+        f"cm = cls.from_conn_string({saver_target.conn_string!r}, **{saver_target.options!r})\n"
+        "s = cm.__enter__()\n"
+        "ttl = float(sys.argv[1])\n"
+        "held = s.lease('crashed-' + sys.argv[1], ttl=ttl)\n"
+        "held.__enter__()\n"
+        "os._exit(3)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent / "src"), os.environ.get("PYTHONPATH", "")])}
+    with make_saver() as ours:
+        for ttl in ("2", "3600"):
+            done = subprocess.run([sys.executable, "-c", code, ttl], env=env, capture_output=True, timeout=60)
+            assert done.returncode == 3, done.stderr.decode()
+            with pytest.raises(ThreadBusyError):
+                with ours.lease(f"crashed-{ttl}"):
+                    pass
+        time.sleep(2.2)
+        with ours.lease("crashed-2"):
+            pass
+        with pytest.raises(ThreadBusyError):
+            with ours.lease("crashed-3600"):
+                pass
+        assert ours.break_lease("crashed-3600") is True
+        with ours.lease("crashed-3600"):
+            pass
