@@ -494,3 +494,51 @@ def test_a_crashed_holders_lease_lapses(saver_target: Any, make_saver: Any, tmp_
         assert ours.break_lease("crashed-3600") is True
         with ours.lease("crashed-3600"):
             pass
+
+
+def test_an_encrypted_incumbent_imports_equal_and_continues(
+    make_saver: Any, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every kind of thread written with EncryptedSerializer imports into an encrypted
+    saver equal to the incumbent's, and continues alike."""
+    pytest.importorskip("Crypto")
+    from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+
+    monkeypatch.setenv("LANGGRAPH_AES_KEY", "0123456789abcdef0123456789abcdef")
+    serde = EncryptedSerializer.from_pycryptodome_aes()
+    with incumbent("sqlite", tmp_path, request) as (src, url), make_saver(serde=serde) as ours:
+        src.serde = serde
+        threads = write_every_kind(src)
+        report = _import(url, ours, serde=serde)
+        assert report.imported == report.checkpoints > 0
+        assert_same_threads(src, ours, threads)
+        for name, (build, c, given) in threads.items():
+            assert _run(build, ours, given, c) == _run(build, src, given, c), name
+
+
+def test_one_open_source_imported_twice_brings_threads_started_between(
+    make_saver: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A script that opens the incumbent once and imports in a loop until the cutover: a
+    thread the app started between two imports comes with the second (the source's
+    thread list was read once and kept, so it never came)."""
+    from checkpoint_pg.inspect import Inspector
+    from checkpoint_pg.inspect.importer import import_langgraph, open_incumbent
+
+    with incumbent("sqlite", tmp_path, request) as (src, url), make_saver() as ours:
+        first, later = _tid("first"), _tid("later")
+        build_chain(src).invoke({"log": []}, first)
+        ins = Inspector(ours)
+        with open_incumbent(url) as source:
+            def once() -> Any:
+                return import_langgraph(
+                    source, ours, lambda t: set(ins.checkpoint_keys(t)), existing_writes=ins.write_channels
+                )
+
+            assert once().imported == 5
+            build_chain(src).invoke({"log": []}, later)
+            build_chain(src).invoke({"log": []}, first)
+            report = once()
+        assert report.threads == 2 and report.imported == 10 and report.checkpoints == 15, report
+        threads: Threads = {"first": (build_chain, first, None), "later": (build_chain, later, None)}
+        assert_same_threads(src, ours, threads)

@@ -64,9 +64,12 @@ class _Source:
         self.has_path = has_path
         self._threads: list[tuple[str, int]] | None = None
 
-    def threads(self, only: Sequence[str] | None = None) -> list[tuple[str, int]]:
-        """(thread id, checkpoints) of every thread, or of ``only`` (NotFoundError naming any missing)."""
-        if self._threads is None:  # read once: the CLI checks --thread before opening the target
+    def threads(self, only: Sequence[str] | None = None, *, fresh: bool = False) -> list[tuple[str, int]]:
+        """(thread id, checkpoints) of every thread, or of ``only`` (NotFoundError naming any missing).
+
+        Read once (the CLI checks --thread before opening the target) unless ``fresh``: each
+        import reads it again, as the app may have started threads since the last one."""
+        if self._threads is None or fresh:
             self._threads = [(r[0], int(r[1])) for r in self._query(self.sql.threads())]
         if only is None:
             return self._threads
@@ -241,7 +244,7 @@ def import_langgraph(
     that went on on the incumbent between two imports: its resume values, the
     writes of a step that failed), so it resumes on our saver as it would there.
     """
-    threads = source.threads(thread_ids)
+    threads = source.threads(thread_ids, fresh=True)
     report = ImportReport(threads=len(threads), checkpoints=sum(n for _, n in threads))
     # A thread our tables hold without any checkpoint of the source's is another history (an app
     # ran that thread id on our saver, or another source was imported): merging would mix the two
