@@ -542,3 +542,17 @@ def test_one_open_source_imported_twice_brings_threads_started_between(
         assert report.threads == 2 and report.imported == 10 and report.checkpoints == 15, report
         threads: Threads = {"first": (build_chain, first, None), "later": (build_chain, later, None)}
         assert_same_threads(src, ours, threads)
+
+
+def test_import_into_a_single_writer_saver(make_saver: Any, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """The app's own saver, in single-writer mode, given to import_langgraph: a thread with
+    forks (replay, update_state, input at an old checkpoint) imports whole (its fork's steps
+    were refused as another writer's, ThreadBusyError), and continues in that mode."""
+    with incumbent("sqlite", tmp_path, request) as (src, url), make_saver(single_writer=True) as ours:
+        threads = {k: v for k, v in write_every_kind(src).items() if k in ("fork", "nest", "review")}
+        report = _import(url, ours, thread_ids=[c["configurable"]["thread_id"] for _, c, _ in threads.values()])
+        assert report.imported == report.checkpoints
+        assert ours.ctx.single_writer  # the saver given keeps its mode
+        assert_same_threads(src, ours, threads)
+        for name, (build, c, given) in threads.items():
+            assert _run(build, ours, given, c) == _run(build, src, given, c), name

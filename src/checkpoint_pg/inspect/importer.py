@@ -244,6 +244,7 @@ def import_langgraph(
     that went on on the incumbent between two imports: its resume values, the
     writes of a step that failed), so it resumes on our saver as it would there.
     """
+    saver = _unguarded(saver)
     threads = source.threads(thread_ids, fresh=True)
     report = ImportReport(threads=len(threads), checkpoints=sum(n for _, n in threads))
     # A thread our tables hold without any checkpoint of the source's is another history (an app
@@ -341,6 +342,21 @@ def _same_value(a: Any, b: Any) -> bool:
         return bool(serde.dumps_typed(a) == serde.dumps_typed(b))
     except Exception:  # noqa: BLE001  (a value it cannot serialize: compare what it shows)
         return repr(a) == repr(b)
+
+
+def _unguarded(saver: Any) -> Any:
+    """``saver`` without single-writer mode (sharing its connections and caches): the
+    import puts a thread's checkpoints in id order, and a fork's step, whose parent is
+    not the newest checkpoint by then, was refused as another writer's."""
+    ctx = getattr(saver, "ctx", None)
+    if ctx is None or not ctx.single_writer:
+        return saver
+    import copy
+    import dataclasses
+
+    clone = copy.copy(saver)
+    clone.ctx = dataclasses.replace(ctx, single_writer=False)
+    return clone
 
 
 def _writes_made_since(
