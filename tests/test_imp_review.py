@@ -556,3 +556,90 @@ def test_import_into_a_single_writer_saver(make_saver: Any, tmp_path: Path, requ
         assert_same_threads(src, ours, threads)
         for name, (build, c, given) in threads.items():
             assert _run(build, ours, given, c) == _run(build, src, given, c), name
+
+
+# -- copy_thread ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+@pytest.mark.parametrize("other", ["lease", "run"])
+def test_copy_thread_racing_a_lease_or_a_run_on_its_new_target(
+    make_saver: Any, saver_target: Any, other: str
+) -> None:
+    """Postgres: copy_thread onto a new thread id checked the target (no checkpoint, no
+    lease) before copying, with no row to lock yet: another run's lease, or its first
+    checkpoint, committed in between, and the copy wrote into a thread leased by
+    another run, or merged the source's history with that run's. Now the two take
+    turns: the copy first (the run, in single-writer mode, is then refused as it read
+    the thread before the copy), or the copy refused."""
+    import psycopg
+
+    from checkpoint_pg import CheckpointPgError
+
+    with make_saver() as a, make_saver(single_writer=True) as b:
+        src, dst = {"configurable": {"thread_id": "copy-src"}}, {"configurable": {"thread_id": "copy-dst"}}
+        build_chain(a).invoke({"log": []}, src)
+        prefix = saver_target.options["prefix"]
+        outcome: dict[str, Any] = {}
+        with psycopg.connect(saver_target.conn_string) as blocker:
+            # holds the source's row: the copy waits there, its checks of the target done
+            blocker.execute(f"SELECT 1 FROM {prefix}threads WHERE thread_id = 'copy-src' FOR UPDATE")
+
+            def copy() -> None:
+                try:
+                    a.copy_thread("copy-src", "copy-dst")
+                    outcome["copy"] = "done"
+                except CheckpointPgError as exc:
+                    outcome["copy"] = type(exc).__name__
+
+            def run() -> None:
+                try:
+                    if other == "lease":
+                        with b.lease(dst, ttl=60):
+                            outcome["seen"] = len(list(b.list(dst)))
+                            time.sleep(0.5)
+                            outcome["after"] = len(list(b.list(dst)))
+                    else:
+                        build_chain(b).invoke({"log": ["mine"]}, dst)
+                except CheckpointPgError as exc:
+                    outcome["run"] = type(exc).__name__
+
+            copier = threading.Thread(target=copy)
+            copier.start()
+            time.sleep(0.5)  # the copy is waiting for the source's row
+            runner = threading.Thread(target=run)
+            runner.start()
+            time.sleep(0.3)
+            blocker.commit()
+            copier.join(20)
+            runner.join(20)
+        if other == "lease":
+            assert "run" not in outcome, outcome
+            # the thread never changed under the lease: copied before it was taken, or refused
+            assert outcome["seen"] == outcome["after"], outcome
+            assert outcome["copy"] == ("done" if outcome["seen"] else "ThreadBusyError"), outcome
+        else:
+            # one history: the run (single_writer) refused or going on from the copy, or the
+            # copy refused; before, the copy merged the source's history into the run's
+            assert outcome.get("run", "ThreadBusyError") == "ThreadBusyError", outcome
+            assert _linear(a, dst), outcome
+            assert outcome["copy"] in ("done", "ConfigError"), outcome
+
+
+def _linear(saver: Any, config: dict[str, Any]) -> bool:
+    """Every checkpoint but the first has the one before it as its parent."""
+    tuples = list(saver.list(config))
+    return all(
+        t.parent_config and t.parent_config["configurable"]["checkpoint_id"] == n.config["configurable"]["checkpoint_id"]
+        for t, n in zip(tuples, tuples[1:])
+    )
+
+
+def test_copy_of_a_missing_thread_leaves_no_empty_thread(saver: Any) -> None:
+    """A copy from a thread that does not exist copies nothing and leaves no row of the
+    target behind (the copy now makes the target's row first, to lock it)."""
+    from checkpoint_pg.inspect import Inspector
+
+    saver.copy_thread("no-such-thread", "copy-of-nothing")
+    assert [t.thread_id for t in Inspector(saver).threads(sizes=False).threads] == []
+    assert list(saver.list({"configurable": {"thread_id": "copy-of-nothing"}})) == []

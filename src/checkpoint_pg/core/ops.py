@@ -1513,8 +1513,8 @@ def copy_thread(ctx: Ctx, source: str, target: str) -> Op:
     s, d = normalize_thread_id(source), normalize_thread_id(target)
     if s == d:
         raise ConfigError(f"cannot copy thread {s!r} onto itself")
-    _, exists, lease_row = yield Batch(
-        [ctx.sql.lock_thread(d), ctx.sql.thread_exists(d), ctx.sql.lease.check(d)]
+    *_, exists, lease_row = yield Batch(
+        [*ctx.sql.claim_thread(d), ctx.sql.thread_exists(d), ctx.sql.lease.check(d)]
     )
     if exists:
         # Done already (the saver's retry of a copy whose commit it did not
@@ -1539,7 +1539,7 @@ def copy_thread(ctx: Ctx, source: str, target: str) -> Op:
         )
     # a run may hold the (still empty) target: copying is writing to it
     _check_lease(d, lease_row, leases.held(ctx.lease_key, d, ctx.leases))
-    yield Batch([ctx.sql.lock_thread(s), *ctx.sql.copy_thread(s, d)], fetch=False)
+    yield Batch([ctx.sql.lock_thread(s), *ctx.sql.copy_thread(s, d), *ctx.sql.drop_claim(d)], fetch=False)
 
 
 def _checkpoint_set(rows: Iterable[Sequence[Any]]) -> set[tuple[Any, ...]]:

@@ -15,7 +15,7 @@ from checkpoint_pg.core.lease import Lease, lease_params as _lease_params
 from checkpoint_pg.core.values import ValueRow
 from checkpoint_pg.schema import KIND, Tables
 from checkpoint_pg.sql import Stmt
-from checkpoint_pg.sql.common import VALUE_COLS, WRITE_COLS, CheckpointPages, LeaseSQL, Names
+from checkpoint_pg.sql.common import VALUE_COLS, WRITE_COLS, CheckpointPages, LeaseSQL, Names, nothing_left
 from checkpoint_pg.sql.functions import Functions
 
 __all__ = ["PostgresSQL"]
@@ -612,6 +612,30 @@ class PostgresSQL(CheckpointPages):
         # Serializes delete/prune with concurrent puts on the same thread (puts
         # upsert this row first, so they wait for the row lock, and vice versa).
         return Stmt(f"SELECT 1 FROM {self.n.threads} WHERE thread_id = %(t)s FOR UPDATE", {"t": t})
+
+    def claim_thread(self, t: str) -> list[Stmt]:
+        """Lock a thread's row, making it first when there is none (a new thread): a put,
+        a lease's take or another copy of that thread waits for this transaction to end,
+        where a lock of no row let them commit between its checks and its writes. The
+        row this makes goes with a rollback; `drop_claim` removes it if left empty."""
+        return [
+            Stmt(
+                f"INSERT INTO {self.n.threads} (thread_id, created_at, updated_at) "
+                "VALUES (%(t)s, now(), now()) ON CONFLICT (thread_id) DO NOTHING",
+                {"t": t},
+            ),
+            self.lock_thread(t),
+        ]
+
+    def drop_claim(self, t: str) -> list[Stmt]:
+        """Remove the row `claim_thread` made when nothing came into the thread."""
+        return [
+            Stmt(
+                f"DELETE FROM {self.n.threads} WHERE thread_id = %(t)s AND lease_owner IS NULL "
+                + nothing_left(self.n, "%(t)s"),
+                {"t": t},
+            )
+        ]
 
     def thread_is_stale(self, t: str, cutoff: datetime) -> Stmt:
         """A row when the thread's last write is older than ``cutoff`` (aware)."""

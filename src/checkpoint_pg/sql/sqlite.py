@@ -618,6 +618,13 @@ class SqliteSQL(CheckpointPages):
         # BEGIN IMMEDIATE already holds the database's write lock.
         return Stmt("SELECT 1", {})
 
+    def claim_thread(self, t: str) -> list[Stmt]:
+        # BEGIN IMMEDIATE already holds the database's write lock: nothing commits meanwhile.
+        return [self.lock_thread(t)]
+
+    def drop_claim(self, t: str) -> list[Stmt]:
+        return []
+
     def thread_is_stale(self, t: str, cutoff: datetime) -> Stmt:
         """A row when the thread's last write is older than ``cutoff`` (aware)."""
         return Stmt(
