@@ -643,3 +643,31 @@ def test_copy_of_a_missing_thread_leaves_no_empty_thread(saver: Any) -> None:
     saver.copy_thread("no-such-thread", "copy-of-nothing")
     assert [t.thread_id for t in Inspector(saver).threads(sizes=False).threads] == []
     assert list(saver.list({"configurable": {"thread_id": "copy-of-nothing"}})) == []
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_import_langgraph_command_through_pgbouncer(
+    capsys: pytest.CaptureFixture[str],
+    make_saver: Any,
+    saver_target: Any,
+    pgbouncer_url: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The command, its target behind PgBouncer in transaction mode: imports, a second
+    run brings what the incumbent wrote since, and every thread reads back equal."""
+    from checkpoint_pg.cli import main
+
+    args = ["--url", pgbouncer_url, "--prefix", saver_target.options["prefix"], "--json", "--no-progress"]
+    with incumbent("sqlite", tmp_path, request) as (src, url):
+        c = _tid("review")
+        g = build_review_graph(src)
+        g.invoke({"topic": "tea"}, c)
+        assert main(["import-langgraph", "--from", url, *args]) == 0
+        g.invoke(Command(resume=True), c)
+        threads: Threads = {"review": (build_review_graph, c, Command(resume="fine"))}
+        threads.update(write_every_kind(src))
+        capsys.readouterr()
+        assert main(["import-langgraph", "--from", url, *args]) == 0, capsys.readouterr().err
+        with make_saver(conn_string=pgbouncer_url) as ours:
+            assert_same_threads(src, ours, threads)
