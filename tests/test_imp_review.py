@@ -671,3 +671,60 @@ def test_import_langgraph_command_through_pgbouncer(
         assert main(["import-langgraph", "--from", url, *args]) == 0, capsys.readouterr().err
         with make_saver(conn_string=pgbouncer_url) as ours:
             assert_same_threads(src, ours, threads)
+
+
+class _SlowState(TypedDict, total=False):
+    log: Annotated[list[str], operator.add]
+
+
+def build_slow_chain(checkpointer: Any, pause: float = 0.3) -> Any:
+    """``a`` -> ``b``; ``a`` takes ``pause`` seconds: two runs started together overlap."""
+
+    def a(state: _SlowState) -> _SlowState:
+        time.sleep(pause)
+        return {"log": ["a"]}
+
+    def b(state: _SlowState) -> _SlowState:
+        return {"log": ["b"]}
+
+    g = StateGraph(_SlowState)
+    g.add_node("a", a)
+    g.add_node("b", b)
+    g.add_edge(START, "a")
+    g.add_edge("a", "b")
+    g.add_edge("b", END)
+    return g.compile(checkpointer=checkpointer)
+
+
+@pytest.mark.parametrize("durability", ["sync", "async", "exit"])
+def test_single_writer_concurrent_runs_one_wins(make_saver: Any, durability: str) -> None:
+    """Two processes run one thread at once with new input, single_writer=True: exactly one
+    run ends, the other raises ThreadBusyError; the thread's history stays one line and
+    holds nothing of the loser's input."""
+    from checkpoint_pg import ThreadBusyError
+
+    with make_saver(single_writer=True) as a, make_saver(single_writer=True) as b:
+        config = {"configurable": {"thread_id": f"sw-{durability}"}}
+        build_slow_chain(a, 0).invoke({"log": ["start"]}, config, durability=durability)
+        for round_ in range(3):
+            barrier = threading.Barrier(2)
+            got: dict[str, str] = {}
+
+            def run(name: str, saver: Any) -> None:
+                barrier.wait()
+                try:
+                    build_slow_chain(saver).invoke({"log": [f"{name}{round_}"]}, config, durability=durability)
+                    got[name] = "won"
+                except ThreadBusyError:
+                    got[name] = "busy"
+
+            workers = [threading.Thread(target=run, args=(n, s)) for n, s in (("A", a), ("B", b))]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join(30)
+            assert sorted(got.values()) == ["busy", "won"], (round_, got)
+            loser = "A" if got["A"] == "busy" else "B"
+            log = build_slow_chain(a).get_state(config).values["log"]
+            assert f"{loser}{round_}" not in log, log
+            assert _linear(a, config), round_
