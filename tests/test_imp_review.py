@@ -749,3 +749,42 @@ def test_imported_threads_time_travel_as_on_the_incumbent(
                 for arg in (None, given):
                     assert _run(build, ours, arg, at) == _run(build, src, arg, at), (name, snap.metadata)
             assert_same_graph_state(build, src, c, ours, c, name)
+
+
+def test_imported_threads_keep_their_age(make_saver: Any, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """A thread the incumbent last wrote years ago is, once imported, as old as its
+    checkpoints say (created at its first, updated at its last): before, every imported
+    thread was created and updated at the import, so `prune --older-than` found none of
+    them old and `threads` listed them all as just written. A thread run on since on
+    our saver keeps the time of its own last write."""
+    import datetime as dt
+
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from checkpoint_pg.inspect import Inspector
+
+    def put_old(saver: Any, config: dict[str, Any], ts: str, n: int) -> dict[str, Any]:
+        cp = empty_checkpoint()
+        cp["ts"] = ts
+        ver = saver.get_next_version(None, None)
+        cp["channel_values"] = {"n": n}
+        cp["channel_versions"] = {"n": ver}
+        return saver.put(config, cp, {"source": "loop", "step": n, "parents": {}}, {"n": ver})
+
+    with incumbent("sqlite", tmp_path, request) as (src, url), make_saver() as ours:
+        old = {"configurable": {"thread_id": "old", "checkpoint_ns": ""}}
+        at = put_old(src, old, "2021-03-04T05:06:07.000000+00:00", 0)
+        put_old(src, at, "2021-03-05T05:06:07.000000+00:00", 1)
+        fresh = {"configurable": {"thread_id": "fresh"}}
+        build_chain(src).invoke({"log": []}, fresh)
+        _import(url, ours)
+        ins = Inspector(ours)
+        cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)
+        assert ins.thread_ids_updated_before(cutoff) == ["old"]
+        info = {t.thread_id: t for t in ins.threads(sizes=False).threads}
+        assert info["old"].created_at == dt.datetime(2021, 3, 4, 5, 6, 7, tzinfo=dt.timezone.utc)
+        assert info["old"].updated_at == dt.datetime(2021, 3, 5, 5, 6, 7, tzinfo=dt.timezone.utc)
+        # run on since on our saver: its own write is its age, whatever a later import brings
+        build_chain(ours).invoke({"log": []}, {"configurable": {"thread_id": "old"}})
+        _import(url, ours)
+        assert ins.thread_ids_updated_before(cutoff) == []

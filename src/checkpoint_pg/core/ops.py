@@ -1542,6 +1542,13 @@ def copy_thread(ctx: Ctx, source: str, target: str) -> Op:
     yield Batch([ctx.sql.lock_thread(s), *ctx.sql.copy_thread(s, d), *ctx.sql.drop_claim(d)], fetch=False)
 
 
+def date_thread(ctx: Ctx, thread_id: str, created: Any, updated: Any) -> Op:
+    """Set when a thread was created and last written (aware datetimes): an imported
+    thread's, from its checkpoints, rather than the import's."""
+    yield Batch([ctx.sql.lock_thread(thread_id), ctx.sql.date_thread(thread_id, created, updated)], fetch=False)
+    return None
+
+
 def _checkpoint_set(rows: Iterable[Sequence[Any]]) -> set[tuple[Any, ...]]:
     """(ns, id, parent, document, metadata) of select_thread_checkpoints' rows, comparable."""
     return {

@@ -292,6 +292,7 @@ def import_langgraph(
         # once, a new resume value) where it stands: so does the import, unless the thread
         # holds checkpoints of its own here (it ran on on our saver, whose writes are newer).
         replaces = saver is not None and not (have - by_key.keys())
+        wrote_before = (report.imported, report.writes)
         for tup in tuples:
             conf = tup.config["configurable"]
             ns, cid = conf["checkpoint_ns"], conf["checkpoint_id"]
@@ -314,7 +315,27 @@ def import_langgraph(
                     _import_one(saver, t, ns, cid, tup, by_key, paths)
             if progress is not None:
                 progress(done, report.checkpoints, t)
+        if replaces and not dry_run and (report.imported, report.writes) != wrote_before:
+            _date_thread(saver, t, tuples)
     return report
+
+
+def _date_thread(saver: Any, t: str, tuples: Sequence[CheckpointTuple]) -> None:
+    """Date a thread this import wrote by its checkpoints (created at the first, written at
+    the last), not by the import: `prune --older-than` and the listings see its age."""
+    import datetime as dt
+
+    from checkpoint_pg.core import ops
+
+    times = []
+    for tup in tuples:
+        try:
+            when = dt.datetime.fromisoformat(str(tup.checkpoint.get("ts")))
+        except ValueError:
+            continue
+        times.append(when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc))
+    if times and callable(getattr(saver, "_write_call", None)):
+        saver._do(saver._write_call(ops.date_thread, t, min(times), max(times)))
 
 
 def _pending_of(saver: Any, t: str, ns: str, cid: str) -> Callable[[], dict[tuple[str, str], Any]]:

@@ -613,6 +613,13 @@ class PostgresSQL(CheckpointPages):
         # upsert this row first, so they wait for the row lock, and vice versa).
         return Stmt(f"SELECT 1 FROM {self.n.threads} WHERE thread_id = %(t)s FOR UPDATE", {"t": t})
 
+    def date_thread(self, t: str, created: datetime, updated: datetime) -> Stmt:
+        """Give a thread the times it was created and last written (an imported one)."""
+        return Stmt(
+            f"UPDATE {self.n.threads} SET created_at = %(c)s, updated_at = %(u)s WHERE thread_id = %(t)s",
+            {"t": t, "c": created, "u": updated},
+        )
+
     def claim_thread(self, t: str) -> list[Stmt]:
         """Lock a thread's row, making it first when there is none (a new thread): a put,
         a lease's take or another copy of that thread waits for this transaction to end,

@@ -618,6 +618,17 @@ class SqliteSQL(CheckpointPages):
         # BEGIN IMMEDIATE already holds the database's write lock.
         return Stmt("SELECT 1", {})
 
+    def date_thread(self, t: str, created: datetime, updated: datetime) -> Stmt:
+        """Give a thread the times it was created and last written (an imported one)."""
+        return Stmt(
+            f"UPDATE {self.n.threads} SET created_at = :c, updated_at = :u WHERE thread_id = :t",
+            {
+                "t": t,
+                "c": created.astimezone(timezone.utc).isoformat(sep=" "),
+                "u": updated.astimezone(timezone.utc).isoformat(sep=" "),
+            },
+        )
+
     def claim_thread(self, t: str) -> list[Stmt]:
         # BEGIN IMMEDIATE already holds the database's write lock: nothing commits meanwhile.
         return [self.lock_thread(t)]
