@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -676,6 +677,29 @@ def test_import_langgraph_command_through_pgbouncer(
             assert_same_threads(src, ours, threads)
 
 
+def _at_once(runs: dict[str, Callable[[], Any]]) -> dict[str, Any]:
+    """Start every run at the same moment, each in a thread: what each returned, or
+    "busy" for one that raised ThreadBusyError."""
+    from checkpoint_pg import ThreadBusyError
+
+    barrier = threading.Barrier(len(runs))
+    got: dict[str, Any] = {}
+
+    def one(name: str) -> None:
+        barrier.wait()
+        try:
+            got[name] = runs[name]()
+        except ThreadBusyError:
+            got[name] = "busy"
+
+    workers = [threading.Thread(target=one, args=(name,)) for name in runs]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(30)
+    return got
+
+
 class _SlowState(TypedDict, total=False):
     log: Annotated[list[str], operator.add]
 
@@ -704,28 +728,19 @@ def test_single_writer_concurrent_runs_one_wins(make_saver: Any, durability: str
     """Two processes run one thread at once with new input, single_writer=True: exactly one
     run ends, the other raises ThreadBusyError; the thread's history stays one line and
     holds nothing of the loser's input."""
-    from checkpoint_pg import ThreadBusyError
-
     with make_saver(single_writer=True) as a, make_saver(single_writer=True) as b:
         config = {"configurable": {"thread_id": f"sw-{durability}"}}
         build_slow_chain(a, 0).invoke({"log": ["start"]}, config, durability=durability)
         for round_ in range(3):
-            barrier = threading.Barrier(2)
-            got: dict[str, str] = {}
-
-            def run(name: str, saver: Any) -> None:
-                barrier.wait()
-                try:
-                    build_slow_chain(saver).invoke({"log": [f"{name}{round_}"]}, config, durability=durability)
-                    got[name] = "won"
-                except ThreadBusyError:
-                    got[name] = "busy"
-
-            workers = [threading.Thread(target=run, args=(n, s)) for n, s in (("A", a), ("B", b))]
-            for w in workers:
-                w.start()
-            for w in workers:
-                w.join(30)
+            got = _at_once(
+                {
+                    name: partial(
+                        build_slow_chain(saver).invoke, {"log": [f"{name}{round_}"]}, config, durability=durability
+                    )
+                    for name, saver in (("A", a), ("B", b))
+                }
+            )
+            got = {n: "busy" if v == "busy" else "won" for n, v in got.items()}
             assert sorted(got.values()) == ["busy", "won"], (round_, got)
             loser = "A" if got["A"] == "busy" else "B"
             log = build_slow_chain(a).get_state(config).values["log"]
@@ -817,30 +832,17 @@ def build_slow_ask(checkpointer: Any) -> Any:
 def _racing_resumes(a: Any, b: Any, leased: bool) -> tuple[dict[str, Any], list[Any]]:
     """Two processes resume one paused thread at once with their own answers; what each
     got, and the resume values stored on the paused checkpoint afterwards."""
-    from checkpoint_pg import ThreadBusyError
-
     config = {"configurable": {"thread_id": "paused"}}
     build_slow_ask(a).invoke({"log": []}, config)
     paused = build_slow_ask(a).get_state(config).config
-    got: dict[str, Any] = {}
-    barrier = threading.Barrier(2)
 
-    def run(name: str, saver: Any) -> None:
-        barrier.wait()
-        try:
-            if leased:
-                with saver.lease(config, ttl=60):
-                    got[name] = build_slow_ask(saver).invoke(Command(resume=name), config)["log"]
-            else:
-                got[name] = build_slow_ask(saver).invoke(Command(resume=name), config)["log"]
-        except ThreadBusyError:
-            got[name] = "busy"
+    def run(name: str, saver: Any) -> Any:
+        if not leased:
+            return build_slow_ask(saver).invoke(Command(resume=name), config)["log"]
+        with saver.lease(config, ttl=60):
+            return build_slow_ask(saver).invoke(Command(resume=name), config)["log"]
 
-    workers = [threading.Thread(target=run, args=(n, s)) for n, s in (("A", a), ("B", b))]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(30)
+    got = _at_once({"A": partial(run, "A", a), "B": partial(run, "B", b)})
     tup = a.get_tuple(paused)
     resumes = sorted({repr(v) for _, ch, v in tup.pending_writes if ch == "__resume__"})
     return got, resumes
