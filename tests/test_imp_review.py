@@ -873,3 +873,34 @@ def test_racing_resumes_in_single_writer_mode_store_only_the_winners(make_saver:
             assert sorted(map(str, got.values())).count("busy") == 1, got
             winner = next(n for n, v in got.items() if v != "busy")
             assert resumes == sorted({repr(winner), repr([winner])}), (got, resumes)
+
+
+def test_a_step_whose_id_sorts_before_its_parents_imports(
+    make_saver: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Checkpoint ids are times from the clock of the machine that ran the step: a step
+    continued on a machine whose clock is behind gets an id below its parent's. The
+    import put checkpoints by id, that step before its parent, and failed (BaseGone:
+    "its thread was deleted or pruned"); now each goes after its parent, and the thread
+    reads back as the incumbent's."""
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    def put(saver: Any, config: dict[str, Any], cid: str, n: int) -> dict[str, Any]:
+        cp = empty_checkpoint()
+        cp["id"] = cid
+        cp["channel_values"] = {"n": n, "notes": ["a long enough note"] * 3}
+        cp["channel_versions"] = {"n": f"{n + 1:032}.0.5", "notes": f"{1:032}.0.7"}
+        new = {"n": cp["channel_versions"]["n"]}
+        if n == 0:
+            new["notes"] = cp["channel_versions"]["notes"]
+        return saver.put(config, cp, {"source": "loop", "step": n, "parents": {}}, new)
+
+    with incumbent("sqlite", tmp_path, request) as (src, url), make_saver() as ours:
+        config = {"configurable": {"thread_id": "skewed", "checkpoint_ns": ""}}
+        first = put(src, config, "1f000000-0000-6000-8000-000000000005", 0)
+        second = put(src, first, "1f000000-0000-6000-8000-000000000003", 1)
+        put(src, second, "1f000000-0000-6000-8000-000000000009", 2)
+        report = _import(url, ours)
+        assert report.imported == 3
+        assert _tuples(ours, config) == _tuples(src, config)
+        assert ours.get_tuple(config).checkpoint == src.get_tuple(config).checkpoint

@@ -271,23 +271,14 @@ def import_langgraph(
     for t, _ in threads:
         report.thread_ids.append(t)
         have = haves[t]
-        tuples = sorted(
-            source.tuples(t),
-            key=lambda x: (
-                x.config["configurable"]["checkpoint_id"],
-                x.config["configurable"]["checkpoint_ns"],
-            ),
-        )
+        tuples = _parents_first(source.tuples(t))
         paths = source.write_paths(t) if not dry_run else {}
         # (ns, checkpoint id, task id) -> channels of the writes our tables hold
         ours_w: dict[tuple[str, str, str], set[str]] = defaultdict(set)
         if existing_writes is not None and have:
             for w_ns, w_cid, w_task, w_ch in existing_writes(t):
                 ours_w[(w_ns, w_cid, w_task)].add(w_ch)
-        by_key = {
-            (x.config["configurable"]["checkpoint_ns"], x.config["configurable"]["checkpoint_id"]): x
-            for x in tuples
-        }
+        by_key = {_key(x): x for x in tuples}
         # The source replaces a special write (an interrupt raised again by a node resumed
         # once, a new resume value) where it stands: so does the import, unless the thread
         # holds checkpoints of its own here (it ran on on our saver, whose writes are newer).
@@ -363,6 +354,31 @@ def _same_value(a: Any, b: Any) -> bool:
         return bool(serde.dumps_typed(a) == serde.dumps_typed(b))
     except Exception:  # noqa: BLE001  (a value it cannot serialize: compare what it shows)
         return repr(a) == repr(b)
+
+
+def _key(tup: CheckpointTuple) -> tuple[str, str]:
+    conf = tup.config["configurable"]
+    return conf["checkpoint_ns"], conf["checkpoint_id"]
+
+
+def _parents_first(tuples: Sequence[CheckpointTuple]) -> list[CheckpointTuple]:
+    """A thread's checkpoints by id, each after its parent: a checkpoint builds on the
+    values its parent stored. Ids are times, from the clock of the machine that ran the
+    step: a step continued on a machine whose clock is behind has an id below its
+    parent's, and was put first, refused as building on values no longer stored."""
+    by_key = {_key(x): x for x in tuples}
+    out: list[CheckpointTuple] = []
+    placed: set[tuple[str, str]] = set()
+    for tup in sorted(tuples, key=lambda x: (_key(x)[1], _key(x)[0])):
+        chain: list[CheckpointTuple] = []
+        key: tuple[str, str] | None = _key(tup)
+        while key is not None and key in by_key and key not in placed:
+            placed.add(key)
+            chain.append(by_key[key])
+            parent = (by_key[key].parent_config or {}).get("configurable", {}).get("checkpoint_id")
+            key = (key[0], parent) if parent else None
+        out.extend(reversed(chain))
+    return out
 
 
 def _unguarded(saver: Any) -> Any:
