@@ -904,3 +904,36 @@ def test_a_step_whose_id_sorts_before_its_parents_imports(
         assert report.imported == 3
         assert _tuples(ours, config) == _tuples(src, config)
         assert ours.get_tuple(config).checkpoint == src.get_tuple(config).checkpoint
+
+
+def test_forks_and_time_travel_under_a_lease_in_single_writer_mode(make_saver: Any) -> None:
+    """The lease holder, in single-writer mode, replays, forks by update_state and gives
+    new input at an old checkpoint, ending as on InMemorySaver; meanwhile another saver's
+    fork of the thread is refused and stores nothing."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from checkpoint_pg import ThreadBusyError
+
+    def story(saver: Any, other: Any | None) -> list[Any]:
+        g = build_chain(saver)
+        c = {"configurable": {"thread_id": "forked"}}
+        out = [normalize(g.invoke({"log": ["x"]}, c)), normalize(g.invoke({"log": ["y"]}, c))]
+        hist = list(g.get_state_history(c))
+        out.append(normalize(g.invoke(None, hist[3].config)))
+        g.update_state(hist[5].config, {"log": ["edited"]})
+        if other is not None:
+            before = _tuples(saver, c)
+            with pytest.raises(ThreadBusyError):
+                build_chain(other).update_state(hist[4].config, {"log": ["intruder"]})
+            with pytest.raises(ThreadBusyError):
+                build_chain(other).invoke(None, hist[2].config)
+            assert _tuples(saver, c) == before
+        out.append(normalize(g.invoke({"log": ["z"]}, hist[2].config)))
+        out.append(normalize(g.invoke({"log": ["w"]}, c)))
+        out.append([snapshot_summary(s) for s in g.get_state_history(c)])
+        return out
+
+    expected = story(InMemorySaver(), None)
+    with make_saver(single_writer=True) as saver, make_saver(single_writer=True) as other:
+        with saver.lease("forked", ttl=60):
+            assert story(saver, other) == expected
