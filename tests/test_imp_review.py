@@ -937,3 +937,32 @@ def test_forks_and_time_travel_under_a_lease_in_single_writer_mode(make_saver: A
     with make_saver(single_writer=True) as saver, make_saver(single_writer=True) as other:
         with saver.lease("forked", ttl=60):
             assert story(saver, other) == expected
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_import_from_an_incumbent_behind_pgbouncer(
+    capsys: pytest.CaptureFixture[str],
+    make_saver: Any,
+    saver_target: Any,
+    pgbouncer_url: str,
+    fresh_pg_url: str,
+) -> None:
+    """The incumbent's database reached through PgBouncer in transaction mode (which
+    refuses a connection's startup `options`): the command imports it all the same."""
+    from langgraph.checkpoint.postgres import PostgresSaver as Incumbent
+    from psycopg.conninfo import conninfo_to_dict
+
+    from checkpoint_pg.cli import main
+    from fixtures.postgres import with_dbname
+
+    source = with_dbname(pgbouncer_url, conninfo_to_dict(fresh_pg_url)["dbname"])
+    with Incumbent.from_conn_string(fresh_pg_url) as src:
+        src.setup()
+        threads = {k: v for k, v in write_every_kind(src).items() if k in ("review", "sub", "agent")}
+        code = main(
+            ["import-langgraph", "--from", source, "--url", saver_target.conn_string,
+             "--prefix", saver_target.options["prefix"], "--json", "--no-progress"]
+        )
+        assert code == 0, capsys.readouterr().err
+        with make_saver() as ours:
+            assert_same_threads(src, ours, threads)

@@ -124,6 +124,18 @@ def read_only_options(conninfo: str) -> str:
     return f"{own} -c default_transaction_read_only=on".strip()
 
 
+def connect_read_only(conninfo: str, **kw: Any) -> Any:
+    """A psycopg connection whose session defaults to read-only transactions, or, where
+    the server side refuses the ``options`` startup parameter (PgBouncer does unless told
+    to ignore it), a plain one: the savers' reads still run in their own transactions."""
+    try:
+        return psycopg.connect(conninfo, options=read_only_options(conninfo), **kw)
+    except psycopg.OperationalError as exc:
+        if "options" not in str(exc):  # e.g. PgBouncer refuses the startup parameter
+            raise
+        return psycopg.connect(conninfo, **kw)
+
+
 # libpq takes a password from the query string too (and the SSL key's passphrase)
 _SECRET_PARAMS = ("password", "sslpassword")
 

@@ -110,22 +110,6 @@ def _saver_options(args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
-def _connect_read_only_pg(conninfo: str, **kw: Any) -> Any:
-    """A psycopg connection whose session defaults to read-only transactions, or, where
-    the server side refuses the ``options`` startup parameter (PgBouncer does unless told
-    to ignore it), a plain one: the savers' reads still run in their own transactions."""
-    import psycopg
-
-    from checkpoint_pg.postgres import read_only_options
-
-    try:
-        return psycopg.connect(conninfo, options=read_only_options(conninfo), **kw)
-    except psycopg.OperationalError as exc:
-        if "options" not in str(exc):  # e.g. PgBouncer refuses the startup parameter
-            raise
-        return psycopg.connect(conninfo, **kw)
-
-
 @contextlib.contextmanager
 def open_saver(args: argparse.Namespace, *, write: bool, create: bool = True) -> Iterator[Any]:
     """A sync saver on the database of ``args``; read-only unless ``write``.
@@ -135,13 +119,13 @@ def open_saver(args: argparse.Namespace, *, write: bool, create: bool = True) ->
     url = _url(args)
     opts = _saver_options(args)
     if _is_pg(url):
-        from checkpoint_pg.postgres import PostgresSaver, conninfo_of
+        from checkpoint_pg.postgres import PostgresSaver, conninfo_of, connect_read_only
 
         if write:
             with PostgresSaver.from_conn_string(url, **opts) as saver:
                 yield saver
             return
-        conn = _connect_read_only_pg(conninfo_of(url), autocommit=True, prepare_threshold=None)
+        conn = connect_read_only(conninfo_of(url), autocommit=True, prepare_threshold=None)
         with conn:
             yield PostgresSaver(conn, **opts)
         return
@@ -187,11 +171,11 @@ def _sa_connection(args: argparse.Namespace, *, write: bool, create: bool = True
 
     url = _url(args)
     if _is_pg(url):
-        from checkpoint_pg.postgres import conninfo_of
+        from checkpoint_pg.postgres import conninfo_of, connect_read_only
 
         kw: dict[str, Any] = (
             # the same fallback as open_saver's: PgBouncer refuses the options parameter
-            {} if write else {"creator": lambda: _connect_read_only_pg(conninfo_of(url))}
+            {} if write else {"creator": lambda: connect_read_only(conninfo_of(url))}
         )
         engine = sa.create_engine(conninfo_of(url, sqlalchemy=True), poolclass=sa.pool.NullPool, **kw)
     else:

@@ -113,15 +113,11 @@ def open_incumbent(url: str, serde: Any = None) -> Iterator[_Source]:
         from langgraph.checkpoint.postgres import PostgresSaver as IncumbentPostgres
         from psycopg.rows import dict_row, tuple_row
 
-        from checkpoint_pg.postgres import conninfo_of, read_only_options
+        from checkpoint_pg.postgres import conninfo_of, connect_read_only
 
-        conninfo = conninfo_of(url)
-        with psycopg.connect(
-            conninfo,
-            autocommit=True,
-            prepare_threshold=0,
-            row_factory=dict_row,
-            options=read_only_options(conninfo),
+        # read-only where the server side takes the session option (PgBouncer refuses it)
+        with connect_read_only(
+            conninfo_of(url), autocommit=True, prepare_threshold=None, row_factory=dict_row
         ) as conn:
 
             def query(stmt: Any) -> list[tuple[Any, ...]]:
