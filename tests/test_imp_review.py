@@ -985,3 +985,33 @@ def test_single_writer_racing_runs_into_an_interrupting_subgraph(make_saver: Any
                 {name: partial(build_subgraph_graph(s).invoke, None, config) for name, s in (("A", a), ("B", b))}
             )
             assert list(got.values()).count("busy") == 1, (round_, got)
+
+
+async def test_import_into_an_async_saver(
+    make_async_saver: Any, make_saver: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """import_langgraph given an async saver (run in a worker thread, as its sync methods
+    want): the threads read back equal and keep their age."""
+    import asyncio
+    import datetime as dt
+
+    from checkpoint_pg.inspect import Inspector
+    from checkpoint_pg.inspect.importer import import_langgraph, open_incumbent
+
+    with incumbent("sqlite", tmp_path, request) as (src, url):
+        threads = {k: v for k, v in write_every_kind(src).items() if k in ("review", "sub", "fork")}
+        async with make_async_saver() as target:
+            with make_saver() as reader:
+                ins = Inspector(reader)
+
+                def run() -> Any:
+                    with open_incumbent(url) as source:
+                        return import_langgraph(source, target, lambda t: set(ins.checkpoint_keys(t)))
+
+                report = await asyncio.to_thread(run)
+                assert report.imported == report.checkpoints > 0
+                assert_same_threads(src, reader, threads)
+                ages = {t.thread_id: t.updated_at for t in ins.threads(sizes=False).threads}
+                for _, c, _ in threads.values():
+                    last = max(dt.datetime.fromisoformat(x.checkpoint["ts"]) for x in src.list(c))
+                    assert ages[c["configurable"]["thread_id"]] == last

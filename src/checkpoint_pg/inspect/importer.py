@@ -321,8 +321,13 @@ def _date_thread(saver: Any, t: str, tuples: Sequence[CheckpointTuple]) -> None:
         except ValueError:
             continue
         times.append(when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc))
-    if times and callable(getattr(saver, "_write_call", None)):
-        saver._do(saver._write_call(ops.date_thread, t, min(times), max(times)))
+    if not times or not callable(getattr(saver, "_write_call", None)):
+        return
+    call = saver._write_call(ops.date_thread, t, min(times), max(times))
+    if callable(getattr(saver, "_do", None)):
+        saver._do(call)
+    else:  # an async saver, called from another thread than its loop (as its put is)
+        saver._sync("import_langgraph", lambda: saver._ado(call))
 
 
 def _pending_of(saver: Any, t: str, ns: str, cid: str) -> Callable[[], dict[tuple[str, str], Any]]:
