@@ -1015,3 +1015,38 @@ async def test_import_into_an_async_saver(
                 for _, c, _ in threads.values():
                     last = max(dt.datetime.fromisoformat(x.checkpoint["ts"]) for x in src.list(c))
                     assert ages[c["configurable"]["thread_id"]] == last
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_aleases_racing_through_pgbouncer(make_async_saver: Any, pgbouncer_url: str) -> None:
+    """Four async savers (processes) take a lease on one new thread at once through
+    PgBouncer, five rounds: one holds it, three are refused; released, it is free."""
+    import asyncio
+    import contextlib
+
+    from checkpoint_pg import ThreadBusyError
+
+    async with contextlib.AsyncExitStack() as stack:
+        savers = [await stack.enter_async_context(make_async_saver(conn_string=pgbouncer_url)) for _ in range(4)]
+        for round_ in range(5):
+            thread = f"arace-{round_}"
+            start, hold = asyncio.Event(), asyncio.Event()
+
+            async def take(saver: Any) -> str:
+                await start.wait()
+                try:
+                    async with saver.alease(thread, ttl=60):
+                        await hold.wait()
+                        return "won"
+                except ThreadBusyError:
+                    return "busy"
+
+            tasks = [asyncio.create_task(take(s)) for s in savers]
+            await asyncio.sleep(0.05)
+            start.set()
+            while sum(t.done() for t in tasks) < 3:
+                await asyncio.sleep(0.01)
+            hold.set()
+            assert sorted(await asyncio.gather(*tasks)) == ["busy", "busy", "busy", "won"]
+            async with savers[round_ % 4].alease(thread, ttl=60):
+                pass
