@@ -34,6 +34,7 @@ class WalCheckpointer:
     """
 
     INTERVAL = 0.05  # writes gather this long before a checkpoint copies them
+    JOIN_TIMEOUT = 2.0
 
     def __init__(self, path: str, owner: Any) -> None:
         self._path = path
@@ -50,10 +51,14 @@ class WalCheckpointer:
         self._due.set()
 
     def close(self) -> None:
-        """Stop the thread, after the checkpoint it is running if any."""
+        """Stop the thread, waiting a moment for the checkpoint it is running if any.
+
+        Not for ever: the garbage collector runs other objects' finalizers on
+        whichever thread allocates, this one too, and one of them may wait for
+        something the closing thread holds. The thread then ends by itself."""
         self._stop()
         if self._thread is not threading.current_thread():
-            self._thread.join()
+            self._thread.join(self.JOIN_TIMEOUT)
 
     def _stop(self) -> None:
         self._stopping.set()
