@@ -64,6 +64,8 @@ def new_thread(prefix: str) -> RunnableConfig:
 
 def first_difference(ours: Any, reference: Any, path: str = "") -> str | None:
     """Path and values of the first place two observations differ, or None."""
+    if ours == reference and type(ours) is type(reference):  # the common case, at C speed
+        return None
     if isinstance(ours, dict) and isinstance(reference, dict):
         for key in list(reference) + [k for k in ours if k not in reference]:
             if key not in ours or key not in reference:
