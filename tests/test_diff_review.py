@@ -1,35 +1,47 @@
 """Differential review: seeded random graph scenarios, our savers against InMemorySaver.
 
 Each seed builds a real LangGraph graph from a random pipeline of stages
-(messages appended / removed / replaced by id / cleared with
-REMOVE_ALL_MESSAGES, parallel branches, Send fan-out, a conditional edge,
-subgraphs with and without ``checkpointer=True``, ``interrupt()``, a node that
-fails on its first attempt beside a sibling that succeeds, a DeltaChannel, an
-``operator.add`` list, a plain channel and a dict channel with a reducer), then
-runs a random list of operations on a thread: ``invoke`` / ``stream`` under
-``durability`` "sync", "async" or "exit", ``Command(resume=...)``, a resume
-after the failure, ``update_state`` with ``as_node``, and forks (a run, or an
-``update_state``, from an older checkpoint of the history).
+(messages appended, with or without an id / removed / replaced by id /
+cleared with REMOVE_ALL_MESSAGES, parallel branches, Send fan-out, a
+conditional edge, a node returning Command(goto=...), subgraphs with and
+without ``checkpointer=True`` (with an interrupt inside), ``interrupt()``, two
+interrupts in one step, a node that fails on its first attempt beside a
+sibling that succeeds, a DeltaChannel, an ``operator.add`` list, a plain
+channel and a dict channel with a reducer; sometimes ``interrupt_before``),
+then runs a random list of operations on a thread: ``invoke`` / ``stream``
+under ``durability`` "sync", "async" or "exit", ``Command(resume=...)`` (by
+interrupt id when there are two), a resume after the failure or the stop,
+``Command(goto=...)`` input, ``update_state`` with ``as_node`` (messages
+added, removed, replaced by id, cleared; lists past 64 elements; scalars that
+compare equal across types), forks (a run, or an ``update_state``, from an
+older checkpoint) and ``delete_thread``.
 
-The same seed runs on ``InMemorySaver`` (the oracle) and on our saver; then
-everything is read again through a FRESH saver on the same storage, so that
-what the writing process holds is not what answers. Compared, with checkpoint,
-task, interrupt and run ids replaced by labels in the order they are first
-met (so equal ids stay equal and different ids stay different) and
-timestamps and channel versions left out, nothing else:
+The same seed runs on ``InMemorySaver`` (the oracle) and on our saver, each
+operation through one of two savers on the same storage (two processes, so
+each one's caches go stale), through the sync API (``saver``) or the async one
+(``async_saver``). Everything is then read through both savers and through a
+FRESH one, so what a writing process holds is not what answers. Compared, with
+checkpoint, task, interrupt, run and add_messages-given message ids replaced
+by labels in the order they are first met (equal ids stay equal, different
+ones different), timestamps and channel versions left out, and scalars by
+type (``True`` is not ``1``):
 
 - every operation's result (invoke's output, the streamed chunks of
   ``updates``/``values``/``checkpoints``/``tasks`` with subgraphs; chunks
-  between two ``values`` chunks are compared in any order, as parallel tasks
-  finish in any order), and the error a failing run raises;
-- ``get_state`` (with subgraphs), the whole ``get_state_history`` (values,
-  next, tasks with their interrupts and results, metadata, config and parent
-  links), the history of each subgraph namespace, and ``list`` with a
-  metadata filter, ``before`` and ``limit``, and each checkpoint's pending
-  writes.
+  within a step are compared in any order, as parallel tasks finish in any
+  order), and the error a failing run raises;
+- ``get_state`` (with subgraphs) of the thread, of a middle checkpoint and of
+  each subgraph task's config, the whole ``get_state_history`` (values, next,
+  tasks with their interrupts and results, metadata, config and parent
+  links), ``list`` of each namespace and of all, with a metadata filter,
+  ``before`` and ``limit``, each checkpoint's pending writes, and
+  ``get_delta_channel_history``.
 
-And on our storage: each distinct message (id, type, content) is one object.
-Message ids are given by the nodes (deterministic), so they are compared too.
+Across namespaces ``list`` is compared by checkpoint id: InMemorySaver lists
+namespace by namespace, we (as langgraph-checkpoint-postgres) newest first.
+And on our storage: each message is one object, and no write keeps a copy
+from before add_messages gave it its id. A message id add_messages gave is
+not compared inside writes (see the strict xfail at the end).
 """
 
 from __future__ import annotations
@@ -54,7 +66,6 @@ from langgraph.channels.delta import DeltaChannel
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
-from langgraph.errors import InvalidUpdateError
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import REMOVE_ALL_MESSAGES, add_messages
 from langgraph.types import Command, Interrupt, PregelTask, Send, StateSnapshot, interrupt
@@ -131,6 +142,8 @@ def _stage_nodes(kind: str, p: str, run: Run, rng: random.Random) -> tuple[
     A node is (name, node) or (name, node, destinations of its Command)."""
     x, y = f"{p}x", f"{p}y"
     delta_too = rng.random() < 0.5
+    # a message the node gives no id gets one from add_messages, after its write was saved
+    idless = rng.random() < 0.3
 
     def plain_node(name: str, branch: bool = False) -> Callable[[dict[str, Any]], dict[str, Any]]:
         def node(state: dict[str, Any]) -> dict[str, Any]:
@@ -147,7 +160,7 @@ def _stage_nodes(kind: str, p: str, run: Run, rng: random.Random) -> tuple[
             run.calls[name] += 1
             k, ids = _k(state), _msg_ids(state)
             if how == "append" or not ids and how != "remove_all":
-                msgs: list[Any] = [AIMessage(content=f"{name}:{k}", id=f"m-{name}-{k}")]
+                msgs: list[Any] = [AIMessage(content=f"{name}:{k}", id=None if idless else f"m-{name}-{k}")]
             elif how == "remove":
                 msgs = [RemoveMessage(id=ids[k % len(ids)])]
             elif how == "replace":
@@ -358,7 +371,7 @@ class Api:
             kw = {"durability": dur, "subgraphs": True, "stream_mode": ["updates", "values", "checkpoints", "tasks"]}
             chunks = [c async for c in g.astream(inp, config, **kw)] if self.aio else list(g.stream(inp, config, **kw))
             return ("chunks", chunks)
-        except (FirstAttemptError, InvalidUpdateError) as exc:  # the latter: goto beside START
+        except FirstAttemptError as exc:
             return ("raised", exc)
 
     async def state(self, config: Any, subgraphs: bool = False) -> StateSnapshot:
@@ -447,7 +460,7 @@ async def run_ops(scn: Scenario, apis: tuple[Api, Api], run: Run, thread: str) -
             if kind == "fork" and (history := await api.history(config)):
                 old = _pick(history, op[1])
                 at, new = old.config, None if old.next else new
-            elif kind == "goto":
+            elif kind == "goto" and await api.history(config):  # on a new thread it runs beside START
                 new = Command(update={"log": [f"goto{i}"]}, goto=_pick(names, op[1]))
             out.append((op, await api.run(how, await _pending_input(api, at, i, new), at, dur)))
         elif kind == "update":
@@ -501,8 +514,8 @@ async def reads(api: Api, thread: str) -> dict[str, Any]:
         out["middle_tuple"] = await api.tuple(middle.config)
         out["middle_state"] = await api.state(middle.config, subgraphs=True)
     # what LangGraph rebuilds a DeltaChannel from, at every checkpoint of every namespace
-    out["delta_history"] = [await api.delta_history(t.config, ["delta"]) for t in out["all"]]
-    out["delta_history_latest"] = await api.delta_history(config, ["delta", "log", "messages"])
+    out["delta_history"] = [Written(await api.delta_history(t.config, ["delta"])) for t in out["all"]]
+    out["delta_history_latest"] = Written(await api.delta_history(config, ["delta", "log", "messages"]))
     # a subgraph's own state, read by the config its parent's task names
     out["task_states"] = [
         await api.state(t.state, subgraphs=True)
@@ -518,9 +531,17 @@ async def reads(api: Api, thread: str) -> dict[str, Any]:
 ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|\b[0-9a-f]{32}\b")
 
 
+@dataclass
+class Written:
+    """A value read back as a task's write."""
+
+    value: Any
+
+
 class Labels:
     def __init__(self) -> None:
         self.seen: dict[str, str] = {}
+        self.in_write = 0
 
     def sub(self, s: str) -> str:
         return ID.sub(lambda m: self.seen.setdefault(m.group(0), f"<id{len(self.seen)}>"), s)
@@ -530,8 +551,18 @@ class Labels:
             return v if len(v) < 32 else self.sub(v)  # an id is 32 characters or more
         if isinstance(v, (bool, float, bytes)):  # True == 1 == 1.0, -0.0 == 0.0: by type and repr
             return (type(v).__name__, repr(v))
-        if isinstance(v, BaseMessage):  # ids given by the nodes: compared as they are
-            return (type(v).__name__, v.id, v.content, repr(v.additional_kwargs), v.name)
+        if isinstance(v, Written):
+            self.in_write += 1
+            try:
+                return self(v.value)
+            finally:
+                self.in_write -= 1
+        if isinstance(v, BaseMessage):
+            # an id add_messages gave a message after its write was saved: the write
+            # reads back without it on InMemorySaver, with it on ours (see the xfail below)
+            given = v.id is None or bool(ID.fullmatch(v.id))
+            return (type(v).__name__, None if given and self.in_write else self(v.id), v.content,
+                    repr(v.additional_kwargs), v.name)
         if isinstance(v, Interrupt):
             return ("Interrupt", self(v.value), self(v.id))
         if isinstance(v, Send):
@@ -551,10 +582,10 @@ class Labels:
         if isinstance(v, PregelTask):
             return {"id": self(v.id), "name": v.name, "path": self(v.path), "error": self(v.error),
                     "interrupts": [self(i) for i in v.interrupts], "state": self(v.state),
-                    "result": self(v.result)}
+                    "result": self(Written(v.result))}
         if isinstance(v, CheckpointTuple):
             cp = v.checkpoint
-            writes = [tuple(self(x) for x in w) for w in v.pending_writes or []]
+            writes = [tuple(self(Written(x)) for x in w) for w in v.pending_writes or []]
             return {
                 "config": self(v.config), "parent": self(v.parent_config), "metadata": self(v.metadata),
                 "id": self(cp["id"]), "values": self(cp["channel_values"]),
@@ -611,11 +642,15 @@ def assert_same(ours: Any, reference: Any, what: str) -> None:
 
 
 def assert_messages_stored_once(raw: Raw, thread: str) -> None:
+    """Each message is one object; no write holds a copy from before it had its id."""
     seen: Counter[Any] = Counter()
     for value in raw.decoded_objects(thread).values():
         if isinstance(value, BaseMessage):
             seen[(type(value).__name__, value.id, repr(value.content))] += 1
     assert all(v == 1 for v in seen.values()), [k for k, v in seen.items() if v > 1]
+    with_id = {(t, c) for t, i, c in seen if i is not None}
+    stale = [(t, i, c) for t, i, c in seen if i is None and (t, c) in with_id]
+    assert not stale, f"copies without the id their message got: {stale}"
 
 
 # --------------------------------------------------------------------------
