@@ -598,7 +598,7 @@ class Labels:
             # a step's interrupts come out in the order its tasks finished in
             return {
                 self(k): "<saver>" if k == "__pregel_checkpointer"
-                else sorted(self(x), key=repr) if k == "__interrupt__" else self(x)
+                else self(sorted(x, key=lambda i: repr(i.value))) if k == "__interrupt__" else self(x)
                 for k, x in v.items()
             }
         if isinstance(v, (list, tuple)):
