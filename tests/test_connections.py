@@ -657,6 +657,25 @@ def test_sqlite_wal_is_checkpointed_off_the_writing_thread(tmp_path: Path) -> No
         assert again.get_tuple({"configurable": {"thread_id": "t1499"}}) is not None
 
 
+def test_sqlite_wal_thread_checkpoints_what_a_pause_in_the_writes_left(tmp_path: Path) -> None:
+    """Fewer commits than a batch are checkpointed once the writes pause (IDLE): the WAL
+    then holds nothing the file lacks (a PASSIVE checkpoint finds every frame copied)."""
+    import time
+
+    from checkpoint_pg import SqliteSaver
+    from checkpoint_pg.sqlite_wal import WalCheckpointer
+
+    with SqliteSaver.from_conn_string(str(tmp_path / "idle.db")) as saver:
+        saver.setup()
+        _small_puts(saver, 3, "i")  # fewer commits than a batch
+        deadline = time.monotonic() + 5 * WalCheckpointer.IDLE
+        while saver._wal.checkpoints == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert saver._wal.checkpoints >= 1
+        _busy, log, copied = saver.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert log == copied
+
+
 def test_sqlite_wal_thread_is_only_for_files_the_saver_opened(tmp_path: Path) -> None:
     """A connection the caller gives keeps SQLite's own checkpoints (and its setting);
     a saver dropped without close() stops its thread when it is collected."""

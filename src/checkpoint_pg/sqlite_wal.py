@@ -5,10 +5,11 @@ it past ``wal_autocheckpoint`` pages (1,000 by default), and syncs the file
 there: that commit waits for it. A step of ours commits ~11 pages (the
 incumbent's ~6), so the copy fell on more than 1% of our puts and made their
 p99 ~3x the incumbent's, and its time was the caller's. A saver that opened
-its file itself runs the checkpoints here instead, after its writes, in
-PASSIVE mode (which neither waits for nor blocks readers and writers); the
-connection's automatic checkpoint stays as a bound, at `FALLBACK_PAGES`, for
-when this thread falls behind or is gone (a forked child).
+its file itself runs the checkpoints here instead, every `BATCH_WRITES` of its
+commits and when its writes pause, in PASSIVE mode (which neither waits for nor
+blocks readers and writers); the connection's automatic checkpoint stays as a
+bound, at `FALLBACK_PAGES`, for when this thread falls behind or is gone (a
+forked child).
 """
 
 from __future__ import annotations
@@ -27,19 +28,25 @@ FALLBACK_PAGES = 4000
 
 
 class WalCheckpointer:
-    """Checkpoints the WAL of ``path`` after writes, at most every `INTERVAL` seconds.
+    """Checkpoints the WAL of ``path`` every `BATCH_WRITES` commits, and once writes
+    pause for `IDLE` seconds.
 
-    `wrote` is what a commit costs the caller (setting an event). The thread
-    stops with `close`, or when ``owner`` is garbage collected without it.
+    `wrote` is what a commit costs the caller (a count, and setting an event every
+    `BATCH_WRITES`). The thread stops with `close`, or when ``owner`` is garbage
+    collected without it.
     """
 
-    INTERVAL = 0.05  # writes gather this long before a checkpoint copies them
+    # commits between checkpoints: ~700 WAL pages at a step's two commits of ~11 pages,
+    # about SQLite's own cadence (1,000 pages), so as many syncs of the file as before
+    BATCH_WRITES = 128
+    IDLE = 1.0  # a pause in the writes checkpoints what they left in the WAL
     JOIN_TIMEOUT = 2.0
 
     def __init__(self, path: str, owner: Any) -> None:
         self._path = path
         self._due = threading.Event()
         self._stopping = threading.Event()
+        self._writes = 0  # since the last checkpoint (approximate: not locked)
         self.checkpoints = 0  # completed, for tests
         self._thread = threading.Thread(
             target=self._run, name="checkpoint-pg-wal", daemon=True
@@ -48,7 +55,9 @@ class WalCheckpointer:
         weakref.finalize(owner, self._stop)
 
     def wrote(self) -> None:
-        self._due.set()
+        self._writes += 1
+        if self._writes >= self.BATCH_WRITES:
+            self._due.set()
 
     def close(self) -> None:
         """Stop the thread, waiting a moment for the checkpoint it is running if any.
@@ -71,12 +80,13 @@ class WalCheckpointer:
             return  # the connection's own automatic checkpoint goes on
         try:
             while True:
-                self._due.wait()
-                # let the writes of the next moments gather (a page written many
-                # times is copied once); a close does not wait for them
-                if self._stopping.is_set() or self._stopping.wait(self.INTERVAL):
+                self._due.wait(self.IDLE)
+                if self._stopping.is_set():
                     return
                 self._due.clear()
+                if not self._writes:
+                    continue  # idle, and nothing left in the WAL by us
+                self._writes = 0
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     self.checkpoints += 1
