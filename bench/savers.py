@@ -16,7 +16,7 @@ import inspect
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from bench.common import ours_class, ours_status
+from bench.common import OURS_PG_PREPARE, ours_class, ours_status
 
 ALL = ("ours-pg", "ours-sqlite", "lg-pg", "lg-sqlite", "memory")
 
@@ -67,10 +67,15 @@ def open_sync(name: str, target: str | None, *, setup: bool = True) -> Iterator[
         cls = _ours("SqliteSaver")
     else:
         raise ValueError(name)
-    with cls.from_conn_string(target) as saver:
+    with cls.from_conn_string(target, **_options(name)) as saver:
         if setup:
             saver.setup()
         yield saver
+
+
+def _options(name: str) -> dict[str, Any]:
+    # bench/common.py OURS_PG_PREPARE: like the incumbent's own connections
+    return {"prepare_threshold": OURS_PG_PREPARE} if name == "ours-pg" else {}
 
 
 # ---------------------------------------------------------------- async
@@ -93,7 +98,7 @@ async def open_async(name: str, target: str | None, *, setup: bool = True) -> As
         cls = _ours("AsyncSqliteSaver")
     else:
         raise ValueError(name)
-    async with cls.from_conn_string(target) as saver:
+    async with cls.from_conn_string(target, **_options(name)) as saver:
         if setup:
             await async_setup(saver)
         yield saver
@@ -114,7 +119,8 @@ def pool_kwargs(name: str) -> dict[str, Any]:
     The incumbent requires autocommit + dict rows (its from_conn_string uses
     exactly these). Ours may publish its requirements as
     ``checkpoint_pg.POOL_KWARGS`` / ``pool_kwargs()``; otherwise the kwargs
-    its own from_conn_string uses (``checkpoint_pg.postgres._CONN_KW``).
+    its own from_conn_string uses (``checkpoint_pg.postgres._CONN_KW``), preparing
+    as ``OURS_PG_PREPARE`` says.
     """
     from psycopg.rows import dict_row
 
@@ -133,7 +139,7 @@ def pool_kwargs(name: str) -> dict[str, Any]:
         except Exception:  # noqa: BLE001
             kw = None
         if isinstance(kw, dict):
-            return dict(kw)
+            return {**kw, "prepare_threshold": OURS_PG_PREPARE}
     return {"autocommit": True}
 
 

@@ -1583,3 +1583,85 @@ def test_async_saver_created_outside_a_loop_says_how_to_create_it(
     assert cls.__name__.removeprefix("Async") in message
     if backend == "sqlite":
         assert not path.exists()
+
+
+# --------------------------------------------------------------------------
+# Prepared statements: as the connection says
+# --------------------------------------------------------------------------
+
+
+def _prepared(conn: Any) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT statement FROM pg_prepared_statements", prepare=False)]
+
+
+def test_postgres_prepares_statements_as_the_connection_says(pg_url: str) -> None:
+    """from_conn_string prepares nothing by default (PgBouncer before 1.21 in transaction
+    mode would run another client's statement by its name) and prepares each statement
+    with ``prepare_threshold=0``; a connection you give prepares as you configured it."""
+    import psycopg
+
+    from checkpoint_pg import PostgresSaver
+
+    pfx = prefix()
+    with PostgresSaver.from_conn_string(pg_url, prefix=pfx, pool_size=1) as saver:
+        saver.setup()
+        config = run_graph(saver)
+        with saver._pool.connection() as conn:  # type: ignore[union-attr]
+            assert _prepared(conn) == []
+    with PostgresSaver.from_conn_string(pg_url, prefix=pfx, pool_size=1, prepare_threshold=0) as saver:
+        run_graph(saver)
+        check_graph_run(build_tool_agent(saver).get_state(config).values)
+        with saver._pool.connection() as conn:  # type: ignore[union-attr]
+            names = " ".join(_prepared(conn))
+        assert f"{pfx}put(" in names and f"{pfx}put_writes(" in names and f"{pfx}get_tuple(" in names
+        # a utility statement on a preparing connection
+        saver.vacuum()
+    # psycopg's default: a statement is prepared at its sixth run (one graph run puts 5)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        saver = PostgresSaver(conn, prefix=pfx)
+        run_graph(saver)
+        run_graph(saver)
+        assert any(f"{pfx}put(" in s for s in _prepared(conn))
+    with psycopg.connect(pg_url, autocommit=True, prepare_threshold=None) as conn:
+        saver = PostgresSaver(conn, prefix=pfx)
+        run_graph(saver)
+        run_graph(saver)
+        assert _prepared(conn) == []
+
+
+@pytest.mark.parametrize("bad", [-1, "0", True, 1.5])
+def test_a_bad_prepare_threshold_is_refused_before_connecting(bad: Any) -> None:
+    from checkpoint_pg import AsyncPostgresSaver, ConfigError, PostgresSaver
+
+    with pytest.raises(ConfigError, match=r"prepare_threshold must be None .* got " + repr(bad).replace(".", r"\.")):
+        with PostgresSaver.from_conn_string("postgresql://nobody@127.0.0.1:1/none", prepare_threshold=bad):
+            pass
+
+    async def go() -> None:
+        async with AsyncPostgresSaver.from_conn_string(
+            "postgresql://nobody@127.0.0.1:1/none", prepare_threshold=bad
+        ):
+            pass
+
+    with pytest.raises(ConfigError, match="prepare_threshold must be None"):
+        asyncio.run(go())
+
+
+async def test_async_postgres_prepares_with_prepare_threshold(pg_url: str) -> None:
+    from checkpoint_pg import AsyncPostgresSaver
+
+    pfx = prefix()
+    for threshold, prepared in ((None, False), (0, True)):
+        async with AsyncPostgresSaver.from_conn_string(
+            pg_url, prefix=pfx, pool_size=1, prepare_threshold=threshold
+        ) as saver:
+            await saver.asetup()
+            config = await arun_graph(saver)
+            assert await pg_count_async(saver, pfx) == prepared
+            check_graph_run((await build_tool_agent(saver).aget_state(config)).values)
+
+
+async def pg_count_async(saver: Any, pfx: str) -> bool:
+    async with saver._pool.connection() as conn:
+        cur = await conn.execute("SELECT statement FROM pg_prepared_statements", prepare=False)
+        return any(f"{pfx}put(" in r[0] for r in await cur.fetchall())
