@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 import uuid
 from typing import Any
 
@@ -323,6 +324,62 @@ def test_sync_methods_of_an_async_saver_whose_loop_stopped_raise_instead_of_hang
         # served again once the loop runs
         assert loop.run_until_complete(saver.aget_tuple(config)) is None
     finally:
+        if backend == "postgres":
+            loop.run_until_complete(saver._conn.close())
+        else:
+            loop.run_until_complete(saver.aclose())
+        loop.close()
+
+
+def test_a_sync_call_handed_to_a_loop_that_then_stops_raises_instead_of_hanging(
+    backend: str, saver_target: Any
+) -> None:
+    """The loop was running when a thread called a sync method, and stopped before it
+    ran the call's coroutine: the call waited for ever. It raises AsyncMisuseError saying
+    the loop stopped, and the call's coroutine never runs when the loop runs again."""
+    from checkpoint_pg import AsyncMisuseError
+
+    loop = asyncio.new_event_loop()
+    saver = loop.run_until_complete(_async_saver_of(backend, saver_target)())
+    config = {"configurable": {"thread_id": "loop-stops"}}
+    release = threading.Event()
+
+    def hold_then_stop() -> None:
+        # the loop is running, blocked here: the call below is handed to it meanwhile
+        release.wait(10)
+        loop.stop()
+
+    loop.call_soon(hold_then_stop)
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    target = {"configurable": {"thread_id": "loop-stops", "checkpoint_ns": "", "checkpoint_id": "x"}}
+    got: list[Any] = []
+
+    def call() -> None:
+        try:
+            got.append(saver.put_writes(target, [("ch", 1)], "task-1"))
+        except BaseException as exc:  # noqa: BLE001
+            got.append(exc)
+
+    caller = threading.Thread(target=call, daemon=True)
+    try:
+        caller.start()
+        time.sleep(1.0)  # lets the caller hand its coroutine over (see the assertion below)
+        release.set()
+        runner.join(5)
+        caller.join(5)
+        assert not caller.is_alive(), "the sync call hung"
+        (outcome,) = got
+        # "stopped", not "not running": the call was handed over while the loop ran
+        assert isinstance(outcome, AsyncMisuseError) and "stopped before the call finished" in str(
+            outcome
+        ), outcome
+        # the cancelled coroutine never writes
+        loop.run_until_complete(asyncio.sleep(0.05))
+        tup = loop.run_until_complete(saver.aget_tuple(config))
+        assert tup is None
+    finally:
+        release.set()
         if backend == "postgres":
             loop.run_until_complete(saver._conn.close())
         else:

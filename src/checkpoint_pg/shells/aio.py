@@ -7,6 +7,7 @@ thread; called on that loop itself they would deadlock, so they raise.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from datetime import datetime
 from collections.abc import (
     AsyncIterator,
@@ -42,6 +43,9 @@ from checkpoint_pg.shells.base import (
     arelease_quietly,
     release_quietly,
 )
+
+# How often a sync call waiting on the saver's loop checks that the loop still runs.
+_LOOP_CHECK_S = 0.25
 
 
 async def adrive(
@@ -222,7 +226,22 @@ class AsyncSaver(SaverBase):
                 f"while that loop runs, or `await saver.a{name}(...)` on the loop; from sync "
                 "code without one, use PostgresSaver / SqliteSaver"
             )
-        return asyncio.run_coroutine_threadsafe(coro_fn(), self.loop).result()  # type: ignore[arg-type]
+        fut = asyncio.run_coroutine_threadsafe(coro_fn(), self.loop)  # type: ignore[arg-type]
+        while True:
+            try:
+                return fut.result(timeout=_LOOP_CHECK_S)
+            except concurrent.futures.TimeoutError:
+                # the coroutine's own TimeoutError comes with a done future
+                if fut.done() or self.loop.is_running():
+                    continue
+            # the loop stopped after taking the call: nothing would ever run it
+            fut.cancel()
+            raise AsyncMisuseError(
+                f"{type(self).__name__}.{name}() handed its work to the event loop the saver "
+                "was created on, and that event loop stopped before the call finished: it did "
+                "not run, or stopped part way (a write may or may not have been stored: read "
+                "the thread back). Keep the loop running while other threads call the saver"
+            )
 
     async def athreads(self, filter: Mapping[str, Any] | None = None) -> AsyncIterator[str]:
         """Every thread id, in id order, read page by page from the threads table
