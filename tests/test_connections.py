@@ -1665,3 +1665,29 @@ async def pg_count_async(saver: Any, pfx: str) -> bool:
     async with saver._pool.connection() as conn:
         cur = await conn.execute("SELECT statement FROM pg_prepared_statements", prepare=False)
         return any(f"{pfx}put(" in r[0] for r in await cur.fetchall())
+
+
+def test_prepared_statements_behind_a_transaction_pooler_get_an_error_that_says_what_to_do(
+    pgbouncer_url: str,
+) -> None:
+    """Two connections given with psycopg's prepare_threshold=0 through PgBouncer 1.18 in
+    transaction mode: each names its first prepared statement ``_pg3_0``, on the server
+    session they share. The second one's is refused by the server; the saver says why
+    and what to open the connection with, instead of psycopg's bare DuplicatePreparedStatement."""
+    import psycopg
+
+    from checkpoint_pg import ConfigError, PostgresSaver
+
+    pfx = prefix()
+    with PostgresSaver.from_conn_string(pgbouncer_url, prefix=pfx) as setup:
+        setup.setup()
+    config = new_config()
+    with psycopg.connect(pgbouncer_url, autocommit=True, prepare_threshold=0) as first, psycopg.connect(
+        pgbouncer_url, autocommit=True, prepare_threshold=0
+    ) as second:
+        assert PostgresSaver(first, prefix=pfx).get_tuple(config) is None  # prepares _pg3_0
+        with pytest.raises(ConfigError, match=r"prepare_threshold=None") as err:
+            # another statement first on the same server session (PgBouncer hands the
+            # session used last to the next transaction): its _pg3_0 is taken
+            list(PostgresSaver(second, prefix=pfx).list(config))
+        assert "_pg3_0" in str(err.value) and "PgBouncer before 1.21" in str(err.value)

@@ -100,6 +100,18 @@ def translate(exc: BaseException, url_hint: str) -> CheckpointPgError | None:
             "on their functions (SELECT and EXECUTE to read only): grant them as the tables' "
             "owner, or connect as a role that has them"
         )
+    if getattr(exc, "sqlstate", None) in ("26000", "42P05"):  # a prepared statement's name
+        # psycopg prepared statements on this connection (its prepare_threshold), and the
+        # server session it reaches does not hold them as psycopg does: a pooler moving
+        # the client between server sessions
+        return ConfigError(
+            f"the server session does not hold the statements psycopg prepared on this "
+            f"connection ({text.splitlines()[0]}): the connection goes through a pooler in "
+            "transaction mode (PgBouncer before 1.21, or without max_prepared_statements), "
+            "which hands one server session to many clients. Open the connection or pool with "
+            "prepare_threshold=None (from_conn_string prepares nothing unless told to); the "
+            "call was refused"
+        )
     if text.startswith("database is locked"):  # SQLite's busy timeout ran out
         return DatabaseBusyError(
             f"the SQLite file {url_hint.split(' --', 1)[0]} is locked by another connection "
