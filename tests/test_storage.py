@@ -2882,3 +2882,35 @@ def test_a_small_cache_keeps_only_the_threads_it_runs_and_reads_stay_right(make_
     with make_saver() as fresh:
         fresh_graph = build_graph(fresh)
         assert [thread_summary(fresh_graph, config) for config in configs] == seen
+
+
+def test_two_forks_of_one_checkpoint_keep_their_own_values_and_versions_carry_48_random_bits(
+    saver: Any, make_saver: Any
+) -> None:
+    """Values are stored by (channel, version): two forks giving a channel the same
+    version would read one value. Versions carry 48 random bits (32 before session 17,
+    one collision in ~4e9 per pair of forks), and a thread whose versions have the 8 hex
+    digits of earlier releases goes on growing by deltas and reads back whole."""
+    import re
+
+    assert re.fullmatch(r"\d{10}\.[0-9a-f]{12}", saver.get_next_version(None, None))
+    assert saver.get_next_version("0000000004.deadbeef", None).startswith("0000000005.")
+    config = new_config("forks")
+    old = "0000000001.deadbeef"  # written by an earlier release
+    msgs = [HumanMessage("q", id="m0"), AIMessage("a", id="m1")]
+    cp = empty_checkpoint()
+    cp["channel_values"] = {"messages": msgs}
+    cp["channel_versions"] = {"messages": old}
+    base = saver.put(config, cp, {"source": "loop", "step": 0}, {"messages": old})
+    heads = []
+    for n in range(3):  # three answers regenerated from one checkpoint
+        ver = saver.get_next_version(old, None)
+        fork = empty_checkpoint()
+        fork["channel_values"] = {"messages": [*msgs, AIMessage(f"answer {n}", id=f"r{n}")]}
+        fork["channel_versions"] = {"messages": ver}
+        heads.append(saver.put(base, fork, {"source": "loop", "step": 1}, {"messages": ver}))
+    with make_saver() as fresh:  # reads what is stored, not a process's cache
+        for n, head in enumerate(heads):
+            got = fresh.get_tuple(head).checkpoint["channel_values"]["messages"]
+            assert [m.id for m in got] == ["m0", "m1", f"r{n}"]
+            assert got[-1].content == f"answer {n}"

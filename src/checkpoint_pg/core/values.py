@@ -342,9 +342,10 @@ def unique_objects(objs: Any) -> list[StoredObject]:
 
 # Version strings that sort as the counters they lead with, which reading a delta
 # chain by version range needs: ours (see SaverBase.get_next_version: a counter 10
-# digits wide, then a random part), and LangGraph's default (32 digits, then a random
-# float), which the incumbent savers store and an import keeps. Ours sort after it.
-_SORTABLE_VERSION = re.compile(r"^(?:\d{10}\.[0-9a-f]{8}|\d{32}\.\S+)$")
+# digits wide, then a random part: 12 hex digits, 8 before session 17), and LangGraph's
+# default (32 digits, then a random float), which the incumbent savers store and an
+# import keeps. Ours sort after it.
+_SORTABLE_VERSION = re.compile(r"^(?:\d{10}\.(?:[0-9a-f]{12}|[0-9a-f]{8})|\d{32}\.\S+)$")
 
 
 def is_sortable_version(version: Any) -> bool:
