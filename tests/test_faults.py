@@ -512,9 +512,13 @@ def fill_pool(saver: Any, tag: str, n: int = 4) -> list[SimThread]:
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
-def test_dead_idle_connections_are_replaced(make_saver, fresh_pg_url: str) -> None:
+def test_dead_idle_connections_are_replaced(
+    make_saver, fresh_pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """The server terminates every idle session (as managed databases do during
-    a long LLM call): the next operations through the pool just work."""
+    a long LLM call): the next operations through the pool just work, and each
+    call run again is logged as a warning."""
+    caplog.set_level("WARNING", logger="checkpoint_pg")
     with make_saver(conn_string=fresh_pg_url, pool_size=4) as saver:
         sims = fill_pool(saver, "dead")
         for _round in range(3):
@@ -525,6 +529,9 @@ def test_dead_idle_connections_are_replaced(make_saver, fresh_pg_url: str) -> No
                 sim.run_step()
             for sim in sims:
                 sim.verify()
+    retried = [r for r in caplog.records if "running it again on a fresh connection" in r.getMessage()]
+    assert retried and all(r.levelname == "WARNING" for r in retried)
+    assert any("the connection under thread 'dead-" in r.getMessage() for r in retried)
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
@@ -642,7 +649,7 @@ def _lost(msg: str) -> BaseException:
         return exc
 
 
-def test_retry_policy_gives_each_failure_one_more_attempt() -> None:
+def test_retry_policy_gives_each_failure_one_more_attempt(caplog: pytest.LogCaptureFixture) -> None:
     """A dead connection reconnects once, a stale cache replans a write once, in any
     order; the second of a kind is raised (a dead server as the driver's error, not
     our internal one); anything else is raised at once. A failed put or put_writes
@@ -653,7 +660,9 @@ def test_retry_policy_gives_each_failure_one_more_attempt() -> None:
 
     cache = _cached()
     retry = Retry(cache, write=True, thread="t")
-    assert retry.after(BaseGone("stale")) is Retry.RETRY
+    with caplog.at_level("INFO", logger="checkpoint_pg"):
+        assert retry.after(BaseGone("stale")) is Retry.RETRY
+    assert "a write on thread 't' built on list versions no longer stored" in caplog.text
     assert not _has(cache, "t") and _has(cache, "other")
     assert retry.after(_lost("first")) is Retry.RECONNECT
     assert not _has(cache, "other")

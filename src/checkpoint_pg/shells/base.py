@@ -104,7 +104,23 @@ class Retry:
                 raise exc.__cause__ or exc from None
             raise exc
         self.used.add(kind)
-        return self.RECONNECT if kind is ConnectionLost else self.RETRY
+        # said, not hidden: a run that went on after one is no different, but an operator
+        # seeing many learns the database drops connections (or another process prunes)
+        where = f"thread {self.thread!r}" if self.thread else "a call"
+        if kind is ConnectionLost:
+            _log.warning(
+                "checkpoint_pg: the connection under %s was lost (%s); running it again "
+                "on a fresh connection",
+                where,
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            )
+            return self.RECONNECT
+        _log.info(
+            "checkpoint_pg: a write on %s built on list versions no longer stored (another "
+            "process deleted or pruned them); planning it again from what is stored",
+            where,
+        )
+        return self.RETRY
 
 
 def _thread_of(config: RunnableConfig) -> str:
