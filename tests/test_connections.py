@@ -1691,3 +1691,62 @@ def test_prepared_statements_behind_a_transaction_pooler_get_an_error_that_says_
             # session used last to the next transaction): its _pg3_0 is taken
             list(PostgresSaver(second, prefix=pfx).list(config))
         assert "_pg3_0" in str(err.value) and "PgBouncer before 1.21" in str(err.value)
+
+
+async def test_an_async_sqlite_saver_given_a_path_leaves_the_loop_free_while_the_file_is_locked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``AsyncSqliteSaver(path)`` inside a coroutine, on a new file another connection
+    holds locked: switching the file to WAL waits for the lock, and did so in the
+    constructor, on the event loop. The loop releases the lock here, so a constructor
+    that blocked it would wait its whole busy timeout and fail; it now returns at once
+    and the first call waits, off the loop."""
+    import checkpoint_pg.sqlite as sqlite_mod
+    from checkpoint_pg import AsyncSqliteSaver
+
+    monkeypatch.setattr(sqlite_mod, "BUSY_TIMEOUT_MS", 3000)
+    path = tmp_path / "locked.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE theirs (a)")  # a rollback-journal file, not WAL yet
+    other.execute("BEGIN EXCLUSIVE")
+    asyncio.get_running_loop().call_later(0.3, other.execute, "COMMIT")
+    saver = AsyncSqliteSaver(str(path))
+    try:
+        await saver.asetup()
+        config = await saver.aput(
+            new_config(), empty_checkpoint(), {"source": "input", "step": -1}, {}
+        )
+        assert (await saver.aget_tuple(config)) is not None
+        assert saver.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert saver._wal is not None  # its WAL checkpoints run on their thread
+    finally:
+        await saver.aclose()
+        other.close()
+
+
+async def test_an_async_sqlite_saver_whose_file_cannot_be_made_ready_says_so_and_tries_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file stays locked past the busy timeout: each call raises DatabaseBusyError
+    (the constructor's error before), none runs on a file not in WAL mode, and once the
+    lock is gone the next call makes the file ready and runs."""
+    import checkpoint_pg.sqlite as sqlite_mod
+    from checkpoint_pg import AsyncSqliteSaver, DatabaseBusyError
+
+    monkeypatch.setattr(sqlite_mod, "BUSY_TIMEOUT_MS", 300)
+    path = tmp_path / "held.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE theirs (a)")
+    other.execute("BEGIN EXCLUSIVE")
+    saver = AsyncSqliteSaver(str(path))
+    try:
+        for call in (saver.asetup, lambda: saver.aget_tuple(new_config())):
+            with pytest.raises(DatabaseBusyError, match="is locked by another connection"):
+                await call()
+        other.execute("COMMIT")
+        await saver.asetup()
+        assert await saver.aget_tuple(new_config()) is None
+        assert saver.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        await saver.aclose()
+        other.close()

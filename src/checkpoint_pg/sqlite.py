@@ -13,9 +13,10 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -90,6 +91,17 @@ def _check_library(conn: sqlite3.Connection | None = None) -> None:
 
 def connect_sqlite(path: str, *, read_only: bool = False) -> sqlite3.Connection:
     """Open a connection the savers can share across threads, in WAL mode."""
+    conn = _connect(path, read_only)
+    try:
+        _prepare_file(conn, path, read_only)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _connect(path: str, read_only: bool = False) -> sqlite3.Connection:
+    """The connection alone, checked: takes no lock on the file, so never waits."""
     _check_library()
     if read_only:
         conn = _connect_read_only(path)
@@ -112,11 +124,16 @@ def connect_sqlite(path: str, *, read_only: bool = False) -> sqlite3.Connection:
             conn.close()
             raise
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return conn
+
+
+def _prepare_file(conn: sqlite3.Connection, path: str, read_only: bool = False) -> None:
+    """WAL and the pragmas the savers rely on: switching a new file to WAL waits (up to the
+    busy timeout) while another connection holds its lock."""
     if not read_only and path != ":memory:":
         try:
             _use_wal(conn)
         except sqlite3.OperationalError as exc:
-            conn.close()
             if "readonly" not in str(exc):
                 raise
             raise _read_only_error(path, exc) from exc
@@ -126,7 +143,6 @@ def connect_sqlite(path: str, *, read_only: bool = False) -> sqlite3.Connection:
     # A reader holding a snapshot lets the WAL grow past its checkpoints; without a
     # limit the file then keeps that size until the last connection closes.
     conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
-    return conn
 
 
 def _writable(path: str) -> bool:
@@ -246,6 +262,9 @@ class _Runner:
         self.url_hint = url_hint
         self.saver = saver  # named by the error a closed connection meets
         self.after_write: Any = None  # called after each write's commit (sqlite_wal.py)
+        # makes the file ready before the first operation (AsyncSqliteSaver given a path):
+        # none runs on a file not in WAL mode; tried again by the next one when it fails
+        self.pending: Callable[[], None] | None = None
 
     def run(self, op: Op, txn: bool, write: bool) -> Any:
         # The whole operation under the lock, its Python too: threads sharing the
@@ -253,6 +272,8 @@ class _Runner:
         # Postgres savers do) took the GIL from the one holding the lock each time
         # its SQL released it, and 8 threads went from 0.85x to 0.75x of the
         # incumbent's throughput in alternating rounds.
+        if self.pending is not None:
+            self._ready()
         with self.lock:
             first, result = start(op)
             if first is None:
@@ -293,6 +314,19 @@ class _Runner:
                     raise
                 raise ours from exc
 
+    def _ready(self) -> None:
+        with self.lock:
+            if self.pending is None:
+                return
+            try:
+                self.pending()
+            except sqlite3.Error as exc:
+                ours = translate(exc, self.url_hint)
+                if ours is None:
+                    raise
+                raise ours from exc
+            self.pending = None
+
     def _in_callers_transaction(self, op: Op, first: Batch) -> Any:
         # The caller's connection is in its own transaction: join it as a
         # savepoint (a BEGIN would fail), so its rollback undoes this call too.
@@ -311,6 +345,8 @@ class _Runner:
         return closed_error(self.saver, "its SQLite connection was closed")
 
     def setup(self, tables: Any) -> None:
+        if self.pending is not None:
+            self._ready()
         with self.lock:
             try:
                 self.conn.total_changes  # noqa: B018 - raises on a closed connection
@@ -472,9 +508,18 @@ class AsyncSqliteSaver(AsyncSaver):
         self.loop = running_loop("AsyncSqliteSaver", "SqliteSaver")
         if isinstance(conn, sqlite3.Connection):
             _refuse_if_one_thread_only(conn)
-        self.conn, hint, self._owned = _open(conn)
+        # A path: the connection alone here, the file made ready (WAL) as the worker's first
+        # task, since switching a new file to WAL waits while another connection holds its
+        # lock, and here that wait would block the event loop.
+        deferred = not isinstance(conn, (sqlite3.Connection, _Opened))
+        if deferred:
+            path = path_of(str(conn))
+            self.conn, hint, self._owned = _connect(path), path, True
+        else:
+            self.conn, hint, self._owned = _open(conn)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-pg-sqlite")
         self._closed = False
+        self._wal: WalCheckpointer | None = None
         self._init_core(
             SqliteSQL,
             serde=serde,
@@ -487,7 +532,15 @@ class AsyncSqliteSaver(AsyncSaver):
             cache_items=cache_items,
         )
         self._runner = _Runner(self.conn, self._url_hint, self)
-        self._wal = _checkpoint_in_background(self._runner, hint, self._owned, self)
+        if deferred:
+            self._runner.pending = partial(self._ready_file, hint)
+        else:
+            self._wal = _checkpoint_in_background(self._runner, hint, self._owned, self)
+
+    def _ready_file(self, path: str) -> None:
+        # on the worker, before the first call (`_Runner.pending`)
+        _prepare_file(self.conn, path)
+        self._wal = _checkpoint_in_background(self._runner, path, self._owned, self)
 
     @classmethod
     @asynccontextmanager
