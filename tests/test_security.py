@@ -556,6 +556,23 @@ def test_setup_by_a_role_that_may_not_create_says_who_should_run_it(split_roles:
         admin.setup()  # the owner can, from scratch: nothing was left behind
 
 
+def test_vacuum_by_a_role_that_may_not_says_so(split_roles: dict[str, Any]) -> None:
+    """Postgres skips a table the role may not vacuum with a warning only: the DML role's
+    vacuum (plain or FULL) is refused with what to do, not reported as done; the owner's runs."""
+    from checkpoint_pg import CheckpointPgError, PostgresSaver  # noqa: PLC0415
+
+    with PostgresSaver.from_conn_string(split_roles["ddl"]) as admin:
+        admin.setup()
+    split_roles["grant_dml"]("public")
+    with PostgresSaver.from_conn_string(split_roles["dml"]) as saver:
+        for full in (False, True):
+            with pytest.raises(CheckpointPgError, match="may not vacuum checkpoint_pg's tables") as info:
+                saver.vacuum(full=full)
+            assert "cpg_objects" in str(info.value) and "role that owns the tables" in str(info.value)
+    with PostgresSaver.from_conn_string(split_roles["ddl"]) as admin:
+        assert admin.vacuum(full=True).full
+
+
 # --------------------------------------------------------------------------
 # Identifiers and stored rows tampered with
 # --------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from checkpoint_pg.core.ops import Batch, Ctx, Op
+from checkpoint_pg.errors import CheckpointPgError
 
 __all__ = ["VacuumReport", "vacuum"]
 
@@ -39,13 +40,24 @@ class VacuumReport:
 
 def vacuum(ctx: Ctx, full: bool) -> Op:
     """Vacuum the saver's tables; ``full`` rewrites them on Postgres (SQLite always does)."""
+    sqlite = ctx.sql.name == "sqlite"
+    if not sqlite:
+        (refused,) = yield Batch([ctx.sql.vacuum_refused()])
+        if refused:
+            names = ", ".join(row[0] for row in refused)
+            raise CheckpointPgError(
+                f"this database role may not vacuum checkpoint_pg's tables ({names}): Postgres "
+                "lets only a table's owner, the database's owner or a superuser vacuum it (from "
+                "17 also a role granted MAINTAIN on it), and skips the others with a mere "
+                "warning; nothing was vacuumed. Vacuum as the role that owns the tables (the "
+                "one that ran the migrations), or grant this role MAINTAIN on them (Postgres 17+)"
+            )
     (before,) = yield Batch([ctx.sql.stored_bytes()])
     last = None
     for stmt in ctx.sql.vacuum(full):
         # each alone: VACUUM runs outside any transaction
         (last,) = yield Batch([stmt])
     (after,) = yield Batch([ctx.sql.stored_bytes()])
-    sqlite = ctx.sql.name == "sqlite"
     # SQLite's last statement is the WAL checkpoint: (busy, log frames, checkpointed)
     pending = sqlite and bool(last and last[0][0])
     return VacuumReport(int(before[0][0]), int(after[0][0]), full or sqlite, pending)

@@ -591,22 +591,38 @@ class PostgresSQL(CheckpointPages):
     def thread_exists(self, t: str) -> Stmt:
         return Stmt(f"SELECT 1 FROM {self.n.checkpoints} WHERE thread_id = %(t)s LIMIT 1", {"t": t})
 
+    def _own_tables(self) -> list[str]:
+        n = self.n
+        return [n.threads, n.checkpoints, n.values, n.writes, n.objects]
+
     def stored_bytes(self) -> Stmt:
         """The bytes of the saver's tables: indexes, TOAST and free-space maps included."""
-        n = self.n
-        rels = [n.threads, n.checkpoints, n.values, n.writes, n.objects]
         return Stmt(
             "SELECT coalesce(sum(pg_total_relation_size(to_regclass(r))), 0)::bigint "
             "FROM unnest(%(rels)s::text[]) AS r",
-            {"rels": rels},
+            {"rels": self._own_tables()},
+        )
+
+    def vacuum_refused(self) -> Stmt:
+        """The saver's tables this role may not vacuum: Postgres lets their owner, the
+        database's owner, a superuser (and from 17 a role granted MAINTAIN) vacuum a table,
+        and skips any other with a warning only, which would read as a vacuum done."""
+        return Stmt(
+            "SELECT c.relname FROM unnest(%(rels)s::text[]) AS r "
+            "JOIN pg_class c ON c.oid = to_regclass(r) "
+            "WHERE NOT pg_has_role(c.relowner, 'USAGE') "
+            "AND NOT pg_has_role((SELECT datdba FROM pg_database WHERE datname = current_database()), 'USAGE') "
+            # CASE, not AND: before 17 the server does not know the privilege and would raise
+            "AND NOT CASE WHEN current_setting('server_version_num')::int >= 170000 "
+            "THEN has_table_privilege(c.oid, 'MAINTAIN') ELSE false END",
+            {"rels": self._own_tables()},
         )
 
     def vacuum(self, full: bool) -> list[Stmt]:
         """Plain VACUUM marks dead rows' space free for new rows; FULL rewrites the tables,
         giving it back to the operating system, under a lock that blocks every use."""
-        n = self.n
         opts = "FULL, ANALYZE" if full else "ANALYZE"
-        return [Stmt(f"VACUUM ({opts}) {n.threads}, {n.checkpoints}, {n.values}, {n.writes}, {n.objects}", {})]
+        return [Stmt(f"VACUUM ({opts}) {', '.join(self._own_tables())}", {})]
 
     def lock_thread(self, t: str) -> Stmt:
         # Serializes delete/prune with concurrent puts on the same thread (puts
