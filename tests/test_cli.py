@@ -265,6 +265,35 @@ def test_a_database_written_with_a_hash_key_is_read_with_checkpoint_pg_hash_key(
     assert code == 2 and "CHECKPOINT_PG_HASH_KEY" in err and "hex" in err, err
 
 
+def test_an_encrypted_database_with_a_hash_key_read_without_it_names_checkpoint_pg_hash_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An app with EncryptedSerializer and hash_key=: the CLI given LANGGRAPH_AES_KEY alone
+    hashes with a key derived from it, every object fails its check, and the error names
+    the variable that gives the CLI the app's key (it named none)."""
+    pytest.importorskip("Crypto", reason="EncryptedSerializer needs pycryptodome (test extra)")
+    from langchain_core.messages import HumanMessage
+    from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+
+    from checkpoint_pg import SqliteSaver
+
+    monkeypatch.setenv("LANGGRAPH_AES_KEY", "0123456789abcdef")
+    monkeypatch.delenv("CHECKPOINT_PG_HASH_KEY", raising=False)
+    path, key = str(tmp_path / "enc.db"), bytes(range(32))
+    serde = EncryptedSerializer.from_pycryptodome_aes()
+    with SqliteSaver.from_conn_string(path, serde=serde, hash_key=key) as saver:
+        saver.setup()
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"messages": [HumanMessage("secret question", id="h1")]}
+        cp["channel_versions"] = {"messages": saver.get_next_version(None, None)}
+        saver.put({"configurable": {"thread_id": "enc", "checkpoint_ns": ""}}, cp, {}, cp["channel_versions"])
+    code, out, err = cli(capsys, "show", "enc", "--url", path)
+    assert code == 1 and "CHECKPOINT_PG_HASH_KEY" in err, err
+    monkeypatch.setenv("CHECKPOINT_PG_HASH_KEY", key.hex())
+    code, out, err = cli(capsys, "show", "enc", "--json", "--url", path)
+    assert code == 0 and "secret question" in out, err
+
+
 # -- read commands -----------------------------------------------------------------------
 
 

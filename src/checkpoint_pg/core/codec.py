@@ -575,7 +575,10 @@ class ValueCodec:
                 # which cannot know the key (0012's downgrade stores dicts whole)
                 return
             keyed = (
-                ", or the saver's hash_key is not the one it was written with"
+                # an encrypted saver without hash_key= derives one from LANGGRAPH_AES_KEY: the
+                # CLI reading an app's hash_key= rows ends here unless given that key
+                ", or the saver's hash_key is not the one it was written with (the CLI: set "
+                "CHECKPOINT_PG_HASH_KEY to the hex of the app's hash_key)"
                 if self._key
                 # a saver given a hash_key wrote it: the CLI takes the key from the env
                 else ", or it was written by a saver given a hash_key: pass the same "
