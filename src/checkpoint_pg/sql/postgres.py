@@ -608,13 +608,13 @@ class PostgresSQL(CheckpointPages):
         database's owner, a superuser (and from 17 a role granted MAINTAIN) vacuum a table,
         and skips any other with a warning only, which would read as a vacuum done."""
         return Stmt(
-            "SELECT c.relname FROM unnest(%(rels)s::text[]) AS r "
-            "JOIN pg_class c ON c.oid = to_regclass(r) "
+            "SELECT c.relname FROM unnest(%(rels)s::text[]) WITH ORDINALITY AS u(r, i) "
+            "JOIN pg_class c ON c.oid = to_regclass(u.r) "
             "WHERE NOT pg_has_role(c.relowner, 'USAGE') "
             "AND NOT pg_has_role((SELECT datdba FROM pg_database WHERE datname = current_database()), 'USAGE') "
             # CASE, not AND: before 17 the server does not know the privilege and would raise
             "AND NOT CASE WHEN current_setting('server_version_num')::int >= 170000 "
-            "THEN has_table_privilege(c.oid, 'MAINTAIN') ELSE false END",
+            "THEN has_table_privilege(c.oid, 'MAINTAIN') ELSE false END ORDER BY u.i",
             {"rels": self._own_tables()},
         )
 
