@@ -881,6 +881,7 @@ def test_import_dry_run_and_failures_create_nothing(
         assert code == 1 and "no checkpoint_pg tables" in err and nothing_created()
     code, out, err = cli(capsys, *imp)
     assert code == 0 and f"imported {n} checkpoints" in out, err
+    assert "of 1 thread;" in out, out  # incumbent_file holds one thread ("of 1 threads" before)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])

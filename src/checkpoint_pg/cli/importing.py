@@ -8,7 +8,7 @@ import argparse
 import contextlib
 from collections.abc import Callable
 
-from checkpoint_pg.cli.shared import AddCommand, _current, _report, _saver_options, open_saver
+from checkpoint_pg.cli.shared import AddCommand, _counted, _current, _report, _saver_options, open_saver
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -52,7 +52,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     return _report(
         args,
         {"dry_run": bool(args.dry_run), **report.to_dict()},
-        f"{verb} {report.imported} checkpoints ({report.writes} writes) of {report.threads} threads; "
+        f"{verb} {_counted(report.imported, 'checkpoint')} ({_counted(report.writes, 'write')}) "
+        f"of {_counted(report.threads, 'thread')}; "
         f"{report.skipped} already present"
         + (f", {report.completed} of them given the writes made since" if report.completed else ""),
     )
