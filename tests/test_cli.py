@@ -1323,6 +1323,27 @@ def test_installed_command_end_to_end_on_postgres(pg_url: str) -> None:
     assert deleted.returncode == 0 and json.loads(deleted.stdout) == {"deleted": "demo", "checkpoints": 6}
 
 
+def test_output_cut_short_by_its_reader_ends_without_a_traceback(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``checkpoint-pg show demo --json | head -1``: the reader closes the pipe early. The
+    command stops quietly with status 1 (its output was cut short) instead of printing
+    Python's BrokenPipeError traceback."""
+    url = str(tmp_path / "d.db")
+    assert cli(capsys, "demo", "--url", url)[0] == 0
+    proc = subprocess.Popen(
+        [str(_installed()), "show", "demo", "--json", "--url", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(120) == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
 def test_unlock_breaks_a_live_lease(capsys: pytest.CaptureFixture[str], db: list[str]) -> None:
     """unlock THREAD: says when there is nothing to do, --dry-run shows the lease and
     keeps it, --yes breaks it and the run that held it is refused at its next write."""

@@ -13,6 +13,8 @@ usage error.
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import re
 import shlex
 import sqlite3
@@ -85,7 +87,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             setattr(args, name, default)
     try:
         _no_empty_options(args)
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a reader gone early (`| head`) is met here, not at exit
+        return status
+    except BrokenPipeError:
+        # the reader of our output went away: stop without a traceback, status 1 (the
+        # output was cut short), and point stdout at /dev/null so that Python's own
+        # flush at exit has nothing left to fail on
+        _discard_stdout()
+        return 1
     except KeyboardInterrupt:
         print("checkpoint-pg: interrupted", file=sys.stderr)
         return 130
@@ -109,6 +119,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 1
         raise
+
+
+def _discard_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):  # not a real file (captured)
+        pass
 
 
 def _pg_hint(exc: BaseException, args: argparse.Namespace) -> str:
