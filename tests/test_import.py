@@ -392,3 +392,60 @@ def test_an_imported_thread_stores_its_messages_as_appends(
     assert imported.checkpoints == native.checkpoints
     assert imported.references <= 1.1 * native.references, (imported, native)
     assert imported.ref_bytes <= 1.2 * native.ref_bytes, (imported, native)
+
+
+@pytest.mark.parametrize("source_kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_import_holds_one_checkpoint_of_a_thread_at_a_time(
+    source_kind: str,
+    make_saver: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The incumbents store the whole messages list again in every checkpoint: the import
+    decoded a thread's checkpoints all at once (the incumbent's list()), a long thread took
+    gigabytes and the import of the threads most worth moving ran out of memory. Now it
+    reads one at a time: however long the thread, one decoded checkpoint is alive at once
+    (counted by weak references to each checkpoint the incumbent returns, by list or get_tuple)."""
+    import weakref
+
+    from langgraph.checkpoint.base import CheckpointTuple
+
+    from checkpoint_pg.inspect import Inspector
+    from checkpoint_pg.inspect.importer import import_langgraph, open_incumbent
+
+    class Tracked(dict):  # a checkpoint (a dict) that takes weak references
+        pass
+
+    refs: list[weakref.ref[Tracked]] = []
+    most_alive = [0]
+
+    def track(tup: CheckpointTuple | None) -> CheckpointTuple | None:
+        if tup is None:
+            return None
+        tracked = Tracked(tup.checkpoint)
+        refs.append(weakref.ref(tracked))
+        most_alive[0] = max(most_alive[0], sum(r() is not None for r in refs))
+        return tup._replace(checkpoint=tracked)
+
+    cfg = {"configurable": {"thread_id": "long"}}
+    with incumbent(source_kind, tmp_path, request) as (src, url), make_saver() as ours:
+        agent = build_tool_agent(src)
+        for i in range(8):
+            agent.invoke(weather_question(f"City {i}"), cfg)
+        total = len(list(src.list(cfg)))
+        with open_incumbent(url) as source:
+            get_tuple, list_ = source.saver.get_tuple, source.saver.list
+            monkeypatch.setattr(source.saver, "get_tuple", lambda config: track(get_tuple(config)))
+            monkeypatch.setattr(source.saver, "list", lambda *a, **kw: (track(x) for x in list_(*a, **kw)))
+            ins = Inspector(ours)
+            report = import_langgraph(
+                source, ours, lambda t: set(ins.checkpoint_keys(t)), existing_writes=ins.write_channels
+            )
+            assert report.imported == total > 20
+            assert most_alive[0] == 1, (most_alive, total)
+            again = import_langgraph(
+                source, ours, lambda t: set(ins.checkpoint_keys(t)), existing_writes=ins.write_channels
+            )
+            assert again.skipped == total and most_alive[0] == 1
+        assert assert_same_checkpoints(src, ours) == total

@@ -1,10 +1,15 @@
 """Copy threads written by ``langgraph-checkpoint-postgres`` / ``-sqlite`` into our tables.
 
 The source is read through the incumbent saver itself (so its serializer and
-its own reading logic decode the values) plus one read of its writes' keys for
-the task paths, which its ``list()`` does not return. Everything is written
-through our saver's ``put_writes`` / ``put``, which deduplicates values on the
-way. Per checkpoint the writes go first and the checkpoint last, so a
+its own reading logic decode the values), one checkpoint at a time with its
+``get_tuple``, plus reads of its tables' keys: a thread's checkpoint ids and
+parents (the order to import them in) and its writes' task paths, which the
+saver does not return. The incumbents store the whole state again in every
+checkpoint, so a long thread decoded at once (its ``list()``) takes gigabytes:
+the import holds one checkpoint, and of the others only their keys and what
+their children need (the channel versions of the parent). Everything is
+written through our saver's ``put_writes`` / ``put``, which deduplicates values
+on the way. Per checkpoint the writes go first and the checkpoint last, so a
 checkpoint present in our tables has its writes too: a second import skips
 what is there (idempotent) and an interrupted one resumes where it stopped.
 """
@@ -12,7 +17,7 @@ what is there (idempotent) and an interrupted one resumes where it stopped.
 from __future__ import annotations
 
 import sqlite3
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +38,8 @@ from checkpoint_pg.sql.inspect import IncumbentSQL
 __all__ = ["ImportReport", "import_langgraph", "open_incumbent"]
 
 PG_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+
+Key = tuple[str, str]  # (namespace, checkpoint id)
 
 
 @dataclass
@@ -79,16 +86,19 @@ class _Source:
             raise NotFoundError(f"the source has no thread(s) {sorted(missing)!r}")
         return [(t, n) for t, n in self._threads if t in wanted]
 
-    def checkpoint_keys(self, thread_id: str) -> set[tuple[str, str]]:
-        return {(r[0], r[1]) for r in self._query(self.sql.checkpoint_keys(thread_id))}
+    def checkpoint_keys(self, thread_id: str) -> dict[Key, str | None]:
+        """(ns, checkpoint id) -> parent checkpoint id of each checkpoint of a thread (keys only)."""
+        return {(r[0], r[1]): r[2] or None for r in self._query(self.sql.checkpoint_keys(thread_id))}
 
     def write_paths(self, thread_id: str) -> dict[tuple[str, str, str], str]:
         rows = self._query(self.sql.write_keys(thread_id, self.has_path))
         return {(r[0], r[1], r[2]): r[5] or "" for r in rows}
 
-    def tuples(self, thread_id: str) -> list[CheckpointTuple]:
+    def fetch(self, thread_id: str, ns: str, cid: str) -> CheckpointTuple | None:
+        """One checkpoint with its writes, decoded; None when the source deleted it since."""
+        config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": cid}}
         try:
-            return list(self.saver.list({"configurable": {"thread_id": thread_id}}))
+            return self.saver.get_tuple(config)
         except (NotImplementedError, ValueError) as exc:  # the serializer's: unknown type, bad key
             hint = (
                 "it was written with an EncryptedSerializer: set LANGGRAPH_AES_KEY to the app's key "
@@ -212,11 +222,12 @@ def _mask(url: str) -> str:
     return "<the --from url>" if shown == "<your database url>" else shown
 
 
-def _new_versions(tup: CheckpointTuple, parent: CheckpointTuple | None) -> dict[str, Any]:
+def _new_versions(tup: CheckpointTuple, before: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The channels ``tup`` changed since its parent's ``before`` versions; every one
+    without them (no parent the source holds)."""
     versions = dict(tup.checkpoint.get("channel_versions") or {})
-    if parent is None:
+    if before is None:
         return versions
-    before = parent.checkpoint.get("channel_versions") or {}
     return {ch: v for ch, v in versions.items() if before.get(ch) != v}
 
 
@@ -251,7 +262,7 @@ def import_langgraph(
     clashes: list[tuple[str, int]] = []
     for t, _ in threads:
         have = haves[t] = existing(t)
-        if have and not have & source.checkpoint_keys(t):
+        if have and not have & source.checkpoint_keys(t).keys():
             clashes.append((t, len(have)))
     if clashes:
         listed = ", ".join(f"{t!r} ({n} checkpoints)" for t, n in clashes[:10])
@@ -267,47 +278,117 @@ def import_langgraph(
     for t, _ in threads:
         report.thread_ids.append(t)
         have = haves[t]
-        tuples = _parents_first(source.tuples(t))
-        paths = source.write_paths(t) if not dry_run else {}
+        parents = source.checkpoint_keys(t)
+        order = _parents_first(parents)
+        paths = _WritePaths(source, t, read=not dry_run)
         # (ns, checkpoint id, task id) -> channels of the writes our tables hold
         ours_w: dict[tuple[str, str, str], set[str]] = defaultdict(set)
         if existing_writes is not None and have:
             for w_ns, w_cid, w_task, w_ch in existing_writes(t):
                 ours_w[(w_ns, w_cid, w_task)].add(w_ch)
-        by_key = {_key(x): x for x in tuples}
         # The source replaces a special write (an interrupt raised again by a node resumed
         # once, a new resume value) where it stands: so does the import, unless the thread
         # holds checkpoints of its own here (it ran on on our saver, whose writes are newer).
-        replaces = saver is not None and not (have - by_key.keys())
+        replaces = saver is not None and not (have - parents.keys())
         wrote_before = (report.imported, report.writes)
-        for tup in tuples:
-            conf = tup.config["configurable"]
-            ns, cid = conf["checkpoint_ns"], conf["checkpoint_id"]
+        # what later checkpoints need of the earlier ones, not the checkpoints: the channel
+        # versions of a parent until its last child is imported, and every one's time
+        children = Counter((ns, p) for (ns, _), p in parents.items() if p)
+        versions: dict[Key, dict[str, Any]] = {}
+        times: list[Any] = []
+        for ns, cid in order:
             done += 1
-            if (ns, cid) in have:
-                report.skipped += 1
-                ours_now = _pending_of(saver, t, ns, cid) if replaces else None
-                later = _writes_made_since(ns, cid, tup, ours_w, ours_now) if existing_writes is not None else []
-                if later:
-                    report.completed += 1
-                    report.writes += sum(len(w) for _, w in later)
-                    if not dry_run:
-                        target = {"configurable": {"thread_id": t, "checkpoint_ns": ns, "checkpoint_id": cid}}
-                        for task_id, writes in later:
-                            saver.put_writes(target, writes, task_id, paths.get((ns, cid, task_id), ""))
-            else:
-                report.imported += 1
-                report.writes += len(tup.pending_writes or [])
-                if not dry_run:
-                    _import_one(saver, t, ns, cid, tup, by_key, paths)
+            parent = (ns, parents[(ns, cid)] or "")
+            tup = source.fetch(t, ns, cid)
+            if tup is not None:  # else deleted on the source since its keys were read
+                times.append(_ts(tup))
+                if children[(ns, cid)]:
+                    versions[(ns, cid)] = dict(tup.checkpoint.get("channel_versions") or {})
+                _copy_one(
+                    saver, t, ns, cid, tup, versions.get(parent), have, report, paths,
+                    dry_run=dry_run,
+                    replaces=replaces,
+                    ours_w=ours_w if existing_writes is not None else None,
+                )
+            del tup  # not held while the next one is read
+            if children[parent] > 0:
+                children[parent] -= 1
+                if not children[parent]:
+                    versions.pop(parent, None)
             if progress is not None:
                 progress(done, report.checkpoints, t)
         if replaces and not dry_run and (report.imported, report.writes) != wrote_before:
-            _date_thread(saver, t, tuples)
+            _date_thread(saver, t, times)
     return report
 
 
-def _date_thread(saver: Any, t: str, tuples: Sequence[CheckpointTuple]) -> None:
+def _copy_one(
+    saver: Any,
+    t: str,
+    ns: str,
+    cid: str,
+    tup: CheckpointTuple,
+    before: Mapping[str, Any] | None,
+    have: set[Key],
+    report: ImportReport,
+    paths: _WritePaths,
+    *,
+    dry_run: bool,
+    replaces: bool,
+    ours_w: Mapping[tuple[str, str, str], set[str]] | None,
+) -> None:
+    """Import one checkpoint of the source (``before``: its parent's channel versions),
+    its writes first, or give one imported before the writes the source made to it since
+    (``ours_w``, the channels of our writes: None, not looked for)."""
+    target = {"configurable": {"thread_id": t, "checkpoint_ns": ns, "checkpoint_id": cid}}
+    if (ns, cid) not in have:
+        report.imported += 1
+        report.writes += len(tup.pending_writes or [])
+        if dry_run:
+            return
+        grouped: dict[str, list[tuple[str, Any]]] = defaultdict(list)
+        for task_id, channel, value in tup.pending_writes or []:
+            grouped[task_id].append((channel, value))
+        for task_id, writes in grouped.items():
+            saver.put_writes(target, writes, task_id, paths(ns, cid, task_id))
+        parent_id = (tup.parent_config or {}).get("configurable", {}).get("checkpoint_id")
+        config: dict[str, Any] = {"configurable": {"thread_id": t, "checkpoint_ns": ns}}
+        if parent_id:
+            config["configurable"]["checkpoint_id"] = parent_id
+        saver.put(config, tup.checkpoint, tup.metadata, _new_versions(tup, before))
+        return
+    report.skipped += 1
+    if ours_w is None:
+        return
+    ours_now = _pending_of(saver, t, ns, cid) if replaces else None
+    later = _writes_made_since(ns, cid, tup, ours_w, ours_now)
+    if later:
+        report.completed += 1
+        report.writes += sum(len(w) for _, w in later)
+        if not dry_run:
+            for task_id, writes in later:
+                saver.put_writes(target, writes, task_id, paths(ns, cid, task_id))
+
+
+class _WritePaths:
+    """The task path of each write of a source's thread (its keys' read, none for a dry
+    run): read again for a write made since (the import of a long thread takes a while)."""
+
+    def __init__(self, source: _Source, t: str, read: bool) -> None:
+        self.source, self.t = source, t
+        self.paths = source.write_paths(t) if read else {}
+
+    def __call__(self, ns: str, cid: str, task_id: str) -> str:
+        if (ns, cid, task_id) not in self.paths:
+            self.paths = self.source.write_paths(self.t)
+        return self.paths.get((ns, cid, task_id), "")
+
+
+def _ts(tup: CheckpointTuple | None) -> Any:
+    return tup.checkpoint.get("ts") if tup is not None else None
+
+
+def _date_thread(saver: Any, t: str, stamps: Sequence[Any]) -> None:
     """Date a thread this import wrote by its checkpoints (created at the first, written at
     the last), not by the import: `prune --older-than` and the listings see its age."""
     import datetime as dt
@@ -315,9 +396,9 @@ def _date_thread(saver: Any, t: str, tuples: Sequence[CheckpointTuple]) -> None:
     from checkpoint_pg.core import ops
 
     times = []
-    for tup in tuples:
+    for ts in stamps:
         try:
-            when = dt.datetime.fromisoformat(str(tup.checkpoint.get("ts")))
+            when = dt.datetime.fromisoformat(str(ts))
         except ValueError:
             continue
         times.append(when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc))
@@ -357,26 +438,20 @@ def _same_value(a: Any, b: Any) -> bool:
         return repr(a) == repr(b)
 
 
-def _key(tup: CheckpointTuple) -> tuple[str, str]:
-    conf = tup.config["configurable"]
-    return conf["checkpoint_ns"], conf["checkpoint_id"]
-
-
-def _parents_first(tuples: Sequence[CheckpointTuple]) -> list[CheckpointTuple]:
-    """A thread's checkpoints by id, each after its parent: a checkpoint builds on the
-    values its parent stored. Ids are times, from the clock of the machine that ran the
-    step: a step continued on a machine whose clock is behind has an id below its
-    parent's, and was put first, refused as building on values no longer stored."""
-    by_key = {_key(x): x for x in tuples}
-    out: list[CheckpointTuple] = []
-    placed: set[tuple[str, str]] = set()
-    for tup in sorted(tuples, key=lambda x: (_key(x)[1], _key(x)[0])):
-        chain: list[CheckpointTuple] = []
-        key: tuple[str, str] | None = _key(tup)
-        while key is not None and key in by_key and key not in placed:
+def _parents_first(parents: Mapping[Key, str | None]) -> list[Key]:
+    """A thread's checkpoints (key -> parent id) by id, each after its parent: a checkpoint
+    builds on the values its parent stored. Ids are times, from the clock of the machine
+    that ran the step: a step continued on a machine whose clock is behind has an id below
+    its parent's, and was put first, refused as building on values no longer stored."""
+    out: list[Key] = []
+    placed: set[Key] = set()
+    for start in sorted(parents, key=lambda k: (k[1], k[0])):
+        chain: list[Key] = []
+        key: Key | None = start
+        while key is not None and key in parents and key not in placed:
             placed.add(key)
-            chain.append(by_key[key])
-            parent = (by_key[key].parent_config or {}).get("configurable", {}).get("checkpoint_id")
+            chain.append(key)
+            parent = parents[key]
             key = (key[0], parent) if parent else None
         out.extend(reversed(chain))
     return out
@@ -430,26 +505,3 @@ def _writes_made_since(
             ):
                 out.append((task_id, [(ch, v)]))
     return out
-
-
-def _import_one(
-    saver: Any,
-    t: str,
-    ns: str,
-    cid: str,
-    tup: CheckpointTuple,
-    by_key: dict[tuple[str, str], CheckpointTuple],
-    paths: dict[tuple[str, str, str], str],
-) -> None:
-    target = {"configurable": {"thread_id": t, "checkpoint_ns": ns, "checkpoint_id": cid}}
-    grouped: dict[str, list[tuple[str, Any]]] = defaultdict(list)
-    for task_id, channel, value in tup.pending_writes or []:
-        grouped[task_id].append((channel, value))
-    for task_id, writes in grouped.items():
-        saver.put_writes(target, writes, task_id, paths.get((ns, cid, task_id), ""))
-    parent_id = (tup.parent_config or {}).get("configurable", {}).get("checkpoint_id")
-    parent = by_key.get((ns, parent_id)) if parent_id else None
-    config: dict[str, Any] = {"configurable": {"thread_id": t, "checkpoint_ns": ns}}
-    if parent_id:
-        config["configurable"]["checkpoint_id"] = parent_id
-    saver.put(config, tup.checkpoint, tup.metadata, _new_versions(tup, parent))

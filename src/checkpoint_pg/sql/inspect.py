@@ -314,9 +314,10 @@ class IncumbentSQL:
         return Stmt("SELECT thread_id, count(*) FROM checkpoints GROUP BY thread_id ORDER BY thread_id", {})
 
     def checkpoint_keys(self, t: str) -> Stmt:
-        """(ns, checkpoint_id) of a thread's checkpoints."""
+        """(ns, checkpoint_id, parent_checkpoint_id) of a thread's checkpoints."""
         return Stmt(
-            f"SELECT checkpoint_ns, checkpoint_id FROM checkpoints WHERE thread_id = {self._p.format('t')}",
+            "SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id FROM checkpoints "
+            f"WHERE thread_id = {self._p.format('t')}",
             {"t": t},
         )
 
