@@ -906,6 +906,81 @@ def test_a_step_whose_id_sorts_before_its_parents_imports(
         assert ours.get_tuple(config).checkpoint == src.get_tuple(config).checkpoint
 
 
+def test_pruned_here_or_interrupted_told_apart_when_ids_sort_before_their_parents(
+    make_saver: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A thread whose second step's id sorts below its parent's (5 -> 3 -> 9): pruned here to
+    its newest (9), an import again brings neither 5 nor 3 back; an import stopped after its
+    first checkpoint (5) holds one with an id above the missing 3, and still resumes whole."""
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from checkpoint_pg.inspect import Inspector
+    from checkpoint_pg.inspect.importer import import_langgraph, open_incumbent
+
+    def put(saver: Any, config: dict[str, Any], cid: str, n: int) -> dict[str, Any]:
+        cp = empty_checkpoint()
+        cp["id"] = cid
+        cp["channel_values"] = {"n": n}
+        cp["channel_versions"] = {"n": f"{n + 1:032}.0.5"}
+        return saver.put(config, cp, {"source": "loop", "step": n, "parents": {}}, cp["channel_versions"])
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(done: int, total: int, thread: str) -> None:
+        if done == 1:
+            raise Stop
+
+    with incumbent("sqlite", tmp_path, request) as (src, url), make_saver() as ours:
+        config = {"configurable": {"thread_id": "skewed", "checkpoint_ns": ""}}
+        first = put(src, config, "1f000000-0000-6000-8000-000000000005", 0)
+        second = put(src, first, "1f000000-0000-6000-8000-000000000003", 1)
+        put(src, second, "1f000000-0000-6000-8000-000000000009", 2)
+        assert _import(url, ours).imported == 3
+        ours.prune(["skewed"], keep_last=1)
+        report = _import(url, ours)
+        assert report.imported == 0 and report.pruned_here == 2, report
+        assert [t.config["configurable"]["checkpoint_id"][-1] for t in ours.list(config)] == ["9"]
+        ours.delete_thread("skewed")
+        ins = Inspector(ours)
+        with open_incumbent(url) as source, pytest.raises(Stop):
+            import_langgraph(source, ours, lambda t: set(ins.checkpoint_keys(t)), progress=stop_after_first)
+        assert [t.config["configurable"]["checkpoint_id"][-1] for t in ours.list(config)] == ["5"]
+        report = _import(url, ours)
+        assert report.imported == 2 and report.pruned_here == 0, report
+        assert _tuples(ours, config) == _tuples(src, config)
+
+
+@pytest.mark.parametrize("source_kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_every_kind_of_thread_pruned_here_stays_pruned(
+    source_kind: str, make_saver: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Every kind of thread (subgraph calls, forks, Sends, DeltaChannel), imported, pruned here
+    to its newest checkpoint per namespace (a subgraph call going whole with the root checkpoint
+    it started from), imported again: nothing comes back, and each thread continues as on the
+    incumbent."""
+    from checkpoint_pg.inspect import Inspector
+
+    with incumbent(source_kind, tmp_path, request) as (src, url), make_saver() as ours:
+        threads = write_every_kind(src)
+        c = _tid("calls")  # a finished subgraph call, then one paused
+        g = build_subgraph_graph(src)
+        g.invoke({"topic": "Tea"}, c)
+        g.invoke(Command(resume="milk"), c)
+        g.invoke({"topic": "Coffee"}, c)
+        threads["calls"] = (build_subgraph_graph, c, Command(resume="sugar"))
+        total = _import(url, ours).imported
+        ours.prune([c["configurable"]["thread_id"] for _, c, _ in threads.values()], keep_last=1)
+        kept = Inspector(ours).stats().total.checkpoints
+        assert kept < total
+        report = _import(url, ours)
+        assert report.imported == 0 and report.pruned_here == total - kept, report
+        assert sorted(report.pruned_threads) == sorted(report.thread_ids)
+        assert Inspector(ours).stats().total.checkpoints == kept
+        for name, (build, c, given) in threads.items():
+            assert _run(build, ours, given, c) == _run(build, src, given, c), name
+
+
 def test_forks_and_time_travel_under_a_lease_in_single_writer_mode(make_saver: Any) -> None:
     """The lease holder, in single-writer mode, replays, forks by update_state and gives
     new input at an old checkpoint, ending as on InMemorySaver; meanwhile another saver's

@@ -449,3 +449,54 @@ def test_import_holds_one_checkpoint_of_a_thread_at_a_time(
             )
             assert again.skipped == total and most_alive[0] == 1
         assert assert_same_checkpoints(src, ours) == total
+
+
+@pytest.mark.parametrize("source_kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_checkpoints_pruned_here_stay_pruned_when_imported_again(
+    capsys: pytest.CaptureFixture[str],
+    source_kind: str,
+    saver_target: Any,
+    make_saver: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Imported, then pruned here to its newest checkpoint, a thread imported again (to bring
+    what the old app, still running, wrote since) got every pruned checkpoint back: the import
+    copied whatever our tables lacked. Now they stay out, counted, and the command says how to
+    get them back; the new turn and a fork from a checkpoint pruned here come; deleting the
+    thread here and importing again brings all."""
+    cfg = {"configurable": {"thread_id": "pruned"}}
+    with incumbent(source_kind, tmp_path, request) as (src, url):
+        agent = build_tool_agent(src)
+        agent.invoke(weather_question("Paris"), cfg)
+        agent.invoke(weather_question("Rome"), cfg)
+        total = len(list(src.list(cfg)))
+        code, report, _ = _import(capsys, url, saver_target, "--json", "--no-progress")
+        assert code == 0 and report["imported"] == total and report["pruned_here"] == 0
+        with make_saver() as ours:
+            ours.prune(["pruned"], keep_last=1)
+            assert len(list(ours.list(cfg))) == 1
+        code, out, _ = _import(capsys, url, saver_target, "--no-progress")
+        assert code == 0 and "imported 0 checkpoints" in out and "1 already present" in out, out
+        assert f"{total - 1} checkpoints pruned here since an earlier import not brought back" in out, out
+        assert "thread 'pruned'" in out and "checkpoint-pg delete THREAD" in out
+        # the old app goes on: a new turn, and a fork from a checkpoint pruned here
+        agent.invoke(weather_question("Oslo"), cfg)
+        old = list(src.list(cfg))[-3].config
+        agent.invoke(weather_question("Lima"), old)
+        new = len(list(src.list(cfg))) - total
+        code, report, _ = _import(capsys, url, saver_target, "--json", "--no-progress")
+        assert code == 0 and report["imported"] == new and report["skipped"] == 1, report
+        assert report["pruned_here"] == total - 1 and report["pruned_threads"] == ["pruned"]
+        with make_saver() as ours:
+            assert len(list(ours.list(cfg))) == 1 + new
+            for tup in src.list(cfg):
+                got = ours.get_tuple(tup.config)
+                if got is not None:
+                    assert got.checkpoint == tup.checkpoint and _pending(got) == _pending(tup)
+            assert build_tool_agent(ours).get_state(cfg).values == agent.get_state(cfg).values
+            ours.delete_thread("pruned")
+        code, report, _ = _import(capsys, url, saver_target, "--json", "--no-progress")
+        assert code == 0 and report["imported"] == total + new and report["pruned_here"] == 0
+        with make_saver() as ours:
+            assert assert_same_checkpoints(src, ours) == total + new

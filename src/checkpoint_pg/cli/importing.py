@@ -7,8 +7,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from checkpoint_pg.cli.shared import AddCommand, _counted, _current, _report, _saver_options, open_saver
+
+if TYPE_CHECKING:
+    from checkpoint_pg.inspect.importer import ImportReport
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -55,7 +59,21 @@ def cmd_import(args: argparse.Namespace) -> int:
         f"{verb} {_counted(report.imported, 'checkpoint')} ({_counted(report.writes, 'write')}) "
         f"of {_counted(report.threads, 'thread')}; "
         f"{report.skipped} already present"
-        + (f", {report.completed} of them given the writes made since" if report.completed else ""),
+        + (f", {report.completed} of them given the writes made since" if report.completed else "")
+        + _pruned_note(report),
+    )
+
+
+def _pruned_note(report: ImportReport) -> str:
+    """The checkpoints left out as pruned here since an earlier import, and how to get them back."""
+    if not report.pruned_here:
+        return ""
+    threads = report.pruned_threads
+    names = ", ".join(repr(t) for t in threads[:3]) + (f" and {len(threads) - 3} more" if len(threads) > 3 else "")
+    return (
+        f"; {_counted(report.pruned_here, 'checkpoint')} pruned here since an earlier import not brought "
+        f"back ({'thread' if len(threads) == 1 else 'threads'} {names}): to get them back, delete the "
+        "thread here (checkpoint-pg delete THREAD) and import it again"
     )
 
 
@@ -104,7 +122,8 @@ def add_parsers(add: AddCommand, common: argparse.ArgumentParser) -> None:
         cmd_import,
         "Copy every thread written by langgraph-checkpoint-postgres (postgresql://...) or "
         "langgraph-checkpoint-sqlite (a file) into our tables, deduplicating values. Idempotent and "
-        "resumable: checkpoints already present are skipped.",
+        "resumable: checkpoints already present are skipped, and those pruned here since are not "
+        "brought back.",
     )
     p.add_argument("--from", dest="source", required=True, metavar="URL", help="the incumbent database")
     p.add_argument("--thread", action="append", metavar="THREAD", help="only these threads (repeatable)")

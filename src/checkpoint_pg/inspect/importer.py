@@ -12,6 +12,7 @@ written through our saver's ``put_writes`` / ``put``, which deduplicates values
 on the way. Per checkpoint the writes go first and the checkpoint last, so a
 checkpoint present in our tables has its writes too: a second import skips
 what is there (idempotent) and an interrupted one resumes where it stopped.
+Checkpoints removed here since (``prune``) are not brought back (`_pruned_here`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ class ImportReport:
     writes: int = 0
     # of the checkpoints already present: those given writes the source made since
     completed: int = 0
+    # checkpoints of the source removed from our tables since an import (prune): not brought
+    # back; deleting the thread here and importing again does
+    pruned_here: int = 0
+    pruned_threads: list[str] = field(default_factory=list)
     thread_ids: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -224,7 +229,7 @@ def _mask(url: str) -> str:
 
 def _new_versions(tup: CheckpointTuple, before: Mapping[str, Any] | None) -> dict[str, Any]:
     """The channels ``tup`` changed since its parent's ``before`` versions; every one
-    without them (no parent the source holds)."""
+    without them (no parent the source holds, or one pruned here: its values may be gone)."""
     versions = dict(tup.checkpoint.get("channel_versions") or {})
     if before is None:
         return versions
@@ -280,6 +285,10 @@ def import_langgraph(
         have = haves[t]
         parents = source.checkpoint_keys(t)
         order = _parents_first(parents)
+        gone = _pruned_here(order, have)
+        if gone:
+            report.pruned_here += len(gone)
+            report.pruned_threads.append(t)
         paths = _WritePaths(source, t, read=not dry_run)
         # (ns, checkpoint id, task id) -> channels of the writes our tables hold
         ours_w: dict[tuple[str, str, str], set[str]] = defaultdict(set)
@@ -299,18 +308,19 @@ def import_langgraph(
         for ns, cid in order:
             done += 1
             parent = (ns, parents[(ns, cid)] or "")
-            tup = source.fetch(t, ns, cid)
-            if tup is not None:  # else deleted on the source since its keys were read
-                times.append(_ts(tup))
-                if children[(ns, cid)]:
-                    versions[(ns, cid)] = dict(tup.checkpoint.get("channel_versions") or {})
-                _copy_one(
-                    saver, t, ns, cid, tup, versions.get(parent), have, report, paths,
-                    dry_run=dry_run,
-                    replaces=replaces,
-                    ours_w=ours_w if existing_writes is not None else None,
-                )
-            del tup  # not held while the next one is read
+            if (ns, cid) not in gone:
+                tup = source.fetch(t, ns, cid)
+                if tup is not None:  # else deleted on the source since its keys were read
+                    times.append(_ts(tup))
+                    if children[(ns, cid)]:
+                        versions[(ns, cid)] = dict(tup.checkpoint.get("channel_versions") or {})
+                    _copy_one(
+                        saver, t, ns, cid, tup, versions.get(parent), have, report, paths,
+                        dry_run=dry_run,
+                        replaces=replaces,
+                        ours_w=ours_w if existing_writes is not None else None,
+                    )
+                del tup  # not held while the next one is read
             if children[parent] > 0:
                 children[parent] -= 1
                 if not children[parent]:
@@ -318,6 +328,8 @@ def import_langgraph(
             if progress is not None:
                 progress(done, report.checkpoints, t)
         if replaces and not dry_run and (report.imported, report.writes) != wrote_before:
+            # created at its first checkpoint, which may be one pruned here since
+            times += [_ts(source.fetch(t, ns, cid)) for ns, cid in gone]
             _date_thread(saver, t, times)
     return report
 
@@ -455,6 +467,32 @@ def _parents_first(parents: Mapping[Key, str | None]) -> list[Key]:
             key = (key[0], parent) if parent else None
         out.extend(reversed(chain))
     return out
+
+
+def _pruned_here(order: Sequence[Key], have: set[Key]) -> set[Key]:
+    """The checkpoints of the source removed from our tables since an import (`prune`,
+    `delete_for_runs`): those our tables lack that come, in the import's ``order``,
+    before one they hold.
+
+    An import puts a thread's checkpoints in this order, parents first: an interrupted
+    one holds a leading part of it and lacks only what comes after, which the next one
+    resumes with. A prune keeps the newest checkpoints of each namespace (by id) and
+    removes older ones, which come before a kept one in this order (by id, but for a
+    parent pulled before a child whose id sorts below its own), as any ancestor of a
+    kept one does, whatever its id. A subgraph call's namespace, removed whole with the
+    root checkpoint it started from, holds nothing here to compare with, but its ids are
+    older than the root checkpoints kept: namespaces are compared together. What the
+    source wrote since has newer ids and comes after, and is imported: new steps, a fork
+    from an old checkpoint, even from one pruned here (put with all its values then). A
+    new step whose id sorts below its parent's (a clock behind) comes after all its
+    ancestors, so after all that a thread without forks holds. Taken for pruned, wrongly
+    (counted, and the report says how to get them back): a new step whose id sorts below
+    a checkpoint held on another branch or in a subgraph call (a clock behind by more
+    than the time between them), and, after an interrupted import of a thread that went
+    on since, such a step on a branch the import had not reached."""
+    # nothing held: nothing pruned (an empty slice)
+    last = max((i for i, key in enumerate(order) if key in have), default=0)
+    return {key for key in order[:last] if key not in have}
 
 
 def _unguarded(saver: Any) -> Any:
