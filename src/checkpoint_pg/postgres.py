@@ -317,7 +317,7 @@ class PostgresSaver(SyncSaver):
 
         ``prepare_threshold`` is psycopg's: None (the default) prepares no
         statement, which PgBouncer in transaction mode before 1.21 requires; 0
-        prepares each at its first run (~7% faster calls, measured), for a
+        prepares each at its first run (calls ~3-7% faster, measured), for a
         direct connection or PgBouncer 1.21+ with ``max_prepared_statements``.
         """
         pool = ConnectionPool(
