@@ -231,8 +231,9 @@ class AsyncSaver(SaverBase):
             try:
                 return fut.result(timeout=_LOOP_CHECK_S)
             except concurrent.futures.TimeoutError:
-                # the coroutine's own TimeoutError comes with a done future
-                if fut.done() or self.loop.is_running():
+                if fut.done():
+                    raise  # the coroutine's own TimeoutError (one and the same class)
+                if self.loop.is_running():
                     continue
             # the loop stopped after taking the call: nothing would ever run it
             fut.cancel()
