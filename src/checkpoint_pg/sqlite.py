@@ -508,9 +508,9 @@ class AsyncSqliteSaver(AsyncSaver):
         self.loop = running_loop("AsyncSqliteSaver", "SqliteSaver")
         if isinstance(conn, sqlite3.Connection):
             _refuse_if_one_thread_only(conn)
-        # A path: the connection alone here, the file made ready (WAL) as the worker's first
-        # task, since switching a new file to WAL waits while another connection holds its
-        # lock, and here that wait would block the event loop.
+        # A path: the connection alone here, the file made ready (WAL) on the worker before
+        # the first call (`_Runner.pending`), since switching a new file to WAL waits while
+        # another connection holds its lock, and here that wait would block the event loop.
         deferred = not isinstance(conn, (sqlite3.Connection, _Opened))
         if deferred:
             path = path_of(str(conn))

@@ -124,7 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _discard_stdout() -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
     except (OSError, ValueError, io.UnsupportedOperation):  # not a real file (captured)
         pass
 
