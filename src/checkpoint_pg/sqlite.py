@@ -396,7 +396,11 @@ def _checkpoint_in_background(
     if not owned or conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
         return None
     conn.execute(f"PRAGMA wal_autocheckpoint = {FALLBACK_PAGES}")
-    wal = WalCheckpointer(path, owner)
+    # the file as SQLite resolved it when the connection opened: a relative path names another
+    # file once the process changed directory (AsyncSqliteSaver(path) starts this thread at its
+    # first call), where the thread's connection would create an empty one
+    (_, _, file) = conn.execute("PRAGMA database_list").fetchone()
+    wal = WalCheckpointer(file or path, owner)
     runner.after_write = wal.wrote
     return wal
 
