@@ -22,43 +22,48 @@ def _new_config(t: str = "t") -> dict[str, Any]:
     return {"configurable": {"thread_id": t, "checkpoint_ns": ""}}
 
 
-def _wal_threads() -> list[threading.Thread]:
-    return [th for th in threading.enumerate() if th.name == "checkpoint-pg-wal" and th.is_alive()]
+def _wal_threads() -> set[threading.Thread]:
+    return {th for th in threading.enumerate() if th.name == "checkpoint-pg-wal" and th.is_alive()}
+
+
+def _wait_until_gone(threads: set[threading.Thread]) -> None:
+    for th in threads:
+        th.join(5)
+    assert not any(th.is_alive() for th in threads)
 
 
 async def test_async_sqlite_saver_closed_before_its_first_call_leaves_nothing_running(tmp_path: Path) -> None:
+    """Closed before any call made its file ready: no WAL thread was started, and later
+    calls say the saver is closed."""
     from checkpoint_pg import AsyncSqliteSaver, SaverClosedError
 
-    before = len(_wal_threads())
+    before = _wal_threads()
     saver = AsyncSqliteSaver(str(tmp_path / "a.db"))
     await saver.aclose()
-    assert len(_wal_threads()) == before
-    with pytest.raises(SaverClosedError):
-        await saver.aget_tuple(_new_config())
-    with pytest.raises(SaverClosedError):
-        await saver.asetup()
+    assert not _wal_threads() - before
+    for call in (lambda: saver.aget_tuple(_new_config()), saver.asetup):
+        with pytest.raises(SaverClosedError):
+            await call()
+    assert not _wal_threads() - before
 
 
 async def test_async_sqlite_saver_first_calls_at_once_start_one_wal_thread(tmp_path: Path) -> None:
+    """Many first calls at once make the file ready once: one WAL thread, stopped by aclose."""
     from checkpoint_pg import AsyncSqliteSaver
 
-    before = len(_wal_threads())
+    before = _wal_threads()
     saver = AsyncSqliteSaver(str(tmp_path / "a.db"))
     try:
-        await saver.asetup()
-        await asyncio.gather(*(saver.aget_tuple(_new_config(f"t{i}")) for i in range(20)))
-        assert len(_wal_threads()) == before + 1
+        await asyncio.gather(saver.asetup(), *(saver.aget_tuple(_new_config(f"t{i}")) for i in range(20)))
+        started = _wal_threads() - before
+        assert len(started) == 1
     finally:
         await saver.aclose()
-    await asyncio.sleep(0)
-    for _ in range(50):
-        if len(_wal_threads()) == before:
-            break
-        await asyncio.sleep(0.05)
-    assert len(_wal_threads()) == before
+    _wait_until_gone(started)
 
 
 async def test_async_sqlite_saver_sync_setup_from_another_thread_makes_the_file_ready(tmp_path: Path) -> None:
+    """The sync methods, called from another thread before any async call, make the file ready too."""
     from checkpoint_pg import AsyncSqliteSaver
 
     path = tmp_path / "a.db"
@@ -76,26 +81,27 @@ async def test_async_sqlite_saver_sync_setup_from_another_thread_makes_the_file_
 
 
 def test_async_sqlite_saver_collected_without_aclose_stops_its_wal_thread(tmp_path: Path) -> None:
+    """A saver dropped without aclose after its first call: its WAL thread ends once it is collected."""
     from checkpoint_pg import AsyncSqliteSaver
 
-    before = len(_wal_threads())
+    before = _wal_threads()
 
     async def go() -> None:
         saver = AsyncSqliteSaver(str(tmp_path / "a.db"))
         await saver.asetup()
 
     asyncio.run(go())
-    gc.collect()
-    for _ in range(100):
-        if len(_wal_threads()) == before:
-            break
-        gc.collect()
-        threading.Event().wait(0.05)
-    assert len(_wal_threads()) == before
+    started = _wal_threads() - before
+    assert len(started) == 1
+    gc.collect()  # the saver is in reference cycles (its runner names it)
+    _wait_until_gone(started)
 
 
 @pytest.mark.parametrize("journal", ["wal", "delete"])
 async def test_async_sqlite_saver_in_a_directory_it_may_not_write_says_so_at_each_call(journal: str) -> None:
+    """A writable file in a directory this process may not write (root runs it as nobody): the
+    constructor opens the connection only, and each call raises the ConfigError naming the
+    directory that the constructor raised before; no WAL thread starts."""
     from checkpoint_pg import AsyncSqliteSaver, ConfigError, SqliteSaver
 
     folder = Path(tempfile.mkdtemp(prefix="cpg_ro_"))
