@@ -327,3 +327,70 @@ def test_an_import_interrupted_anywhere_is_not_taken_for_pruned(
             assert report.pruned_here == 0 and report.imported == total - held, (k, report)
             assert _keys(ours, "cut") == _src_keys(src, "cut")
             _same(src, ours, "cut")
+
+
+# --------------------------------------------------------------------------
+# vacuum: refused to a role Postgres would skip, run by every role it would not
+# --------------------------------------------------------------------------
+
+
+def test_vacuum_is_run_by_the_roles_postgres_lets_vacuum_in_a_schema_and_prefix_of_their_own(
+    fresh_pg_url: str,
+) -> None:
+    """The tables in schema ``AppSch`` with prefix ``Ab_`` (quoted names), owned by one role:
+    that role, a member of it, the database's owner and a superuser vacuum them (plain and
+    FULL); a member that does not inherit the owner's rights, and any other role with the
+    DML grants only, are refused, as Postgres would skip each table for them with a warning."""
+    import secrets
+
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict
+
+    from checkpoint_pg import CheckpointPgError, PostgresSaver
+    from fixtures.postgres import _params_to_url
+
+    tag = secrets.token_hex(3)
+    roles = {k: f"cpg_{k}_{tag}" for k in ("owner", "member", "dbowner", "noinherit", "other")}
+    ident = {k: sql.Identifier(v) for k, v in roles.items()}
+    params = conninfo_to_dict(fresh_pg_url)
+    db = sql.Identifier(params["dbname"])
+    options = {"schema": "AppSch", "prefix": "Ab_"}
+
+    def url(role: str) -> str:
+        return _params_to_url({**params, "user": roles[role], "password": None})
+
+    with psycopg.connect(fresh_pg_url, autocommit=True) as conn:
+        admin = conn.execute("SELECT current_user").fetchone()[0]
+        for k in roles:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(ident[k]))
+        conn.execute(sql.SQL("ALTER ROLE {} NOINHERIT").format(ident["noinherit"]))
+        conn.execute(sql.SQL("GRANT {} TO {}, {}").format(ident["owner"], ident["member"], ident["noinherit"]))
+        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(db, ident["dbowner"]))
+        conn.execute(sql.SQL('CREATE SCHEMA "AppSch" AUTHORIZATION {}').format(ident["owner"]))
+    try:
+        with PostgresSaver.from_conn_string(url("owner"), **options) as saver:
+            saver.setup()
+        with psycopg.connect(fresh_pg_url, autocommit=True) as conn:
+            others = sql.SQL(", ").join(ident[k] for k in ("dbowner", "noinherit", "other"))
+            conn.execute(sql.SQL('GRANT USAGE ON SCHEMA "AppSch" TO {}').format(others))
+            conn.execute(sql.SQL('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "AppSch" TO {}').format(others))
+        for who, may in [("owner", True), ("member", True), ("dbowner", True), ("noinherit", False), ("other", False)]:
+            with PostgresSaver.from_conn_string(url(who), **options) as saver:
+                for full in (False, True):
+                    if may:
+                        assert saver.vacuum(full=full).full == full, who
+                    else:
+                        with pytest.raises(CheckpointPgError, match=r"may not vacuum .*\(Ab_threads, Ab_checkpoints"):
+                            saver.vacuum(full=full)
+        with PostgresSaver.from_conn_string(fresh_pg_url, **options) as saver:  # a superuser
+            assert saver.vacuum(full=True).full
+    finally:
+        with psycopg.connect(fresh_pg_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(db, sql.Identifier(admin)))
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY(%s)", [list(roles.values())]
+            )
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.SQL(", ").join(ident.values())))
+            for k in roles:
+                conn.execute(sql.SQL("DROP ROLE {}").format(ident[k]))
