@@ -1750,3 +1750,28 @@ async def test_an_async_sqlite_saver_whose_file_cannot_be_made_ready_says_so_and
     finally:
         await saver.aclose()
         other.close()
+
+
+def test_a_file_that_is_not_a_sqlite_database_is_refused_with_a_config_error(tmp_path: Path) -> None:
+    """A saver pointed at a file that is not a SQLite database (a typo'd path to a log,
+    say) raised sqlite3's bare DatabaseError, outside the package's errors. Both savers
+    raise ConfigError naming the file (the async one at its first call), and leave the
+    file as it was."""
+    from checkpoint_pg import AsyncSqliteSaver, ConfigError, SqliteSaver
+
+    path = tmp_path / "notes.txt"
+    text = b"these are my notes, not a database\n" * 100
+    path.write_bytes(text)
+    with pytest.raises(ConfigError, match=r"notes\.txt' is not a SQLite database"):
+        SqliteSaver(str(path))
+
+    async def first_call() -> None:
+        saver = AsyncSqliteSaver(str(path))
+        try:
+            await saver.aget_tuple(new_config())
+        finally:
+            await saver.aclose()
+
+    with pytest.raises(ConfigError, match="is not a SQLite database"):
+        asyncio.run(first_call())
+    assert path.read_bytes() == text

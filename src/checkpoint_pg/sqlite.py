@@ -137,6 +137,13 @@ def _prepare_file(conn: sqlite3.Connection, path: str, read_only: bool = False) 
             if "readonly" not in str(exc):
                 raise
             raise _read_only_error(path, exc) from exc
+        except sqlite3.DatabaseError as exc:
+            if "not a database" not in str(exc):
+                raise
+            raise ConfigError(
+                f"{path!r} is not a SQLite database ({exc}): point the saver at a SQLite "
+                "file, or at a path where none exists yet to create one; nothing was changed"
+            ) from None
     # WAL + NORMAL: a commit survives a crash of the process; only a power loss
     # may drop the last transactions (see README, "Guarantees").
     conn.execute("PRAGMA synchronous = NORMAL")
