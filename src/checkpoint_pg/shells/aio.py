@@ -232,7 +232,9 @@ class AsyncSaver(SaverBase):
                 return fut.result(timeout=_LOOP_CHECK_S)
             except concurrent.futures.TimeoutError:
                 if fut.done():
-                    raise  # the coroutine's own TimeoutError (one and the same class)
+                    # the coroutine's own (DatabaseBusyError is one): since Python 3.11 the
+                    # same class as the wait's, which asked the finished future for ever
+                    raise
                 if self.loop.is_running():
                     continue
             # the loop stopped after taking the call: nothing would ever run it
