@@ -76,3 +76,60 @@ def test_a_sync_call_whose_coroutine_raises_a_timeout_error_raises_it(
             other.close()
             asyncio.run_coroutine_threadsafe(saver.aclose(), loop).result(10)
 
+
+def test_a_sync_call_survives_its_loop_pausing_briefly_between_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loop driven by ``run_until_complete`` step after step, with sync work between the
+    steps (0.15 s here), is briefly not running: a sync call waiting on it (a put waiting
+    1.5 s for the file's lock) took a 0.25 s check falling in such a pause for a loop that
+    stopped, cancelled the call and raised AsyncMisuseError. A loop that runs again
+    within the next check is still running the call: it completes."""
+    import checkpoint_pg.sqlite as sqlite_mod
+    from checkpoint_pg import AsyncSqliteSaver
+
+    monkeypatch.setattr(sqlite_mod, "BUSY_TIMEOUT_MS", 5000)
+    path = tmp_path / "paused.db"
+    loop = asyncio.new_event_loop()
+
+    async def create() -> Any:
+        saver = AsyncSqliteSaver(str(path))
+        await saver.asetup()
+        return saver
+
+    saver = loop.run_until_complete(create())
+    done = threading.Event()
+    first_step = threading.Event()
+
+    def drive() -> None:
+        # the first step long enough for the call below to be handed over while it runs
+        loop.call_soon(first_step.set)
+        loop.run_until_complete(asyncio.sleep(0.3))
+        while not done.is_set():
+            time.sleep(0.15)  # the application's sync work between two steps
+            loop.run_until_complete(asyncio.sleep(0.05))
+
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN EXCLUSIVE")
+    unlock = threading.Timer(1.5, other.execute, ("COMMIT",))
+    driver = threading.Thread(target=drive, daemon=True)
+    driver.start()
+    try:
+        assert first_step.wait(5)
+        config = _new_config()
+        unlock.start()
+        finished, got = _in_a_thread(
+            lambda: saver.put(config, empty_checkpoint(), {"source": "input", "step": -1}, {})
+        )
+        assert finished, "the sync call hung"
+        assert isinstance(got, dict), got
+        assert got["configurable"]["thread_id"] == config["configurable"]["thread_id"]
+    finally:
+        done.set()
+        driver.join(5)
+        unlock.cancel()
+        if unlock.is_alive():
+            unlock.join(5)
+        other.close()
+        loop.run_until_complete(saver.aclose())
+        loop.close()

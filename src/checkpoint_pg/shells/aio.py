@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import threading
 from datetime import datetime
 from collections.abc import (
     AsyncIterator,
@@ -17,7 +18,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from functools import partial
 from typing import Any
 
@@ -44,7 +45,8 @@ from checkpoint_pg.shells.base import (
     release_quietly,
 )
 
-# How often a sync call waiting on the saver's loop checks that the loop still runs.
+# How often a sync call waiting on the saver's loop checks that the loop still runs (one
+# not running at two checks in a row, nor in between, has stopped).
 _LOOP_CHECK_S = 0.25
 
 
@@ -227,6 +229,7 @@ class AsyncSaver(SaverBase):
                 "code without one, use PostgresSaver / SqliteSaver"
             )
         fut = asyncio.run_coroutine_threadsafe(coro_fn(), self.loop)  # type: ignore[arg-type]
+        ran: threading.Event | None = None  # set by the loop once it runs after a check
         while True:
             try:
                 return fut.result(timeout=_LOOP_CHECK_S)
@@ -235,7 +238,15 @@ class AsyncSaver(SaverBase):
                     # the coroutine's own (DatabaseBusyError is one): since Python 3.11 the
                     # same class as the wait's, which asked the finished future for ever
                     raise
-                if self.loop.is_running():
+            if self.loop.is_running() or (ran is not None and ran.is_set()):
+                ran = None
+                continue
+            if ran is None:
+                # not running at this check: between two run_until_complete calls, or
+                # stopped. Paused, it runs this before the next check and the call waits on
+                ran = threading.Event()
+                with suppress(RuntimeError):  # closed: it will not run again
+                    self.loop.call_soon_threadsafe(ran.set)
                     continue
             # the loop stopped after taking the call: nothing would ever run it
             fut.cancel()
