@@ -133,3 +133,50 @@ def test_a_sync_call_survives_its_loop_pausing_briefly_between_runs(
         other.close()
         loop.run_until_complete(saver.aclose())
         loop.close()
+
+
+# -- statements prepared as the connection says ----------------------------------------
+
+
+def test_a_statement_name_another_client_reused_behind_a_pooler_says_what_to_do(
+    pgbouncer_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pool given with prepare_threshold=0 through PgBouncer 1.18 in transaction mode:
+    another client's DEALLOCATE ALL (psycopg sends one on a rollback) cleared the shared
+    server session, and a third client prepared its own ``_pg3_1`` there. The saver's
+    get_tuple, prepared as ``_pg3_1`` on its side, binds its 4 parameters to that 2-parameter
+    statement: the server's ProtocolViolation (SQLSTATE 08P01) was taken for a lost
+    connection (logged so, run again, then raised bare). It is the ConfigError saying to
+    open the connection with prepare_threshold=None, and nothing is run again."""
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+    from checkpoint_pg import ConfigError, PostgresSaver
+
+    def deallocate_all() -> None:
+        # the server sessions PgBouncer shares outlive this test: none of its statements
+        # (or an earlier test's) is left there
+        with psycopg.connect(pgbouncer_url, autocommit=True, prepare_threshold=None) as other:
+            other.execute("DEALLOCATE ALL")
+
+    pfx = f"s{uuid.uuid4().hex[:8]}_"
+    with PostgresSaver.from_conn_string(pgbouncer_url, prefix=pfx) as setup:
+        setup.setup()
+    config = _new_config()
+    kwargs = {"autocommit": True, "prepare_threshold": 0}
+    deallocate_all()
+    try:
+        with ConnectionPool(pgbouncer_url, min_size=1, max_size=1, kwargs=kwargs) as pool:
+            saver = PostgresSaver(pool, prefix=pfx)
+            assert saver.get_tuple(config) is None  # prepares _pg3_0 (schema check), _pg3_1
+            deallocate_all()
+            with psycopg.connect(pgbouncer_url, autocommit=True, prepare_threshold=0) as third:
+                third.execute("SELECT %s::int", [1])  # its _pg3_0
+                third.execute("SELECT %s::int + %s::int", [1, 2])  # its _pg3_1
+            caplog.set_level("INFO", logger="checkpoint_pg")
+            with pytest.raises(ConfigError, match=r"prepare_threshold=None") as err:
+                saver.get_tuple(config)
+            assert "_pg3_1" in str(err.value) and "PgBouncer before 1.21" in str(err.value)
+            assert not [r for r in caplog.records if "was lost" in r.getMessage()]
+    finally:
+        deallocate_all()

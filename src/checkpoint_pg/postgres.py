@@ -28,7 +28,7 @@ from checkpoint_pg.core.values import DEFAULT_CACHE_ITEMS
 from checkpoint_pg.errors import AsyncMisuseError, ConfigError, MissingDriverError
 from checkpoint_pg.schema import DEFAULT_PREFIX
 from checkpoint_pg.shells.aio import AsyncSaver, adrive, finish_then_cancel, mark_unsent, running_loop
-from checkpoint_pg.shells.errors import ConnectionLost, closed_error, translate
+from checkpoint_pg.shells.errors import ConnectionLost, closed_error, prepared_elsewhere, translate
 from checkpoint_pg.shells.sync import SyncSaver, drive, start
 from checkpoint_pg.sql.postgres import PostgresSQL
 
@@ -243,7 +243,7 @@ def _lost(exc: psycopg.OperationalError) -> bool:
     """The connection itself died (terminated, closed by the server or a proxy)."""
     from psycopg import errors
 
-    if isinstance(exc, _POOL_REFUSED):
+    if isinstance(exc, _POOL_REFUSED) or prepared_elsewhere(exc):
         return False
     return isinstance(exc, (errors.AdminShutdown, errors.ConnectionFailure)) or (
         exc.sqlstate is None or exc.sqlstate.startswith("08") or exc.sqlstate == "57P01"

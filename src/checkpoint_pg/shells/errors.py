@@ -48,6 +48,17 @@ def closed_error(saver: object, what: str) -> SaverClosedError:
     )
 
 
+def prepared_elsewhere(exc: BaseException) -> bool:
+    """The server session does not hold a statement psycopg prepared as psycopg does: a
+    name it lacks (26000) or holds already (42P05), or, by the server's ProtocolViolation
+    (08P01, not a lost connection), another client's statement under the name, taking
+    other parameters."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    return sqlstate in ("26000", "42P05") or (
+        sqlstate == "08P01" and "prepared statement" in str(exc)
+    )
+
+
 def translate(exc: BaseException, url_hint: str) -> CheckpointPgError | None:
     """Our error for a driver error, or None to let it through unchanged."""
     text = str(exc)
@@ -100,15 +111,16 @@ def translate(exc: BaseException, url_hint: str) -> CheckpointPgError | None:
             "on their functions (SELECT and EXECUTE to read only): grant them as the tables' "
             "owner, or connect as a role that has them"
         )
-    if getattr(exc, "sqlstate", None) in ("26000", "42P05"):  # a prepared statement's name
+    if prepared_elsewhere(exc):
         # psycopg prepared statements on this connection (its prepare_threshold), and the
         # server session it reaches does not hold them as psycopg does: a pooler moving
         # the client between server sessions
         return ConfigError(
             f"the server session does not hold the statements psycopg prepared on this "
-            f"connection ({text.splitlines()[0]}): the connection goes through a pooler in "
-            "transaction mode (PgBouncer before 1.21, or without max_prepared_statements), "
-            "which hands one server session to many clients. Open the connection or pool with "
+            f"connection as psycopg does ({text.splitlines()[0]}): the connection goes "
+            "through a pooler in transaction mode (PgBouncer before 1.21, or without "
+            "max_prepared_statements), which hands one server session to many clients. Open "
+            "the connection or pool with "
             "prepare_threshold=None (from_conn_string prepares nothing unless told to); the "
             "call was refused"
         )
