@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import sqlite3
 import threading
 import time
@@ -180,3 +181,120 @@ def test_a_statement_name_another_client_reused_behind_a_pooler_says_what_to_do(
             assert not [r for r in caplog.records if "was lost" in r.getMessage()]
     finally:
         deallocate_all()
+
+
+def _prepared_here(conn: Any) -> tuple[set[str], set[str]]:
+    """(the statements psycopg believes prepared on ``conn``, those its session holds)."""
+    ours = {name.decode() for name in conn._prepared._names.values()}
+    return ours, {r[0] for r in conn.execute("SELECT name FROM pg_prepared_statements", prepare=False)}
+
+
+def test_a_preparing_connection_inside_the_callers_transaction_keeps_its_statements_right(
+    pg_url: str,
+) -> None:
+    """A connection given with prepare_threshold=0, not autocommit, in the caller's own
+    transaction: calls join it as savepoints; one failing in the server rolls back its
+    savepoint (psycopg then forgets its statements and deallocates them), the caller's
+    rollback too. Every statement psycopg would run by name is held by the session, and
+    the calls go on working."""
+    import psycopg
+    from test_connections import check_graph_run, run_graph
+
+    from graphs import build_tool_agent
+
+    from checkpoint_pg import ConfigError, PostgresSaver
+
+    pfx = f"s{uuid.uuid4().hex[:8]}_"
+    with PostgresSaver.from_conn_string(pg_url, prefix=pfx) as setup:
+        setup.setup()
+    with psycopg.connect(pg_url, autocommit=False, prepare_threshold=0) as conn:
+        saver = PostgresSaver(conn, prefix=pfx)
+        conn.execute("SELECT 1")  # the caller's transaction
+        kept = run_graph(saver)
+        ours, held = _prepared_here(conn)
+        assert ours and ours <= held
+        # an index key too long: refused by the server inside the call's savepoint
+        too_long = {"configurable": {"thread_id": secrets.token_hex(10_000), "checkpoint_ns": ""}}
+        with pytest.raises(ConfigError, match="too long for Postgres to index"):
+            saver.put(too_long, empty_checkpoint(), {"source": "input", "step": -1}, {})
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        ours, held = _prepared_here(conn)
+        assert ours <= held
+        undone = run_graph(saver)
+        conn.rollback()
+        ours, held = _prepared_here(conn)
+        assert ours <= held
+        assert saver.get_tuple(undone) is None and saver.get_tuple(kept) is None
+        kept = run_graph(saver)
+        conn.commit()
+        ours, held = _prepared_here(conn)
+        assert ours and ours <= held
+    with PostgresSaver.from_conn_string(pg_url, prefix=pfx) as fresh:
+        check_graph_run(build_tool_agent(fresh).get_state(kept).values)
+
+
+async def test_an_async_read_cancelled_mid_statement_on_a_preparing_pool_leaves_it_right(
+    pg_url: str,
+) -> None:
+    """Reads cut off by a timeout while the server waits on a lock, on a pool preparing each
+    statement at its first run (cancelled during that run) and at a later one: the pool's
+    connection holds every statement psycopg would run by name, and the next calls work."""
+    import psycopg
+    from test_connections import arun_graph
+
+    from checkpoint_pg import AsyncPostgresSaver
+
+    pfx = f"s{uuid.uuid4().hex[:8]}_"
+    async with AsyncPostgresSaver.from_conn_string(
+        pg_url, prefix=pfx, pool_size=1, prepare_threshold=0
+    ) as saver:
+        await saver.asetup()
+        config = _new_config()
+        for _run in ("first", "later"):
+            with psycopg.connect(pg_url) as locker:
+                locker.execute(f"LOCK TABLE {pfx}checkpoints IN ACCESS EXCLUSIVE MODE")
+                for read in (lambda: saver.aget_tuple(config), lambda: saver.alist(config).__anext__()):
+                    with pytest.raises(TimeoutError):
+                        await asyncio.wait_for(read(), 0.3)
+                locker.rollback()
+            async with saver._pool.connection() as conn:  # type: ignore[union-attr]
+                ours = {name.decode() for name in conn._prepared._names.values()}
+                cur = await conn.execute("SELECT name FROM pg_prepared_statements", prepare=False)
+                assert ours <= {r[0] for r in await cur.fetchall()}
+            config = await arun_graph(saver)
+
+
+def test_a_migration_replacing_the_functions_under_a_preparing_pool(pg_url: str) -> None:
+    """Another process takes the tables down to an older revision and back up to head
+    (replacing put, put_writes, get_tuple...) while a pool preparing every statement holds
+    them prepared: the calls refused meanwhile say to upgrade, and once it is done the
+    prepared statements run the new functions."""
+    import sqlalchemy as sa
+    from test_connections import run_graph
+
+    from checkpoint_pg import PostgresSaver, SchemaVersionError, migrate
+    from checkpoint_pg.schema import build_tables
+
+    pfx = f"s{uuid.uuid4().hex[:8]}_"
+    tables = build_tables(pfx)
+    engine = sa.create_engine(
+        pg_url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=sa.pool.NullPool
+    )
+    try:
+        with PostgresSaver.from_conn_string(
+            pg_url, prefix=pfx, pool_size=1, prepare_threshold=0
+        ) as saver:
+            saver.setup()
+            run_graph(saver)
+            with engine.connect() as conn:
+                migrate.downgrade(conn, tables, "0010")
+            with pytest.raises(SchemaVersionError, match="setup"):
+                run_graph(saver)
+            with PostgresSaver.from_conn_string(pg_url, prefix=pfx) as other:
+                other.setup()
+            run_graph(saver)
+            run_graph(saver)
+    finally:
+        with engine.connect() as conn:
+            migrate.downgrade(conn, tables, "base")
+        engine.dispose()
