@@ -298,3 +298,36 @@ def test_a_migration_replacing_the_functions_under_a_preparing_pool(pg_url: str)
         with engine.connect() as conn:
             migrate.downgrade(conn, tables, "base")
         engine.dispose()
+
+
+def test_an_engine_whose_connections_prepare_runs_graphs_and_vacuums(pg_url: str) -> None:
+    """PostgresSaver(engine) on connections preparing every statement: calls (each in a
+    transaction, SQLAlchemy's connections not being autocommit) and vacuum (run in
+    autocommit on the borrowed connection, prepared too from its second run) work, again
+    on the same connection."""
+    import sqlalchemy as sa
+    from test_connections import run_graph
+
+    from checkpoint_pg import PostgresSaver, migrate
+    from checkpoint_pg.schema import build_tables
+
+    pfx = f"s{uuid.uuid4().hex[:8]}_"
+    engine = sa.create_engine(
+        pg_url.replace("postgresql://", "postgresql+psycopg://", 1),
+        connect_args={"prepare_threshold": 0},
+        pool_size=1,
+        max_overflow=0,
+    )
+    try:
+        saver = PostgresSaver(engine, prefix=pfx)
+        saver.setup()
+        for full in (False, True, False):
+            run_graph(saver)
+            saver.vacuum(full=full)
+        with engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            assert {n.decode() for n in raw._prepared._names.values()}  # it did prepare
+    finally:
+        with engine.connect() as conn:
+            migrate.downgrade(conn, build_tables(pfx), "base")
+        engine.dispose()
