@@ -331,3 +331,58 @@ def test_an_engine_whose_connections_prepare_runs_graphs_and_vacuums(pg_url: str
         with engine.connect() as conn:
             migrate.downgrade(conn, build_tables(pfx), "base")
         engine.dispose()
+
+
+# -- the retry's log --------------------------------------------------------------------
+
+
+def _deadlock(pg_url: str) -> BaseException:
+    """A real DeadlockDetected from the server: two sessions taking two locks crosswise."""
+    import psycopg
+
+    with psycopg.connect(pg_url) as a, psycopg.connect(pg_url) as b:
+        a.execute("SELECT pg_advisory_xact_lock(917001)")
+        b.execute("SELECT pg_advisory_xact_lock(917002)")
+        raised: list[BaseException] = []
+
+        def a_waits() -> None:
+            try:
+                a.execute("SELECT pg_advisory_xact_lock(917002)")
+            except psycopg.errors.DeadlockDetected as exc:
+                raised.append(exc)
+            a.rollback()
+
+        waiter = threading.Thread(target=a_waits)
+        waiter.start()
+        time.sleep(0.2)
+        try:
+            b.execute("SELECT pg_advisory_xact_lock(917001)")
+        except psycopg.errors.DeadlockDetected as exc:
+            raised.append(exc)
+        b.rollback()
+        waiter.join(10)
+    (exc,) = raised
+    return exc
+
+
+def test_a_deadlock_run_again_is_logged_as_a_deadlock_not_a_lost_connection(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The Postgres savers run a call the server aborted to break a deadlock again, as
+    they do one whose connection was lost (postgres.py raises ConnectionLost for both):
+    the warning said the connection was lost and the call ran on a fresh one, sending an
+    operator after the network. It says the server broke a deadlock."""
+    from checkpoint_pg.core.values import ListCache
+    from checkpoint_pg.shells.base import Retry
+    from checkpoint_pg.shells.errors import ConnectionLost
+
+    deadlock = _deadlock(pg_url)
+    try:
+        raise ConnectionLost(str(deadlock)) from deadlock  # as postgres.py does
+    except ConnectionLost as exc:
+        lost = exc
+    caplog.set_level("WARNING", logger="checkpoint_pg")
+    assert Retry(ListCache(), write=True, thread="t").after(lost) is Retry.RECONNECT
+    (record,) = caplog.records
+    assert "deadlock" in record.getMessage() and "thread 't'" in record.getMessage()
+    assert "was lost" not in record.getMessage() and "fresh connection" not in record.getMessage()

@@ -108,12 +108,23 @@ class Retry:
         # seeing many learns the database drops connections (or another process prunes)
         where = f"thread {self.thread!r}" if self.thread else "a call"
         if kind is ConnectionLost:
-            _log.warning(
-                "checkpoint_pg: the connection under %s was lost (%s); running it again "
-                "on a fresh connection",
-                where,
-                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-            )
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if getattr(exc.__cause__, "sqlstate", None) == "40P01":
+                # postgres.py runs a call the server aborted for a deadlock again too: its
+                # connection is fine, and not the thing to look into
+                _log.warning(
+                    "checkpoint_pg: the server aborted the call on %s to break a deadlock "
+                    "(%s); running it again",
+                    where,
+                    why,
+                )
+            else:
+                _log.warning(
+                    "checkpoint_pg: the connection under %s was lost (%s); running it again "
+                    "on a fresh connection",
+                    where,
+                    why,
+                )
             return self.RECONNECT
         _log.info(
             "checkpoint_pg: a write on %s built on list versions no longer stored (another "
