@@ -386,3 +386,29 @@ def test_a_deadlock_run_again_is_logged_as_a_deadlock_not_a_lost_connection(
     (record,) = caplog.records
     assert "deadlock" in record.getMessage() and "thread 't'" in record.getMessage()
     assert "was lost" not in record.getMessage() and "fresh connection" not in record.getMessage()
+
+
+def test_a_preparing_pool_whose_connections_the_server_terminated_runs_on(pg_url: str) -> None:
+    """The server terminates the sessions of a pool preparing every statement (a managed
+    database closing idle connections): the call finding its connection dead runs again
+    on a new one, which prepares its statements anew, twice over."""
+    import psycopg
+    from test_connections import run_graph
+
+    from checkpoint_pg import PostgresSaver
+
+    pfx = f"s{uuid.uuid4().hex[:8]}_"
+    app = f"s17-{uuid.uuid4().hex[:8]}"
+    url = f"{pg_url}{'&' if '?' in pg_url else '?'}application_name={app}"
+    with PostgresSaver.from_conn_string(url, prefix=pfx, pool_size=2, prepare_threshold=0) as saver:
+        saver.setup()
+        run_graph(saver)
+        for _round in range(2):
+            with psycopg.connect(pg_url, autocommit=True) as admin:
+                killed = admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = %s",
+                    [app],
+                ).fetchone()[0]
+            assert killed >= 1
+            run_graph(saver)
