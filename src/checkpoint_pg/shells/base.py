@@ -113,21 +113,21 @@ class Retry:
                 # postgres.py runs a call the server aborted for a deadlock again too: its
                 # connection is fine, and not the thing to look into
                 _log.warning(
-                    "checkpoint_pg: the server aborted the call on %s to break a deadlock "
+                    "the server aborted the call on %s to break a deadlock "
                     "(%s); running it again",
                     where,
                     why,
                 )
             else:
                 _log.warning(
-                    "checkpoint_pg: the connection under %s was lost (%s); running it again "
+                    "the connection under %s was lost (%s); running it again "
                     "on a fresh connection",
                     where,
                     why,
                 )
             return self.RECONNECT
         _log.info(
-            "checkpoint_pg: a write on %s built on list versions no longer stored (another "
+            "a write on %s built on list versions no longer stored (another "
             "process deleted or pruned them); planning it again from what is stored",
             where,
         )
