@@ -33,11 +33,11 @@ DEFAULT_PG_URL = os.environ.get(
 LG_PG_TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations")
 OURS_PREFIX = "cpg_"
 
-# Ours on Postgres prepares its statements as the incumbent's from_conn_string does
-# (prepare_threshold=0), so both run like for like. BENCH_PG_PREPARE=none measures
-# ours with its own default instead, which prepares nothing (PgBouncer-safe).
-_PREPARE = os.environ.get("BENCH_PG_PREPARE", "0").strip().lower()
-OURS_PG_PREPARE: int | None = None if _PREPARE in ("none", "") else int(_PREPARE)
+# Ours on Postgres prepares its statements (prepare=True) as the incumbent's
+# from_conn_string does (prepare_threshold=0), so both run like for like.
+# BENCH_PG_PREPARE=none measures ours with its own default instead, which prepares
+# nothing (PgBouncer-safe).
+OURS_PG_PREPARE: bool = os.environ.get("BENCH_PG_PREPARE", "").strip().lower() not in ("none", "0", "false")
 
 
 def ensure_src_on_path() -> None:
@@ -395,7 +395,7 @@ def run_meta(args: Any) -> dict[str, Any]:
         "argv": sys.argv,
         "args": {k: v for k, v in vars(args).items()} if args is not None else None,
         "git_rev": rev,
-        "ours_pg_prepare_threshold": OURS_PG_PREPARE,
+        "ours_pg_prepare": OURS_PG_PREPARE,
         "src_dirty": dirty,
         "python": platform.python_version(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},

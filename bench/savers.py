@@ -75,7 +75,7 @@ def open_sync(name: str, target: str | None, *, setup: bool = True) -> Iterator[
 
 def _options(name: str) -> dict[str, Any]:
     # bench/common.py OURS_PG_PREPARE: like the incumbent's own connections
-    return {"prepare_threshold": OURS_PG_PREPARE} if name == "ours-pg" else {}
+    return {"prepare": OURS_PG_PREPARE} if name == "ours-pg" else {}
 
 
 # ---------------------------------------------------------------- async
@@ -139,7 +139,7 @@ def pool_kwargs(name: str) -> dict[str, Any]:
         except Exception:  # noqa: BLE001
             kw = None
         if isinstance(kw, dict):
-            return {**kw, "prepare_threshold": OURS_PG_PREPARE}
+            return {**kw, "prepare_threshold": 0 if OURS_PG_PREPARE else None}
     return {"autocommit": True}
 
 
@@ -155,7 +155,7 @@ def open_sync_pool(name: str, url: str, size: int) -> Iterator[Any]:
         raise ValueError(f"{name} takes no pool")
     with ConnectionPool(url, min_size=size, max_size=size, kwargs=pool_kwargs(name), open=True) as pool:
         pool.wait()
-        saver = cls(pool)
+        saver = cls(pool, **_options(name))
         saver.setup()
         yield saver
 
@@ -174,6 +174,6 @@ async def open_async_pool(name: str, url: str, size: int) -> AsyncIterator[Any]:
         url, min_size=size, max_size=size, kwargs=pool_kwargs(name), open=False
     ) as pool:
         await pool.wait()
-        saver = cls(pool)
+        saver = cls(pool, **_options(name))
         await async_setup(saver)
         yield saver

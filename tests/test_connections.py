@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import secrets
 import sqlite3
 import threading
@@ -1594,10 +1595,12 @@ def _prepared(conn: Any) -> list[str]:
     return [r[0] for r in conn.execute("SELECT statement FROM pg_prepared_statements", prepare=False)]
 
 
-def test_postgres_prepares_statements_as_the_connection_says(pg_url: str) -> None:
-    """from_conn_string prepares nothing by default (PgBouncer before 1.21 in transaction
-    mode would run another client's statement by its name) and prepares each statement
-    with ``prepare_threshold=0``; a connection you give prepares as you configured it."""
+def test_postgres_prepares_statements_only_when_given_prepare(pg_url: str) -> None:
+    """Statements are never prepared by default, whatever the connection's own
+    prepare_threshold (psycopg's default prepares at the sixth run): behind PgBouncer
+    before 1.21 in transaction mode a prepared name can stand for another client's
+    statement. ``prepare=True`` prepares as the connection says (from_conn_string's pool:
+    at the first run)."""
     import psycopg
 
     from checkpoint_pg import PostgresSaver
@@ -1608,7 +1611,7 @@ def test_postgres_prepares_statements_as_the_connection_says(pg_url: str) -> Non
         config = run_graph(saver)
         with saver._pool.connection() as conn:  # type: ignore[union-attr]
             assert _prepared(conn) == []
-    with PostgresSaver.from_conn_string(pg_url, prefix=pfx, pool_size=1, prepare_threshold=0) as saver:
+    with PostgresSaver.from_conn_string(pg_url, prefix=pfx, pool_size=1, prepare=True) as saver:
         run_graph(saver)
         check_graph_run(build_tool_agent(saver).get_state(config).values)
         with saver._pool.connection() as conn:  # type: ignore[union-attr]
@@ -1616,48 +1619,50 @@ def test_postgres_prepares_statements_as_the_connection_says(pg_url: str) -> Non
         assert f"{pfx}put(" in names and f"{pfx}put_writes(" in names and f"{pfx}get_tuple(" in names
         # a utility statement on a preparing connection
         saver.vacuum()
-    # psycopg's default: a statement is prepared at its sixth run (one graph run puts 5)
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        saver = PostgresSaver(conn, prefix=pfx)
-        run_graph(saver)
-        run_graph(saver)
-        assert any(f"{pfx}put(" in s for s in _prepared(conn))
+    # psycopg's default threshold: nothing prepared without prepare=True, at the sixth run with it
+    for given, prepared in ((False, False), (True, True)):
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            saver = PostgresSaver(conn, prefix=pfx, prepare=given)
+            run_graph(saver)
+            run_graph(saver)
+            assert any(f"{pfx}put(" in s for s in _prepared(conn)) is prepared
+    # prepare=True on a connection that prepares nothing: nothing
     with psycopg.connect(pg_url, autocommit=True, prepare_threshold=None) as conn:
-        saver = PostgresSaver(conn, prefix=pfx)
+        saver = PostgresSaver(conn, prefix=pfx, prepare=True)
         run_graph(saver)
         run_graph(saver)
         assert _prepared(conn) == []
 
 
-@pytest.mark.parametrize("bad", [-1, "0", True, 1.5])
-def test_a_bad_prepare_threshold_is_refused_before_connecting(bad: Any) -> None:
+@pytest.mark.parametrize("bad", [1, "yes", None, 0.0])
+def test_a_bad_prepare_option_is_refused_before_connecting(bad: Any) -> None:
     from checkpoint_pg import AsyncPostgresSaver, ConfigError, PostgresSaver
 
-    with pytest.raises(ConfigError, match=r"prepare_threshold must be None .* got " + repr(bad).replace(".", r"\.")):
-        with PostgresSaver.from_conn_string("postgresql://nobody@127.0.0.1:1/none", prepare_threshold=bad):
+    with pytest.raises(ConfigError, match=r"prepare must be True or False, got " + re.escape(repr(bad))):
+        with PostgresSaver.from_conn_string("postgresql://nobody@127.0.0.1:1/none", prepare=bad):
             pass
 
     async def go() -> None:
         async with AsyncPostgresSaver.from_conn_string(
-            "postgresql://nobody@127.0.0.1:1/none", prepare_threshold=bad
+            "postgresql://nobody@127.0.0.1:1/none", prepare=bad
         ):
             pass
 
-    with pytest.raises(ConfigError, match="prepare_threshold must be None"):
+    with pytest.raises(ConfigError, match="prepare must be True or False"):
         asyncio.run(go())
 
 
-async def test_async_postgres_prepares_with_prepare_threshold(pg_url: str) -> None:
+async def test_async_postgres_prepares_with_prepare(pg_url: str) -> None:
     from checkpoint_pg import AsyncPostgresSaver
 
     pfx = prefix()
-    for threshold, prepared in ((None, False), (0, True)):
+    for prepare in (False, True):
         async with AsyncPostgresSaver.from_conn_string(
-            pg_url, prefix=pfx, pool_size=1, prepare_threshold=threshold
+            pg_url, prefix=pfx, pool_size=1, prepare=prepare
         ) as saver:
             await saver.asetup()
             config = await arun_graph(saver)
-            assert await pg_count_async(saver, pfx) == prepared
+            assert await pg_count_async(saver, pfx) == prepare
             check_graph_run((await build_tool_agent(saver).aget_state(config)).values)
 
 
@@ -1670,7 +1675,7 @@ async def pg_count_async(saver: Any, pfx: str) -> bool:
 def test_prepared_statements_behind_a_transaction_pooler_get_an_error_that_says_what_to_do(
     pgbouncer_url: str,
 ) -> None:
-    """Two connections given with psycopg's prepare_threshold=0 through PgBouncer 1.18 in
+    """Two savers given prepare=True on connections with psycopg's prepare_threshold=0, through PgBouncer 1.18 in
     transaction mode: each names its first prepared statement ``_pg3_0``, on the server
     session they share. The second one's is refused by the server; the saver says why
     and what to open the connection with, instead of psycopg's bare DuplicatePreparedStatement."""
@@ -1685,11 +1690,11 @@ def test_prepared_statements_behind_a_transaction_pooler_get_an_error_that_says_
     with psycopg.connect(pgbouncer_url, autocommit=True, prepare_threshold=0) as first, psycopg.connect(
         pgbouncer_url, autocommit=True, prepare_threshold=0
     ) as second:
-        assert PostgresSaver(first, prefix=pfx).get_tuple(config) is None  # prepares _pg3_0
+        assert PostgresSaver(first, prefix=pfx, prepare=True).get_tuple(config) is None  # its _pg3_0
         with pytest.raises(ConfigError, match=r"prepare_threshold=None") as err:
             # another statement first on the same server session (PgBouncer hands the
             # session used last to the next transaction): its _pg3_0 is taken
-            list(PostgresSaver(second, prefix=pfx).list(config))
+            list(PostgresSaver(second, prefix=pfx, prepare=True).list(config))
         assert "_pg3_0" in str(err.value) and "PgBouncer before 1.21" in str(err.value)
 
 

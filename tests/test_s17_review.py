@@ -1,6 +1,6 @@
 """Adversarial review of session 17's changes (tests/test_s17_review.py): an async
 saver's sync calls waiting on its loop (shells/aio.py `_sync`), and statements
-prepared as the connection says (postgres.py)."""
+prepared when the saver is given prepare=True (postgres.py)."""
 
 from __future__ import annotations
 
@@ -168,7 +168,7 @@ def test_a_statement_name_another_client_reused_behind_a_pooler_says_what_to_do(
     deallocate_all()
     try:
         with ConnectionPool(pgbouncer_url, min_size=1, max_size=1, kwargs=kwargs) as pool:
-            saver = PostgresSaver(pool, prefix=pfx)
+            saver = PostgresSaver(pool, prefix=pfx, prepare=True)
             assert saver.get_tuple(config) is None  # prepares _pg3_0 (schema check), _pg3_1
             deallocate_all()
             with psycopg.connect(pgbouncer_url, autocommit=True, prepare_threshold=0) as third:
@@ -208,7 +208,7 @@ def test_a_preparing_connection_inside_the_callers_transaction_keeps_its_stateme
     with PostgresSaver.from_conn_string(pg_url, prefix=pfx) as setup:
         setup.setup()
     with psycopg.connect(pg_url, autocommit=False, prepare_threshold=0) as conn:
-        saver = PostgresSaver(conn, prefix=pfx)
+        saver = PostgresSaver(conn, prefix=pfx, prepare=True)
         conn.execute("SELECT 1")  # the caller's transaction
         kept = run_graph(saver)
         ours, held = _prepared_here(conn)
@@ -245,9 +245,7 @@ async def test_an_async_read_cancelled_mid_statement_on_a_preparing_pool_leaves_
     from checkpoint_pg import AsyncPostgresSaver
 
     pfx = f"s{uuid.uuid4().hex[:8]}_"
-    async with AsyncPostgresSaver.from_conn_string(
-        pg_url, prefix=pfx, pool_size=1, prepare_threshold=0
-    ) as saver:
+    async with AsyncPostgresSaver.from_conn_string(pg_url, prefix=pfx, pool_size=1, prepare=True) as saver:
         await saver.asetup()
         config = _new_config()
         for _run in ("first", "later"):
@@ -281,9 +279,7 @@ def test_a_migration_replacing_the_functions_under_a_preparing_pool(pg_url: str)
         pg_url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=sa.pool.NullPool
     )
     try:
-        with PostgresSaver.from_conn_string(
-            pg_url, prefix=pfx, pool_size=1, prepare_threshold=0
-        ) as saver:
+        with PostgresSaver.from_conn_string(pg_url, prefix=pfx, pool_size=1, prepare=True) as saver:
             saver.setup()
             run_graph(saver)
             with engine.connect() as conn:
@@ -319,7 +315,7 @@ def test_an_engine_whose_connections_prepare_runs_graphs_and_vacuums(pg_url: str
         max_overflow=0,
     )
     try:
-        saver = PostgresSaver(engine, prefix=pfx)
+        saver = PostgresSaver(engine, prefix=pfx, prepare=True)
         saver.setup()
         for full in (False, True, False):
             run_graph(saver)
@@ -400,7 +396,7 @@ def test_a_preparing_pool_whose_connections_the_server_terminated_runs_on(pg_url
     pfx = f"s{uuid.uuid4().hex[:8]}_"
     app = f"s17-{uuid.uuid4().hex[:8]}"
     url = f"{pg_url}{'&' if '?' in pg_url else '?'}application_name={app}"
-    with PostgresSaver.from_conn_string(url, prefix=pfx, pool_size=2, prepare_threshold=0) as saver:
+    with PostgresSaver.from_conn_string(url, prefix=pfx, pool_size=2, prepare=True) as saver:
         saver.setup()
         run_graph(saver)
         for _round in range(2):
