@@ -696,10 +696,10 @@ def test_copy_of_a_thread_whose_first_put_commits_meanwhile_is_whole(
 
         done: list[bool] = []
 
-        def execute(conn: Any, batch: Any) -> list[Any]:
+        def execute(conn: Any, batch: Any, *how: Any) -> list[Any]:
             out: list[Any] = []
             for stmt in batch.stmts:
-                out += real(conn, type(batch)([stmt], fetch=batch.fetch))
+                out += real(conn, type(batch)([stmt], fetch=batch.fetch), *how)
                 copying = stmt.params.get("d") == "copy-dst" and "INSERT INTO" in stmt.sql
                 if copying and f"{prefix}objects" in stmt.sql and not done:
                     done.append(True)  # the source's first put commits now
@@ -770,14 +770,14 @@ def test_a_collection_leaves_a_first_put_committing_meanwhile_whole(
         fired: list[bool] = []
         deleted: list[bool] = []
 
-        def execute(conn: Any, batch: Any) -> list[Any]:
+        def execute(conn: Any, batch: Any, *how: Any) -> list[Any]:
             out: list[Any] = []
             for stmt in batch.stmts:
                 if op == "delete_for_runs" and "FOR UPDATE" in stmt.sql and not deleted:
                     # the run's thread was found; it is deleted before the lock is taken
                     deleted.append(True)
                     in_worker(lambda: saver.delete_thread("gc-src"))
-                out += real(conn, type(batch)([stmt], fetch=batch.fetch))
+                out += real(conn, type(batch)([stmt], fetch=batch.fetch), *how)
                 reading = "SELECT" in stmt.sql and f"{prefix}writes" in stmt.sql
                 if reading and stmt.params.get("t") == "gc-src" and not fired:
                     fired.append(True)  # the thread's first put commits between the reads

@@ -455,7 +455,7 @@ def test_a_repoint_lost_with_its_connection_is_sent_again_by_the_retry(
     killed: list[int] = []
     in_writes, go = threading.Event(), threading.Event()
 
-    def execute(conn: Any, batch: Any) -> list[Any]:
+    def execute(conn: Any, batch: Any, *how: Any) -> list[Any]:
         sql = " ".join(s.sql for s in batch.stmts)
         if second == "put_writes" and "put_writes(" in sql and not in_writes.is_set():
             in_writes.set()  # serialized without the id: the put goes first
@@ -464,7 +464,7 @@ def test_a_repoint_lost_with_its_connection_is_sent_again_by_the_retry(
             killed.append(conn.info.backend_pid)
             with psycopg.connect(pg_url, autocommit=True) as admin:
                 admin.execute("SELECT pg_terminate_backend(%s)", [conn.info.backend_pid])
-        return real(conn, batch)
+        return real(conn, batch, *how)
 
     monkeypatch.setattr(pg, "_execute", execute)
     prefix = f"r{secrets.token_hex(4)}_"
