@@ -304,6 +304,42 @@ def test_import_refuses_a_thread_the_target_holds_with_another_history(
     assert code == 0 and report["imported"] == report["checkpoints"] < total
 
 
+def test_import_with_skip_other_histories_leaves_those_threads_alone_and_imports_the_rest(
+    capsys: pytest.CaptureFixture[str],
+    saver_target: Any,
+    make_saver: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """A thread imported, run on here and pruned past what it shared with the source looks
+    like another app's thread: without the option the import stops before writing; with
+    --skip-other-histories that thread is left as it is, named in the report, and every
+    other thread is imported."""
+    with incumbent("sqlite", tmp_path, request) as (src, url):
+        threads = write_threads(src)
+        cfg = threads["agent"]
+        others_total = len(list(src.list(None))) - len(list(src.list(cfg)))
+    t = cfg["configurable"]["thread_id"]
+    code, report, _ = _import(capsys, url, saver_target, "--json", "--no-progress", "--thread", t)
+    assert code == 0 and report["imported"] > 0
+    with make_saver() as ours:  # run on here, then pruned to what it did here only
+        build_tool_agent(ours).invoke({"messages": [HumanMessage("and now?", id="h-here")]}, cfg)
+        ours.prune([t], keep_last=2)
+        kept = [x.config for x in ours.list(cfg)]
+    code, _, err = _import(capsys, url, saver_target, "--no-progress")
+    assert code == 1 and "another history" in err and "--skip-other-histories" in err
+    code, out, _ = _import(capsys, url, saver_target, "--no-progress", "--skip-other-histories")
+    assert code == 0 and f"left untouched, holding another history here ({t!r})" in out, out
+    assert f"imported {others_total} checkpoints" in out, out
+    code, report, _ = _import(capsys, url, saver_target, "--json", "--no-progress", "--skip-other-histories")
+    assert code == 0 and report["other_histories"] == [t] and report["imported"] == 0
+    assert report["skipped"] == report["checkpoints"] == others_total
+    with make_saver() as ours:
+        assert [x.config for x in ours.list(cfg)] == kept
+        others = [c for k, c in threads.items() if k != "agent"]
+        assert sum(len(list(ours.list(c))) for c in others) == others_total
+
+
 def test_import_of_an_encrypted_source(
     capsys: pytest.CaptureFixture[str],
     saver_target: Any,

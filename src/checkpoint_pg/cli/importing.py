@@ -49,6 +49,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                 dry_run=args.dry_run,
                 progress=progress_cb,
                 existing_writes=existing_writes,
+                skip_other_histories=args.skip_other_histories,
             )
         finally:
             finish()
@@ -60,7 +61,20 @@ def cmd_import(args: argparse.Namespace) -> int:
         f"of {_counted(report.threads, 'thread')}; "
         f"{report.skipped} already present"
         + (f", {report.completed} of them given the writes made since" if report.completed else "")
-        + _pruned_note(report),
+        + _pruned_note(report)
+        + _other_histories_note(report),
+    )
+
+
+def _other_histories_note(report: ImportReport) -> str:
+    """The threads left as they are (--skip-other-histories): ours hold another history."""
+    threads = report.other_histories
+    if not threads:
+        return ""
+    names = ", ".join(repr(t) for t in threads[:3]) + (f" and {len(threads) - 3} more" if len(threads) > 3 else "")
+    return (
+        f"; {_counted(len(threads), 'thread')} left untouched, holding another history here "
+        f"({names}): none of their checkpoints is in the source"
     )
 
 
@@ -132,3 +146,10 @@ def add_parsers(add: AddCommand, common: argparse.ArgumentParser) -> None:
         "--no-setup", dest="setup", action="store_false", help="do not create/upgrade our tables first"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--skip-other-histories",
+        action="store_true",
+        help="leave alone the threads ours hold with another history (none of their checkpoints "
+        "is in the source: another app's, or one run on here and pruned since) and import the "
+        "others; without it such a thread stops the import before anything is written",
+    )

@@ -58,6 +58,8 @@ class ImportReport:
     # back; deleting the thread here and importing again does
     pruned_here: int = 0
     pruned_threads: list[str] = field(default_factory=list)
+    # with skip_other_histories: threads our tables hold with another history, left as they are
+    other_histories: list[str] = field(default_factory=list)
     thread_ids: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -245,6 +247,7 @@ def import_langgraph(
     dry_run: bool = False,
     progress: Callable[[int, int, str], None] | None = None,
     existing_writes: Callable[[str], set[tuple[str, str, str, str]]] | None = None,
+    skip_other_histories: bool = False,
 ) -> ImportReport:
     """Copy every checkpoint and write of ``source`` missing from ``saver``.
 
@@ -255,6 +258,9 @@ def import_langgraph(
     imported before also gets the writes the source added to it since (a run
     that went on on the incumbent between two imports: its resume values, the
     writes of a step that failed), so it resumes on our saver as it would there.
+    A thread our tables hold with another history (no checkpoint in common) is
+    refused before anything is written (`IntegrityError`), or with
+    ``skip_other_histories`` left as it is and named in the report.
     """
     saver = _unguarded(saver)
     threads = source.threads(thread_ids, fresh=True)
@@ -269,15 +275,22 @@ def import_langgraph(
         have = haves[t] = existing(t)
         if have and not have & source.checkpoint_keys(t).keys():
             clashes.append((t, len(have)))
-    if clashes:
+    if clashes and skip_other_histories:
+        # a thread imported, run on here and pruned past what it shared with the source
+        # looks the same as another app's thread: neither is touched, the others go on
+        skipped = {t for t, _ in clashes}
+        report.other_histories = [t for t, _ in clashes]
+        threads = [(t, n) for t, n in threads if t not in skipped]
+        report.threads, report.checkpoints = len(threads), sum(n for _, n in threads)
+    elif clashes:
         listed = ", ".join(f"{t!r} ({n} checkpoints)" for t, n in clashes[:10])
         if len(clashes) > 10:
             listed += f" and {len(clashes) - 10} more"
         raise IntegrityError(
             f"the target already holds thread(s) {listed} with another history: none of their "
             "checkpoints is in the source. Refusing to merge two histories into one thread; nothing "
-            "was imported. Delete them from the target (checkpoint-pg delete THREAD) or import the "
-            "other threads with --thread"
+            "was imported. Delete them from the target (checkpoint-pg delete THREAD), or import the "
+            "other threads with --thread, or leave them as they are with --skip-other-histories"
         )
     done = 0
     for t, _ in threads:
