@@ -387,35 +387,6 @@ def test_a_sync_call_handed_to_a_loop_that_then_stops_raises_instead_of_hanging(
         loop.close()
 
 
-def test_a_sync_call_whose_coroutine_raises_timeout_error_raises_it(
-    backend: str, saver_target: Any
-) -> None:
-    """The waiting thread polls the call's future with a timeout: a coroutine raising
-    TimeoutError itself (the same class in Python 3.11+) must reach the caller, not be
-    taken for the poll's timeout and waited on again for ever."""
-    loop = asyncio.new_event_loop()
-    saver = loop.run_until_complete(_async_saver_of(backend, saver_target)())
-    runner = threading.Thread(target=loop.run_forever, daemon=True)
-    runner.start()
-
-    async def times_out(config: Any) -> Any:
-        raise TimeoutError("the caller's own timeout")
-
-    saver.aget_tuple = times_out  # type: ignore[method-assign]
-    try:
-        finished, got = _in_a_thread(lambda: saver.get_tuple({"configurable": {"thread_id": "t"}}))
-        assert finished, "the sync call hung"
-        assert isinstance(got, TimeoutError) and "the caller's own timeout" in str(got)
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        runner.join(5)
-        if backend == "postgres":
-            loop.run_until_complete(saver._conn.close())
-        else:
-            loop.run_until_complete(saver.aclose())
-        loop.close()
-
-
 def test_sync_methods_of_an_async_saver_whose_loop_closed_say_so(backend: str, saver_target: Any) -> None:
     """The saver's ``asyncio.run(...)`` ended: its sync methods raise AsyncMisuseError
     naming the closed loop (not asyncio's bare "Event loop is closed", nor a

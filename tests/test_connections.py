@@ -1696,6 +1696,7 @@ def test_prepared_statements_behind_a_transaction_pooler_get_an_error_that_says_
             # session used last to the next transaction): its _pg3_0 is taken
             list(PostgresSaver(second, prefix=pfx, prepare=True).list(config))
         assert "_pg3_0" in str(err.value) and "PgBouncer before 1.21" in str(err.value)
+        assert "Drop the saver's prepare=True" in str(err.value)
 
 
 async def test_an_async_sqlite_saver_given_a_path_leaves_the_loop_free_while_the_file_is_locked(

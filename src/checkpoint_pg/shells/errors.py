@@ -112,17 +112,16 @@ def translate(exc: BaseException, url_hint: str) -> CheckpointPgError | None:
             "owner, or connect as a role that has them"
         )
     if prepared_elsewhere(exc):
-        # psycopg prepared statements on this connection (its prepare_threshold), and the
-        # server session it reaches does not hold them as psycopg does: a pooler moving
-        # the client between server sessions
+        # the saver was given prepare=True and psycopg prepared statements on this
+        # connection, and the server session it reaches does not hold them as psycopg
+        # does: a pooler moving the client between server sessions
         return ConfigError(
             f"the server session does not hold the statements psycopg prepared on this "
             f"connection as psycopg does ({text.splitlines()[0]}): the connection goes "
             "through a pooler in transaction mode (PgBouncer before 1.21, or without "
-            "max_prepared_statements), which hands one server session to many clients. Open "
-            "the connection or pool with "
-            "prepare_threshold=None (from_conn_string prepares nothing unless told to); the "
-            "call was refused"
+            "max_prepared_statements), which hands one server session to many clients. Drop "
+            "the saver's prepare=True (the default prepares nothing), or open the connection "
+            "or pool with prepare_threshold=None; the call was refused"
         )
     if text.startswith("database is locked"):  # SQLite's busy timeout ran out
         return DatabaseBusyError(
