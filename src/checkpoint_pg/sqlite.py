@@ -238,25 +238,39 @@ def _execute(conn: sqlite3.Connection, batch: Batch) -> list[Any]:
     return out
 
 
-# One lock per sqlite3 connection, whichever savers use it (a sync and an async one on
-# the caller's connection, or on `saver.conn`, two graphs): each takes an open
-# transaction on its connection for the caller's own, so a saver running while
-# another is inside its BEGIN IMMEDIATE would join that transaction and vanish with
-# its rollback. (sqlite3 connections take no weak references: a saver that opened its
-# connection drops the entry when it closes it; an id reused by a later connection
-# only shares a lock.)
-_SHARED_LOCKS: dict[int, threading.RLock] = {}
+# What every saver on one sqlite3 connection shares (a sync and an async one on the
+# caller's connection, or on `saver.conn`, two graphs):
+# - one lock: each takes an open transaction on its connection for the caller's own,
+#   so a saver running while another is inside its BEGIN IMMEDIATE would join that
+#   transaction and vanish with its rollback;
+# - the file's preparation still to run (`_Shared.pending`): an AsyncSqliteSaver given
+#   a path switches the file to WAL before its first call, and a SqliteSaver on its
+#   connection whose call comes first must not write in rollback-journal mode meanwhile.
+# (sqlite3 connections take no weak references: a saver that opened its connection
+# drops the entry when it closes it; an id reused by a later connection only shares a
+# lock.)
+class _Shared:
+    __slots__ = ("lock", "pending")
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        # makes the file ready before the first operation on the connection, by any saver;
+        # none runs on a file not in WAL mode; tried again by the next one when it fails
+        self.pending: Callable[[], None] | None = None
+
+
+_SHARED: dict[int, _Shared] = {}
 _SHARED_GUARD = threading.Lock()
 
 
-def _lock_of(conn: sqlite3.Connection) -> threading.RLock:
+def _shared_of(conn: sqlite3.Connection) -> _Shared:
     with _SHARED_GUARD:
-        return _SHARED_LOCKS.setdefault(id(conn), threading.RLock())
+        return _SHARED.setdefault(id(conn), _Shared())
 
 
 def _close_owned(conn: sqlite3.Connection) -> None:
     with _SHARED_GUARD:
-        _SHARED_LOCKS.pop(id(conn), None)
+        _SHARED.pop(id(conn), None)
     conn.close()
 
 
@@ -265,13 +279,11 @@ class _Runner:
 
     def __init__(self, conn: sqlite3.Connection, url_hint: str, saver: object) -> None:
         self.conn = conn
-        self.lock = _lock_of(conn)
+        self.shared = _shared_of(conn)
+        self.lock = self.shared.lock
         self.url_hint = url_hint
         self.saver = saver  # named by the error a closed connection meets
         self.after_write: Any = None  # called after each write's commit (sqlite_wal.py)
-        # makes the file ready before the first operation (AsyncSqliteSaver given a path):
-        # none runs on a file not in WAL mode; tried again by the next one when it fails
-        self.pending: Callable[[], None] | None = None
 
     def run(self, op: Op, txn: bool, write: bool) -> Any:
         # The whole operation under the lock, its Python too: threads sharing the
@@ -279,7 +291,7 @@ class _Runner:
         # Postgres savers do) took the GIL from the one holding the lock each time
         # its SQL released it, and 8 threads went from 0.85x to 0.75x of the
         # incumbent's throughput in alternating rounds.
-        if self.pending is not None:
+        if self.shared.pending is not None:
             self._ready()
         with self.lock:
             first, result = start(op)
@@ -323,16 +335,17 @@ class _Runner:
 
     def _ready(self) -> None:
         with self.lock:
-            if self.pending is None:
+            pending = self.shared.pending
+            if pending is None:
                 return
             try:
-                self.pending()
+                pending()
             except sqlite3.Error as exc:
                 ours = translate(exc, self.url_hint)
                 if ours is None:
                     raise
                 raise ours from exc
-            self.pending = None
+            self.shared.pending = None
 
     def _in_callers_transaction(self, op: Op, first: Batch) -> Any:
         # The caller's connection is in its own transaction: join it as a
@@ -352,7 +365,7 @@ class _Runner:
         return closed_error(self.saver, "its SQLite connection was closed")
 
     def setup(self, tables: Any) -> None:
-        if self.pending is not None:
+        if self.shared.pending is not None:
             self._ready()
         with self.lock:
             try:
@@ -520,7 +533,7 @@ class AsyncSqliteSaver(AsyncSaver):
         if isinstance(conn, sqlite3.Connection):
             _refuse_if_one_thread_only(conn)
         # A path: the connection alone here, the file made ready (WAL) on the worker before
-        # the first call (`_Runner.pending`), since switching a new file to WAL waits while
+        # the first call (`_Shared.pending`), since switching a new file to WAL waits while
         # another connection holds its lock, and here that wait would block the event loop.
         deferred = not isinstance(conn, (sqlite3.Connection, _Opened))
         if deferred:
@@ -544,12 +557,13 @@ class AsyncSqliteSaver(AsyncSaver):
         )
         self._runner = _Runner(self.conn, self._url_hint, self)
         if deferred:
-            self._runner.pending = partial(self._ready_file, hint)
+            self._runner.shared.pending = partial(self._ready_file, hint)
         else:
             self._wal = _checkpoint_in_background(self._runner, hint, self._owned, self)
 
     def _ready_file(self, path: str) -> None:
-        # on the worker, before the first call (`_Runner.pending`)
+        # before the first call on the connection (`_Shared.pending`): on the worker, or on
+        # the thread of a SqliteSaver given this saver's connection
         _prepare_file(self.conn, path)
         self._wal = _checkpoint_in_background(self._runner, path, self._owned, self)
 
