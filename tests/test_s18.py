@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from langgraph.checkpoint.base import empty_checkpoint
 
 
@@ -37,3 +38,30 @@ async def test_a_sqlite_saver_on_an_async_savers_connection_makes_the_file_ready
         assert (tmp_path / "a.db-wal").exists()
     finally:
         await saver.aclose()
+
+
+def test_a_prepared_statement_whose_result_type_changed_says_to_reconnect(pg_url: str) -> None:
+    """Postgres refuses, for the connection's life, a prepared statement whose result type
+    a migration changed since ("cached plan must not change result type"): the error says
+    what happened and what to do, instead of the driver's bare FeatureNotSupported."""
+    import psycopg
+
+    from checkpoint_pg.errors import ConfigError
+    from checkpoint_pg.shells.errors import translate
+
+    table = f"s18_plan_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_url, autocommit=True, prepare_threshold=0) as conn:
+        try:
+            conn.execute(f"CREATE TABLE {table} (x integer)")
+            conn.execute(f"SELECT * FROM {table}")  # prepared at its first run
+            # by another connection: psycopg forgets what it prepared after its own ALTER
+            with psycopg.connect(pg_url, autocommit=True) as other:
+                other.execute(f"ALTER TABLE {table} ALTER COLUMN x TYPE bigint")
+            with pytest.raises(psycopg.errors.FeatureNotSupported) as raised:
+                conn.execute(f"SELECT * FROM {table}")
+        finally:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+    ours = translate(raised.value, "postgresql://u@h/db")
+    assert isinstance(ours, ConfigError)
+    assert "cached plan must not change result type" in str(ours)
+    assert "migration ran while it was open" in str(ours) and "prepare=True" in str(ours)

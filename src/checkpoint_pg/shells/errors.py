@@ -123,6 +123,15 @@ def translate(exc: BaseException, url_hint: str) -> CheckpointPgError | None:
             "the saver's prepare=True (the default prepares nothing), or open the connection "
             "or pool with prepare_threshold=None; the call was refused"
         )
+    if getattr(exc, "sqlstate", None) == "0A000" and "cached plan" in text:
+        # a statement prepared on this connection (prepare=True) whose result type a
+        # migration changed since: Postgres refuses it for the connection's life
+        return ConfigError(
+            f"the database's tables or functions changed under the statements prepared on "
+            f"this connection ({text.splitlines()[0]}): a migration ran while it was open. "
+            "Nothing was changed. Open new connections (restart the process, or the pool's "
+            "connections with pool.drain()), or drop the saver's prepare=True"
+        )
     if text.startswith("database is locked"):  # SQLite's busy timeout ran out
         return DatabaseBusyError(
             f"the SQLite file {url_hint.split(' --', 1)[0]} is locked by another connection "
