@@ -65,3 +65,50 @@ def test_a_prepared_statement_whose_result_type_changed_says_to_reconnect(pg_url
     assert isinstance(ours, ConfigError)
     assert "cached plan must not change result type" in str(ours)
     assert "migration ran while it was open" in str(ours) and "prepare=True" in str(ours)
+
+
+def test_a_reimport_reads_one_checkpoint_pruned_here_to_date_its_thread(
+    make_saver: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A thread pruned here and imported again with new steps is dated from its first
+    checkpoint, pruned here: the import reads that one from the source, not every
+    checkpoint pruned here (each read decodes a whole checkpoint with its values)."""
+    import datetime as dt
+
+    from checkpoint_pg.inspect import Inspector
+    from checkpoint_pg.inspect.importer import import_langgraph, open_incumbent
+    from test_imp_review import build_chain, incumbent
+
+    with incumbent("sqlite", tmp_path, request) as (src, url), make_saver() as ours:
+        cfg = {"configurable": {"thread_id": "long"}}
+        chain = build_chain(src)
+        for _ in range(6):
+            chain.invoke({"log": []}, cfg)
+        first_ts = list(src.list(cfg))[-1].checkpoint["ts"]
+        ins = Inspector(ours)
+
+        def run() -> tuple[Any, list[tuple[str, str]]]:
+            with open_incumbent(url) as source:
+                read: list[tuple[str, str]] = []
+                fetch = source.fetch
+
+                def counted(t: str, ns: str, cid: str) -> Any:
+                    read.append((ns, cid))
+                    return fetch(t, ns, cid)
+
+                source.fetch = counted  # type: ignore[method-assign]
+                report = import_langgraph(
+                    source, ours, lambda t: set(ins.checkpoint_keys(t)),
+                    existing_writes=ins.write_channels,
+                )
+                return report, read
+
+        first, _ = run()
+        ours.prune(["long"], keep_last=1)
+        chain.invoke({"log": []}, cfg)  # a new step on the source
+        report, read = run()
+        assert report.pruned_here == first.imported - 1 and report.imported > 0, report
+        # each checkpoint not pruned here once (imported or held), and the first pruned
+        assert len(read) == report.imported + report.skipped + 1, (report, len(read))
+        info = {t.thread_id: t for t in ins.threads(sizes=False).threads}
+        assert info["long"].created_at == dt.datetime.fromisoformat(first_ts)

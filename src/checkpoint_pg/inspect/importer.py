@@ -341,8 +341,12 @@ def import_langgraph(
             if progress is not None:
                 progress(done, report.checkpoints, t)
         if replaces and not dry_run and (report.imported, report.writes) != wrote_before:
-            # created at its first checkpoint, which may be one pruned here since
-            times += [_ts(source.fetch(t, ns, cid)) for ns, cid in gone]
+            # created at its first checkpoint, which may be one pruned here since: the
+            # first of them in the import's order (the thread's root), read alone, not
+            # every one pruned (each read decodes a whole checkpoint)
+            first_gone = next((key for key in order if key in gone), None)
+            if first_gone is not None:
+                times.append(_ts(source.fetch(t, *first_gone)))
             _date_thread(saver, t, times)
     return report
 
