@@ -112,3 +112,34 @@ def test_a_reimport_reads_one_checkpoint_pruned_here_to_date_its_thread(
         assert len(read) == report.imported + report.skipped + 1, (report, len(read))
         info = {t.thread_id: t for t in ins.threads(sizes=False).threads}
         assert info["long"].created_at == dt.datetime.fromisoformat(first_ts)
+
+
+def test_an_import_counts_the_checkpoints_a_source_adds_while_it_runs(
+    make_saver: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Progress never passes its total: checkpoints the app adds to a thread the import
+    has not reached yet are counted in the total when the import reaches it."""
+    from checkpoint_pg.inspect import Inspector
+    from checkpoint_pg.inspect.importer import import_langgraph, open_incumbent
+    from test_imp_review import build_chain, incumbent
+
+    with incumbent("sqlite", tmp_path, request) as (src, url), make_saver() as ours:
+        chain = build_chain(src)
+        for t in ("a", "b"):
+            chain.invoke({"log": []}, {"configurable": {"thread_id": t}})
+        seen: list[tuple[int, int]] = []
+
+        def progress(done: int, total: int, t: str) -> None:
+            if not seen:  # the app goes on with the thread the import reads second
+                chain.invoke({"log": []}, {"configurable": {"thread_id": "b"}})
+            seen.append((done, total))
+
+        ins = Inspector(ours)
+        with open_incumbent(url) as source:
+            report = import_langgraph(
+                source, ours, lambda t: set(ins.checkpoint_keys(t)), progress=progress
+            )
+        held = sum(1 for _ in src.list(None))
+        assert report.imported == held and report.checkpoints == held, report
+        assert all(done <= total for done, total in seen), seen
+        assert seen[-1] == (held, held)

@@ -293,11 +293,14 @@ def import_langgraph(
             "other threads with --thread, or leave them as they are with --skip-other-histories"
         )
     done = 0
-    for t, _ in threads:
+    for t, counted in threads:
         report.thread_ids.append(t)
         have = haves[t]
         parents = source.checkpoint_keys(t)
         order = _parents_first(parents)
+        # the app may have added (or deleted) checkpoints since the count: the total the
+        # report and the progress give is what this import goes through
+        report.checkpoints += len(order) - counted
         gone = _pruned_here(order, have)
         if gone:
             report.pruned_here += len(gone)
