@@ -27,7 +27,13 @@ from checkpoint_pg.core.values import DEFAULT_CACHE_ITEMS
 from checkpoint_pg.errors import AsyncMisuseError, ConfigError, MissingDriverError
 from checkpoint_pg.schema import DEFAULT_PREFIX
 from checkpoint_pg.shells.aio import AsyncSaver, adrive, finish_then_cancel, mark_unsent, running_loop
-from checkpoint_pg.shells.errors import ConnectionLost, closed_error, prepared_elsewhere, translate
+from checkpoint_pg.shells.errors import (
+    ConnectionLost,
+    closed_error,
+    prepared_elsewhere,
+    setup_in_transaction,
+    translate,
+)
 from checkpoint_pg.shells.sync import SyncSaver, drive, start
 from checkpoint_pg.sql.postgres import PostgresSQL
 
@@ -436,6 +442,10 @@ class PostgresSaver(SyncSaver):
                 yield sc
             return
         with self._connection() as conn:
+            status = conn.info.transaction_status
+            if status != _IDLE:
+                # (psycopg would refuse the autocommit switch below with its own error)
+                raise setup_in_transaction(self, f"transaction status {status.name}")
             autocommit = conn.autocommit
             conn.autocommit = False  # migrations run in one transaction
             engine = sa.create_engine(

@@ -30,7 +30,7 @@ from checkpoint_pg.core.values import DEFAULT_CACHE_ITEMS
 from checkpoint_pg.errors import ConfigError
 from checkpoint_pg.schema import DEFAULT_PREFIX
 from checkpoint_pg.shells.aio import AsyncSaver, running_loop
-from checkpoint_pg.shells.errors import closed_error, translate
+from checkpoint_pg.shells.errors import closed_error, setup_in_transaction, translate
 from checkpoint_pg.shells.sync import SyncSaver, drive, start
 from checkpoint_pg.sql.sqlite import SqliteSQL
 from checkpoint_pg.sqlite_wal import FALLBACK_PAGES, WalCheckpointer
@@ -372,6 +372,8 @@ class _Runner:
                 self.conn.total_changes  # noqa: B018 - raises on a closed connection
             except sqlite3.ProgrammingError as exc:
                 raise self.closed() from exc
+            if _callers_transaction(self.conn):
+                raise setup_in_transaction(self.saver, "sqlite3 in_transaction is True")
             engine = sa.create_engine("sqlite://", creator=lambda: self.conn, poolclass=StaticPool)
             try:
                 with engine.connect() as sc:
@@ -432,11 +434,27 @@ class _Opened(NamedTuple):
     path: str
 
 
+def _callers_transaction(conn: sqlite3.Connection) -> bool:
+    """Whether the caller's own transaction is open on its connection. (One in Python
+    3.12's autocommit=False mode always is, and its owner ends it with commit(): not
+    work in progress that only we would commit.)"""
+    return conn.in_transaction and getattr(conn, "autocommit", None) is not False
+
+
 def _open(conn_or_path: Any) -> tuple[sqlite3.Connection, str, bool]:
     if isinstance(conn_or_path, _Opened):
         return conn_or_path.conn, conn_or_path.path, True
     if isinstance(conn_or_path, sqlite3.Connection):
         _check_library(conn_or_path)
+        if _callers_transaction(conn_or_path) and conn_or_path.isolation_level is not None:
+            # sqlite3 commits the open transaction when isolation_level becomes None
+            raise ConfigError(
+                "the sqlite3 connection given to the saver has a transaction of yours open "
+                f"(in_transaction is True, isolation_level {conn_or_path.isolation_level!r}): "
+                "the saver runs it with isolation_level=None, and switching would commit "
+                "your pending statements. Nothing was changed; commit or roll back first, "
+                "then make the saver"
+            )
         if conn_or_path.isolation_level is not None:
             # we issue BEGIN/COMMIT ourselves
             conn_or_path.isolation_level = None

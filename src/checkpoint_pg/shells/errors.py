@@ -48,6 +48,18 @@ def closed_error(saver: object, what: str) -> SaverClosedError:
     )
 
 
+def setup_in_transaction(saver: object, state: str) -> ConfigError:
+    """setup() on the caller's connection while the caller's transaction is open: the
+    migration commits its own transaction, and on that connection it would commit the
+    caller's pending statements with it (their rollback then undoes nothing)."""
+    return ConfigError(
+        f"{type(saver).__name__}.setup() was called while a transaction of yours is open on "
+        f"its connection ({state}): the migration commits, and would commit your pending "
+        "statements with it. Nothing was changed; commit or roll back first, then call "
+        "setup() (or run it on a connection of its own)"
+    )
+
+
 def prepared_elsewhere(exc: BaseException) -> bool:
     """The server session does not hold a statement psycopg prepared as psycopg does: a
     name it lacks (26000) or holds already (42P05), or, by the server's ProtocolViolation
