@@ -89,3 +89,28 @@ def test_a_sqlite_saver_made_on_a_connection_in_the_callers_transaction_commits_
         assert saver.get_tuple({"configurable": {"thread_id": "t", "checkpoint_ns": ""}}) is None
     finally:
         conn.close()
+
+
+def test_async_sqlite_asetup_inside_the_callers_transaction_is_refused(tmp_path: Path) -> None:
+    from checkpoint_pg import AsyncSqliteSaver, ConfigError
+
+    conn = sqlite3.connect(str(tmp_path / "theirs.db"), check_same_thread=False)
+    conn.execute("CREATE TABLE orders (id INTEGER)")
+    conn.commit()
+
+    async def main() -> None:
+        saver = AsyncSqliteSaver(conn)
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO orders VALUES (1)")
+        with pytest.raises(ConfigError, match=r"AsyncSqliteSaver\.asetup\(\).*commit or roll back"):
+            await saver.asetup()
+        assert conn.in_transaction
+        conn.rollback()
+        await saver.asetup()
+        assert await saver.aget_tuple({"configurable": {"thread_id": "t", "checkpoint_ns": ""}}) is None
+
+    try:
+        asyncio.run(main())
+        assert conn.execute("SELECT count(*) FROM orders").fetchone() == (0,)
+    finally:
+        conn.close()

@@ -52,11 +52,13 @@ def setup_in_transaction(saver: object, state: str) -> ConfigError:
     """setup() on the caller's connection while the caller's transaction is open: the
     migration commits its own transaction, and on that connection it would commit the
     caller's pending statements with it (their rollback then undoes nothing)."""
+    name = type(saver).__name__
+    call = "asetup()" if name.startswith("Async") else "setup()"
     return ConfigError(
-        f"{type(saver).__name__}.setup() was called while a transaction of yours is open on "
-        f"its connection ({state}): the migration commits, and would commit your pending "
-        "statements with it. Nothing was changed; commit or roll back first, then call "
-        "setup() (or run it on a connection of its own)"
+        f"{name}.{call} was called while a transaction of yours is open on its connection "
+        f"({state}): the migration commits, and would commit your pending statements with "
+        f"it. Nothing was changed; commit or roll back first, then call {call} (or run it "
+        "on a connection of its own)"
     )
 
 
