@@ -71,6 +71,11 @@ try:
 except ImportError:  # pragma: no cover - langchain_core comes with langgraph
     _BaseMessage = None  # type: ignore[assignment,misc]
 
+try:
+    from langgraph.types import Overwrite as _Overwrite
+except ImportError:  # pragma: no cover - a saver used without langgraph itself
+    _Overwrite = None  # type: ignore[assignment,misc]
+
 # Elements that decode to an object of their own type: any element with the same
 # hash (in another channel, another checkpoint) is equal to it and of its type, so
 # the live object may stand in for decoding it. Not so for containers: a tuple and
@@ -485,7 +490,20 @@ class ValueCodec:
             # A part the serializer gives back otherwise than inside the whole dict
             # (pickled by pickle_fallback, a bytearray, a serializer of its own):
             # the dict is one object, read back as InMemorySaver reads it.
+        self._check_overwritten(value)
         return self.encode_whole(value)
+
+    def _check_overwritten(self, value: Any) -> None:
+        """An Overwrite is stored whole, so its messages never met the memo: one
+        edited in place since it was stored (get_state, edit, update_state with the
+        list in an Overwrite) would not be counted (`edits`), and the list it then
+        holds would be taken for the objects stored before, keeping their old text."""
+        written = _overwritten(value)
+        if _BaseMessage is None or written is None:
+            return
+        for item in written if type(written) in (list, tuple) else (written,):
+            if isinstance(item, _BaseMessage) and item.id is not None:
+                self._dump_message(item)  # counts an edit; unchanged, a memo hit
 
     def encode_whole(self, value: Any) -> EncodedValue:
         """A value as one object (KIND.SCALAR)."""
@@ -644,6 +662,20 @@ def _check_serialized_type(typ: Any, value: Any) -> None:
             f"{exc} (for a value of type {type(value).__name__}): dumps_typed must return "
             "(type name, bytes) with a str type name; nothing was stored"
         ) from None
+
+
+def _overwritten(value: Any) -> Any:
+    """What a write replacing a channel's value writes, in each form LangGraph's
+    channels take (its `Overwrite`, the sentinel-keyed dict, the dict JSON makes of
+    the dataclass), or None for any other value."""
+    if _Overwrite is not None and type(value) is _Overwrite:
+        return value.value
+    if type(value) is dict:
+        if len(value) == 1 and "__overwrite__" in value:
+            return value["__overwrite__"]
+        if len(value) == 2 and value.get("type") == "__overwrite__" and "value" in value:
+            return value["value"]
+    return None
 
 
 def _stored_by_key(value: dict[Any, Any]) -> bool:
