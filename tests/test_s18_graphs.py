@@ -6,6 +6,7 @@ compares what a graph reads back, in the process that ran it and in a new one.
 
 from __future__ import annotations
 
+import operator
 from typing import Annotated, Any
 
 import pytest
@@ -61,3 +62,33 @@ def test_messages_edited_in_place_and_written_back_with_overwrite_are_stored_edi
     history = _matches_in_memory(make_saver, _chat, run, "overwrite-edit")
     assert [m["content"] for m in history[0]["values"]["messages"]] == ["edited", "other"]
     assert [m["content"] for m in history[1]["values"]["messages"]] == ["draft", "other"]
+
+
+class _Notes(TypedDict, total=False):
+    notes: Annotated[list[AnyMessage], operator.add]
+
+
+def _notes(s: BaseCheckpointSaver) -> Any:
+    def write(state: _Notes) -> _Notes:
+        # messages without ids: operator.add, unlike add_messages, gives them none
+        return {"notes": [AIMessage("draft"), AIMessage("other")]}
+
+    return in_order(_Notes, ("write", write)).compile(checkpointer=s)
+
+
+def test_messages_without_ids_edited_in_place_and_written_back_with_overwrite_are_stored_edited(
+    make_saver: Any,
+) -> None:
+    """The same review on a list of messages without ids, which the saver does not
+    remember by their contents, so it cannot tell whether one was edited: an
+    Overwrite holding one must make the next put check the list by hash."""
+
+    def run(s: BaseCheckpointSaver, config: RunnableConfig) -> None:
+        graph = _notes(s)
+        graph.invoke({"notes": []}, config)
+        notes = graph.get_state(config).values["notes"]
+        notes[0].content = "edited"
+        graph.update_state(config, {"notes": Overwrite(notes)})
+
+    history = _matches_in_memory(make_saver, _notes, run, "overwrite-edit-no-id")
+    assert [m["content"] for m in history[0]["values"]["notes"]] == ["edited", "other"]

@@ -502,8 +502,16 @@ class ValueCodec:
         if _BaseMessage is None or written is None:
             return
         for item in written if type(written) in (list, tuple) else (written,):
-            if isinstance(item, _BaseMessage) and item.id is not None:
+            if not isinstance(item, _BaseMessage):
+                continue
+            if item.id is not None:
                 self._dump_message(item)  # counts an edit; unchanged, a memo hit
+            else:
+                # the memo keeps no message without an id, so nothing tells whether
+                # it was edited: counted as if it were (Overwrites are rare, and the
+                # next put then checks its lists by hash instead of identity)
+                self.edits += 1
+                return
 
     def encode_whole(self, value: Any) -> EncodedValue:
         """A value as one object (KIND.SCALAR)."""
