@@ -46,11 +46,12 @@ def test_messages_edited_in_place_and_written_back_with_overwrite_are_stored_edi
     make_saver: Any, form: str
 ) -> None:
     """A review that edits a message from get_state in place and writes the whole list
-    back with an Overwrite (replacing the list, not merging by id): the update's checkpoint must store the
-    edit, as one the list itself written back does. The Overwrite is stored whole, so
-    the saver never looked at the messages inside it, took the list for unchanged
-    objects it had stored, and kept their old content: this process read the edit
-    (it holds the edited objects), a new one read the text from before it."""
+    back with an Overwrite (replacing the list, not merging by id): the update's
+    checkpoint must store the edit, as one the list itself written back does. The
+    Overwrite is stored whole, so the saver never looked at the messages inside it,
+    took the list for unchanged objects it had stored, and kept their old content:
+    this process read the edit into the checkpoint before too (it holds the edited
+    objects), a new one read the text from before it."""
 
     def run(s: BaseCheckpointSaver, config: RunnableConfig) -> None:
         graph = _chat(s)
