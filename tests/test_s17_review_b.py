@@ -10,6 +10,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,15 @@ def test_async_sqlite_saver_collected_without_aclose_stops_its_wal_thread(tmp_pa
     asyncio.run(go())
     started = _wal_threads() - before
     assert len(started) == 1
-    gc.collect()  # the saver is in reference cycles (its runner names it)
+    # the saver is in reference cycles (its runner names it): collected until it is gone,
+    # since the executor's worker thread may still hold the call it ran (its work item
+    # names the saver) until it is scheduled again, which on a loaded machine is after a
+    # first collection
+    deadline = time.monotonic() + 10
+    while any(th.is_alive() for th in started) and time.monotonic() < deadline:
+        gc.collect()
+        for th in started:
+            th.join(0.1)
     _wait_until_gone(started)
 
 
