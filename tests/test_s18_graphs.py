@@ -112,19 +112,13 @@ def _drafts(s: BaseCheckpointSaver) -> Any:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (session 18): a list's messages without ids are taken by identity at a "
-    "put, and the memo that tells an edit in place keeps only messages with ids, so an edit "
-    "written back in the list itself is not stored: a new process reads the old text, and "
-    "this one reads the edit into the checkpoints before it too. "
-    "Checking them by hash at every put costs ~15 us per such message per put.",
-)
 def test_a_message_without_id_edited_in_place_and_written_back_is_stored_edited(
     make_saver: Any,
 ) -> None:
     """A plain list channel of messages without ids: get_state, edit one in place,
-    write the list back with update_state, resume."""
+    write the list back with update_state, resume. (The memo that tells an edit in
+    place keeps only messages with ids: a list holding others is serialized again
+    at each put and compared by hash, `known_by_identity`.)"""
 
     def run(s: BaseCheckpointSaver, config: RunnableConfig) -> None:
         graph = _drafts(s)
@@ -163,3 +157,43 @@ def test_a_message_edited_in_place_and_appended_again_leaves_its_first_place_as_
         graph.update_state(config, {"notes": [first]})
 
     _matches_in_memory(make_saver, chat, run, "append-edited")
+
+
+class _Todos(TypedDict, total=False):
+    todos: list[dict[str, Any]]
+    log: Annotated[list[dict[str, Any]], operator.add]
+
+
+def _todos(s: BaseCheckpointSaver) -> Any:
+    def add(state: _Todos) -> _Todos:
+        n = len(state["todos"])
+        return {"todos": [*state["todos"], {"task": f"t{n}", "done": False}], "log": [{"n": n}]}
+
+    def mark(state: _Todos) -> _Todos:
+        # edits in place what the checkpoint before stored, and writes the lists back
+        state["todos"][0]["done"] = True
+        state["log"][0]["seen"] = True
+        return {"todos": state["todos"], "log": [{"marked": 0}]}
+
+    return in_order(_Todos, ("add", add), ("mark", mark)).compile(checkpointer=s)
+
+
+def test_dicts_of_a_list_edited_in_place_and_written_back_are_stored_edited(
+    make_saver: Any,
+) -> None:
+    """A node edits a dict of a list in place and returns the list (a plain list channel),
+    or returns anything to an operator.add list whose earlier dict it edited: each
+    checkpoint stores the list as the graph held it then, as InMemorySaver does, in this
+    process and in a new one. Before, a put recognized the stored dicts by identity and
+    kept their old objects: the edit was lost. (durability="sync": under "async" the put
+    of the step before may serialize the list after the next node edited it, with
+    InMemorySaver too.)"""
+
+    def run(s: BaseCheckpointSaver, config: RunnableConfig) -> None:
+        graph = _todos(s)
+        graph.invoke({"todos": [{"task": "a", "done": False}], "log": []}, config, durability="sync")
+        state = graph.get_state(config).values
+        graph.invoke({"todos": state["todos"]}, config, durability="sync")
+
+    expected = _matches_in_memory(make_saver, _todos, run, "todo-edit")
+    assert '"done": true' in str(expected).replace("'", '"').replace("True", "true")

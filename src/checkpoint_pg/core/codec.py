@@ -88,6 +88,18 @@ def stands_in(item: Any) -> bool:
     return type(item) in _EXACT_TYPES or (_BaseMessage is not None and isinstance(item, _BaseMessage))
 
 
+def known_by_identity(item: Any) -> bool:
+    """Whether a list element stored before may be recognized by identity at the next put,
+    without being serialized again: an immutable scalar, or a message with an id, whose
+    edits in place written back the memo counts (`ValueCodec.edits`). Not a dict, a list
+    or another object, nor a message without an id, which the memo does not keep: a node
+    that edits one in place and writes its list back changed what is stored under its
+    hash, and only serializing it again tells."""
+    if type(item) in _EXACT_TYPES:
+        return True
+    return _BaseMessage is not None and isinstance(item, _BaseMessage) and item.id is not None
+
+
 def chunkable(items: Any) -> bool:
     """Whether a list's hashes may be stored in chunks (core/chunks.py): its elements
     stand in for their stored objects, so a run holding the list reads neither the

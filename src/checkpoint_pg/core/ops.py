@@ -39,6 +39,7 @@ from checkpoint_pg.core.codec import (
     assemble_dict,
     chunkable,
     inlinable,
+    known_by_identity,
     split_refs,
 )
 from checkpoint_pg.core.config import (
@@ -947,7 +948,16 @@ def _build(
                 depth += 1
             items = tuple(channel_values[ch])
             exact = all(stands_in(v) for v in items)
-            state = ListState(sver, hashes, items, root, depth, exact, ctx.codec.edits)
+            state = ListState(
+                sver,
+                hashes,
+                items,
+                root,
+                depth,
+                exact,
+                ctx.codec.edits,
+                all(known_by_identity(v) for v in items),
+            )
             ctx.cache.set((t, ns, ch), state)
     pending: list[tuple[tuple[str, str, int], PendingWrite]] = []
     for task_id, idx, channel, path, kind, refs in loaded.writes.get(cid, ()):

@@ -10,7 +10,15 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from checkpoint_pg.core.chunks import chunk_runs
-from checkpoint_pg.core.codec import MISSING, StoredObject, ValueCodec, chunkable, split_refs, stands_in
+from checkpoint_pg.core.codec import (
+    MISSING,
+    StoredObject,
+    ValueCodec,
+    chunkable,
+    known_by_identity,
+    split_refs,
+    stands_in,
+)
 from checkpoint_pg.errors import IntegrityError
 from checkpoint_pg.schema import KIND
 
@@ -68,6 +76,10 @@ class ListState(NamedTuple):
     # that edits a message of the list in place and writes it back raises the count
     # (its write serializes it again), and the next put then checks elements by hash
     edits: int = 0
+    # every item may be recognized by identity at the next put (`known_by_identity`):
+    # else the next put serializes the list again and compares hashes, since an item
+    # edited in place (a dict of a list of dicts) is still the very object stored
+    by_identity: bool = False
 
 
 class Head(NamedTuple):
@@ -400,7 +412,7 @@ def plan_channel_value(
         prev = None
     # a message of the list edited in place since, and written (a node returning it,
     # update_state with a message get_state handed out): the elements by hash then
-    trusted = prev is not None and prev.edits == codec.edits
+    trusted = prev is not None and prev.edits == codec.edits and prev.by_identity
     shared = _shared_prefix(value, prev) if trusted else 0
     fresh = 0  # where the elements that are not prev's very objects start
     new_objs = [codec.dump_element(v) for v in value[shared:]]
@@ -426,7 +438,15 @@ def plan_channel_value(
         # for bytes): the list's own objects decide whether it may stand in
         exact = prev.exact and all(stands_in(v) for v in value[fresh:])
         state = ListState(
-            ver, hashes, items, prev.root_version, prev.chain_len + 1, exact, edits=edits
+            ver,
+            hashes,
+            items,
+            prev.root_version,
+            prev.chain_len + 1,
+            exact,
+            edits=edits,
+            # (the elements before ``fresh`` are prev's, recognized as trusted ones)
+            by_identity=all(known_by_identity(v) for v in value[fresh:]),
         )
         return row, unique_objects(new_objs), prev.version, state
     runs = ((0, len(hashes)),) if chunkable(value) else ()
@@ -442,7 +462,16 @@ def plan_channel_value(
             objs = [o for o in objs if o.hash not in known]
     state = None
     if is_sortable_version(version) and not again:
-        state = ListState(ver, hashes, items, ver, 0, all(stands_in(v) for v in items), edits=edits)
+        state = ListState(
+            ver,
+            hashes,
+            items,
+            ver,
+            0,
+            all(stands_in(v) for v in items),
+            edits=edits,
+            by_identity=all(known_by_identity(v) for v in items),
+        )
     return row, objs, anchor, state
 
 
