@@ -3,6 +3,8 @@ a store's revision from outside the savers."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
@@ -31,6 +33,19 @@ READ_COMMANDS = [
     ["copy", "demo", "x", "--dry-run"],
     ["unlock", "demo", "--dry-run"],  # the file test gives the thread a live lease first
 ]
+
+
+@pytest.fixture
+def incumbent_file(tmp_path: Path) -> str:
+    """A langgraph-checkpoint-sqlite file holding one thread, "old"."""
+    from langgraph.checkpoint.sqlite import SqliteSaver as Incumbent
+
+    from graphs import build_chain
+
+    path = str(tmp_path / "incumbent.db")
+    with Incumbent.from_conn_string(path) as saver:
+        build_chain(saver).invoke({"log": []}, {"configurable": {"thread_id": "old"}})
+    return path
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

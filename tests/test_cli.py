@@ -29,7 +29,7 @@ from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
-from clikit import READ_COMMANDS, cli
+from clikit import READ_COMMANDS, cli, incumbent_file  # noqa: F401 - a fixture
 from graphs import build_chain
 
 COMMANDS = [
@@ -832,17 +832,6 @@ def test_migrate_upgrade_to_a_revision_already_passed(capsys: pytest.CaptureFixt
 
 
 # -- import-langgraph ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def incumbent_file(tmp_path: Path) -> str:
-    """A langgraph-checkpoint-sqlite file holding one thread, "old"."""
-    from langgraph.checkpoint.sqlite import SqliteSaver as Incumbent
-
-    path = str(tmp_path / "incumbent.db")
-    with Incumbent.from_conn_string(path) as saver:
-        build_chain(saver).invoke({"log": []}, {"configurable": {"thread_id": "old"}})
-    return path
 
 
 def test_import_dry_run_and_failures_create_nothing(

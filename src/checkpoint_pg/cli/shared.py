@@ -119,9 +119,15 @@ def open_saver(args: argparse.Namespace, *, write: bool, create: bool = True) ->
     url = _url(args)
     opts = _saver_options(args)
     if _is_pg(url):
+        import psycopg
+
         from checkpoint_pg.postgres import PostgresSaver, conninfo_of, connect_read_only
 
         if write:
+            # one connection first, so that a wrong URL (no such database, role, server)
+            # fails now with the server's own error (and main()'s advice), not after the
+            # pool's 30 s of retrying, as "pool initialization incomplete"
+            psycopg.connect(conninfo_of(url)).close()
             with PostgresSaver.from_conn_string(url, **opts) as saver:
                 yield saver
             return
