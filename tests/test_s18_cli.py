@@ -3,12 +3,14 @@ defects it found, each on the real command against real databases."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 
 import pytest
 
 from clikit import cli, incumbent_file  # noqa: F401 - a fixture
+from test_cli import db  # noqa: F401 - a fixture
 
 
 def test_commands_that_write_first_name_a_missing_postgres_database_at_once(
@@ -28,3 +30,22 @@ def test_commands_that_write_first_name_a_missing_postgres_database_at_once(
         assert time.monotonic() - started < 15, (argv, err)
         assert code == 1 and f'database "{name}" does not exist' in err, (argv, err)
         assert f"createdb {name}" in err and "PoolTimeout" not in err, (argv, err)
+
+
+def test_a_full_last_page_of_threads_promises_no_next_page(
+    capsys: pytest.CaptureFixture[str], db: list[str]
+) -> None:
+    """A page as long as --limit is the last one when no thread follows it: it printed a
+    "more:" command (and a next_cursor) leading to an empty page, "no threads"."""
+    code, out, _ = cli(capsys, "threads", "--json", "--no-sizes", *db)
+    assert code == 0
+    every = [t["thread_id"] for t in json.loads(out)["threads"]]
+    assert len(every) == 2, every  # demo and chain
+    for argv in (["--limit", "2"], ["--limit", "1", "--offset", "1"]):
+        code, out, _ = cli(capsys, "threads", *argv, *db)
+        assert code == 0 and "more:" not in out, (argv, out)
+        code, out, _ = cli(capsys, "threads", "--json", *argv, *db)
+        assert code == 0 and json.loads(out)["next_cursor"] is None, (argv, out)
+    # a full page that is not the last still leads to the next one
+    code, out, _ = cli(capsys, "threads", "--limit", "1", *db)
+    assert code == 0 and "more:" in out, out

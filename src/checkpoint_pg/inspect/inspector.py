@@ -242,7 +242,7 @@ class Inspector:
         stmt = self.sql.list_threads(
             filter=checked, limit=limit, offset=offset, cursor=cur, sizes=sizes
         )
-        rows = self._read(self._one(stmt))
+        rows, more = self._read(self._page_and_more(stmt, checked, limit))
         items = [
             ThreadInfo(
                 thread_id=r[0],
@@ -254,8 +254,21 @@ class Inspector:
             )
             for r in rows
         ]
-        nxt = _encode_cursor(rows[-1][2], rows[-1][0]) if len(rows) == limit else None
+        nxt = _encode_cursor(rows[-1][2], rows[-1][0]) if more else None
         return ThreadPage(items, nxt)
+
+    def _page_and_more(self, stmt: Any, filter: dict[str, Any] | None, limit: int) -> Op:
+        """A page's rows, and whether a thread follows them: a full page may be the last
+        one, and its cursor would then promise a page that is empty."""
+        (rows,) = yield Batch([stmt])
+        if len(rows) < limit:
+            return rows, False
+        # one row more, without sizes: the page's own query would count a thread's bytes
+        after = self.sql.list_threads(
+            filter=filter, limit=1, offset=0, cursor=(rows[-1][2], rows[-1][0]), sizes=False
+        )
+        (following,) = yield Batch([after])
+        return rows, bool(following)
 
     def iter_threads(
         self, filter: Mapping[str, Any] | None = None, *, sizes: bool = False
