@@ -4,7 +4,9 @@ defects it found, each on the real command against real databases."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
+import shlex
 import time
 
 import pytest
@@ -49,3 +51,30 @@ def test_a_full_last_page_of_threads_promises_no_next_page(
     # a full page that is not the last still leads to the next one
     code, out, _ = cli(capsys, "threads", "--limit", "1", *db)
     assert code == 0 and "more:" in out, out
+
+
+def test_the_commands_errors_advise_run_as_printed_on_the_same_database(
+    capsys: pytest.CaptureFixture[str], db: list[str]
+) -> None:
+    """An error about a thread advises a command (`checkpoint-pg history THREAD`, `... replay
+    THREAD --runs`, `... threads`): it named neither this database, so that run as printed
+    it read the default file, nor quoted the thread id for the shell. Each, run as printed,
+    now lists this database's thread."""
+    odd = "it's a \"thread\" id"
+    assert cli(capsys, "copy", "chain", odd, "--yes", *db)[0] == 0
+    for argv in (
+        ["show", odd, "zzzzzzzz"],
+        ["diff", f"{odd}@zzzzzzzz", odd],
+        ["replay", odd, "--run-id", "nope"],
+        ["stats", "--thread", "nope"],
+    ):
+        code, _, err = cli(capsys, *argv, *db)
+        advised = re.findall(r"`(checkpoint-pg [^`]*)`", err)
+        assert code == 1 and len(advised) == 1, (argv, err)
+        command = shlex.split(advised[0])
+        code, out, err = cli(capsys, *command[1:], "--json")
+        assert code == 0, (argv, advised, err)
+        listed = json.loads(out)  # the odd thread's history or runs, or the threads
+        if command[1] == "threads":
+            listed = [t["thread_id"] for t in listed["threads"] if t["thread_id"] == odd]
+        assert listed, (argv, advised, out)

@@ -5,6 +5,7 @@ diff (two checkpoints) and replay (the chunks its runs streamed). They only read
 from __future__ import annotations
 
 import argparse
+import shlex
 from collections.abc import Sequence
 from typing import Any
 
@@ -234,7 +235,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if not runs:
             raise NotFoundError(
                 f"no run {args.run_id!r} in thread {args.thread!r}: see its runs with "
-                f"`checkpoint-pg replay {args.thread} --runs`"
+                f"`checkpoint-pg replay {shlex.quote(args.thread)} --runs`"
             )
     if args.json:
         if args.runs:

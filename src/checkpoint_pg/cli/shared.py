@@ -405,7 +405,22 @@ def _cli_message(args: argparse.Namespace, exc: BaseException) -> str:
                 f"ones with `checkpoint-pg migrate upgrade {_db_options(args)}`"
             )
         return f"{exc.problem}: run `checkpoint-pg migrate upgrade {_db_options(args)}`"
-    return _one_line(exc)
+    return _on_this_database(args, _one_line(exc))
+
+
+_ADVISED = re.compile(r"`(checkpoint-pg [^`]*)`")
+
+
+def _on_this_database(args: argparse.Namespace, message: str) -> str:
+    """``message`` with this database's options in each command it advises that names none:
+    the inspector's and the savers' messages (`checkpoint-pg history THREAD`) do not know
+    the URL, and run as printed such a command reads the default database instead."""
+
+    def named(m: re.Match[str]) -> str:
+        command = m.group(1)
+        return m.group(0) if "--url" in command else f"`{command} {_db_options(args)}`"
+
+    return _ADVISED.sub(named, message)
 
 
 def _holds_langgraph_tables(url: str) -> bool:

@@ -516,7 +516,7 @@ class Inspector:
                 raise NotFoundError(
                     f"no run {run_id!r} in thread {thread_id!r}: run ids are stored when the "
                     "graph is called with config={'metadata': {'run_id': ...}}; list the "
-                    f"thread's runs with `checkpoint-pg replay {thread_id} --runs`"
+                    f"thread's runs with `checkpoint-pg replay {shlex.quote(thread_id)} --runs`"
                 )
         for run in runs:
             yield from run.chunks
@@ -556,7 +556,7 @@ class Inspector:
             raise NotFoundError(
                 f"thread {thread_id!r} has no checkpoint {checkpoint!r} in namespace "
                 f"{checkpoint_ns!r}; a part of an id must be at least {_MIN_ID_PART} characters: "
-                f"see its ids with `checkpoint-pg history {thread_id}`"
+                f"see its ids with `checkpoint-pg history {shlex.quote(thread_id)}`"
             )
         else:
             found = [i for i in ids if i.startswith(checkpoint) or i.endswith(checkpoint)]
@@ -583,7 +583,7 @@ class Inspector:
                 raise NotFoundError(
                     f"thread {thread_id!r} has no checkpoint {checkpoint!r} (nor one whose id starts "
                     f"or ends with it) in namespace {checkpoint_ns!r}: see its ids with "
-                    f"`checkpoint-pg history {thread_id}`"
+                    f"`checkpoint-pg history {shlex.quote(thread_id)}`"
                 )
             cid = found[0]
         return {
