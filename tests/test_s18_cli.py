@@ -8,6 +8,7 @@ import re
 import secrets
 import shlex
 import time
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +79,21 @@ def test_the_commands_errors_advise_run_as_printed_on_the_same_database(
         if command[1] == "threads":
             listed = [t["thread_id"] for t in listed["threads"] if t["thread_id"] == odd]
         assert listed, (argv, advised, out)
+
+
+def test_a_file_that_is_not_sqlite_is_the_same_usage_error_for_every_command(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """--url naming a text file: the commands that open it to write (vacuum, migrate upgrade)
+    exited 2, the ones that read first (threads, migrate current, delete) exited 1 with only
+    SQLite's "file is not a database". Every one now exits 2, says what to pass, and leaves
+    the file as it was."""
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a database, just text " * 100)
+    before = bad.read_bytes()
+    for argv in (["threads"], ["history", "x"], ["migrate", "current"], ["delete", "x", "--yes"],
+                 ["vacuum"], ["migrate", "upgrade"]):
+        code, _, err = cli(capsys, *argv, "--url", str(bad))
+        assert code == 2 and "notes.txt" in err and err.count("\n") == 1, (argv, err)
+        assert "not a" in err and ("pass --url" in err or "point the saver" in err), (argv, err)
+    assert bad.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _exit_code(exc)
     except sqlite3.Error as exc:
         print(_sqlite_error(exc, args), file=sys.stderr)
-        return 1
+        return _sqlite_status(exc)
     except Exception as exc:  # noqa: BLE001 - driver errors: one line, not a traceback
         mod = type(exc).__module__.split(".")[0]
         if mod in ("psycopg", "psycopg_pool", "sqlalchemy", "alembic"):
@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cause = getattr(exc, "orig", None) or exc
             if isinstance(cause, sqlite3.Error):  # the migrate commands' SQLAlchemy connection
                 print(_sqlite_error(cause, args), file=sys.stderr)
-                return 1
+                return _sqlite_status(cause)
             print(
                 f"checkpoint-pg: error: {type(cause).__name__}: {_one_line(cause)}{_pg_hint(cause, args)}",
                 file=sys.stderr,
@@ -151,8 +151,20 @@ def _sqlite_error(exc: sqlite3.Error, args: argparse.Namespace) -> str:
     return f"checkpoint-pg: error: SQLite: {_one_line(exc)} {where}"
 
 
+def _is_not_sqlite(exc: sqlite3.Error) -> bool:
+    return "file is not a database" in str(exc)
+
+
+def _sqlite_status(exc: sqlite3.Error) -> int:
+    # --url naming a file that is not SQLite is the command line's mistake: 2, as the
+    # commands that open the file to write (vacuum, migrate upgrade) say it (ConfigError)
+    return 2 if _is_not_sqlite(exc) else 1
+
+
 def _sqlite_hint(exc: sqlite3.Error) -> str:
     text = str(exc)
+    if _is_not_sqlite(exc):
+        return ": pass --url a SQLite file checkpoint_pg wrote, or postgresql://...; nothing was changed"
     if text.startswith("database is locked"):  # the busy timeout ran out
         from checkpoint_pg.sqlite import BUSY_TIMEOUT_MS
 
