@@ -97,3 +97,16 @@ def test_a_file_that_is_not_sqlite_is_the_same_usage_error_for_every_command(
         assert code == 2 and "notes.txt" in err and err.count("\n") == 1, (argv, err)
         assert "not a" in err and ("pass --url" in err or "point the saver" in err), (argv, err)
     assert bad.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_an_error_about_a_thread_id_holding_control_characters_shows_them_as_escapes(
+    capsys: pytest.CaptureFixture[str], db: list[str]
+) -> None:
+    """The command an error advises names the thread as the shell takes it, not as repr()
+    shows it: an ESC in the id reached the terminal as is (recoloring what follows)."""
+    evil = "evil\x1b[31m"
+    assert cli(capsys, "copy", "chain", evil, "--yes", *db)[0] == 0
+    for argv in (["show", evil, "zzzzzzzz"], ["replay", evil, "--run-id", "nope"]):
+        code, _, err = cli(capsys, *argv, *db)
+        assert code == 1 and ("checkpoint-pg history" in err or "checkpoint-pg replay" in err), err
+        assert "\x1b" not in err and "\\x1b[31m" in err, (argv, err)

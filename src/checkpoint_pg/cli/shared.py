@@ -444,7 +444,9 @@ def _display_url(args: argparse.Namespace) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    return _shorten(" ".join(str(exc).split())) or type(exc).__name__
+    # control characters as escapes: a message may quote a stored thread id for the shell
+    # (shlex keeps its ESC bytes), which would reach the terminal as is
+    return _visible(_shorten(" ".join(str(exc).split()))) or type(exc).__name__
 
 
 # -- options -------------------------------------------------------------------------
