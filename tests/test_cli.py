@@ -122,12 +122,13 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     """No command, unknown options, bad values: exit 2 with one line on stderr."""
     assert cli(capsys)[0] == 2
     assert cli(capsys, "threads", "--bogus")[0] == 2
+    # the option is checked first, as stats --top and history --limit are (session 18)
     code, _, err = cli(capsys, "threads", "--limit", "0", "--url", str(tmp_path / "x.db"))
-    assert code == 1 and "no SQLite database" in err  # the file is checked first
+    assert code == 2 and "--limit must be from 1 to 1000" in err
     db = tmp_path / "empty.db"
     populate(str(db), "cpg_")
     code, _, err = cli(capsys, "threads", "--limit", "0", "--url", str(db))
-    assert code == 2 and err.count("\n") == 1 and "limit must be an int from 1 to 1000, got 0" in err
+    assert code == 2 and err.count("\n") == 1 and "--limit must be from 1 to 1000, got 0" in err
     for bad in ("=x", "x"):  # an empty key is a slip, not a filter on metadata key ""
         code, _, err = cli(capsys, "threads", "--filter", bad, "--url", str(db))
         assert code == 2 and f"invalid --filter {bad!r}" in err, err

@@ -110,3 +110,21 @@ def test_an_error_about_a_thread_id_holding_control_characters_shows_them_as_esc
         code, _, err = cli(capsys, *argv, *db)
         assert code == 1 and ("checkpoint-pg history" in err or "checkpoint-pg replay" in err), err
         assert "\x1b" not in err and "\\x1b[31m" in err, (argv, err)
+
+
+def test_threads_page_options_out_of_range_name_the_option_and_its_range(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """threads --limit 0 / 1001 and --offset -1: the error spoke of the inspector's
+    parameters ("limit must be an int from 1 to 1000"), and --help hid the cap. Now the
+    option is named with its range, before any database is opened (this one does not exist)."""
+    from checkpoint_pg.inspect.inspector import MAX_PAGE
+
+    url = ["--url", str(tmp_path / "none.db")]
+    for argv, option in ((["--limit", "0"], "--limit"), (["--limit", str(MAX_PAGE + 1)], "--limit"),
+                         (["--offset", "-1"], "--offset")):
+        code, _, err = cli(capsys, "threads", *argv, *url)
+        assert code == 2 and f"{option} must be" in err and argv[1] in err, (argv, err)
+    assert "--limit must be from 1 to 1000" in cli(capsys, "threads", "--limit", "0", *url)[2]
+    code, out, _ = cli(capsys, "threads", "--help")
+    assert code == 0 and f"1 to {MAX_PAGE}" in out

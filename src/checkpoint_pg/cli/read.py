@@ -48,6 +48,13 @@ def _parse_filter(items: Sequence[str] | None) -> dict[str, Any] | None:
 
 
 def cmd_threads(args: argparse.Namespace) -> int:
+    from checkpoint_pg.inspect.inspector import MAX_PAGE
+
+    # the inspector's own messages name its parameters (limit, offset), not these options
+    if not 1 <= args.limit <= MAX_PAGE:
+        raise UsageError(f"--limit must be from 1 to {MAX_PAGE} (threads per page), got {args.limit}")
+    if args.offset < 0:
+        raise UsageError(f"--offset must be 0 or more, got {args.offset}")
     with _inspector(args) as ins:
         try:
             page = ins.threads(
@@ -182,7 +189,7 @@ def add_parsers(add: AddCommand, common: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="metadata filter, repeatable; VALUE may be JSON",
     )
-    p.add_argument("--limit", type=int, default=50, help="threads per page (default 50)")
+    p.add_argument("--limit", type=int, default=50, help="threads per page, 1 to 1000 (default 50)")
     p.add_argument("--offset", type=int, default=0, help="skip this many threads")
     p.add_argument("--cursor", help="the cursor printed after the previous page")
     p.add_argument("--no-sizes", action="store_true", help="skip counting checkpoints and bytes (fastest)")
