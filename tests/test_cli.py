@@ -128,7 +128,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     db = tmp_path / "empty.db"
     populate(str(db), "cpg_")
     code, _, err = cli(capsys, "threads", "--limit", "0", "--url", str(db))
-    assert code == 2 and err.count("\n") == 1 and "--limit must be from 1 to 1000, got 0" in err
+    assert code == 2 and err.count("\n") == 1 and "--limit must be from 1 to 1000 (threads per page), got 0" in err
     for bad in ("=x", "x"):  # an empty key is a slip, not a filter on metadata key ""
         code, _, err = cli(capsys, "threads", "--filter", bad, "--url", str(db))
         assert code == 2 and f"invalid --filter {bad!r}" in err, err
