@@ -128,3 +128,16 @@ def test_threads_page_options_out_of_range_name_the_option_and_its_range(
     assert "--limit must be from 1 to 1000" in cli(capsys, "threads", "--limit", "0", *url)[2]
     code, out, _ = cli(capsys, "threads", "--help")
     assert code == 0 and f"1 to {MAX_PAGE}" in out
+
+
+def test_advised_commands_stay_bare_where_no_database_was_named(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The options are added only where they name another database than the default:
+    `migrate history` reads none, and a command run without --url advises one without it."""
+    monkeypatch.delenv("CHECKPOINT_PG_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(capsys, "migrate", "sql", "--dialect", "postgresql", "--from", "zzz")
+    assert code == 2 and "`checkpoint-pg migrate history`" in err, err
+    code, _, err = cli(capsys, "threads")
+    assert code == 1 and "(run `checkpoint-pg demo` to create it)" in err, err

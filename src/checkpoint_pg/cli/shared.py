@@ -414,11 +414,17 @@ _ADVISED = re.compile(r"`(checkpoint-pg [^`]*)`")
 def _on_this_database(args: argparse.Namespace, message: str) -> str:
     """``message`` with this database's options in each command it advises that names none:
     the inspector's and the savers' messages (`checkpoint-pg history THREAD`) do not know
-    the URL, and run as printed such a command reads the default database instead."""
+    the URL, and run as printed such a command reads the default database instead. Not
+    when this command named none either (the same default), nor in `migrate history`,
+    which reads no database."""
+    if args.url is None and args.prefix == DEFAULT_PREFIX and not args.schema:
+        return message
 
     def named(m: re.Match[str]) -> str:
         command = m.group(1)
-        return m.group(0) if "--url" in command else f"`{command} {_db_options(args)}`"
+        if "--url" in command or command.startswith("checkpoint-pg migrate history"):
+            return m.group(0)
+        return f"`{command} {_db_options(args)}`"
 
     return _ADVISED.sub(named, message)
 
