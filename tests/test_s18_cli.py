@@ -141,3 +141,29 @@ def test_advised_commands_stay_bare_where_no_database_was_named(
     assert code == 2 and "`checkpoint-pg migrate history`" in err, err
     code, _, err = cli(capsys, "threads")
     assert code == 1 and "(run `checkpoint-pg demo` to create it)" in err, err
+
+
+def test_stats_top_applies_to_json_when_given(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """stats --json lists every thread by default (the table's 20 is for the eye, and a
+    script must not lose threads to it); --top N given cuts the JSON as it cuts the table,
+    and says how many it left out."""
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from checkpoint_pg import SqliteSaver
+
+    path = tmp_path / "s.db"
+    with SqliteSaver.from_conn_string(str(path)) as saver:
+        saver.setup()
+        for i in range(23):
+            cfg = {"configurable": {"thread_id": f"t{i:02d}", "checkpoint_ns": ""}}
+            saver.put(cfg, empty_checkpoint(), {"source": "input", "step": -1}, {})
+    code, out, _ = cli(capsys, "stats", "--json", "--url", str(path))
+    assert code == 0
+    everything = json.loads(out)
+    assert len(everything["threads"]) == 23 and "threads_not_shown" not in everything
+    code, out, _ = cli(capsys, "stats", "--json", "--top", "5", "--url", str(path))
+    top = json.loads(out)
+    assert code == 0 and top["threads"] == everything["threads"][:5]
+    assert top["threads_not_shown"] == 18 and top["total"] == everything["total"]
+    code, out, _ = cli(capsys, "stats", "--url", str(path))
+    assert code == 0 and "(3 smaller threads not shown; --top 0 shows all)" in out

@@ -135,15 +135,26 @@ def _bad_metadata(args: argparse.Namespace, exc: Exception) -> CheckpointPgError
     return CheckpointPgError(f"a row of {t.fullname} could not be read ({_one_line(exc)})")
 
 
+_TABLE_TOP = 20  # stats: the largest threads a table shows unless --top says
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
-    if args.top < 0:
+    if args.top is not None and args.top < 0:
         raise UsageError(f"--top must be 0 (all threads) or more, got {args.top}")
     with _inspector(args) as ins:
         _require_threads(ins, args.thread or [])
         st = ins.stats(args.thread or None)
     if args.json:
-        _print_json(st.to_dict())
+        # every thread unless --top was given: the table's default of 20 is for the eye,
+        # and a script reading the JSON must not lose threads to it
+        out = st.to_dict()
+        if args.top and len(st.threads) > args.top:
+            out["threads"] = out["threads"][: args.top]
+            out["threads_not_shown"] = len(st.threads) - args.top
+        _print_json(out)
         return 0
+    if args.top is None:
+        args.top = _TABLE_TOP
     from rich.table import Table
 
     con = _console()
@@ -244,7 +255,13 @@ def add_parsers(add: AddCommand, common: argparse.ArgumentParser) -> None:
         "Checkpoints, writes, channel values, stored objects, references and bytes, per thread and in total.",
     )
     p.add_argument("--thread", action="append", metavar="THREAD", help="only these threads (repeatable)")
-    p.add_argument("--top", type=int, default=20, help="show the N largest threads (0: all; default 20)")
+    p.add_argument(
+        "--top",
+        type=int,
+        default=None,
+        help=f"show the N largest threads (0: all; default {_TABLE_TOP} in the table, all in --json, "
+        "whose 'threads_not_shown' counts what --top left out)",
+    )
 
     p = add(
         "replay",
