@@ -662,10 +662,19 @@ async def test_an_async_sqlite_saver_whose_close_is_cancelled_ends_its_worker_th
         async with AsyncSqliteSaver.from_conn_string(path) as saver:
             workers.append(saver._executor)
             write.append(asyncio.ensure_future(saver.adelete_thread("queued")))
+            # until the worker took the write (it then waits for the lock): on a loaded
+            # machine a fixed pause let the close come first, refusing the write unsent
+            for _ in range(500):
+                await asyncio.sleep(0.01)
+                if saver._executor._threads and saver._executor._work_queue.empty():
+                    break
             await asyncio.sleep(0.1)
+            closing.set()
 
+    closing = asyncio.Event()
     task = asyncio.ensure_future(block())
-    await asyncio.sleep(0.4)  # closing, behind the write that waits for the lock
+    await closing.wait()
+    await asyncio.sleep(0.3)  # closing, behind the write that waits for the lock
     assert not task.done()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -381,8 +381,10 @@ def _leasers_race(savers: list[Any], thread_id: str) -> list[str]:
     workers = [threading.Thread(target=one, args=(i,)) for i in range(len(savers))]
     for w in workers:
         w.start()
+    # the winner holds its lease until every other saver got its answer: released while
+    # one was still asking (a loaded machine), that one won it too
     deadline = time.monotonic() + 10
-    while got.count("?") > 1 and time.monotonic() < deadline:
+    while "?" in got and time.monotonic() < deadline:
         time.sleep(0.01)
     hold.set()
     for w in workers:
