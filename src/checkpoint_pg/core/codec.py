@@ -514,16 +514,10 @@ class ValueCodec:
         if _BaseMessage is None or written is None:
             return
         for item in written if type(written) in (list, tuple) else (written,):
-            if not isinstance(item, _BaseMessage):
-                continue
-            if item.id is not None:
+            # (a message without an id needs nothing here: the memo keeps none, and a list
+            # holding one is checked by hash at every put, `known_by_identity`)
+            if isinstance(item, _BaseMessage) and item.id is not None:
                 self._dump_message(item)  # counts an edit; unchanged, a memo hit
-            else:
-                # the memo keeps no message without an id, so nothing tells whether
-                # it was edited: counted as if it were (Overwrites are rare, and the
-                # next put then checks its lists by hash instead of identity)
-                self.edits += 1
-                return
 
     def encode_whole(self, value: Any) -> EncodedValue:
         """A value as one object (KIND.SCALAR)."""
