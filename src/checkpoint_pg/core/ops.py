@@ -380,13 +380,19 @@ class WrittenMessages:
         """A put of ``thread_id`` stored ``obj`` as ``h``: the repoints to do now, of
         the writes that are in (the others' put_writes repoint once they are)."""
         out: list[tuple[Any, ...]] = []
+        # Only a message given its id since it was written is the write's message at
+        # another hash: one still without an id was edited in place (a node, a review
+        # through get_state) after its write, which must keep what the node wrote.
+        # (A put may store the message before the put_writes registers it: LangGraph
+        # saves both on background threads, so the entry can wait for a later put.)
+        ided = getattr(obj, "id", None) is not None
         with self._lock:
             reads = self._reads.get(id(obj))
             if reads is not None and reads[0]() is obj:
                 for entry in reads[1:]:
                     if entry[2][0] == thread_id:
                         reads.remove(entry)
-                        if entry[1] != h:
+                        if entry[1] != h and ided:
                             entry[5] = h
                             out.append(_fixup(entry))
                 if len(reads) == 1:
@@ -397,7 +403,7 @@ class WrittenMessages:
             for entry in list(entries):
                 if entry[2][0] != thread_id:
                     continue
-                if entry[1] == h:  # (None while put_writes is serializing it)
+                if entry[1] == h or not ided:  # (None while put_writes is serializing it)
                     self._drop(entry)
                     entry[4] = None
                     continue
@@ -724,7 +730,11 @@ def put_writes(
         assert first == leading or unchunked is None, (first, leading)
         for pos, item, entry, had_id in messages:
             h = enc.hashes[pos]
-            if entry is not None:
+            if entry is not None and item.id is not None and ctx.codec.dump(item).hash == h:
+                # its id came before it was serialized: the write holds the message as
+                # the list does, and a later hash of it is an edit, never its id
+                ctx.written.release(entry)
+            elif entry is not None:
                 ctx.written.serialized(entry, h)
                 registered.append(entry)
             if had_id:  # an id given later came after the hash
