@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 import pytest
+from clikit import cli, incumbent_file  # noqa: F401 - a fixture
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.base import empty_checkpoint
 
@@ -98,3 +99,20 @@ def test_a_write_serialized_after_its_message_got_its_id_is_not_repointed_at_a_l
     with make_saver() as fresh:
         writes = fresh.get_tuple(first).pending_writes
     assert [[(m.content, m.id) for m in v] for _, _, v in writes] == [[("draft", "m-1")]]
+
+
+def test_an_import_of_a_thread_the_source_lacks_names_the_near_ones_and_the_next_step(
+    capsys: pytest.CaptureFixture[str], incumbent_file: str, tmp_path: Any
+) -> None:
+    """`import-langgraph --thread` naming a thread the source lacks (a typo) says how many
+    threads the source holds, those whose ids are close, and what to run instead; it
+    creates nothing."""
+    target = tmp_path / "ours.db"
+    code, out, err = cli(
+        capsys, "import-langgraph", "--from", incumbent_file, "--url", str(target),
+        "--thread", "olf", "--no-progress",
+    )
+    assert code == 1 and out == ""
+    assert "no thread(s) ['olf']; it holds 1 thread(s), among them ['old']" in err
+    assert "leave --thread out to import them all, with --dry-run to count them first" in err
+    assert not target.exists()

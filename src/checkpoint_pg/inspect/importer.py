@@ -17,6 +17,7 @@ Checkpoints removed here since (``prune``) are not brought back (`_pruned_here`)
 
 from __future__ import annotations
 
+import difflib
 import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -90,7 +91,13 @@ class _Source:
         wanted = set(only)
         missing = wanted - {t for t, _ in self._threads}
         if missing:
-            raise NotFoundError(f"the source has no thread(s) {sorted(missing)!r}")
+            held = [t for t, _ in self._threads]
+            near = sorted({m for t in missing for m in difflib.get_close_matches(t, held, n=3)})
+            raise NotFoundError(
+                f"the source has no thread(s) {sorted(missing)!r}; it holds {len(held)} "
+                f"thread(s){f', among them {near!r}' if near else ''}: leave --thread out to "
+                "import them all, with --dry-run to count them first"
+            )
         return [(t, n) for t, n in self._threads if t in wanted]
 
     def checkpoint_keys(self, thread_id: str) -> dict[Key, str | None]:
