@@ -630,7 +630,7 @@ def test_keeping_delta_ancestors_walks_each_checkpoint_a_bounded_number_of_times
     one of them): without sharing what was walked, that is quadratic in the thread."""
     from collections.abc import Mapping
 
-    from checkpoint_pg.core import ops
+    from checkpoint_pg.core import lifecycle
     from checkpoint_pg.schema import KIND
 
     n = 2000
@@ -662,6 +662,6 @@ def test_keeping_delta_ancestors_walks_each_checkpoint_a_bounded_number_of_times
 
     counted, needed, walked = Counted(), set(), {}
     for ns, cid in docs:
-        ops._keep_delta_ancestors(ns, cid, counted, vals, needed, walked)
+        lifecycle._keep_delta_ancestors(ns, cid, counted, vals, needed, walked)
     assert needed == set(docs) - {("", f"{n - 1:05d}")}
     assert Counted.reads < 5 * n, Counted.reads

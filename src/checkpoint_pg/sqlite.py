@@ -304,7 +304,7 @@ class _Runner:
                 if conn.in_transaction:
                     return self._in_callers_transaction(op, first)
                 if first.alone and not write:
-                    # a read that may need nothing more (ops.Batch): BEGIN and COMMIT
+                    # a read that may need nothing more (context.Batch): BEGIN and COMMIT
                     # were a sixth of the SQL of a step reading back its checkpoint
                     try:
                         first = op.send(_execute(conn, first))

@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - an older langgraph stores none
     _DeltaSnapshot = None  # type: ignore[assignment,misc]
 
 from checkpoint_pg.core import ops as core_ops
+from checkpoint_pg.core.reading import _loads_md, _parse_doc
 from checkpoint_pg.core.config import check_filter, normalize_thread_id
 from checkpoint_pg.core.ops import Batch, Memo, Op
 from checkpoint_pg.errors import ConfigError, IntegrityError, NotFoundError
@@ -89,7 +90,7 @@ def _json(raw: Any) -> dict[str, Any]:
     """Metadata as stored (IntegrityError for a row edited into something else)."""
     if raw is None:
         return {}
-    return core_ops._loads_md(bytes(raw) if isinstance(raw, bytearray) else raw)
+    return _loads_md(bytes(raw) if isinstance(raw, bytearray) else raw)
 
 
 def _thread_metadata(thread_id: str, raw: Any) -> dict[str, Any]:
@@ -352,7 +353,7 @@ class Inspector:
             tup = tuples.get((ns, cid))
             channel_values = dict(tup.checkpoint.get("channel_values") or {}) if tup else None
             rec = CheckpointRecord(
-                ns, cid, parent, run_id, core_ops._parse_doc(raw_doc), _json(raw_md), channel_values=channel_values
+                ns, cid, parent, run_id, _parse_doc(raw_doc), _json(raw_md), channel_values=channel_values
             )
             self._attach_tasks(rec, tup, keys)
             records.append(rec)

@@ -172,7 +172,7 @@ class AsyncSaver(SaverBase):
         A write runs to its end even if the caller is cancelled meanwhile, and
         CancelledError is raised after it: cut off once its SQL was sent, it could
         commit without the bookkeeping that keeps each message stored once (see
-        `ops.WrittenMessages`), or take a lease nobody would give back. A backend
+        `written.WrittenMessages`), or take a lease nobody would give back. A backend
         that shields its writes itself from the moment it holds a connection lets
         a write still waiting for one end at once (`_shields_own_writes`).
         """

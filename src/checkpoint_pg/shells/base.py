@@ -275,7 +275,7 @@ class SaverBase(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> Call:
-        # unfinished: repoints claimed by an attempt, sent again by the retry (ops._repoint)
+        # unfinished: repoints claimed by an attempt, sent again by the retry (writing._repoint)
         make = partial(
             ops.put, self.ctx, config, checkpoint, metadata, new_versions, unfinished=[]
         )

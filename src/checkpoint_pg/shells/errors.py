@@ -83,11 +83,11 @@ def translate(exc: BaseException, url_hint: str) -> CheckpointPgError | None:
         thread, left, had_token = json.loads(exc.diag.message_detail)  # type: ignore[attr-defined]
         return lease.lost_error(thread) if had_token else lease.held_error(thread, left or 0.0)
     if text.startswith("cpg_parent_gone"):
-        from checkpoint_pg.core.ops import parent_gone
+        from checkpoint_pg.core.writing import parent_gone
 
         return parent_gone(*json.loads(exc.diag.message_detail))  # type: ignore[attr-defined]
     if "cpg_thread_busy" in text:
-        from checkpoint_pg.core.ops import _busy
+        from checkpoint_pg.core.writing import _busy
 
         thread = text.split("thread ", 1)[1].split(" is being run", 1)[0]
         return _busy(thread)

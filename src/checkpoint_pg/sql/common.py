@@ -64,7 +64,7 @@ class CheckpointPages:
 
     def parent_stored_sql(self) -> str:
         """A row when the parent of the checkpoint being put is stored (see
-        `ops.LastPuts`: a put whose DeltaChannel replays from it requires it)."""
+        `context.LastPuts`: a put whose DeltaChannel replays from it requires it)."""
         t, ns, parent = (self._ph(k) for k in ("t", "ns", "parent"))
         return (
             f"SELECT 1 FROM {self.n.checkpoints} WHERE thread_id = {t} "

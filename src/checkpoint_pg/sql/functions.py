@@ -185,7 +185,7 @@ class Functions:
             + f"IF p_guard THEN IF EXISTS ({body(sql.newer_checkpoint_sql())}) THEN\n"
             + "RAISE EXCEPTION 'cpg_thread_busy: thread % is being run by another writer', p_t;\n"
             + "END IF; END IF;\n"
-            # a DeltaChannel that replays from the parent (core/ops.py LastPuts): the
+            # a DeltaChannel that replays from the parent (core/context.py LastPuts): the
             # thread row's lock is taken, so a delete has committed or waits for us
             + f"IF p_need_parent THEN IF NOT EXISTS ({body(sql.parent_stored_sql())}) THEN\n"
             + "RAISE EXCEPTION 'cpg_parent_gone' USING DETAIL = "

@@ -447,7 +447,7 @@ class SqliteSQL(CheckpointPages):
 
         With ``known`` objects (a run continuing the thread in this process) no
         objects are read here: the statement costs about half as much without them,
-        and the core reads the few it may lack after (`ops._fetch_missing`).
+        and the core reads the few it may lack after (`reading._fetch_missing`).
         """
         return Stmt(self._get_tuple[(cid is not None, not known)], {"t": t, "ns": ns, "id": cid})
 
