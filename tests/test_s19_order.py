@@ -1,0 +1,464 @@
+"""Session 19: real graphs under the orders LangGraph's background executor may give a
+step's put_writes and the next checkpoint's put, on our savers and on InMemorySaver.
+
+LangGraph (durability "async"; "sync" waits for the put, never for the writes) submits a
+task's put_writes and the next put to background threads: either may finish first, and
+add_messages gives the written messages their ids in place meanwhile. `Reorder` forces one
+order on a saver's calls while a graph runs, on ours and on InMemorySaver alike:
+
+* ``writes_last``: a put_writes waits, before doing anything, for the next put to finish;
+* ``put_last``: a put waits for every put_writes called before it to finish;
+* ``stored_last`` (our sync saver on Postgres, whose calls plan outside the connection):
+  a put_writes serializes its writes as it is called, then waits for the next put to be
+  stored before storing them (InMemorySaver stores them at once: its reads never depend
+  on when).
+
+What a graph reads back (each checkpoint of the history, its tasks and its pending
+writes), in the process that ran it and in a new one, must be InMemorySaver's, and each
+ToolMessage of the thread must be one stored object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import operator
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+import pytest
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.types import Command, Overwrite, RetryPolicy, Send, interrupt
+from typing_extensions import TypedDict
+
+from graphs import build_tool_agent, in_order, pending_writes_summary, snapshot_summary, weather_question
+from test_graphs import assert_same, new_thread
+from test_storage import raw_for
+
+MODES = ["writes_last", "put_last"]
+DURABILITIES = ["async", "sync"]
+_holding: contextvars.ContextVar[Any] = contextvars.ContextVar("holding", default=None)
+
+
+class Reorder:
+    """Forces ``mode``'s order on ``saver``'s put and put_writes (or aput and aput_writes)
+    while ``active``. A call with nothing to wait for (no put follows the last writes of a
+    run) goes on after ``timeout``; ``held`` counts the calls that waited for the other."""
+
+    def __init__(self, saver: Any, mode: str, *, is_async: bool = False, timeout: float = 0.5) -> None:
+        self.saver, self.mode, self.is_async, self.timeout = saver, mode, is_async, timeout
+        self.cond = threading.Condition()
+        self.puts_started = self.puts_done = 0
+        self.writes_started = 0
+        self.writes_open: set[int] = set()
+        self.held = 0
+        self.active = False
+
+    # -- the waits --------------------------------------------------------------------
+
+    def _next_put(self) -> int:
+        with self.cond:
+            return self.puts_started + 1
+
+    def _wait_for_put(self, target: int) -> None:
+        with self.cond:
+            if self.cond.wait_for(lambda: self.puts_done >= target, self.timeout):
+                self.held += 1
+
+    def _wait_for_writes(self, before: int) -> None:
+        with self.cond:
+            if self.writes_open and self.cond.wait_for(
+                lambda: all(s >= before for s in self.writes_open), self.timeout
+            ):
+                self.held += 1
+
+    @contextlib.contextmanager
+    def _put(self) -> Iterator[None]:
+        with self.cond:
+            self.puts_started += 1
+            before = self.writes_started
+        if self.active and self.mode == "put_last":
+            self._wait_for_writes(before)
+        try:
+            yield
+        finally:
+            with self.cond:
+                self.puts_done += 1
+                self.cond.notify_all()
+
+    @contextlib.contextmanager
+    def _writes(self) -> Iterator[int]:
+        with self.cond:
+            seq = self.writes_started
+            self.writes_started += 1
+            self.writes_open.add(seq)
+        try:
+            yield self._next_put()
+        finally:
+            with self.cond:
+                self.writes_open.discard(seq)
+                self.cond.notify_all()
+
+    # -- the saver's methods ----------------------------------------------------------
+
+    def __enter__(self) -> Reorder:
+        s = self.saver
+        if self.is_async:
+            put, put_writes = s.aput, s.aput_writes
+
+            async def aput(config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+                with self.cond:
+                    self.puts_started += 1
+                    before = self.writes_started
+                if self.active and self.mode == "put_last":
+                    await asyncio.to_thread(self._wait_for_writes, before)
+                try:
+                    return await put(config, checkpoint, metadata, new_versions)
+                finally:
+                    with self.cond:
+                        self.puts_done += 1
+                        self.cond.notify_all()
+
+            async def aput_writes(config: Any, writes: Any, task_id: str, task_path: str = "") -> None:
+                with self._writes() as target:
+                    if self.active and self.mode == "writes_last":
+                        await asyncio.to_thread(self._wait_for_put, target)
+                    await put_writes(config, writes, task_id, task_path)
+
+            s.aput, s.aput_writes = aput, aput_writes
+            return self
+        put, put_writes = s.put, s.put_writes
+
+        def put_(config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+            with self._put():
+                return put(config, checkpoint, metadata, new_versions)
+
+        def put_writes_(config: Any, writes: Any, task_id: str, task_path: str = "") -> None:
+            with self._writes() as target:
+                if self.active and self.mode == "writes_last":
+                    self._wait_for_put(target)
+                if not (self.active and self.mode == "stored_last"):
+                    return put_writes(config, writes, task_id, task_path)
+                if isinstance(s, InMemorySaver):
+                    return put_writes(config, writes, task_id, task_path)
+                token = _holding.set((self, target))
+                try:
+                    return put_writes(config, writes, task_id, task_path)
+                finally:
+                    _holding.reset(token)
+
+        s.put, s.put_writes = put_, put_writes_
+        if self.mode == "stored_last" and not isinstance(s, InMemorySaver):
+            encode = s.ctx.codec.encode
+
+            def encode_then_wait(value: Any) -> Any:
+                out = encode(value)
+                held = _holding.get()
+                if held is not None:
+                    held[0]._wait_for_put(held[1])
+                return out
+
+            s.ctx.codec.encode = encode_then_wait
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for name in ("put", "put_writes", "aput", "aput_writes"):
+            self.saver.__dict__.pop(name, None)
+        if not isinstance(self.saver, InMemorySaver):
+            self.saver.ctx.codec.__dict__.pop("encode", None)
+
+    @contextlib.contextmanager
+    def on(self) -> Iterator[None]:
+        """The order is forced in here (a graph's run), not around update_state's calls."""
+        self.active = True
+        try:
+            yield
+        finally:
+            self.active = False
+
+
+# -- what a graph reads back ----------------------------------------------------------
+
+
+def _history(graph: Any, config: RunnableConfig) -> list[Any]:
+    """Each checkpoint of the thread (root and subgraph namespaces), newest first, with
+    its tasks and pending writes."""
+    out = []
+    for snap in graph.get_state_history(config):
+        out.append({**snapshot_summary(snap), "writes": pending_writes_summary(graph.checkpointer, snap)})
+        for task in snap.tasks:
+            if task.state is not None:
+                sub = {"configurable": {**task.state["configurable"]}}
+                sub["configurable"].pop("checkpoint_id", None)
+                out.append([_summary_of(graph, s) for s in graph.get_state_history(sub)])
+    return out
+
+
+def _summary_of(graph: Any, snap: Any) -> Any:
+    return {**snapshot_summary(snap), "writes": pending_writes_summary(graph.checkpointer, snap)}
+
+
+def _tool_messages_stored_once(
+    saver_target: Any, saver: Any, config: RunnableConfig, keys: set[tuple[Any, ...]]
+) -> None:
+    """Each ToolMessage of the thread (``keys``: `_tool_key` of each) is one stored object,
+    held by no stored list whole."""
+    with raw_for(saver_target, saver) as raw:
+        objs = raw.decoded_objects(config["configurable"]["thread_id"])
+    found = Counter(_tool_key(v) for v in objs.values() if isinstance(v, ToolMessage))
+    assert found == Counter(keys), f"stored ToolMessages {sorted(found.elements(), key=repr)}, expected {keys}"
+    nested = [v for v in objs.values() if isinstance(v, (list, tuple, dict)) and "ToolMessage" in repr(v)]
+    assert nested == []
+
+
+def _tool_key(m: ToolMessage) -> tuple[Any, ...]:
+    return (m.id, m.tool_call_id, m.content)
+
+
+def _tool_keys(graph: Any, config: RunnableConfig) -> set[tuple[Any, ...]]:
+    """The ToolMessages of the thread's history (a message without an id by its contents)."""
+    keys: set[tuple[Any, ...]] = set()
+    for snap in graph.get_state_history(config):
+        for value in snap.values.values():
+            for m in value if isinstance(value, list) else [value]:
+                if isinstance(m, ToolMessage):
+                    keys.add(_tool_key(m))
+    return keys
+
+
+# -- the graphs -----------------------------------------------------------------------
+
+Build = Callable[[BaseCheckpointSaver], Any]
+# run(graph of the saver, config, on): ``on()`` around each run of the graph
+Run = Callable[[Any, RunnableConfig, Callable[[], Any], str], None]
+
+
+def _agent(s: BaseCheckpointSaver) -> Any:
+    return build_tool_agent(s)
+
+
+def _run_agent(graph: Any, config: RunnableConfig, on: Any, durability: str) -> None:
+    for city in ("Paris", "Rome"):
+        with on():
+            graph.invoke(weather_question(city), config, durability=durability)
+
+
+def _reviewed_agent(s: BaseCheckpointSaver) -> Any:
+    return build_tool_agent(None).builder.compile(checkpointer=s, interrupt_before=["tools"])
+
+
+def _run_agent_edit(graph: Any, config: RunnableConfig, on: Any, durability: str) -> None:
+    """LangGraph's "edit the tool call": stop before tools, edit in place, update_state, resume."""
+    with on():
+        graph.invoke(weather_question("Paris"), config, durability=durability)
+    last = graph.get_state(config).values["messages"][-1]
+    last.tool_calls[0]["args"] = {"city": "Rome"}
+    last.content = "Checking Rome."
+    graph.update_state(config, {"messages": [last]})
+    with on():
+        graph.invoke(None, config, durability=durability)
+
+
+def _run_fork(graph: Any, config: RunnableConfig, on: Any, durability: str) -> None:
+    """Time travel: replay from the checkpoint before tools, then fork it with an edit."""
+    with on():
+        graph.invoke(weather_question("Paris"), config, durability=durability)
+    with on():
+        graph.invoke(None, config, durability=durability)
+    before_tools = next(s for s in graph.get_state_history(config) if s.next == ("tools",))
+    with on():
+        graph.invoke(None, before_tools.config, durability=durability)  # a replay
+    last = before_tools.values["messages"][-1]
+    last.tool_calls[1]["args"] = {"city": "Oslo"}
+    fork = graph.update_state(before_tools.config, {"messages": [last]})
+    with on():
+        graph.invoke(None, fork, durability=durability)
+
+
+class _Drafts(TypedDict, total=False):
+    drafts: list[AnyMessage]
+    done: bool
+
+
+def _drafts(s: BaseCheckpointSaver) -> Any:
+    def write(state: _Drafts) -> _Drafts:
+        return {"drafts": [HumanMessage("draft"), ToolMessage("other", tool_call_id="c-1")]}
+
+    def finish(state: _Drafts) -> _Drafts:
+        return {"done": True}
+
+    return in_order(_Drafts, ("write", write), ("finish", finish)).compile(
+        checkpointer=s, interrupt_before=["finish"]
+    )
+
+
+def _run_review(channel: str, wrap: Callable[[Any], Any]) -> Run:
+    """The graph stops, a review edits the first message of ``channel`` from get_state in
+    place and writes the list back (through ``wrap``), the graph resumes."""
+
+    def run(graph: Any, config: RunnableConfig, on: Any, durability: str) -> None:
+        with on():
+            graph.invoke({}, config, durability=durability)
+        items = graph.get_state(config).values[channel]
+        items[0].content = "edited"
+        graph.update_state(config, {channel: wrap(items)})
+        with on():
+            graph.invoke(None, config, durability=durability)
+
+    return run
+
+
+class _Notes(TypedDict, total=False):
+    notes: Annotated[list[AnyMessage], operator.add]
+    done: bool
+
+
+def _notes(s: BaseCheckpointSaver) -> Any:
+    def write(state: _Notes) -> _Notes:
+        return {"notes": [AIMessage("draft"), ToolMessage("other", tool_call_id="c-1")]}
+
+    def more(state: _Notes) -> _Notes:
+        return {"notes": [AIMessage(f"more after {len(state['notes'])}")]}
+
+    def finish(state: _Notes) -> _Notes:
+        return {"done": True, "notes": [ToolMessage("last", tool_call_id="c-2")]}
+
+    return in_order(_Notes, ("write", write), ("more", more), ("finish", finish)).compile(
+        checkpointer=s, interrupt_before=["finish"]
+    )
+
+
+def _fan_out(s: BaseCheckpointSaver) -> Any:
+    """Send fan-out: each ``tool`` task writes a ToolMessage without an id to add_messages."""
+
+    def plan(state: MessagesState) -> dict[str, Any]:
+        calls = [{"name": "t", "args": {"n": i}, "id": f"call-{i}"} for i in range(3)]
+        return {"messages": [AIMessage("plan", tool_calls=calls)]}
+
+    def route(state: MessagesState) -> list[Send]:
+        return [Send("tool", c) for c in state["messages"][-1].tool_calls]
+
+    def tool(call: dict[str, Any]) -> dict[str, Any]:
+        return {"messages": [ToolMessage(f"result {call['args']['n']}", tool_call_id=call["id"])]}
+
+    def answer(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [AIMessage(f"{len(state['messages'])} messages")]}
+
+    g = StateGraph(MessagesState)
+    g.add_node("plan", plan)
+    g.add_node("tool", tool)
+    g.add_node("answer", answer)
+    g.add_edge(START, "plan")
+    g.add_conditional_edges("plan", route, ["tool"])
+    g.add_edge("tool", "answer")
+    g.add_edge("answer", END)
+    return g.compile(checkpointer=s)
+
+
+def _run_once(graph: Any, config: RunnableConfig, on: Any, durability: str) -> None:
+    with on():
+        graph.invoke({"messages": [HumanMessage("go")]}, config, durability=durability)
+
+
+def _subgraph(s: BaseCheckpointSaver) -> Any:
+    """A parent whose ``child`` (a subgraph) writes a ToolMessage, asks for a hint
+    (interrupt), then writes another; the parent answers after."""
+
+    def call(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [ToolMessage("called", tool_call_id="c-1")]}
+
+    def ask(state: MessagesState) -> dict[str, Any]:
+        hint = interrupt({"ask": len(state["messages"])})
+        return {"messages": [ToolMessage(f"hint {hint}", tool_call_id="c-2")]}
+
+    child = in_order(MessagesState, ("call", call), ("ask", ask)).compile()
+
+    def answer(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [AIMessage(f"{len(state['messages'])} messages")]}
+
+    return in_order(MessagesState, ("child", child), ("answer", answer)).compile(checkpointer=s)
+
+
+def _run_resume(graph: Any, config: RunnableConfig, on: Any, durability: str) -> None:
+    with on():
+        graph.invoke({"messages": [HumanMessage("go")]}, config, durability=durability)
+    with on():
+        graph.invoke(Command(resume="north"), config, durability=durability)
+
+
+def _retried(s: BaseCheckpointSaver) -> Any:
+    """``tools`` and ``flaky`` run in one step; ``flaky`` fails its first attempt (RetryPolicy)
+    while the writes of ``tools`` are stored."""
+    attempts: Counter[str] = Counter()
+
+    def tools(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [ToolMessage("sunny", tool_call_id="c-1")]}
+
+    def flaky(state: MessagesState, config: RunnableConfig) -> dict[str, Any]:
+        attempts[config["configurable"]["thread_id"]] += 1
+        if attempts[config["configurable"]["thread_id"]] == 1:
+            raise ValueError("first attempt")
+        return {"messages": [AIMessage("flaky done")]}
+
+    def join(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [ToolMessage(f"joined {len(state['messages'])}", tool_call_id="c-2")]}
+
+    g = StateGraph(MessagesState)
+    g.add_node("tools", tools)
+    g.add_node("flaky", flaky, retry_policy=RetryPolicy(max_attempts=2, initial_interval=0.01, jitter=False, retry_on=ValueError))
+    g.add_node("join", join)
+    g.add_edge(START, "tools")
+    g.add_edge(START, "flaky")
+    g.add_edge(["tools", "flaky"], "join")
+    g.add_edge("join", END)
+    return g.compile(checkpointer=s)
+
+
+SCENARIOS: dict[str, tuple[Build, Run]] = {
+    "agent": (_agent, _run_agent),
+    "agent-edit": (_reviewed_agent, _run_agent_edit),
+    "fork": (_reviewed_agent, _run_fork),
+    "drafts": (_drafts, _run_review("drafts", list)),
+    "notes-overwrite": (_notes, _run_review("notes", Overwrite)),
+    "fan-out": (_fan_out, _run_once),
+    "subgraph": (_subgraph, _run_resume),
+    "retry": (_retried, _run_once),
+}
+
+
+def _run_both(
+    make_saver: Any, saver_target: Any, scenario: str, mode: str, durability: str
+) -> list[Any]:
+    build, run = SCENARIOS[scenario]
+    reference = InMemorySaver()
+    ref_config = new_thread(f"order-{scenario}")
+    with Reorder(reference, mode) as order:
+        run(build(reference), ref_config, order.on, durability)
+    expected = _history(build(reference), ref_config)
+    config = new_thread(f"order-{scenario}")
+    with make_saver() as saver:
+        with Reorder(saver, mode) as order:
+            run(build(saver), config, order.on, durability)
+        # (a put finds the writes before it stored, as often as not: nothing to hold)
+        assert order.held or mode == "put_last", "the order was never forced"
+        assert_same({"history": _history(build(saver), config)}, {"history": expected})
+        _tool_messages_stored_once(saver_target, saver, config, _tool_keys(build(saver), config))
+    with make_saver() as fresh:  # another process reads the thread
+        assert_same({"history": _history(build(fresh), config)}, {"history": expected})
+    return expected
+
+
+@pytest.mark.parametrize("durability", DURABILITIES)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_graph_under_forced_order_reads_as_in_memory(
+    make_saver: Any, saver_target: Any, scenario: str, mode: str, durability: str
+) -> None:
+    _run_both(make_saver, saver_target, scenario, mode, durability)
