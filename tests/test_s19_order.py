@@ -26,11 +26,11 @@ import contextvars
 import operator
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
 import pytest
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
@@ -38,7 +38,14 @@ from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import Command, Overwrite, RetryPolicy, Send, interrupt
 from typing_extensions import TypedDict
 
-from graphs import build_tool_agent, in_order, pending_writes_summary, snapshot_summary, weather_question
+from graphs import (
+    apending_writes_summary,
+    build_tool_agent,
+    in_order,
+    pending_writes_summary,
+    snapshot_summary,
+    weather_question,
+)
 from test_graphs import assert_same, new_thread
 from test_storage import raw_for
 
@@ -187,22 +194,18 @@ class Reorder:
 # -- what a graph reads back ----------------------------------------------------------
 
 
-def _history(graph: Any, config: RunnableConfig) -> list[Any]:
-    """Each checkpoint of the thread (root and subgraph namespaces), newest first, with
-    its tasks and pending writes."""
-    out = []
-    for snap in graph.get_state_history(config):
-        out.append({**snapshot_summary(snap), "writes": pending_writes_summary(graph.checkpointer, snap)})
+async def _history(graph: Driver, config: RunnableConfig) -> list[Any]:
+    """Each checkpoint of the thread, newest first, with its tasks and pending writes, and
+    after each the history of the subgraph namespaces its tasks name."""
+    out: list[Any] = []
+    for snap in await graph.history(config):
+        out.append({**snapshot_summary(snap), "writes": await graph.pending(snap)})
         for task in snap.tasks:
             if task.state is not None:
                 sub = {"configurable": {**task.state["configurable"]}}
                 sub["configurable"].pop("checkpoint_id", None)
-                out.append([_summary_of(graph, s) for s in graph.get_state_history(sub)])
+                out.append(await _history(graph, sub))
     return out
-
-
-def _summary_of(graph: Any, snap: Any) -> Any:
-    return {**snapshot_summary(snap), "writes": pending_writes_summary(graph.checkpointer, snap)}
 
 
 def _tool_messages_stored_once(
@@ -222,10 +225,10 @@ def _tool_key(m: ToolMessage) -> tuple[Any, ...]:
     return (m.id, m.tool_call_id, m.content)
 
 
-def _tool_keys(graph: Any, config: RunnableConfig) -> set[tuple[Any, ...]]:
+async def _tool_keys(graph: Driver, config: RunnableConfig) -> set[tuple[Any, ...]]:
     """The ToolMessages of the thread's history (a message without an id by its contents)."""
     keys: set[tuple[Any, ...]] = set()
-    for snap in graph.get_state_history(config):
+    for snap in await graph.history(config):
         for value in snap.values.values():
             for m in value if isinstance(value, list) else [value]:
                 if isinstance(m, ToolMessage):
@@ -236,50 +239,82 @@ def _tool_keys(graph: Any, config: RunnableConfig) -> set[tuple[Any, ...]]:
 # -- the graphs -----------------------------------------------------------------------
 
 Build = Callable[[BaseCheckpointSaver], Any]
-# run(graph of the saver, config, on): ``on()`` around each run of the graph
-Run = Callable[[Any, RunnableConfig, Callable[[], Any], str], None]
+# run(driver of the graph, config, on, durability): ``on()`` around each run of the graph
+Run = Callable[[Any, RunnableConfig, Callable[[], Any], str], Awaitable[None]]
+
+
+class Driver:
+    """A graph's calls as coroutines: its async methods (``is_async``), or its sync ones."""
+
+    def __init__(self, graph: Any, is_async: bool) -> None:
+        self.graph, self.is_async = graph, is_async
+
+    async def invoke(self, value: Any, config: RunnableConfig, durability: str) -> Any:
+        if self.is_async:
+            return await self.graph.ainvoke(value, config, durability=durability)
+        return self.graph.invoke(value, config, durability=durability)
+
+    async def get_state(self, config: RunnableConfig) -> Any:
+        if self.is_async:
+            return await self.graph.aget_state(config)
+        return self.graph.get_state(config)
+
+    async def history(self, config: RunnableConfig) -> list[Any]:
+        if self.is_async:
+            return [s async for s in self.graph.aget_state_history(config)]
+        return list(self.graph.get_state_history(config))
+
+    async def update_state(self, config: RunnableConfig, values: Any) -> Any:
+        if self.is_async:
+            return await self.graph.aupdate_state(config, values)
+        return self.graph.update_state(config, values)
+
+    async def pending(self, snap: Any) -> Any:
+        if self.is_async:
+            return await apending_writes_summary(self.graph.checkpointer, snap)
+        return pending_writes_summary(self.graph.checkpointer, snap)
 
 
 def _agent(s: BaseCheckpointSaver) -> Any:
     return build_tool_agent(s)
 
 
-def _run_agent(graph: Any, config: RunnableConfig, on: Any, durability: str) -> None:
+async def _run_agent(graph: Any, config: RunnableConfig, on: Any, durability: str) -> None:
     for city in ("Paris", "Rome"):
         with on():
-            graph.invoke(weather_question(city), config, durability=durability)
+            await graph.invoke(weather_question(city), config, durability)
 
 
 def _reviewed_agent(s: BaseCheckpointSaver) -> Any:
     return build_tool_agent(None).builder.compile(checkpointer=s, interrupt_before=["tools"])
 
 
-def _run_agent_edit(graph: Any, config: RunnableConfig, on: Any, durability: str) -> None:
+async def _run_agent_edit(graph: Any, config: RunnableConfig, on: Any, durability: str) -> None:
     """LangGraph's "edit the tool call": stop before tools, edit in place, update_state, resume."""
     with on():
-        graph.invoke(weather_question("Paris"), config, durability=durability)
-    last = graph.get_state(config).values["messages"][-1]
+        await graph.invoke(weather_question("Paris"), config, durability)
+    last = (await graph.get_state(config)).values["messages"][-1]
     last.tool_calls[0]["args"] = {"city": "Rome"}
     last.content = "Checking Rome."
-    graph.update_state(config, {"messages": [last]})
+    await graph.update_state(config, {"messages": [last]})
     with on():
-        graph.invoke(None, config, durability=durability)
+        await graph.invoke(None, config, durability)
 
 
-def _run_fork(graph: Any, config: RunnableConfig, on: Any, durability: str) -> None:
+async def _run_fork(graph: Any, config: RunnableConfig, on: Any, durability: str) -> None:
     """Time travel: replay from the checkpoint before tools, then fork it with an edit."""
     with on():
-        graph.invoke(weather_question("Paris"), config, durability=durability)
+        await graph.invoke(weather_question("Paris"), config, durability)
     with on():
-        graph.invoke(None, config, durability=durability)
-    before_tools = next(s for s in graph.get_state_history(config) if s.next == ("tools",))
+        await graph.invoke(None, config, durability)
+    before_tools = next(s for s in await graph.history(config) if s.next == ("tools",))
     with on():
-        graph.invoke(None, before_tools.config, durability=durability)  # a replay
+        await graph.invoke(None, before_tools.config, durability)  # a replay
     last = before_tools.values["messages"][-1]
     last.tool_calls[1]["args"] = {"city": "Oslo"}
-    fork = graph.update_state(before_tools.config, {"messages": [last]})
+    fork = await graph.update_state(before_tools.config, {"messages": [last]})
     with on():
-        graph.invoke(None, fork, durability=durability)
+        await graph.invoke(None, fork, durability)
 
 
 class _Drafts(TypedDict, total=False):
@@ -303,14 +338,14 @@ def _run_review(channel: str, wrap: Callable[[Any], Any]) -> Run:
     """The graph stops, a review edits the first message of ``channel`` from get_state in
     place and writes the list back (through ``wrap``), the graph resumes."""
 
-    def run(graph: Any, config: RunnableConfig, on: Any, durability: str) -> None:
+    async def run(graph: Any, config: RunnableConfig, on: Any, durability: str) -> None:
         with on():
-            graph.invoke({}, config, durability=durability)
-        items = graph.get_state(config).values[channel]
+            await graph.invoke({}, config, durability)
+        items = (await graph.get_state(config)).values[channel]
         items[0].content = "edited"
-        graph.update_state(config, {channel: wrap(items)})
+        await graph.update_state(config, {channel: wrap(items)})
         with on():
-            graph.invoke(None, config, durability=durability)
+            await graph.invoke(None, config, durability)
 
     return run
 
@@ -362,9 +397,9 @@ def _fan_out(s: BaseCheckpointSaver) -> Any:
     return g.compile(checkpointer=s)
 
 
-def _run_once(graph: Any, config: RunnableConfig, on: Any, durability: str) -> None:
+async def _run_once(graph: Any, config: RunnableConfig, on: Any, durability: str) -> None:
     with on():
-        graph.invoke({"messages": [HumanMessage("go")]}, config, durability=durability)
+        await graph.invoke({"messages": [HumanMessage("go")]}, config, durability)
 
 
 def _subgraph(s: BaseCheckpointSaver) -> Any:
@@ -386,11 +421,11 @@ def _subgraph(s: BaseCheckpointSaver) -> Any:
     return in_order(MessagesState, ("child", child), ("answer", answer)).compile(checkpointer=s)
 
 
-def _run_resume(graph: Any, config: RunnableConfig, on: Any, durability: str) -> None:
+async def _run_resume(graph: Any, config: RunnableConfig, on: Any, durability: str) -> None:
     with on():
-        graph.invoke({"messages": [HumanMessage("go")]}, config, durability=durability)
+        await graph.invoke({"messages": [HumanMessage("go")]}, config, durability)
     with on():
-        graph.invoke(Command(resume="north"), config, durability=durability)
+        await graph.invoke(Command(resume="north"), config, durability)
 
 
 def _retried(s: BaseCheckpointSaver) -> Any:
@@ -433,26 +468,41 @@ SCENARIOS: dict[str, tuple[Build, Run]] = {
 }
 
 
-def _run_both(
-    make_saver: Any, saver_target: Any, scenario: str, mode: str, durability: str
-) -> list[Any]:
+async def _run_both(
+    open_saver: Callable[[], Any], saver_target: Any, scenario: str, mode: str, durability: str, is_async: bool
+) -> None:
+    """``scenario`` under ``mode`` on InMemorySaver and on a saver ``open_saver`` opens (an
+    async context manager): the same history, read in this process and in a new one."""
     build, run = SCENARIOS[scenario]
+
+    def drive(s: BaseCheckpointSaver) -> Driver:
+        return Driver(build(s), is_async)
+
     reference = InMemorySaver()
     ref_config = new_thread(f"order-{scenario}")
-    with Reorder(reference, mode) as order:
-        run(build(reference), ref_config, order.on, durability)
-    expected = _history(build(reference), ref_config)
+    with Reorder(reference, mode, is_async=is_async) as order:
+        await run(drive(reference), ref_config, order.on, durability)
+    expected = await _history(drive(reference), ref_config)
     config = new_thread(f"order-{scenario}")
-    with make_saver() as saver:
-        with Reorder(saver, mode) as order:
-            run(build(saver), config, order.on, durability)
+    async with open_saver() as saver:
+        with Reorder(saver, mode, is_async=is_async) as order:
+            await run(drive(saver), config, order.on, durability)
         # (a put finds the writes before it stored, as often as not: nothing to hold)
         assert order.held or mode == "put_last", "the order was never forced"
-        assert_same({"history": _history(build(saver), config)}, {"history": expected})
-        _tool_messages_stored_once(saver_target, saver, config, _tool_keys(build(saver), config))
-    with make_saver() as fresh:  # another process reads the thread
-        assert_same({"history": _history(build(fresh), config)}, {"history": expected})
-    return expected
+        assert_same({"history": await _history(drive(saver), config)}, {"history": expected})
+        keys = await _tool_keys(drive(saver), config)
+        _tool_messages_stored_once(saver_target, saver, config, keys)
+    async with open_saver() as fresh:  # another process reads the thread
+        assert_same({"history": await _history(drive(fresh), config)}, {"history": expected})
+
+
+def _as_async(make_saver: Any) -> Callable[[], Any]:
+    @contextlib.asynccontextmanager
+    async def opened() -> AsyncIterator[Any]:
+        with make_saver() as s:
+            yield s
+
+    return opened
 
 
 @pytest.mark.parametrize("durability", DURABILITIES)
@@ -461,4 +511,24 @@ def _run_both(
 def test_graph_under_forced_order_reads_as_in_memory(
     make_saver: Any, saver_target: Any, scenario: str, mode: str, durability: str
 ) -> None:
-    _run_both(make_saver, saver_target, scenario, mode, durability)
+    asyncio.run(_run_both(_as_async(make_saver), saver_target, scenario, mode, durability, False))
+
+
+@pytest.mark.parametrize("durability", DURABILITIES)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+async def test_graph_under_forced_order_reads_as_in_memory_async(
+    make_async_saver: Any, saver_target: Any, scenario: str, mode: str, durability: str
+) -> None:
+    await _run_both(make_async_saver, saver_target, scenario, mode, durability, True)
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # SQLite plans under its lock
+@pytest.mark.parametrize("durability", DURABILITIES)
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_graph_with_writes_serialized_before_and_stored_after_the_put(
+    make_saver: Any, saver_target: Any, scenario: str, durability: str
+) -> None:
+    """The order of the race WrittenMessages is for: put_writes serializes its messages
+    before add_messages gives them ids, the put storing the list goes in, then the writes."""
+    asyncio.run(_run_both(_as_async(make_saver), saver_target, scenario, "stored_last", durability, False))
