@@ -25,22 +25,26 @@ import contextlib
 import contextvars
 import operator
 import threading
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
 import pytest
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+from langgraph.prebuilt import ToolNode, tools_condition
 from langgraph.types import Command, Overwrite, RetryPolicy, Send, interrupt
 from typing_extensions import TypedDict
 
 from graphs import (
+    WEATHER_TOOLS,
+    ScriptedChatModel,
     apending_writes_summary,
-    build_tool_agent,
     in_order,
     pending_writes_summary,
     snapshot_summary,
@@ -52,6 +56,21 @@ from test_storage import raw_for
 MODES = ["writes_last", "put_last"]
 DURABILITIES = ["async", "sync"]
 _holding: contextvars.ContextVar[Any] = contextvars.ContextVar("holding", default=None)
+# the orders under which add_messages waits for the writes to serialize their messages
+_SERIALIZE_FIRST: list[Reorder] = []
+
+
+def _messages_once_serialized(left: Any, right: Any) -> Any:
+    """add_messages, once each message of ``right`` without an id was serialized by the
+    put_writes of its write, under ``stored_last``: the race's order, where the write holds
+    the message without the id add_messages gives it here."""
+    for order in _SERIALIZE_FIRST:
+        order.wait_serialized(right if isinstance(right, list) else [right])
+    return add_messages(left, right)
+
+
+class Chat(TypedDict, total=False):
+    messages: Annotated[list[AnyMessage], _messages_once_serialized]
 
 
 class Reorder:
@@ -67,6 +86,7 @@ class Reorder:
         self.writes_open: set[int] = set()
         self.held = 0
         self.active = False
+        self.serialized: set[int] = set()  # id() of the messages a put_writes serialized
 
     # -- the waits --------------------------------------------------------------------
 
@@ -85,6 +105,20 @@ class Reorder:
                 lambda: all(s >= before for s in self.writes_open), self.timeout
             ):
                 self.held += 1
+
+    def _serialized(self, writes: Any) -> None:
+        with self.cond:
+            for value in writes:
+                self.serialized.update(id(m) for m in value if isinstance(m, BaseMessage))
+            self.cond.notify_all()
+
+    def wait_serialized(self, messages: list[Any]) -> None:
+        if not self.active:
+            return
+        ids = {id(m) for m in messages if isinstance(m, BaseMessage) and m.id is None}
+        with self.cond:
+            # (a write read back by a resume was serialized before: it never comes)
+            self.cond.wait_for(lambda: ids <= self.serialized, self.timeout)
 
     @contextlib.contextmanager
     def _put(self) -> Iterator[None]:
@@ -154,7 +188,8 @@ class Reorder:
                 if not (self.active and self.mode == "stored_last"):
                     return put_writes(config, writes, task_id, task_path)
                 if isinstance(s, InMemorySaver):
-                    return put_writes(config, writes, task_id, task_path)
+                    put_writes(config, writes, task_id, task_path)  # serialized and stored
+                    return self._serialized([v if isinstance(v, list) else [v] for _, v in writes])
                 token = _holding.set((self, target))
                 try:
                     return put_writes(config, writes, task_id, task_path)
@@ -169,6 +204,7 @@ class Reorder:
                 out = encode(value)
                 held = _holding.get()
                 if held is not None:
+                    held[0]._serialized([value if isinstance(value, list) else [value]])
                     held[0]._wait_for_put(held[1])
                 return out
 
@@ -185,10 +221,14 @@ class Reorder:
     def on(self) -> Iterator[None]:
         """The order is forced in here (a graph's run), not around update_state's calls."""
         self.active = True
+        if self.mode == "stored_last":
+            _SERIALIZE_FIRST.append(self)
         try:
             yield
         finally:
             self.active = False
+            if self in _SERIALIZE_FIRST:
+                _SERIALIZE_FIRST.remove(self)
 
 
 # -- what a graph reads back ----------------------------------------------------------
@@ -226,10 +266,14 @@ def _tool_key(m: ToolMessage) -> tuple[Any, ...]:
 
 
 async def _tool_keys(graph: Driver, config: RunnableConfig) -> set[tuple[Any, ...]]:
-    """The ToolMessages of the thread's history (a message without an id by its contents)."""
+    """The ToolMessages of the thread's history and of its checkpoints' pending writes (a
+    message without an id by its contents)."""
     keys: set[tuple[Any, ...]] = set()
+    saver = graph.graph.checkpointer
     for snap in await graph.history(config):
-        for value in snap.values.values():
+        tup = await saver.aget_tuple(snap.config) if graph.is_async else saver.get_tuple(snap.config)
+        values = [*snap.values.values(), *(v for _, _, v in tup.pending_writes)]
+        for value in values:
             for m in value if isinstance(value, list) else [value]:
                 if isinstance(m, ToolMessage):
                     keys.add(_tool_key(m))
@@ -246,8 +290,11 @@ Run = Callable[[Any, RunnableConfig, Callable[[], Any], str], Awaitable[None]]
 class Driver:
     """A graph's calls as coroutines: its async methods (``is_async``), or its sync ones."""
 
-    def __init__(self, graph: Any, is_async: bool) -> None:
+    def __init__(self, graph: Any, is_async: bool, reopen: Callable[[], Any] | None = None) -> None:
         self.graph, self.is_async = graph, is_async
+        # an async context manager: (Driver, on) of the graph on a new saver (another
+        # process), under the same order; the same ones on InMemorySaver
+        self.reopen = reopen
 
     async def invoke(self, value: Any, config: RunnableConfig, durability: str) -> Any:
         if self.is_async:
@@ -275,8 +322,26 @@ class Driver:
         return pending_writes_summary(self.graph.checkpointer, snap)
 
 
+def _tool_agent(s: BaseCheckpointSaver, **compile: Any) -> Any:
+    """graphs.build_tool_agent's ToolNode loop, on `Chat`."""
+    model = ScriptedChatModel()
+
+    def call_model(state: Chat) -> dict[str, Any]:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    g = StateGraph(Chat)
+    g.add_node("call_model", call_model)
+    g.add_node("tools", ToolNode(WEATHER_TOOLS))
+    g.add_node("generate", call_model)
+    g.add_edge(START, "call_model")
+    g.add_conditional_edges("call_model", tools_condition, ["tools", END])
+    g.add_edge("tools", "generate")
+    g.add_edge("generate", END)
+    return g.compile(checkpointer=s, **compile)
+
+
 def _agent(s: BaseCheckpointSaver) -> Any:
-    return build_tool_agent(s)
+    return _tool_agent(s)
 
 
 async def _run_agent(graph: Any, config: RunnableConfig, on: Any, durability: str) -> None:
@@ -286,7 +351,7 @@ async def _run_agent(graph: Any, config: RunnableConfig, on: Any, durability: st
 
 
 def _reviewed_agent(s: BaseCheckpointSaver) -> Any:
-    return build_tool_agent(None).builder.compile(checkpointer=s, interrupt_before=["tools"])
+    return _tool_agent(s, interrupt_before=["tools"])
 
 
 async def _run_agent_edit(graph: Any, config: RunnableConfig, on: Any, durability: str) -> None:
@@ -373,20 +438,20 @@ def _notes(s: BaseCheckpointSaver) -> Any:
 def _fan_out(s: BaseCheckpointSaver) -> Any:
     """Send fan-out: each ``tool`` task writes a ToolMessage without an id to add_messages."""
 
-    def plan(state: MessagesState) -> dict[str, Any]:
+    def plan(state: Chat) -> dict[str, Any]:
         calls = [{"name": "t", "args": {"n": i}, "id": f"call-{i}"} for i in range(3)]
         return {"messages": [AIMessage("plan", tool_calls=calls)]}
 
-    def route(state: MessagesState) -> list[Send]:
+    def route(state: Chat) -> list[Send]:
         return [Send("tool", c) for c in state["messages"][-1].tool_calls]
 
     def tool(call: dict[str, Any]) -> dict[str, Any]:
         return {"messages": [ToolMessage(f"result {call['args']['n']}", tool_call_id=call["id"])]}
 
-    def answer(state: MessagesState) -> dict[str, Any]:
+    def answer(state: Chat) -> dict[str, Any]:
         return {"messages": [AIMessage(f"{len(state['messages'])} messages")]}
 
-    g = StateGraph(MessagesState)
+    g = StateGraph(Chat)
     g.add_node("plan", plan)
     g.add_node("tool", tool)
     g.add_node("answer", answer)
@@ -406,19 +471,19 @@ def _subgraph(s: BaseCheckpointSaver) -> Any:
     """A parent whose ``child`` (a subgraph) writes a ToolMessage, asks for a hint
     (interrupt), then writes another; the parent answers after."""
 
-    def call(state: MessagesState) -> dict[str, Any]:
+    def call(state: Chat) -> dict[str, Any]:
         return {"messages": [ToolMessage("called", tool_call_id="c-1")]}
 
-    def ask(state: MessagesState) -> dict[str, Any]:
+    def ask(state: Chat) -> dict[str, Any]:
         hint = interrupt({"ask": len(state["messages"])})
         return {"messages": [ToolMessage(f"hint {hint}", tool_call_id="c-2")]}
 
-    child = in_order(MessagesState, ("call", call), ("ask", ask)).compile()
+    child = in_order(Chat, ("call", call), ("ask", ask)).compile()
 
-    def answer(state: MessagesState) -> dict[str, Any]:
+    def answer(state: Chat) -> dict[str, Any]:
         return {"messages": [AIMessage(f"{len(state['messages'])} messages")]}
 
-    return in_order(MessagesState, ("child", child), ("answer", answer)).compile(checkpointer=s)
+    return in_order(Chat, ("child", child), ("answer", answer)).compile(checkpointer=s)
 
 
 async def _run_resume(graph: Any, config: RunnableConfig, on: Any, durability: str) -> None:
@@ -433,19 +498,19 @@ def _retried(s: BaseCheckpointSaver) -> Any:
     while the writes of ``tools`` are stored."""
     attempts: Counter[str] = Counter()
 
-    def tools(state: MessagesState) -> dict[str, Any]:
+    def tools(state: Chat) -> dict[str, Any]:
         return {"messages": [ToolMessage("sunny", tool_call_id="c-1")]}
 
-    def flaky(state: MessagesState, config: RunnableConfig) -> dict[str, Any]:
+    def flaky(state: Chat, config: RunnableConfig) -> dict[str, Any]:
         attempts[config["configurable"]["thread_id"]] += 1
         if attempts[config["configurable"]["thread_id"]] == 1:
             raise ValueError("first attempt")
         return {"messages": [AIMessage("flaky done")]}
 
-    def join(state: MessagesState) -> dict[str, Any]:
+    def join(state: Chat) -> dict[str, Any]:
         return {"messages": [ToolMessage(f"joined {len(state['messages'])}", tool_call_id="c-2")]}
 
-    g = StateGraph(MessagesState)
+    g = StateGraph(Chat)
     g.add_node("tools", tools)
     g.add_node("flaky", flaky, retry_policy=RetryPolicy(max_attempts=2, initial_interval=0.01, jitter=False, retry_on=ValueError))
     g.add_node("join", join)
@@ -456,7 +521,83 @@ def _retried(s: BaseCheckpointSaver) -> Any:
     return g.compile(checkpointer=s)
 
 
+def _interrupted_beside_a_tool(s: BaseCheckpointSaver) -> Any:
+    """``tools`` (a ToolMessage without an id) and ``ask`` (an interrupt) in one step: the
+    write of ``tools`` waits with the checkpoint, read back by the resume."""
+
+    def tools(state: Chat) -> dict[str, Any]:
+        return {"messages": [ToolMessage("sunny", tool_call_id="c-1")]}
+
+    def ask(state: Chat) -> dict[str, Any]:
+        answer = interrupt({"ask": len(state["messages"])})
+        return {"messages": [ToolMessage(f"answer {answer}", tool_call_id="c-2")]}
+
+    def join(state: Chat) -> dict[str, Any]:
+        return {"messages": [AIMessage(f"{len(state['messages'])} messages")]}
+
+    g = StateGraph(Chat)
+    for name, node in (("tools", tools), ("ask", ask), ("join", join)):
+        g.add_node(name, node)
+    g.add_edge(START, "tools")
+    g.add_edge(START, "ask")
+    g.add_edge(["tools", "ask"], "join")
+    g.add_edge("join", END)
+    return g.compile(checkpointer=s)
+
+
+_FLAKY_CALLS: Counter[str] = Counter()  # by thread: the graph is built again to resume
+
+
+def _failing_beside_a_tool(s: BaseCheckpointSaver) -> Any:
+    """``tools`` (a ToolMessage without an id) and ``flaky``, which fails the thread's
+    first run (no retry), in one step; then ``join``."""
+    calls = _FLAKY_CALLS
+
+    def tools(state: Chat) -> dict[str, Any]:
+        return {"messages": [ToolMessage("sunny", tool_call_id="c-1")]}
+
+    def flaky(state: Chat, config: RunnableConfig) -> dict[str, Any]:
+        calls[config["configurable"]["thread_id"]] += 1
+        if calls[config["configurable"]["thread_id"]] == 1:
+            time.sleep(0.1)  # after tools finished: a sibling still running is cancelled
+            raise ValueError("flaky failed")
+        return {"messages": [ToolMessage("recovered", tool_call_id="c-2")]}
+
+    def join(state: Chat) -> dict[str, Any]:
+        return {"messages": [AIMessage(f"{len(state['messages'])} messages")]}
+
+    g = StateGraph(Chat)
+    for name, node in (("tools", tools), ("flaky", flaky), ("join", join)):
+        g.add_node(name, node)
+    g.add_edge(START, "tools")
+    g.add_edge(START, "flaky")
+    g.add_edge(["tools", "flaky"], "join")
+    g.add_edge("join", END)
+    return g.compile(checkpointer=s)
+
+
+def _run_resumed_elsewhere(resume: Any) -> Run:
+    """The run stops (an interrupt, a failure); another process resumes it with ``resume``
+    and edits the last ToolMessage through update_state, then this one runs the graph again."""
+
+    async def run(graph: Driver, config: RunnableConfig, on: Any, durability: str) -> None:
+        with on(), contextlib.suppress(ValueError):
+            await graph.invoke({"messages": [HumanMessage("go")]}, config, durability)
+        async with graph.reopen() as (other, other_on):  # type: ignore[misc]
+            with other_on():
+                await other.invoke(resume, config, durability)
+            last = [m for m in (await other.get_state(config)).values["messages"] if m.type == "tool"][-1]
+            last.content = "edited"
+            await other.update_state(config, {"messages": [last]})
+        with on():
+            await graph.invoke({"messages": [HumanMessage("again")]}, config, durability)
+
+    return run
+
+
 SCENARIOS: dict[str, tuple[Build, Run]] = {
+    "interrupted-resumed-elsewhere": (_interrupted_beside_a_tool, _run_resumed_elsewhere(Command(resume="yes"))),
+    "failed-resumed-elsewhere": (_failing_beside_a_tool, _run_resumed_elsewhere(None)),
     "agent": (_agent, _run_agent),
     "agent-edit": (_reviewed_agent, _run_agent_edit),
     "fork": (_reviewed_agent, _run_fork),
@@ -475,18 +616,27 @@ async def _run_both(
     async context manager): the same history, read in this process and in a new one."""
     build, run = SCENARIOS[scenario]
 
-    def drive(s: BaseCheckpointSaver) -> Driver:
-        return Driver(build(s), is_async)
+    def drive(s: BaseCheckpointSaver, on: Any = None) -> Driver:
+        @contextlib.asynccontextmanager
+        async def reopen() -> AsyncIterator[tuple[Driver, Any]]:
+            if isinstance(s, InMemorySaver):
+                yield drive(s, on), on
+                return
+            async with open_saver() as other:
+                with Reorder(other, mode, is_async=is_async) as again:
+                    yield drive(other, again.on), again.on
+
+        return Driver(build(s), is_async, reopen)
 
     reference = InMemorySaver()
     ref_config = new_thread(f"order-{scenario}")
     with Reorder(reference, mode, is_async=is_async) as order:
-        await run(drive(reference), ref_config, order.on, durability)
+        await run(drive(reference, order.on), ref_config, order.on, durability)
     expected = await _history(drive(reference), ref_config)
     config = new_thread(f"order-{scenario}")
     async with open_saver() as saver:
         with Reorder(saver, mode, is_async=is_async) as order:
-            await run(drive(saver), config, order.on, durability)
+            await run(drive(saver, order.on), config, order.on, durability)
         # (a put finds the writes before it stored, as often as not: nothing to hold)
         assert order.held or mode == "put_last", "the order was never forced"
         assert_same({"history": await _history(drive(saver), config)}, {"history": expected})
