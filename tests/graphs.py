@@ -161,11 +161,13 @@ class ScriptedChatModel(BaseChatModel):
 # --------------------------------------------------------------------------
 
 
-def build_tool_agent(checkpointer: BaseCheckpointSaver | None) -> CompiledStateGraph:
+def build_tool_agent(
+    checkpointer: BaseCheckpointSaver | None, schema: Any = MessagesState
+) -> CompiledStateGraph:
     """The seed graph: ``call_model`` -(tools_condition)-> ``tools`` -> ``generate``.
 
     ``tools`` is a real ``ToolNode`` with two tools; with no tool call the
-    graph ends after ``call_model``.
+    graph ends after ``call_model``. ``schema``: a state with a ``messages`` list.
     """
     model = ScriptedChatModel()
 
@@ -175,10 +177,10 @@ def build_tool_agent(checkpointer: BaseCheckpointSaver | None) -> CompiledStateG
     def generate(state: MessagesState) -> dict[str, list[BaseMessage]]:
         return {"messages": [model.invoke(state["messages"])]}
 
-    builder = StateGraph(MessagesState)
-    builder.add_node("call_model", call_model)
+    builder = StateGraph(schema)
+    builder.add_node("call_model", call_model, input_schema=schema)
     builder.add_node("tools", ToolNode(WEATHER_TOOLS))
-    builder.add_node("generate", generate)
+    builder.add_node("generate", generate, input_schema=schema)
     builder.add_edge(START, "call_model")
     builder.add_conditional_edges("call_model", tools_condition, ["tools", END])
     builder.add_edge("tools", "generate")

@@ -37,14 +37,12 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
-from langgraph.prebuilt import ToolNode, tools_condition
 from langgraph.types import Command, Overwrite, RetryPolicy, Send, interrupt
 from typing_extensions import TypedDict
 
 from graphs import (
-    WEATHER_TOOLS,
-    ScriptedChatModel,
     apending_writes_summary,
+    build_tool_agent,
     in_order,
     pending_writes_summary,
     snapshot_summary,
@@ -324,20 +322,7 @@ class Driver:
 
 def _tool_agent(s: BaseCheckpointSaver, **compile: Any) -> Any:
     """graphs.build_tool_agent's ToolNode loop, on `Chat`."""
-    model = ScriptedChatModel()
-
-    def call_model(state: Chat) -> dict[str, Any]:
-        return {"messages": [model.invoke(state["messages"])]}
-
-    g = StateGraph(Chat)
-    g.add_node("call_model", call_model)
-    g.add_node("tools", ToolNode(WEATHER_TOOLS))
-    g.add_node("generate", call_model)
-    g.add_edge(START, "call_model")
-    g.add_conditional_edges("call_model", tools_condition, ["tools", END])
-    g.add_edge("tools", "generate")
-    g.add_edge("generate", END)
-    return g.compile(checkpointer=s, **compile)
+    return build_tool_agent(None, Chat).builder.compile(checkpointer=s, **compile)
 
 
 def _agent(s: BaseCheckpointSaver) -> Any:
@@ -493,87 +478,60 @@ async def _run_resume(graph: Any, config: RunnableConfig, on: Any, durability: s
         await graph.invoke(Command(resume="north"), config, durability)
 
 
-def _retried(s: BaseCheckpointSaver) -> Any:
-    """``tools`` and ``flaky`` run in one step; ``flaky`` fails its first attempt (RetryPolicy)
-    while the writes of ``tools`` are stored."""
-    attempts: Counter[str] = Counter()
+def _beside_a_tool(name: str, node: Any, **options: Any) -> Build:
+    """``tools`` (a ToolMessage without an id) and ``name`` run in one step, then ``join``."""
 
     def tools(state: Chat) -> dict[str, Any]:
         return {"messages": [ToolMessage("sunny", tool_call_id="c-1")]}
-
-    def flaky(state: Chat, config: RunnableConfig) -> dict[str, Any]:
-        attempts[config["configurable"]["thread_id"]] += 1
-        if attempts[config["configurable"]["thread_id"]] == 1:
-            raise ValueError("first attempt")
-        return {"messages": [AIMessage("flaky done")]}
 
     def join(state: Chat) -> dict[str, Any]:
-        return {"messages": [ToolMessage(f"joined {len(state['messages'])}", tool_call_id="c-2")]}
+        return {"messages": [ToolMessage(f"joined {len(state['messages'])}", tool_call_id="c-3")]}
 
-    g = StateGraph(Chat)
-    g.add_node("tools", tools)
-    g.add_node("flaky", flaky, retry_policy=RetryPolicy(max_attempts=2, initial_interval=0.01, jitter=False, retry_on=ValueError))
-    g.add_node("join", join)
-    g.add_edge(START, "tools")
-    g.add_edge(START, "flaky")
-    g.add_edge(["tools", "flaky"], "join")
-    g.add_edge("join", END)
-    return g.compile(checkpointer=s)
+    def build(s: BaseCheckpointSaver) -> Any:
+        g = StateGraph(Chat)
+        g.add_node("tools", tools)
+        g.add_node(name, node, **options)
+        g.add_node("join", join)
+        g.add_edge(START, "tools")
+        g.add_edge(START, name)
+        g.add_edge(["tools", name], "join")
+        g.add_edge("join", END)
+        return g.compile(checkpointer=s)
 
-
-def _interrupted_beside_a_tool(s: BaseCheckpointSaver) -> Any:
-    """``tools`` (a ToolMessage without an id) and ``ask`` (an interrupt) in one step: the
-    write of ``tools`` waits with the checkpoint, read back by the resume."""
-
-    def tools(state: Chat) -> dict[str, Any]:
-        return {"messages": [ToolMessage("sunny", tool_call_id="c-1")]}
-
-    def ask(state: Chat) -> dict[str, Any]:
-        answer = interrupt({"ask": len(state["messages"])})
-        return {"messages": [ToolMessage(f"answer {answer}", tool_call_id="c-2")]}
-
-    def join(state: Chat) -> dict[str, Any]:
-        return {"messages": [AIMessage(f"{len(state['messages'])} messages")]}
-
-    g = StateGraph(Chat)
-    for name, node in (("tools", tools), ("ask", ask), ("join", join)):
-        g.add_node(name, node)
-    g.add_edge(START, "tools")
-    g.add_edge(START, "ask")
-    g.add_edge(["tools", "ask"], "join")
-    g.add_edge("join", END)
-    return g.compile(checkpointer=s)
+    return build
 
 
-_FLAKY_CALLS: Counter[str] = Counter()  # by thread: the graph is built again to resume
+# by thread: a graph is built again to resume (its nodes would count from 0)
+_CALLS: Counter[str] = Counter()
 
 
-def _failing_beside_a_tool(s: BaseCheckpointSaver) -> Any:
-    """``tools`` (a ToolMessage without an id) and ``flaky``, which fails the thread's
-    first run (no retry), in one step; then ``join``."""
-    calls = _FLAKY_CALLS
-
-    def tools(state: Chat) -> dict[str, Any]:
-        return {"messages": [ToolMessage("sunny", tool_call_id="c-1")]}
+def _fails_first(wait: float) -> Any:
+    """A node raising ValueError at its thread's first call, ``wait`` s in."""
 
     def flaky(state: Chat, config: RunnableConfig) -> dict[str, Any]:
-        calls[config["configurable"]["thread_id"]] += 1
-        if calls[config["configurable"]["thread_id"]] == 1:
-            time.sleep(0.1)  # after tools finished: a sibling still running is cancelled
+        key = f"{config['configurable']['thread_id']}/{wait}"
+        _CALLS[key] += 1
+        if _CALLS[key] == 1:
+            time.sleep(wait)  # (after tools finished: a sibling still running is cancelled)
             raise ValueError("flaky failed")
         return {"messages": [ToolMessage("recovered", tool_call_id="c-2")]}
 
-    def join(state: Chat) -> dict[str, Any]:
-        return {"messages": [AIMessage(f"{len(state['messages'])} messages")]}
+    return flaky
 
-    g = StateGraph(Chat)
-    for name, node in (("tools", tools), ("flaky", flaky), ("join", join)):
-        g.add_node(name, node)
-    g.add_edge(START, "tools")
-    g.add_edge(START, "flaky")
-    g.add_edge(["tools", "flaky"], "join")
-    g.add_edge("join", END)
-    return g.compile(checkpointer=s)
+
+def _ask(state: Chat) -> dict[str, Any]:
+    answer = interrupt({"ask": len(state["messages"])})
+    return {"messages": [ToolMessage(f"answer {answer}", tool_call_id="c-2")]}
+
+
+# flaky fails its first attempt while the writes of tools are stored, and is retried
+_retried = _beside_a_tool(
+    "flaky", _fails_first(0.0), retry_policy=RetryPolicy(max_attempts=2, initial_interval=0.01, retry_on=ValueError)
+)
+# ask interrupts: the write of tools waits with the checkpoint, read back by the resume
+_interrupted_beside_a_tool = _beside_a_tool("ask", _ask)
+# flaky fails the thread's first run (no retry)
+_failing_beside_a_tool = _beside_a_tool("flaky", _fails_first(0.1))
 
 
 def _run_resumed_elsewhere(resume: Any) -> Run:
