@@ -25,6 +25,16 @@ def _put(saver: Any, config: Any, values: dict[str, Any], versions: dict[str, An
     return saver.put(config, cp, {"source": "loop", "step": step}, new)
 
 
+def _listed_first(saver: Any, tag: str, channel: str, messages: list[Any]) -> tuple[Any, ...]:
+    """(config, versions, first, second): a thread's first checkpoint, then the put of
+    the next one, holding ``messages`` in ``channel``, before the node's write of them
+    (to ``first``) is stored."""
+    config = _new_config(tag)
+    versions: dict[str, Any] = {}
+    first = _put(saver, config, {}, versions, -1)
+    return config, versions, first, _put(saver, first, {channel: messages}, versions, 0)
+
+
 def test_a_write_stored_after_its_put_is_not_repointed_at_a_later_edit(make_saver: Any) -> None:
     """LangGraph saves a step's writes and the next checkpoint on background threads, so
     a put may store a node's messages (without ids: a plain list channel) before the
@@ -33,11 +43,8 @@ def test_a_write_stored_after_its_put_is_not_repointed_at_a_later_edit(make_save
     the write as the node made it: the write was repointed at the edited message, so
     the step's task showed the edit too (CI, session 18: test_s18_graphs' drafts case)."""
     draft, other = HumanMessage("draft"), HumanMessage("other")
-    config = _new_config("late-write")
-    versions: dict[str, Any] = {}
     with make_saver() as saver:
-        first = _put(saver, config, {}, versions, -1)
-        second = _put(saver, first, {"drafts": [draft, other]}, versions, 0)
+        config, versions, first, second = _listed_first(saver, "late-write", "drafts", [draft, other])
         # the node's write, stored after the put of the checkpoint that holds its list
         saver.put_writes(first, [("drafts", [draft, other])], "write-task")
         draft.content = "edited"
@@ -80,11 +87,8 @@ def test_a_write_serialized_after_its_message_got_its_id_is_not_repointed_at_a_l
     write holds the message as the list does, so nothing is left to repoint, and a later
     edit in place put again must not be taken for its id (the write kept the edit)."""
     draft = HumanMessage("draft")
-    config = _new_config("id-meanwhile")
-    versions: dict[str, Any] = {}
     with make_saver() as saver:
-        first = _put(saver, config, {}, versions, -1)
-        second = _put(saver, first, {"messages": [draft]}, versions, 0)
+        _, versions, first, second = _listed_first(saver, "id-meanwhile", "messages", [draft])
         encode = saver.ctx.codec.encode
 
         def id_given_meanwhile(value: Any) -> Any:

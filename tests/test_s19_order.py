@@ -49,6 +49,7 @@ from graphs import (
     weather_question,
 )
 from test_graphs import assert_same, new_thread
+from test_s19 import _listed_first, _put
 from test_storage import raw_for
 
 MODES = ["writes_last", "put_last"]
@@ -553,7 +554,32 @@ def _run_resumed_elsewhere(resume: Any) -> Run:
     return run
 
 
+class _ChatAndLog(Chat, total=False):
+    log: list[AnyMessage]
+
+
+def _two_channels(s: BaseCheckpointSaver) -> Any:
+    """A node writes one ToolMessage object (without an id) to the messages and to a
+    plain list: add_messages gives it its id, which the other list's element has too."""
+
+    def tools(state: _ChatAndLog) -> dict[str, Any]:
+        result = ToolMessage("sunny", tool_call_id="c-1")
+        return {"messages": [result], "log": [*state.get("log", []), result]}
+
+    def answer(state: _ChatAndLog) -> dict[str, Any]:
+        return {"messages": [AIMessage(f"{len(state['log'])} logged")]}
+
+    return in_order(_ChatAndLog, ("tools", tools), ("answer", answer)).compile(checkpointer=s)
+
+
+async def _run_twice(graph: Any, config: RunnableConfig, on: Any, durability: str) -> None:
+    for text in ("go", "again"):
+        with on():
+            await graph.invoke({"messages": [HumanMessage(text)]}, config, durability)
+
+
 SCENARIOS: dict[str, tuple[Build, Run]] = {
+    "two-channels": (_two_channels, _run_twice),
     "interrupted-resumed-elsewhere": (_interrupted_beside_a_tool, _run_resumed_elsewhere(Command(resume="yes"))),
     "failed-resumed-elsewhere": (_failing_beside_a_tool, _run_resumed_elsewhere(None)),
     "agent": (_agent, _run_agent),
@@ -640,3 +666,78 @@ def test_graph_with_writes_serialized_before_and_stored_after_the_put(
     """The order of the race WrittenMessages is for: put_writes serializes its messages
     before add_messages gives them ids, the put storing the list goes in, then the writes."""
     asyncio.run(_run_both(_as_async(make_saver), saver_target, scenario, "stored_last", durability, False))
+
+
+# -- defects found ----------------------------------------------------------------------
+
+
+class _DraftsAndChat(TypedDict, total=False):
+    drafts: list[AnyMessage]
+    messages: Annotated[list[AnyMessage], add_messages]
+    done: bool
+
+
+def _draft_then_finish(s: BaseCheckpointSaver) -> Any:
+    def write(state: _DraftsAndChat) -> _DraftsAndChat:
+        return {"drafts": [HumanMessage("draft")]}
+
+    def finish(state: _DraftsAndChat) -> _DraftsAndChat:
+        return {"done": True}
+
+    return in_order(_DraftsAndChat, ("write", write), ("finish", finish)).compile(
+        checkpointer=s, interrupt_before=["finish"]
+    )
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_draft_edited_and_posted_to_the_messages_leaves_its_write_as_written(
+    make_saver: Any, mode: str
+) -> None:
+    """A node writes a message without an id to a plain list; a review edits it in place
+    (get_state) and posts it to the messages (update_state), where add_messages gives it
+    its id. Its id came after an edit, not alone: the node's write must keep the draft.
+    With the write stored after the put of its step (``writes_last``), its entry waited
+    for a later put, and update_state's put of the message, edited and now with an id,
+    repointed the write at it: a new process read the node's write as the edit.
+
+    (In this process the write reads as the edit under either order: get_state returned
+    the very object the write's hash is held as, README "State is immutable".)"""
+
+    def run(s: BaseCheckpointSaver, config: RunnableConfig) -> None:
+        graph = _draft_then_finish(s)
+        with Reorder(s, mode) as order, order.on():
+            graph.invoke({"messages": []}, config)
+        draft = graph.get_state(config).values["drafts"][0]
+        draft.content = "edited"
+        graph.update_state(config, {"messages": [draft]})
+        graph.invoke(None, config)
+
+    def history(s: BaseCheckpointSaver, config: RunnableConfig) -> list[Any]:
+        return asyncio.run(_history(Driver(_draft_then_finish(s), False), config))
+
+    reference, ref_config = InMemorySaver(), new_thread("draft-posted")
+    run(reference, ref_config)
+    config = new_thread("draft-posted")
+    with make_saver() as saver:
+        run(saver, config)
+    with make_saver() as fresh:
+        assert_same({"history": history(fresh, config)}, {"history": history(reference, ref_config)})
+
+
+def test_a_write_is_not_repointed_at_its_message_edited_then_given_its_id(make_saver: Any) -> None:
+    """The saver's calls of the graph above, on both backends: the put storing the node's
+    message (without an id) goes in before its put_writes registers it; a review edits
+    it in place and posts it to add_messages, which gives it its id; that put stores the
+    edit. Only the id is what a later hash may add to a written message: the write keeps
+    the draft."""
+    draft = HumanMessage("draft")
+    with make_saver() as saver:
+        config, versions, first, second = _listed_first(saver, "edited-then-ided", "drafts", [draft])
+        saver.put_writes(first, [("drafts", [draft])], "write-task")
+        draft.content, draft.id = "edited", "m-1"
+        _put(saver, second, {"messages": [draft]}, versions, 1)
+    with make_saver() as fresh:
+        writes = fresh.get_tuple(first).pending_writes
+        latest = fresh.get_tuple(config).checkpoint["channel_values"]
+    assert [(ch, [(m.content, m.id) for m in v]) for _, ch, v in writes] == [("drafts", [("draft", None)])]
+    assert [(m.content, m.id) for m in latest["messages"]] == [("edited", "m-1")]

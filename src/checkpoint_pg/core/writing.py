@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -221,9 +222,15 @@ def put(
         ctx.cache.set_head(t, ns, head)
         ctx.touches.wrote(t)
     # after the list's objects are stored: a write still pending repoints itself
-    fixups = [f for item, h in listed for f in ctx.written.claim(item, h, t)]
+    idless = partial(_idless_hash, ctx.codec)
+    fixups = [f for item, h in listed for f in ctx.written.claim(item, h, t, idless)]
     yield from _repoint(ctx, fixups, unfinished)
     return checkpoint_config(t, ns, cid)
+
+
+def _idless_hash(codec: Any, message: Any) -> bytes:
+    """The hash of ``message`` before add_messages gave it its id (see `WrittenMessages`)."""
+    return codec.dump(message.model_copy(update={"id": None})).hash  # type: ignore[no-any-return]
 
 
 def _head(

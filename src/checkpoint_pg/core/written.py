@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["WrittenMessages"]
@@ -33,7 +34,8 @@ class WrittenMessages:
 
     def __init__(self, size: int = 10_000) -> None:
         # id(obj) -> its entries, each [obj, hash written, write key, position,
-        # state, hash the list holds]; an entry keeps obj alive, so its id is not reused
+        # state, hash the list holds, hash of obj without its id when the list's put
+        # stored it]; an entry keeps obj alive, so its id is not reused
         self._data: OrderedDict[int, list[list[Any]]] = OrderedDict()
         # id(obj) -> [weak reference to obj, its entries...] of the messages of writes
         # read back from storage (`stored_as`): held weakly, so a read nobody resumes
@@ -52,7 +54,7 @@ class WrittenMessages:
                 if old[2] == key and old[3] == pos:
                     # the same write again (put_writes retried): a put's claim still holds
                     if old[4] == self.CLAIMED and entry[4] == self.PENDING:
-                        entry[4], entry[5] = self.CLAIMED, old[5]
+                        entry[4], entry[5], entry[6] = self.CLAIMED, old[5], old[6]
                     entries[i] = entry
                     break
             else:
@@ -79,7 +81,7 @@ class WrittenMessages:
         Registered first: a put that stores the message between its serializing
         and its registering would otherwise find nothing to claim.
         """
-        entry = [obj, None, key, pos, self.PENDING, None]
+        entry = [obj, None, key, pos, self.PENDING, None, None]
         with self._lock:
             self._add(entry)
         return entry
@@ -88,8 +90,10 @@ class WrittenMessages:
         """put_writes serialized ``entry``'s message as ``h``."""
         with self._lock:
             entry[1] = h
-            if entry[4] == self.CLAIMED and entry[5] == h:
-                self._drop(entry)  # a put stored it as it was written
+            # a put stored it as it was written, or edited since (its id apart): the
+            # write keeps what it holds
+            if entry[4] == self.CLAIMED and (entry[5] == h or entry[6] != h):
+                self._drop(entry)
                 entry[4] = None
 
     def release(self, entry: list[Any]) -> None:
@@ -115,7 +119,7 @@ class WrittenMessages:
         resuming, LangGraph applies the write again and gives ``obj`` its id in place, so
         the put storing it repoints the write (as for a write made in this process)."""
         oid = id(obj)
-        entry = [None, h, key, pos, self.STORED, None]
+        entry = [None, h, key, pos, self.STORED, None, None]
         with self._lock:
             reads = self._reads.get(oid)
             if reads is None or reads[0]() is not obj:
@@ -133,23 +137,38 @@ class WrittenMessages:
         if reads is not None and reads[0] is ref:
             self._reads.pop(oid, None)
 
-    def claim(self, obj: Any, h: bytes, thread_id: str) -> list[tuple[Any, ...]]:
+    def claim(
+        self, obj: Any, h: bytes, thread_id: str, idless: Callable[[Any], bytes]
+    ) -> list[tuple[Any, ...]]:
         """A put of ``thread_id`` stored ``obj`` as ``h``: the repoints to do now, of
-        the writes that are in (the others' put_writes repoint once they are)."""
+        the writes that are in (the others' put_writes repoint once they are).
+        ``idless(obj)``: the hash of ``obj`` serialized without its id."""
         out: list[tuple[Any, ...]] = []
-        # Only a message given its id since it was written is the write's message at
-        # another hash: one still without an id was edited in place (a node, a review
-        # through get_state) after its write, which must keep what the node wrote.
-        # (A put may store the message before the put_writes registers it: LangGraph
-        # saves both on background threads, so the entry can wait for a later put.)
+        # Only a message given its id since it was written, and nothing else, is the
+        # write's message at another hash: one still without an id, or one whose other
+        # fields changed too, was edited in place (a node, a review through get_state)
+        # after its write, which must keep what the node wrote. (A put may store the
+        # message before the put_writes registers it: LangGraph saves both on
+        # background threads, so the entry can wait for a later put, and meanwhile a
+        # review may edit the message and post it to add_messages, which gives it its id.)
         ided = getattr(obj, "id", None) is not None
+        bare: list[bytes] = []
+
+        def idless_hash() -> bytes:  # computed once, where a write needs it
+            if not bare:
+                bare.append(idless(obj))
+            return bare[0]
+
+        if ided and (id(obj) in self._data or id(obj) in self._reads):
+            idless_hash()  # (serialized outside the lock where it can be: a look, unlocked)
+
         with self._lock:
             reads = self._reads.get(id(obj))
             if reads is not None and reads[0]() is obj:
                 for entry in reads[1:]:
                     if entry[2][0] == thread_id:
                         reads.remove(entry)
-                        if entry[1] != h and ided:
+                        if entry[1] != h and ided and entry[1] == idless_hash():
                             entry[5] = h
                             out.append(_fixup(entry))
                 if len(reads) == 1:
@@ -160,11 +179,13 @@ class WrittenMessages:
             for entry in list(entries):
                 if entry[2][0] != thread_id:
                     continue
-                if entry[1] == h or not ided:  # (None while put_writes is serializing it)
+                # (entry[1] is None while put_writes is serializing it: `serialized` checks)
+                if entry[1] == h or not ided or (entry[1] is not None and entry[1] != idless_hash()):
                     self._drop(entry)
                     entry[4] = None
                     continue
-                entry[5] = h
+                # (entry[6] for `serialized`: of this call's put_writes, or of its retry's)
+                entry[5], entry[6] = h, idless_hash()
                 if entry[4] == self.STORED:
                     self._drop(entry)
                     entry[4] = None
@@ -176,5 +197,5 @@ class WrittenMessages:
 
 def _fixup(entry: list[Any]) -> tuple[Any, ...]:
     """Arguments of `repoint_write` for a WrittenMessages entry."""
-    _, old, (t, ns, cid, task, idx), pos, _, new = entry
-    return (t, ns, cid, task, idx, pos, old, new)
+    t, ns, cid, task, idx = entry[2]
+    return (t, ns, cid, task, idx, entry[3], entry[1], entry[5])
