@@ -9,6 +9,10 @@
 * `pg_terminate` kills server sessions from an admin connection.
 * `after_first_yield` forwards a generator (a core operation, a driver's
   wait generator) unchanged, running a hook once it first yields.
+* `wait_until` / `await_until` / `wait_for_blocked` / `paused_on` / `pool_waiting`
+  wait for an observable condition (another thread's progress, a session waiting
+  on a lock, a call waiting for a pooled connection) with a generous deadline,
+  where a fixed pause only guessed at it and lost on a loaded machine.
 
 Nothing here imports checkpoint_pg at module level: conftest imports the
 package lazily, and so do we.
@@ -16,9 +20,14 @@ package lazily, and so do we.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import linecache
 import sqlite3
+import sys
+import threading
+import time
 import uuid
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -97,6 +106,70 @@ def pg_terminate(url: str, *, only_idle: bool = False, application_name: str | N
         sql += " AND application_name = %s"
         params.append(application_name)
     return admin_execute(url, sql, params)[0][0]
+
+
+# --------------------------------------------------------------------------
+# Waiting for another thread, task or session to get somewhere
+# --------------------------------------------------------------------------
+
+# generous: a wait ends as soon as its condition holds, and CI's machines are slow
+PATIENCE = 30.0
+
+
+def _look(condition: Callable[[], Any], what: str, timeout: float, deadline: float) -> Any:
+    """``condition()``; AssertionError naming ``what`` if false past ``deadline``."""
+    got = condition()
+    if not got and time.monotonic() > deadline:
+        raise AssertionError(f"{what}: not within {timeout} s")
+    return got
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = PATIENCE) -> Any:
+    """Poll ``condition()`` until it returns a true value, and return that value;
+    AssertionError naming ``what`` if it never does within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (got := _look(condition, what, timeout, deadline)):
+        time.sleep(0.01)
+    return got
+
+
+async def await_until(condition: Callable[[], Any], what: str, timeout: float = PATIENCE) -> Any:
+    """`wait_until` for a task: polls between sleeps of the event loop, so the other
+    tasks of the loop go on meanwhile."""
+    deadline = time.monotonic() + timeout
+    while not (got := _look(condition, what, timeout, deadline)):
+        await asyncio.sleep(0.01)
+    return got
+
+
+def blocked_on(url: str, blocker_pid: int, but: Sequence[int] = ()) -> int | None:
+    """The pid of a session waiting on a lock *blocker_pid*'s session holds, if any
+    (``but``: sessions to leave out, terminated ones still ending)."""
+    rows = admin_execute(
+        url,
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND %s = ANY(pg_blocking_pids(pid)) AND NOT pid = ANY(%s)",
+        [blocker_pid, list(but)],
+    )
+    return rows[0][0] if rows else None
+
+
+def wait_for_blocked(url: str, blocker_pid: int, timeout: float = PATIENCE) -> int:
+    """The pid of a session waiting on a lock *blocker_pid*'s session holds, once
+    there is one."""
+    return wait_until(lambda: blocked_on(url, blocker_pid), f"nothing waited on session {blocker_pid}'s lock", timeout)
+
+
+def paused_on(thread: threading.Thread, text: str) -> bool:
+    """Whether *thread*'s innermost Python frame is paused on a source line holding
+    ``text`` (a thread blocked in ``with self._lock:`` waits on that line)."""
+    frame = sys._current_frames().get(thread.ident)  # type: ignore[arg-type]
+    return frame is not None and text in linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+
+
+def pool_waiting(pool: Any) -> int:
+    """How many calls wait for a connection of a psycopg_pool pool."""
+    return pool.get_stats().get("requests_waiting", 0)
 
 
 # --------------------------------------------------------------------------

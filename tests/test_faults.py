@@ -32,7 +32,21 @@ from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from faultkit import TABLES, SimThread, Step, admin_execute, after_first_yield, pg_terminate, qualified, row_counts
+from faultkit import (
+    TABLES,
+    SimThread,
+    Step,
+    admin_execute,
+    after_first_yield,
+    await_until,
+    blocked_on,
+    pg_terminate,
+    pool_waiting,
+    qualified,
+    row_counts,
+    wait_for_blocked,
+    wait_until,
+)
 from fixtures.faults import throwaway_postgres  # noqa: F401 - fixture
 from graphs import build_chain, normalize
 
@@ -64,39 +78,26 @@ def blocker(url: str, sql: str, params: list[Any]) -> Iterator[Any]:
             conn.rollback()
 
 
-def wait_for_blocked(url: str, blocker_pid: int, timeout: float = 20) -> int:
-    """The pid of the session waiting on *blocker_pid*'s lock."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = admin_execute(
-            url,
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND %s = ANY(pg_blocking_pids(pid))",
-            [blocker_pid],
-        )
-        if rows:
-            return rows[0][0]
-        time.sleep(0.02)
-    raise AssertionError("the put never blocked on the held lock")
-
-
 def kill_until_done(url: str, blocker_pid: int, t: threading.Thread, limit: int = 5) -> int:
     """Terminate every attempt of the blocked call (the saver may retry on a
     fresh connection) until it gives up; return the number of kills."""
-    kills = 0
-    while t.is_alive() and kills < limit:
-        try:
-            victim = wait_for_blocked(url, blocker_pid, timeout=2 if kills else 20)
-        except AssertionError:
-            if kills:
-                break
-            raise
+    killed: list[int] = []
+    while t.is_alive() and len(killed) < limit:
+        # the next attempt (a reconnection first: slow on a loaded machine) or the end:
+        # a fixed 2 s for the retry to block took a slow retry for the call giving up,
+        # and a session still ending after its kill for the next attempt
+        victim = wait_until(
+            lambda: blocked_on(url, blocker_pid, but=killed) or not t.is_alive(),
+            "the call neither waited on the lock again nor ended",
+        )
+        if victim is True:
+            assert killed, "the put never blocked on the held lock"
+            break
         admin_execute(url, "SELECT pg_terminate_backend(%s)", [victim])
-        kills += 1
-        time.sleep(0.05)
+        killed.append(victim)
     t.join(30)
-    assert not t.is_alive(), f"the call still runs after {kills} kills"
-    return kills
+    assert not t.is_alive(), f"the call still runs after {len(killed)} kills"
+    return len(killed)
 
 
 def in_thread(fn: Any) -> tuple[threading.Thread, list[Any]]:
@@ -791,7 +792,8 @@ async def test_a_write_cancelled_in_flight_runs_to_its_end(fresh_pg_url: str) ->
         second["channel_values"] = {"n": 2}
         second["channel_versions"] = {"n": v2}
         put = asyncio.create_task(saver.aput(config, second, {"step": 1}, {"n": v2}))
-        await asyncio.sleep(0.3)  # the put waits for the lock
+        # the put waits for the lock (a fixed pause could cancel it before it was sent)
+        await asyncio.to_thread(wait_for_blocked, fresh_pg_url, blocker.info.backend_pid)
         put.cancel()
         await asyncio.sleep(0.1)
         assert not put.done()  # still finishing its write
@@ -844,16 +846,18 @@ async def test_a_write_cancelled_while_waiting_for_a_connection_ends_at_once(
         cp2, v2 = _step(2, v)
         # holds the pool's only connection, waiting for the row lock
         holder = asyncio.create_task(saver.aput(config, cp2, {}, {"n": v2}))
-        await asyncio.sleep(0.3)
+        await asyncio.to_thread(wait_for_blocked, fresh_pg_url, blocker.info.backend_pid)
         waiting = f"waiting-{uuid.uuid4().hex[:8]}"
         cp3, v3 = _step(3)
         put = asyncio.create_task(
             saver.aput({"configurable": {"thread_id": waiting, "checkpoint_ns": ""}}, cp3, {}, {"n": v3})
         )
-        await asyncio.sleep(0.3)
+        await await_until(lambda: pool_waiting(saver._pool), "the put waiting for the pool's connection")
         assert not put.done()
         put.cancel()
-        done, _ = await asyncio.wait({put}, timeout=2)
+        # waiting for the holder would be for ever (until the blocker commits, below): a
+        # bound well above a loaded machine's pause still tells the two apart
+        done, _ = await asyncio.wait({put}, timeout=10)
         assert put in done and put.cancelled()  # not waiting for the holder
 
         async def leased() -> None:
@@ -863,7 +867,7 @@ async def test_a_write_cancelled_while_waiting_for_a_connection_ends_at_once(
         started = time.monotonic()
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(leased(), 0.3)
-        assert time.monotonic() - started < 2  # no release waiting for a connection
+        assert time.monotonic() - started < 10  # no release waiting for a connection (for ever)
         assert not holder.done()
 
         await blocker.commit()
@@ -890,19 +894,25 @@ async def test_a_lease_whose_release_waits_for_a_connection_is_given_back_when_c
         config, v, blocker = await _row_locked_thread(saver, fresh_pg_url)
         leased_thread = f"leased-{uuid.uuid4().hex[:8]}"
         holder = None
+        timeouts: list[asyncio.Timeout] = []
 
         async def run() -> None:
             nonlocal holder
-            async with asyncio.timeout(0.6):
+            async with asyncio.timeout(None) as timeout:
+                timeouts.append(timeout)
                 async with saver.alease(leased_thread):
                     cp2, v2 = _step(2, v)
                     # takes the pool's only connection, waiting for the row lock
                     holder = asyncio.create_task(saver.aput(config, cp2, {}, {"n": v2}))
-                    await asyncio.sleep(0.3)
+                    await asyncio.to_thread(wait_for_blocked, fresh_pg_url, blocker.info.backend_pid)
                 # the release waits for the connection when the timeout fires
 
         task = asyncio.create_task(run())
-        await asyncio.sleep(0.9)
+        # fixed pauses (a 0.6 s timeout, the blocker's commit at 0.9 s) let a loaded
+        # machine fire the timeout before the release waited, or free the connection first
+        await await_until(lambda: timeouts and pool_waiting(saver._pool), "the release waiting for the connection")
+        timeouts[0].reschedule(asyncio.get_running_loop().time())
+        await await_until(timeouts[0].expired, "the run's timeout firing")
         await blocker.commit()
         await blocker.close()
         with pytest.raises(TimeoutError):
@@ -928,29 +938,36 @@ async def test_a_lease_whose_take_was_retried_is_given_back_when_cancelled_unsen
         real = saver._arun
         occupied = asyncio.Event()
         first = [True]
+        timeouts: list[asyncio.Timeout] = []
+        occupiers: list[asyncio.Future[None]] = []
 
         async def occupy() -> None:
             async with saver._connection():
                 occupied.set()
-                await asyncio.sleep(1.0)
+                # the run's timeout fires while the retry waits for the connection (a
+                # fixed 0.3 s from the start could fire before, on a loaded machine)
+                await await_until(lambda: pool_waiting(saver._pool), "the retry waiting for the connection")
+                timeouts[0].reschedule(asyncio.get_running_loop().time())
+                await asyncio.sleep(0.3)
 
         async def arun(op: Any, *, txn: bool = True, write: bool = False) -> Any:
             if write and first[0]:
                 first[0] = False
                 await real(op, txn=txn, write=write)  # the take commits...
-                occupier = asyncio.ensure_future(occupy())  # (another call takes the connection)
+                # (another call takes the connection)
+                occupiers.append(asyncio.ensure_future(occupy()))
                 await occupied.wait()
-                del occupier
                 raise ConnectionLost("server closed the connection unexpectedly")  # ...unanswered
             return await real(op, txn=txn, write=write)
 
         saver._arun = arun  # type: ignore[method-assign]
         with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.3):
+            async with asyncio.timeout(None) as timeout:
+                timeouts.append(timeout)
                 async with saver.alease(thread, ttl=60):
                     pass
         saver._arun = real  # type: ignore[method-assign]
-        await asyncio.sleep(1.2)  # the occupier gives the connection back
+        await occupiers[0]  # the occupier gives the connection back
         async with saver.alease(thread, ttl=5):
             pass  # given back: not ThreadBusyError
 
@@ -1049,8 +1066,23 @@ async def test_a_sync_savers_async_write_cancelled_in_its_thread_runs_to_its_end
             blocker = psycopg.connect(saver_target.conn_string)
             names = ", ".join(qualified(saver, t) for t in TABLES)
             blocker.execute(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE")
+        real, started = saver._run, threading.Event()
+
+        def run_op(op: Any, **kwargs: Any) -> Any:
+            # set once the write holds the connection's lock, before its BEGIN IMMEDIATE
+            return real(after_first_yield(op, started.set), **kwargs)
+
+        if backend == "sqlite":
+            saver._run = run_op  # type: ignore[method-assign]
         task = asyncio.create_task(calls[method]())
-        await asyncio.sleep(0.3)  # the write waits for the lock in its thread
+        # the write waits for the lock in its thread (a fixed 0.3 s could cancel it before
+        # its thread took it up, on a loaded machine)
+        if backend == "sqlite":
+            assert await asyncio.to_thread(started.wait, 30)
+            saver._run = real  # type: ignore[method-assign]
+            await asyncio.sleep(0.1)  # into SQLite's busy wait (not to be seen from outside)
+        else:
+            await asyncio.to_thread(wait_for_blocked, saver_target.conn_string, blocker.info.backend_pid)
         task.cancel()
         await asyncio.sleep(0.3)
         ended_early = task.done()
