@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
+from faultkit import await_until, paused_on, pool_waiting, wait_until
 from graphs import build_tool_agent, normalize, weather_question
 
 
@@ -227,7 +228,8 @@ async def test_a_call_waiting_for_a_connection_when_the_pool_closes_says_the_sav
         config, cp, versions = one_checkpoint(saver, "pool-closed")
         async with saver._pool.connection():  # the pool's only connection, held
             put = asyncio.create_task(saver.aput(config, cp, {}, versions))
-            await asyncio.sleep(0.2)
+            # waiting for the connection (after a fixed pause it might not have asked yet)
+            await await_until(lambda: pool_waiting(saver._pool), "the put waiting for the connection")
             assert not put.done()
             await saver._pool.close()
             with pytest.raises(SaverClosedError, match="nothing was sent"):
@@ -257,7 +259,7 @@ def test_a_sync_call_waiting_for_a_connection_when_the_pool_closes_says_the_save
         with saver._pool.connection():
             worker = threading.Thread(target=put)
             worker.start()
-            worker.join(0.3)
+            wait_until(lambda: pool_waiting(saver._pool), "the put waiting for the connection")
             assert worker.is_alive()  # waiting for the connection
             saver._pool.close()
             worker.join(10)
@@ -361,10 +363,20 @@ def test_a_sync_call_handed_to_a_loop_that_then_stops_raises_instead_of_hanging(
         except BaseException as exc:  # noqa: BLE001
             got.append(exc)
 
+    handed = threading.Event()
+    real_call_soon_threadsafe = loop.call_soon_threadsafe
+
+    def noted_call_soon_threadsafe(*args: Any, **kwargs: Any) -> Any:
+        handed.set()  # (run_coroutine_threadsafe hands the coroutine over so)
+        return real_call_soon_threadsafe(*args, **kwargs)
+
+    loop.call_soon_threadsafe = noted_call_soon_threadsafe  # type: ignore[method-assign]
     caller = threading.Thread(target=call, daemon=True)
     try:
         caller.start()
-        time.sleep(1.0)  # lets the caller hand its coroutine over (see the assertion below)
+        # the caller handed its coroutine over (see the assertion below): a fixed 1 s
+        # could stop the loop first on a loaded machine
+        assert handed.wait(30)
         release.set()
         runner.join(5)
         caller.join(5)
@@ -524,8 +536,16 @@ async def test_async_from_conn_string_cancelled_while_connecting_closes_its_pool
     finally:
         psycopg_pool.AsyncConnectionPool.open = real_open  # type: ignore[method-assign]
     assert len(opened) == 1 and opened[0].closed
-    await asyncio.sleep(0.1)
-    left = [t for t in asyncio.all_tasks() if "ConnectionPool" in t.get_coro().__qualname__]
+
+    def pool_tasks() -> list[Any]:
+        return [t for t in asyncio.all_tasks() if "ConnectionPool" in t.get_coro().__qualname__]
+
+    # the pool's cancelled tasks end (a fixed 0.1 s on a loaded machine: maybe not yet);
+    # one reconnecting would go on for minutes (psycopg_pool's reconnect_timeout)
+    deadline = time.monotonic() + 30
+    while pool_tasks() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    left = pool_tasks()
     assert left == []
 
 
@@ -598,7 +618,9 @@ async def test_async_calls_waiting_for_the_savers_connection_when_it_closes_say_
             config, cp, versions = one_checkpoint(saver, f"closed-{i}")
             waiting.append(asyncio.ensure_future(saver.aput(config, cp, {}, versions)))
         waiting.append(asyncio.ensure_future(saver.aget_tuple(config)))
-        await asyncio.sleep(0.1)
+        # all four wait for the lock (one not there yet would be refused as closed at
+        # its start, not while waiting)
+        await await_until(lambda: len(saver._lock._waiters or ()) == len(waiting), "the calls waiting")
         await conn.close()
     for outcome in await asyncio.gather(*waiting, return_exceptions=True):
         assert isinstance(outcome, SaverClosedError), outcome
@@ -630,7 +652,9 @@ def test_sync_calls_waiting_for_the_savers_connection_when_it_closes_say_the_sav
         workers = [threading.Thread(target=put, args=(i,)) for i in range(3)]
         for w in workers:
             w.start()
-        threading.Event().wait(0.2)
+        # all three wait for the lock (one not there yet would be refused as closed at
+        # its start, not while waiting)
+        wait_until(lambda: all(paused_on(w, "with self._lock") for w in workers), "the calls waiting")
         conn.close()
     for w in workers:
         w.join(10)
@@ -831,7 +855,9 @@ async def test_async_sqlite_from_conn_string_waiting_for_a_locked_new_file_leave
     other.execute("CREATE TABLE unrelated (a)")
     other.execute("BEGIN IMMEDIATE")
     other.execute("INSERT INTO unrelated VALUES (1)")
-    timer = threading.Timer(1.0, other.execute, ("COMMIT",))
+    # the loop's own ticks free the lock: a timer's fixed second, on a loaded machine,
+    # could pass with fewer ticks; a loop standing still frees it only at the timer
+    timer = threading.Timer(20.0, other.execute, ("COMMIT",))
     timer.start()
     ticks = 0
 
@@ -839,6 +865,9 @@ async def test_async_sqlite_from_conn_string_waiting_for_a_locked_new_file_leave
         nonlocal ticks
         while True:
             ticks += 1
+            if ticks == 20 and timer.is_alive():
+                timer.cancel()
+                other.execute("COMMIT")
             await asyncio.sleep(0.05)
 
     running = asyncio.ensure_future(ticker())
