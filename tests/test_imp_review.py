@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
+from faultkit import wait_for_blocked
 from graphs import (
     FlakyError,
     build_chain,
@@ -403,12 +404,14 @@ def _lease_story(make: Callable[..., Any]) -> None:
             got = _leasers_race([a, b, c, d], f"race-{round_}")
             assert sorted(got) == ["busy", "busy", "busy", "won"], got
         config = {"configurable": {"thread_id": "story"}}
-        with a.lease(config, ttl=0.5):
+        # a's last put renews the lease for 1.5 s, which b's refused run must fall in
+        # (0.5 s were not always enough for it on a loaded machine)
+        with a.lease(config, ttl=1.5):
             out = build_map_reduce(a).invoke({"items": ["a", "bb"]}, config)
             with pytest.raises(ThreadBusyError):
                 build_map_reduce(b).invoke({"items": ["zzz"]}, config)
             before = _tuples(c, config)
-            time.sleep(0.7)  # lapsed: b takes the thread over
+            time.sleep(1.7)  # lapsed: b takes the thread over
             with b.lease(config, ttl=60):
                 with pytest.raises(ThreadBusyError, match="is gone"):
                     build_map_reduce(a).invoke({"items": ["late"]}, config)
@@ -612,7 +615,8 @@ def test_copy_thread_racing_a_lease_or_a_run_on_its_new_target(
 
             copier = threading.Thread(target=copy)
             copier.start()
-            time.sleep(0.5)  # the copy is waiting for the source's row
+            # the copy is waiting for the source's row (not yet, maybe, after a fixed pause)
+            wait_for_blocked(saver_target.conn_string, blocker.info.backend_pid)
             runner = threading.Thread(target=run)
             runner.start()
             time.sleep(0.3)
