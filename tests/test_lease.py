@@ -106,11 +106,16 @@ def test_the_holders_puts_renew_the_lease(make_saver) -> None:
     the thread for longer than one ttl."""
     with make_saver() as holder, make_saver() as other:
         parent = cfg("t4")
-        with holder.lease("t4", ttl=0.6):
-            for n in range(4):
-                time.sleep(0.25)
+        ttl, n = 1.0, 0
+        with holder.lease("t4", ttl=ttl):
+            taken = time.monotonic()
+            # puts 0.1 s apart until well over one ttl passed: a loaded machine stretches
+            # each gap, but not near the ttl (puts 0.25 s apart under a 0.6 s ttl: it did)
+            while time.monotonic() - taken < 1.6 * ttl:
+                time.sleep(0.1)
                 parent = put_step(holder, parent, n)
-            # 1 s after taking a 0.6 s lease, it is still held
+                n += 1
+            # 1.6 s after taking a 1 s lease, it is still held
             with pytest.raises(ThreadBusyError):
                 with other.lease("t4"):
                     pass
@@ -147,9 +152,12 @@ def stalled_lease(saver: Any, thread_id: str) -> Any:
 def test_renew_lease_extends_a_long_step(make_saver) -> None:
     """A step longer than the ttl keeps the thread with renew_lease."""
     with make_saver() as holder, make_saver() as other:
-        with holder.lease("t6", ttl=0.4) as lease:
-            for _ in range(3):
-                time.sleep(0.2)
+        ttl = 1.0
+        with holder.lease("t6", ttl=ttl) as lease:
+            taken = time.monotonic()
+            # renewed 0.1 s apart until well over one ttl passed (see the test above)
+            while time.monotonic() - taken < 1.6 * ttl:
+                time.sleep(0.1)
                 holder.renew_lease(lease)
             with pytest.raises(ThreadBusyError):
                 with other.lease("t6"):
