@@ -30,6 +30,7 @@ from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
 from clikit import READ_COMMANDS, cli, incumbent_file  # noqa: F401 - a fixture
+from faultkit import wait_for_blocked
 from graphs import build_chain
 
 COMMANDS = [
@@ -747,6 +748,20 @@ def _migration_race(backend: str, tmp_path: Path, request: pytest.FixtureRequest
     return url, f"r{secrets.token_hex(4)}_", engine, f"SELECT pg_advisory_xact_lock({migrate.ADVISORY_LOCK_KEY})"
 
 
+def _until_waiting(backend: str, url: str, conn: Any, waiting: Any) -> None:
+    """Until the migrate command in the thread ``waiting`` waits for the migration lock
+    ``conn`` holds: on Postgres, its session is seen waiting on conn's (a fixed pause let a
+    loaded machine's command read the revision only after the other migrated, passing
+    without the race); on SQLite, whose busy wait cannot be seen from outside, 1.5 s."""
+    import time
+
+    if backend == "sqlite":
+        time.sleep(1.5)
+    else:
+        wait_for_blocked(url, conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+    assert waiting.is_alive()
+
+
 def test_migrate_upgrade_does_not_report_an_upgrade_another_process_ran_meanwhile(
     capsys: pytest.CaptureFixture[str], backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -754,7 +769,6 @@ def test_migrate_upgrade_does_not_report_an_upgrade_another_process_ran_meanwhil
     upgrade) while that one migrates the database: it reports nothing to do, from the head,
     not an upgrade from <none> that it did not run."""
     import threading
-    import time
 
     from checkpoint_pg import migrate
     from checkpoint_pg.schema import build_tables
@@ -769,8 +783,7 @@ def test_migrate_upgrade_does_not_report_an_upgrade_another_process_ran_meanwhil
                 target=lambda: results.append(cli(capsys, "migrate", "upgrade", "--json", "--url", url, "--prefix", prefix))
             )
             waiting.start()
-            time.sleep(1.5)  # it reads the revision, then waits for the lock
-            assert waiting.is_alive()
+            _until_waiting(backend, url, conn, waiting)  # it reads the revision, then waits for the lock
             migrate.upgrade(conn, tables)  # in the transaction holding the lock; commits it
         waiting.join(timeout=60)
     finally:
@@ -788,7 +801,6 @@ def test_migrate_downgrade_does_not_report_a_downgrade_another_process_ran_meanw
     database to the same revision: it reports nothing to do, from that revision, not a downgrade
     from head it did not run; and -1 is the revision it named, not one step below the other's."""
     import threading
-    import time
 
     from checkpoint_pg import migrate
     from checkpoint_pg.schema import build_tables
@@ -806,8 +818,7 @@ def test_migrate_downgrade_does_not_report_a_downgrade_another_process_ran_meanw
                 target=lambda: results.append(cli(capsys, *argv, "--url", url, "--prefix", prefix))
             )
             waiting.start()
-            time.sleep(1.5)  # it reads the revision, then waits for the lock
-            assert waiting.is_alive()
+            _until_waiting(backend, url, conn, waiting)  # it reads the revision, then waits for the lock
             migrate.downgrade(conn, tables, older)  # in the transaction holding the lock; commits it
         waiting.join(timeout=60)
         with engine.connect() as conn:
