@@ -287,7 +287,9 @@ def _async_saver_of(backend: str, saver_target: Any) -> Any:
 
 
 def _in_a_thread(fn: Any) -> tuple[bool, Any]:
-    """(finished within 5 s, what ``fn`` returned or raised) from a daemon thread."""
+    """(finished within 30 s, what ``fn`` returned or raised) from a daemon thread: a
+    call that hangs does so for ever, and a loaded machine may take 5 s for one that
+    does not (a put waiting 1.5 s for a file's lock)."""
     out: list[Any] = []
 
     def run() -> None:
@@ -298,7 +300,7 @@ def _in_a_thread(fn: Any) -> tuple[bool, Any]:
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
-    worker.join(5)
+    worker.join(30)
     return not worker.is_alive(), (out[0] if out else None)
 
 

@@ -644,7 +644,7 @@ def test_sqlite_wal_is_checkpointed_off_the_writing_thread(tmp_path: Path) -> No
         assert saver.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == FALLBACK_PAGES
         assert len(_wal_threads()) == before + 1
         _small_puts(saver, 1500, "t")
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30  # ended as soon as it checkpointed
         while saver._wal.checkpoints == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert saver._wal.checkpoints > 0
@@ -669,7 +669,7 @@ def test_sqlite_wal_thread_checkpoints_what_a_pause_in_the_writes_left(tmp_path:
     with SqliteSaver.from_conn_string(str(tmp_path / "idle.db")) as saver:
         saver.setup()
         _small_puts(saver, 3, "i")  # fewer commits than a batch
-        deadline = time.monotonic() + 5 * WalCheckpointer.IDLE
+        deadline = time.monotonic() + 30 * WalCheckpointer.IDLE  # ended as soon as it checkpointed
         while saver._wal.checkpoints == 0 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert saver._wal.checkpoints >= 1

@@ -160,7 +160,7 @@ async def test_async_sqlite_saver_on_a_relative_path_checkpoints_its_own_file_af
         await saver.asetup()
         await saver.aput(_new_config(), empty_checkpoint(), {"source": "input", "step": -1}, {})
         assert saver._wal is not None
-        for _ in range(100):  # the thread has connected once it checkpointed (IDLE: 1 s)
+        for _ in range(600):  # the thread has connected once it checkpointed (IDLE: 1 s)
             if saver._wal.checkpoints:
                 break
             await asyncio.sleep(0.05)
