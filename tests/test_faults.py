@@ -983,16 +983,26 @@ async def test_a_lease_taken_while_its_caller_was_cancelled_is_given_back(tmp_pa
         await saver.asetup()
         other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         other.execute("BEGIN IMMEDIATE")
-        timer = threading.Timer(0.4, other.execute, ("COMMIT",))
-        timer.start()
+        timeouts: list[asyncio.Timeout] = []
+
+        def commit_once_expired() -> None:
+            # the lock is freed once the timeout fired: a timer's fixed 0.4 s could free it
+            # first on a loaded machine, the take then done before the timeout
+            wait_until(lambda: timeouts and timeouts[0].expired(), "the run's timeout firing")
+            other.execute("COMMIT")
+
+        committer = threading.Thread(target=commit_once_expired)
+        committer.start()
 
         async def run() -> None:
             async with saver.alease("leased-run"):
                 await asyncio.sleep(0)
 
         with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(run(), 0.1)
-        timer.join()
+            async with asyncio.timeout(0.1) as timeout:
+                timeouts.append(timeout)
+                await run()
+        committer.join(30)
         other.close()
         await run()  # not ThreadBusyError
 
@@ -1120,7 +1130,8 @@ async def test_a_lease_cancelled_while_the_first_calls_schema_check_waits_ends_a
                     await asyncio.sleep(0)
 
             task = asyncio.create_task(asyncio.wait_for(leased(), 0.3))
-            done, _ = await asyncio.wait({task}, timeout=3)
+            # waiting for the connection would be for ever (it is held to the block's end)
+            done, _ = await asyncio.wait({task}, timeout=10)
             assert task in done  # not waiting for the connection to free
             with pytest.raises(asyncio.TimeoutError):
                 task.result()
