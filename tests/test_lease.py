@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import pytest
+from faultkit import wait_for_blocked
 from graphs import build_chain, build_map_reduce, build_subgraph_graph
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.types import Command
@@ -349,6 +350,8 @@ def test_taking_a_lease_waits_for_a_put_writes_in_flight(pg_url: str) -> None:
 
             worker = threading.Thread(target=take)
             worker.start()
+            # the take waits on the put_writes' lock (a fixed pause could end before it asked)
+            wait_for_blocked(pg_url, in_flight.info.backend_pid)
             assert not taken.wait(0.5), "the lease was taken under a put_writes in flight"
             in_flight.commit()
             assert taken.wait(10)

@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import pytest
-from faultkit import after_first_yield
+from faultkit import after_first_yield, wait_for_blocked
 from graphs import (
     FlakyError,
     concat_reducer,
@@ -530,8 +530,10 @@ def test_a_repoint_waits_for_a_write_in_flight_that_holds_the_same_bytes(pg_url:
 
             worker = threading.Thread(target=repoint)
             worker.start()
-            worker.join(0.5)
-            assert worker.is_alive()  # waits for task b's transaction
+            # waits for task b's transaction (seen waiting: after a fixed 0.5 s a loaded
+            # machine's repoint may not have reached it, and run only after the commit)
+            wait_for_blocked(pg_url, other.info.backend_pid)
+            assert worker.is_alive()
             other.commit()
         worker.join(10)
         assert not worker.is_alive()
