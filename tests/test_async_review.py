@@ -586,7 +586,7 @@ def test_sync_from_conn_string_interrupted_while_connecting_closes_its_pool() ->
         psycopg_pool.ConnectionPool.open = real_open  # type: ignore[method-assign]
     assert len(opened) == 1 and opened[0].closed
     name = opened[0].name
-    for _ in range(50):
+    for _ in range(300):  # a deadline: ended as soon as the pool's threads are gone
         if not any(t.name.startswith(name) for t in threading.enumerate()):
             break
         threading.Event().wait(0.1)
