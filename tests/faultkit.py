@@ -161,10 +161,15 @@ def wait_for_blocked(url: str, blocker_pid: int, timeout: float = PATIENCE) -> i
 
 
 def paused_on(thread: threading.Thread, text: str) -> bool:
-    """Whether *thread*'s innermost Python frame is paused on a source line holding
-    ``text`` (a thread blocked in ``with self._lock:`` waits on that line)."""
+    """Whether a frame of *thread*'s stack is on a source line holding ``text``: a thread
+    blocked in ``with self._lock:``, or in SQLite's busy wait for a statement, waits on
+    that line until it is through."""
     frame = sys._current_frames().get(thread.ident)  # type: ignore[arg-type]
-    return frame is not None and text in linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+    while frame is not None:
+        if text in linecache.getline(frame.f_code.co_filename, frame.f_lineno):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def pool_waiting(pool: Any) -> int:

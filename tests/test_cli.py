@@ -30,7 +30,7 @@ from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
 from clikit import READ_COMMANDS, cli, incumbent_file  # noqa: F401 - a fixture
-from faultkit import wait_for_blocked
+from faultkit import paused_on, wait_for_blocked, wait_until
 from graphs import build_chain
 
 COMMANDS = [
@@ -738,7 +738,10 @@ def _migration_race(backend: str, tmp_path: Path, request: pytest.FixtureRequest
 
     if backend == "sqlite":
         url = str(tmp_path / "race.db")
-        sqlite3.connect(url).close()
+        # in WAL mode, as a saver leaves it: else the command waited for the lock to
+        # switch the file to WAL, before it read the revision, and there was no race
+        with contextlib.closing(sqlite3.connect(url)) as made:
+            made.execute("PRAGMA journal_mode=WAL")
         engine = sa.create_engine(
             "sqlite://", creator=lambda: sqlite3.connect(url, isolation_level=None), poolclass=sa.pool.StaticPool
         )
@@ -750,13 +753,11 @@ def _migration_race(backend: str, tmp_path: Path, request: pytest.FixtureRequest
 
 def _until_waiting(backend: str, url: str, conn: Any, waiting: Any) -> None:
     """Until the migrate command in the thread ``waiting`` waits for the migration lock
-    ``conn`` holds: on Postgres, its session is seen waiting on conn's (a fixed pause let a
-    loaded machine's command read the revision only after the other migrated, passing
-    without the race); on SQLite, whose busy wait cannot be seen from outside, 1.5 s."""
-    import time
-
+    ``conn`` holds: on Postgres, its session is seen waiting on conn's; on SQLite, the thread
+    is in its BEGIN IMMEDIATE (SQLite's busy wait). A fixed pause let a loaded machine's
+    command read the revision only after the other migrated, passing without the race."""
     if backend == "sqlite":
-        time.sleep(1.5)
+        wait_until(lambda: paused_on(waiting, 'exec_driver_sql("BEGIN IMMEDIATE")'), "the command waiting")
     else:
         wait_for_blocked(url, conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())
     assert waiting.is_alive()
