@@ -163,7 +163,10 @@ def wait_for_blocked(url: str, blocker_pid: int, timeout: float = PATIENCE) -> i
 def paused_on(thread: threading.Thread, text: str) -> bool:
     """Whether a frame of *thread*'s stack is on a source line holding ``text``: a thread
     blocked in ``with self._lock:``, or in SQLite's busy wait for a statement, waits on
-    that line until it is through."""
+    that line until it is through. Never the calling thread (its own frames hold the
+    text it asks about)."""
+    if thread is threading.current_thread():
+        return False
     frame = sys._current_frames().get(thread.ident)  # type: ignore[arg-type]
     while frame is not None:
         if text in linecache.getline(frame.f_code.co_filename, frame.f_lineno):

@@ -40,6 +40,7 @@ from faultkit import (
     after_first_yield,
     await_until,
     blocked_on,
+    paused_on,
     pg_terminate,
     pool_waiting,
     qualified,
@@ -1076,21 +1077,15 @@ async def test_a_sync_savers_async_write_cancelled_in_its_thread_runs_to_its_end
             blocker = psycopg.connect(saver_target.conn_string)
             names = ", ".join(qualified(saver, t) for t in TABLES)
             blocker.execute(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE")
-        real, started = saver._run, threading.Event()
-
-        def run_op(op: Any, **kwargs: Any) -> Any:
-            # set once the write holds the connection's lock, before its BEGIN IMMEDIATE
-            return real(after_first_yield(op, started.set), **kwargs)
-
-        if backend == "sqlite":
-            saver._run = run_op  # type: ignore[method-assign]
         task = asyncio.create_task(calls[method]())
         # the write waits for the lock in its thread (a fixed 0.3 s could cancel it before
-        # its thread took it up, on a loaded machine)
+        # its thread took it up, on a loaded machine): in its BEGIN IMMEDIATE, or seen
+        # waiting by the server
         if backend == "sqlite":
-            assert await asyncio.to_thread(started.wait, 30)
-            saver._run = real  # type: ignore[method-assign]
-            await asyncio.sleep(0.1)  # into SQLite's busy wait (not to be seen from outside)
+            await await_until(
+                lambda: any(paused_on(t, 'execute("BEGIN IMMEDIATE" if write') for t in threading.enumerate()),
+                "the write waiting for the file's lock",
+            )
         else:
             await asyncio.to_thread(wait_for_blocked, saver_target.conn_string, blocker.info.backend_pid)
         task.cancel()
