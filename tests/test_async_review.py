@@ -688,13 +688,13 @@ async def test_an_async_sqlite_saver_whose_close_is_cancelled_ends_its_worker_th
         async with AsyncSqliteSaver.from_conn_string(path) as saver:
             workers.append(saver._executor)
             write.append(asyncio.ensure_future(saver.adelete_thread("queued")))
-            # until the worker took the write (it then waits for the lock): on a loaded
-            # machine a fixed pause let the close come first, refusing the write unsent
-            for _ in range(500):
-                await asyncio.sleep(0.01)
-                if saver._executor._threads and saver._executor._work_queue.empty():
-                    break
-            await asyncio.sleep(0.1)
+            # until the worker took the write and waits for the lock (in its BEGIN
+            # IMMEDIATE): on a loaded machine a fixed pause let the close come first,
+            # refusing the write unsent
+            await await_until(
+                lambda: any(paused_on(t, 'execute("BEGIN IMMEDIATE" if write') for t in list(saver._executor._threads)),
+                "the write waiting for the file's lock",
+            )
             closing.set()
 
     closing = asyncio.Event()
