@@ -240,6 +240,7 @@ async def test_an_async_read_cancelled_mid_statement_on_a_preparing_pool_leaves_
     statement at its first run (cancelled during that run) and at a later one: the pool's
     connection holds every statement psycopg would run by name, and the next calls work."""
     import psycopg
+    from faultkit import await_until, blocked_on
     from test_connections import arun_graph
 
     from checkpoint_pg import AsyncPostgresSaver
@@ -252,8 +253,16 @@ async def test_an_async_read_cancelled_mid_statement_on_a_preparing_pool_leaves_
             with psycopg.connect(pg_url) as locker:
                 locker.execute(f"LOCK TABLE {pfx}checkpoints IN ACCESS EXCLUSIVE MODE")
                 for read in (lambda: saver.aget_tuple(config), lambda: saver.alist(config).__anext__()):
-                    with pytest.raises(TimeoutError):
-                        await asyncio.wait_for(read(), 0.3)
+                    # cancelled once its statement waits on the lock, not after a fixed
+                    # pause a slow client could spend before sending it
+                    task = asyncio.ensure_future(read())
+                    await await_until(
+                        lambda: blocked_on(pg_url, locker.info.backend_pid),
+                        "the read never waited on the table's lock",
+                    )
+                    task.cancel()
+                    with pytest.raises(asyncio.CancelledError):
+                        await task
                 locker.rollback()
             async with saver._pool.connection() as conn:  # type: ignore[union-attr]
                 ours = {name.decode() for name in conn._prepared._names.values()}
