@@ -427,7 +427,12 @@ class ValueCodec:
             fingerprint = None  # an edit is then told by its hash (see _dump_message)
         self._remember(value, obj, now, fingerprint)
 
-    def _dump(self, value: Any) -> StoredObject:
+    def hash_of(self, value: Any) -> bytes:
+        """The hash `dump` gives ``value``, without compressing or encrypting it."""
+        return self.digest(*self._plaintext(value))
+
+    def _plaintext(self, value: Any) -> tuple[str, bytes]:
+        """(type, bytes) of ``value`` as the serializer makes them, checked."""
         try:
             typ, data = self._plain.dumps_typed(value)
         except Exception as exc:
@@ -440,6 +445,10 @@ class ValueCodec:
             data = _serialized_bytes(typ, data, value)
         if type(typ) is not str or not typ.isascii() or "\x00" in typ:
             _check_serialized_type(typ, value)
+        return typ, data
+
+    def _dump(self, value: Any) -> StoredObject:
+        typ, data = self._plaintext(value)
         if self.max_value_bytes is not None and len(data) > self.max_value_bytes:
             raise ValueTooLargeError(
                 f"a value of type {type(value).__name__} serializes to {len(data)} bytes, "

@@ -230,7 +230,7 @@ def put(
 
 def _idless_hash(codec: Any, message: Any) -> bytes:
     """The hash of ``message`` before add_messages gave it its id (see `WrittenMessages`)."""
-    return codec.dump(message.model_copy(update={"id": None})).hash  # type: ignore[no-any-return]
+    return codec.hash_of(message.model_copy(update={"id": None}))  # type: ignore[no-any-return]
 
 
 def _head(
@@ -377,11 +377,7 @@ def put_writes(
         assert first == leading or unchunked is None, (first, leading)
         for pos, item, entry, had_id in messages:
             h = enc.hashes[pos]
-            if entry is not None and item.id is not None and ctx.codec.dump(item).hash == h:
-                # its id came before it was serialized: the write holds the message as
-                # the list does, and a later hash of it is an edit, never its id
-                ctx.written.release(entry)
-            elif entry is not None:
+            if entry is not None:
                 ctx.written.serialized(entry, h)
                 registered.append(entry)
             if had_id:  # an id given later came after the hash
