@@ -15,14 +15,17 @@ def _new_config(tag: str) -> dict[str, Any]:
     return {"configurable": {"thread_id": f"s19-{tag}-{uuid.uuid4().hex[:10]}", "checkpoint_ns": ""}}
 
 
-def _put(saver: Any, config: Any, values: dict[str, Any], versions: dict[str, Any], step: int) -> Any:
+def _put(
+    saver: Any, config: Any, values: dict[str, Any], versions: dict[str, Any], step: int, run: str | None = None
+) -> Any:
     cp = empty_checkpoint()
     new = {}
     for ch, value in values.items():
         versions[ch] = new[ch] = saver.get_next_version(versions.get(ch), None)
         cp["channel_values"][ch] = value
     cp["channel_versions"] = dict(versions)
-    return saver.put(config, cp, {"source": "loop", "step": step}, new)
+    metadata = {"source": "loop", "step": step, **({"run_id": run} if run else {})}
+    return saver.put(config, cp, metadata, new)
 
 
 def _listed_first(saver: Any, tag: str, channel: str, messages: list[Any]) -> tuple[Any, ...]:

@@ -570,7 +570,13 @@ class PostgresSQL(CheckpointPages):
                 f"UPDATE {n.writes} SET refs = overlay(refs PLACING %(new)s FROM %(at)s FOR 16) "
                 "WHERE thread_id = %(t)s AND checkpoint_ns = %(ns)s AND checkpoint_id = %(cid)s "
                 "AND task_id = %(task)s AND idx = %(idx)s "
-                "AND substring(refs FROM %(at)s FOR 16) = %(old)s",
+                "AND substring(refs FROM %(at)s FOR 16) = %(old)s "
+                # still stored: a delete_for_runs, prune or delete_thread of another
+                # session may have collected it since the put that stored it committed
+                # (apart from this); none can from here to the commit, as each takes the
+                # thread's row lock, held here (a thread without its row, deleted, has
+                # no checkpoint left to read a late write's message)
+                f"AND EXISTS (SELECT 1 FROM {n.objects} WHERE thread_id = %(t)s AND hash = %(new)s)",
                 p,
             ),
             Stmt(

@@ -584,7 +584,10 @@ class SqliteSQL(CheckpointPages):
                 f"UPDATE {n.writes} SET refs = CAST(substr(refs, 1, :at - 1) || :new || "
                 "substr(refs, :at + 16) AS BLOB) WHERE thread_id = :t AND checkpoint_ns = :ns "
                 "AND checkpoint_id = :cid AND task_id = :task AND idx = :idx "
-                "AND substr(refs, :at, 16) = :old",
+                "AND substr(refs, :at, 16) = :old "
+                # still stored (see PostgresSQL.repoint_write): here a put and its repoint
+                # are one transaction, but a put_writes repoints in its own
+                f"AND EXISTS (SELECT 1 FROM {n.objects} WHERE thread_id = :t AND hash = :new)",
                 p,
             ),
             Stmt(
