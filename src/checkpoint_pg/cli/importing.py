@@ -1,44 +1,48 @@
 """``checkpoint-pg import-langgraph``: copy a database of langgraph-checkpoint-postgres or
--sqlite into ours, with a progress bar.
+-sqlite into ours; ``checkpoint-pg transfer``: another checkpoint_pg database's threads
+(a SQLite file's into Postgres, say). Both with a progress bar.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+import shlex
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from checkpoint_pg.cli.shared import AddCommand, _counted, _current, _report, _saver_options, open_saver
+from checkpoint_pg.cli.shared import (
+    AddCommand,
+    _cli_message,
+    _counted,
+    _current,
+    _display_url,
+    _holds_langgraph_tables,
+    _is_pg,
+    _one_line,
+    _report,
+    _saver_options,
+    _sqlite_path,
+    UsageError,
+    open_saver,
+)
+from checkpoint_pg.errors import CheckpointPgError, NotFoundError, SchemaVersionError
+from checkpoint_pg.schema import DEFAULT_PREFIX
 
 if TYPE_CHECKING:
     from checkpoint_pg.inspect.importer import ImportReport
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from checkpoint_pg.inspect import Inspector
-    from checkpoint_pg.inspect.importer import import_langgraph, open_incumbent
+    from checkpoint_pg.inspect.importer import import_langgraph, open_incumbent, target_reads
 
     with contextlib.ExitStack() as stack:
         # LANGGRAPH_AES_KEY: the app's EncryptedSerializer, for the source as for the target
         source = stack.enter_context(open_incumbent(args.source, _saver_options(args).get("serde")))
         source.threads(args.thread or None)  # a wrong --thread fails before the target is created
-        saver = None
-        if not args.dry_run:
-            saver = stack.enter_context(open_saver(args, write=True, create=args.setup))
-            if args.setup:
-                saver.setup()
-        elif _has_tables(args):
-            saver = stack.enter_context(open_saver(args, write=False))
-        ins = Inspector(saver) if saver is not None else None
-
-        def existing(t: str) -> set[tuple[str, str]]:
-            # a dry run on a target not created yet: it holds nothing
-            return set(ins.checkpoint_keys(t)) if ins is not None else set()
-
-        def existing_writes(t: str) -> set[tuple[str, str, str, str]]:
-            return ins.write_channels(t) if ins is not None else set()
-
+        saver = _open_target(args, stack)
+        existing, existing_writes = target_reads(saver)
         progress_cb, finish = _progress(args)
         try:
             report = import_langgraph(
@@ -53,6 +57,94 @@ def cmd_import(args: argparse.Namespace) -> int:
             )
         finally:
             finish()
+    return _import_report(args, report)
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from checkpoint_pg.inspect.transfer import source_of, transfer
+
+    # the source's options, as the other commands take the target's: read only, never migrated
+    src_args = argparse.Namespace(
+        **{**vars(args), "url": args.source, "prefix": args.from_prefix, "schema": args.from_schema}
+    )
+    if args.from_schema and not _is_pg(args.source):
+        raise UsageError("--from-schema is for a Postgres source; SQLite has no schemas (use --from-prefix)")
+    with contextlib.ExitStack() as stack:
+        with _on_source(src_args):
+            if not _is_pg(args.source):
+                path = _sqlite_path(args.source)
+                if path == ":memory:" or not Path(path).is_file():
+                    raise NotFoundError(
+                        f"no SQLite file at {path!r}: pass --from the file checkpoint_pg wrote, "
+                        "or postgresql://..."
+                    )
+            source = stack.enter_context(open_saver(src_args, write=False))
+            # the schema check, and a wrong --thread, fail before the target is created
+            source_of(source).threads(args.thread or None)
+        saver = _open_target(args, stack)
+        progress_cb, finish = _progress(args)
+        try:
+            report = transfer(
+                source,
+                saver,
+                thread_ids=args.thread or None,
+                dry_run=args.dry_run,
+                progress=progress_cb,
+                skip_other_histories=args.skip_other_histories,
+            )
+        finally:
+            finish()
+    return _import_report(args, report)
+
+
+@contextlib.contextmanager
+def _on_source(src_args: argparse.Namespace) -> Iterator[None]:
+    """Errors opening or reading the source said of the source (--from), not of the target
+    (--url) main() would name, with the commands they advise run on the source."""
+    shown = f"the source (--from {shlex.quote(_display_url(src_args))})"
+    try:
+        yield
+    except SchemaVersionError as exc:
+        if exc.current is None:
+            if _holds_langgraph_tables(src_args.url):
+                text = (
+                    f"{shown} holds langgraph-checkpoint's tables, not checkpoint_pg's: copy its "
+                    f"threads with `checkpoint-pg import-langgraph --from {shlex.quote(_display_url(src_args))}`"
+                )
+            else:
+                where = f"prefix {src_args.prefix!r}" + (
+                    f", schema {src_args.schema!r}" if src_args.schema else ""
+                )
+                text = f"{shown} has no checkpoint_pg tables ({where}): check --from, --from-prefix and --from-schema"
+        else:
+            text = f"{shown}: {_cli_message(src_args, exc)} (this changes the source's tables)"
+        exc.args, exc.upgrade_url = (text,), None  # main() prints it as it is
+        raise
+    except CheckpointPgError as exc:
+        text = _cli_message(src_args, exc)
+        # (the import's own messages about the source say so already)
+        exc.args = (text if text.startswith("the source") else f"{shown}: {text}",)
+        raise
+    except Exception as exc:  # noqa: BLE001 - a driver's: said of the source, as one line
+        if type(exc).__module__.split(".")[0] not in ("psycopg", "psycopg_pool", "sqlite3"):
+            raise
+        raise CheckpointPgError(f"cannot read {shown}: {type(exc).__name__}: {_one_line(exc)}") from None
+
+
+def _open_target(args: argparse.Namespace, stack: contextlib.ExitStack) -> Any:
+    """The saver to import into (created and migrated unless --no-setup); for a dry run,
+    one that only reads, or None where the target has no tables yet (it holds nothing)."""
+    if not args.dry_run:
+        saver = stack.enter_context(open_saver(args, write=True, create=args.setup))
+        if args.setup:
+            saver.setup()
+        return saver
+    if _has_tables(args):
+        return stack.enter_context(open_saver(args, write=False))
+    return None
+
+
+def _import_report(args: argparse.Namespace, report: ImportReport) -> int:
     verb = "would import" if args.dry_run else "imported"
     return _report(
         args,
@@ -129,7 +221,7 @@ def _progress(args: argparse.Namespace) -> tuple[Callable[[int, int, str], None]
 
 
 def add_parsers(add: AddCommand, common: argparse.ArgumentParser) -> None:
-    """Add import-langgraph."""
+    """Add import-langgraph and transfer."""
     p = add(
         "import-langgraph",
         "copy a langgraph-checkpoint-postgres/-sqlite database into ours",
@@ -140,6 +232,28 @@ def add_parsers(add: AddCommand, common: argparse.ArgumentParser) -> None:
         "brought back.",
     )
     p.add_argument("--from", dest="source", required=True, metavar="URL", help="the incumbent database")
+    _import_options(p)
+    p = add(
+        "transfer",
+        "copy threads of another checkpoint_pg database into this one",
+        cmd_transfer,
+        "Copy the threads of another checkpoint_pg database (--from: a SQLite file, or "
+        "postgresql://...) into this one (--url): moving an app from SQLite to Postgres, say. "
+        "The source is only read. Idempotent and resumable as import-langgraph: checkpoints "
+        "already here are skipped, those pruned here since are not brought back. "
+        "LANGGRAPH_AES_KEY and CHECKPOINT_PG_HASH_KEY serve both databases.",
+    )
+    p.add_argument("--from", dest="source", required=True, metavar="URL", help="the checkpoint_pg database to copy")
+    p.add_argument(
+        "--from-prefix", default=DEFAULT_PREFIX, metavar="PREFIX",
+        help=f"the source's table prefix (default {DEFAULT_PREFIX})",
+    )
+    p.add_argument("--from-schema", metavar="SCHEMA", help="the source's Postgres schema")
+    _import_options(p)
+
+
+def _import_options(p: argparse.ArgumentParser) -> None:
+    """The options import-langgraph and transfer share."""
     p.add_argument("--thread", action="append", metavar="THREAD", help="only these threads (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="only count what would be imported")
     p.add_argument(

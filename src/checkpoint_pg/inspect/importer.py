@@ -29,6 +29,7 @@ from typing import Any
 from langgraph.checkpoint.base import WRITES_IDX_MAP, CheckpointTuple
 
 from checkpoint_pg.errors import (
+    CheckpointPgError,
     ConfigError,
     IntegrityError,
     NotFoundError,
@@ -37,7 +38,7 @@ from checkpoint_pg.errors import (
 )
 from checkpoint_pg.sql.inspect import IncumbentSQL
 
-__all__ = ["ImportReport", "import_langgraph", "open_incumbent"]
+__all__ = ["ImportReport", "import_langgraph", "open_incumbent", "target_reads"]
 
 PG_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 
@@ -68,13 +69,14 @@ class ImportReport:
 
 
 class _Source:
-    """An incumbent saver plus a way to read its writes' keys."""
+    """A saver to read checkpoints through, plus reads of its tables' keys (``sql``:
+    `IncumbentSQL` for an incumbent's, transfer.py's for ours)."""
 
     def __init__(
-        self, saver: Any, backend: str, query: Callable[[Any], list[tuple[Any, ...]]], has_path: bool
+        self, saver: Any, sql: Any, query: Callable[[Any], list[tuple[Any, ...]]], has_path: bool
     ):
         self.saver = saver
-        self.sql = IncumbentSQL(backend)
+        self.sql = sql
         self._query = query
         self.has_path = has_path
         self._threads: list[tuple[str, int]] | None = None
@@ -113,6 +115,8 @@ class _Source:
         config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": cid}}
         try:
             return self.saver.get_tuple(config)
+        except CheckpointPgError:
+            raise  # a checkpoint_pg source's own, which says what to do
         except (NotImplementedError, ValueError) as exc:  # the serializer's: unknown type, bad key
             hint = (
                 "it was written with an EncryptedSerializer: set LANGGRAPH_AES_KEY to the app's key "
@@ -157,7 +161,7 @@ def open_incumbent(url: str, serde: Any = None) -> Iterator[_Source]:
                     f"{_mask(url)}: check --from, and the search_path of that database"
                 ) from None
             _check_incumbent_version(query, url)
-            yield _Source(IncumbentPostgres(conn, serde=serde), "postgresql", query, True)
+            yield _Source(IncumbentPostgres(conn, serde=serde), IncumbentSQL("postgresql"), query, True)
         return
     from langgraph.checkpoint.sqlite import SqliteSaver as IncumbentSqlite
 
@@ -194,9 +198,22 @@ def open_incumbent(url: str, serde: Any = None) -> Iterator[_Source]:
         def query(stmt: Any) -> list[tuple[Any, ...]]:
             return list(conn.execute(stmt.sql, stmt.params).fetchall())
 
-        yield _Source(src, "sqlite", query, "task_path" in cols)
+        yield _Source(src, IncumbentSQL("sqlite"), query, "task_path" in cols)
     finally:
         conn.close()
+
+
+def target_reads(
+    saver: Any,
+) -> tuple[Callable[[str], set[Key]], Callable[[str], set[tuple[str, str, str, str]]]]:
+    """`import_langgraph`'s ``existing`` and ``existing_writes``, read from a sync
+    checkpoint_pg ``saver`` (None: a dry run's target not created yet, which holds nothing)."""
+    if saver is None:
+        return (lambda t: set()), (lambda t: set())
+    from checkpoint_pg.inspect.inspector import Inspector
+
+    ins = Inspector(saver)
+    return (lambda t: set(ins.checkpoint_keys(t))), ins.write_channels
 
 
 def _check_incumbent_version(query: Callable[[Any], list[tuple[Any, ...]]], url: str) -> None:

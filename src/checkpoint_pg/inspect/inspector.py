@@ -534,7 +534,7 @@ class Inspector:
         would match by chance: one id in 16 ends with a given hex digit).
         """
         thread_id = _check_thread_id(thread_id)
-        rows = self._read(self._one(self.sql.thread_checkpoint_keys(thread_id)))
+        rows = self.checkpoint_keys(thread_id)
         ids = sorted((cid for ns, cid in rows if ns == checkpoint_ns), reverse=True)
         if not ids:
             raise NotFoundError(

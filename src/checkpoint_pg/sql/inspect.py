@@ -143,11 +143,18 @@ class InspectSQL:
         return Stmt(sql + " ORDER BY checkpoint_id, checkpoint_ns", p)
 
     def thread_checkpoint_keys(self, t: str) -> Stmt:
-        """(ns, id) of every checkpoint of a thread."""
+        """(ns, id, parent id) of every checkpoint of a thread."""
         return Stmt(
-            f"SELECT checkpoint_ns, checkpoint_id FROM {self.n.checkpoints} "
+            f"SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id FROM {self.n.checkpoints} "
             f"WHERE thread_id = {self.param('t')}",
             {"t": t},
+        )
+
+    def checkpoint_counts(self) -> Stmt:
+        """(thread_id, checkpoints) of every thread holding one, by thread id."""
+        return Stmt(
+            f"SELECT thread_id, count(*) FROM {self.n.checkpoints} GROUP BY thread_id ORDER BY thread_id",
+            {},
         )
 
     def thread_write_keys(self, t: str, ns: str | None) -> Stmt:

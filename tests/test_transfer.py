@@ -1,0 +1,243 @@
+"""``checkpoint-pg transfer`` / ``checkpoint_pg.inspect.transfer``: threads of one
+checkpoint_pg database copied into another (a SQLite file's into Postgres, and back).
+
+Real graphs run on a source saver of ours; after the transfer every checkpoint reads
+back from the target equal to the source's, the target stores each value once as the
+source does, a paused thread resumes on the target, and a second transfer brings only
+what the source ran since. The source is only read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import secrets
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
+from test_import import assert_same_checkpoints, write_threads
+
+from graphs import build_subgraph_graph, build_tool_agent, weather_question
+
+SOURCES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@contextlib.contextmanager
+def own_source(kind: str, tmp_path: Path, request: pytest.FixtureRequest, **options: Any) -> Iterator[tuple[Any, list[str]]]:
+    """(a set-up saver of ours, the CLI options naming its database) for a SQLite file, or
+    Postgres tables under a prefix of their own; the same database each time in a test."""
+    from checkpoint_pg import PostgresSaver, SqliteSaver
+
+    if kind == "sqlite":
+        path = str(tmp_path / "source.db")
+        with SqliteSaver.from_conn_string(path, **options) as saver:
+            saver.setup()
+            yield saver, ["--from", path]
+        return
+    url = request.getfixturevalue("pg_url")
+    prefix = request.node.__dict__.setdefault("_source_prefix", f"s{secrets.token_hex(4)}_")
+    with PostgresSaver.from_conn_string(url, prefix=prefix, **options) as saver:
+        saver.setup()
+        yield saver, ["--from", url, "--from-prefix", prefix]
+
+
+def _transfer(capsys: pytest.CaptureFixture[str], source: list[str], target: Any, *extra: str) -> tuple[int, Any, str]:
+    """Run the command: (exit status, JSON report with --json else stdout text, stderr)."""
+    from checkpoint_pg.cli import main
+
+    prefix = target.options.get("prefix", "cpg_")
+    capsys.readouterr()
+    code = main(["transfer", *source, "--url", target.conn_string, "--prefix", prefix, *extra])
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if "--json" in extra and code == 0 else out), err
+
+
+def _digest(path: Path) -> dict[str, str]:
+    """The database file and its WAL: not the shared-memory index, which readers write,
+    nor an empty WAL a read-only open leaves (SQLite needs the file to read a WAL database)."""
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.parent.glob(path.name + "*"))
+        if not p.name.endswith("-shm") and p.stat().st_size
+    }
+
+
+@pytest.mark.parametrize("source_kind", SOURCES)
+def test_transfer_reads_back_equal_stores_each_value_once_and_resumes(
+    capsys: pytest.CaptureFixture[str],
+    source_kind: str,
+    saver_target: Any,
+    make_saver: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Every checkpoint (interrupt and resume, a paused subgraph, Sends, a tool agent)
+    reads back equal, pending writes included; the target holds as many objects as the
+    source (each value once); a second transfer adds nothing; the source file is not
+    changed; the paused thread resumes on the target as it does on the source."""
+    from checkpoint_pg.inspect import Inspector
+
+    with own_source(source_kind, tmp_path, request) as (src, src_opts):
+        threads = write_threads(src)
+        ids = [c["configurable"]["thread_id"] for c in threads.values()]
+        total = len(list(src.list(None)))
+    # the source saver closed: nothing but the transfer touches the file from here
+    before = _digest(tmp_path / "source.db") if source_kind == "sqlite" else None
+    code, report, err = _transfer(capsys, src_opts, saver_target, "--json", "--no-progress")
+    assert code == 0, err
+    assert report["imported"] == report["checkpoints"] == total and report["skipped"] == 0
+    assert sorted(report["thread_ids"]) == sorted(ids)
+    if before is not None:
+        assert _digest(tmp_path / "source.db") == before
+    code, report, err = _transfer(capsys, src_opts, saver_target, "--json", "--no-progress")
+    assert code == 0, err
+    assert report["imported"] == report["writes"] == 0 and report["skipped"] == total, report
+    with own_source(source_kind, tmp_path, request) as (src, _):
+        with make_saver() as target:
+            assert assert_same_checkpoints(src, target) == total
+            got, want = Inspector(target).stats(ids).total, Inspector(src).stats(ids).total
+            assert (got.checkpoints, got.objects, got.references) == (
+                want.checkpoints, want.objects, want.references,
+            )
+            resumed = build_subgraph_graph(target).invoke(Command(resume="milk"), threads["sub"])
+            assert resumed == build_subgraph_graph(src).invoke(Command(resume="milk"), threads["sub"])
+            assert resumed["answer"] == "researched tea / hint: milk"
+
+
+@pytest.mark.parametrize("source_kind", SOURCES)
+def test_a_second_transfer_brings_only_what_the_source_ran_since(
+    capsys: pytest.CaptureFixture[str],
+    source_kind: str,
+    saver_target: Any,
+    make_saver: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """An app moved in two goes: the first transfer, then the app goes on on the source
+    (a second turn), then the second transfer copies the new turn's checkpoints only,
+    and --dry-run counts them first without writing."""
+    from checkpoint_pg.inspect import Inspector
+
+    with own_source(source_kind, tmp_path, request) as (src, src_opts):
+        agent = build_tool_agent(src)
+        cfg = {"configurable": {"thread_id": f"moving-{uuid.uuid4().hex[:6]}"}}
+        agent.invoke(weather_question("Paris"), cfg)
+        first = len(list(src.list(cfg)))
+        code, report, err = _transfer(capsys, src_opts, saver_target, "--json", "--no-progress")
+        assert code == 0 and report["imported"] == first, err
+        agent.invoke(weather_question("Rome"), cfg)
+        total = len(list(src.list(cfg)))
+        code, report, err = _transfer(capsys, src_opts, saver_target, "--json", "--dry-run")
+        assert code == 0 and report["dry_run"] and report["imported"] == total - first, err
+        with make_saver() as target:
+            assert Inspector(target).stats().total.checkpoints == first  # the dry run wrote nothing
+        code, out, err = _transfer(capsys, src_opts, saver_target)
+        assert code == 0 and "importing" in err  # the progress bar, on stderr
+        assert f"imported {total - first} checkpoints" in out and f"{first} already present" in out
+        with make_saver() as target:
+            assert assert_same_checkpoints(src, target) == total
+            state = build_tool_agent(target).get_state(cfg)
+            assert state.values == build_tool_agent(src).get_state(cfg).values
+
+
+@pytest.mark.parametrize("source_kind", SOURCES)
+def test_transfer_of_an_encrypted_database_keeps_it_encrypted(
+    source_kind: str,
+    saver_target: Any,
+    make_saver: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """With the app's EncryptedSerializer and hash_key on both savers (the Python API), the
+    target reads back equal, and a saver without the key cannot read what it stored."""
+    pytest.importorskip("Crypto")
+    from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+
+    from checkpoint_pg.errors import CheckpointPgError
+    from checkpoint_pg.inspect.transfer import transfer
+
+    key, hash_key = secrets.token_bytes(16), secrets.token_bytes(32)
+    opts = {"serde": EncryptedSerializer.from_pycryptodome_aes(key=key), "hash_key": hash_key}
+    with own_source(source_kind, tmp_path, request, **opts) as (src, _):
+        agent = build_tool_agent(src)
+        cfg = {"configurable": {"thread_id": f"secret-{uuid.uuid4().hex[:6]}"}}
+        agent.invoke(weather_question("Oslo"), cfg)
+        total = len(list(src.list(cfg)))
+        with make_saver(**opts) as target:
+            report = transfer(src, target)
+            assert report.imported == total
+            assert assert_same_checkpoints(src, target) == total
+        with make_saver() as keyless, pytest.raises(CheckpointPgError):
+            keyless.get_tuple(cfg)
+
+
+def test_transfer_refuses_what_it_cannot_read_from(saver_target: Any, make_saver: Any) -> None:
+    """The Python API takes our sync savers only, and a target unless it is a dry run."""
+    from checkpoint_pg.errors import ConfigError
+    from checkpoint_pg.inspect.transfer import transfer
+
+    with make_saver() as target:
+        with pytest.raises(ConfigError, match="import_langgraph"):
+            transfer(InMemorySaver(), target)
+        with pytest.raises(ConfigError, match="sync checkpoint_pg saver"):
+            transfer(target, InMemorySaver())
+        with pytest.raises(ConfigError, match="dry_run"):
+            transfer(target, None)
+
+
+def test_transfer_command_says_what_is_wrong_with_the_source(
+    capsys: pytest.CaptureFixture[str],
+    saver_target: Any,
+    make_saver: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Each mistake about --from is said of the source, with what to do, and the
+    target is left without anything written."""
+    from langgraph.checkpoint.sqlite import SqliteSaver as IncumbentSqlite
+
+    from checkpoint_pg import SqliteSaver
+    from checkpoint_pg.inspect import Inspector
+
+    missing = str(tmp_path / "nowhere.db")
+    code, out, err = _transfer(capsys, ["--from", missing], saver_target)
+    assert code == 1 and f"the source (--from {missing}): no SQLite file" in err, err
+    assert "--url" not in err  # the advice is about --from
+
+    incumbent = str(tmp_path / "incumbent.db")
+    with IncumbentSqlite.from_conn_string(incumbent) as inc:
+        build_tool_agent(inc).invoke(weather_question("Lima"), {"configurable": {"thread_id": "lima"}})
+    code, out, err = _transfer(capsys, ["--from", incumbent], saver_target)
+    assert code == 1 and "checkpoint-pg import-langgraph --from" in err and incumbent in err, err
+
+    ours = str(tmp_path / "ours.db")
+    with SqliteSaver.from_conn_string(ours) as src:
+        src.setup()
+        build_tool_agent(src).invoke(weather_question("Kyiv"), {"configurable": {"thread_id": "kyiv"}})
+    code, out, err = _transfer(capsys, ["--from", ours, "--from-prefix", "other_"], saver_target)
+    assert code == 1 and "has no checkpoint_pg tables (prefix 'other_')" in err, err
+    code, out, err = _transfer(capsys, ["--from", ours, "--thread", "kiev"], saver_target)
+    assert code == 1 and "'kiev'" in err and "'kyiv'" in err, err  # the close id named
+
+    with make_saver() as target:
+        assert Inspector(target).stats().total.checkpoints == 0
+
+
+def test_transfer_from_a_source_at_an_older_revision_names_the_source_to_migrate(
+    capsys: pytest.CaptureFixture[str], saver_target: Any, tmp_path: Path
+) -> None:
+    """The source is never migrated by a transfer: the message says how, on the source."""
+    from checkpoint_pg.cli import main
+
+    old = str(tmp_path / "old.db")
+    assert main(["--url", old, "migrate", "upgrade", "0014"]) == 0
+    code, out, err = _transfer(capsys, ["--from", old], saver_target)
+    assert code == 1, err
+    assert f"checkpoint-pg migrate upgrade --url {old}" in err and "changes the source" in err, err
+    assert saver_target.conn_string not in err  # not the target's command
