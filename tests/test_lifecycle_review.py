@@ -485,6 +485,88 @@ def test_copy_onto_an_existing_thread_is_refused_and_changes_nothing(saver: Any,
     Views(saver, build_chat, src).check(saver, make_saver, as_thread=_tid(dst))
 
 
+NULL_TASK = "00000000-0000-0000-0000-000000000000"  # the task id a Command(resume=) writes with
+
+
+def _late_writes(saver: Any, src: dict[str, Any], dst: str) -> list[tuple[dict[str, Any], list[Any], str]]:
+    """(config, writes, task) a run resumed on ``dst`` (a copy of ``src``, interrupted)
+    still puts after ``dst`` was deleted: at the source's latest checkpoint, its resume
+    value (a key the source holds too: see the test) and its task's write (one the
+    source lacks); and a write for that run's next checkpoint, which never came."""
+    tup = saver.get_tuple(src)
+    task = next(t for t, ch, _ in tup.pending_writes if ch == "__interrupt__")
+    at = {"configurable": {"thread_id": dst, "checkpoint_ns": "", "checkpoint_id": tup.config["configurable"]["checkpoint_id"]}}
+    nxt = {"configurable": {**at["configurable"], "checkpoint_id": "ffffffff-late"}}
+    return [(at, [("__resume__", "yes-d")], NULL_TASK), (at, [("log", ["approved yes-d"])], task), (nxt, [("log", ["next"])], "t-next")]
+
+
+def _source_with_a_resume(saver: Any, src: dict[str, Any]) -> None:
+    """The source interrupted, with a resume value of its own pending (the key a late write
+    of the target's holds too)."""
+    tup = saver.get_tuple(src)
+    saver.put_writes(tup.config, [("__resume__", "yes-s")], NULL_TASK)
+
+
+def _copy_reads_as_its_source(saver: Any, make_saver: Any, saver_target: Any, src: dict[str, Any], dst: str) -> None:
+    """After the copy: ``dst`` reads as ``src`` (every checkpoint, its pending writes, the
+    graph's view), holds the source's rows and objects and nothing else; copying again
+    (the saver's retry of a copy whose commit it did not see) changes nothing."""
+    Views(saver, build_chat, src).check(saver, make_saver, as_thread=dst)
+    with raw_for(saver_target, saver) as raw:
+        assert raw.counts(dst) == raw.counts(_tid(src))
+        assert raw.objects(dst) == raw.objects(_tid(src))
+        raw.assert_no_orphans(dst)
+    saver.copy_thread(_tid(src), dst)
+    Views(saver, build_chat, src).check(saver, make_saver, as_thread=dst)
+
+
+def test_copy_replaces_writes_the_target_got_after_its_delete(saver: Any, make_saver: Any, saver_target: Any) -> None:
+    """delete_thread(target) then copy_thread(source, target), while a run still going on
+    the target (a copy of the source before) puts its last writes in between: the copy's
+    pending writes are the source's. The copy skipped every write whose key the target
+    held (ON CONFLICT DO NOTHING), so the target read back with the run's resume value
+    instead of the source's and with the run's task done, and a retried copy was refused."""
+    src = _cfg("late-src")
+    graph = build_chat(saver)
+    run_chat(graph, src, 1)
+    graph.invoke({"messages": [HumanMessage("last", id="h-last")]}, src)  # interrupted
+    _source_with_a_resume(saver, src)
+    dst = _tid(src) + "-copy"
+    saver.copy_thread(_tid(src), dst)
+    saver.delete_thread(dst)
+    for config, writes, task in _late_writes(saver, src, dst):
+        saver.put_writes(config, writes, task)
+    saver.copy_thread(_tid(src), dst)
+    _copy_reads_as_its_source(saver, make_saver, saver_target, src, dst)
+    dcfg = {"configurable": {"thread_id": dst}}
+    graph.invoke(None, dcfg)  # the source's resume value, pending in the copy
+    graph.invoke(None, src)
+    assert _values(graph.get_state(dcfg).values) == _values(graph.get_state(src).values)
+    assert graph.get_state(dcfg).values["log"][-1] == "approved yes-s"
+
+
+async def test_async_copy_replaces_writes_the_target_got_after_its_delete(
+    make_async_saver: Any, make_saver: Any, saver_target: Any
+) -> None:
+    """The same through adelete_thread, aput_writes and acopy_thread (whose retry was refused)."""
+    src = _cfg("alate-src")
+    dst = _tid(src) + "-copy"
+    async with make_async_saver() as s:
+        graph = build_chat(s)
+        await graph.ainvoke({"messages": [HumanMessage("q", id="h-q")]}, src)  # interrupted
+        await s.acopy_thread(_tid(src), dst)
+        await s.adelete_thread(dst)
+        with make_saver() as sync:
+            _source_with_a_resume(sync, src)
+            late = _late_writes(sync, src, dst)
+        for config, writes, task in late:
+            await s.aput_writes(config, writes, task)
+        await s.acopy_thread(_tid(src), dst)
+        with make_saver() as sync:
+            _copy_reads_as_its_source(sync, make_saver, saver_target, src, dst)
+        await s.acopy_thread(_tid(src), dst)
+
+
 async def test_async_lifecycle_reads_back(make_async_saver: Any, make_saver: Any, saver_target: Any) -> None:
     cfg = _cfg("async")
     async with make_async_saver() as s, make_async_saver() as other:

@@ -18,7 +18,8 @@ The model's rules, which are the saver's documented contract:
   until a checkpoint with that id is put;
 * delete_for_runs / prune remove checkpoints and their writes and then every
   value no remaining checkpoint of the thread refers to;
-* copy_thread refuses a target that has checkpoints or equals the source;
+* copy_thread refuses a target that has checkpoints or equals the source; a
+  target with writes only (put after its delete) gets the source's instead;
 * list() orders by (checkpoint_id, checkpoint_ns, thread_id) descending; a
   metadata filter matches keys that are present with an equal value.
 
@@ -130,6 +131,11 @@ class ModelSaver(InMemorySaver):
 
         if source == target or self.has_checkpoints(target):
             raise ConfigError("refused")
+        # what the target holds without a checkpoint (writes put after its delete)
+        # goes: the copy's writes are the source's
+        for store in (self.writes, self.blobs):
+            for key in [k for k in store if k[0] == target]:
+                del store[key]
         for ns, cps in list(self.storage.get(source, {}).items()):
             for cid, saved in cps.items():
                 self.storage[target][ns][cid] = saved

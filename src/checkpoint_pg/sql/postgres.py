@@ -685,12 +685,23 @@ class PostgresSQL(CheckpointPages):
         return [Stmt(f"WITH {ctes} DELETE FROM {n.objects} WHERE thread_id = %(t)s", {"t": t})]
 
     def copy_thread(self, src: str, dst: str) -> list[Stmt]:
-        """One statement, so one snapshot: the source's row lock (taken first) holds
-        nothing when the source has no row yet (deleted, or its first put in flight),
-        and a put committing between separate statements would be copied without
-        its objects. Each put is one statement, so a snapshot holds it whole or not."""
+        """The copy is one statement, so one snapshot of the source: the source's row
+        lock (taken first) holds nothing when the source has no row yet (deleted, or
+        its first put in flight), and a put committing between separate statements
+        would be copied without its objects. Each put is one statement, so a snapshot
+        holds it whole or not.
+
+        The statement before it empties the target, which has no checkpoint (checked
+        under its row lock) but may hold writes and their objects (a run still going
+        on it put them after a delete_thread): the copy's writes are the source's,
+        where ON CONFLICT DO NOTHING kept the target's at the same key."""
         n = self.n
         p = {"s": src, "d": dst}
+        clear = (
+            f"WITH x0 AS (DELETE FROM {n.writes} WHERE thread_id = %(d)s), "
+            f"x1 AS (DELETE FROM {n.values} WHERE thread_id = %(d)s) "
+            f"DELETE FROM {n.objects} WHERE thread_id = %(d)s"
+        )
         parts = [
             # the target's row may exist already: a lease taken on it
             f"INSERT INTO {n.threads} AS t (thread_id, created_at, updated_at, metadata) "
@@ -711,6 +722,7 @@ class PostgresSQL(CheckpointPages):
         ]
         ctes = ", ".join(f"c{i} AS ({sql})" for i, sql in enumerate(parts))
         return [
+            Stmt(clear, p),
             Stmt(
                 f"WITH {ctes} INSERT INTO {n.checkpoints} (thread_id, checkpoint_ns, checkpoint_id, "
                 "parent_checkpoint_id, run_id, checkpoint, metadata, complete) "

@@ -659,6 +659,10 @@ class SqliteSQL(CheckpointPages):
         n = self.n
         p = {"s": src, "d": dst, "now": datetime.now(timezone.utc).isoformat(sep=" ")}
         return [
+            # the target has no checkpoint, but may hold writes and their objects (a run
+            # still going on it put them after a delete_thread): the copy's writes are
+            # the source's, where INSERT OR IGNORE kept the target's at the same key
+            *(Stmt(f"DELETE FROM {tbl} WHERE thread_id = :d", p) for tbl in (n.writes, n.values, n.objects)),
             Stmt(
                 # the target's row may exist already: a lease taken on it
                 f"INSERT INTO {n.threads} AS t (thread_id, created_at, updated_at, metadata) "
