@@ -120,6 +120,37 @@ def test_postgres_saver_on_a_psycopg_connection(pg_url: str, autocommit: bool) -
     assert pg_checkpoints(pg_url, pfx, config) == 5
 
 
+@pytest.mark.parametrize("through", ["connection", "pool"])
+def test_postgres_saver_on_the_incumbents_dict_row_connection(pg_url: str, through: str) -> None:
+    """The connection langgraph-checkpoint-postgres asks for (autocommit, dict_row,
+    prepare_threshold=0): setup() used to fail inside SQLAlchemy (it read the server
+    version from a dict row) and close the caller's connection. It migrates, the graph
+    runs, and the connection comes back with the caller's row factory."""
+    import psycopg
+    from psycopg.rows import dict_row
+    from psycopg_pool import ConnectionPool
+
+    from checkpoint_pg import PostgresSaver
+
+    pfx = prefix()
+    kwargs = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+    if through == "pool":
+        with ConnectionPool(pg_url, min_size=1, max_size=1, kwargs=kwargs, open=True) as pool:
+            saver = PostgresSaver(pool, prefix=pfx)
+            saver.setup()
+            config = run_graph(saver)
+            with pool.connection() as conn:
+                assert conn.execute("SELECT 1 AS one").fetchone() == {"one": 1}
+    else:
+        with psycopg.connect(pg_url, **kwargs) as conn:
+            saver = PostgresSaver(conn, prefix=pfx)
+            saver.setup()
+            config = run_graph(saver)
+            assert not conn.closed and conn.autocommit
+            assert conn.execute("SELECT 1 AS one").fetchone() == {"one": 1}
+    assert pg_checkpoints(pg_url, pfx, config) == 5
+
+
 def test_postgres_saver_inside_the_callers_transaction(pg_url: str) -> None:
     """On a connection that is not autocommit and already in the caller's transaction
     (an explicit one, or the one psycopg opened with the caller's last statement),

@@ -446,8 +446,12 @@ class PostgresSaver(SyncSaver):
             if status != _IDLE:
                 # (psycopg would refuse the autocommit switch below with its own error)
                 raise setup_in_transaction(self, f"transaction status {status.name}")
-            autocommit = conn.autocommit
+            autocommit, rows, cursors = conn.autocommit, conn.row_factory, conn.cursor_factory
             conn.autocommit = False  # migrations run in one transaction
+            # SQLAlchemy reads plain tuples from the driver's own cursors: under the
+            # incumbent's dict_row it failed at its first statement and closed the caller's
+            # connection (it read the server version as 'version')
+            conn.row_factory, conn.cursor_factory = tuple_row, psycopg.Cursor
             engine = sa.create_engine(
                 "postgresql+psycopg://", creator=lambda: conn, poolclass=StaticPool
             )
@@ -456,9 +460,11 @@ class PostgresSaver(SyncSaver):
                     yield sc
             finally:
                 engine.dispose(close=False)
-                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                    conn.rollback()
-                conn.autocommit = autocommit
+                if not conn.closed:
+                    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                        conn.rollback()
+                    conn.autocommit = autocommit
+                    conn.row_factory, conn.cursor_factory = rows, cursors
 
 
 class AsyncPostgresSaver(AsyncSaver):
