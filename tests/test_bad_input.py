@@ -678,6 +678,36 @@ async def test_unknown_url_scheme(cls_name: str, url: str) -> None:
         assert scheme in str(info.value)
 
 
+@pytest.mark.parametrize("cls_name", ["PostgresSaver", "AsyncPostgresSaver"])
+async def test_from_conn_string_on_a_wrong_database_fails_at_once_saying_why(
+    pg_url: str, cls_name: str
+) -> None:
+    """A URL naming a database (or role, or server) that is not there fails at once with the
+    server's own error, as langgraph-checkpoint-postgres's does: it waited out the pool's 30 s
+    of retries and raised psycopg_pool's PoolTimeout, "pool initialization incomplete",
+    which does not say why (the reason went only to the log)."""
+    import time  # noqa: PLC0415
+
+    import psycopg  # noqa: PLC0415
+
+    from fixtures.postgres import with_dbname  # noqa: PLC0415
+
+    import checkpoint_pg  # noqa: PLC0415
+
+    cls = getattr(checkpoint_pg, cls_name)
+    missing = f"cpg_missing_{uuid.uuid4().hex[:8]}"
+    url = with_dbname(pg_url, missing)
+    started = time.monotonic()
+    with pytest.raises(psycopg.OperationalError, match=f'database "{missing}" does not exist'):
+        if cls_name.startswith("Async"):
+            async with cls.from_conn_string(url):
+                pass
+        else:
+            with cls.from_conn_string(url):
+                pass
+    assert time.monotonic() - started < 10
+
+
 @pytest.mark.parametrize("url", ["sqlite://agent.db", "sqlite://localhost/agent.db"])
 def test_sqlite_url_with_two_slashes_names_the_three_slash_form(url: str) -> None:
     """sqlite://agent.db is SQLite's scheme with a host part, not an unsupported scheme: the error

@@ -196,6 +196,30 @@ def _pool_kwargs(prepare: Any) -> dict[str, Any]:
     return {**_CONN_KW, "prepare_threshold": 0 if _prepare_mode(prepare) is None else None}
 
 
+# seconds the first connection may take: a server that does not answer by then is left to
+# the pool's wait (this timeout is the probe's only, not the pool's)
+_PROBE_TIMEOUT = 5
+
+
+def _refused_for_good(exc: psycopg.OperationalError) -> bool:
+    """A first connection of `from_conn_string` refused for a reason its pool's retries would
+    not change: a database or role that is not there, a password or pg_hba.conf refused. It
+    is raised at once, with the server's text, instead of after the pool's 30 s of retrying
+    as psycopg_pool's "pool initialization incomplete", which does not say why. A server not
+    answering (yet) is waited for by the pool, as before."""
+    text = str(exc)
+    return any(
+        cause in text
+        for cause in (
+            "does not exist",  # database, role
+            "authentication failed",
+            "no password supplied",
+            "no pg_hba.conf entry",
+            "permission denied for database",
+        )
+    )
+
+
 def _has_rows(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> bool:
     # what `cur.description` tells, without building a Column per column
     res = cur.pgresult
@@ -336,13 +360,13 @@ class PostgresSaver(SyncSaver):
         1.21+ with ``max_prepared_statements``; the default prepares none, which
         PgBouncer in transaction mode before 1.21 requires.
         """
-        pool = ConnectionPool(
-            conninfo_of(url),
-            min_size=1,
-            max_size=pool_size,
-            kwargs=_pool_kwargs(prepare),
-            open=False,
-        )
+        conninfo, kwargs = conninfo_of(url), _pool_kwargs(prepare)
+        try:
+            psycopg.connect(conninfo, **kwargs, connect_timeout=_PROBE_TIMEOUT).close()
+        except psycopg.OperationalError as exc:
+            if _refused_for_good(exc):
+                raise
+        pool = ConnectionPool(conninfo, min_size=1, max_size=pool_size, kwargs=kwargs, open=False)
         try:
             pool.open(wait=True, timeout=30)
         except BaseException:
@@ -530,12 +554,17 @@ class AsyncPostgresSaver(AsyncSaver):
     ) -> AsyncIterator[AsyncPostgresSaver]:
         """A saver on a small connection pool that replaces dead connections
         (``prepare``: as `PostgresSaver.from_conn_string`)."""
+        conninfo, kwargs = conninfo_of(url), _pool_kwargs(prepare)
+        try:
+            probe = await psycopg.AsyncConnection.connect(
+                conninfo, **kwargs, connect_timeout=_PROBE_TIMEOUT
+            )
+            await probe.close()
+        except psycopg.OperationalError as exc:
+            if _refused_for_good(exc):
+                raise
         pool = AsyncConnectionPool(
-            conninfo_of(url),
-            min_size=1,
-            max_size=pool_size,
-            kwargs=_pool_kwargs(prepare),
-            open=False,
+            conninfo, min_size=1, max_size=pool_size, kwargs=kwargs, open=False
         )
         try:
             await pool.open(wait=True, timeout=30)
