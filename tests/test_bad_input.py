@@ -646,6 +646,16 @@ def test_database_downgraded_under_a_running_saver(make_saver, saver_target, bac
 # --------------------------------------------------------------------------
 
 
+async def _enter(cls: Any, url: str) -> None:
+    """Enter and leave ``cls.from_conn_string(url)``, sync or async as the class is."""
+    if cls.__name__.startswith("Async"):
+        async with cls.from_conn_string(url):
+            pass
+    else:
+        with cls.from_conn_string(url):
+            pass
+
+
 @pytest.mark.parametrize(
     "cls_name, url",
     [
@@ -666,16 +676,57 @@ async def test_unknown_url_scheme(cls_name: str, url: str) -> None:
 
     cls = getattr(checkpoint_pg, cls_name)
     with pytest.raises(ConfigError) as info:
-        if cls_name.startswith("Async"):
-            async with cls.from_conn_string(url):
-                pass
-        else:
-            with cls.from_conn_string(url):
-                pass
+        await _enter(cls, url)
     assert isinstance(info.value, CheckpointPgError)
     scheme = url.split("://", 1)[0]
     if scheme:
         assert scheme in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "cls_name, url, other",
+    [
+        ("PostgresSaver", "agent.db", "SqliteSaver"),
+        ("AsyncPostgresSaver", "sqlite:///agent.db", "AsyncSqliteSaver"),
+        ("SqliteSaver", "postgresql://app@db/agents", "PostgresSaver"),
+        ("AsyncSqliteSaver", "postgres://app@db/agents", "AsyncPostgresSaver"),
+    ],
+)
+async def test_a_url_of_the_other_backend_names_the_saver_for_it(
+    cls_name: str, url: str, other: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SQLite path given to a Postgres saver (or a postgresql:// URL to a SQLite one) was
+    called an "unsupported database URL scheme", and the advice named the very form given:
+    the message says which saver takes it."""
+    import checkpoint_pg  # noqa: PLC0415
+    from checkpoint_pg import ConfigError  # noqa: PLC0415
+
+    monkeypatch.chdir(tmp_path)
+    cls = getattr(checkpoint_pg, cls_name)
+    with pytest.raises(ConfigError) as info:
+        await _enter(cls, url)
+    text = str(info.value)
+    assert other in text and "unsupported" not in text, text
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_from_conn_string_takes_a_libpq_key_value_string(pg_url: str) -> None:
+    """"host=db dbname=app" (what psycopg.connect and langgraph-checkpoint-postgres's
+    from_conn_string take) was refused as an unsupported URL scheme."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: PLC0415
+
+    from checkpoint_pg import AsyncPostgresSaver, PostgresSaver  # noqa: PLC0415
+
+    dsn = make_conninfo("", **conninfo_to_dict(pg_url))
+    assert "://" not in dsn
+    config = {"configurable": {"thread_id": "kv", "checkpoint_ns": ""}}
+    pfx = f"kv{uuid.uuid4().hex[:8]}_"
+    with PostgresSaver.from_conn_string(dsn, prefix=pfx) as saver:
+        saver.setup()
+        saver.get_tuple(config)
+    async with AsyncPostgresSaver.from_conn_string(dsn, prefix=pfx) as asaver:
+        await asaver.asetup()
+        await asaver.aget_tuple(config)
 
 
 @pytest.mark.parametrize("cls_name", ["PostgresSaver", "AsyncPostgresSaver"])
@@ -699,12 +750,7 @@ async def test_from_conn_string_on_a_wrong_database_fails_at_once_saying_why(
     url = with_dbname(pg_url, missing)
     started = time.monotonic()
     with pytest.raises(psycopg.OperationalError, match=f'database "{missing}" does not exist'):
-        if cls_name.startswith("Async"):
-            async with cls.from_conn_string(url):
-                pass
-        else:
-            with cls.from_conn_string(url):
-                pass
+        await _enter(cls, url)
     assert time.monotonic() - started < 10
 
 

@@ -53,10 +53,19 @@ _SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 
 
 def conninfo_of(url: str, *, sqlalchemy: bool = False) -> str:
-    """A libpq conninfo for a URL (with ``sqlalchemy``, a postgresql+psycopg:// URL),
-    refusing schemes we do not serve."""
+    """A libpq conninfo for a URL or a libpq ``key=value`` string (with ``sqlalchemy``, a
+    postgresql+psycopg:// URL), refusing schemes we do not serve."""
+    if isinstance(url, str) and "://" not in url and "=" in url and _unparsable(url) is None:
+        # "host=db dbname=app", as psycopg.connect and the incumbent's from_conn_string take
+        return conninfo_of(url_of(url), sqlalchemy=True) if sqlalchemy else url
     if not isinstance(url, str) or not url.startswith(_SCHEMES):
         scheme = url.split("://", 1)[0] if isinstance(url, str) and "://" in url else url
+        if isinstance(url, str) and (scheme == url or scheme == "sqlite"):
+            raise ConfigError(
+                f"{url!r} is not a Postgres URL: the Postgres savers take "
+                "postgresql://user@host/db (or libpq's 'host=... dbname=...'); for a SQLite "
+                "file use SqliteSaver or AsyncSqliteSaver"
+            )
         raise ConfigError(
             f"unsupported database URL scheme {scheme!r}: use postgresql://user@host/db "
             "for Postgres, or a file path / sqlite:///path for SQLite"

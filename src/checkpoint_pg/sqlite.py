@@ -51,6 +51,11 @@ def path_of(url: str) -> str:
             f"{url!r} has a host part after sqlite://: write a SQLite file as "
             "sqlite:///relative/path.db or sqlite:////absolute/path.db (or just the path)"
         )
+    if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        raise ConfigError(
+            f"{url.split('://', 1)[0]}:// is a Postgres URL: the SQLite savers take a file path "
+            "or sqlite:///path; for Postgres use PostgresSaver or AsyncPostgresSaver"
+        )
     if "://" in url:
         raise ConfigError(
             f"unsupported database URL scheme {url.split('://', 1)[0]!r}: use a file path or "
