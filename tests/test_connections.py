@@ -557,6 +557,16 @@ def test_sqlite_file_in_a_missing_directory_is_a_clear_error(tmp_path: Path) -> 
     assert not (tmp_path / "no").exists()
 
 
+def test_sqlite_path_naming_a_directory_is_a_clear_error(tmp_path: Path) -> None:
+    """A directory where the file should be raised sqlite3's bare "unable to open database
+    file", outside our exception root."""
+    from checkpoint_pg import ConfigError, SqliteSaver
+
+    with pytest.raises(ConfigError, match="is a directory: give the SQLite file's path"):
+        with SqliteSaver.from_conn_string(str(tmp_path)):
+            pass
+
+
 @pytest.mark.parametrize("journal", ["wal", "delete"])
 @pytest.mark.parametrize(
     "file_mode, dir_mode, cannot",

@@ -117,6 +117,11 @@ def _connect(path: str, read_only: bool = False) -> sqlite3.Connection:
                 raise ConfigError(
                     f"no directory {str(parent)!r} for the SQLite file {path!r}: create it first"
                 )
+            if Path(path).is_dir():
+                raise ConfigError(
+                    f"{path!r} is a directory: give the SQLite file's path, such as "
+                    f"{str(Path(path) / 'agent.db')!r}"
+                )
             if Path(path).is_file() and not _writable(path):
                 # sqlite3 would open it read-only without a word, and in WAL mode with a
                 # writable directory even switching the journal passes: the first write fails
