@@ -536,3 +536,24 @@ def test_checkpoints_pruned_here_stay_pruned_when_imported_again(
         assert code == 0 and report["imported"] == total + new and report["pruned_here"] == 0
         with make_saver() as ours:
             assert assert_same_checkpoints(src, ours) == total + new
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_import_without_the_incumbents_package_names_it(
+    backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`checkpoint-pg import-langgraph` reads the source with the incumbent's own package, which
+    `pip install 'checkpoint-pg[postgres,cli]'` does not bring: without it the command ended in
+    a ModuleNotFoundError traceback. It says which package to install, and creates nothing."""
+    import sys
+
+    from clikit import cli
+
+    # None in sys.modules: the import raises ImportError, as for a package not installed
+    monkeypatch.setitem(sys.modules, f"langgraph.checkpoint.{backend}", None)
+    source = "postgresql://nobody@127.0.0.1:1/none" if backend == "postgres" else str(tmp_path / "old.db")
+    target = tmp_path / "ours.db"
+    code, _, err = cli(capsys, "import-langgraph", "--from", source, "--url", str(target))
+    assert code == 1 and "Traceback" not in err, err
+    assert f"pip install langgraph-checkpoint-{backend}" in err, err
+    assert not target.exists()

@@ -18,6 +18,7 @@ Checkpoints removed here since (``prune``) are not brought back (`_pruned_here`)
 from __future__ import annotations
 
 import difflib
+import importlib
 import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -32,6 +33,7 @@ from checkpoint_pg.errors import (
     CheckpointPgError,
     ConfigError,
     IntegrityError,
+    MissingDriverError,
     NotFoundError,
     SchemaVersionError,
     SerializationError,
@@ -129,6 +131,18 @@ class _Source:
             ) from None
 
 
+def _incumbent(backend: str, name: str) -> Any:
+    """The incumbent's saver class, which reads the source: its package is not one of ours."""
+    package = f"langgraph-checkpoint-{backend}"
+    try:
+        return getattr(importlib.import_module(f"langgraph.checkpoint.{backend}"), name)
+    except ImportError as exc:
+        raise MissingDriverError(
+            f"reading a {package} database needs that package, which is not installed ({exc}): "
+            f"pip install {package}, then run the import again; nothing was changed"
+        ) from None
+
+
 @contextmanager
 def open_incumbent(url: str, serde: Any = None) -> Iterator[_Source]:
     """Open a langgraph-checkpoint-postgres URL or -sqlite file, read-only.
@@ -138,8 +152,9 @@ def open_incumbent(url: str, serde: Any = None) -> Iterator[_Source]:
     """
     if url.startswith(PG_SCHEMES):
         import psycopg
-        from langgraph.checkpoint.postgres import PostgresSaver as IncumbentPostgres
         from psycopg.rows import dict_row, tuple_row
+
+        IncumbentPostgres = _incumbent("postgres", "PostgresSaver")
 
         from checkpoint_pg.postgres import conninfo_of, connect_read_only
 
@@ -163,9 +178,9 @@ def open_incumbent(url: str, serde: Any = None) -> Iterator[_Source]:
             _check_incumbent_version(query, url)
             yield _Source(IncumbentPostgres(conn, serde=serde), IncumbentSQL("postgresql"), query, True)
         return
-    from langgraph.checkpoint.sqlite import SqliteSaver as IncumbentSqlite
-
     from checkpoint_pg.sqlite import connect_sqlite
+
+    IncumbentSqlite = _incumbent("sqlite", "SqliteSaver")
 
     path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else url
     if "://" in path:
