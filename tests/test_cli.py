@@ -1788,3 +1788,27 @@ def test_vacuum_gives_a_deleted_threads_space_back(
         assert json.loads(out)["freed"] == 0  # nothing left to give back
     _, after, _ = cli(capsys, "history", "chain", "--json", *db)
     assert after == before
+
+
+def test_a_wrong_prefix_names_the_prefix_the_database_holds(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A command given the wrong --prefix (or none, for an app's prefix=) was told to run
+    `migrate upgrade` with it, which would create a second, empty set of tables beside the
+    app's: it names the prefix the database holds. An app's own alembic_version beside
+    tables of other names is not taken for ours."""
+    import sqlite3
+
+    from checkpoint_pg import SqliteSaver
+
+    path = str(tmp_path / "app.db")
+    with SqliteSaver.from_conn_string(path, prefix="app_") as saver:
+        saver.setup()
+    with sqlite3.connect(path) as conn:  # an app's alembic and the incumbent's checkpoints
+        conn.execute("CREATE TABLE alembic_version (version_num TEXT)")
+        conn.execute("CREATE TABLE checkpoints (thread_id TEXT)")
+    code, _, err = cli(capsys, "threads", "--url", path)
+    assert code == 1 and "with the prefix app_: pass --prefix app_" in err, err
+    assert "prefix ," not in err and "prefix cpg_" not in err, err
+    code, out, err = cli(capsys, "threads", "--url", path, "--prefix", "app_")
+    assert code == 0, err

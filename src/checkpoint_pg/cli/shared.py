@@ -404,8 +404,36 @@ def _cli_message(args: argparse.Namespace, exc: BaseException) -> str:
                 f"--from {shlex.quote(_display_url(args))} {_db_options(args)}`, or create empty "
                 f"ones with `checkpoint-pg migrate upgrade {_db_options(args)}`"
             )
+        others = _other_prefixes(args) if exc.current is None else []
+        if others:
+            # a wrong --prefix: migrating as advised would create an empty second set
+            found = ", ".join(shlex.quote(p) for p in others)
+            return (
+                f"{exc.problem}; this database holds checkpoint_pg tables with the prefix "
+                f"{found}: pass --prefix {shlex.quote(others[0])}, or create tables with this "
+                f"prefix with `checkpoint-pg migrate upgrade {_db_options(args)}`"
+            )
         return f"{exc.problem}: run `checkpoint-pg migrate upgrade {_db_options(args)}`"
     return _on_this_database(args, _one_line(exc))
+
+
+def _other_prefixes(args: argparse.Namespace) -> list[str]:
+    """The prefixes of the checkpoint_pg tables this database holds (in --schema), besides
+    --prefix: each with its version table, objects and channel values (an app's own
+    ``alembic_version`` beside the incumbent's ``checkpoints`` is not one). Read-only."""
+    import sqlalchemy as sa
+
+    try:
+        with _sa_connection(args, write=False) as conn:
+            names = set(sa.inspect(conn).get_table_names(schema=args.schema or None))
+    except Exception:  # a probe for advice: never the error the user sees
+        return []
+    ours = ("alembic_version", "checkpoints", "channel_values", "objects")
+    return sorted(
+        p
+        for p in (n[: -len("alembic_version")] for n in names if n.endswith("alembic_version"))
+        if p != args.prefix and all(f"{p}{table}" in names for table in ours)
+    )
 
 
 _ADVISED = re.compile(r"`(checkpoint-pg [^`]*)`")
