@@ -1088,3 +1088,15 @@ async def test_a_saver_used_after_it_was_closed_says_so(make_saver, make_async_s
     await later_calls(saver, name)
     with make_saver() as saver:
         assert len(list(saver.list(config))) == len(written)
+
+
+async def test_missing_tables_on_an_async_saver_name_asetup(tmp_path: Any) -> None:
+    """An async saver used before its tables exist was told to "call saver.setup()", which on
+    its own event loop raises AsyncMisuseError: the message names ``await saver.asetup()``."""
+    from checkpoint_pg import AsyncSqliteSaver, SchemaVersionError  # noqa: PLC0415
+
+    async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "new.db")) as saver:
+        with pytest.raises(SchemaVersionError, match=r"await saver\.asetup\(\)"):
+            await saver.aget_tuple({"configurable": {"thread_id": "t", "checkpoint_ns": ""}})
+        await saver.asetup()
+        assert await saver.aget_tuple({"configurable": {"thread_id": "t", "checkpoint_ns": ""}}) is None

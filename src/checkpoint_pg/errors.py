@@ -39,12 +39,14 @@ class SchemaVersionError(CheckpointPgError):
         self, message: str, *, current: str | None, expected: str, upgrade_url: str | None = None
     ) -> None:
         """``upgrade_url``: migrating the database fixes it; the message then ends
-        with how (``saver.setup()`` or the ``checkpoint-pg migrate upgrade`` command)."""
+        with how (``saver.setup()``, ``await saver.asetup()`` on an async saver, or the
+        ``checkpoint-pg migrate upgrade`` command)."""
         self.problem = message
         self.upgrade_url = upgrade_url
         if upgrade_url is not None:
             message += (
-                f": call saver.setup() or run `checkpoint-pg migrate upgrade --url {upgrade_url}`"
+                ": call saver.setup() (async: await saver.asetup()) or run "
+                f"`checkpoint-pg migrate upgrade --url {upgrade_url}`"
             )
         super().__init__(message)
         self.current = current
