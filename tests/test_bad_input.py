@@ -1100,3 +1100,20 @@ async def test_missing_tables_on_an_async_saver_name_asetup(tmp_path: Any) -> No
             await saver.aget_tuple({"configurable": {"thread_id": "t", "checkpoint_ns": ""}})
         await saver.asetup()
         assert await saver.aget_tuple({"configurable": {"thread_id": "t", "checkpoint_ns": ""}}) is None
+
+
+@pytest.mark.parametrize("cls_name", ["PostgresSaver", "AsyncPostgresSaver"])
+async def test_from_conn_string_on_a_server_not_answering_says_what_it_met(
+    cls_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server not answering (yet) is waited for; when the wait runs out, psycopg_pool's
+    PoolTimeout said only "pool initialization incomplete": it now says what the first
+    connection met (here, a refused connection)."""
+    from psycopg_pool import PoolTimeout  # noqa: PLC0415
+
+    import checkpoint_pg  # noqa: PLC0415
+    from checkpoint_pg import postgres  # noqa: PLC0415
+
+    monkeypatch.setattr(postgres, "_OPEN_TIMEOUT", 0.5)
+    with pytest.raises(PoolTimeout, match=r"(?i)within 0.5 s .*the first attempt: .*refused"):
+        await _enter(getattr(checkpoint_pg, cls_name), "postgresql://postgres@127.0.0.1:1/postgres")

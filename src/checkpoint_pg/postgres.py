@@ -210,6 +210,20 @@ def _pool_kwargs(prepare: Any) -> dict[str, Any]:
 _PROBE_TIMEOUT = 5
 
 
+# seconds `from_conn_string` waits for its pool's first connection
+_OPEN_TIMEOUT = 30
+
+
+def _raise_with_reason(exc: BaseException, refused: BaseException | None) -> None:
+    """The pool's timeout with what the first connection met (psycopg_pool's says only
+    "pool initialization incomplete": the reason went to its log)."""
+    if isinstance(exc, PoolTimeout) and refused is not None:
+        raise PoolTimeout(
+            f"no connection to the server within {_OPEN_TIMEOUT} s ({exc}); the first "
+            f"attempt: {' '.join(str(refused).split())}"
+        ) from refused
+
+
 def _refused_for_good(exc: psycopg.OperationalError) -> bool:
     """A first connection of `from_conn_string` refused for a reason its pool's retries would
     not change: a database or role that is not there, a password or pg_hba.conf refused. It
@@ -370,18 +384,21 @@ class PostgresSaver(SyncSaver):
         PgBouncer in transaction mode before 1.21 requires.
         """
         conninfo, kwargs = conninfo_of(url), _pool_kwargs(prepare)
+        refused = None
         try:
             psycopg.connect(conninfo, **kwargs, connect_timeout=_PROBE_TIMEOUT).close()
         except psycopg.OperationalError as exc:
             if _refused_for_good(exc):
                 raise
+            refused = exc
         pool = ConnectionPool(conninfo, min_size=1, max_size=pool_size, kwargs=kwargs, open=False)
         try:
-            pool.open(wait=True, timeout=30)
-        except BaseException:
+            pool.open(wait=True, timeout=_OPEN_TIMEOUT)
+        except BaseException as exc:
             # interrupted while waiting for the server (KeyboardInterrupt, a signal's
             # timeout): the pool's workers would go on reconnecting for ever
             pool.close()
+            _raise_with_reason(exc, refused)
             raise
         try:
             yield cls(pool, prepare=prepare, **options)
@@ -564,6 +581,7 @@ class AsyncPostgresSaver(AsyncSaver):
         """A saver on a small connection pool that replaces dead connections
         (``prepare``: as `PostgresSaver.from_conn_string`)."""
         conninfo, kwargs = conninfo_of(url), _pool_kwargs(prepare)
+        refused = None
         try:
             probe = await psycopg.AsyncConnection.connect(
                 conninfo, **kwargs, connect_timeout=_PROBE_TIMEOUT
@@ -572,16 +590,18 @@ class AsyncPostgresSaver(AsyncSaver):
         except psycopg.OperationalError as exc:
             if _refused_for_good(exc):
                 raise
+            refused = exc
         pool = AsyncConnectionPool(
             conninfo, min_size=1, max_size=pool_size, kwargs=kwargs, open=False
         )
         try:
-            await pool.open(wait=True, timeout=30)
-        except BaseException:
+            await pool.open(wait=True, timeout=_OPEN_TIMEOUT)
+        except BaseException as exc:
             # cancelled while waiting for the server (a caller's timeout): the pool's
             # tasks would go on reconnecting for ever; closed to its end even if the
             # caller is cancelled again meanwhile
             await finish_then_cancel(pool.close())
+            _raise_with_reason(exc, refused)
             raise
         try:
             yield cls(pool, prepare=prepare, **options)
