@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faultkit import after_first_yield
+from faultkit import after_first_yield, wait_until
 from graphs import build_tool_agent, weather_question
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
@@ -648,7 +648,15 @@ def test_sqlite_wal_shrinks_back_after_a_long_reader(tmp_path: Path) -> None:
         assert os.path.getsize(f"{path}-wal") > 2 * WAL_SIZE_LIMIT
         reader.rollback()
         reader.close()
-        saver.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+        def checkpointed() -> bool:
+            # the saver's WAL thread may be checkpointing at the same moment: this one then
+            # stops short (busy, or not every frame copied) and the next write appends to the
+            # WAL instead of starting it over; the state under test is "a checkpoint ran"
+            busy, frames, done = saver.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            return busy == 0 and frames == done
+
+        wait_until(checkpointed, "a complete checkpoint of the WAL")
         put(99)
         assert os.path.getsize(f"{path}-wal") <= WAL_SIZE_LIMIT
 
