@@ -51,6 +51,7 @@ COMMANDS = [
     ["migrate", "history"],
     ["migrate", "sql"],
     ["import-langgraph"],
+    ["transfer"],
     ["unlock"],
     ["demo"],
 ]
@@ -109,6 +110,34 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str], argv: list[s
     assert code == 0
     assert out.startswith(f"usage: checkpoint-pg {' '.join(argv)}")
     assert "--url" in out and "--json" in out
+
+
+def test_the_help_test_covers_every_command() -> None:
+    """COMMANDS above lists every command the parser has (a new one gets its help checked)."""
+    import argparse
+
+    from checkpoint_pg.cli import build_parser
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert sorted(sub.choices) == sorted({argv[0] for argv in COMMANDS})
+
+
+def test_help_and_the_errors_load_neither_langgraph_nor_a_driver() -> None:
+    """``checkpoint-pg --help`` and ``import checkpoint_pg`` (for its errors, say) do not load
+    langgraph, langchain or psycopg: the savers load them when first asked for (it took
+    ~2.5 s before each --help)."""
+    code = (
+        "import sys, checkpoint_pg, checkpoint_pg.cli\n"
+        "from checkpoint_pg import CheckpointPgError\n"
+        "loaded = [m for m in ('langgraph', 'langchain_core', 'psycopg') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+        "assert checkpoint_pg.SqliteSaver.__module__ == 'checkpoint_pg.sqlite'\n"
+        "assert 'langgraph' in sys.modules\n"
+        "from checkpoint_pg import *\n"
+        "assert Lease.__name__ == 'Lease' and 'AsyncSqliteSaver' in dir(checkpoint_pg)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,12 +18,12 @@ from checkpoint_pg.errors import (
     ThreadBusyError,
     ValueTooLargeError,
 )
-from checkpoint_pg.core.lease import Lease
-from checkpoint_pg.core.vacuum import VacuumReport
-from checkpoint_pg.sqlite import AsyncSqliteSaver, SqliteSaver
 
 if TYPE_CHECKING:
+    from checkpoint_pg.core.lease import Lease
+    from checkpoint_pg.core.vacuum import VacuumReport
     from checkpoint_pg.postgres import AsyncPostgresSaver, PostgresSaver
+    from checkpoint_pg.sqlite import AsyncSqliteSaver, SqliteSaver
 
 __all__ = [
     "PostgresSaver",
@@ -49,11 +49,30 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:
-    # The Postgres savers import psycopg: only when asked for, so SQLite users
-    # need no driver and a missing one is reported with the extra to install.
-    if name in ("PostgresSaver", "AsyncPostgresSaver"):
-        from checkpoint_pg import postgres
+# Where each saver class lives: imported when first asked for. The Postgres savers
+# import psycopg, so SQLite users need no driver and a missing one is reported with
+# the extra to install; and the savers import langgraph and SQLAlchemy (~2 s), which
+# `checkpoint-pg --help` and the errors alone do not need.
+_LAZY = {
+    "PostgresSaver": "checkpoint_pg.postgres",
+    "AsyncPostgresSaver": "checkpoint_pg.postgres",
+    "SqliteSaver": "checkpoint_pg.sqlite",
+    "AsyncSqliteSaver": "checkpoint_pg.sqlite",
+    "Lease": "checkpoint_pg.core.lease",
+    "VacuumReport": "checkpoint_pg.core.vacuum",
+}
 
-        return getattr(postgres, name)
-    raise AttributeError(f"module 'checkpoint_pg' has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'checkpoint_pg' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # found here from now on, without this call
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
