@@ -1117,3 +1117,36 @@ async def test_from_conn_string_on_a_server_not_answering_says_what_it_met(
     monkeypatch.setattr(postgres, "_OPEN_TIMEOUT", 0.5)
     with pytest.raises(PoolTimeout, match=r"(?i)within 0.5 s .*the first attempt: .*refused"):
         await _enter(getattr(checkpoint_pg, cls_name), "postgresql://postgres@127.0.0.1:1/postgres")
+
+
+async def test_a_saver_given_a_wrong_prefix_names_the_prefix_the_database_holds(
+    saver_target: Any, make_saver: Any
+) -> None:
+    """A saver whose prefix= names no tables, on a database holding ours under another
+    prefix: the error names that prefix, sync and async, instead of advising only setup(),
+    which would create an empty second set and the app would look as if its threads were
+    gone. A database holding none says only what to run (no prefix is made up)."""
+    from checkpoint_pg import AsyncPostgresSaver, AsyncSqliteSaver, PostgresSaver, SqliteSaver
+    from checkpoint_pg.errors import SchemaVersionError
+
+    sqlite = saver_target.backend == "sqlite"
+    sync_cls, async_cls = (SqliteSaver, AsyncSqliteSaver) if sqlite else (PostgresSaver, AsyncPostgresSaver)
+    held = saver_target.options.get("prefix", "cpg_")
+    with make_saver():
+        pass  # the tables, under the test's prefix
+    config = {"configurable": {"thread_id": "t"}}
+    with sync_cls.from_conn_string(saver_target.conn_string, prefix="wrong_") as s:
+        with pytest.raises(SchemaVersionError) as caught:
+            s.get_tuple(config)
+    assert "checkpoint_pg tables with the prefix" in str(caught.value) and repr(held) in str(caught.value)
+    assert "give the saver prefix=" in str(caught.value) and "not 'wrong_'" in str(caught.value)
+    async with async_cls.from_conn_string(saver_target.conn_string, prefix="wrong_") as s:
+        with pytest.raises(SchemaVersionError) as caught:
+            await s.aget_tuple(config)
+    assert repr(held) in str(caught.value) and "not 'wrong_'" in str(caught.value)
+    if sqlite:
+        empty = saver_target.conn_string + ".empty.db"
+        with sync_cls.from_conn_string(empty, prefix="wrong_") as s:
+            with pytest.raises(SchemaVersionError) as caught:
+                s.get_tuple(config)
+        assert "holds checkpoint_pg tables" not in str(caught.value) and "setup()" in str(caught.value)

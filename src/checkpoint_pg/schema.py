@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -40,7 +41,7 @@ from checkpoint_pg.errors import ConfigError
 # schema imports nothing of the core)
 CHUNK_TYPE = "#refs"
 
-__all__ = ["Tables", "build_tables", "store_options", "DEFAULT_PREFIX", "KIND"]
+__all__ = ["Tables", "build_tables", "store_options", "other_prefixes", "DEFAULT_PREFIX", "KIND"]
 
 DEFAULT_PREFIX = "cpg_"
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")  # fullmatch: "$" allows a final "\n"
@@ -100,6 +101,20 @@ def store_options(prefix: str, schema: str | None) -> str:
     default), so that a command a message advises acts on these tables, not the default ones."""
     out = f" --prefix {shlex.quote(prefix)}" if prefix != DEFAULT_PREFIX else ""
     return out + (f" --schema {shlex.quote(schema)}" if schema else "")
+
+
+def other_prefixes(table_names: Iterable[str], prefix: str) -> list[str]:
+    """The prefixes of the sets of checkpoint_pg tables among ``table_names`` (one schema's
+    or file's), besides ``prefix``: each with its version table, checkpoints, channel values
+    and objects (an app's own ``alembic_version`` beside the incumbent's ``checkpoints`` is
+    not one). A saver or command given a wrong prefix names them."""
+    names = set(table_names)
+    ours = ("alembic_version", "checkpoints", "channel_values", "objects")
+    return sorted(
+        p
+        for p in (n[: -len("alembic_version")] for n in names if n.endswith("alembic_version"))
+        if p != prefix and all(f"{p}{table}" in names for table in ours)
+    )
 
 
 def build_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Tables:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from checkpoint_pg.errors import ConfigError, NotFoundError, SchemaVersionError
-from checkpoint_pg.schema import DEFAULT_PREFIX, build_tables, store_options
+from checkpoint_pg.schema import DEFAULT_PREFIX, build_tables, other_prefixes, store_options
 
 ENV_URL = "CHECKPOINT_PG_URL"
 ENV_HASH_KEY = "CHECKPOINT_PG_HASH_KEY"  # hex of the hash_key= the app gives its saver
@@ -428,12 +428,7 @@ def _other_prefixes(args: argparse.Namespace) -> list[str]:
             names = set(sa.inspect(conn).get_table_names(schema=args.schema or None))
     except Exception:  # a probe for advice: never the error the user sees
         return []
-    ours = ("alembic_version", "checkpoints", "channel_values", "objects")
-    return sorted(
-        p
-        for p in (n[: -len("alembic_version")] for n in names if n.endswith("alembic_version"))
-        if p != args.prefix and all(f"{p}{table}" in names for table in ours)
-    )
+    return other_prefixes(names, args.prefix)
 
 
 _ADVISED = re.compile(r"`(checkpoint-pg [^`]*)`")

@@ -35,7 +35,7 @@ from checkpoint_pg.core import lease as leases
 from checkpoint_pg.core import ops
 from checkpoint_pg.core.ops import Batch, Op
 from checkpoint_pg.core.vacuum import VacuumReport
-from checkpoint_pg.errors import AsyncMisuseError
+from checkpoint_pg.errors import AsyncMisuseError, SchemaVersionError
 from checkpoint_pg.shells.base import (
     NOTHING_TAKEN,
     Call,
@@ -190,6 +190,12 @@ class AsyncSaver(SaverBase):
                 if not self._schema_ok:  # in the loop: its connection may be a dead one too
                     try:
                         self._check_revision(await self._arun(self._schema_op(), txn=False))
+                    except SchemaVersionError as exc:
+                        if exc.current is None:
+                            with suppress(Exception):  # a probe for advice: never the error raised
+                                tables = await self._arun(self._tables_op(), txn=False)
+                                self._name_other_prefixes(exc, tables)
+                        raise
                     except asyncio.CancelledError as exc:
                         # the write itself was not sent yet (a lease take cancelled while
                         # the schema check waits for a connection has nothing to give back)

@@ -34,9 +34,10 @@ from checkpoint_pg.errors import (
     ConfigError,
     DatabaseBusyError,
     SaverClosedError,
+    SchemaVersionError,
     ThreadBusyError,
 )
-from checkpoint_pg.schema import DEFAULT_PREFIX, Tables, build_tables, store_options
+from checkpoint_pg.schema import DEFAULT_PREFIX, Tables, build_tables, other_prefixes, store_options
 from checkpoint_pg.shells.errors import BaseGone, ConnectionLost
 from checkpoint_pg.sql import Stmt
 
@@ -329,6 +330,24 @@ class SaverBase(BaseCheckpointSaver[str]):
     def _check_revision(self, revision: str | None) -> None:
         migrate.check(revision, self._url_hint)
         self._schema_ok = True
+
+    def _tables_op(self) -> Op:
+        (rows,) = yield Batch([self.ctx.sql.table_names(self.tables.schema)])
+        return [r[0] for r in rows]
+
+    def _name_other_prefixes(self, exc: SchemaVersionError, table_names: Sequence[str]) -> None:
+        """A database without our tables under this prefix that holds them under another:
+        say so. The advice alone (setup()) would create an empty second set of tables
+        beside the app's, and the app would look as if its threads were gone."""
+        others = other_prefixes(table_names, self.tables.prefix)
+        if exc.current is None and others:
+            found = ", ".join(repr(p) for p in others)
+            exc.args = (
+                f"{exc.problem}: this database holds checkpoint_pg tables with the prefix {found}, "
+                f"not {self.tables.prefix!r}: give the saver prefix={others[0]!r} (its threads "
+                f"are there), or call setup() to create an empty set with the prefix "
+                f"{self.tables.prefix!r}",
+            )
 
 
 _log = logging.getLogger("checkpoint_pg")

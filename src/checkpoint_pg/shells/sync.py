@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from functools import partial
 from typing import Any, TypeVar
 
@@ -26,6 +26,7 @@ from checkpoint_pg.core import lease as leases
 from checkpoint_pg.core import ops
 from checkpoint_pg.core.ops import Batch, Op
 from checkpoint_pg.core.vacuum import VacuumReport
+from checkpoint_pg.errors import SchemaVersionError
 from checkpoint_pg.shells.aio import UNSENT, finish_then_cancel, held_lease
 from checkpoint_pg.shells.base import (
     NOTHING_TAKEN,
@@ -84,7 +85,13 @@ class SyncSaver(SaverBase):
 
     def _ensure_schema(self) -> None:
         if not self._schema_ok:
-            self._check_revision(self._run(self._schema_op(), txn=False))
+            try:
+                self._check_revision(self._run(self._schema_op(), txn=False))
+            except SchemaVersionError as exc:
+                if exc.current is None:
+                    with suppress(Exception):  # a probe for advice: never the error raised
+                        self._name_other_prefixes(exc, self._run(self._tables_op(), txn=False))
+                raise
 
     def _do(self, call: Call) -> Any:
         """Run the operation ``call`` builds, again when `Retry` says so."""

@@ -106,6 +106,15 @@ def _write_params(rows: Sequence[tuple[int, str, int, bytes, Any]]) -> dict[str,
 class PostgresSQL(CheckpointPages):
     """Statements for one prefix/schema on Postgres."""
 
+    @staticmethod
+    def table_names(schema: str | None) -> Stmt:
+        """The tables of ``schema`` (else the first of the search path), for a wrong prefix's hint."""
+        return Stmt(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = coalesce(%(schema)s, current_schema())",
+            {"schema": schema},
+        )
+
     name = "postgresql"
     # get_tuple, put and put_writes are one statement each (see get_tuple_stmt,
     # put_checkpoint): one round trip, atomic without BEGIN/COMMIT.

@@ -98,6 +98,11 @@ _CHUNK_SEQ = json.dumps(list(range(CHUNK)))  # the places of a chunk's hashes
 class SqliteSQL(CheckpointPages):
     """Statements for one prefix on SQLite."""
 
+    @staticmethod
+    def table_names(schema: str | None) -> Stmt:
+        """The file's tables, for a wrong prefix's hint (SQLite has no schemas)."""
+        return Stmt("SELECT name FROM sqlite_master WHERE type = 'table'", {})
+
     name = "sqlite"
     single_statement = False
 
