@@ -241,3 +241,43 @@ def test_transfer_from_a_source_at_an_older_revision_names_the_source_to_migrate
     assert code == 1, err
     assert f"checkpoint-pg migrate upgrade --url {old}" in err and "changes the source" in err, err
     assert saver_target.conn_string not in err  # not the target's command
+
+
+@pytest.mark.parametrize("source_kind", SOURCES)
+def test_a_second_transfer_after_the_source_pruned_what_the_first_copied(
+    capsys: pytest.CaptureFixture[str],
+    source_kind: str,
+    saver_target: Any,
+    make_saver: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The app runs on on the source after a first transfer and the source is pruned to
+    the new turn's checkpoints (a nightly `prune --keep-last`): none of those the target
+    holds is in the source any more, but the oldest kept one's parent is, so it is the
+    same history going on, not another one: the second transfer copies the new turn,
+    and the target reads back as the source for what the source kept, with the old
+    turn still there below it."""
+    from graphs import snapshot_summary
+
+    with own_source(source_kind, tmp_path, request) as (src, src_opts):
+        agent = build_tool_agent(src)
+        cfg = {"configurable": {"thread_id": f"pruned-{uuid.uuid4().hex[:6]}"}}
+        agent.invoke(weather_question("Paris"), cfg)
+        first = len(list(src.list(cfg)))
+        code, report, err = _transfer(capsys, src_opts, saver_target, "--json", "--no-progress")
+        assert code == 0 and report["imported"] == first, err
+        agent.invoke(weather_question("Rome"), cfg)
+        new = len(list(src.list(cfg))) - first
+        src.prune([cfg["configurable"]["thread_id"]], keep_last=new)
+        assert len(list(src.list(cfg))) == new
+        code, report, err = _transfer(capsys, src_opts, saver_target, "--json", "--no-progress")
+        assert code == 0, err
+        assert report["imported"] == new and report["other_histories"] == [], report
+        with make_saver() as target:
+            assert assert_same_checkpoints(src, target) == new
+            assert len(list(target.list(cfg))) == first + new
+            want = [snapshot_summary(s) for s in build_tool_agent(src).get_state_history(cfg)]
+            got = [snapshot_summary(s) for s in build_tool_agent(target).get_state_history(cfg)]
+            assert got[:new] == want
+            assert build_tool_agent(target).get_state(cfg).values == agent.get_state(cfg).values

@@ -297,8 +297,8 @@ def import_langgraph(
     imported before also gets the writes the source added to it since (a run
     that went on on the incumbent between two imports: its resume values, the
     writes of a step that failed), so it resumes on our saver as it would there.
-    A thread our tables hold with another history (no checkpoint in common) is
-    refused before anything is written (`IntegrityError`), or with
+    A thread our tables hold with another history (no checkpoint in common, none of
+    ours the parent of one of the source's: see `_shares_history`) is refused before anything is written (`IntegrityError`), or with
     ``skip_other_histories`` left as it is and named in the report.
     """
     saver = _unguarded(saver)
@@ -312,7 +312,7 @@ def import_langgraph(
     clashes: list[tuple[str, int]] = []
     for t, _ in threads:
         have = haves[t] = existing(t)
-        if have and not have & source.checkpoint_keys(t).keys():
+        if have and not _shares_history(have, source.checkpoint_keys(t)):
             clashes.append((t, len(have)))
     if clashes and skip_other_histories:
         # a thread imported, run on here and pruned past what it shared with the source
@@ -327,7 +327,8 @@ def import_langgraph(
             listed += f" and {len(clashes) - 10} more"
         raise IntegrityError(
             f"the target already holds thread(s) {listed} with another history: none of their "
-            "checkpoints is in the source. Refusing to merge two histories into one thread; nothing "
+            "checkpoints is in the source, nor the parent of one (another app's thread, or the "
+            "source pruned since an earlier copy all that the copy holds). Refusing to merge two histories into one thread; nothing "
             "was imported. Delete them from the target (checkpoint-pg delete THREAD), or import the "
             "other threads with --thread, or leave them as they are with --skip-other-histories"
         )
@@ -526,6 +527,16 @@ def _parents_first(parents: Mapping[Key, str | None]) -> list[Key]:
             key = (key[0], parent) if parent else None
         out.extend(reversed(chain))
     return out
+
+
+def _shares_history(have: set[Key], parents: Mapping[Key, str | None]) -> bool:
+    """Whether our thread (``have``) is the source's (``parents``: key -> parent id): a
+    checkpoint in common, or one of ours that a checkpoint of the source has for parent.
+    The source may have pruned since an earlier import every checkpoint it gave us (a
+    run went on there, then a prune kept its new steps only): the oldest it kept still
+    names as parent the one it last gave us, and ids are unique, so it is this history
+    going on."""
+    return bool(have & parents.keys()) or any((ns, p) in have for (ns, _), p in parents.items() if p)
 
 
 def _pruned_here(order: Sequence[Key], have: set[Key]) -> set[Key]:
