@@ -281,3 +281,88 @@ def test_a_second_transfer_after_the_source_pruned_what_the_first_copied(
             got = [snapshot_summary(s) for s in build_tool_agent(target).get_state_history(cfg)]
             assert got[:new] == want
             assert build_tool_agent(target).get_state(cfg).values == agent.get_state(cfg).values
+
+
+def _no_target(saver_target: Any) -> bool:
+    """Whether the target database holds no tables of this test's (nor, for SQLite, a file)."""
+    if saver_target.backend == "sqlite":
+        return not Path(saver_target.conn_string).exists()
+    import psycopg
+
+    with psycopg.connect(saver_target.conn_string) as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE %s", (saver_target.options["prefix"] + "%",)
+        ).fetchone()
+    return found == (0,)
+
+
+def test_transfer_command_of_an_encrypted_database_with_a_hash_key(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    saver_target: Any,
+    make_saver: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The command with LANGGRAPH_AES_KEY and CHECKPOINT_PG_HASH_KEY copies a database the app
+    wrote with an EncryptedSerializer and hash_key= and reads back equal with them; without
+    either, the source cannot be read: said of the source (--from) with the variable to set,
+    before the target is created."""
+    pytest.importorskip("Crypto")
+    from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+
+    from checkpoint_pg.errors import CheckpointPgError
+
+    aes, hash_key = secrets.token_hex(8), secrets.token_bytes(32)
+    monkeypatch.setenv("LANGGRAPH_AES_KEY", aes)
+    opts = {"serde": EncryptedSerializer.from_pycryptodome_aes(), "hash_key": hash_key}
+    monkeypatch.delenv("LANGGRAPH_AES_KEY")
+    with own_source("sqlite", tmp_path, request, **opts) as (src, src_opts):
+        cfg = {"configurable": {"thread_id": f"secret-{uuid.uuid4().hex[:6]}"}}
+        build_tool_agent(src).invoke(weather_question("Oslo"), cfg)
+        total = len(list(src.list(cfg)))
+        shown = f"the source (--from {src_opts[1]})"
+        for env, needed in (
+            ({"CHECKPOINT_PG_HASH_KEY": hash_key.hex()}, "LANGGRAPH_AES_KEY"),
+            ({"LANGGRAPH_AES_KEY": aes}, "CHECKPOINT_PG_HASH_KEY"),
+        ):
+            with monkeypatch.context() as m:
+                for name, value in env.items():
+                    m.setenv(name, value)
+                code, out, err = _transfer(capsys, src_opts, saver_target, "--no-progress")
+            assert code == 1 and shown in err and needed in err, err
+            assert _no_target(saver_target), err
+        monkeypatch.setenv("LANGGRAPH_AES_KEY", aes)
+        monkeypatch.setenv("CHECKPOINT_PG_HASH_KEY", hash_key.hex())
+        code, report, err = _transfer(capsys, src_opts, saver_target, "--json", "--no-progress")
+        assert code == 0 and report["imported"] == total, err
+        with make_saver(**opts) as target:
+            assert assert_same_checkpoints(src, target) == total
+            want = [s.values for s in build_tool_agent(src).get_state_history(cfg)]
+            assert [s.values for s in build_tool_agent(target).get_state_history(cfg)] == want
+        with make_saver() as keyless, pytest.raises(CheckpointPgError):
+            keyless.get_tuple(cfg)
+
+
+def test_transfer_command_says_of_the_source_a_later_thread_it_cannot_read(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    saver_target: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """A source whose first thread reads without LANGGRAPH_AES_KEY (written before the app
+    took up encryption) and a later one does not: the transfer stops there, and says so
+    of the source (--from), not as if of the target's saver."""
+    pytest.importorskip("Crypto")
+    from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+
+    with own_source("sqlite", tmp_path, request) as (src, src_opts):
+        build_tool_agent(src).invoke(weather_question("Oslo"), {"configurable": {"thread_id": "a-plain"}})
+    with monkeypatch.context() as m:
+        m.setenv("LANGGRAPH_AES_KEY", secrets.token_hex(8))
+        serde = EncryptedSerializer.from_pycryptodome_aes()
+        with own_source("sqlite", tmp_path, request, serde=serde) as (src, src_opts):
+            build_tool_agent(src).invoke(weather_question("Rome"), {"configurable": {"thread_id": "b-secret"}})
+    code, out, err = _transfer(capsys, src_opts, saver_target, "--no-progress")
+    assert code == 1 and f"the source (--from {src_opts[1]})" in err and "LANGGRAPH_AES_KEY" in err, err

@@ -79,8 +79,12 @@ def cmd_transfer(args: argparse.Namespace) -> int:
                         "or postgresql://..."
                     )
             source = stack.enter_context(open_saver(src_args, write=False))
-            # the schema check, and a wrong --thread, fail before the target is created
-            source_of(source).threads(args.thread or None)
+            # the schema check, a wrong --thread, and a key (LANGGRAPH_AES_KEY,
+            # CHECKPOINT_PG_HASH_KEY) the source was not written with fail before the
+            # target is created: one checkpoint is read
+            threads = source_of(source).threads(args.thread or None)
+            if threads:
+                source.get_tuple({"configurable": {"thread_id": threads[0][0]}})
         saver = _open_target(args, stack)
         progress_cb, finish = _progress(args)
         try:
@@ -92,6 +96,11 @@ def cmd_transfer(args: argparse.Namespace) -> int:
                 progress=progress_cb,
                 skip_other_histories=args.skip_other_histories,
             )
+        except CheckpointPgError as exc:
+            if not getattr(exc, "from_source", False):
+                raise
+            with _on_source(src_args):  # a later checkpoint the keys given cannot read
+                raise
         finally:
             finish()
     return _import_report(args, report)

@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from checkpoint_pg.errors import ConfigError
+from langgraph.checkpoint.base import CheckpointTuple
+
+from checkpoint_pg.errors import CheckpointPgError, ConfigError
 from checkpoint_pg.inspect.importer import ImportReport, _Source, import_langgraph, target_reads
 from checkpoint_pg.sql.inspect import InspectSQL
 
@@ -38,6 +40,19 @@ class _OwnKeys:
         return self._sql.thread_write_keys(t, None)
 
 
+class _OwnSource(_Source):
+    """The import's source on a saver of ours: an error reading a checkpoint (a value the
+    serializer or hash_key given cannot read) is marked ``from_source``, so that the
+    command says it of the source (--from), as both savers' messages read alike."""
+
+    def fetch(self, thread_id: str, ns: str, cid: str) -> CheckpointTuple | None:
+        try:
+            return super().fetch(thread_id, ns, cid)
+        except CheckpointPgError as exc:
+            exc.from_source = True  # type: ignore[attr-defined]
+            raise
+
+
 def source_of(saver: Any) -> _Source:
     """The import's source for a sync checkpoint_pg ``saver`` (opened read-only, say)."""
     from checkpoint_pg.inspect.inspector import Inspector
@@ -49,7 +64,7 @@ def source_of(saver: Any) -> _Source:
             "import_langgraph (`checkpoint-pg import-langgraph --from URL`)"
         )
     ins = Inspector(saver)
-    return _Source(saver, _OwnKeys(ins.sql), lambda stmt: ins._read(ins._one(stmt)), True)
+    return _OwnSource(saver, _OwnKeys(ins.sql), lambda stmt: ins._read(ins._one(stmt)), True)
 
 
 def transfer(
