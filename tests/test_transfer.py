@@ -366,3 +366,32 @@ def test_transfer_command_says_of_the_source_a_later_thread_it_cannot_read(
             build_tool_agent(src).invoke(weather_question("Rome"), {"configurable": {"thread_id": "b-secret"}})
     code, out, err = _transfer(capsys, src_opts, saver_target, "--no-progress")
     assert code == 1 and f"the source (--from {src_opts[1]})" in err and "LANGGRAPH_AES_KEY" in err, err
+
+
+def test_transfer_command_names_its_target(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Without --url nor $CHECKPOINT_PG_URL the other commands use the demo file: a transfer
+    into ./checkpoint_pg_demo.db (created for it) said 'imported N checkpoints' as if they
+    had gone where the app will look. It is a usage error, as --from naming the very
+    tables --url names (a copy onto itself, which only counted them as present)."""
+    from checkpoint_pg.cli import main
+
+    with own_source("sqlite", tmp_path, request) as (src, src_opts):
+        build_tool_agent(src).invoke(weather_question("Lima"), {"configurable": {"thread_id": "lima"}})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHECKPOINT_PG_URL", raising=False)
+    capsys.readouterr()
+    assert main(["transfer", *src_opts, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--url" in err and "CHECKPOINT_PG_URL" in err, err
+    assert not list(tmp_path.glob("checkpoint_pg_demo.db*"))
+    for same in (src_opts[1], f"./{Path(src_opts[1]).name}", f"sqlite:///{src_opts[1]}"):
+        assert main(["transfer", *src_opts, "--url", same, "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert "the same tables" in err, err
+    # another prefix of the same file is another database
+    assert main(["transfer", *src_opts, "--url", src_opts[1], "--prefix", "copy_", "--no-progress"]) == 0

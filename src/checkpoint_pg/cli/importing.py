@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shlex
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from checkpoint_pg.cli.shared import (
+    DEFAULT_URL,
+    ENV_URL,
     AddCommand,
     _cli_message,
     _counted,
@@ -24,6 +27,7 @@ from checkpoint_pg.cli.shared import (
     _report,
     _saver_options,
     _sqlite_path,
+    _url,
     UsageError,
     open_saver,
 )
@@ -69,6 +73,17 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     )
     if args.from_schema and not _is_pg(args.source):
         raise UsageError("--from-schema is for a Postgres source; SQLite has no schemas (use --from-prefix)")
+    if args.url is None and not os.environ.get(ENV_URL):
+        # the other commands' default, the demo file, is not where an app moving looks
+        raise UsageError(
+            f"transfer needs its target: pass --url postgresql://... (or a SQLite file), or set "
+            f"${ENV_URL}; it does not copy into the demo file {DEFAULT_URL}"
+        )
+    if _same_tables(src_args, args):
+        raise UsageError(
+            "--from and --url name the same tables (same database, prefix and schema): pass "
+            "--url the database to copy into, or --prefix/--schema for other tables there"
+        )
     with contextlib.ExitStack() as stack:
         with _on_source(src_args):
             if not _is_pg(args.source):
@@ -104,6 +119,18 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         finally:
             finish()
     return _import_report(args, report)
+
+
+def _same_tables(a: argparse.Namespace, b: argparse.Namespace) -> bool:
+    """Whether two commands' options name the same tables (a SQLite file by its real path,
+    a Postgres URL as written)."""
+    if (a.prefix, a.schema or None) != (b.prefix, b.schema or None):
+        return False
+    ua, ub = _url(a), _url(b)
+    if _is_pg(ua) or _is_pg(ub):
+        return ua == ub
+    pa, pb = _sqlite_path(ua), _sqlite_path(ub)
+    return ":memory:" not in (pa, pb) and os.path.realpath(pa) == os.path.realpath(pb)
 
 
 @contextlib.contextmanager
