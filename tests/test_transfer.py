@@ -16,14 +16,25 @@ import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
+from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
 from langgraph.types import Command
 from test_import import assert_same_checkpoints, write_threads
+from typing_extensions import TypedDict
 
-from graphs import build_subgraph_graph, build_tool_agent, weather_question
+from graphs import (
+    build_delta_graph,
+    build_map_reduce,
+    build_subgraph_graph,
+    build_tool_agent,
+    thread_summary,
+    weather_question,
+)
 
 SOURCES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -395,3 +406,110 @@ def test_transfer_command_names_its_target(
         assert "the same tables" in err, err
     # another prefix of the same file is another database
     assert main(["transfer", *src_opts, "--url", src_opts[1], "--prefix", "copy_", "--no-progress"]) == 0
+
+
+class _Chat(TypedDict, total=False):
+    messages: Annotated[list[Any], add_messages]
+
+
+def _build_chat(saver: Any) -> Any:
+    """``speak`` answers with a message without id (add_messages gives it one in the state,
+    the write keeps none); ``trim`` removes the first message (RemoveMessage); ``fail``,
+    beside ``speak`` in the first step, raises while the input says so (its error and
+    speak's message stay pending)."""
+
+    def speak(state: _Chat) -> _Chat:
+        return {"messages": [AIMessage(f"reply {len(state['messages'])}")]}
+
+    def fail(state: _Chat) -> _Chat:
+        if state["messages"][-1].content == "fail":
+            raise RuntimeError("boom")
+        return {}
+
+    def trim(state: _Chat) -> _Chat:
+        return {"messages": [RemoveMessage(id=state["messages"][0].id)]}
+
+    b = StateGraph(_Chat)
+    for name, node in (("speak", speak), ("fail", fail), ("trim", trim)):
+        b.add_node(name, node)
+    b.add_edge(START, "speak")
+    b.add_edge(START, "fail")
+    b.add_edge(["speak", "fail"], "trim")
+    b.add_edge("trim", END)
+    return b.compile(checkpointer=saver)
+
+
+def _many_shapes(src: Any) -> list[tuple[Any, dict[str, Any]]]:
+    """(graph builder, thread config) of threads of every shape a copy must keep: a
+    DeltaChannel pruned (its kept checkpoints replay ancestors the prune kept), a
+    subgraph paused, Sends pending, a fork by time travel (two branches), messages
+    without ids in writes and RemoveMessage, a failed step's pending writes."""
+    def cfg(tag: str) -> dict[str, Any]:
+        return {"configurable": {"thread_id": f"{tag}-{uuid.uuid4().hex[:6]}"}}
+
+    out: list[tuple[Any, dict[str, Any]]] = []
+    delta = cfg("delta")
+    build_delta_graph(src).invoke({"n": 0, "target": 5, "items": []}, delta)
+    build_delta_graph(src).invoke({"n": 0, "target": 3}, delta)
+    src.prune([delta["configurable"]["thread_id"]], keep_last=2)
+    out.append((build_delta_graph, delta))
+    sub = cfg("sub")
+    build_subgraph_graph(src).invoke({"topic": " Tea "}, sub)
+    out.append((build_subgraph_graph, sub))
+    fan = cfg("fan")
+    build_map_reduce(src, interrupt_before_work=True).invoke({"items": ["a", "bb", "ccc"]}, fan)
+    out.append((lambda s: build_map_reduce(s, interrupt_before_work=True), fan))
+    fork = cfg("fork")
+    agent = build_tool_agent(src)
+    agent.invoke(weather_question("Paris"), fork)
+    old = list(agent.get_state_history(fork))[-2]
+    agent.invoke(None, agent.update_state(old.config, {"messages": [HumanMessage("forked", id="fork-1")]}))
+    out.append((build_tool_agent, fork))
+    chat = cfg("chat")
+    _build_chat(src).invoke({"messages": [HumanMessage("hi")]}, chat)
+    _build_chat(src).invoke({"messages": [HumanMessage("again")]}, chat)
+    with pytest.raises(RuntimeError):
+        _build_chat(src).invoke({"messages": [HumanMessage("fail")]}, chat)
+    out.append((_build_chat, chat))
+    return out
+
+
+@pytest.mark.parametrize("source_kind", SOURCES)
+def test_an_interrupted_transfer_of_threads_of_every_shape_finishes_equal(
+    capsys: pytest.CaptureFixture[str],
+    source_kind: str,
+    saver_target: Any,
+    make_saver: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """A dry run first; a transfer stopped midway (its progress callback raising), then the command run
+    again: it copies the rest only, and every checkpoint reads back equal, as does each
+    thread through its graph (state with subgraphs, history, pending writes)."""
+    from checkpoint_pg.inspect.transfer import transfer
+
+    class Stop(Exception):
+        pass
+
+    def stop_at(k: int) -> Any:
+        def progress(done: int, total: int, thread_id: str) -> None:
+            if done == k:
+                raise Stop
+        return progress
+
+    with own_source(source_kind, tmp_path, request) as (src, src_opts):
+        threads = _many_shapes(src)
+        total = len(list(src.list(None)))
+        # a dry run on a target without tables counts all, and creates nothing
+        code, report, err = _transfer(capsys, src_opts, saver_target, "--json", "--dry-run")
+        assert code == 0 and report["imported"] == total and _no_target(saver_target), err
+        with make_saver() as target, pytest.raises(Stop):
+            transfer(src, target, progress=stop_at(total // 2))
+        code, report, err = _transfer(capsys, src_opts, saver_target, "--json", "--no-progress")
+        assert code == 0, err
+        assert report["imported"] == total - total // 2 and report["pruned_here"] == 0, report
+        with make_saver() as target:
+            assert assert_same_checkpoints(src, target) == total
+            for build, cfg in threads:
+                want = thread_summary(build(src), cfg, subgraphs=True)
+                assert thread_summary(build(target), cfg, subgraphs=True) == want, cfg
