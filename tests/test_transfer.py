@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import secrets
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -269,6 +270,7 @@ def test_a_second_transfer_after_the_source_pruned_what_the_first_copied(
     same history going on, not another one: the second transfer copies the new turn,
     and the target reads back as the source for what the source kept, with the old
     turn still there below it."""
+    from checkpoint_pg.inspect import Inspector
     from graphs import snapshot_summary
 
     with own_source(source_kind, tmp_path, request) as (src, src_opts):
@@ -282,11 +284,15 @@ def test_a_second_transfer_after_the_source_pruned_what_the_first_copied(
         new = len(list(src.list(cfg))) - first
         src.prune([cfg["configurable"]["thread_id"]], keep_last=new)
         assert len(list(src.list(cfg))) == new
+        time.sleep(1)  # the copy's time, told from the source's last step
         code, report, err = _transfer(capsys, src_opts, saver_target, "--json", "--no-progress")
         assert code == 0, err
         assert report["imported"] == new and report["other_histories"] == [], report
         with make_saver() as target:
             assert assert_same_checkpoints(src, target) == new
+            # dated by its steps, not by the copy (prune --older-than, the listing's order)
+            (mine,), (theirs,) = Inspector(target).threads().threads, Inspector(src).threads().threads
+            assert abs((mine.updated_at - theirs.updated_at).total_seconds()) < 0.5, (mine, theirs)
             assert len(list(target.list(cfg))) == first + new
             want = [snapshot_summary(s) for s in build_tool_agent(src).get_state_history(cfg)]
             got = [snapshot_summary(s) for s in build_tool_agent(target).get_state_history(cfg)]

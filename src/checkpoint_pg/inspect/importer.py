@@ -354,7 +354,7 @@ def import_langgraph(
         # The source replaces a special write (an interrupt raised again by a node resumed
         # once, a new resume value) where it stands: so does the import, unless the thread
         # holds checkpoints of its own here (it ran on on our saver, whose writes are newer).
-        replaces = saver is not None and not (have - parents.keys())
+        replaces = saver is not None and not _own_here(have, parents)
         wrote_before = (report.imported, report.writes)
         # what later checkpoints need of the earlier ones, not the checkpoints: the channel
         # versions of a parent until its last child is imported, and every one's time
@@ -537,6 +537,16 @@ def _shares_history(have: set[Key], parents: Mapping[Key, str | None]) -> bool:
     names as parent the one it last gave us, and ids are unique, so it is this history
     going on."""
     return bool(have & parents.keys()) or any((ns, p) in have for (ns, _), p in parents.items() if p)
+
+
+def _own_here(have: set[Key], parents: Mapping[Key, str | None]) -> set[Key]:
+    """The checkpoints of our thread (``have``) the source lacks that a run here made:
+    not those up to the last one a checkpoint of the source has for parent (the source
+    went on from it, then pruned them since an earlier import). Ids are times, compared
+    across namespaces as in `_pruned_here`."""
+    lacking = have - parents.keys()
+    links = [p for (ns, _), p in parents.items() if p and (ns, p) in lacking]
+    return {key for key in lacking if key[1] > max(links)} if links else lacking
 
 
 def _pruned_here(order: Sequence[Key], have: set[Key]) -> set[Key]:
