@@ -519,3 +519,23 @@ def test_an_interrupted_transfer_of_threads_of_every_shape_finishes_equal(
             for build, cfg in threads:
                 want = thread_summary(build(src), cfg, subgraphs=True)
                 assert thread_summary(build(target), cfg, subgraphs=True) == want, cfg
+
+
+def test_transfer_from_a_source_of_a_newer_release_says_to_upgrade_the_package_only(
+    capsys: pytest.CaptureFixture[str], saver_target: Any, tmp_path: Path
+) -> None:
+    """A source migrated by a newer checkpoint_pg: the advice is to upgrade the package,
+    which changes no table; the message does not say it changes the source's."""
+    import sqlite3
+
+    from checkpoint_pg import SqliteSaver
+
+    newer = str(tmp_path / "newer.db")
+    with SqliteSaver.from_conn_string(newer) as s:
+        s.setup()
+    with contextlib.closing(sqlite3.connect(newer)) as conn, conn:
+        conn.execute("UPDATE cpg_alembic_version SET version_num = '9999_future'")
+    code, out, err = _transfer(capsys, ["--from", newer], saver_target)
+    assert code == 1 and f"the source (--from {newer})" in err and "upgrade the checkpoint-pg package" in err, err
+    assert "changes the source" not in err, err
+    assert _no_target(saver_target)

@@ -153,7 +153,9 @@ def _on_source(src_args: argparse.Namespace) -> Iterator[None]:
                 )
                 text = f"{shown} has no checkpoint_pg tables ({where}): check --from, --from-prefix and --from-schema"
         else:
-            text = f"{shown}: {_cli_message(src_args, exc)} (this changes the source's tables)"
+            text = f"{shown}: {_cli_message(src_args, exc)}"
+            if exc.upgrade_url is not None:  # a migration fixes it, not a newer package
+                text += " (this changes the source's tables)"
         exc.args, exc.upgrade_url = (text,), None  # main() prints it as it is
         raise
     except CheckpointPgError as exc:
