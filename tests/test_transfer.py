@@ -539,3 +539,36 @@ def test_transfer_from_a_source_of_a_newer_release_says_to_upgrade_the_package_o
     assert code == 1 and f"the source (--from {newer})" in err and "upgrade the checkpoint-pg package" in err, err
     assert "changes the source" not in err, err
     assert _no_target(saver_target)
+
+
+def test_transfer_into_a_thread_holding_another_history(
+    capsys: pytest.CaptureFixture[str],
+    saver_target: Any,
+    make_saver: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The target's app already ran a thread id the source holds: refused before anything
+    is written (the other threads neither), exit 1 with --json too; with
+    --skip-other-histories the others are copied, that one left as it is and named."""
+    with own_source("sqlite", tmp_path, request) as (src, src_opts):
+        for tid, city in (("shared", "Paris"), ("only-source", "Oslo")):
+            build_tool_agent(src).invoke(weather_question(city), {"configurable": {"thread_id": tid}})
+        shared = {"configurable": {"thread_id": "shared"}}
+        with make_saver() as target:
+            build_tool_agent(target).invoke(weather_question("Rome"), shared)
+            before = [(t.config, t.checkpoint) for t in target.list(None)]
+        for extra in ((), ("--json",)):
+            code, out, err = _transfer(capsys, src_opts, saver_target, "--no-progress", *extra)
+            assert code == 1 and "'shared'" in err and "another history" in err and not out, err
+            with make_saver() as target:
+                assert [(t.config, t.checkpoint) for t in target.list(None)] == before
+        code, report, err = _transfer(
+            capsys, src_opts, saver_target, "--no-progress", "--json", "--skip-other-histories"
+        )
+        assert code == 0 and report["other_histories"] == ["shared"], err
+        assert report["thread_ids"] == ["only-source"] and report["imported"] == report["checkpoints"]
+        with make_saver() as target:
+            assert [(t.config, t.checkpoint) for t in target.list(shared)] == before
+            only = {"configurable": {"thread_id": "only-source"}}
+            assert build_tool_agent(target).get_state(only).values == build_tool_agent(src).get_state(only).values
