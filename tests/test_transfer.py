@@ -572,3 +572,34 @@ def test_transfer_into_a_thread_holding_another_history(
             assert [(t.config, t.checkpoint) for t in target.list(shared)] == before
             only = {"configurable": {"thread_id": "only-source"}}
             assert build_tool_agent(target).get_state(only).values == build_tool_agent(src).get_state(only).values
+
+
+def test_transfer_command_says_of_the_source_a_driver_error_reading_it_midway(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    saver_target: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The source's file locked (an app still writing it, without WAL) while the copy reads
+    it, after the first checks: the error names the source, not the target's --url as
+    main() would, nor says 'nothing was changed' (what is copied stays: run it again)."""
+    import sqlite3
+
+    from checkpoint_pg import SqliteSaver
+
+    with own_source("sqlite", tmp_path, request) as (src, src_opts):
+        build_tool_agent(src).invoke(weather_question("Oslo"), {"configurable": {"thread_id": "oslo"}})
+    reads = []
+    real = SqliteSaver.get_tuple
+
+    def locked_at_the_third(self: Any, config: Any) -> Any:
+        reads.append(config)
+        if len(reads) == 3:
+            raise sqlite3.OperationalError("database is locked")
+        return real(self, config)
+
+    monkeypatch.setattr(SqliteSaver, "get_tuple", locked_at_the_third)
+    code, out, err = _transfer(capsys, src_opts, saver_target, "--no-progress")
+    assert code == 1 and f"the source (--from {src_opts[1]})" in err and "database is locked" in err, err
+    assert saver_target.conn_string not in err and "nothing was changed" not in err, err

@@ -111,10 +111,12 @@ def cmd_transfer(args: argparse.Namespace) -> int:
                 progress=progress_cb,
                 skip_other_histories=args.skip_other_histories,
             )
-        except CheckpointPgError as exc:
+        except Exception as exc:
             if not getattr(exc, "from_source", False):
                 raise
-            with _on_source(src_args):  # a later checkpoint the keys given cannot read
+            # reading the source midway: a checkpoint the keys given cannot read, the file
+            # locked, the connection lost
+            with _on_source(src_args):
                 raise
         finally:
             finish()

@@ -12,12 +12,13 @@ written, and checkpoints pruned on the target since not brought back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from langgraph.checkpoint.base import CheckpointTuple
 
-from checkpoint_pg.errors import CheckpointPgError, ConfigError
+from checkpoint_pg.errors import ConfigError
 from checkpoint_pg.inspect.importer import ImportReport, _Source, import_langgraph, target_reads
 from checkpoint_pg.sql.inspect import InspectSQL
 
@@ -41,16 +42,23 @@ class _OwnKeys:
 
 
 class _OwnSource(_Source):
-    """The import's source on a saver of ours: an error reading a checkpoint (a value the
-    serializer or hash_key given cannot read) is marked ``from_source``, so that the
-    command says it of the source (--from), as both savers' messages read alike."""
+    """The import's source on a saver of ours: an error reading it (a value the serializer
+    or hash_key given cannot read, the file locked, the connection lost) is marked
+    ``from_source``, so that the command says it of the source (--from), not of the
+    target (--url): both savers' messages read alike."""
 
     def fetch(self, thread_id: str, ns: str, cid: str) -> CheckpointTuple | None:
-        try:
+        with _of_source():
             return super().fetch(thread_id, ns, cid)
-        except CheckpointPgError as exc:
-            exc.from_source = True  # type: ignore[attr-defined]
-            raise
+
+
+@contextlib.contextmanager
+def _of_source() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        exc.from_source = True  # type: ignore[attr-defined]
+        raise
 
 
 def source_of(saver: Any) -> _Source:
@@ -64,7 +72,12 @@ def source_of(saver: Any) -> _Source:
             "import_langgraph (`checkpoint-pg import-langgraph --from URL`)"
         )
     ins = Inspector(saver)
-    return _OwnSource(saver, _OwnKeys(ins.sql), lambda stmt: ins._read(ins._one(stmt)), True)
+
+    def query(stmt: Any) -> list[tuple[Any, ...]]:
+        with _of_source():
+            return ins._read(ins._one(stmt))  # type: ignore[no-any-return]
+
+    return _OwnSource(saver, _OwnKeys(ins.sql), query, True)
 
 
 def transfer(
