@@ -31,6 +31,7 @@ from typing_extensions import TypedDict
 from graphs import (
     build_delta_graph,
     build_map_reduce,
+    build_nested_subgraphs,
     build_subgraph_graph,
     build_tool_agent,
     thread_summary,
@@ -449,7 +450,8 @@ def _many_shapes(src: Any) -> list[tuple[Any, dict[str, Any]]]:
     """(graph builder, thread config) of threads of every shape a copy must keep: a
     DeltaChannel pruned (its kept checkpoints replay ancestors the prune kept), a
     subgraph paused, Sends pending, a fork by time travel (two branches), messages
-    without ids in writes and RemoveMessage, a failed step's pending writes."""
+    without ids in writes and RemoveMessage, a failed step's pending writes, nested
+    subgraphs paused in a second run."""
     def cfg(tag: str) -> dict[str, Any]:
         return {"configurable": {"thread_id": f"{tag}-{uuid.uuid4().hex[:6]}"}}
 
@@ -477,6 +479,11 @@ def _many_shapes(src: Any) -> list[tuple[Any, dict[str, Any]]]:
     with pytest.raises(RuntimeError):
         _build_chat(src).invoke({"messages": [HumanMessage("fail")]}, chat)
     out.append((_build_chat, chat))
+    nest = cfg("nest")  # a subgraph compiled with checkpointer=True: its history spans runs
+    build_nested_subgraphs(src).invoke({"log": ["go"]}, nest)
+    build_nested_subgraphs(src).invoke(Command(resume="salt"), nest)
+    build_nested_subgraphs(src).invoke({"log": ["again"]}, nest)
+    out.append((build_nested_subgraphs, nest))
     return out
 
 
