@@ -610,3 +610,35 @@ def test_transfer_command_says_of_the_source_a_driver_error_reading_it_midway(
     code, out, err = _transfer(capsys, src_opts, saver_target, "--no-progress")
     assert code == 1 and f"the source (--from {src_opts[1]})" in err and "database is locked" in err, err
     assert saver_target.conn_string not in err and "nothing was changed" not in err, err
+
+
+def test_a_transfer_onto_a_thread_both_databases_ran_on_since_says_so(
+    capsys: pytest.CaptureFixture[str],
+    saver_target: Any,
+    make_saver: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """After a first transfer the moved app ran a turn on the target, and the old one, not
+    stopped, a turn on the source. A second transfer adds the source's turn beside the
+    target's: the thread has two branches, and its latest state is now the source's, the
+    newer. Nothing is lost, but the command said only 'imported N': it names the thread
+    (--dry-run first too), and both turns stay readable."""
+    with own_source("sqlite", tmp_path, request) as (src, src_opts):
+        cfg = {"configurable": {"thread_id": f"split-{uuid.uuid4().hex[:6]}"}}
+        t = cfg["configurable"]["thread_id"]
+        build_tool_agent(src).invoke(weather_question("Paris"), cfg)
+        code, report, err = _transfer(capsys, src_opts, saver_target, "--json", "--no-progress")
+        assert code == 0 and report["diverged"] == [], err
+        with make_saver() as target:
+            build_tool_agent(target).invoke(weather_question("Rome"), cfg)
+            ours = build_tool_agent(target).get_state(cfg)
+        build_tool_agent(src).invoke(weather_question("Oslo"), cfg)
+        code, report, err = _transfer(capsys, src_opts, saver_target, "--json", "--dry-run")
+        assert code == 0 and report["diverged"] == [t], report
+        code, out, err = _transfer(capsys, src_opts, saver_target, "--no-progress")
+        assert code == 0 and f"ran on both here and in the source since an earlier copy ({t!r})" in out, out
+        with make_saver() as target:
+            assert assert_same_checkpoints(src, target) == len(list(src.list(cfg)))
+            assert build_tool_agent(target).get_state(ours.config).values == ours.values
+            assert build_tool_agent(target).get_state(cfg).values == build_tool_agent(src).get_state(cfg).values

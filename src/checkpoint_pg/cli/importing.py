@@ -194,8 +194,27 @@ def _import_report(args: argparse.Namespace, report: ImportReport) -> int:
         f"{report.skipped} already present"
         + (f", {report.completed} of them given the writes made since" if report.completed else "")
         + _pruned_note(report)
-        + _other_histories_note(report),
+        + _other_histories_note(report)
+        + _diverged_note(report, bool(args.dry_run)),
     )
+
+
+def _diverged_note(report: ImportReport, dry_run: bool) -> str:
+    """The threads that ran on both here and in the source: the source's steps are another
+    branch, and the newer of the two is the thread's current state."""
+    threads = report.diverged
+    if not threads:
+        return ""
+    return (
+        f"; {_counted(len(threads), 'thread')} ran on both here and in the source since an earlier copy "
+        f"({_named(threads)}): the source's new steps {'would be' if dry_run else 'are'} another branch "
+        "beside those made here, and the newer is the thread's current state "
+        "(checkpoint-pg history THREAD shows both)"
+    )
+
+
+def _named(threads: list[str]) -> str:
+    return ", ".join(repr(t) for t in threads[:3]) + (f" and {len(threads) - 3} more" if len(threads) > 3 else "")
 
 
 def _other_histories_note(report: ImportReport) -> str:
@@ -203,10 +222,9 @@ def _other_histories_note(report: ImportReport) -> str:
     threads = report.other_histories
     if not threads:
         return ""
-    names = ", ".join(repr(t) for t in threads[:3]) + (f" and {len(threads) - 3} more" if len(threads) > 3 else "")
     return (
         f"; {_counted(len(threads), 'thread')} left untouched, holding another history here "
-        f"({names}): none of their checkpoints is in the source"
+        f"({_named(threads)}): none of their checkpoints is in the source"
     )
 
 
@@ -215,10 +233,9 @@ def _pruned_note(report: ImportReport) -> str:
     if not report.pruned_here:
         return ""
     threads = report.pruned_threads
-    names = ", ".join(repr(t) for t in threads[:3]) + (f" and {len(threads) - 3} more" if len(threads) > 3 else "")
     return (
         f"; {_counted(report.pruned_here, 'checkpoint')} pruned here since an earlier import not brought "
-        f"back ({'thread' if len(threads) == 1 else 'threads'} {names}): to get them back, delete the "
+        f"back ({'thread' if len(threads) == 1 else 'threads'} {_named(threads)}): to get them back, delete the "
         "thread here (checkpoint-pg delete THREAD) and import it again"
     )
 

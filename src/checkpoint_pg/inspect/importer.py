@@ -64,6 +64,9 @@ class ImportReport:
     pruned_threads: list[str] = field(default_factory=list)
     # with skip_other_histories: threads our tables hold with another history, left as they are
     other_histories: list[str] = field(default_factory=list)
+    # threads our tables ran on with checkpoints of their own that this import added the
+    # source's new ones to: two branches now, the latest by id the thread's current state
+    diverged: list[str] = field(default_factory=list)
     thread_ids: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -354,7 +357,9 @@ def import_langgraph(
         # The source replaces a special write (an interrupt raised again by a node resumed
         # once, a new resume value) where it stands: so does the import, unless the thread
         # holds checkpoints of its own here (it ran on on our saver, whose writes are newer).
-        replaces = saver is not None and not _own_here(have, parents)
+        own = _own_here(have, parents)
+        replaces = saver is not None and not own
+        imported_before = report.imported
         wrote_before = (report.imported, report.writes)
         # what later checkpoints need of the earlier ones, not the checkpoints: the channel
         # versions of a parent until its last child is imported, and every one's time
@@ -383,6 +388,8 @@ def import_langgraph(
                     versions.pop(parent, None)
             if progress is not None:
                 progress(done, report.checkpoints, t)
+        if own and report.imported > imported_before:
+            report.diverged.append(t)
         if replaces and not dry_run and (report.imported, report.writes) != wrote_before:
             # created at its first checkpoint, which may be one pruned here since: the
             # first of them in the import's order (the thread's root), read alone, not
