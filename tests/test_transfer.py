@@ -288,7 +288,7 @@ def test_a_second_transfer_after_the_source_pruned_what_the_first_copied(
         time.sleep(1)  # the copy's time, told from the source's last step
         code, report, err = _transfer(capsys, src_opts, saver_target, "--json", "--no-progress")
         assert code == 0, err
-        assert report["imported"] == new and report["other_histories"] == [], report
+        assert report["imported"] == new and report["other_histories"] == report["diverged"] == [], report
         with make_saver() as target:
             assert assert_same_checkpoints(src, target) == new
             # dated by its steps, not by the copy (prune --older-than, the listing's order)
@@ -521,6 +521,7 @@ def test_an_interrupted_transfer_of_threads_of_every_shape_finishes_equal(
         code, report, err = _transfer(capsys, src_opts, saver_target, "--json", "--no-progress")
         assert code == 0, err
         assert report["imported"] == total - total // 2 and report["pruned_here"] == 0, report
+        assert report["diverged"] == [], report  # what the first run copied is not the target's own
         with make_saver() as target:
             assert assert_same_checkpoints(src, target) == total
             for build, cfg in threads:
