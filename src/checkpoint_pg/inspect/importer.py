@@ -301,8 +301,10 @@ def import_langgraph(
     that went on on the incumbent between two imports: its resume values, the
     writes of a step that failed), so it resumes on our saver as it would there.
     A thread our tables hold with another history (no checkpoint in common, none of
-    ours the parent of one of the source's: see `_shares_history`) is refused before anything is written (`IntegrityError`), or with
-    ``skip_other_histories`` left as it is and named in the report.
+    ours the parent of one of the source's: `_shares_history`) is refused before
+    anything is written (`IntegrityError`), or with ``skip_other_histories`` left as
+    it is and named in the report. One that ran on here since an earlier import and
+    gains the source's new steps is named in ``diverged``.
     """
     saver = _unguarded(saver)
     threads = source.threads(thread_ids, fresh=True)
@@ -331,8 +333,8 @@ def import_langgraph(
         raise IntegrityError(
             f"the target already holds thread(s) {listed} with another history: none of their "
             "checkpoints is in the source, nor the parent of one (another app's thread, or the "
-            "source pruned since an earlier copy all that the copy holds). Refusing to merge two histories into one thread; nothing "
-            "was imported. Delete them from the target (checkpoint-pg delete THREAD), or import the "
+            "source pruned since an earlier copy all that the copy holds). Refusing to merge two "
+            "histories into one thread; nothing was imported. Delete them from the target (checkpoint-pg delete THREAD), or import the "
             "other threads with --thread, or leave them as they are with --skip-other-histories"
         )
     done = 0
@@ -359,7 +361,6 @@ def import_langgraph(
         # holds checkpoints of its own here (it ran on on our saver, whose writes are newer).
         own = _own_here(have, parents)
         replaces = saver is not None and not own
-        imported_before = report.imported
         wrote_before = (report.imported, report.writes)
         # what later checkpoints need of the earlier ones, not the checkpoints: the channel
         # versions of a parent until its last child is imported, and every one's time
@@ -388,7 +389,7 @@ def import_langgraph(
                     versions.pop(parent, None)
             if progress is not None:
                 progress(done, report.checkpoints, t)
-        if own and report.imported > imported_before:
+        if own and report.imported > wrote_before[0]:
             report.diverged.append(t)
         if replaces and not dry_run and (report.imported, report.writes) != wrote_before:
             # created at its first checkpoint, which may be one pruned here since: the
