@@ -1140,6 +1140,7 @@ async def test_a_saver_given_a_wrong_prefix_names_the_prefix_the_database_holds(
             s.get_tuple(config)
     assert "checkpoint_pg tables with the prefix" in str(caught.value) and repr(held) in str(caught.value)
     assert "give the saver prefix=" in str(caught.value) and "not 'wrong_'" in str(caught.value)
+    assert "checkpoint-pg migrate upgrade --url" in str(caught.value)  # the advice it had, kept
     async with async_cls.from_conn_string(saver_target.conn_string, prefix="wrong_") as s:
         with pytest.raises(SchemaVersionError) as caught:
             await s.aget_tuple(config)

@@ -341,11 +341,18 @@ class SaverBase(BaseCheckpointSaver[str]):
         beside the app's, and the app would look as if its threads were gone."""
         others = other_prefixes(table_names, self.tables.prefix)
         if exc.current is None and others:
-            found = ", ".join(repr(p) for p in others)
+            found = ", ".join(repr(p) for p in others[:5]) + (
+                f" and {len(others) - 5} more" if len(others) > 5 else ""
+            )
+            command = (
+                f" (or run `checkpoint-pg migrate upgrade --url {exc.upgrade_url}`)"
+                if exc.upgrade_url
+                else ""
+            )
             exc.args = (
                 f"{exc.problem}: this database holds checkpoint_pg tables with the prefix {found}, "
                 f"not {self.tables.prefix!r}: give the saver prefix={others[0]!r} (its threads "
-                f"are there), or call setup() to create an empty set with the prefix "
+                f"are there), or call setup(){command} to create an empty set with the prefix "
                 f"{self.tables.prefix!r}",
             )
 
