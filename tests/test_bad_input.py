@@ -1120,7 +1120,7 @@ async def test_from_conn_string_on_a_server_not_answering_says_what_it_met(
 
 
 async def test_a_saver_given_a_wrong_prefix_names_the_prefix_the_database_holds(
-    saver_target: Any, make_saver: Any
+    saver_target: Any, request: pytest.FixtureRequest
 ) -> None:
     """A saver whose prefix= names no tables, on a database holding ours under another
     prefix: the error names that prefix, sync and async, instead of advising only setup(),
@@ -1131,17 +1131,20 @@ async def test_a_saver_given_a_wrong_prefix_names_the_prefix_the_database_holds(
 
     sqlite = saver_target.backend == "sqlite"
     sync_cls, async_cls = (SqliteSaver, AsyncSqliteSaver) if sqlite else (PostgresSaver, AsyncPostgresSaver)
-    held = saver_target.options.get("prefix", "cpg_")
-    with make_saver():
-        pass  # the tables, under the test's prefix
+    # a database of its own: the session's holds a set of tables per test, of which the
+    # message names five
+    url = saver_target.conn_string if sqlite else request.getfixturevalue("fresh_pg_url")
+    held = "app_"
+    with sync_cls.from_conn_string(url, prefix=held) as s:
+        s.setup()
     config = {"configurable": {"thread_id": "t"}}
-    with sync_cls.from_conn_string(saver_target.conn_string, prefix="wrong_") as s:
+    with sync_cls.from_conn_string(url, prefix="wrong_") as s:
         with pytest.raises(SchemaVersionError) as caught:
             s.get_tuple(config)
     assert "checkpoint_pg tables with the prefix" in str(caught.value) and repr(held) in str(caught.value)
     assert "give the saver prefix=" in str(caught.value) and "not 'wrong_'" in str(caught.value)
     assert "checkpoint-pg migrate upgrade --url" in str(caught.value)  # the advice it had, kept
-    async with async_cls.from_conn_string(saver_target.conn_string, prefix="wrong_") as s:
+    async with async_cls.from_conn_string(url, prefix="wrong_") as s:
         with pytest.raises(SchemaVersionError) as caught:
             await s.aget_tuple(config)
     assert repr(held) in str(caught.value) and "not 'wrong_'" in str(caught.value)
