@@ -89,15 +89,22 @@ def assert_same_checkpoints(source: Any, ours: Any) -> int:
     return n
 
 
-def _import(capsys: pytest.CaptureFixture[str], src: str, target: Any, *extra: str) -> tuple[int, Any, str]:
-    """Run the command: (exit status, JSON report with --json else stdout text, stderr)."""
+def run_copy(
+    capsys: pytest.CaptureFixture[str], command: list[str], target: Any, *extra: str
+) -> tuple[int, Any, str]:
+    """Run an import or transfer ``command`` (with its --from options) into ``target``: (exit
+    status, JSON report with --json and success, else stdout text, stderr)."""
     from checkpoint_pg.cli import main
 
     prefix = target.options.get("prefix", "cpg_")
     capsys.readouterr()
-    code = main(["import-langgraph", "--from", src, "--url", target.conn_string, "--prefix", prefix, *extra])
+    code = main([*command, "--url", target.conn_string, "--prefix", prefix, *extra])
     out, err = capsys.readouterr()
-    return code, (json.loads(out) if "--json" in extra else out), err
+    return code, (json.loads(out) if "--json" in extra and code == 0 else out), err
+
+
+def _import(capsys: pytest.CaptureFixture[str], src: str, target: Any, *extra: str) -> tuple[int, Any, str]:
+    return run_copy(capsys, ["import-langgraph", "--from", src], target, *extra)
 
 
 @pytest.mark.parametrize("source_kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import secrets
 import time
 import uuid
@@ -25,7 +24,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.types import Command
-from test_import import assert_same_checkpoints, write_threads
+from test_import import assert_same_checkpoints, run_copy, write_threads
 from typing_extensions import TypedDict
 
 from graphs import (
@@ -61,14 +60,7 @@ def own_source(kind: str, tmp_path: Path, request: pytest.FixtureRequest, **opti
 
 
 def _transfer(capsys: pytest.CaptureFixture[str], source: list[str], target: Any, *extra: str) -> tuple[int, Any, str]:
-    """Run the command: (exit status, JSON report with --json else stdout text, stderr)."""
-    from checkpoint_pg.cli import main
-
-    prefix = target.options.get("prefix", "cpg_")
-    capsys.readouterr()
-    code = main(["transfer", *source, "--url", target.conn_string, "--prefix", prefix, *extra])
-    out, err = capsys.readouterr()
-    return code, (json.loads(out) if "--json" in extra and code == 0 else out), err
+    return run_copy(capsys, ["transfer", *source], target, *extra)
 
 
 def _digest(path: Path) -> dict[str, str]:

@@ -25,7 +25,7 @@ from checkpoint_pg import migrate
 from checkpoint_pg.core.ops import Batch, Op
 from checkpoint_pg.core.values import DEFAULT_CACHE_ITEMS
 from checkpoint_pg.errors import AsyncMisuseError, ConfigError, MissingDriverError
-from checkpoint_pg.schema import DEFAULT_PREFIX
+from checkpoint_pg.schema import DEFAULT_PREFIX, PG_SCHEMES
 from checkpoint_pg.shells.aio import AsyncSaver, adrive, finish_then_cancel, mark_unsent, running_loop
 from checkpoint_pg.shells.errors import (
     ConnectionLost,
@@ -49,7 +49,6 @@ except ImportError as exc:  # pragma: no cover - exercised by the missing-driver
 
 __all__ = ["PostgresSaver", "AsyncPostgresSaver"]
 
-_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 
 
 def conninfo_of(url: str, *, sqlalchemy: bool = False) -> str:
@@ -58,7 +57,7 @@ def conninfo_of(url: str, *, sqlalchemy: bool = False) -> str:
     if isinstance(url, str) and "://" not in url and "=" in url and _unparsable(url) is None:
         # "host=db dbname=app", as psycopg.connect and the incumbent's from_conn_string take
         return conninfo_of(url_of(url), sqlalchemy=True) if sqlalchemy else url
-    if not isinstance(url, str) or not url.startswith(_SCHEMES):
+    if not isinstance(url, str) or not url.startswith(PG_SCHEMES):
         scheme = url.split("://", 1)[0] if isinstance(url, str) and "://" in url else url
         if isinstance(url, str) and (scheme == url or scheme == "sqlite"):
             raise ConfigError(

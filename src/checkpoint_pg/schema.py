@@ -41,9 +41,12 @@ from checkpoint_pg.errors import ConfigError
 # schema imports nothing of the core)
 CHUNK_TYPE = "#refs"
 
-__all__ = ["Tables", "build_tables", "store_options", "other_prefixes", "DEFAULT_PREFIX", "KIND"]
+__all__ = ["Tables", "build_tables", "store_options", "other_prefixes", "DEFAULT_PREFIX", "PG_SCHEMES", "KIND"]
 
 DEFAULT_PREFIX = "cpg_"
+# The URL schemes that name a Postgres database for our tables (anything else is a SQLite
+# file): one list for the savers, the CLI and the import, which must agree.
+PG_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")  # fullmatch: "$" allows a final "\n"
 
 

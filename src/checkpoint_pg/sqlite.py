@@ -28,7 +28,7 @@ from checkpoint_pg import migrate
 from checkpoint_pg.core.ops import Batch, Op
 from checkpoint_pg.core.values import DEFAULT_CACHE_ITEMS
 from checkpoint_pg.errors import ConfigError
-from checkpoint_pg.schema import DEFAULT_PREFIX
+from checkpoint_pg.schema import DEFAULT_PREFIX, PG_SCHEMES
 from checkpoint_pg.shells.aio import AsyncSaver, running_loop
 from checkpoint_pg.shells.errors import closed_error, setup_in_transaction, translate
 from checkpoint_pg.shells.sync import SyncSaver, drive, start
@@ -51,7 +51,7 @@ def path_of(url: str) -> str:
             f"{url!r} has a host part after sqlite://: write a SQLite file as "
             "sqlite:///relative/path.db or sqlite:////absolute/path.db (or just the path)"
         )
-    if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+    if url.startswith(PG_SCHEMES):
         raise ConfigError(
             f"{url.split('://', 1)[0]}:// is a Postgres URL: the SQLite savers take a file path "
             "or sqlite:///path; for Postgres use PostgresSaver or AsyncPostgresSaver"

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from checkpoint_pg.errors import ConfigError, NotFoundError, SchemaVersionError
-from checkpoint_pg.schema import DEFAULT_PREFIX, build_tables, other_prefixes, store_options
+from checkpoint_pg.schema import DEFAULT_PREFIX, PG_SCHEMES, build_tables, other_prefixes, store_options
 
 ENV_URL = "CHECKPOINT_PG_URL"
 ENV_HASH_KEY = "CHECKPOINT_PG_HASH_KEY"  # hex of the hash_key= the app gives its saver
 DEFAULT_URL = "./checkpoint_pg_demo.db"
-PG_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 
 
 class UsageError(ConfigError):

@@ -38,11 +38,11 @@ from checkpoint_pg.errors import (
     SchemaVersionError,
     SerializationError,
 )
+from checkpoint_pg.schema import PG_SCHEMES
 from checkpoint_pg.sql.inspect import IncumbentSQL
 
 __all__ = ["ImportReport", "import_langgraph", "open_incumbent", "target_reads"]
 
-PG_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 
 Key = tuple[str, str]  # (namespace, checkpoint id)
 
